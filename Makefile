@@ -1,0 +1,55 @@
+# Ommatidia: everything runs from a project-local virtual environment (.venv).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
+
+
+.PHONY: all install demo test test-fast bench icarus clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Icarus Verilog is the second simulator; it is a Debian package, not on PyPI.
+icarus:
+	@command -v iverilog >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Icarus Verilog (apt-get install iverilog)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog) >/dev/null; \
+	  else \
+	    echo "error: Icarus Verilog is missing; install it (Debian: sudo apt-get install iverilog)" \
+	         "or run 'make test ICARUS=0' to leave the Icarus tests out" >&2; exit 1; \
+	  fi; }
+
+ICARUS ?= 1
+ifeq ($(ICARUS),1)
+TEST_DEPS := $(STAMP) icarus
+TEST_SEL  :=
+else
+TEST_DEPS := $(STAMP)
+TEST_SEL  := -m "not icarus"
+endif
+
+test: $(TEST_DEPS)
+	$(PYTEST) $(TEST_SEL) --durations=15 tests
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not verilog and not formal and not synth" tests
+
+demo: $(STAMP)
+	$(VENV)/bin/ommatidia demo
+
+bench: $(STAMP)
+	$(PY) -m ommatidia.sim.bench
+
+clean:
+	rm -rf build report .pytest_cache .hypothesis

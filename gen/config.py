@@ -1,0 +1,320 @@
+"""Configuration of an Ommatidia accelerator: frozen, self-validating dataclasses.
+
+`PEConfig` sizes one processing element, `RLCFormat` the run-length code of
+activations, `NoCConfig` the multicast tags, and `ArrayConfig` the whole
+row-stationary array. Every constructor checks its invariants and raises a
+`ValueError` that names the parameter, the value and the rule it breaks.
+Presets (`PRESETS`) are copies of `EYERISS` with a few fields changed
+(`dataclasses.replace`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = [
+    "PEConfig", "RLCFormat", "NoCConfig", "ArrayConfig",
+    "EYERISS", "TINY", "SMALL", "PRESETS", "preset",
+]
+
+
+def _check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}.{name} must be an integer, not {value!r}")
+    if value < lo:
+        raise ValueError(f"{owner}.{name} must be at least {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{owner}.{name} must be at most {hi}, not {value}")
+
+
+@dataclass(frozen=True)
+class PEConfig:
+    """One processing element (PE) of the row-stationary array.
+
+    Parameters
+    ----------
+    act_bits, weight_bits:
+        Width of signed ifmap activations and filter weights.
+    psum_bits:
+        Width of signed partial sums; accumulation is modulo ``2**psum_bits``.
+        At least ``act_bits + weight_bits`` so one product is exact.
+    filter_spad_depth, ifmap_spad_depth, psum_spad_depth:
+        Scratchpad depths in entries (Eyeriss: 224, 12, 24). A PE working on
+        ``p`` filters and ``q`` channels of a filter row of length ``S`` needs
+        ``p*q*S`` filter entries, ``q*S`` ifmap entries and ``p`` psum entries.
+    max_filter_width:
+        Longest filter row ``S`` the PE must support (11 for AlexNet CONV1).
+    max_ifmap_width:
+        Longest ifmap row (after padding) the PE must support; sizes counters.
+    """
+
+    act_bits: int = 16
+    weight_bits: int = 16
+    psum_bits: int = 32
+    filter_spad_depth: int = 224
+    ifmap_spad_depth: int = 12
+    psum_spad_depth: int = 24
+    max_filter_width: int = 11
+    max_ifmap_width: int = 256
+
+    def __post_init__(self):
+        own = "PEConfig"
+        _check_int(own, "act_bits", self.act_bits, 2, 32)
+        _check_int(own, "weight_bits", self.weight_bits, 2, 32)
+        _check_int(own, "psum_bits", self.psum_bits, 2, 64)
+        if self.psum_bits < self.act_bits + self.weight_bits:
+            raise ValueError(
+                f"PEConfig.psum_bits must be at least act_bits + weight_bits = "
+                f"{self.act_bits + self.weight_bits} so that one product is exact, "
+                f"not {self.psum_bits}")
+        _check_int(own, "max_filter_width", self.max_filter_width, 1, 64)
+        _check_int(own, "filter_spad_depth", self.filter_spad_depth, 1, 4096)
+        if self.filter_spad_depth < self.max_filter_width:
+            raise ValueError(
+                f"PEConfig.filter_spad_depth must hold one filter row of "
+                f"max_filter_width = {self.max_filter_width} entries, "
+                f"not {self.filter_spad_depth}")
+        _check_int(own, "ifmap_spad_depth", self.ifmap_spad_depth, 1, 4096)
+        if self.ifmap_spad_depth < self.max_filter_width:
+            raise ValueError(
+                f"PEConfig.ifmap_spad_depth must hold one ifmap window of "
+                f"max_filter_width = {self.max_filter_width} entries, "
+                f"not {self.ifmap_spad_depth}")
+        _check_int(own, "psum_spad_depth", self.psum_spad_depth, 1, 4096)
+        _check_int(own, "max_ifmap_width", self.max_ifmap_width, 1, 1 << 16)
+        if self.max_ifmap_width < self.max_filter_width:
+            raise ValueError(
+                f"PEConfig.max_ifmap_width must be at least max_filter_width = "
+                f"{self.max_filter_width}, not {self.max_ifmap_width}")
+
+    @property
+    def product_bits(self) -> int:
+        """Width of one exact signed product."""
+        return self.act_bits + self.weight_bits
+
+    def fits(self, S: int, p: int, q: int) -> bool:
+        """Whether ``p`` filters and ``q`` channels of a row of ``S`` fit the spads."""
+        return (S <= self.max_filter_width and p * q * S <= self.filter_spad_depth
+                and q * S <= self.ifmap_spad_depth and p <= self.psum_spad_depth)
+
+
+@dataclass(frozen=True)
+class RLCFormat:
+    """Eyeriss run-length code of activations: (run, level) pairs packed in words.
+
+    Each word holds ``pairs_per_word`` pairs of a ``run_bits`` zero count and a
+    ``level_bits`` two's complement value, plus a term bit (bit
+    ``word_bits - 1``) set in the last word of a stream.
+    """
+
+    run_bits: int = 5
+    level_bits: int = 16
+    pairs_per_word: int = 3
+    word_bits: int = 64
+
+    def __post_init__(self):
+        own = "RLCFormat"
+        _check_int(own, "run_bits", self.run_bits, 1, 16)
+        _check_int(own, "level_bits", self.level_bits, 2, 32)
+        _check_int(own, "pairs_per_word", self.pairs_per_word, 1, 16)
+        _check_int(own, "word_bits", self.word_bits, 4, 256)
+        need = self.pairs_per_word * (self.run_bits + self.level_bits) + 1
+        if need > self.word_bits:
+            raise ValueError(
+                f"RLCFormat.word_bits must be at least pairs_per_word*(run_bits+level_bits)+1"
+                f" = {need}, not {self.word_bits}")
+
+    @property
+    def pair_bits(self) -> int:
+        return self.run_bits + self.level_bits
+
+    @property
+    def max_run(self) -> int:
+        return (1 << self.run_bits) - 1
+
+    @classmethod
+    def parse(cls, text: str) -> "RLCFormat":
+        """Parse ``"R,L,P,W"`` (run bits, level bits, pairs per word, word bits)."""
+        parts = text.split(",")
+        if len(parts) != 4:
+            raise ValueError(f"RLC format must be R,L,P,W (four integers), not {text!r}")
+        try:
+            r, l, p, w = (int(x) for x in parts)
+        except ValueError:
+            raise ValueError(f"RLC format must be R,L,P,W (four integers), not {text!r}") from None
+        return cls(run_bits=r, level_bits=l, pairs_per_word=p, word_bits=w)
+
+
+@dataclass(frozen=True)
+class NoCConfig:
+    """Tag widths of the multicast network-on-chip (GIN).
+
+    Each X-bus has a row multicast controller (MC) with a ``row_id_bits`` ID
+    and each PE a column MC with a ``col_id_bits`` ID; a packet carries a
+    (row tag, column tag) and the all-ones tag is broadcast.
+    """
+
+    row_id_bits: int = 4
+    col_id_bits: int = 5
+
+    def __post_init__(self):
+        _check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
+        _check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
+
+    @property
+    def row_broadcast(self) -> int:
+        return (1 << self.row_id_bits) - 1
+
+    @property
+    def col_broadcast(self) -> int:
+        return (1 << self.col_id_bits) - 1
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """A whole row-stationary accelerator: PE array, NoC, GLB and DRAM port.
+
+    Parameters
+    ----------
+    name:
+        Preset name, for reports.
+    rows, cols:
+        Physical PE array (Eyeriss: 12 x 14).
+    pe:
+        The `PEConfig` of every PE.
+    noc:
+        Tag widths; every row and column must be addressable without using the
+        broadcast tag, so ``rows < 2**row_id_bits`` and ``cols < 2**col_id_bits``.
+    glb_bytes:
+        Global buffer (GLB) size for ifmaps and psums, in bytes.
+    glb_banks:
+        Number of GLB banks.
+    filter_glb_bytes:
+        Filter part of the GLB, in bytes.
+    dram_bits:
+        Width of the DRAM port (Eyeriss: 64).
+    rlc:
+        `RLCFormat` of activations to and from DRAM.
+    clock_mhz:
+        Nominal core clock, for peak-throughput figures.
+    """
+
+    name: str = "eyeriss"
+    rows: int = 12
+    cols: int = 14
+    pe: PEConfig = field(default_factory=PEConfig)
+    noc: NoCConfig = field(default_factory=NoCConfig)
+    glb_bytes: int = 100 * 1024
+    glb_banks: int = 25
+    filter_glb_bytes: int = 8 * 1024
+    dram_bits: int = 64
+    rlc: RLCFormat = field(default_factory=RLCFormat)
+    clock_mhz: float = 200.0
+
+    def __post_init__(self):
+        own = "ArrayConfig"
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"ArrayConfig.name must be a non-empty string, not {self.name!r}")
+        _check_int(own, "rows", self.rows, 1, 256)
+        _check_int(own, "cols", self.cols, 1, 256)
+        if not isinstance(self.pe, PEConfig):
+            raise ValueError(f"ArrayConfig.pe must be a PEConfig, not {self.pe!r}")
+        if not isinstance(self.noc, NoCConfig):
+            raise ValueError(f"ArrayConfig.noc must be a NoCConfig, not {self.noc!r}")
+        if not isinstance(self.rlc, RLCFormat):
+            raise ValueError(f"ArrayConfig.rlc must be an RLCFormat, not {self.rlc!r}")
+        if self.rows > self.noc.row_broadcast:
+            raise ValueError(
+                f"ArrayConfig.rows = {self.rows} needs row IDs 0..{self.rows - 1} below the "
+                f"broadcast tag {self.noc.row_broadcast} of noc.row_id_bits = "
+                f"{self.noc.row_id_bits}")
+        if self.cols > self.noc.col_broadcast:
+            raise ValueError(
+                f"ArrayConfig.cols = {self.cols} needs column IDs 0..{self.cols - 1} below the "
+                f"broadcast tag {self.noc.col_broadcast} of noc.col_id_bits = "
+                f"{self.noc.col_id_bits}")
+        _check_int(own, "dram_bits", self.dram_bits, 8, 1024)
+        if self.dram_bits != self.rlc.word_bits:
+            raise ValueError(
+                f"ArrayConfig.dram_bits = {self.dram_bits} must equal rlc.word_bits = "
+                f"{self.rlc.word_bits}: one RLC word is one DRAM word")
+        if self.rlc.level_bits < self.pe.act_bits:
+            raise ValueError(
+                f"ArrayConfig.rlc.level_bits = {self.rlc.level_bits} must hold an activation "
+                f"of pe.act_bits = {self.pe.act_bits}")
+        _check_int(own, "glb_banks", self.glb_banks, 1, 256)
+        _check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
+        _check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
+        word_bytes = self.dram_bits // 8
+        if self.glb_bytes % (self.glb_banks * word_bytes):
+            raise ValueError(
+                f"ArrayConfig.glb_bytes = {self.glb_bytes} must be a multiple of "
+                f"glb_banks * dram_bits/8 = {self.glb_banks * word_bytes}")
+        if not (isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0):
+            raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")
+
+    @property
+    def num_pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def glb_bank_words(self) -> int:
+        """Depth of one GLB bank in ``dram_bits`` words."""
+        return self.glb_bytes // (self.glb_banks * self.dram_bits // 8)
+
+    @property
+    def peak_gmacs(self) -> float:
+        """Peak throughput: one MAC per PE per cycle."""
+        return self.num_pes * self.clock_mhz / 1000
+
+    def describe(self) -> dict:
+        """Flat summary of the parameters, for listings and reports."""
+        return {
+            "name": self.name, "array": f"{self.rows}x{self.cols}", "pes": self.num_pes,
+            "act_bits": self.pe.act_bits, "weight_bits": self.pe.weight_bits,
+            "psum_bits": self.pe.psum_bits,
+            "spads (filter/ifmap/psum)": f"{self.pe.filter_spad_depth}/"
+                                         f"{self.pe.ifmap_spad_depth}/{self.pe.psum_spad_depth}",
+            "max S": self.pe.max_filter_width, "max W": self.pe.max_ifmap_width,
+            "glb": f"{self.glb_bytes // 1024} KiB in {self.glb_banks} banks"
+                   f" + {self.filter_glb_bytes // 1024} KiB filters",
+            "dram_bits": self.dram_bits,
+            "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
+                             f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
+            "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),
+        }
+
+
+EYERISS = ArrayConfig()
+"""Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB."""
+
+TINY = dataclasses.replace(
+    EYERISS, name="tiny", rows=3, cols=4,
+    pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=24, filter_spad_depth=48,
+                ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
+                max_ifmap_width=32),
+    noc=NoCConfig(row_id_bits=3, col_id_bits=3),
+    glb_bytes=8 * 1024, glb_banks=4, filter_glb_bytes=1024,
+    rlc=RLCFormat(run_bits=5, level_bits=8, pairs_per_word=3, word_bits=64),
+    clock_mhz=50.0)
+"""Small enough for fast tests: 3x4 PEs, 8-bit data."""
+
+SMALL = dataclasses.replace(
+    TINY, name="small", rows=6, cols=7,
+    pe=dataclasses.replace(TINY.pe, filter_spad_depth=96, psum_spad_depth=16,
+                           max_filter_width=7, max_ifmap_width=64),
+    noc=NoCConfig(row_id_bits=3, col_id_bits=4),
+    glb_bytes=32 * 1024, glb_banks=8)
+"""A mid-size array: 6x7 PEs, 8-bit data."""
+
+PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY)}
+
+
+def preset(name: str) -> ArrayConfig:
+    """Look up a preset by name."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}") from None

@@ -1,0 +1,75 @@
+"""Build generated Verilog and run a cocotb testbench on it (Verilator or Icarus).
+
+One build directory per (top, simulator, parameter set); the testbench reads
+its parameters from environment variables, so the same testbench serves the
+pytest wrappers and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+
+from .tools import SIMULATORS, have_icarus, setup_env
+
+__all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure"]
+
+VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT"]
+"""Warnings Amaranth's netlists raise by design (implicit width changes, and
+combinational loops Verilator sees through packed struct signals)."""
+
+
+class CocotbFailure(AssertionError):
+    """A cocotb testbench reported failing tests, or the simulator died."""
+
+
+def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "verilator",
+               build_dir, env: dict | None = None, seed: int | None = None,
+               waves: bool = False, testcase: str | None = None, quiet: bool = True) -> int:
+    """Build ``verilog_path`` and run the cocotb tests of ``test_module`` on it.
+
+    Returns the number of tests that ran; raises `CocotbFailure` when any failed.
+    """
+    from cocotb_tools.runner import get_runner
+    from cocotb_tools.check_results import get_results
+
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if sim == "icarus" and not have_icarus():
+        raise RuntimeError("Icarus Verilog (iverilog, vvp) is not on PATH; "
+                           "install it (Debian: apt-get install iverilog) or use --sim verilator")
+    setup_env()
+    verilog_path = pathlib.Path(verilog_path).resolve()
+    build_dir = pathlib.Path(build_dir).resolve()
+    build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
+    if sim == "verilator" and waves:
+        build_args.append("--trace")
+    runner = get_runner(sim)
+    log = build_dir / "build.log"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
+                 build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                 always=False, log_file=log if quiet else None)
+    results = build_dir / f"results_{hashlib.sha1(test_module.encode()).hexdigest()[:8]}.xml"
+    extra_env = {k: str(v) for k, v in (env or {}).items()}
+    extra_env.setdefault("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "default"))
+    cwd = os.getcwd()
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                    test_dir=build_dir, extra_env=extra_env, seed=seed, waves=waves,
+                    testcase=testcase, results_xml=str(results),
+                    log_file=build_dir / "test.log" if quiet else None)
+    except SystemExit as exc:
+        raise CocotbFailure(f"{test_module} on {toplevel} ({sim}) failed: exit {exc.code}; "
+                            f"log in {build_dir}") from None
+    finally:
+        os.chdir(cwd)
+    try:
+        num_tests, num_failed = get_results(results)
+    except RuntimeError as exc:
+        raise CocotbFailure(f"{exc}; log in {build_dir}") from None
+    if num_failed or not num_tests:
+        raise CocotbFailure(f"{test_module} on {toplevel} ({sim}): {num_failed} of {num_tests} "
+                            f"tests failed; log in {build_dir}/test.log")
+    return num_tests

@@ -1,0 +1,29 @@
+"""Shared fixtures: seeded randomness (the seed is printed) and build folders."""
+
+import os
+import pathlib
+import random
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "tests"
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A random seed, printed so a failure can be replayed with OMMATIDIA_SEED=<seed>."""
+    value = int(os.environ.get("OMMATIDIA_SEED", random.SystemRandom().randrange(1 << 32)))
+    print(f"seed {request.node.nodeid}: OMMATIDIA_SEED={value}")
+    return value
+
+
+@pytest.fixture
+def build_dir(request) -> pathlib.Path:
+    """A build folder of this test's own under build/tests/."""
+    name = request.node.nodeid.replace("/", "_").replace("::", "__")
+    for ch in "[]= ,":
+        name = name.replace(ch, "_")
+    path = BUILD / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
