@@ -31,6 +31,45 @@ def cmd_generate(args) -> int:
     name = args.name or f"ommatidia_{args.top.replace('-', '_')}"
     path = write(component, name, args.output)
     print(f"wrote {path} (top module {name}, preset {cfg.name})")
+    if args.lint:
+        from ommatidia.sim.runner import lint_verilog
+        ok, messages = lint_verilog(path, name)
+        print(messages.strip())
+        if not ok:
+            raise CLIError(f"verilator --lint-only rejected {path}")
+        print(f"verilator --lint-only accepts {path}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .synth import SynthError, format_report, synthesize, write_report
+    from .tops import build_top
+    cfg = preset(args.preset)
+    freq = args.freq if args.freq is not None else cfg.clock_mhz
+    if not freq > 0:
+        raise CLIError(f"--freq must be a positive number of MHz, not {freq:g}")
+    component = build_top(args.top, cfg)
+    out = args.output or f"build/synth/{args.top}_{cfg.name}_{args.target}"
+    try:
+        report = synthesize(component, args.target, freq, out, dsp=not args.no_dsp,
+                            seed=args.seed, info={"top": args.top, "preset": cfg.name},
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    except SynthError as exc:
+        raise CLIError(str(exc)) from None
+    if args.report:
+        write_report(report, args.report)
+    print(format_report(report))
+    if args.report:
+        print(f"report: {args.report}")
+    if not report["timing_met"]:
+        failed = ", ".join(f"{name} {c['fmax_mhz']:.2f} MHz"
+                           for name, c in report["clocks"].items() if not c["met"])
+        if args.allow_timing_fail:
+            print(f"timing not met ({failed} < {freq:g} MHz); accepted (--allow-timing-fail)")
+        else:
+            print(f"ommatidia synth: error: timing not met: {failed} < {freq:g} MHz "
+                  f"(use --allow-timing-fail to accept)", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -50,7 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v[1]}" for k, v in TOPS.items()))
     p.add_argument("-o", "--output", default="build", help="output folder (default: build)")
     p.add_argument("--name", help="top module name (default: ommatidia_<top>)")
+    p.add_argument("--lint", action="store_true", help="check the Verilog with verilator --lint-only")
     p.set_defaults(func=cmd_generate)
+
+    from .synth import TARGETS
+    p = sub.add_parser("synth", help="synthesise a component with Yosys and nextpnr: "
+                                     "resources, Fmax, timing")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--target", required=True, choices=list(TARGETS))
+    p.add_argument("--top", default="pe", choices=list(TOPS),
+                   help="; ".join(f"{k}: {v[1]}" for k, v in TOPS.items()))
+    p.add_argument("--freq", type=float, metavar="MHZ",
+                   help="clock constraint in MHz (default: the preset's clock_mhz)")
+    p.add_argument("--report", metavar="R.json", help="write the report as JSON")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="exit 0 even when a clock misses the constraint")
+    p.add_argument("--no-dsp", action="store_true", help="build multipliers from LUTs")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("-o", "--output", metavar="BUILD_DIR",
+                   help="build folder (default: build/synth/<top>_<preset>_<target>)")
+    p.set_defaults(func=cmd_synth)
 
     return parser
 

@@ -15,13 +15,29 @@ from .tools import SIMULATORS, have_icarus, setup_env
 
 __all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure"]
 
-VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT"]
-"""Warnings Amaranth's netlists raise by design (implicit width changes, and
-combinational loops Verilator sees through packed struct signals)."""
+VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT",
+                      "-Wno-CASEINCOMPLETE"]
+"""Warnings Amaranth's netlists raise by design: implicit width changes,
+combinational loops Verilator sees through packed struct signals, and FSM
+``casez`` statements without a default (the default assignment precedes them)."""
 
 
 class CocotbFailure(AssertionError):
     """A cocotb testbench reported failing tests, or the simulator died."""
+
+
+def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathlib.Path:
+    """A copy of the Verilog with ``always @*`` as ``always_comb``.
+
+    Icarus does not run an ``always @*`` block at time zero, so a block whose
+    inputs never change (an FSM output in its initial state) stays X
+    (amaranth-lang/amaranth#1629); ``always_comb`` runs at time zero.
+    """
+    text = verilog_path.read_text().replace("always @* begin", "always_comb begin")
+    out = build_dir / f"{verilog_path.stem}_icarus.v"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+    return out
 
 
 def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "verilator",
@@ -42,12 +58,14 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     setup_env()
     verilog_path = pathlib.Path(verilog_path).resolve()
     build_dir = pathlib.Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if sim == "icarus":
+        verilog_path = _icarus_source(verilog_path, build_dir)
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
     if sim == "verilator" and waves:
         build_args.append("--trace")
     runner = get_runner(sim)
     log = build_dir / "build.log"
-    build_dir.mkdir(parents=True, exist_ok=True)
     runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                  always=False, log_file=log if quiet else None)
@@ -73,3 +91,18 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
         raise CocotbFailure(f"{test_module} on {toplevel} ({sim}): {num_failed} of {num_tests} "
                             f"tests failed; log in {build_dir}/test.log")
     return num_tests
+
+
+def lint_verilog(verilog_path, top: str | None = None) -> tuple[bool, str]:
+    """``verilator --lint-only`` with only the `VERILATOR_WARNINGS` waived.
+
+    Returns (accepted, Verilator's messages).
+    """
+    import subprocess
+    env = setup_env(dict(os.environ))
+    cmd = [str(pathlib.Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), "--lint-only",
+           *VERILATOR_WARNINGS, str(verilog_path)]
+    if top:
+        cmd += ["--top-module", top]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    return proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,89 @@
+"""Configuration dataclasses: validation messages and presets."""
+
+import dataclasses
+
+import pytest
+
+from ommatidia.gen.config import (EYERISS, PRESETS, TINY, ArrayConfig, NoCConfig, PEConfig,
+                                  RLCFormat, preset)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(act_bits=1), ["act_bits", "at least 2", "1"]),
+    (dict(weight_bits=40), ["weight_bits", "at most 32", "40"]),
+    (dict(act_bits=16, weight_bits=16, psum_bits=24), ["psum_bits", "act_bits + weight_bits", "24"]),
+    (dict(max_filter_width=11, filter_spad_depth=8), ["filter_spad_depth", "one filter row", "8"]),
+    (dict(max_filter_width=11, ifmap_spad_depth=10), ["ifmap_spad_depth", "11", "10"]),
+    (dict(psum_spad_depth=0), ["psum_spad_depth", "at least 1", "0"]),
+    (dict(max_ifmap_width=5), ["max_ifmap_width", "max_filter_width", "5"]),
+    (dict(act_bits=8.0), ["act_bits", "integer", "8.0"]),
+])
+def test_pe_config_rejects(kwargs, words):
+    with pytest.raises(ValueError) as exc:
+        PEConfig(**kwargs)
+    for word in words:
+        assert word in str(exc.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(rows=0), ["rows", "at least 1", "0"]),
+    (dict(cols=-3), ["cols", "at least 1", "-3"]),
+    (dict(rows=16), ["rows = 16", "broadcast", "row_id_bits = 4"]),
+    (dict(cols=40), ["cols = 40", "broadcast", "col_id_bits = 5"]),
+    (dict(glb_banks=7), ["glb_bytes", "multiple", "glb_banks"]),
+    (dict(dram_bits=32), ["dram_bits = 32", "rlc.word_bits = 64"]),
+    (dict(pe="big"), ["ArrayConfig.pe", "PEConfig"]),
+    (dict(clock_mhz=0), ["clock_mhz", "positive"]),
+    (dict(rlc=RLCFormat(level_bits=8)), ["level_bits = 8", "act_bits = 16"]),
+])
+def test_array_config_rejects(kwargs, words):
+    with pytest.raises(ValueError) as exc:
+        dataclasses.replace(EYERISS, **kwargs)
+    for word in words:
+        assert word in str(exc.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(run_bits=0), ["run_bits", "at least 1"]),
+    (dict(pairs_per_word=4), ["word_bits", "85", "64"]),
+])
+def test_rlc_format_rejects(kwargs, words):
+    with pytest.raises(ValueError) as exc:
+        RLCFormat(**kwargs)
+    for word in words:
+        assert word in str(exc.value)
+
+
+def test_rlc_format_parse():
+    assert RLCFormat.parse("2,4,2,16") == RLCFormat(2, 4, 2, 16)
+    with pytest.raises(ValueError, match="R,L,P,W"):
+        RLCFormat.parse("5,16,3")
+
+
+def test_noc_config_rejects():
+    with pytest.raises(ValueError, match="row_id_bits"):
+        NoCConfig(row_id_bits=0)
+
+
+def test_eyeriss_preset_matches_the_chip():
+    """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit, spads 224/12/24, GLB 100+8 kB, 25 banks of 512x64b."""
+    cfg = preset("eyeriss")
+    assert (cfg.rows, cfg.cols, cfg.num_pes) == (12, 14, 168)
+    assert (cfg.pe.act_bits, cfg.pe.weight_bits) == (16, 16)
+    assert (cfg.pe.filter_spad_depth, cfg.pe.ifmap_spad_depth, cfg.pe.psum_spad_depth) == (224, 12, 24)
+    assert cfg.glb_bytes + cfg.filter_glb_bytes == 108 * 1024
+    assert (cfg.glb_banks, cfg.glb_bank_words, cfg.dram_bits) == (25, 512, 64)
+    assert cfg.rlc == RLCFormat(5, 16, 3, 64)
+    assert cfg.peak_gmacs == pytest.approx(33.6)
+    # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
+    assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
+    assert not cfg.pe.fits(S=3, p=25, q=1) and not cfg.pe.fits(S=3, p=1, q=5)
+
+
+def test_presets_are_frozen_and_valid():
+    assert set(PRESETS) >= {"eyeriss", "tiny"}
+    assert TINY.num_pes < EYERISS.num_pes
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TINY.rows = 5
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        preset("nope")

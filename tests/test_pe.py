@@ -1,0 +1,132 @@
+"""PE in the Amaranth simulator against the golden row convolution."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from ommatidia.gen.config import PRESETS, TINY, EYERISS, PEConfig
+from ommatidia.hw.pe import PE, PERun
+from ommatidia.sim.pe_model import PECase, random_pe_case
+from ommatidia.sim.streams import StreamReceiver, StreamSender
+
+
+def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: float):
+    """Run ``cases`` back to back; return (psums per case, cycles, counters)."""
+    rng = random.Random(seed)
+    cfg = pe.cfg
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    results = []
+    state = {"cycles": 0}
+
+    async def control(ctx):
+        for case in cases:
+            await StreamSender(pe.run).send(ctx, case.run.fields(cfg))
+            while ctx.get(pe.busy) or not ctx.get(pe.run.ready):
+                await ctx.tick()
+        state["counters"] = {n: ctx.get(getattr(pe, n))
+                             for n in ("mac_cycles", "gated_macs", "stall_cycles")}
+
+    async def feed_filter(ctx):
+        tx = StreamSender(pe.filter, random.Random(rng.random()), idle)
+        for case in cases:
+            if case.run.load_filter:
+                await tx.send_all(ctx, case.filter_stream())
+
+    async def feed_ifmap(ctx):
+        tx = StreamSender(pe.ifmap, random.Random(rng.random()), idle)
+        for case in cases:
+            await tx.send_all(ctx, case.ifmap_stream())
+
+    async def feed_psum(ctx):
+        tx = StreamSender(pe.psum_in, random.Random(rng.random()), idle)
+        for case in cases:
+            await tx.send_all(ctx, case.psum_in_stream())
+
+    async def drain(ctx):
+        rx = StreamReceiver(pe.psum_out, random.Random(rng.random()), stall)
+        for case in cases:
+            results.append(await rx.recv_n(ctx, case.run.F * case.run.p))
+
+    async def clock(ctx):
+        async for _ in ctx.tick():
+            state["cycles"] += 1
+
+    sim.add_testbench(control)
+    for tb in (feed_filter, feed_ifmap, feed_psum, drain):
+        sim.add_testbench(tb)
+    sim.add_process(clock)
+    sim.run()
+    return results, state["cycles"], state["counters"]
+
+
+def check(cases, results):
+    for i, (case, got) in enumerate(zip(cases, results)):
+        exp = case.expected()
+        assert np.array_equal(np.array(got, dtype=np.int64), exp), (
+            f"case {i} {case.run}: got {got} expected {exp.tolist()}")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "eyeriss"])
+def test_pe_random_runs_with_backpressure(preset, seed):
+    cfg = PRESETS[preset].pe
+    rng = np.random.default_rng(seed)
+    cases = [random_pe_case(cfg, rng, max_width=24) for _ in range(6)]
+    # Row stationarity: a run that keeps the previous filter rows.
+    cases.append(random_pe_case(cfg, rng, max_width=24, load_filter=False,
+                                filters=cases[-1].filters))
+    results, _, counters = simulate(PE(cfg), cases, seed=seed, idle=0.3, stall=0.3)
+    check(cases, results)
+    assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
+    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+def test_pe_one_mac_per_cycle(seed):
+    """A long row with streams that keep up: cycles <= MACs + a small constant."""
+    cfg = EYERISS.pe
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=cfg.max_ifmap_width, U=1, p=4, q=4, accumulate=True)
+    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
+    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
+    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
+    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    results, cycles, counters = simulate(PE(cfg), [case], seed=seed, idle=0, stall=0)
+    check([case], results)
+    load = run.p * run.q * run.S
+    print(f"{run.macs} MACs + {load} filter loads in {cycles} cycles")
+    assert cycles <= run.macs + load + 16, (cycles, run.macs)
+    assert counters["stall_cycles"] <= 16
+
+
+def test_pe_zero_gating_counts_zero_activations(seed):
+    """A zero-heavy row: exact result, gated MACs equal the zero activations met."""
+    cfg = TINY.pe
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=30, U=2, p=2, q=2)
+    ifmap = np.where(rng.random((run.q, run.W)) < 0.8, 0, rng.integers(-128, 128, (run.q, run.W)))
+    filters = rng.integers(-128, 128, size=(run.p, run.q, run.S))
+    case = PECase(run, ifmap, filters, None, cfg.psum_bits)
+    results, _, counters = simulate(PE(cfg), [case], seed=seed, idle=0.2, stall=0.2)
+    check([case], results)
+    zeros_met = sum(int(ifmap[c, f * run.U + s] == 0)
+                    for f in range(run.F) for s in range(run.S) for c in range(run.q)) * run.p
+    assert zeros_met > 0
+    assert counters["gated_macs"] == zeros_met
+    assert counters["mac_cycles"] == run.macs - zeros_met
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(S=6, W=10), "max_filter_width"),
+    (dict(S=3, W=2), "shorter than the filter row"),
+    (dict(S=3, W=10, p=9), "psum_spad_depth"),
+    (dict(S=3, W=10, p=5, q=4), "filter_spad_depth"),
+    (dict(S=5, W=10, q=3), "ifmap_spad_depth"),
+    (dict(S=3, W=10, q=4, U=4), "columns"),
+    (dict(S=3, W=40), "max_ifmap_width"),
+    (dict(S=0, W=10), "positive"),
+])
+def test_pe_run_rejects_what_does_not_fit(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PERun(**kwargs).check(TINY.pe)
