@@ -25,11 +25,12 @@ incoming psum, the last tap emits the psum, so loading psums and emitting them
 costs no extra cycles: a run takes about ``F*p*q*S`` cycles when its streams
 keep up.
 
-Pipeline: issue (ifmap spad read, zero test, filter spad read address) ->
-multiply (filter spad data, registered product) -> accumulate (psum spad
-read-modify-write, or psum out). Zero gating: an ifmap value of zero does not
-read the filter spad and does not update the accumulator; it is counted in
-``gated_macs``.
+Pipeline, one stage a cycle: issue (ifmap spad read) -> read (zero test
+registered; filter spad read unless the activation is zero) -> weight (spad
+data registered, so no block-RAM output feeds the multiplier) -> multiply
+(product registered) -> accumulate (psum spad read-modify-write, or psum out).
+Zero gating: an ifmap value of zero does not read the filter spad and does
+not update the accumulator; it is counted in ``gated_macs``.
 """
 
 from __future__ import annotations
@@ -231,56 +232,59 @@ class PE(wiring.Component):
         filter_load = Signal(range(cfg.filter_spad_depth + 1))
         computing = Signal()
 
-        # Pipeline registers: multiply stage (1) and accumulate stage (2).
-        v1, zero1, first1, last1 = Signal(), Signal(), Signal(), Signal()
-        act1 = Signal(signed(cfg.act_bits))
-        k1 = Signal.like(k)
-        pin1 = Signal(signed(cfg.psum_bits))
-        v2, zero2, first2, last2 = Signal(), Signal(), Signal(), Signal()
-        prod2 = Signal(signed(cfg.product_bits))
-        k2 = Signal.like(k)
-        pin2 = Signal(signed(cfg.psum_bits))
+        # Pipeline: issue -> read (filter spad address) -> weight (spad data
+        # registered) -> multiply (product registered) -> accumulate.
+        op = data.StructLayout({
+            "act": signed(cfg.act_bits), "zero": 1, "k": k.shape(), "first": 1, "last": 1,
+            "pin": signed(cfg.psum_bits),
+        })
+        read, weight, mul, accum = (Signal(op, name=f"{n}_op", reset_less=True)
+                                    for n in ("read", "weight", "mul", "accum"))
+        v_read, v_weight, v_mul, v_accum = (Signal(name=f"{n}_valid")
+                                            for n in ("read", "weight", "mul", "accum"))
+        read_filter_addr = Signal.like(filter_addr, reset_less=True)
+        mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
+        accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
 
         first_tap = (s == 0) & (c == 0)
         last_tap = (s == run.S - 1) & (c == run.q - 1)
         last_k = k == run.p - 1
         need_psum = first_tap & run.accumulate
 
-        advance = ~(v2 & last2 & ~self.psum_out.ready)
+        advance = ~(v_accum & accum.last & ~self.psum_out.ready)
         can_issue = computing & (loaded > column) & (~need_psum | self.psum_in.valid)
         issue = can_issue & advance
-        act0 = Signal(signed(cfg.act_bits))
-        zero0 = Signal()
+        act = Signal(signed(cfg.act_bits))
         m.d.comb += [
             ifmap_rd.addr.eq(tap_row + c),
-            act0.eq(ifmap_rd.data),
-            zero0.eq(act0 == 0),
-            filter_rd.addr.eq(filter_addr),
-            filter_rd.en.eq(issue & ~zero0),
+            act.eq(ifmap_rd.data),
+            filter_rd.addr.eq(read_filter_addr),
+            filter_rd.en.eq(advance & v_read & ~read.zero),
             self.psum_in.ready.eq(issue & need_psum),
         ]
 
         # Accumulate stage: psum spad read-modify-write, or psum out on the last tap.
-        acc_in = Mux(first2, pin2, psum_rd.data)
         acc = Signal(signed(cfg.psum_bits))
         m.d.comb += [
-            psum_rd.addr.eq(k2),
-            acc.eq(acc_in + Mux(zero2, 0, prod2)),
-            psum_wr.addr.eq(k2),
+            psum_rd.addr.eq(accum.k),
+            acc.eq(Mux(accum.first, accum.pin, psum_rd.data) + Mux(accum.zero, 0, accum_prod)),
+            psum_wr.addr.eq(accum.k),
             psum_wr.data.eq(acc),
-            psum_wr.en.eq(v2 & ~last2 & advance),
-            self.psum_out.valid.eq(v2 & last2),
+            psum_wr.en.eq(v_accum & ~accum.last & advance),
+            self.psum_out.valid.eq(v_accum & accum.last),
             self.psum_out.payload.eq(acc),
         ]
 
         with m.If(advance):
             m.d.sync += [
-                v1.eq(issue), zero1.eq(zero0), first1.eq(first_tap), last1.eq(last_tap),
-                act1.eq(act0), k1.eq(k),
-                pin1.eq(Mux(run.accumulate, self.psum_in.payload, 0)),
-                v2.eq(v1), zero2.eq(zero1), first2.eq(first1), last2.eq(last1), k2.eq(k1),
-                pin2.eq(pin1),
-                prod2.eq(act1 * filter_rd.data),
+                v_read.eq(issue), v_weight.eq(v_read), v_mul.eq(v_weight), v_accum.eq(v_mul),
+                read.act.eq(act), read.zero.eq(act == 0), read.k.eq(k),
+                read.first.eq(first_tap), read.last.eq(last_tap),
+                read.pin.eq(Mux(run.accumulate, self.psum_in.payload, 0)),
+                read_filter_addr.eq(filter_addr),
+                weight.eq(read), mul.eq(weight), accum.eq(mul),
+                mul_w.eq(filter_rd.data),
+                accum_prod.eq(mul.act * mul_w),
             ]
 
         with m.If(issue):
@@ -363,13 +367,14 @@ class PE(wiring.Component):
                 # COMPUTE: issue one operation a cycle until every output is out
                 # and the whole ifmap row is consumed.
                 m.d.comb += [self.busy.eq(1), stalled.eq(computing & ~issue)]
-                with m.If(~computing & ~v1 & ~v2 & (loaded == run.W)):
+                with m.If(~computing & ~v_read & ~v_weight & ~v_mul & ~v_accum &
+                          (loaded == run.W)):
                     m.d.comb += self.done.eq(1)
                     m.d.sync += loading.eq(0)
                     m.next = "IDLE"
 
-        with m.If(v2 & advance):
-            with m.If(zero2):
+        with m.If(v_accum & advance):
+            with m.If(accum.zero):
                 m.d.sync += self.gated_macs.eq(self.gated_macs + 1)
             with m.Else():
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)

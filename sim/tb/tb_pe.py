@@ -115,3 +115,4 @@ async def one_mac_per_cycle(dut):
     overhead = cycles - run.macs - p * q * S
     dut._log.info(f"{run.macs} MACs, {p * q * S} filter loads, {cycles} cycles")
     assert overhead <= 16, f"{cycles} cycles for {run.macs} MACs"
+
