@@ -73,6 +73,45 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_pe(args) -> int:
+    """One PE run on the generated Verilog against the golden row convolution."""
+    import json
+    import pathlib
+    import random
+
+    from ommatidia.hw.pe import PE, PERun
+    from ommatidia.sim.runner import run_cocotb
+    from .verilog import write
+    cfg = preset(args.preset)
+    run = PERun(S=args.S, W=args.W, U=args.U, p=args.p, q=args.q, accumulate=args.accumulate)
+    run.check(cfg.pe)
+    if not 0 <= args.zeros <= 1:
+        raise CLIError(f"--zeros must be a fraction from 0 to 1, not {args.zeros}")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    print(f"PE run {run} on preset {cfg.name}, {args.sim}, seed {seed}", flush=True)
+    build = pathlib.Path(args.build) / f"pe_{cfg.name}_{args.sim}"
+    path = write(PE(cfg.pe), "pe", build)
+    report_path = pathlib.Path(args.report or build / "report.json").resolve()
+    spec = {"S": run.S, "W": run.W, "U": run.U, "p": run.p, "q": run.q,
+            "accumulate": run.accumulate, "zeros": args.zeros}
+    try:
+        run_cocotb(path, "pe", "ommatidia.sim.tb.tb_pe_run", sim=args.sim, build_dir=build,
+                   env={"OMMATIDIA_PRESET": cfg.name, "OMMATIDIA_SEED": seed,
+                        "OMMATIDIA_RUN": json.dumps(spec), "OMMATIDIA_REPORT": report_path})
+    finally:
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+    if report is None:
+        raise CLIError(f"the simulation wrote no report; see {build}/test.log")
+    macs, cycles = report["macs"], report["cycles"]
+    print(f"  outputs        {run.p} filters x {run.F} columns, bit-exact: {report['bit_exact']}")
+    print(f"  MACs           {macs} ({report['gated_macs']} gated by zero activations, "
+          f"{report['gated_macs'] / macs:.1%})")
+    print(f"  cycles         {cycles} ({report['filter_loads']} filter loads, "
+          f"MAC utilisation {macs / cycles:.1%})")
+    print(f"  report         {report_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .tops import TOPS
     parser = argparse.ArgumentParser(
@@ -93,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     from .synth import TARGETS
+    p = sub.add_parser("pe", help="run one PE on its generated Verilog against the golden model")
+    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    p.add_argument("--S", type=int, default=3, help="filter row length (default 3)")
+    p.add_argument("--W", type=int, default=64, help="ifmap row length (default 64)")
+    p.add_argument("--U", type=int, default=1, help="stride (default 1)")
+    p.add_argument("--p", type=int, default=4, help="filters per PE (default 4)")
+    p.add_argument("--q", type=int, default=4, help="channels per PE (default 4)")
+    p.add_argument("--accumulate", action="store_true", help="add random incoming psums")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations (default 0.5)")
+    p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--report", help="JSON report path")
+    p.add_argument("--build", default="build", help="build folder (default: build)")
+    p.set_defaults(func=cmd_pe)
+
     p = sub.add_parser("synth", help="synthesise a component with Yosys and nextpnr: "
                                      "resources, Fmax, timing")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))

@@ -54,3 +54,21 @@ def test_generate_rejects_unknown_preset(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--preset", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.verilog
+def test_pe_command_runs_the_verilog_bit_exact(build_dir, seed, capsys):
+    report = build_dir / "pe.json"
+    assert main(["pe", "--preset", "tiny", "--S", "3", "--W", "20", "--p", "2", "--q", "2",
+                 "--U", "2", "--accumulate", "--zeros", "0.6", "--seed", str(seed),
+                 "--build", str(build_dir), "--report", str(report)]) == 0
+    import json
+    data = json.loads(report.read_text())
+    assert data["bit_exact"] and data["macs"] == 9 * 2 * 2 * 3
+    assert data["gated_macs"] == data["expected_gated"]
+    assert "bit-exact: True" in capsys.readouterr().out
+
+
+def test_pe_command_rejects_a_run_that_does_not_fit(capsys):
+    assert main(["pe", "--preset", "tiny", "--S", "3", "--W", "16", "--q", "5"]) == 2
+    assert "ifmap_spad_depth" in capsys.readouterr().err
