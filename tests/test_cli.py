@@ -70,5 +70,5 @@ def test_pe_command_runs_the_verilog_bit_exact(build_dir, seed, capsys):
 
 
 def test_pe_command_rejects_a_run_that_does_not_fit(capsys):
-    assert main(["pe", "--preset", "tiny", "--S", "3", "--W", "16", "--q", "5"]) == 2
+    assert main(["pe", "--preset", "tiny", "--S", "3", "--W", "16", "--p", "1", "--q", "5"]) == 2
     assert "ifmap_spad_depth" in capsys.readouterr().err
