@@ -45,8 +45,13 @@ test: $(TEST_DEPS)
 test-fast: $(STAMP)
 	$(PYTEST) -m "not verilog and not formal and not synth" tests
 
+OMM := $(VENV)/bin/ommatidia
+
 demo: $(STAMP)
-	$(VENV)/bin/ommatidia demo
+	$(OMM) presets
+	$(OMM) generate --preset eyeriss --top pe -o build/demo --lint
+	$(OMM) pe --preset eyeriss --S 3 --W 128 --p 4 --q 4 --zeros 0.5 --report build/demo/pe.json
+	$(OMM) synth --preset tiny --target ecp5-25f --report build/demo/synth_pe_ecp5.json
 
 bench: $(STAMP)
 	$(PY) -m ommatidia.sim.bench
