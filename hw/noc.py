@@ -1,0 +1,629 @@
+"""The multicast network-on-chip: GIN, GON and local psum links (DESIGN.md sections 1, 4).
+
+Global input network (GIN)
+--------------------------
+One GIN per data type (filter, ifmap, psum-in), each with its own IDs. A
+packet (`gin_packet_layout`) carries data and a (row tag, column tag). The
+Y-bus offers it to every X-bus; each X-bus is entered through a row
+`MulticastController` holding the X-bus's row ID, and has a column
+`MulticastController` with its own column ID in front of each PE. An MC
+passes a packet whose tag equals its ID or is all ones (broadcast) and
+consumes any other packet at once (the target is gated). One mechanism thus
+gives unicast, horizontal and diagonal multicast and broadcast.
+
+A multicast packet is complete when every matching PE has taken it; each
+fork (`MulticastFork`: the Y-bus over its X-buses, each X-bus over its PEs)
+keeps one "already delivered" bit per branch, so PEs may take the packet on
+different cycles and none takes it twice. Only then does the GIN accept the
+next packet. A matching PE that is not ready stalls the GIN.
+
+IDs are runtime configuration: the GIN's ``row_id`` and ``col_id`` ports are
+driven by configuration registers outside it (the accelerator's controller)
+and must not change while a packet is in flight. The GIN is combinational: a
+packet reaches its PEs in the cycle it is offered, and the GIN accepts one
+packet per cycle while every matching PE is ready. The ready path runs from
+every PE to the GLB port.
+
+Global output network (GON) and local psum links
+------------------------------------------------
+Psums accumulate vertically up a column, as in Eyeriss: PE (r, c) passes its
+psums to PE (r - 1, c) over a local link (`LocalPsumLink`, `PsumLinks`), and
+the top row of a PE set (its logical row 0) sends them to the GON, which
+brings them from any PE to one GLB-side stream tagged with the source PE
+(`gon_packet_layout`). Its arbitration is round-robin at both levels (see
+`GON`).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "gin_packet_layout", "gon_packet_layout", "coord_bits",
+    "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
+    "StreamArbiter", "GON", "LocalPsumLink", "PsumLinks",
+]
+
+MAX_DIM = 256
+MAX_ID_BITS = 16
+
+
+def _check_int(owner: str, name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner} {name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{owner} {name} must be in {lo}..{hi}, not {value}")
+
+
+def _check_shape(owner: str, name: str, shape) -> None:
+    try:
+        width = Shape.cast(shape).width
+    except TypeError:
+        raise TypeError(f"{owner} {name} must be a shape, not {shape!r}") from None
+    if width < 1:
+        raise ValueError(f"{owner} {name} must be at least 1 bit wide, not {shape!r}")
+
+
+def coord_bits(n: int) -> int:
+    """Unsigned width of a coordinate 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def gin_packet_layout(data_shape, row_id_bits: int, col_id_bits: int) -> data.StructLayout:
+    """Payload of a GIN packet: ``data`` and its ``row`` and ``col`` tags."""
+    _check_shape("gin_packet_layout", "data_shape", data_shape)
+    _check_int("gin_packet_layout", "row_id_bits", row_id_bits, 1, MAX_ID_BITS)
+    _check_int("gin_packet_layout", "col_id_bits", col_id_bits, 1, MAX_ID_BITS)
+    return data.StructLayout({
+        "data": data_shape,
+        "row": unsigned(row_id_bits),
+        "col": unsigned(col_id_bits),
+    })
+
+
+def gon_packet_layout(data_shape, rows: int, cols: int) -> data.StructLayout:
+    """Payload of the GON output: ``data`` and the ``row`` and ``col`` of the PE it left."""
+    _check_shape("gon_packet_layout", "data_shape", data_shape)
+    _check_int("gon_packet_layout", "rows", rows, 1, MAX_DIM)
+    _check_int("gon_packet_layout", "cols", cols, 1, MAX_DIM)
+    return data.StructLayout({
+        "data": data_shape,
+        "row": unsigned(coord_bits(rows)),
+        "col": unsigned(coord_bits(cols)),
+    })
+
+
+class MulticastController(wiring.Component):
+    """Tag filter of a stream: passes the packets addressed to its ID, consumes the rest.
+
+    A packet matches when its ``tag_field`` equals ``id`` or is all ones
+    (broadcast). A matching packet goes to ``o`` with ``i``'s handshake; any
+    other is accepted at once and dropped (the target behind the MC is gated).
+    Combinational: no latency, one packet per cycle.
+
+    Parameters
+    ----------
+    payload_shape : data.StructLayout
+        Payload of ``i`` and ``o``; holds the tag.
+    tag_field : str
+        Name of the unsigned tag field in ``payload_shape``.
+
+    Members
+    -------
+    id : In(tag width)
+        The ID, set at configuration time.
+    i : In(stream of payload_shape)
+    o : Out(stream of payload_shape)
+    match : Out(1)
+        The packet on ``i`` is addressed to this MC.
+    """
+
+    def __init__(self, payload_shape, tag_field: str):
+        if not isinstance(payload_shape, data.StructLayout):
+            raise TypeError(f"MulticastController payload_shape must be a StructLayout, "
+                            f"not {payload_shape!r}")
+        try:
+            tag_shape = payload_shape[tag_field].shape
+        except KeyError:
+            raise ValueError(f"MulticastController payload_shape has no field {tag_field!r}; "
+                             f"it has {', '.join(name for name, _ in payload_shape)}") from None
+        tag_shape = Shape.cast(tag_shape)
+        if tag_shape.signed or tag_shape.width < 1:
+            raise ValueError(f"MulticastController tag field {tag_field!r} must be unsigned and "
+                             f"at least 1 bit wide, not {tag_shape!r}")
+        self._tag_field = tag_field
+        self._id_bits = tag_shape.width
+        super().__init__({
+            "id": In(tag_shape.width),
+            "i": In(stream.Signature(payload_shape)),
+            "o": Out(stream.Signature(payload_shape)),
+            "match": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        tag = self.i.payload[self._tag_field]
+        broadcast = Const((1 << self._id_bits) - 1, self._id_bits)
+        m.d.comb += [
+            self.match.eq((tag == self.id) | (tag == broadcast)),
+            self.o.payload.eq(self.i.payload),
+            self.o.valid.eq(self.i.valid & self.match),
+            self.i.ready.eq(self.o.ready | ~self.match),
+        ]
+        return m
+
+
+class MulticastFork(wiring.Component):
+    """Offer each packet to ``n`` outputs; accept the next once every output has taken it.
+
+    Output ``k`` is valid while the input is valid and ``k`` has not yet taken
+    the packet; a "delivered" bit per output remembers which have, so outputs
+    may take the packet on different cycles and none takes it twice. The input
+    is accepted in the cycle the last outstanding output takes the packet:
+    no latency, one packet per cycle while all outputs are ready.
+
+    Parameters
+    ----------
+    payload_shape : shape-like
+    n : int
+        Number of outputs.
+
+    Members
+    -------
+    i : In(stream of payload_shape)
+    o : Out(stream of payload_shape), array of n
+    """
+
+    def __init__(self, payload_shape, n: int):
+        _check_shape("MulticastFork", "payload_shape", payload_shape)
+        _check_int("MulticastFork", "n", n, 1, MAX_DIM)
+        self._n = n
+        self._delivered = Signal(n, name="delivered")
+        super().__init__({
+            "i": In(stream.Signature(payload_shape)),
+            "o": Out(stream.Signature(payload_shape)).array(n),
+        })
+
+    @property
+    def delivered(self) -> Signal:
+        """The "already delivered" bits, one per output (state, for inspection)."""
+        return self._delivered
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._n
+        delivered = self._delivered
+        for k in range(n):
+            m.d.comb += [
+                self.o[k].valid.eq(self.i.valid & ~delivered[k]),
+                self.o[k].payload.eq(self.i.payload),
+            ]
+        m.d.comb += self.i.ready.eq(Cat(delivered[k] | self.o[k].ready for k in range(n)).all())
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += delivered.eq(0)
+        with m.Else():
+            for k in range(n):
+                with m.If(self.o[k].valid & self.o[k].ready):
+                    m.d.sync += delivered[k].eq(1)
+        return m
+
+
+class XBus(wiring.Component):
+    """One row of a GIN: a row MC at the entry, a fork, and a column MC in front of each PE.
+
+    A packet whose row tag does not match ``row_id`` is accepted at once. A
+    matching one is offered to every column MC; PE ``c`` gets its ``data`` when
+    the column tag matches ``col_id[c]``. The X-bus accepts the packet once
+    every matching PE has taken it. Combinational, one packet per cycle.
+
+    Parameters
+    ----------
+    cols : int
+        PEs on the X-bus.
+    data_shape : shape-like
+        Shape of the data delivered to the PEs.
+    row_id_bits, col_id_bits : int
+        Tag widths.
+
+    Members
+    -------
+    i : In(stream of gin_packet_layout)
+    row_id : In(row_id_bits)
+    col_id : In(ArrayLayout(col_id_bits, cols))
+    o : Out(stream of data_shape), array of cols
+    """
+
+    def __init__(self, cols: int, data_shape, row_id_bits: int, col_id_bits: int):
+        _check_int("XBus", "cols", cols, 1, MAX_DIM)
+        self._cols = cols
+        self._layout = layout = gin_packet_layout(data_shape, row_id_bits, col_id_bits)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "row_id": In(row_id_bits),
+            "col_id": In(data.ArrayLayout(unsigned(col_id_bits), cols)),
+            "o": Out(stream.Signature(data_shape)).array(cols),
+        })
+        self._row_mc = MulticastController(layout, "row")
+        self._fork = MulticastFork(layout, cols)
+        self._col_mcs = [MulticastController(layout, "col") for _ in range(cols)]
+
+    @property
+    def fork(self) -> MulticastFork:
+        """The fork behind the row MC (for inspection)."""
+        return self._fork
+
+    @property
+    def row_mc(self) -> MulticastController:
+        return self._row_mc
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.row_mc = row_mc = self._row_mc
+        m.submodules.fork = fork = self._fork
+        wiring.connect(m, wiring.flipped(self.i), row_mc.i)
+        wiring.connect(m, row_mc.o, fork.i)
+        m.d.comb += row_mc.id.eq(self.row_id)
+        for c in range(self._cols):
+            col_mc = self._col_mcs[c]
+            m.submodules[f"col_mc_{c}"] = col_mc
+            wiring.connect(m, fork.o[c], col_mc.i)
+            m.d.comb += [
+                col_mc.id.eq(self.col_id[c]),
+                self.o[c].valid.eq(col_mc.o.valid),
+                self.o[c].payload.eq(col_mc.o.payload.data),
+                col_mc.o.ready.eq(self.o[c].ready),
+            ]
+        return m
+
+
+class YBus(MulticastFork):
+    """The Y-bus of a GIN: offers every packet from the GLB port to all ``rows`` X-buses.
+
+    A `MulticastFork` of GIN packets: the packet is complete when every X-bus
+    has accepted it (an X-bus whose row MC does not match accepts at once).
+
+    Parameters
+    ----------
+    rows : int
+    data_shape : shape-like
+    row_id_bits, col_id_bits : int
+
+    Members
+    -------
+    i : In(stream of gin_packet_layout)
+    o : Out(stream of gin_packet_layout), array of rows
+    """
+
+    def __init__(self, rows: int, data_shape, row_id_bits: int, col_id_bits: int):
+        _check_int("YBus", "rows", rows, 1, MAX_DIM)
+        super().__init__(gin_packet_layout(data_shape, row_id_bits, col_id_bits), rows)
+
+
+class GIN(wiring.Component):
+    """Global input network for one data type: a Y-bus feeding ``rows`` X-buses of ``cols`` PEs.
+
+    PE (r, c) receives the ``data`` of every packet whose row tag matches
+    ``row_id[r]`` and whose column tag matches ``col_id[r][c]`` (equal, or all
+    ones), in packet order, exactly once. The GIN accepts a packet once every
+    matching PE has taken it; a packet that matches no PE is accepted at once.
+    Combinational: a packet reaches ready PEs in the cycle it is offered, and
+    the GIN takes one packet per cycle while all matching PEs are ready.
+
+    ``row_id`` and ``col_id`` are configuration: hold them while packets flow.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Size of the PE array.
+    data_shape : shape-like
+        The data type (``signed(weight_bits)`` for filters, ``signed(act_bits)``
+        for ifmaps, ``signed(psum_bits)`` for psums).
+    row_id_bits, col_id_bits : int
+        Tag and ID widths; the all-ones tag is broadcast.
+
+    Members
+    -------
+    i : In(stream of gin_packet_layout(data_shape, row_id_bits, col_id_bits))
+        From the GLB.
+    row_id : In(ArrayLayout(row_id_bits, rows))
+        Row ID of each X-bus.
+    col_id : In(ArrayLayout(ArrayLayout(col_id_bits, cols), rows))
+        Column ID of each PE, ``col_id[r][c]``.
+    o : Out(stream of data_shape), array of (rows, cols)
+        To each PE, ``o[r][c]``.
+    """
+
+    def __init__(self, rows: int, cols: int, data_shape, row_id_bits: int, col_id_bits: int):
+        _check_int("GIN", "rows", rows, 1, MAX_DIM)
+        _check_int("GIN", "cols", cols, 1, MAX_DIM)
+        self._rows, self._cols = rows, cols
+        self._layout = gin_packet_layout(data_shape, row_id_bits, col_id_bits)
+        super().__init__({
+            "i": In(stream.Signature(self._layout)),
+            "row_id": In(data.ArrayLayout(unsigned(row_id_bits), rows)),
+            "col_id": In(data.ArrayLayout(data.ArrayLayout(unsigned(col_id_bits), cols), rows)),
+            "o": Out(stream.Signature(data_shape)).array(rows, cols),
+        })
+        args = (data_shape, row_id_bits, col_id_bits)
+        self._ybus = YBus(rows, *args)
+        self._xbuses = [XBus(cols, *args) for _ in range(rows)]
+
+    @property
+    def ybus(self) -> YBus:
+        """The Y-bus (for inspection)."""
+        return self._ybus
+
+    @property
+    def xbuses(self) -> list:
+        """The X-buses, one per row (for inspection)."""
+        return list(self._xbuses)
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def packet_layout(self) -> data.StructLayout:
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ybus = ybus = self._ybus
+        wiring.connect(m, wiring.flipped(self.i), ybus.i)
+        for r in range(self._rows):
+            xbus = self._xbuses[r]
+            m.submodules[f"xbus_{r}"] = xbus
+            wiring.connect(m, ybus.o[r], xbus.i)
+            m.d.comb += [
+                xbus.row_id.eq(self.row_id[r]),
+                xbus.col_id.eq(self.col_id[r]),
+            ]
+            for c in range(self._cols):
+                wiring.connect(m, xbus.o[c], wiring.flipped(self.o[r][c]))
+        return m
+
+
+class StreamArbiter(wiring.Component):
+    """Round-robin merge of ``n`` streams into one registered stream tagged with the source.
+
+    Each cycle the output register has room (empty, or being taken), the
+    arbiter grants the first valid input at or after its pointer (cyclically)
+    and moves the pointer just past it, so inputs with data waiting take turns.
+    Latency one cycle; one transfer per cycle.
+
+    Parameters
+    ----------
+    payload_shape : shape-like
+    n : int
+        Number of inputs.
+
+    Members
+    -------
+    i : In(stream of payload_shape), array of n
+    o : Out(stream of StructLayout({"data": payload_shape, "index": coord_bits(n)}))
+    """
+
+    def __init__(self, payload_shape, n: int):
+        _check_shape("StreamArbiter", "payload_shape", payload_shape)
+        _check_int("StreamArbiter", "n", n, 1, MAX_DIM)
+        self._n = n
+        self._layout = data.StructLayout({"data": payload_shape,
+                                          "index": unsigned(coord_bits(n))})
+        super().__init__({
+            "i": In(stream.Signature(payload_shape)).array(n),
+            "o": Out(stream.Signature(self._layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._n
+        bits = coord_bits(n)
+        pointer = Signal(bits)
+        after = [self.i[k].valid & (pointer <= k) if k < (1 << bits) - 1 else self.i[k].valid
+                 for k in range(n)]
+        valid = [self.i[k].valid for k in range(n)]
+        grant = Signal(bits)
+        any_after = Signal()
+        any_valid = Signal()
+        first_after = Const(0, bits)
+        first_any = Const(0, bits)
+        for k in reversed(range(n)):
+            first_after = Mux(after[k], k, first_after)
+            first_any = Mux(valid[k], k, first_any)
+        m.d.comb += [
+            any_after.eq(Cat(after).any()),
+            any_valid.eq(Cat(valid).any()),
+            grant.eq(Mux(any_after, first_after, first_any)),
+        ]
+        room = ~self.o.valid | self.o.ready
+        for k in range(n):
+            m.d.comb += self.i[k].ready.eq(room & (grant == k))
+        with m.If(room):
+            m.d.sync += self.o.valid.eq(any_valid)
+            with m.If(any_valid):
+                m.d.sync += [
+                    self.o.payload.index.eq(grant),
+                    pointer.eq(Mux(grant == n - 1, 0, grant + 1)),
+                ]
+                with m.Switch(grant):
+                    for k in range(n):
+                        with m.Case(k):
+                            m.d.sync += self.o.payload.data.eq(self.i[k].payload)
+        return m
+
+
+class GON(wiring.Component):
+    """Global output network: brings psums from any PE to one GLB-side stream.
+
+    Each X-bus merges its ``cols`` PEs with a round-robin `StreamArbiter`, and
+    the Y-bus merges the ``rows`` X-buses with another, so the output carries
+    every psum exactly once, tagged with the ``row`` and ``col`` of its PE.
+    Order: the psums of one PE leave in the order the PE sent them; between
+    PEs both levels take turns round-robin (with every PE sending all the
+    time, the order is (0, 0), (1, 0), ..., (rows-1, 0), (0, 1), (1, 1), ...).
+    Latency two cycles; one psum per cycle.
+
+    Parameters
+    ----------
+    rows, cols : int
+    data_shape : shape-like
+        ``signed(psum_bits)``.
+
+    Members
+    -------
+    i : In(stream of data_shape), array of (rows, cols)
+        From each PE, ``i[r][c]`` (unused PEs: leave ``valid`` low).
+    o : Out(stream of gon_packet_layout(data_shape, rows, cols))
+        To the GLB.
+    """
+
+    def __init__(self, rows: int, cols: int, data_shape):
+        self._layout = gon_packet_layout(data_shape, rows, cols)
+        self._rows, self._cols = rows, cols
+        self._data_shape = data_shape
+        super().__init__({
+            "i": In(stream.Signature(data_shape)).array(rows, cols),
+            "o": Out(stream.Signature(self._layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        xbuses = []
+        for r in range(self._rows):
+            xbus = StreamArbiter(self._data_shape, self._cols)
+            m.submodules[f"xbus_{r}"] = xbus
+            for c in range(self._cols):
+                wiring.connect(m, wiring.flipped(self.i[r][c]), xbus.i[c])
+            xbuses.append(xbus)
+        row_layout = xbuses[0].o.payload.shape()
+        m.submodules.ybus = ybus = StreamArbiter(row_layout, self._rows)
+        for r, xbus in enumerate(xbuses):
+            wiring.connect(m, xbus.o, ybus.i[r])
+        m.d.comb += [
+            self.o.valid.eq(ybus.o.valid),
+            self.o.payload.data.eq(ybus.o.payload.data.data),
+            self.o.payload.col.eq(ybus.o.payload.data.index),
+            self.o.payload.row.eq(ybus.o.payload.index),
+            ybus.o.ready.eq(self.o.ready),
+        ]
+        return m
+
+
+class LocalPsumLink(wiring.Component):
+    """Local psum link from a PE to its upper neighbour: one register stage.
+
+    Accepts when empty or being emptied; latency one cycle, one psum per cycle.
+
+    Parameters
+    ----------
+    data_shape : shape-like
+        ``signed(psum_bits)``.
+
+    Members
+    -------
+    i : In(stream of data_shape)
+        From PE (r, c).
+    o : Out(stream of data_shape)
+        To PE (r - 1, c).
+    """
+
+    def __init__(self, data_shape):
+        _check_shape("LocalPsumLink", "data_shape", data_shape)
+        super().__init__({
+            "i": In(stream.Signature(data_shape)),
+            "o": Out(stream.Signature(data_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+class PsumLinks(wiring.Component):
+    """The psum paths of the array: local links up each column, and the PEs' GIN and GON ports.
+
+    Psums accumulate up a column toward the PE set's top row (Eyeriss). With
+    ``up[r][c]`` set (r > 0), the psums PE (r, c) emits go over a
+    `LocalPsumLink` to the psum input of PE (r - 1, c), which then takes no
+    psums from the psum GIN (``gin[r - 1][c]`` is not ready). Otherwise they
+    go to ``gon[r][c]`` and PE (r - 1, c) takes its psums from
+    ``gin[r - 1][c]``. ``up[0][c]`` is ignored: row 0 always sends to the
+    GON. Routes are configuration: change ``up`` only while no psum is in
+    flight. Latency: one cycle on a link, none elsewhere.
+
+    Parameters
+    ----------
+    rows, cols : int
+    data_shape : shape-like
+        ``signed(psum_bits)``.
+
+    Members
+    -------
+    up : In(ArrayLayout(ArrayLayout(1, cols), rows))
+        ``up[r][c]``: PE (r, c) passes its psums to PE (r - 1, c).
+    pe_out : In(stream of data_shape), array of (rows, cols)
+        The psum output of each PE.
+    gin : In(stream of data_shape), array of (rows, cols)
+        The psum GIN's output for each PE.
+    pe_in : Out(stream of data_shape), array of (rows, cols)
+        The psum input of each PE.
+    gon : Out(stream of data_shape), array of (rows, cols)
+        To the GON's input for each PE.
+    """
+
+    def __init__(self, rows: int, cols: int, data_shape):
+        _check_int("PsumLinks", "rows", rows, 1, MAX_DIM)
+        _check_int("PsumLinks", "cols", cols, 1, MAX_DIM)
+        _check_shape("PsumLinks", "data_shape", data_shape)
+        self._rows, self._cols = rows, cols
+        self._data_shape = data_shape
+        psum = stream.Signature(data_shape)
+        super().__init__({
+            "up": In(data.ArrayLayout(data.ArrayLayout(unsigned(1), cols), rows)),
+            "pe_out": In(psum).array(rows, cols),
+            "gin": In(psum).array(rows, cols),
+            "pe_in": Out(psum).array(rows, cols),
+            "gon": Out(psum).array(rows, cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+        for r in range(rows):
+            for c in range(cols):
+                src, gon = self.pe_out[r][c], self.gon[r][c]
+                m.d.comb += gon.payload.eq(src.payload)
+                if r == 0:
+                    m.d.comb += [gon.valid.eq(src.valid), src.ready.eq(gon.ready)]
+                    continue
+                link = LocalPsumLink(self._data_shape)
+                m.submodules[f"link_{r}_{c}"] = link
+                dst, gin = self.pe_in[r - 1][c], self.gin[r - 1][c]
+                up = self.up[r][c]
+                m.d.comb += [
+                    link.i.payload.eq(src.payload),
+                    link.i.valid.eq(src.valid & up),
+                    gon.valid.eq(src.valid & ~up),
+                    src.ready.eq(Mux(up, link.i.ready, gon.ready)),
+                    link.o.ready.eq(up & dst.ready),
+                    gin.ready.eq(~up & dst.ready),
+                ]
+                with m.If(up):
+                    m.d.comb += [dst.valid.eq(link.o.valid), dst.payload.eq(link.o.payload)]
+                with m.Else():
+                    m.d.comb += [dst.valid.eq(gin.valid), dst.payload.eq(gin.payload)]
+        for c in range(cols):
+            dst, gin = self.pe_in[rows - 1][c], self.gin[rows - 1][c]
+            wiring.connect(m, wiring.flipped(gin), wiring.flipped(dst))
+        return m
