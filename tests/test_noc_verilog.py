@@ -1,9 +1,8 @@
 """The generated GIN and GON Verilog under cocotb (Verilator, and Icarus).
 
-Verilator builds cost about 10-20 s of CPU each (and designs big enough for
-Verilator to split its C++, like the 12x14 GIN, do not build with the PyPI
-wheel's precompiled-header rule), so Verilator runs the 3x4 GIN and GON and
-Icarus, which compiles in a second, runs the 1x1, 3x4 and 12x14 GINs.
+Verilator builds cost about 10-20 s of CPU each (40 s for the 12x14 GIN), so
+Verilator runs the 3x4 GIN and GON and Icarus, which compiles in a second,
+runs the 1x1, 3x4 and 12x14 GINs.
 """
 
 import time
