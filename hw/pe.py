@@ -28,7 +28,8 @@ keep up.
 Pipeline, one stage a cycle: issue (ifmap spad read) -> read (zero test
 registered; filter spad read unless the activation is zero) -> weight (spad
 data registered, so no block-RAM output feeds the multiplier) -> multiply
-(product registered) -> accumulate (psum spad read-modify-write, or psum out).
+(product and psum spad entry registered) -> accumulate (add and write back to
+the psum spad, or psum out).
 Zero gating: an ifmap value of zero does not read the filter spad and does
 not update the accumulator; it is counted in ``gated_macs``.
 """
@@ -212,9 +213,10 @@ class PE(wiring.Component):
         run = Signal(pe_run_layout(cfg))
         col_bits = _bits(cfg.max_ifmap_width) + 1
 
-        # ifmap loader: fills ring slots freed by `retired`.
+        # ifmap loader: column x may load once column x - ring is retired, that
+        # is while x < load_limit = retired columns + ring.
         loaded = Signal(col_bits)
-        retired = Signal(col_bits)
+        load_limit = Signal(col_bits + 1)
         load_c = Signal.like(run.q)
         load_addr = Signal(range(cfg.ifmap_spad_depth))
         loading = Signal()
@@ -245,6 +247,7 @@ class PE(wiring.Component):
         read_filter_addr = Signal.like(filter_addr, reset_less=True)
         mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
         accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
+        accum_psum = Signal(signed(cfg.psum_bits), reset_less=True)
 
         first_tap = (s == 0) & (c == 0)
         last_tap = (s == run.S - 1) & (c == run.q - 1)
@@ -263,11 +266,14 @@ class PE(wiring.Component):
             self.psum_in.ready.eq(issue & need_psum),
         ]
 
-        # Accumulate stage: psum spad read-modify-write, or psum out on the last tap.
+        # Accumulate stage: add the product to the psum read in the multiply
+        # stage (forwarded when the op ahead wrote the same psum), then write the
+        # psum spad, or send the psum out on the last tap.
         acc = Signal(signed(cfg.psum_bits))
+        forward = v_accum & ~accum.last & (accum.k == mul.k)
         m.d.comb += [
-            psum_rd.addr.eq(accum.k),
-            acc.eq(Mux(accum.first, accum.pin, psum_rd.data) + Mux(accum.zero, 0, accum_prod)),
+            psum_rd.addr.eq(mul.k),
+            acc.eq(Mux(accum.first, accum.pin, accum_psum) + Mux(accum.zero, 0, accum_prod)),
             psum_wr.addr.eq(accum.k),
             psum_wr.data.eq(acc),
             psum_wr.en.eq(v_accum & ~accum.last & advance),
@@ -285,6 +291,7 @@ class PE(wiring.Component):
                 weight.eq(read), mul.eq(weight), accum.eq(mul),
                 mul_w.eq(filter_rd.data),
                 accum_prod.eq(mul.act * mul_w),
+                accum_psum.eq(Mux(forward, acc, psum_rd.data)),
             ]
 
         with m.If(issue):
@@ -300,14 +307,14 @@ class PE(wiring.Component):
                     m.d.sync += tap_row.eq(Mux(next_row >= run.ring_entries,
                                                next_row - run.ring_entries, next_row))
                     with m.If(s < run.U):
-                        m.d.sync += retired.eq(base + s + 1)
+                        m.d.sync += load_limit.eq(base + s + 1 + run.ring)
                     with m.If(s == run.S - 1):
                         next_window = window_row + run.stride_entries
                         next_window = Mux(next_window >= run.ring_entries,
                                           next_window - run.ring_entries, next_window)
                         m.d.sync += [
                             s.eq(0), f.eq(f + 1), base.eq(base + run.U),
-                            column.eq(base + run.U), retired.eq(base + run.U),
+                            column.eq(base + run.U), load_limit.eq(base + run.U + run.ring),
                             window_row.eq(next_window), tap_row.eq(next_window),
                         ]
                         with m.If(f == run.F - 1):
@@ -316,7 +323,7 @@ class PE(wiring.Component):
 
         # ifmap loader
         m.d.comb += [
-            self.ifmap.ready.eq(loading & (loaded < run.W) & (loaded < retired + run.ring)),
+            self.ifmap.ready.eq(loading & (loaded < run.W) & (loaded < load_limit)),
             ifmap_wr.addr.eq(load_addr),
             ifmap_wr.data.eq(self.ifmap.payload),
             ifmap_wr.en.eq(self.ifmap.valid & self.ifmap.ready),
@@ -344,7 +351,7 @@ class PE(wiring.Component):
                 with m.If(self.run.valid):
                     m.d.sync += [
                         run.eq(self.run.payload),
-                        loaded.eq(0), retired.eq(0), load_c.eq(0), load_addr.eq(0),
+                        loaded.eq(0), load_limit.eq(self.run.payload.ring), load_c.eq(0), load_addr.eq(0),
                         f.eq(0), s.eq(0), c.eq(0), k.eq(0), base.eq(0), column.eq(0),
                         window_row.eq(0), tap_row.eq(0), filter_addr.eq(0),
                         filter_load.eq(0), loading.eq(1),
