@@ -13,12 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ommatidia.gen.config import EYERISS, SMALL, TINY, NoCConfig
+from ommatidia.sim.noc_model import mc_takes as takes
 from ommatidia.gen.multicast import (Delivery, GINIds, PESet, assign_ids, check_ids, plan_for,
                                      plan_multicast, rs_deliveries)
-
-
-def takes(tag, ident, bits):
-    return tag == ident or tag == (1 << bits) - 1
 
 
 def rs_mapping(sets, rows, cols):

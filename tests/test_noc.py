@@ -19,20 +19,12 @@ from amaranth.sim import Simulator
 
 from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.multicast import PESet, plan_multicast
+from ommatidia.sim.noc_model import (expected_deliveries, mc_takes, random_ids, random_tag,
+                                      targets_of)
 from ommatidia.hw.noc import (GIN, GON, LocalPsumLink, MulticastController, PsumLinks,
                               gin_packet_layout)
 
 DATA_BITS = 16
-
-
-def mc_takes(tag, ident, bits):
-    return tag == ident or tag == (1 << bits) - 1
-
-
-def targets_of(tag, row_ids, col_ids, rb, cb):
-    rows, cols = len(col_ids), len(col_ids[0])
-    return {(r, c) for r in range(rows) for c in range(cols)
-            if mc_takes(tag[0], row_ids[r], rb) and mc_takes(tag[1], col_ids[r][c], cb)}
 
 
 class Source:
@@ -81,26 +73,6 @@ class Sink:
             return payload
         self.held = payload if valid else None
         return None
-
-
-def random_ids(rng, rows, cols, rb, cb):
-    """IDs from small pools, so several X-buses and PEs share IDs (all ones included)."""
-    row_pool = [rng.randrange(1 << rb) for _ in range(max(1, rows // 3))]
-    col_pool = [rng.randrange(1 << cb) for _ in range(max(1, cols // 2))]
-    row_ids = [rng.choice(row_pool) for _ in range(rows)]
-    col_ids = [[rng.choice(col_pool) for _ in range(cols)] for _ in range(rows)]
-    return row_ids, col_ids
-
-
-def random_tag(rng, row_ids, col_ids, rb, cb):
-    r, c = rng.randrange(len(row_ids)), rng.randrange(len(col_ids[0]))
-    rt = row_ids[r] if rng.random() < 0.7 else rng.randrange(1 << rb)
-    ct = col_ids[r][c] if rng.random() < 0.7 else rng.randrange(1 << cb)
-    if rng.random() < 0.1:
-        rt = (1 << rb) - 1
-    if rng.random() < 0.1:
-        ct = (1 << cb) - 1
-    return rt, ct
 
 
 def simulate_gin(gin, row_ids, col_ids, packets, *, rng, idle, stalls, rb, cb,
@@ -166,15 +138,6 @@ def simulate_gin(gin, row_ids, col_ids, packets, *, rng, idle, stalls, rb, cb,
     sim.add_testbench(bench)
     sim.run()
     return {pe: sink.got for pe, sink in sinks.items()}, result
-
-
-def expected_deliveries(row_ids, col_ids, packets, rb, cb):
-    rows, cols = len(row_ids), len(col_ids[0])
-    out = {(r, c): [] for r in range(rows) for c in range(cols)}
-    for d, rt, ct in packets:
-        for pe in targets_of((rt, ct), row_ids, col_ids, rb, cb):
-            out[pe].append(d)
-    return out
 
 
 @pytest.mark.parametrize("rows, cols, rb, cb, n", [

@@ -27,15 +27,12 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from ommatidia.gen.config import NoCConfig
 from ommatidia.gen.multicast import PESet, plan_multicast
 from ommatidia.hw.noc import gin_packet_layout, gon_packet_layout
+from ommatidia.sim.noc_model import mc_takes as takes, random_ids, random_tag
 from ommatidia.sim.tb.streams import to_signed, to_unsigned
 
 
 def env(name: str) -> int:
     return int(os.environ[f"OMMATIDIA_{name}"])
-
-
-def takes(tag: int, ident: int, bits: int) -> bool:
-    return tag == ident or tag == (1 << bits) - 1
 
 
 class GINBench:
@@ -126,24 +123,6 @@ class GINBench:
             for pe in self.targets((rt, ct), row_ids, col_ids):
                 want[pe].append(d)
         return want
-
-
-def random_ids(rng, rows, cols, rb, cb):
-    row_pool = [rng.randrange(1 << rb) for _ in range(max(1, rows // 3))]
-    col_pool = [rng.randrange(1 << cb) for _ in range(max(1, cols // 2))]
-    return ([rng.choice(row_pool) for _ in range(rows)],
-            [[rng.choice(col_pool) for _ in range(cols)] for _ in range(rows)])
-
-
-def random_tag(rng, row_ids, col_ids, rb, cb):
-    r, c = rng.randrange(len(row_ids)), rng.randrange(len(col_ids[0]))
-    rt = row_ids[r] if rng.random() < 0.7 else rng.randrange(1 << rb)
-    ct = col_ids[r][c] if rng.random() < 0.7 else rng.randrange(1 << cb)
-    if rng.random() < 0.1:
-        rt = (1 << rb) - 1
-    if rng.random() < 0.1:
-        ct = (1 << cb) - 1
-    return rt, ct
 
 
 @cocotb.test()
