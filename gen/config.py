@@ -19,7 +19,8 @@ __all__ = [
 ]
 
 
-def _check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
+def check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
+    """Raise ValueError unless ``value`` is an integer in ``lo..hi``, naming ``owner.name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{owner}.{name} must be an integer, not {value!r}")
     if value < lo:
@@ -60,29 +61,29 @@ class PEConfig:
 
     def __post_init__(self):
         own = "PEConfig"
-        _check_int(own, "act_bits", self.act_bits, 2, 32)
-        _check_int(own, "weight_bits", self.weight_bits, 2, 32)
-        _check_int(own, "psum_bits", self.psum_bits, 2, 64)
+        check_int(own, "act_bits", self.act_bits, 2, 32)
+        check_int(own, "weight_bits", self.weight_bits, 2, 32)
+        check_int(own, "psum_bits", self.psum_bits, 2, 64)
         if self.psum_bits < self.act_bits + self.weight_bits:
             raise ValueError(
                 f"PEConfig.psum_bits must be at least act_bits + weight_bits = "
                 f"{self.act_bits + self.weight_bits} so that one product is exact, "
                 f"not {self.psum_bits}")
-        _check_int(own, "max_filter_width", self.max_filter_width, 1, 64)
-        _check_int(own, "filter_spad_depth", self.filter_spad_depth, 1, 4096)
+        check_int(own, "max_filter_width", self.max_filter_width, 1, 64)
+        check_int(own, "filter_spad_depth", self.filter_spad_depth, 1, 4096)
         if self.filter_spad_depth < self.max_filter_width:
             raise ValueError(
                 f"PEConfig.filter_spad_depth must hold one filter row of "
                 f"max_filter_width = {self.max_filter_width} entries, "
                 f"not {self.filter_spad_depth}")
-        _check_int(own, "ifmap_spad_depth", self.ifmap_spad_depth, 1, 4096)
+        check_int(own, "ifmap_spad_depth", self.ifmap_spad_depth, 1, 4096)
         if self.ifmap_spad_depth < self.max_filter_width:
             raise ValueError(
                 f"PEConfig.ifmap_spad_depth must hold one ifmap window of "
                 f"max_filter_width = {self.max_filter_width} entries, "
                 f"not {self.ifmap_spad_depth}")
-        _check_int(own, "psum_spad_depth", self.psum_spad_depth, 1, 4096)
-        _check_int(own, "max_ifmap_width", self.max_ifmap_width, 1, 1 << 16)
+        check_int(own, "psum_spad_depth", self.psum_spad_depth, 1, 4096)
+        check_int(own, "max_ifmap_width", self.max_ifmap_width, 1, 1 << 16)
         if self.max_ifmap_width < self.max_filter_width:
             raise ValueError(
                 f"PEConfig.max_ifmap_width must be at least max_filter_width = "
@@ -115,10 +116,10 @@ class RLCFormat:
 
     def __post_init__(self):
         own = "RLCFormat"
-        _check_int(own, "run_bits", self.run_bits, 1, 16)
-        _check_int(own, "level_bits", self.level_bits, 2, 32)
-        _check_int(own, "pairs_per_word", self.pairs_per_word, 1, 16)
-        _check_int(own, "word_bits", self.word_bits, 4, 256)
+        check_int(own, "run_bits", self.run_bits, 1, 16)
+        check_int(own, "level_bits", self.level_bits, 2, 32)
+        check_int(own, "pairs_per_word", self.pairs_per_word, 1, 16)
+        check_int(own, "word_bits", self.word_bits, 4, 256)
         need = self.pairs_per_word * (self.run_bits + self.level_bits) + 1
         if need > self.word_bits:
             raise ValueError(
@@ -159,8 +160,8 @@ class NoCConfig:
     col_id_bits: int = 5
 
     def __post_init__(self):
-        _check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
-        _check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
+        check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
+        check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
 
     @property
     def row_broadcast(self) -> int:
@@ -216,8 +217,8 @@ class ArrayConfig:
         own = "ArrayConfig"
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"ArrayConfig.name must be a non-empty string, not {self.name!r}")
-        _check_int(own, "rows", self.rows, 1, 256)
-        _check_int(own, "cols", self.cols, 1, 256)
+        check_int(own, "rows", self.rows, 1, 256)
+        check_int(own, "cols", self.cols, 1, 256)
         if not isinstance(self.pe, PEConfig):
             raise ValueError(f"ArrayConfig.pe must be a PEConfig, not {self.pe!r}")
         if not isinstance(self.noc, NoCConfig):
@@ -234,7 +235,7 @@ class ArrayConfig:
                 f"ArrayConfig.cols = {self.cols} needs column IDs 0..{self.cols - 1} below the "
                 f"broadcast tag {self.noc.col_broadcast} of noc.col_id_bits = "
                 f"{self.noc.col_id_bits}")
-        _check_int(own, "dram_bits", self.dram_bits, 8, 1024)
+        check_int(own, "dram_bits", self.dram_bits, 8, 1024)
         if self.dram_bits != self.rlc.word_bits:
             raise ValueError(
                 f"ArrayConfig.dram_bits = {self.dram_bits} must equal rlc.word_bits = "
@@ -243,9 +244,9 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.rlc.level_bits = {self.rlc.level_bits} must hold an activation "
                 f"of pe.act_bits = {self.pe.act_bits}")
-        _check_int(own, "glb_banks", self.glb_banks, 1, 256)
-        _check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
-        _check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
+        check_int(own, "glb_banks", self.glb_banks, 1, 256)
+        check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
+        check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
         word_bytes = self.dram_bits // 8
         if self.glb_bytes % (self.glb_banks * word_bytes):
             raise ValueError(

@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from .config import ArrayConfig, NoCConfig
+from .config import ArrayConfig, NoCConfig, check_int
 
 __all__ = [
     "PESet", "Delivery", "GINIds", "MulticastPlan",
@@ -59,14 +59,6 @@ __all__ = [
 
 PE = tuple[int, int]
 Tag = tuple[int, int]
-
-
-def _check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{owner}.{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"at least {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ValueError(f"{owner}.{name} must be {bound}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -105,17 +97,17 @@ class PESet:
 
     def __post_init__(self):
         own = "PESet"
-        _check_int(own, "rows", self.rows, 1)
-        _check_int(own, "cols", self.cols, 1)
+        check_int(own, "rows", self.rows, 1)
+        check_int(own, "cols", self.cols, 1)
         if (not isinstance(self.origin, tuple) or len(self.origin) != 2):
             raise ValueError(f"PESet.origin must be a (row, column) tuple, not {self.origin!r}")
-        _check_int(own, "origin[0]", self.origin[0], 0)
-        _check_int(own, "origin[1]", self.origin[1], 0)
-        _check_int(own, "stride", self.stride, 1)
-        _check_int(own, "filters", self.filters, 0)
-        _check_int(own, "channels", self.channels, 0)
-        _check_int(own, "first_row", self.first_row, 0)
-        _check_int(own, "first_col", self.first_col, 0)
+        check_int(own, "origin[0]", self.origin[0], 0)
+        check_int(own, "origin[1]", self.origin[1], 0)
+        check_int(own, "stride", self.stride, 1)
+        check_int(own, "filters", self.filters, 0)
+        check_int(own, "channels", self.channels, 0)
+        check_int(own, "first_row", self.first_row, 0)
+        check_int(own, "first_col", self.first_col, 0)
         if not isinstance(self.psum_from_below, bool):
             raise ValueError(f"PESet.psum_from_below must be a bool, not {self.psum_from_below!r}")
 
@@ -229,8 +221,8 @@ def _pe_str(pe: PE) -> str:
 
 
 def _check_dims(rows, cols):
-    _check_int("array", "rows", rows, 1)
-    _check_int("array", "cols", cols, 1)
+    check_int("array", "rows", rows, 1)
+    check_int("array", "cols", cols, 1)
 
 
 def _placement(sets, rows: int, cols: int) -> dict:
@@ -299,8 +291,8 @@ def assign_ids(deliveries: Iterable[Delivery], rows: int, cols: int,
         the PE and the tag); the result also passes `check_ids`.
     """
     _check_dims(rows, cols)
-    _check_int("NoC", "row_id_bits", row_id_bits, 1, 16)
-    _check_int("NoC", "col_id_bits", col_id_bits, 1, 16)
+    check_int("NoC", "row_id_bits", row_id_bits, 1, 16)
+    check_int("NoC", "col_id_bits", col_id_bits, 1, 16)
     deliveries = tuple(deliveries)
     keys = set()
     for d in deliveries:
