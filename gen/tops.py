@@ -27,10 +27,16 @@ def _gon(cfg: ArrayConfig):
     return GON(cfg.rows, cfg.cols, signed(cfg.pe.psum_bits))
 
 
+def _array(cfg: ArrayConfig):
+    from ommatidia.hw.array import PEArray
+    return PEArray(cfg)
+
+
 TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "pe": (_pe, "one processing element (filter/ifmap/psum spads, MAC, zero gating)"),
     "gin": (_gin, "the ifmap global input network: Y-bus, X-buses, multicast controllers"),
     "gon": (_gon, "the global output network: psums from every PE to one stream"),
+    "array": (_array, "the PE array: PEs, filter/ifmap/psum GINs, local psum links, GON"),
 }
 
 

@@ -1,0 +1,220 @@
+"""The PE array: ``rows x cols`` PEs with their three GINs, local psum links and the GON.
+
+`PEArray` wires the blocks of `ommatidia.hw.pe` and `ommatidia.hw.noc`
+(DESIGN.md sections 1, 4): the filter, ifmap and psum GINs deliver tagged
+packets from the GLB to the PEs; each PE's psum output goes up its column
+over `PsumLinks` or to the GON; the GON brings psums to one GLB-side stream
+tagged with the PE they left. A `run` configuration is broadcast to the
+enabled PEs. Configuration inputs (GIN IDs, psum routes ``up``, ``enable``)
+come from `ommatidia.gen.multicast.plan_for` and must be held during a pass.
+
+Run broadcast
+-------------
+``run`` is offered to every PE whose ``enable`` bit is set and accepted once
+each of them has taken it (a `MulticastFork`; a PE takes a run when idle,
+so an idle array accepts it in one cycle). PE (r, c) runs with
+``accumulate = run.accumulate | up[r + 1][c]``: a PE fed psums over a local
+link always adds them, and ``run.accumulate`` says whether the PEs fed by the
+psum GIN (the bottom row of a set) take psums from it. So no psum is
+expected by, or may be sent to, a PE whose psums-in are unused.
+
+Stream orders of a row-stationary pass, and why they cannot deadlock
+--------------------------------------------------------------------
+For one PE set (logical PE (i, e) does filter row i on ifmap row
+``h = e*U + i`` and produces ofmap row e; PE (R-1, e) is the bottom of
+column e, PE (0, e) sends to the GON), the GLB side sends, each stream from
+its own process, all concurrent with the GON drain:
+
+- ``filter``: filter row i (``p*q*S`` weights, the PE's tap-major order) to
+  logical row i (horizontal multicast), row after row.
+- ``ifmap``: column-interleaved: for x in 0..W-1, for each needed ifmap row
+  h, the ``q`` values of column x, to every PE that needs row h (diagonal
+  multicast).
+- ``psum`` (when ``run.accumulate``): output-interleaved: for f, for e, the
+  ``p`` psums of output f of ofmap row e, to PE (R-1, e) (unicast).
+
+A GIN packet waits until every target has taken it, so one stuck target
+stalls every other PE of that GIN. The orders above, not buffering, keep the
+pass moving. Filters are taken in the PE's filter-load state, which needs
+nothing but the filter stream. Suppose the other streams are all stuck, the
+ifmap sender at column x (every column before x delivered to every PE):
+
+1. A target T refusing column x has a full ifmap ring: it holds columns
+   ``retired .. x-1`` with ``x - retired = ring >= S`` (``ring =
+   ifmap_spad_depth // q``). T is at an output f with ``f*U <= retired``,
+   so ``f*U + S - 1 < x``: every PE has every ifmap column of outputs up to
+   f, and T waits for psum-in or for psum-out room.
+2. Psum-out room: the PE above has not taken a psum of an output f' <= f
+   (it takes psums of output f' at its first tap, which needs column f'*U,
+   which it has); so it too waits only for psum-out room, and so on up to
+   the top row, whose GON output drains.
+3. Psum-in: the PE below produces output f, whose columns it has, so it
+   waits for its own psum-in, and so on down to the bottom PE, which waits
+   for the psum GIN. In f-major order that sender is at an output no later
+   than f, for a bottom PE that has that output's columns, so by 2 it is
+   taken.
+
+(When the ifmap sender has finished, every PE has every column and 2 and 3
+apply alone.) So some stream always moves until the pass is done. The psum order must be
+f-major: in e-major order (all outputs of PE (R-1, 0) first) PE (R-1, 1)
+fills its ring waiting for its first psum, the ifmap sender stops, and PE
+(R-1, 0) never gets the columns of its later outputs (tests/test_array.py
+shows that deadlock). The tests start each pass when ``busy`` is low.
+
+Counters ``mac_cycles``, ``gated_macs`` and ``stall_cycles`` are the sums
+over all PEs of the PE counters (modulo ``2**COUNTER_BITS``), registered:
+they lag the PEs by one cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import ArrayConfig
+
+from .noc import GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout
+from .pe import COUNTER_BITS, PE, pe_run_layout
+
+__all__ = ["PEArray", "GIN_KINDS", "COUNTERS"]
+
+GIN_KINDS = ("filter", "ifmap", "psum")
+COUNTERS = ("mac_cycles", "gated_macs", "stall_cycles")
+
+
+def _grid(shape, rows: int, cols: int) -> data.ArrayLayout:
+    return data.ArrayLayout(data.ArrayLayout(shape, cols), rows)
+
+
+class PEArray(wiring.Component):
+    """``rows x cols`` PEs with filter, ifmap and psum GINs, local psum links and the GON.
+
+    Packets reach the PEs in the cycle the GINs accept them; psums leave the
+    GON two cycles after a PE emits them (plus one cycle per local link they
+    climb). See the module docstring for the send orders a pass must use.
+
+    Grid-shaped inputs (``enable``, ``up``, ``<kind>_col_id``) hold element
+    ``[r][c]`` at position ``r*cols + c`` (row 0, column 0 in the low bits),
+    as `ommatidia.gen.multicast.GINIds.packed` produces them.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        Array size, PE widths and spad depths, tag widths.
+
+    Members
+    -------
+    filter, ifmap, psum : In(stream of gin_packet_layout)
+        GIN packets from the GLB: ``data`` (``signed(weight_bits)``,
+        ``signed(act_bits)``, ``signed(psum_bits)``) with ``row`` and ``col``
+        tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
+    gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
+        Psums to the GLB, tagged with the ``row`` and ``col`` of their PE.
+    filter_row_id, ifmap_row_id, psum_row_id : In(ArrayLayout(row_id_bits, rows))
+        Row ID of each X-bus of each GIN (configuration).
+    filter_col_id, ifmap_col_id, psum_col_id : In(rows x cols of col_id_bits)
+        Column ID of each PE on each GIN (configuration).
+    up : In(rows x cols of 1)
+        `PsumLinks` routes: PE (r, c) passes its psums to PE (r - 1, c).
+    enable : In(rows x cols of 1)
+        PEs that take ``run``; the others stay idle.
+    run : In(stream of pe_run_layout(cfg.pe))
+        The run of a pass, broadcast to the enabled PEs.
+    busy : Out(1)
+        Some PE is busy.
+    mac_cycles, gated_macs, stall_cycles : Out(COUNTER_BITS)
+        Sums of the PE counters, one cycle behind.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"PEArray takes an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        rows, cols, pe, noc = cfg.rows, cfg.cols, cfg.pe, cfg.noc
+        rb, cb = noc.row_id_bits, noc.col_id_bits
+        self._data_shapes = {"filter": signed(pe.weight_bits), "ifmap": signed(pe.act_bits),
+                             "psum": signed(pe.psum_bits)}
+        members = {}
+        for kind in GIN_KINDS:
+            members[kind] = In(stream.Signature(
+                gin_packet_layout(self._data_shapes[kind], rb, cb)))
+        members["gon"] = Out(stream.Signature(
+            gon_packet_layout(signed(pe.psum_bits), rows, cols)))
+        for kind in GIN_KINDS:
+            members[f"{kind}_row_id"] = In(data.ArrayLayout(unsigned(rb), rows))
+            members[f"{kind}_col_id"] = In(_grid(unsigned(cb), rows, cols))
+        members["up"] = In(_grid(unsigned(1), rows, cols))
+        members["enable"] = In(_grid(unsigned(1), rows, cols))
+        members["run"] = In(stream.Signature(pe_run_layout(pe)))
+        members["busy"] = Out(1)
+        for name in COUNTERS:
+            members[name] = Out(COUNTER_BITS)
+        super().__init__(members)
+        self._pes = [[PE(pe) for _ in range(cols)] for _ in range(rows)]
+
+    @property
+    def cfg(self) -> ArrayConfig:
+        return self._cfg
+
+    @property
+    def pes(self) -> list:
+        """The PEs, ``pes[r][c]`` (for inspection)."""
+        return [list(line) for line in self._pes]
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        rows, cols = cfg.rows, cfg.cols
+        rb, cb = cfg.noc.row_id_bits, cfg.noc.col_id_bits
+        m = Module()
+
+        gins = {}
+        for kind in GIN_KINDS:
+            gin = GIN(rows, cols, self._data_shapes[kind], rb, cb)
+            m.submodules[f"{kind}_gin"] = gins[kind] = gin
+            wiring.connect(m, wiring.flipped(getattr(self, kind)), gin.i)
+            m.d.comb += [gin.row_id.eq(getattr(self, f"{kind}_row_id")),
+                         gin.col_id.eq(getattr(self, f"{kind}_col_id"))]
+        m.submodules.links = links = PsumLinks(rows, cols, self._data_shapes["psum"])
+        m.submodules.gon = gon = GON(rows, cols, self._data_shapes["psum"])
+        m.submodules.run_fork = fork = MulticastFork(pe_run_layout(cfg.pe), rows * cols)
+        wiring.connect(m, wiring.flipped(self.run), fork.i)
+        wiring.connect(m, gon.o, wiring.flipped(self.gon))
+        m.d.comb += links.up.eq(self.up)
+
+        busy = []
+        for r in range(rows):
+            for c in range(cols):
+                pe = self._pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = pe
+                wiring.connect(m, gins["filter"].o[r][c], pe.filter)
+                wiring.connect(m, gins["ifmap"].o[r][c], pe.ifmap)
+                wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
+                wiring.connect(m, pe.psum_out, links.pe_out[r][c])
+                wiring.connect(m, links.pe_in[r][c], pe.psum_in)
+                wiring.connect(m, links.gon[r][c], gon.i[r][c])
+
+                branch = fork.o[r * cols + c]
+                enable = self.enable[r][c]
+                fed_by_link = self.up[r + 1][c] if r + 1 < rows else 0
+                m.d.comb += [
+                    pe.run.valid.eq(branch.valid & enable),
+                    branch.ready.eq(pe.run.ready | ~enable),
+                    pe.run.payload.eq(branch.payload),
+                    pe.run.payload.accumulate.eq(branch.payload.accumulate | fed_by_link),
+                ]
+                busy.append(pe.busy)
+
+        m.d.comb += self.busy.eq(Cat(busy).any())
+        for name in COUNTERS:
+            m.d.sync += getattr(self, name).eq(
+                _tree_sum([getattr(pe, name) for line in self._pes for pe in line]))
+        return m
+
+
+def _tree_sum(values: list):
+    """Balanced adder tree, each sum truncated to `COUNTER_BITS` (modular)."""
+    while len(values) > 1:
+        values = [(values[k] + values[k + 1])[:COUNTER_BITS] if k + 1 < len(values)
+                  else values[k] for k in range(0, len(values), 2)]
+    return values[0]
