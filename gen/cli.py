@@ -112,6 +112,79 @@ def cmd_pe(args) -> int:
     return 0
 
 
+def _rlc_word_bytes(fmt) -> int:
+    return (fmt.word_bits + 7) // 8
+
+
+def _rlc_read_words(path, fmt) -> list[int]:
+    import pathlib
+    data = pathlib.Path(path).read_bytes()
+    size = _rlc_word_bytes(fmt)
+    if len(data) % size:
+        raise CLIError(f"{path} holds {len(data)} bytes, not a whole number of "
+                       f"{size}-byte words (word_bits = {fmt.word_bits})")
+    words = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
+    for i, w in enumerate(words):
+        if w >> fmt.word_bits:
+            raise CLIError(f"{path}: word {i} = {w:#x} has bits above word_bits = {fmt.word_bits}")
+    return words
+
+
+def cmd_rlc(args) -> int:
+    """Run-length encode an .npy array to little-endian words, or decode them back."""
+    import pathlib
+
+    import numpy as np
+
+    from ommatidia.sim import rlc
+    from .config import RLCFormat
+
+    fmt = RLCFormat.parse(args.format)
+    count_limit = (1 << 24) - 1
+    if args.action == "encode":
+        try:
+            array = np.load(args.input, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError) as exc:
+            raise CLIError(f"cannot read {args.input} as a .npy array: {exc}") from None
+        values = rlc.check_values(array, fmt)
+        if args.hw:
+            if len(values) > count_limit:
+                raise CLIError(f"--hw takes at most {count_limit} values, not {len(values)}")
+            from ommatidia.sim.tb.tb_rlc import run_encoder_hw
+            words = run_encoder_hw(fmt, [values], sim=args.sim, build_root=args.build)[0]["words"]
+        else:
+            words = rlc.encode(values, fmt)
+        size = _rlc_word_bytes(fmt)
+        pathlib.Path(args.output).write_bytes(b"".join(w.to_bytes(size, "little") for w in words))
+        raw, coded = len(values) * fmt.level_bits, len(words) * fmt.word_bits
+        print(f"{len(values)} values -> {len(words)} words of {fmt.word_bits} bits "
+              f"({raw / coded:.2f}x smaller than {fmt.level_bits}-bit values)"
+              f"{' on the ' + args.sim + ' Verilog' if args.hw else ''}: {args.output}")
+        return 0
+
+    if args.n < 0:
+        raise CLIError(f"N must be a non-negative number of values, not {args.n}")
+    words = _rlc_read_words(args.input, fmt)
+    if args.hw:
+        if args.n > count_limit:
+            raise CLIError(f"--hw takes at most {count_limit} values, not {args.n}")
+        from ommatidia.sim.tb.tb_rlc import run_decoder_hw
+        res = run_decoder_hw(fmt, [(words, args.n)], sim=args.sim, build_root=args.build)[0]
+        values = rlc.check_result(rlc.DecodeResult(
+            np.array(res["values"], dtype=np.int64), rlc.RLCFault(res["fault"]),
+            res["fault_word"], res["words_used"],
+            res["done"]), len(words), args.n)
+    else:
+        values = rlc.decode(words, args.n, fmt)
+    dtype = np.int8 if fmt.level_bits <= 8 else np.int16 if fmt.level_bits <= 16 else np.int32
+    np.save(args.output, values.astype(dtype))
+    print(f"{len(words)} words -> {args.n} values ({np.dtype(dtype).name})"
+          f"{' on the ' + args.sim + ' Verilog' if args.hw else ''}: {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .tops import TOPS
     parser = argparse.ArgumentParser(
@@ -164,6 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="BUILD_DIR",
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "
+                                   "array to words, decode words back")
+    rlc_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fmt_help = "R,L,P,W: run bits, level bits, pairs per word, word bits (default: 5,16,3,64)"
+    for action, help_text in (("encode", "IN.npy -> OUT.bin"), ("decode", "IN.bin N -> OUT.npy")):
+        q = rlc_sub.add_parser(action, help=help_text,
+                               description=".bin files hold the words as little-endian "
+                                           "unsigned integers of ceil(word_bits/8) bytes.")
+        if action == "encode":
+            q.add_argument("input", metavar="IN.npy", help="integer array (flattened in C order)")
+            q.add_argument("output", metavar="OUT.bin")
+        else:
+            q.add_argument("input", metavar="IN.bin")
+            q.add_argument("n", metavar="N", type=int, help="number of values in the stream")
+            q.add_argument("output", metavar="OUT.npy")
+        q.add_argument("--format", default="5,16,3,64", metavar="R,L,P,W", help=fmt_help)
+        q.add_argument("--hw", action="store_true",
+                       help="run the generated Verilog instead of the reference codec")
+        q.add_argument("--sim", default="verilator", choices=["verilator", "icarus"],
+                       help="simulator for --hw (default: verilator)")
+        q.add_argument("--build", default="build", metavar="DIR",
+                       help="build folder for --hw (default: build)")
+        q.set_defaults(func=cmd_rlc)
 
     return parser
 

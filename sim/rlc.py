@@ -1,0 +1,290 @@
+"""Reference RLC codec, bit for bit what `ommatidia.hw.rlc` does, and its ratio maths.
+
+`encode` produces the canonical code of `ommatidia.hw.rlc` (the module
+docstring there defines the format and which streams are accepted).
+`decode_stream` runs the decoder's rules word by word and reports what the
+hardware decoder would do with a stream, malformed or not: the values it
+emits, the fault it raises, how many words it consumes and whether it ends or
+waits for more words. `decode` is the strict form: it returns the ``n`` values
+of a well-formed stream and raises `RLCDecodeError` for anything else,
+including a stream cut short and words left over after the term word.
+
+Compression figures: raw size is ``level_bits`` per value (the values travel
+uncoded at the level width); coded size is ``word_bits`` per word. The entropy
+bound of the same zero/non-zero statistics treats values as independent, zero
+with the observed probability ``p``, and the non-zero ones as uniform over the
+``2**level_bits - 1`` non-zero codes: ``H(p) + (1 - p) log2(2**L - 1)`` bits
+per value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ommatidia.gen.config import RLCFormat
+from ommatidia.hw.rlc import RLCFault
+
+__all__ = [
+    "RLCFault", "RLCDecodeError", "DecodeResult", "check_values", "encode_pairs", "pack",
+    "unpack", "encode", "decode_stream", "decode", "check_result", "coded_bits", "entropy_bits",
+    "compression", "random_values", "edge_cases", "stream_cases", "corrupt_streams",
+]
+
+
+class RLCDecodeError(ValueError):
+    """A malformed coded stream; ``fault`` is the `RLCFault` (None for trailing words)."""
+
+    def __init__(self, message: str, fault: RLCFault | None):
+        super().__init__(message)
+        self.fault = fault
+
+
+def check_values(values, fmt: RLCFormat) -> np.ndarray:
+    """``values`` flattened to int64, checked to fit signed ``level_bits``."""
+    a = np.asarray(values)
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"RLC values must be integers, not {a.dtype}")
+    a = a.astype(np.int64).reshape(-1)
+    lo, hi = -(1 << (fmt.level_bits - 1)), (1 << (fmt.level_bits - 1)) - 1
+    if a.size and (a.min() < lo or a.max() > hi):
+        bad = a[(a < lo) | (a > hi)][0]
+        raise ValueError(f"value {bad} does not fit level_bits = {fmt.level_bits} "
+                         f"(signed range {lo}..{hi})")
+    return a
+
+
+def encode_pairs(values, fmt: RLCFormat) -> list[tuple[int, int]]:
+    """The canonical ``(run, level)`` pairs of ``values``."""
+    pairs = []
+    z = 0
+    for v in check_values(values, fmt).tolist():
+        if v != 0 or z == fmt.max_run:
+            pairs.append((z, v))
+            z = 0
+        else:
+            z += 1
+    if z:
+        pairs.append((z - 1, 0))
+    return pairs
+
+
+def pack(pairs, fmt: RLCFormat) -> list[int]:
+    """Pack pairs into words, term bit on the last; no pairs gives one term-only word."""
+    r, pb, P = fmt.run_bits, fmt.pair_bits, fmt.pairs_per_word
+    lmask = (1 << fmt.level_bits) - 1
+    words = []
+    for start in range(0, max(len(pairs), 1), P):
+        w = 0
+        for k, (run, level) in enumerate(pairs[start:start + P]):
+            if not 0 <= run <= fmt.max_run:
+                raise ValueError(f"run {run} does not fit run_bits = {fmt.run_bits}")
+            w |= (run | (level & lmask) << r) << (k * pb)
+        words.append(w)
+    words[-1] |= 1 << (fmt.word_bits - 1)
+    return words
+
+
+def unpack(word: int, fmt: RLCFormat) -> tuple[list[tuple[int, int]], int, int]:
+    """``(pairs, reserved, term)`` of one word, levels sign-extended."""
+    r, l, pb = fmt.run_bits, fmt.level_bits, fmt.pair_bits
+    pairs = []
+    for k in range(fmt.pairs_per_word):
+        p = word >> (k * pb)
+        level = (p >> r) & ((1 << l) - 1)
+        pairs.append((p & fmt.max_run, level - (1 << l) if level >> (l - 1) else level))
+    used = fmt.pairs_per_word * pb
+    reserved = (word >> used) & ((1 << (fmt.word_bits - 1 - used)) - 1)
+    return pairs, reserved, (word >> (fmt.word_bits - 1)) & 1
+
+
+def encode(values, fmt: RLCFormat = RLCFormat()) -> list[int]:
+    """Canonical RLC words of ``values`` (any integer array fitting ``level_bits``)."""
+    return pack(encode_pairs(values, fmt), fmt)
+
+
+@dataclass
+class DecodeResult:
+    """What the hardware decoder does with a stream.
+
+    ``values``: emitted values (at most ``n``); ``fault``: first fault;
+    ``fault_word``: index of the word where it was seen; ``words_used``: words
+    consumed (including those drained after a fault); ``done``: the decoder
+    went idle (else it is still waiting for words).
+    """
+
+    values: np.ndarray
+    fault: RLCFault
+    fault_word: int | None
+    words_used: int
+    done: bool
+
+
+def decode_stream(words, n: int, fmt: RLCFormat = RLCFormat()) -> DecodeResult:
+    """Run the decoder's rules on ``words`` for a stream of ``n`` values."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, not {n!r}")
+    P = fmt.pairs_per_word
+    out: list[int] = []
+    left = int(n)
+    fault, fault_word = RLCFault.NONE, None
+    words = [int(w) for w in words]
+    idx = 0
+
+    def result(done):
+        return DecodeResult(np.array(out, dtype=np.int64), fault, fault_word, idx, done)
+
+    while idx < len(words):
+        pairs, reserved, term = unpack(words[idx], fmt)
+        wi, idx = idx, idx + 1
+        k = 0
+        drain = False
+        while True:
+            if left == 0:
+                if not term:
+                    fault, drain = RLCFault.NO_TERM, True
+                elif reserved or any(pairs[j] != (0, 0) for j in range(k, P)):
+                    fault = RLCFault.SLOT
+                break
+            run, level = pairs[k]
+            if run >= left:
+                fault, drain = RLCFault.OVERRUN, not term
+                break
+            out.extend([0] * run + [level])
+            left -= run + 1
+            k += 1
+            if k == P and left:
+                if term:
+                    fault = RLCFault.EARLY_TERM
+                elif reserved:
+                    fault, drain = RLCFault.SLOT, True
+                break
+        if fault != RLCFault.NONE:
+            fault_word = wi
+            while drain and idx < len(words):
+                drain = not unpack(words[idx], fmt)[2]
+                idx += 1
+            return result(done=not drain)
+        if left == 0:
+            return result(done=True)
+    return result(done=False)
+
+
+def decode(words, n: int, fmt: RLCFormat = RLCFormat()) -> np.ndarray:
+    """The ``n`` values of a well-formed stream; raises `RLCDecodeError` otherwise."""
+    words = [int(w) for w in words]
+    limit = 1 << fmt.word_bits
+    for i, w in enumerate(words):
+        if not 0 <= w < limit:
+            raise ValueError(f"word {i} = {w:#x} is not an unsigned {fmt.word_bits}-bit word")
+    res = decode_stream(words, n, fmt)
+    return check_result(res, len(words), n)
+
+
+_FAULT_TEXT = {
+    RLCFault.OVERRUN: "a run goes past the {n} values of the stream",
+    RLCFault.NO_TERM: "the word that completes the {n} values has no term bit",
+    RLCFault.EARLY_TERM: "a term word ends the stream before {n} values",
+    RLCFault.SLOT: "a pair slot after the last value, or a reserved bit, is not zero",
+}
+
+
+def check_result(res: DecodeResult, num_words: int, n: int) -> np.ndarray:
+    """The values of ``res`` if it decoded ``num_words`` words cleanly, else raise."""
+    if res.fault != RLCFault.NONE:
+        raise RLCDecodeError(f"malformed RLC stream: {_FAULT_TEXT[res.fault].format(n=n)} "
+                             f"(fault {res.fault.name} at word {res.fault_word})", res.fault)
+    if not res.done:
+        raise RLCDecodeError(f"malformed RLC stream: it ends after {num_words} words and "
+                             f"{len(res.values)} of {n} values without a term word",
+                             RLCFault.NO_TERM)
+    if res.words_used < num_words:
+        raise RLCDecodeError(f"malformed RLC stream: {num_words - res.words_used} words "
+                             f"follow the term word (word {res.words_used - 1})", None)
+    return res.values
+
+
+def coded_bits(values, fmt: RLCFormat = RLCFormat()) -> int:
+    """Size of the canonical code of ``values`` in bits."""
+    return len(encode(values, fmt)) * fmt.word_bits
+
+
+def _h(p: float) -> float:
+    return 0.0 if p <= 0 or p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def entropy_bits(values, fmt: RLCFormat = RLCFormat()) -> float:
+    """Entropy bound in bits of i.i.d. values with the zero fraction of ``values``."""
+    a = check_values(values, fmt)
+    if not a.size:
+        return 0.0
+    p = float(np.count_nonzero(a == 0)) / a.size
+    return a.size * (_h(p) + (1 - p) * math.log2((1 << fmt.level_bits) - 1))
+
+
+def compression(values, fmt: RLCFormat = RLCFormat()) -> dict:
+    """Raw bits, coded bits, entropy bits and the two ratios for ``values``."""
+    a = check_values(values, fmt)
+    raw = a.size * fmt.level_bits
+    coded = coded_bits(a, fmt)
+    ent = entropy_bits(a, fmt)
+    return {
+        "values": int(a.size), "zeros": float(np.count_nonzero(a == 0)) / max(a.size, 1),
+        "raw_bits": raw, "coded_bits": coded, "entropy_bits": ent,
+        "ratio": raw / coded, "bound": raw / ent if ent else math.inf,
+        "overhead": coded / ent - 1 if ent else math.inf,
+    }
+
+
+def random_values(rng: np.random.Generator, fmt: RLCFormat, n: int, zeros: float) -> np.ndarray:
+    """``n`` random ``level_bits`` values, each zero with probability ``zeros``."""
+    lo, hi = -(1 << (fmt.level_bits - 1)), 1 << (fmt.level_bits - 1)
+    v = rng.integers(lo, hi, size=n)
+    v[rng.random(n) < zeros] = 0
+    return v.astype(np.int64)
+
+
+def edge_cases(fmt: RLCFormat) -> list[np.ndarray]:
+    """n = 0 and 1, extreme levels, no zeros, all zeros, runs of max_run + 0, 1, 2 and
+    2 max_run + 2 zeros alone, before a value and between values, trailing zeros."""
+    m = fmt.max_run
+    top = (1 << (fmt.level_bits - 1)) - 1
+    cases = [[], [0], [top], [-top - 1], [0] * 50, list(range(1, 8))]
+    for z in (m, m + 1, m + 2, 2 * m + 2):
+        cases += [[0] * z, [0] * z + [5], [3] + [0] * z + [-2] + [0] * z]
+    cases.append([1, 2, 3, 0, 0])
+    return [np.array(c, dtype=np.int64) for c in cases]
+
+
+def stream_cases(fmt: RLCFormat, seed: int, count: int = 10, max_n: int = 60):
+    """`edge_cases` plus ``count`` random streams of 0, 50, 90, 97 or 100 % zeros."""
+    rng = np.random.default_rng(seed)
+    cases = edge_cases(fmt)
+    for _ in range(count):
+        cases.append(random_values(rng, fmt, int(rng.integers(0, max_n)),
+                                   float(rng.choice([0.0, 0.5, 0.9, 0.97, 1.0]))))
+    return cases
+
+
+def corrupt_streams(fmt: RLCFormat, seed: int, count: int = 30, max_n: int = 25):
+    """``(words, n)`` streams, most malformed: bit flips, a dropped word, a wrong n, an extra word."""
+    rng = np.random.default_rng(seed)
+    streams = []
+    for values in stream_cases(fmt, seed, count=count, max_n=max_n):
+        words = encode(values, fmt)
+        n = len(values)
+        kind = rng.integers(0, 5)
+        if kind <= 1:
+            for _ in range(int(rng.integers(1, 3))):
+                i = int(rng.integers(0, len(words)))
+                words[i] ^= 1 << int(rng.integers(0, fmt.word_bits))
+        elif kind == 2 and len(words) > 1:
+            del words[int(rng.integers(0, len(words) - 1))]
+        elif kind == 3:
+            n = max(0, n + int(rng.choice([-2, -1, 1, 2])))
+        else:
+            words.append(int(rng.integers(0, 1 << min(fmt.word_bits, 63))) | 1 << (fmt.word_bits - 1))
+        streams.append((words, n))
+    return streams
