@@ -32,11 +32,35 @@ def _array(cfg: ArrayConfig):
     return PEArray(cfg)
 
 
+def _glb(cfg: ArrayConfig):
+    from ommatidia.hw.glb import GLB
+    return GLB(cfg, readers=5, writers=3)
+
+
+def _pass(cfg: ArrayConfig):
+    from ommatidia.hw.engines import PassEngine
+    return PassEngine(cfg)
+
+
+def _rlc_encoder(cfg: ArrayConfig):
+    from ommatidia.hw.rlc import RLCEncoder
+    return RLCEncoder(cfg.rlc)
+
+
+def _rlc_decoder(cfg: ArrayConfig):
+    from ommatidia.hw.rlc import RLCDecoder
+    return RLCDecoder(cfg.rlc)
+
+
 TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "pe": (_pe, "one processing element (filter/ifmap/psum spads, MAC, zero gating)"),
     "gin": (_gin, "the ifmap global input network: Y-bus, X-buses, multicast controllers"),
     "gon": (_gon, "the global output network: psums from every PE to one stream"),
     "array": (_array, "the PE array: PEs, filter/ifmap/psum GINs, local psum links, GON"),
+    "glb": (_glb, "the global buffer: banked SRAM, one read and one write port, round-robin"),
+    "pass": (_pass, "GLB + filter/ifmap/psum senders + GON receiver + PE array + DMA in/out"),
+    "rlc-encoder": (_rlc_encoder, "run-length encoder of activations: values in, RLC words out"),
+    "rlc-decoder": (_rlc_decoder, "run-length decoder of activations: RLC words in, values out"),
 }
 
 

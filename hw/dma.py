@@ -1,0 +1,306 @@
+"""DMA between the DRAM port and the GLB: raw words, RLC-coded activations in and out.
+
+The DRAM port is a request stream of word addresses and an in-order response
+stream of ``dram_bits`` words (either side may stall). A command
+``(dram, glb, words, n, rlc)`` reads ``words`` DRAM words from ``dram`` on:
+
+- raw (``rlc = 0``): word ``k`` goes to GLB word ``glb + k``;
+- RLC (``rlc = 1``): the words feed an `ommatidia.hw.rlc.RLCDecoder` told
+  ``n`` values; the values, truncated to ``act_bits``, are packed into the
+  activation slots of GLB words ``glb, glb + 1, ...`` (`ommatidia.hw.glb`);
+  the last word is written with only its filled slots' bytes. Words left
+  after the term word are read and dropped; a malformed stream raises the
+  sticky ``error`` until the next command.
+
+Requests run ahead of responses with no limit; the GLB write is one register
+stage, so a raw copy moves one word a cycle and a decode one value a cycle
+when neither side stalls.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import ArrayConfig
+
+from .glb import GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits, word_addr_bits
+from .rlc import RLCDecoder, RLCEncoder
+
+__all__ = ["DRAM_ADDR_BITS", "dma_cmd_layout", "DMAIn", "output_stage_layout",
+           "bias_write_layout", "dma_out_cmd_layout", "dram_write_layout", "DMAOut"]
+
+DRAM_ADDR_BITS = 32
+"""Width of a DRAM word address."""
+
+
+def dma_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A DMA command: DRAM word address, GLB word address, DRAM words, values, RLC flag."""
+    a = elem_addr_bits(cfg) + 1
+    return data.StructLayout({"dram": unsigned(DRAM_ADDR_BITS),
+                              "glb": unsigned(word_addr_bits(cfg)),
+                              "words": unsigned(a), "n": unsigned(a), "rlc": 1})
+
+
+class DMAIn(wiring.Component):
+    """DRAM -> GLB copy, raw or RLC-decoding; one command at a time.
+
+    Members
+    -------
+    cmd : In(stream of dma_cmd_layout(cfg))
+        Accepted when idle.
+    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+    dram_data : In(stream of unsigned(dram_bits))
+        Responses in request order.
+    glb : Out(stream of glb_write_layout(cfg))
+    busy : Out(1)
+        From the command until its last GLB write is taken and every word is read.
+    error : Out(1)
+        The decoder's sticky error (RLC commands).
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"DMAIn takes an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(dma_cmd_layout(cfg))),
+            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
+            "glb": Out(stream.Signature(glb_write_layout(cfg))),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+        self._decoder = RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1)
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        a = elem_addr_bits(cfg) + 1
+        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        m = Module()
+        m.submodules.decoder = dec = self._decoder
+
+        cmd = Signal(dma_cmd_layout(cfg))
+        req_left, resp_left = Signal(a), Signal(a)
+        values_left = Signal(a)
+        start_pending = Signal()
+        glb_addr = Signal(word_addr_bits(cfg))
+        w = self.glb
+        room = ~w.valid | w.ready
+        with m.If(w.ready):
+            m.d.sync += w.valid.eq(0)
+
+        busy = Signal()
+        m.d.comb += [busy.eq((req_left != 0) | (resp_left != 0) | (values_left != 0)
+                             | w.valid | start_pending | dec.busy),
+                     self.busy.eq(busy), self.error.eq(dec.error),
+                     self.cmd.ready.eq(~busy)]
+        with m.If(self.cmd.valid & ~busy):
+            m.d.sync += [cmd.eq(self.cmd.payload), req_left.eq(self.cmd.payload.words),
+                         resp_left.eq(self.cmd.payload.words), glb_addr.eq(self.cmd.payload.glb),
+                         start_pending.eq(self.cmd.payload.rlc),
+                         values_left.eq(Mux(self.cmd.payload.rlc, self.cmd.payload.n, 0))]
+
+        m.d.comb += [self.dram_addr.valid.eq(req_left != 0), self.dram_addr.payload.eq(cmd.dram)]
+        with m.If(self.dram_addr.valid & self.dram_addr.ready):
+            m.d.sync += [req_left.eq(req_left - 1), cmd.dram.eq(cmd.dram + 1)]
+
+        m.d.comb += [dec.start.valid.eq(start_pending), dec.start.payload.eq(cmd.n)]
+        with m.If(start_pending & dec.start.ready):
+            m.d.sync += start_pending.eq(0)
+
+        with m.If(~cmd.rlc):
+            m.d.comb += self.dram_data.ready.eq((resp_left != 0) & room)
+            with m.If(self.dram_data.valid & self.dram_data.ready):
+                m.d.sync += [resp_left.eq(resp_left - 1), glb_addr.eq(glb_addr + 1),
+                             w.valid.eq(1), w.payload.addr.eq(glb_addr),
+                             w.payload.data.eq(self.dram_data.payload),
+                             w.payload.mask.eq(-1)]
+        with m.Else():
+            draining = Signal()
+            with m.If(dec.i.valid & dec.i.ready & dec.i.payload.term):
+                m.d.sync += draining.eq(1)
+            with m.If(self.cmd.valid & ~busy):
+                m.d.sync += draining.eq(0)
+            m.d.comb += [dec.i.payload.as_value().eq(self.dram_data.payload),
+                         dec.i.valid.eq(self.dram_data.valid & (resp_left != 0) & ~draining),
+                         self.dram_data.ready.eq((resp_left != 0)
+                                                 & (dec.i.ready & ~draining | draining))]
+            with m.If(self.dram_data.valid & self.dram_data.ready):
+                m.d.sync += resp_left.eq(resp_left - 1)
+
+            acc = Signal(cfg.dram_bits)
+            fill = Signal(range(per + 1))
+            m.d.comb += dec.o.ready.eq(room)
+            value = Signal(signed(slot))
+            m.d.comb += value.eq(dec.o.payload[:cfg.pe.act_bits].as_signed())
+            with m.If(dec.error):
+                m.d.sync += values_left.eq(0)
+            filled = Cat((fill >= k if k else Const(1, 1)).replicate(slot // 8)
+                         for k in range(per))
+            with m.If(dec.o.valid & dec.o.ready):
+                new = acc | (value.as_unsigned() << (fill * slot))[:cfg.dram_bits]
+                full = (fill + 1 == per) | (values_left == 1)
+                m.d.sync += values_left.eq(values_left - 1)
+                with m.If(full):
+                    m.d.sync += [w.valid.eq(1), w.payload.addr.eq(glb_addr),
+                                 w.payload.data.eq(new),
+                                 w.payload.mask.eq(filled),
+                                 glb_addr.eq(glb_addr + 1), acc.eq(0), fill.eq(0)]
+                with m.Else():
+                    m.d.sync += [acc.eq(new), fill.eq(fill + 1)]
+        return m
+
+
+def dram_write_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A DRAM word write: word address and word."""
+    return data.StructLayout({"addr": unsigned(DRAM_ADDR_BITS), "data": unsigned(cfg.dram_bits)})
+
+
+def output_stage_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """Output stage of `DMAOut` (DESIGN.md section 3): bias from a table of ``p`` entries
+    (psum ``j`` of a region takes entry ``j mod p``, its filter in the ``[e][f][k]``
+    layout), ReLU when ``relu``, shift right by ``shift`` with round-half-up."""
+    return data.StructLayout({"shift": unsigned((cfg.pe.psum_bits - 1).bit_length()),
+                              "relu": 1, "p": range(1, cfg.pe.psum_spad_depth + 1)})
+
+
+def bias_write_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A write of entry ``index`` of the output stage's bias table."""
+    return data.StructLayout({"index": range(cfg.pe.psum_spad_depth),
+                              "value": signed(cfg.pe.psum_bits)})
+
+
+def dma_out_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A `DMAOut` command: GLB word address, DRAM word address, count, RLC flag, stage."""
+    a = elem_addr_bits(cfg) + 1
+    return data.StructLayout({"glb": unsigned(word_addr_bits(cfg)),
+                              "dram": unsigned(DRAM_ADDR_BITS), "n": unsigned(a), "rlc": 1,
+                              "stage": output_stage_layout(cfg)})
+
+
+class DMAOut(wiring.Component):
+    """GLB -> DRAM copy: raw words, or psums through the output stage and the RLC encoder.
+
+    Raw (``rlc = 0``): GLB words ``glb .. glb + n - 1`` go to DRAM words
+    ``dram ..``. RLC (``rlc = 1``): the ``n`` psums packed from GLB word
+    ``glb`` on (psum slots, `ommatidia.hw.glb`) go through the output stage
+    of `ommatidia.sim.golden.output_stage` (bias added modulo
+    ``2**psum_bits``, ReLU, shift with round-half-up, saturation to
+    ``act_bits``; the bias table is written on ``bias_w``), and an
+    `ommatidia.hw.rlc.RLCEncoder` codes them into DRAM words ``dram ..``;
+    ``words`` counts the words written by the last command. One GLB read at a
+    time: a raw word every three cycles, a psum a cycle within a word.
+
+    Members
+    -------
+    cmd : In(stream of dma_out_cmd_layout(cfg))
+    bias_w : In(stream of bias_write_layout(cfg))
+        Bias table writes, always accepted.
+    glb : Out(GLBReadSignature(cfg))
+    dram : Out(stream of dram_write_layout(cfg))
+    busy : Out(1)
+    words : Out(elem_addr_bits(cfg) + 1)
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"DMAOut takes an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        a = elem_addr_bits(cfg) + 1
+        super().__init__({
+            "cmd": In(stream.Signature(dma_out_cmd_layout(cfg))),
+            "bias_w": In(stream.Signature(bias_write_layout(cfg))),
+            "glb": Out(GLBReadSignature(cfg)),
+            "dram": Out(stream.Signature(dram_write_layout(cfg))),
+            "busy": Out(1),
+            "words": Out(a),
+        })
+        self._encoder = RLCEncoder(cfg.rlc, count_bits=a)
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        a = elem_addr_bits(cfg) + 1
+        slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        m = Module()
+        m.submodules.encoder = enc = self._encoder
+
+        cmd = Signal(dma_out_cmd_layout(cfg))
+        left = Signal(a)
+        filt = Signal(range(cfg.pe.psum_spad_depth))
+        start_pending, waiting, have = Signal(), Signal(), Signal()
+        cur = Signal(cfg.dram_bits)
+        k = Signal(range(per))
+        glb_addr = Signal(word_addr_bits(cfg))
+        dram_addr = Signal(DRAM_ADDR_BITS)
+        o = self.dram
+        room = ~o.valid | o.ready
+        with m.If(o.ready):
+            m.d.sync += o.valid.eq(0)
+
+        busy = Signal()
+        m.d.comb += [busy.eq((left != 0) | start_pending | waiting | have | enc.busy | o.valid),
+                     self.busy.eq(busy), self.cmd.ready.eq(~busy)]
+        with m.If(self.cmd.valid & ~busy):
+            p = self.cmd.payload
+            m.d.sync += [cmd.eq(p), left.eq(p.n), glb_addr.eq(p.glb), dram_addr.eq(p.dram),
+                         start_pending.eq(p.rlc), k.eq(0), filt.eq(0), self.words.eq(0)]
+
+        m.d.comb += [enc.start.valid.eq(start_pending), enc.start.payload.eq(cmd.n)]
+        with m.If(start_pending & enc.start.ready):
+            m.d.sync += start_pending.eq(0)
+
+        m.d.comb += [self.glb.addr.valid.eq((left != 0) & ~have & ~waiting & ~start_pending),
+                     self.glb.addr.payload.eq(glb_addr)]
+        with m.If(self.glb.addr.valid & self.glb.addr.ready):
+            m.d.sync += [waiting.eq(1), glb_addr.eq(glb_addr + 1)]
+        with m.If(self.glb.valid):
+            m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
+
+        m.submodules.bias = bias = Memory(shape=signed(cfg.pe.psum_bits),
+                                          depth=cfg.pe.psum_spad_depth, init=[])
+        bw = bias.write_port()
+        m.d.comb += [bw.addr.eq(self.bias_w.payload.index), bw.data.eq(self.bias_w.payload.value),
+                     bw.en.eq(self.bias_w.valid), self.bias_w.ready.eq(1)]
+        br = bias.read_port(domain="comb")
+        m.d.comb += br.addr.eq(filt)
+
+        stage, bits = cmd.stage, cfg.pe.psum_bits
+        x = Signal(signed(bits))
+        biased = Signal(signed(bits))
+        y = Signal(signed(bits + 1))
+        z = Signal(signed(cfg.pe.act_bits))
+        hi, lo = (1 << (cfg.pe.act_bits - 1)) - 1, -(1 << (cfg.pe.act_bits - 1))
+        half = (Const(1, bits + 1) << stage.shift) >> 1
+        m.d.comb += [x.eq(cur.word_select(k, slot)[:bits].as_signed()),
+                     biased.eq((x + br.data)[:bits].as_signed()),
+                     y.eq((Mux(stage.relu & (biased < 0), 0, biased) + half) >> stage.shift)]
+        with m.If(y > hi):
+            m.d.comb += z.eq(hi)
+        with m.Elif(y < lo):
+            m.d.comb += z.eq(lo)
+        with m.Else():
+            m.d.comb += z.eq(y)
+
+        m.d.comb += [enc.i.payload.eq(z), enc.o.ready.eq(room)]
+        with m.If(cmd.rlc):
+            m.d.comb += enc.i.valid.eq(have)
+            with m.If(enc.i.valid & enc.i.ready):
+                m.d.sync += [left.eq(left - 1), k.eq(k + 1),
+                             filt.eq(Mux(filt + 1 == stage.p, 0, filt + 1))]
+                with m.If((k == per - 1) | (left == 1)):
+                    m.d.sync += [have.eq(0), k.eq(0)]
+        with m.Else():
+            with m.If(have & room):
+                m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
+                             o.payload.data.eq(cur), dram_addr.eq(dram_addr + 1),
+                             left.eq(left - 1), have.eq(0), self.words.eq(self.words + 1)]
+        with m.If(enc.o.valid & enc.o.ready):
+            m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
+                         o.payload.data.eq(enc.o.payload.as_value()),
+                         dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
+        return m

@@ -1,0 +1,401 @@
+"""Pass engines: GLB address generators feeding the GINs, the GON receiver, and a pass.
+
+A `SendEngine` streams one GIN's packets of a pass from the GLB: a nested loop
+``for i0 < count[0], for i1 < count[1], for i2 < count[2]`` reads element
+``base + i0*stride[0] + i1*stride[1] + i2*stride[2] + offset[t]`` and sends it
+with tag ``t`` of a small tag table: entry ``t`` (row tag, column tag, address
+offset) serves ``repeat`` consecutive packets, then ``t + 1``, cycling after
+``tags`` entries. The offset lets one loop level walk the (row, tag) pairs of
+a delivery list whose rows are not evenly spaced or are sent more than once.
+A `GONReceiver` writes the GON's psums back at ``base + e*stride + count[e]``.
+`PassEngine` composes the GLB, the three senders, the receiver, the
+`PEArray` and the DMA engines of `ommatidia.hw.dma`;
+`ommatidia.gen.passes` computes the GLB layout, descriptors and tag tables.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import ArrayConfig
+
+from .array import COUNTERS, GIN_KINDS, PEArray
+from .dma import (DRAM_ADDR_BITS, DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
+                  dma_out_cmd_layout, dram_write_layout)
+from .glb import GLB, GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits
+from .noc import gin_packet_layout, gon_packet_layout
+from .pe import COUNTER_BITS, pe_run_layout
+
+__all__ = ["tag_depth", "tag_entry_layout", "tag_write_layout", "send_desc_layout",
+           "recv_desc_layout", "SendEngine", "GONReceiver", "PassEngine", "data_bits"]
+
+
+def tag_depth(cfg: ArrayConfig) -> int:
+    """Entries of each sender's tag table."""
+    return max(16, 2 * (cfg.rows + cfg.cols))
+
+
+def data_bits(cfg: ArrayConfig) -> dict:
+    """Element width of each GIN kind."""
+    return {"filter": cfg.pe.weight_bits, "ifmap": cfg.pe.act_bits, "psum": cfg.pe.psum_bits}
+
+
+def tag_entry_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """One tag table entry: row tag, column tag, element address offset."""
+    return data.StructLayout({"row": unsigned(cfg.noc.row_id_bits),
+                              "col": unsigned(cfg.noc.col_id_bits),
+                              "offset": unsigned(elem_addr_bits(cfg))})
+
+
+def tag_write_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A tag table write: entry ``index`` of the table of sender ``engine``
+    (0 filter, 1 ifmap, 2 psum; `SendEngine` ignores ``engine``)."""
+    return data.StructLayout({"engine": unsigned(2),
+                              "index": unsigned((tag_depth(cfg) - 1).bit_length()),
+                              "entry": tag_entry_layout(cfg)})
+
+
+def send_desc_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A sender's descriptor: element base, three counts and strides, repeat, table length."""
+    a = elem_addr_bits(cfg)
+    return data.StructLayout({"base": unsigned(a),
+                              "count": data.ArrayLayout(unsigned(a + 1), 3),
+                              "stride": data.ArrayLayout(unsigned(a), 3),
+                              "repeat": unsigned(a + 1),
+                              "tags": unsigned(tag_depth(cfg).bit_length())})
+
+
+def recv_desc_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """The GON receiver's descriptor: psum of column ``col`` number ``n`` goes to
+    element ``base + (col - col0)*stride + n``; ``count`` psums in all."""
+    a = elem_addr_bits(cfg)
+    return data.StructLayout({"base": unsigned(a), "col0": range(cfg.cols),
+                              "stride": unsigned(a), "count": unsigned(a + 1)})
+
+
+class SendEngine(wiring.Component):
+    """Nested-loop GLB reader sending tagged GIN packets of one kind.
+
+    After a ``start`` pulse it walks the loops of ``desc`` (held during the
+    run), keeping the last GLB word read: elements in that word go out one a
+    cycle; a new word costs one idle cycle (the GLB read; more when the read
+    port is contended), so linear 8-bit elements flow at 8 per 9 cycles. A count
+    of zero sends nothing. ``busy`` is high from the cycle after ``start``
+    until the last packet is taken.
+
+    Members
+    -------
+    desc : In(send_desc_layout(cfg))
+    tag_w : In(stream of tag_write_layout(cfg))
+        Tag table writes, always accepted.
+    start : In(1)
+    busy : Out(1)
+    glb : Out(GLBReadSignature(cfg))
+    o : Out(stream of gin_packet_layout(signed(bits), ...))
+    """
+
+    def __init__(self, cfg: ArrayConfig, bits: int):
+        self._cfg = cfg
+        self._bits = bits
+        self._slot = slot_bits(bits, cfg.dram_bits)
+        super().__init__({
+            "desc": In(send_desc_layout(cfg)),
+            "tag_w": In(stream.Signature(tag_write_layout(cfg))),
+            "start": In(1),
+            "busy": Out(1),
+            "glb": Out(GLBReadSignature(cfg)),
+            "o": Out(stream.Signature(gin_packet_layout(signed(bits), cfg.noc.row_id_bits,
+                                                        cfg.noc.col_id_bits))),
+        })
+
+    def elaborate(self, platform):
+        cfg, desc = self._cfg, self.desc
+        a = elem_addr_bits(cfg)
+        shift = (cfg.dram_bits // self._slot - 1).bit_length()
+        m = Module()
+
+        m.submodules.tags = table = Memory(shape=tag_entry_layout(cfg), depth=tag_depth(cfg),
+                                           init=[])
+        tw = table.write_port()
+        m.d.comb += [tw.addr.eq(self.tag_w.payload.index), tw.data.eq(self.tag_w.payload.entry),
+                     tw.en.eq(self.tag_w.valid), self.tag_w.ready.eq(1)]
+        tr = table.read_port(domain="comb")
+
+        running = Signal()
+        idx = [Signal(a + 1, name=f"i{k}") for k in range(3)]
+        ptr = [Signal(a, name=f"p{k}") for k in range(3)]
+        rep = Signal(a + 1)
+        tag = Signal(range(tag_depth(cfg)))
+        cache, cache_addr, cache_ok = Signal(cfg.dram_bits), Signal(len(self.glb.addr.payload)), \
+            Signal()
+        waiting, req_addr = Signal(), Signal(len(self.glb.addr.payload))
+
+        m.d.comb += tr.addr.eq(tag)
+        ea = Signal(a)
+        m.d.comb += ea.eq(ptr[2] + tr.data.offset)
+        waddr, slot = ea[shift:], ea[:shift]
+        fresh = self.glb.valid & (req_addr == waddr)
+        hit = fresh | (cache_ok & (cache_addr == waddr))
+        word = Mux(self.glb.valid, self.glb.data, cache)
+        can_emit = ~self.o.valid | self.o.ready
+
+        m.d.comb += [self.busy.eq(running | self.o.valid), self.glb.addr.payload.eq(waddr)]
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.glb.valid):
+            m.d.sync += [cache.eq(self.glb.data), cache_addr.eq(req_addr), cache_ok.eq(1),
+                         waiting.eq(0)]
+
+        with m.If(self.start):
+            m.d.sync += [running.eq((desc.count[0] != 0) & (desc.count[1] != 0)
+                                    & (desc.count[2] != 0)),
+                         rep.eq(0), tag.eq(0), cache_ok.eq(0), waiting.eq(0)]
+            m.d.sync += [i.eq(0) for i in idx] + [p.eq(desc.base) for p in ptr]
+        with m.Elif(running & hit & can_emit):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                self.o.payload.data.eq(word.word_select(slot, self._slot)[:self._bits]),
+                self.o.payload.row.eq(tr.data.row),
+                self.o.payload.col.eq(tr.data.col),
+            ]
+            with m.If(rep + 1 == desc.repeat):
+                m.d.sync += [rep.eq(0), tag.eq(Mux(tag + 1 == desc.tags, 0, tag + 1))]
+            with m.Else():
+                m.d.sync += rep.eq(rep + 1)
+            last = [idx[k] + 1 == desc.count[k] for k in range(3)]
+            with m.If(~last[2]):
+                m.d.sync += [idx[2].eq(idx[2] + 1), ptr[2].eq(ptr[2] + desc.stride[2])]
+            with m.Elif(~last[1]):
+                nxt = ptr[1] + desc.stride[1]
+                m.d.sync += [idx[2].eq(0), idx[1].eq(idx[1] + 1), ptr[1].eq(nxt), ptr[2].eq(nxt)]
+            with m.Elif(~last[0]):
+                nxt = ptr[0] + desc.stride[0]
+                m.d.sync += [idx[2].eq(0), idx[1].eq(0), idx[0].eq(idx[0] + 1),
+                             ptr[0].eq(nxt), ptr[1].eq(nxt), ptr[2].eq(nxt)]
+            with m.Else():
+                m.d.sync += running.eq(0)
+        with m.Elif(running & ~hit & ~waiting):
+            m.d.comb += self.glb.addr.valid.eq(1)
+            with m.If(self.glb.addr.ready):
+                m.d.sync += [waiting.eq(1), req_addr.eq(waddr)]
+        return m
+
+
+class GONReceiver(wiring.Component):
+    """Writes the GON's psums into the GLB, one per cycle at best.
+
+    A two-entry skid buffer before the GLB write port keeps the GLB's grant
+    out of the GON's ``ready`` path (which runs back through the array).
+
+    After ``start``, psum number ``n`` from column ``col`` goes to element
+    ``base + (col - col0)*stride + n`` of the psum slots (a masked word
+    write); ``busy`` stays high until ``count`` psums are written.
+
+    Members
+    -------
+    desc : In(recv_desc_layout(cfg))
+    start : In(1)
+    busy : Out(1)
+    i : In(stream of gon_packet_layout(signed(psum_bits), rows, cols))
+    glb : Out(stream of glb_write_layout(cfg))
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        self._slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
+        super().__init__({
+            "desc": In(recv_desc_layout(cfg)),
+            "start": In(1),
+            "busy": Out(1),
+            "i": In(stream.Signature(gon_packet_layout(signed(cfg.pe.psum_bits), cfg.rows,
+                                                       cfg.cols))),
+            "glb": Out(stream.Signature(glb_write_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        cfg, desc = self._cfg, self.desc
+        a = elem_addr_bits(cfg)
+        slots = cfg.dram_bits // self._slot
+        shift = (slots - 1).bit_length()
+        m = Module()
+        counts = Array(Signal(a, name=f"count{c}") for c in range(cfg.cols))
+        total = Signal(a + 1)
+        running = Signal()
+        skid = Signal(glb_write_layout(cfg))
+        skid_valid = Signal()
+        m.d.comb += self.busy.eq(running | self.glb.valid | skid_valid)
+
+        take = running & ~skid_valid
+        m.d.comb += self.i.ready.eq(take)
+        col = self.i.payload.col
+        ea = Signal(a)
+        m.d.comb += ea.eq(desc.base + (col - desc.col0) * desc.stride + counts[col])
+        value = Signal(signed(self._slot))
+        m.d.comb += value.eq(self.i.payload.data)
+        mask = Cat((ea[:shift] == k).replicate(self._slot // 8) for k in range(slots)) \
+            if shift else Const((1 << cfg.dram_bits // 8) - 1, cfg.dram_bits // 8)
+        new = Signal(glb_write_layout(cfg))
+        m.d.comb += [new.addr.eq(ea[shift:]), new.data.eq(value.as_unsigned().replicate(slots)),
+                     new.mask.eq(mask)]
+        accept = take & self.i.valid
+
+        with m.If(self.glb.valid & ~self.glb.ready):
+            with m.If(accept):
+                m.d.sync += [skid.eq(new), skid_valid.eq(1)]
+        with m.Elif(skid_valid):
+            m.d.sync += [self.glb.payload.eq(skid), self.glb.valid.eq(1), skid_valid.eq(0)]
+        with m.Elif(accept):
+            m.d.sync += [self.glb.payload.eq(new), self.glb.valid.eq(1)]
+        with m.Else():
+            m.d.sync += self.glb.valid.eq(0)
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(desc.count != 0), total.eq(0)]
+            m.d.sync += [c.eq(0) for c in counts]
+        with m.Elif(accept):
+            m.d.sync += [counts[col].eq(counts[col] + 1), total.eq(total + 1)]
+            with m.If(total + 1 == desc.count):
+                m.d.sync += running.eq(0)
+        return m
+
+
+class PassEngine(wiring.Component):
+    """GLB + filter/ifmap/psum senders + GON receiver + `PEArray`: runs one pass per ``start``.
+
+    A host (testbench, later DMA and controller) fills the GLB through its
+    own read and write clients, writes the tag tables, holds the descriptors,
+    the array configuration and ``run`` during a pass, and pulses ``start``
+    while ``busy`` is low: the engines start, ``run`` is offered to the array,
+    and ``busy`` stays high until every sender is done, every psum is written
+    back and the array is idle. Read clients, round-robin: filter, ifmap,
+    psum senders, host, `DMAOut` (fed ``dma_out_cmd``, writing DRAM words on
+    ``dram_w``); write clients: GON receiver, host, `DMAIn` (fed ``dma_cmd``;
+    its DRAM port is ``dram_addr`` / ``dram_data``).
+
+    Members
+    -------
+    host_read : In(GLBReadSignature(cfg))
+    host_write : In(stream of glb_write_layout(cfg))
+    tag_w : In(stream of tag_write_layout(cfg))
+    dma_cmd : In(stream of dma_cmd_layout(cfg))
+    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+    dram_data : In(stream of unsigned(dram_bits))
+    dma_busy, dma_error : Out(1)
+    dma_out_cmd : In(stream of dma_out_cmd_layout(cfg))
+    bias_w : In(stream of bias_write_layout(cfg))
+    dram_w : Out(stream of dram_write_layout(cfg))
+    dma_out_busy : Out(1)
+    dma_out_words : Out(elem_addr_bits(cfg) + 1)
+    filter_desc, ifmap_desc, psum_desc : In(send_desc_layout(cfg))
+    gon_desc : In(recv_desc_layout(cfg))
+    <kind>_row_id, <kind>_col_id, up, enable : as `PEArray`
+    run : In(pe_run_layout(cfg.pe))
+    start : In(1)
+    busy : Out(1)
+    glb_read, glb_write : Out(1)
+        A GLB read (write) is granted this cycle.
+    noc_stalls : Out(range(5))
+        Senders and GON outputs holding a packet their network does not take this cycle.
+    mac_cycles, gated_macs, stall_cycles : Out(COUNTER_BITS)
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"PassEngine takes an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._array = PEArray(cfg)
+        members = {
+            "host_read": In(GLBReadSignature(cfg)),
+            "host_write": In(stream.Signature(glb_write_layout(cfg))),
+            "tag_w": In(stream.Signature(tag_write_layout(cfg))),
+            "dma_cmd": In(stream.Signature(dma_cmd_layout(cfg))),
+            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
+            "dma_busy": Out(1),
+            "dma_error": Out(1),
+            "dma_out_cmd": In(stream.Signature(dma_out_cmd_layout(cfg))),
+            "bias_w": In(stream.Signature(bias_write_layout(cfg))),
+            "dram_w": Out(stream.Signature(dram_write_layout(cfg))),
+            "dma_out_busy": Out(1),
+            "dma_out_words": Out(elem_addr_bits(cfg) + 1),
+        }
+        for kind in GIN_KINDS:
+            members[f"{kind}_desc"] = In(send_desc_layout(cfg))
+        members["gon_desc"] = In(recv_desc_layout(cfg))
+        sig = self._array.signature.members
+        for kind in GIN_KINDS:
+            for f in ("row_id", "col_id"):
+                members[f"{kind}_{f}"] = In(sig[f"{kind}_{f}"].shape)
+        members["up"] = In(sig["up"].shape)
+        members["enable"] = In(sig["enable"].shape)
+        members["run"] = In(pe_run_layout(cfg.pe))
+        members["start"] = In(1)
+        members["busy"] = Out(1)
+        members["glb_read"] = Out(1)
+        members["glb_write"] = Out(1)
+        members["noc_stalls"] = Out(range(len(GIN_KINDS) + 2))
+        for name in COUNTERS:
+            members[name] = Out(COUNTER_BITS)
+        super().__init__(members)
+
+    @property
+    def array(self) -> PEArray:
+        return self._array
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.array = array = self._array
+        m.submodules.glb = glb = GLB(cfg, readers=5, writers=3)
+        m.submodules.dma_out = dma_out = DMAOut(cfg)
+        wiring.connect(m, wiring.flipped(self.dma_out_cmd), dma_out.cmd)
+        wiring.connect(m, wiring.flipped(self.bias_w), dma_out.bias_w)
+        wiring.connect(m, dma_out.dram, wiring.flipped(self.dram_w))
+        wiring.connect(m, dma_out.glb, glb.read[4])
+        m.d.comb += [self.dma_out_busy.eq(dma_out.busy), self.dma_out_words.eq(dma_out.words)]
+        m.submodules.dma = dma = DMAIn(cfg)
+        wiring.connect(m, wiring.flipped(self.dma_cmd), dma.cmd)
+        wiring.connect(m, dma.dram_addr, wiring.flipped(self.dram_addr))
+        wiring.connect(m, wiring.flipped(self.dram_data), dma.dram_data)
+        wiring.connect(m, dma.glb, glb.write[2])
+        m.d.comb += [self.dma_busy.eq(dma.busy), self.dma_error.eq(dma.error)]
+        bits = data_bits(cfg)
+        senders = {}
+        for n, kind in enumerate(GIN_KINDS):
+            m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(cfg, bits[kind])
+            wiring.connect(m, s.glb, glb.read[n])
+            wiring.connect(m, s.o, getattr(array, kind))
+            m.d.comb += [s.desc.eq(getattr(self, f"{kind}_desc")), s.start.eq(self.start),
+                         s.tag_w.payload.eq(self.tag_w.payload),
+                         s.tag_w.valid.eq(self.tag_w.valid & (self.tag_w.payload.engine == n))]
+            for f in ("row_id", "col_id"):
+                m.d.comb += getattr(array, f"{kind}_{f}").eq(getattr(self, f"{kind}_{f}"))
+        m.d.comb += self.tag_w.ready.eq(1)
+        wiring.connect(m, wiring.flipped(self.host_read), glb.read[3])
+        m.submodules.receiver = rx = GONReceiver(cfg)
+        wiring.connect(m, array.gon, rx.i)
+        wiring.connect(m, rx.glb, glb.write[0])
+        wiring.connect(m, wiring.flipped(self.host_write), glb.write[1])
+        m.d.comb += [rx.desc.eq(self.gon_desc), rx.start.eq(self.start),
+                     array.up.eq(self.up), array.enable.eq(self.enable)]
+
+        run_pending = Signal()
+        m.d.comb += [array.run.valid.eq(run_pending), array.run.payload.eq(self.run)]
+        with m.If(self.start):
+            m.d.sync += run_pending.eq(1)
+        with m.Elif(array.run.ready):
+            m.d.sync += run_pending.eq(0)
+        m.d.comb += self.busy.eq(run_pending | array.busy | rx.busy
+                                 | Cat(s.busy for s in senders.values()).any())
+        for name in COUNTERS:
+            m.d.comb += getattr(self, name).eq(getattr(array, name))
+        m.d.comb += [
+            self.glb_read.eq(Cat(r.addr.valid & r.addr.ready for r in glb.read).any()),
+            self.glb_write.eq(Cat(w.valid & w.ready for w in glb.write).any()),
+            self.noc_stalls.eq(sum((s.o.valid & ~s.o.ready for s in senders.values()),
+                                   start=array.gon.valid & ~array.gon.ready)),
+        ]
+        return m
