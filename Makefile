@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
-PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
+PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 
 .PHONY: all install demo test test-fast bench icarus clean

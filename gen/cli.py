@@ -112,6 +112,214 @@ def cmd_pe(args) -> int:
     return 0
 
 
+LAYER_KEYS = ("N", "C", "M", "H", "W", "R", "S", "U", "P")
+
+
+def parse_layer(text: str):
+    """``N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1`` as a `ConvLayer` (N, U default to 1, P to 0)."""
+    from ommatidia.sim.array_model import ConvLayer
+    fields = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in LAYER_KEYS:
+            raise CLIError(f"--layer takes {','.join(k + '=..' for k in LAYER_KEYS)}; "
+                           f"{item!r} is not one of them")
+        try:
+            fields[key] = int(value)
+        except ValueError:
+            raise CLIError(f"--layer {key} must be an integer, not {value!r}") from None
+    missing = [k for k in ("C", "M", "H", "W", "R", "S") if k not in fields]
+    if missing:
+        raise CLIError(f"--layer is missing {', '.join(missing)}")
+    return ConvLayer(**{"N": 1, "U": 1, "P": 0, **fields})
+
+
+def _load_int_array(path: str, name: str, shape: tuple):
+    import numpy as np
+    x = np.load(path)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise CLIError(f"{name} {path} holds {x.dtype}, not integers")
+    if x.shape != shape:
+        raise CLIError(f"{name} {path} has shape {x.shape}, the layer needs {shape}")
+    return x.astype(np.int64)
+
+
+def cmd_run(args) -> int:
+    """One CONV layer on the generated Verilog of the whole accelerator, checked bit-exact."""
+    import json
+    import pathlib
+    import random
+    import time
+
+    import numpy as np
+
+    from ommatidia.gen.program import compile_layer
+    from ommatidia.sim.accelerator import run_layers
+    from ommatidia.sim.array_model import random_values
+    cfg = preset(args.preset)
+    layer = parse_layer(args.layer)
+    if (args.ifmap is None) != (args.weights is None):
+        raise CLIError("give both --ifmap and --weights, or neither for random data")
+    if not 0 <= args.stall_rate <= 255:
+        raise CLIError(f"--stall-rate must be in 0..255, not {args.stall_rate}")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    rng = np.random.default_rng(seed)
+    if args.ifmap is None:
+        ifmap = random_values(rng, cfg.pe.act_bits, (layer.N, layer.C, layer.H, layer.W),
+                              args.zeros)
+        weights = random_values(rng, cfg.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+        print(f"random ifmap ({args.zeros:.0%} zeros) and weights, seed {seed}")
+    else:
+        ifmap = _load_int_array(args.ifmap, "--ifmap", (layer.N, layer.C, layer.H, layer.W))
+        weights = _load_int_array(args.weights, "--weights", (layer.M, layer.C, layer.R, layer.S))
+    bias = _load_int_array(args.bias, "--bias", (layer.M,)) if args.bias else None
+    prog = compile_layer(cfg, layer, ifmap, weights, bias=bias, relu=args.relu, shift=args.shift)
+    ps = prog.sched.passes[0]
+    print(f"layer {args.layer} on {cfg.name} ({cfg.rows}x{cfg.cols} PEs): E={layer.E} F={layer.F},"
+          f" {layer.macs} MACs; PE set {layer.R}x{layer.E}, p={ps.p} q={ps.q}, "
+          f"{len(prog.sched.passes)} passes; program {prog.program_words} words, "
+          f"DRAM image {prog.dram_words} words", flush=True)
+    print(f"building and simulating the Verilog ({args.sim}) ...", flush=True)
+    start = time.monotonic()
+    (run,) = run_layers(cfg, [prog], sim=args.sim, build_dir=args.build,
+                        stall_rate=args.stall_rate, stall_seed=seed & 0xffff or 1,
+                        vcd=args.vcd)
+    rep = run.report
+    rep["seed"] = seed
+    rep["total_wall_s"] = round(time.monotonic() - start, 1)
+    if run.ofmap is not None:
+        np.save(args.out, run.ofmap)
+    if args.report:
+        pathlib.Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+    print(f"  cycles          {rep['cycles']}")
+    print(f"  MACs            {rep['macs']} ({rep['gated_macs']} gated, "
+          f"{rep['gated_fraction']:.1%})")
+    print(f"  PE utilization  {rep['pe_utilization']:.1%}")
+    print(f"  DRAM words      {rep['dram_words_read']} read, {rep['dram_words_written']} written "
+          f"(+{rep['program_words']} program); RLC ratio {rep['rlc_ratio']:.2f} in, "
+          f"{rep['rlc_ratio_ofmap']:.2f} out")
+    print(f"  GLB words       {rep['glb_reads']} read, {rep['glb_writes']} written")
+    print(f"  simulation      {rep['wall_s']:.1f} s in the simulator, "
+          f"{rep['total_wall_s']:.1f} s with the build")
+    if run.status != 2:
+        raise CLIError(f"the accelerator stopped with status {run.status:#x} (error), not done")
+    if not run.bit_exact:
+        bad = int(np.count_nonzero(run.ofmap != prog.golden())) if run.ofmap is not None else -1
+        raise CLIError(f"the ofmap differs from the golden model in {bad} values")
+    print(f"  ofmap           {run.ofmap.shape} bit-exact with the golden model -> {args.out}")
+    return 0
+
+
+def cmd_net_train(args) -> int:
+    """Train the digits CNN in numpy, quantize it for a preset, save it."""
+    import json
+    from . import net
+    _, qnet, report = net.train_digits(seed=args.seed, epochs=args.epochs, cfg=args.preset)
+    path = net.save(qnet, args.output)
+    print(f"digits: {report['train_images']} training, {report['held_out_images']} held-out "
+          f"images; {report['epochs']} epochs in {report['train_seconds']:.1f} s "
+          f"(seed {report['seed']})")
+    print(f"held-out accuracy: float {report['float_accuracy']:.2%}, "
+          f"quantized {report['quantized_accuracy']:.2%} ({qnet.preset}: "
+          f"{qnet.act_bits}-bit activations, {qnet.weight_bits}-bit weights)")
+    for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.shapes)):
+        m, c, r, s = layer.weights.shape
+        print(f"  layer {i}: {c}x{shape[1]}x{shape[2]} -> M={m} {r}x{s} U={layer.stride} "
+              f"P={layer.padding} relu={int(layer.relu)} shift={layer.shift} pool={layer.pool}")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_net_import(args) -> int:
+    """Import a float CNN from ONNX, quantize it on calibration images, save it."""
+    import dataclasses
+
+    import numpy as np
+    from . import net
+    from .onnx_import import from_onnx
+    fnet = from_onnx(args.input)
+    if args.calib == "digits":
+        xtr, _, xte, yte = net.digits_data()
+        scale = net.DIGITS_INPUT_SCALE if args.input_scale is None else args.input_scale
+    else:
+        xtr, xte, yte = np.load(args.calib, allow_pickle=False), None, None
+        scale = args.input_scale
+    qnet = net.quantize(fnet, xtr, args.preset, input_scale=scale,
+                        info={"source": str(args.input)})
+    if yte is not None:
+        fa = float((fnet.predict(xte) == yte).mean())
+        qa = float((net.infer(qnet, xte)[0] == yte).mean())
+        print(f"digits held-out accuracy: float {fa:.2%}, quantized {qa:.2%}")
+        qnet = dataclasses.replace(qnet, info={**qnet.info, "float_accuracy": fa,
+                                               "quantized_accuracy": qa})
+    print(f"wrote {net.save(qnet, args.output)} ({len(qnet.layers)} layers, {qnet.preset})")
+    return 0
+
+
+def cmd_net_run(args) -> int:
+    """Run a saved network on held-out digits, layer by layer, on the generated Verilog,
+    and check every layer bit for bit against the golden model."""
+    import json
+    import time
+
+    import numpy as np
+    from ommatidia.sim.accelerator import hardware_conv
+    from . import net
+    qnet = net.load(args.model)
+    if args.preset and args.preset != qnet.preset:
+        raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {args.preset}")
+    _, _, xte, yte = net.digits_data()
+    if args.images is not None:
+        if args.images < 1:
+            raise CLIError(f"--images must be at least 1, not {args.images}")
+        xte, yte = xte[:args.images], yte[:args.images]
+    ref_preds, ref = net.infer(qnet, xte)
+    conv, start = None, time.monotonic()
+    if args.sim != "golden":
+        conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build)
+    print(f"{len(yte)} held-out digits through {len(qnet.layers)} layers on {qnet.preset} "
+          f"({args.sim})", flush=True)
+
+    def progress(i, done, total):
+        print(f"  layer {i}: {done}/{total} images ({time.monotonic() - start:.0f} s)",
+              flush=True)
+    preds, ofmaps = net.infer(qnet, xte, conv=conv, progress=progress)
+    exact = [bool(np.array_equal(a, b)) for a, b in zip(ofmaps, ref)]
+    acc = float((preds == yte).mean())
+    layers = []
+    for i, ok in enumerate(exact):
+        row = {"layer": i, "bit_exact": ok}
+        if conv is not None:
+            reps = conv.reports[i]
+            total = {k: sum(r[k] for r in reps) for k in
+                     ("cycles", "macs", "gated_macs", "dram_words_read", "dram_words_written")}
+            pes = qnet.config.rows * qnet.config.cols
+            row.update(total, pe_utilization=total["macs"] / (pes * total["cycles"]),
+                       gated_fraction=total["gated_macs"] / total["macs"],
+                       rlc_ratio=float(np.mean([r["rlc_ratio"] for r in reps])))
+            print(f"layer {i}: {'bit-exact' if ok else 'DIFFERS'}; {total['cycles']} cycles, "
+                  f"PE utilization {row['pe_utilization']:.1%}, gated MACs "
+                  f"{row['gated_fraction']:.1%}, RLC ratio {row['rlc_ratio']:.2f}, DRAM words "
+                  f"{total['dram_words_read']} read {total['dram_words_written']} written")
+        else:
+            print(f"layer {i}: {'bit-exact with' if ok else 'DIFFERS from'} the golden model")
+        layers.append(row)
+    print(f"predicted: {' '.join(str(int(p)) for p in preds[:32])}"
+          f"{' ...' if len(preds) > 32 else ''}")
+    print(f"accuracy on {len(yte)} held-out digits ({args.sim}): {acc:.2%} "
+          f"(golden {float((ref_preds == yte).mean()):.2%})")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({"model": args.model, "sim": args.sim, "images": len(yte),
+                       "accuracy": acc, "predictions": [int(p) for p in preds],
+                       "layers": layers}, f, indent=1)
+    return 0 if all(exact) else 1
+
+
 def _rlc_word_bytes(fmt) -> int:
     return (fmt.word_bits + 7) // 8
 
@@ -261,6 +469,62 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--build", default="build", metavar="DIR",
                        help="build folder for --hw (default: build)")
         q.set_defaults(func=cmd_rlc)
+
+    p = sub.add_parser("run", help="run a CONV layer on the generated accelerator Verilog, "
+                                   "bit-exact against the golden model")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--layer", required=True, metavar="N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1",
+                   help="layer shape (N and U default to 1, P to 0)")
+    p.add_argument("--ifmap", metavar="X.npy", help="(N, C, H, W) integers (default: random)")
+    p.add_argument("--weights", metavar="W.npy", help="(M, C, R, S) integers (default: random)")
+    p.add_argument("--bias", metavar="B.npy", help="(M,) integers")
+    p.add_argument("--relu", action="store_true")
+    p.add_argument("--shift", type=int, default=0, help="output shift right (round half up)")
+    p.add_argument("--out", required=True, metavar="Y.npy", help="ofmap, int64 NCHW")
+    p.add_argument("--report", metavar="PERF.json")
+    p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--vcd", metavar="FILE", help="write the waveform there")
+    p.add_argument("--seed", type=int, help="random data and DRAM stall seed")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations in random data (default 0.5)")
+    p.add_argument("--stall-rate", type=int, default=0, metavar="K",
+                   help="stall the DRAM port K/256 of the cycles (default 0)")
+    p.add_argument("--build", default="build", help="build folder (default: build)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("net", help="a quantized CNN on handwritten digits: train, import, run")
+    net_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = net_sub.add_parser("train", help="train the digits CNN in numpy and quantize it")
+    q.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed "
+                                                        "(default 0; the split is fixed)")
+    q.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    q.add_argument("-o", "--output", default="build/digits.npz", metavar="MODEL.npz",
+                   help="model file (default: build/digits.npz)")
+    q.add_argument("--report", metavar="R.json", help="write the training report as JSON")
+    q.set_defaults(func=cmd_net_train)
+    q = net_sub.add_parser("import", help="quantize a float CNN from ONNX (Conv, Relu, MaxPool, "
+                                          "Flatten/Reshape, Gemm/MatMul, Add)")
+    q.add_argument("input", metavar="MODEL.onnx")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL.npz")
+    q.add_argument("--calib", default="digits", metavar="digits|IMAGES.npy",
+                   help="calibration images (default: the digits training split)")
+    q.add_argument("--input-scale", type=float, metavar="S",
+                   help="real value of one input LSB (default: 1/7 for digits, else from "
+                        "the calibration images)")
+    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    q.set_defaults(func=cmd_net_import)
+    q = net_sub.add_parser("run", help="run a saved network on held-out digits, layer by "
+                                       "layer, against the golden model")
+    q.add_argument("--model", required=True, metavar="MODEL.npz")
+    q.add_argument("--preset", choices=sorted(PRESETS),
+                   help="check that the model was quantized for this preset")
+    q.add_argument("--images", type=int, metavar="N",
+                   help="the first N held-out images (default: all 359)")
+    q.add_argument("--sim", default="verilator", choices=["golden", "verilator", "icarus"])
+    q.add_argument("--build", default="build", metavar="DIR")
+    q.add_argument("--report", metavar="R.json")
+    q.set_defaults(func=cmd_net_run)
 
     return parser
 

@@ -52,6 +52,25 @@ def _rlc_decoder(cfg: ArrayConfig):
     return RLCDecoder(cfg.rlc)
 
 
+def _accelerator(cfg: ArrayConfig):
+    from ommatidia.hw.top import Accelerator
+    return Accelerator(cfg)
+
+
+def _system(cfg: ArrayConfig):
+    from ommatidia.hw.system import System
+    from ommatidia.sim.accelerator import DRAM_WORDS
+    return System(cfg, DRAM_WORDS)
+
+
+def _uart_bridge(cfg: ArrayConfig):
+    from ommatidia.hw.bridge import UARTBridge
+    from ommatidia.hw.top import COUNTERS
+    from ommatidia.hw.uart import uart_divisor
+    return UARTBridge(len(COUNTERS), cfg.dram_bits, 32,
+                      divisor=uart_divisor(cfg.clock_mhz * 1e6, 115200))
+
+
 TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "pe": (_pe, "one processing element (filter/ifmap/psum spads, MAC, zero gating)"),
     "gin": (_gin, "the ifmap global input network: Y-bus, X-buses, multicast controllers"),
@@ -61,6 +80,10 @@ TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "pass": (_pass, "GLB + filter/ifmap/psum senders + GON receiver + PE array + DMA in/out"),
     "rlc-encoder": (_rlc_encoder, "run-length encoder of activations: values in, RLC words out"),
     "rlc-decoder": (_rlc_decoder, "run-length decoder of activations: RLC words in, values out"),
+    "accelerator": (_accelerator, "controller + pass engine: runs a layer's program from DRAM"),
+    "system": (_system, "accelerator + behavioural DRAM (512 KiB) + host port, for simulation"),
+    "uart-bridge": (_uart_bridge, "host link: UART rx/tx + command bridge to DRAM, start, "
+                                  "status, counters (115200 baud)"),
 }
 
 

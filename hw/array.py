@@ -77,7 +77,7 @@ from ommatidia.gen.config import ArrayConfig
 from .noc import GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout
 from .pe import COUNTER_BITS, PE, pe_run_layout
 
-__all__ = ["PEArray", "GIN_KINDS", "COUNTERS"]
+__all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
 
 GIN_KINDS = ("filter", "ifmap", "psum")
 COUNTERS = ("mac_cycles", "gated_macs", "stall_cycles")
@@ -85,6 +85,18 @@ COUNTERS = ("mac_cycles", "gated_macs", "stall_cycles")
 
 def _grid(shape, rows: int, cols: int) -> data.ArrayLayout:
     return data.ArrayLayout(data.ArrayLayout(shape, cols), rows)
+
+
+def config_layouts(cfg: ArrayConfig) -> dict:
+    """Shapes of the array's configuration inputs: GIN IDs, psum link routes, PE enables."""
+    rows, cols, noc = cfg.rows, cfg.cols, cfg.noc
+    shapes = {}
+    for kind in GIN_KINDS:
+        shapes[f"{kind}_row_id"] = data.ArrayLayout(unsigned(noc.row_id_bits), rows)
+        shapes[f"{kind}_col_id"] = _grid(unsigned(noc.col_id_bits), rows, cols)
+    shapes["up"] = _grid(unsigned(1), rows, cols)
+    shapes["enable"] = _grid(unsigned(1), rows, cols)
+    return shapes
 
 
 class PEArray(wiring.Component):
@@ -141,11 +153,7 @@ class PEArray(wiring.Component):
                 gin_packet_layout(self._data_shapes[kind], rb, cb)))
         members["gon"] = Out(stream.Signature(
             gon_packet_layout(signed(pe.psum_bits), rows, cols)))
-        for kind in GIN_KINDS:
-            members[f"{kind}_row_id"] = In(data.ArrayLayout(unsigned(rb), rows))
-            members[f"{kind}_col_id"] = In(_grid(unsigned(cb), rows, cols))
-        members["up"] = In(_grid(unsigned(1), rows, cols))
-        members["enable"] = In(_grid(unsigned(1), rows, cols))
+        members.update({name: In(shape) for name, shape in config_layouts(cfg).items()})
         members["run"] = In(stream.Signature(pe_run_layout(pe)))
         members["busy"] = Out(1)
         for name in COUNTERS:

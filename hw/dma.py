@@ -9,8 +9,9 @@ stream of ``dram_bits`` words (either side may stall). A command
   ``n`` values; the values, truncated to ``act_bits``, are packed into the
   activation slots of GLB words ``glb, glb + 1, ...`` (`ommatidia.hw.glb`);
   the last word is written with only its filled slots' bytes. Words left
-  after the term word are read and dropped; a malformed stream raises the
-  sticky ``error`` until the next command.
+  after the term word are read and dropped; a malformed stream, or one
+  whose ``words`` end before its term word, raises the sticky ``error``
+  until the next command and ends the command.
 
 Requests run ahead of responses with no limit; the GLB write is one register
 stage, so a raw copy moves one word a cycle and a decode one value a cycle
@@ -93,15 +94,22 @@ class DMAIn(wiring.Component):
         with m.If(w.ready):
             m.d.sync += w.valid.eq(0)
 
+        truncated = Signal()
+        m.d.comb += truncated.eq(cmd.rlc & ~start_pending & (resp_left == 0) & dec.busy
+                                 & dec.i.ready & ~dec.o.valid)
+        cut = Signal()
+        with m.If(truncated):
+            m.d.sync += [cut.eq(1), values_left.eq(0)]
+
         busy = Signal()
         m.d.comb += [busy.eq((req_left != 0) | (resp_left != 0) | (values_left != 0)
-                             | w.valid | start_pending | dec.busy),
-                     self.busy.eq(busy), self.error.eq(dec.error),
+                             | w.valid | start_pending | dec.busy & ~truncated & ~cut),
+                     self.busy.eq(busy), self.error.eq(dec.error | cut),
                      self.cmd.ready.eq(~busy)]
         with m.If(self.cmd.valid & ~busy):
             m.d.sync += [cmd.eq(self.cmd.payload), req_left.eq(self.cmd.payload.words),
                          resp_left.eq(self.cmd.payload.words), glb_addr.eq(self.cmd.payload.glb),
-                         start_pending.eq(self.cmd.payload.rlc),
+                         start_pending.eq(self.cmd.payload.rlc), cut.eq(0),
                          values_left.eq(Mux(self.cmd.payload.rlc, self.cmd.payload.n, 0))]
 
         m.d.comb += [self.dram_addr.valid.eq(req_left != 0), self.dram_addr.payload.eq(cmd.dram)]

@@ -16,10 +16,12 @@ from .tools import SIMULATORS, have_icarus, setup_env
 __all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure"]
 
 VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT",
-                      "-Wno-CASEINCOMPLETE"]
+                      "-Wno-CASEINCOMPLETE", "-Wno-CASEOVERLAP"]
 """Warnings Amaranth's netlists raise by design: implicit width changes,
-combinational loops Verilator sees through packed struct signals, and FSM
-``casez`` statements without a default (the default assignment precedes them)."""
+combinational loops Verilator sees through packed struct signals, FSM
+``casez`` statements without a default (the default assignment precedes them),
+and ``casez`` statements whose patterns overlap (If/Elif chains: the first
+match wins, as in Verilog)."""
 
 
 class CocotbFailure(AssertionError):
@@ -38,6 +40,31 @@ def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathl
     if not out.exists() or out.read_text() != text:
         out.write_text(text)
     return out
+
+
+def _clean_stale_build(build_dir: pathlib.Path, verilog_path: pathlib.Path, sim: str,
+                       build_args: list, waves: bool) -> str:
+    """Empty the simulator's build products when the Verilog or the flags changed.
+
+    An incremental Verilator build over the objects of different Verilog can
+    trip over a stale precompiled header; a fresh build of a changed design
+    costs the same.
+    """
+    import shutil
+    key = hashlib.sha1(verilog_path.read_bytes() + repr((sim, build_args, waves)).encode())
+    stamp = build_dir / ".design"
+    if stamp.exists() and stamp.read_text() == key.hexdigest():
+        return key.hexdigest()
+    stamp.unlink(missing_ok=True)
+    keep = {verilog_path.name}
+    for item in build_dir.iterdir():
+        if item.name in keep or item.suffix in (".json", ".v"):
+            continue
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    return key.hexdigest()
 
 
 def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "verilator",
@@ -64,11 +91,27 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
     if sim == "verilator" and waves:
         build_args.append("--trace")
+    design = _clean_stale_build(build_dir, verilog_path, sim, build_args, waves)
     runner = get_runner(sim)
     log = build_dir / "build.log"
-    runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
-                 build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                 always=False, log_file=log if quiet else None)
+    def build():
+        runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     always=False, log_file=log if quiet else None)
+    try:
+        build()
+    except RuntimeError:
+        # One clean rebuild: a compiler that dies on a half-written object (a crash,
+        # an interrupted run) leaves files that fail every later incremental build.
+        (build_dir / ".design").unlink(missing_ok=True)
+        _clean_stale_build(build_dir, verilog_path, sim, build_args, waves)
+        try:
+            build()
+        except RuntimeError:
+            tail = log.read_text().splitlines()[-15:] if log.exists() else []
+            raise CocotbFailure(f"building {verilog_path.name} for {sim} failed; log "
+                                f"{log}:\n" + "\n".join(tail)) from None
+    (build_dir / ".design").write_text(design)
     results = build_dir / f"results_{hashlib.sha1(test_module.encode()).hexdigest()[:8]}.xml"
     extra_env = {k: str(v) for k, v in (env or {}).items()}
     extra_env.setdefault("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "default"))

