@@ -51,6 +51,11 @@ demo: $(STAMP)
 	$(OMM) presets
 	$(OMM) generate --preset eyeriss --top pe -o build/demo --lint
 	$(OMM) pe --preset eyeriss --S 3 --W 128 --p 4 --q 4 --zeros 0.5 --report build/demo/pe.json
+	$(OMM) run --preset tiny --layer N=2,C=3,M=8,H=4,W=12,R=3,S=3,U=1,P=1 --relu --shift 4 \
+	    --seed 1 --out build/demo/ofmap.npy --report build/demo/run.json --build build/demo
+	$(OMM) net train --preset small -o build/demo/digits.npz --report build/demo/train.json
+	$(OMM) net run --model build/demo/digits.npz --images 16 --build build/demo \
+	    --report build/demo/net.json
 	$(OMM) synth --preset tiny --target ecp5-25f --report build/demo/synth_pe_ecp5.json
 
 bench: $(STAMP)
