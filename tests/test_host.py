@@ -113,14 +113,18 @@ def test_run_and_counters(seed):
 
 
 def test_wait_done_reports_error_and_timeout(seed):
-    host, *_ = make_host(seed, run_cycles=50, fail=True)
+    host, _, accel, _ = make_host(seed, run_cycles=50, fail=True)
     host.start()
     with pytest.raises(HostError, match="reports an error .status 0x06"):
         host.wait_done(timeout=60, poll=0)
-    host, *_ = make_host(seed, run_cycles=10 ** 9)
+    assert len(accel.started_at) == 1
+    host, _, accel, _ = make_host(seed, run_cycles=10 ** 9)
     host.start()
     with pytest.raises(TimeoutError, match="not done after 0.2 s"):
         host.wait_done(timeout=0.2, poll=0)
+    assert len(accel.started_at) == 1
+    status = host.status()
+    assert status.busy and not status.done
 
 
 def test_transport_timeout_is_clear(seed):

@@ -283,8 +283,10 @@ def test_gin_with_generated_ids(case, seed):
         stalls = [[0.3] * cols for _ in range(rows)]
         got, _ = simulate_gin(gin, ids.row_ids, ids.col_ids, packets, rng=rng, idle=0.1,
                               stalls=stalls, rb=noc.row_id_bits, cb=noc.col_id_bits)
+        assert any(want[kind].values()), kind
         for pe, need in want[kind].items():
             assert sorted(keys[d] for d in got[pe]) == sorted(need), (kind, pe)
+        assert {d for pe in got for d in got[pe]} == set(range(len(keys))), kind
 
 
 def simulate_ports(dut, sources, sinks, *, done, max_cycles=20_000):
