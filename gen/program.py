@@ -137,9 +137,10 @@ class LayerProgram:
                       shift=self.stage.shift, act_bits=self.cfg.pe.act_bits)
 
 
-def _emit(cfg, sched, image, stage, data_base):
-    """The program and the data words, with the data placed from ``data_base``."""
-    from ommatidia.hw.dma import bias_write_layout, dma_cmd_layout, dma_out_cmd_layout
+def _emit(cfg, sched, image, stage, data_base, inputs, cmds):
+    """The program and the data words, with the data (``inputs`` and their DMA ``cmds``,
+    `PassImage.dram`) placed from ``data_base``."""
+    from ommatidia.hw.dma import bias_write_layout
     from ommatidia.hw.engines import tag_write_layout
     from ommatidia.hw.top import REGISTERS, Opcode, register_shapes, _width
     shapes = register_shapes(cfg)
@@ -154,7 +155,6 @@ def _emit(cfg, sched, image, stage, data_base):
     prog = []
     for name, value in sched.config().items():
         prog += put(name, value)
-    inputs, cmds = image.dram()
     words = {data_base + a: w for a, w in inputs.items()}
     for cmd in cmds:
         prog += put("dma_in", {**cmd, "dram": data_base + cmd["dram"]})
@@ -165,7 +165,6 @@ def _emit(cfg, sched, image, stage, data_base):
     for ps in sched.passes:
         last[ps.n, ps.m0] = ps.index
     tag_layout, bias_layout = tag_write_layout(cfg), bias_write_layout(cfg)
-    out_layout = dma_out_cmd_layout(cfg)
     for ps in sched.passes:
         spec = image.program(ps)
         for engine, kind in enumerate(("filter", "ifmap", "psum")):
@@ -187,11 +186,10 @@ def _emit(cfg, sched, image, stage, data_base):
         region = OutputRegion(ps.n, ps.m0, ps.p, top, -(-n_out // cfg.rlc.pairs_per_word) + 1)
         outputs.append(region)
         top += region.words
-        cmd = out_layout.const({"glb": image.base["psum", ps.n, ps.m0], "dram": region.dram,
+        prog += put("dma_out", {"glb": image.base["psum", ps.n, ps.m0], "dram": region.dram,
                                 "n": n_out, "rlc": 1,
                                 "stage": {"shift": stage.shift, "relu": int(stage.relu),
                                           "p": ps.p}})
-        prog += _set(reg["dma_out"], _bits(cmd), _width(out_layout))
         prog.append(pack_command(Opcode.DMA_OUT))
     prog.append(pack_command(Opcode.DONE))
     values = sum(c["n"] for c in cmds if c["rlc"])
@@ -232,8 +230,10 @@ def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: b
     image = PassImage(sched)
     stage = OutputStage(tuple(int(b) for b in bias) if bias is not None else (), bool(relu),
                         shift)
-    prog, _, _, _, _ = _emit(cfg, sched, image, stage, 0)
-    prog, words, outputs, values, coded = _emit(cfg, sched, image, stage, len(prog))
+    inputs, cmds = image.dram()
+    prog, _, _, _, _ = _emit(cfg, sched, image, stage, 0, inputs, cmds)
+    prog, words, outputs, values, coded = _emit(cfg, sched, image, stage, len(prog), inputs,
+                                                cmds)
     words.update(enumerate(prog))
     return LayerProgram(cfg, layer, sched, stage, words, len(prog), outputs, values, coded)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,8 +77,7 @@ def register_shapes(cfg: ArrayConfig) -> dict:
 
 
 def _width(shape) -> int:
-    return data.Layout.cast(shape).size if isinstance(shape, data.Layout) else \
-        unsigned(0).cast(shape).width
+    return Shape.cast(shape).width
 
 
 class Accelerator(wiring.Component):
@@ -125,7 +124,7 @@ class Accelerator(wiring.Component):
         return self._engine
 
     def elaborate(self, platform):
-        cfg, eng = self._cfg, self._engine
+        eng = self._engine
         m = Module()
         m.submodules.engine = eng
 
