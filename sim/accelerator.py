@@ -9,6 +9,7 @@ back from DRAM, the hardware counters, the golden comparison and a report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -86,12 +87,11 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     load. ``vcd`` copies the simulator's waveform there.
     """
     from ommatidia.hw.top import COUNTERS
-    from ommatidia.sim.runner import run_cocotb
+    from ommatidia.sim.runner import locked, run_cocotb
 
     if not 0 <= stall_rate <= 255:
         raise ValueError(f"stall_rate must be in 0..255, not {stall_rate}")
     build_dir = pathlib.Path(build_dir).resolve() / f"system_{cfg.name}_{sim}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for k, prog in enumerate(progs):
         if prog.cfg != cfg:
@@ -104,18 +104,19 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                      "reset_after": reset_after[k] if reset_after else None,
                      "read": [[r.dram, r.words] for r in prog.outputs], "limit": limit})
     jobs_path, results_path = build_dir / "jobs.json", build_dir / "results.json"
-    jobs_path.write_text(json.dumps(jobs))
-    results_path.unlink(missing_ok=True)
-    path = _verilog(cfg, build_dir)
-    run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
-               waves=vcd is not None,
-               env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
-    if vcd is not None:
-        dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
-        if not dumps:
-            raise RuntimeError(f"the simulator wrote no waveform in {build_dir}")
-        shutil.copy(max(dumps, key=lambda p: p.stat().st_mtime), vcd)
-    results = json.loads(results_path.read_text())
+    with locked(build_dir):
+        jobs_path.write_text(json.dumps(jobs))
+        results_path.unlink(missing_ok=True)
+        path = _verilog(cfg, build_dir)
+        run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
+                   waves=vcd is not None,
+                   env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
+        if vcd is not None:
+            dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
+            if not dumps:
+                raise RuntimeError(f"the simulator wrote no waveform in {build_dir}")
+            shutil.copy(max(dumps, key=lambda p: p.stat().st_mtime), vcd)
+        results = json.loads(results_path.read_text())
     runs = []
     for prog, res in zip(progs, results):
         counters = {name: res["counters"][name] for name in COUNTERS}
@@ -150,7 +151,7 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
         progs = []
         for n0 in range(0, len(x), images_per_run):
             chunk = x[n0:n0 + images_per_run]
-            cl = type(shape)(**{**shape.__dict__, "N": len(chunk)})
+            cl = dataclasses.replace(shape, N=len(chunk))
             progs.append(compile_layer(cfg, cl, chunk, layer.weights, bias=layer.bias,
                                        relu=layer.relu, shift=layer.shift))
         runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir)

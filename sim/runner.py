@@ -7,13 +7,15 @@ pytest wrappers and the CLI.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import pathlib
 
 from .tools import SIMULATORS, have_icarus, setup_env
 
-__all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure"]
+__all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure", "locked"]
 
 VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT",
                       "-Wno-CASEINCOMPLETE", "-Wno-CASEOVERLAP"]
@@ -26,6 +28,20 @@ match wins, as in Verilog)."""
 
 class CocotbFailure(AssertionError):
     """A cocotb testbench reported failing tests, or the simulator died."""
+
+
+@contextlib.contextmanager
+def locked(folder):
+    """Hold an exclusive lock on build folder ``folder`` (created if missing), so that
+    processes sharing it (pytest workers, two CLI runs) build and simulate in turn."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathlib.Path:
@@ -56,7 +72,7 @@ def _clean_stale_build(build_dir: pathlib.Path, verilog_path: pathlib.Path, sim:
     if stamp.exists() and stamp.read_text() == key.hexdigest():
         return key.hexdigest()
     stamp.unlink(missing_ok=True)
-    keep = {verilog_path.name}
+    keep = {verilog_path.name, ".lock"}
     for item in build_dir.iterdir():
         if item.name in keep or item.suffix in (".json", ".v"):
             continue

@@ -20,8 +20,6 @@ before the stream counts as cut short), ``streams``: ``{"values": [...]}``
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import pathlib
@@ -168,27 +166,16 @@ def hw_build_dir(build_root, top: str, fmt: RLCFormat, count_bits: int, sim: str
     return pathlib.Path(build_root).resolve() / "rlc_hw" / f"{top}_{tag}_n{count_bits}_{sim}"
 
 
-@contextlib.contextmanager
-def _locked(folder: pathlib.Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _run(top: str, testcase: str, fmt: RLCFormat, job: dict, *, count_bits: int, sim: str,
          build_root) -> dict:
     from ommatidia.gen.verilog import emit
     from ommatidia.hw.rlc import RLCDecoder, RLCEncoder
-    from ommatidia.sim.runner import run_cocotb
+    from ommatidia.sim.runner import locked, run_cocotb
 
     cls = RLCEncoder if top == "rlc_encoder" else RLCDecoder
     folder = hw_build_dir(build_root, top, fmt, count_bits, sim)
     text = emit(cls(fmt, count_bits=count_bits), top)
-    with _locked(folder):
+    with locked(folder):
         path = folder / f"{top}.v"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
