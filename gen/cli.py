@@ -175,10 +175,13 @@ def cmd_run(args) -> int:
         weights = _load_int_array(args.weights, "--weights", (layer.M, layer.C, layer.R, layer.S))
     bias = _load_int_array(args.bias, "--bias", (layer.M,)) if args.bias else None
     prog = compile_layer(cfg, layer, ifmap, weights, bias=bias, relu=args.relu, shift=args.shift)
-    ps = prog.sched.passes[0]
+    d = prog.mapping.describe(layer)
     print(f"layer {args.layer} on {cfg.name} ({cfg.rows}x{cfg.cols} PEs): E={layer.E} F={layer.F},"
-          f" {layer.macs} MACs; PE set {layer.R}x{layer.E}, p={ps.p} q={ps.q}, "
-          f"{len(prog.sched.passes)} passes; program {prog.program_words} words, "
+          f" {layer.macs} MACs; PE set {layer.R}x{layer.E} as {d['pe_set_on_array'][0]}x"
+          f"{d['pe_set_on_array'][1]} on the array (strips {d['strips']}, segments "
+          f"{d['segments']}, replicated x{d['replication']['channels']} on channels, "
+          f"x{d['replication']['filters']} on filters), p={d['p']} q={d['q']}, "
+          f"{prog.passes} passes in {len(prog.rounds)} rounds; program {prog.program_words} words, "
           f"DRAM image {prog.dram_words} words", flush=True)
     print(f"building and simulating the Verilog ({args.sim}) ...", flush=True)
     start = time.monotonic()

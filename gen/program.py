@@ -1,15 +1,15 @@
 """A CONV layer as a program for `ommatidia.hw.top.Accelerator` and its DRAM image.
 
-`compile_layer` maps the layer on one PE set at the array's corner (the
-layer's ``R x E`` logical set must fit; folding is the mapper's job), picks
-``p`` filters and ``q`` channels per pass, lays out the GLB
-(`ommatidia.gen.passes.PassImage`) and emits the DRAM image:
+`compile_layer` takes the mapping of `ommatidia.gen.mapper.plan_layer`,
+turns it into rounds (`build_rounds`: GLB layout, passes, descriptors and tag
+tables) and emits the DRAM image:
 
 - word 0 on: the program (docs/program.md);
-- then the filters (raw) and the padded ifmaps (RLC-coded), which the
-  program's ``DMA_IN`` commands copy into the GLB;
-- then one region per (image, filter group) where ``DMA_OUT`` writes the
-  ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
+- then the filters (raw) and the padded ifmap rows of each strip (RLC-coded),
+  each region stored once, which the program's ``DMA_IN`` commands copy into
+  the GLB at the start of each round (or channel chunk of a round);
+- then one region per (image, filter group, strip) where ``DMA_OUT`` writes
+  the ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
 
 `LayerProgram.ofmap` turns the DRAM words of those regions back into the
 (N, M, E, F) ofmap.
@@ -25,8 +25,8 @@ from amaranth.lib import data
 
 from .config import ArrayConfig
 
-__all__ = ["OutputStage", "OutputRegion", "LayerProgram", "compile_layer", "choose_pq",
-           "pack_command"]
+__all__ = ["OutputStage", "OutputRegion", "PassSpec", "Load", "Round", "LayerProgram",
+           "build_rounds", "compile_layer", "pack_command"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class OutputRegion:
     p: int
     dram: int
     words: int
+    e0: int = 0
+    rows: int = 0
 
 
 def _bits(value) -> int:
@@ -67,41 +69,241 @@ def _set(reg: int, value: int, width: int) -> list[int]:
         [(value >> (64 * k)) & ((1 << 64) - 1) for k in range(words)]
 
 
-def choose_pq(cfg: ArrayConfig, layer) -> tuple[int, int]:
-    """Filters ``p`` and channels ``q`` per pass: the fewest passes the PE spads allow
-    (ties: more filters, so the ifmap is read fewer times). Raises ValueError naming
-    the spad when not even ``p = q = 1`` fits."""
+@dataclass(frozen=True)
+class PassSpec:
+    """One ``PASS``: image ``n``, the filter groups ``blocks`` (m0, p) side by side, the
+    `ommatidia.gen.mapper.Step` stacked in each, and everything the program sets for it."""
+
+    n: int
+    blocks: tuple
+    step: object
+    config: dict
+    descs: dict
+    run: object
+
+
+@dataclass(frozen=True)
+class Load:
+    """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
+    region (n, cg), and the passes that run on them."""
+
+    filters: dict
+    ifmaps: dict
+    passes: tuple
+
+
+@dataclass(frozen=True)
+class Round:
+    """Images, ofmap strip (e0, rows) and filter groups (m0, p) whose psums stay in the
+    GLB (word base per (n, m0)) while the loads of their channel chunks run."""
+
+    images: range
+    strip: tuple
+    mgroups: tuple
+    psums: dict
+    loads: tuple
+
+
+def _words(n: int, per_word: int) -> int:
+    return -(-n // per_word)
+
+
+def _elements_per_word(cfg) -> dict:
+    from ommatidia.hw.engines import data_bits
+    from ommatidia.hw.glb import slot_bits
+    return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+
+
+def _blocks(mgs, blocks: int, psum_elems, per_psum: int) -> list[tuple]:
+    """Filter groups side by side: up to ``blocks`` consecutive groups of equal ``p`` whose
+    psum regions are whole words (the GON receiver writes them as one region)."""
+    out, cur = [], []
+    for m0, p in mgs:
+        joinable = cur and len(cur) < blocks and cur[0][1] == p and psum_elems(p) % per_psum == 0
+        if cur and not joinable:
+            out.append(tuple(cur))
+            cur = []
+        cur.append((m0, p))
+    out.append(tuple(cur))
+    return out
+
+
+def _grid(cfg, bits) -> int:
+    return sum(int(bool(bits[r][c])) << (r * cfg.cols + c)
+               for r in range(cfg.rows) for c in range(cfg.cols))
+
+
+def _pass_plan(cfg, layer, step, nblocks: int, es: int):
+    """PE sets of a step repeated in ``nblocks`` column blocks, their multicast plan and
+    array configuration."""
+    from .multicast import PESet, plan_for
+    sets, owner = [], []
+    cgs = sorted({pc.cg for pc in step.pieces})
+    for j in range(nblocks):
+        row = 0
+        for t, pc in enumerate(step.pieces):
+            sets.append(PESet(pc.rows, es, (row, j * es), stride=layer.U,
+                              filters=j * len(cgs) + cgs.index(pc.cg), channels=pc.cg,
+                              first_row=pc.r0, psum_from_below=t < len(step.pieces) - 1))
+            owner.append((j, pc))
+            row += pc.rows
+    plan = plan_for(cfg, sets)
+    on = [[0] * cfg.cols for _ in range(cfg.rows)]
+    for s in sets:
+        for i in range(s.rows):
+            for e in range(s.cols):
+                r, c = s.pe(i, e)
+                on[r][c] = 1
+    config = {"up": _grid(cfg, plan.up), "enable": _grid(cfg, on)}
+    for kind in ("filter", "ifmap", "psum"):
+        config[f"{kind}_row_id"], config[f"{kind}_col_id"] = plan.gin(kind).packed()
+    for pe, (k, e) in plan.outputs.items():
+        if pe[1] != owner[k][0] * es + e:
+            raise ValueError(f"output PE {pe} of set {k} is not column {owner[k][0] * es + e}")
+    return plan, sets, owner, config
+
+
+def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
+    """Descriptors and tag tables of a pass; addresses are absolute GLB elements (base 0,
+    the tag offsets point into the regions)."""
+    from ommatidia.hw.engines import tag_depth
+    per = _elements_per_word(cfg)
+    S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
+    p, q = run.p, run.q
+
+    def tags(kind, keyed):
+        entries = [(rt, ct, offset) for key, offset in keyed
+                   for rt, ct in plan.gin(kind).tags[key]]
+        if len(entries) > tag_depth(cfg):
+            raise ValueError(f"{kind} needs {len(entries)} tags, the table holds "
+                             f"{tag_depth(cfg)}")
+        return entries
+
+    fkeys, ikeys, pkeys = {}, {}, []
+    for k, s in enumerate(sets):
+        j, pc = owner[k]
+        m0 = blocks[j][0]
+        for i in range(s.rows):
+            r = s.filter_row(i)
+            fkeys[("filter", s.filters, r)] = load.filters[m0, pc.cg] * per["filter"] \
+                + r * p * q * S
+            for e in range(s.cols):
+                h = s.ifmap_row(i, e)
+                ikeys[("ifmap", s.channels, h)] = load.ifmaps[n, pc.cg] * per["ifmap"] + h * q
+        if not s.psum_from_below:
+            for e in range(s.cols):
+                pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
+    ftags = tags("filter", sorted(fkeys.items()))
+    itags = tags("ifmap", sorted(ikeys.items()))
+    ptags = tags("psum", pkeys)
+    none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
+    es = sets[0].cols
+    return {
+        "filter": {"base": 0, "count": [len(ftags), p * q * S, 1], "stride": [0, 1, 0],
+                   "repeat": p * q * S, "tags": len(ftags)} if run.load_filter else none,
+        "ifmap": {"base": 0, "count": [width, len(itags), q], "stride": [hs * q, 0, 1],
+                  "repeat": q, "tags": len(itags)},
+        "psum": {"base": 0, "count": [F, len(ptags), p], "stride": [p, 0, 1], "repeat": p,
+                 "tags": len(ptags)} if run.accumulate else none,
+        "gon": {"base": psums[n, blocks[0][0]] * per["psum"], "col0": 0, "stride": F * p,
+                "count": es * F * p * len(blocks)},
+        "tags": {"filter": ftags if run.load_filter else [], "ifmap": itags,
+                 "psum": ptags if run.accumulate else []},
+    }
+
+
+def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
+    """The rounds, GLB layout and passes of ``mapping`` (data independent).
+
+    Raises ValueError when a round does not fit the GLB or a pass's deliveries do not
+    fit the tag tables or multicast IDs.
+    """
+    from ommatidia.hw.glb import glb_words
     from ommatidia.hw.pe import PERun
+    from .mapper import _groups
+    per = _elements_per_word(cfg)
+    S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
-    best, error = None, None
-    for p in range(1, min(layer.M, cfg.pe.psum_spad_depth) + 1):
-        for q in range(1, layer.C + 1):
-            try:
-                PERun(S=layer.S, W=width, U=layer.U, p=p, q=q).check(cfg.pe)
-            except ValueError as exc:
-                error = error or exc
-                continue
-            key = (-(-layer.M // p) * -(-layer.C // q), -p)
-            if best is None or key < best[0]:
-                best = (key, p, q)
-    if best is None:
-        raise ValueError(f"layer {layer} does not fit a PE: {error}")
-    return best[1], best[2]
+    cgroups = dict(_groups(layer.C, mapping.q))
+    mgroups = _groups(layer.M, mapping.p)
+    chunks = mapping.steps(layer)
+    plans = {}
+    rounds = []
+    for n0 in range(0, layer.N, mapping.n_chunk):
+        images = range(n0, min(layer.N, n0 + mapping.n_chunk))
+        for e0, es in mapping.strips:
+            hs = (es - 1) * U + R
+            for g0 in range(0, len(mgroups), mapping.m_chunk):
+                mgs = tuple(mgroups[g0:g0 + mapping.m_chunk])
+                top, psums = 0, {}
+                for n in images:
+                    for m0, p in mgs:
+                        psums[n, m0] = top
+                        top += _words(es * F * p, per["psum"])
+                blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p, per["psum"])
+                loads = []
+                for ci, steps in enumerate(chunks):
+                    cgs = sorted({pc.cg for st in steps for pc in st.pieces})
+                    at, fbase, ibase = top, {}, {}
+                    for m0, p in mgs:
+                        for cg in cgs:
+                            fbase[m0, cg] = at
+                            at += _words(R * S * p * cgroups[cg], per["filter"])
+                    for n in images:
+                        for cg in cgs:
+                            ibase[n, cg] = at
+                            at += _words(width * hs * cgroups[cg], per["ifmap"])
+                    if at > glb_words(cfg):
+                        raise ValueError(f"a round needs {at} GLB words, the GLB has "
+                                         f"{glb_words(cfg)}")
+                    load = Load(fbase, ibase, ())
+                    passes = []
+                    for blk in blocks:
+                        for si, st in enumerate(steps):
+                            key = (st, len(blk), es)
+                            if key not in plans:
+                                plans[key] = _pass_plan(cfg, layer, st, len(blk), es)
+                            plan, sets, owner, config = plans[key]
+                            q = cgroups[st.pieces[0].cg]
+                            for ni, n in enumerate(images):
+                                run = PERun(S=S, W=width, U=U, p=blk[0][1], q=q,
+                                            load_filter=ni == 0,
+                                            accumulate=ci > 0 or si > 0)
+                                run.check(cfg.pe)
+                                descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
+                                                    load, psums, hs)
+                                passes.append(PassSpec(n, blk, st, config, descs, run))
+                    loads.append(Load(fbase, ibase, tuple(passes)))
+                rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads)))
+    return rounds
 
 
 @dataclass
 class LayerProgram:
-    """The DRAM image of one layer and what is needed to read its result back."""
+    """The DRAM image of one layer and what is needed to read its result back.
+
+    ``inputs`` maps each filter region ``("filter", m0, c0)`` and ifmap region
+    ``("ifmap", n, c0, h0, rows)`` to its DRAM place (``dram``, ``words``) and
+    `DMAIn` fields (``n`` values, ``rlc``).
+    """
 
     cfg: ArrayConfig
     layer: object
-    sched: object
+    mapping: object
+    rounds: list
+    ifmap: np.ndarray
+    weights: np.ndarray
     stage: OutputStage
     words: dict
     program_words: int
     outputs: list = field(default_factory=list)
     ifmap_values: int = 0
     ifmap_rlc_words: int = 0
+    inputs: dict = field(default_factory=dict)
+
+    @property
+    def passes(self) -> int:
+        return sum(len(ld.passes) for r in self.rounds for ld in r.loads)
 
     @property
     def dram_words(self) -> int:
@@ -121,93 +323,154 @@ class LayerProgram:
             if end is None:
                 raise ValueError(f"ofmap region of image {r.n}, filters {r.m0}..{r.m0 + r.p - 1}"
                                  f" has no term word in its {r.words} words")
-            values = decode(words[:end + 1], layer.E * layer.F * r.p, fmt)
-            out[r.n, r.m0:r.m0 + r.p] = np.asarray(values).reshape(
-                layer.E, layer.F, r.p).transpose(2, 0, 1)
+            values = decode(words[:end + 1], r.rows * layer.F * r.p, fmt)
+            out[r.n, r.m0:r.m0 + r.p, r.e0:r.e0 + r.rows] = np.asarray(values).reshape(
+                r.rows, layer.F, r.p).transpose(2, 0, 1)
             coded += end + 1
         return out, coded
 
     def golden(self) -> np.ndarray:
         """The ofmap the golden model gives for this layer and output stage."""
         from ommatidia.sim.golden import conv2d
-        s, layer = self.sched, self.layer
+        layer = self.layer
         bias = np.array(self.stage.bias, dtype=np.int64) if self.stage.bias else None
-        return conv2d(s.ifmap, s.weights, bias, stride=layer.U, padding=layer.P,
+        return conv2d(self.ifmap, self.weights, bias, stride=layer.U, padding=layer.P,
                       psum_bits=self.cfg.pe.psum_bits, relu=self.stage.relu,
                       shift=self.stage.shift, act_bits=self.cfg.pe.act_bits)
 
 
-def _emit(cfg, sched, image, stage, data_base, inputs, cmds):
-    """The program and the data words, with the data (``inputs`` and their DMA ``cmds``,
-    `PassImage.dram`) placed from ``data_base``."""
+class _Inputs:
+    """The filter and ifmap regions in DRAM, each stored once (filters raw, ifmaps
+    RLC-coded), with the `DMAIn` command that loads each into the GLB."""
+
+    def __init__(self, cfg, layer, ifmap, weights):
+        self.cfg, self.layer = cfg, layer
+        self.per = _elements_per_word(cfg)
+        P = layer.P
+        self.padded = np.pad(ifmap, ((0, 0), (0, 0), (P, P), (P, P)))
+        self.weights = weights
+        self.words, self.where = {}, {}
+        self.values = self.coded = 0
+
+    def _pack(self, kind, values):
+        slot = self.cfg.dram_bits // self.per[kind]
+        mask = (1 << slot) - 1
+        values = [int(v) & mask for v in values]
+        per = self.per[kind]
+        return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
+                for w in range(_words(len(values), per))]
+
+    def _put(self, key, data, n, rlc):
+        if key not in self.where:
+            top = len(self.words)
+            self.words.update({top + k: w for k, w in enumerate(data)})
+            self.where[key] = {"dram": top, "words": len(data), "n": n, "rlc": rlc}
+        return self.where[key]
+
+    def filters(self, m0, p, c0, q):
+        key = ("filter", m0, c0)
+        if key not in self.where:
+            w = self.weights[m0:m0 + p, c0:c0 + q]
+            self._put(key, self._pack("filter", w.transpose(2, 3, 1, 0).reshape(-1)), w.size, 0)
+        return self.where[key]
+
+    def ifmaps(self, n, c0, q, h0, rows):
+        from ommatidia.sim.rlc import encode
+        key = ("ifmap", n, c0, h0, rows)
+        if key not in self.where:
+            x = self.padded[n, c0:c0 + q, h0:h0 + rows, :]
+            values = x.transpose(2, 1, 0).reshape(-1)
+            data = encode(values, self.cfg.rlc)
+            self._put(key, data, len(values), 1)
+            self.values += len(values)
+            self.coded += len(data)
+        return self.where[key]
+
+
+def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
+    """The program for ``rounds``, with the input regions at ``data_base`` on and the
+    ofmap regions after them; returns (program, outputs)."""
     from ommatidia.hw.dma import bias_write_layout
     from ommatidia.hw.engines import tag_write_layout
     from ommatidia.hw.top import REGISTERS, Opcode, register_shapes, _width
+    from .mapper import _groups
     shapes = register_shapes(cfg)
     reg = {name: i for i, name in enumerate(REGISTERS)}
-    layer = sched.layer
+    cgroups = dict(_groups(layer.C, mapping.q))
 
     def put(name, value):
         shape = shapes[name]
         bits = value if isinstance(value, int) else _bits(data.Layout.cast(shape).const(value))
         return _set(reg[name], bits, _width(shape))
 
-    prog = []
-    for name, value in sched.config().items():
-        prog += put(name, value)
-    words = {data_base + a: w for a, w in inputs.items()}
-    for cmd in cmds:
-        prog += put("dma_in", {**cmd, "dram": data_base + cmd["dram"]})
-        prog.append(pack_command(Opcode.DMA_IN))
-    top = data_base + len(inputs)
-    outputs = []
-    last = {}
-    for ps in sched.passes:
-        last[ps.n, ps.m0] = ps.index
+    prog, outputs, current = [], [], {}
+    top = data_base + len(inputs.words)
     tag_layout, bias_layout = tag_write_layout(cfg), bias_write_layout(cfg)
-    for ps in sched.passes:
-        spec = image.program(ps)
-        for engine, kind in enumerate(("filter", "ifmap", "psum")):
-            for index, (row, col, offset) in enumerate(spec["tags"][kind]):
-                entry = tag_layout.const({"engine": engine, "index": index,
-                                          "entry": {"row": row, "col": col, "offset": offset}})
-                prog.append(pack_command(Opcode.TAG, _bits(entry)))
-            prog += put(f"{kind}_desc", spec[kind])
-        prog += put("gon_desc", spec["gon"])
-        prog += put("run", spec["run"])
-        prog.append(pack_command(Opcode.PASS))
-        if last[ps.n, ps.m0] != ps.index:
-            continue
-        n_out = layer.E * layer.F * ps.p
-        for k in range(ps.p):
-            b = int(stage.bias[ps.m0 + k]) if stage.bias else 0
-            entry = bias_layout.const({"index": k, "value": b})
-            prog.append(pack_command(Opcode.BIAS, _bits(entry)))
-        region = OutputRegion(ps.n, ps.m0, ps.p, top, -(-n_out // cfg.rlc.pairs_per_word) + 1)
-        outputs.append(region)
-        top += region.words
-        prog += put("dma_out", {"glb": image.base["psum", ps.n, ps.m0], "dram": region.dram,
-                                "n": n_out, "rlc": 1,
-                                "stage": {"shift": stage.shift, "relu": int(stage.relu),
-                                          "p": ps.p}})
-        prog.append(pack_command(Opcode.DMA_OUT))
+    U, R, F = layer.U, layer.R, layer.F
+    for rnd in rounds:
+        e0, es = rnd.strip
+        h0, hs = e0 * U, (es - 1) * U + R
+        for load in rnd.loads:
+            for (m0, cg), glb in load.filters.items():
+                p = dict(rnd.mgroups)[m0]
+                where = inputs.filters(m0, p, cg, cgroups[cg])
+                prog += put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb})
+                prog.append(pack_command(Opcode.DMA_IN))
+            for (n, cg), glb in load.ifmaps.items():
+                where = inputs.ifmaps(n, cg, cgroups[cg], h0, hs)
+                prog += put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb})
+                prog.append(pack_command(Opcode.DMA_IN))
+            for ps in load.passes:
+                for name, value in ps.config.items():
+                    if current.get(name) != value:
+                        prog += put(name, value)
+                        current[name] = value
+                for engine, kind in enumerate(("filter", "ifmap", "psum")):
+                    for index, (row, col, offset) in enumerate(ps.descs["tags"][kind]):
+                        entry = tag_layout.const({"engine": engine, "index": index,
+                                                  "entry": {"row": row, "col": col,
+                                                            "offset": offset}})
+                        prog.append(pack_command(Opcode.TAG, _bits(entry)))
+                    prog += put(f"{kind}_desc", ps.descs[kind])
+                prog += put("gon_desc", ps.descs["gon"])
+                prog += put("run", ps.run.fields(cfg.pe))
+                prog.append(pack_command(Opcode.PASS))
+        for n in rnd.images:
+            for m0, p in rnd.mgroups:
+                n_out = es * F * p
+                for k in range(p):
+                    b = int(stage.bias[m0 + k]) if stage.bias else 0
+                    entry = bias_layout.const({"index": k, "value": b})
+                    prog.append(pack_command(Opcode.BIAS, _bits(entry)))
+                region = OutputRegion(n, m0, p, top, -(-n_out // cfg.rlc.pairs_per_word) + 1,
+                                      e0, es)
+                outputs.append(region)
+                top += region.words
+                prog += put("dma_out", {"glb": rnd.psums[n, m0], "dram": region.dram,
+                                        "n": n_out, "rlc": 1,
+                                        "stage": {"shift": stage.shift, "relu": int(stage.relu),
+                                                  "p": p}})
+                prog.append(pack_command(Opcode.DMA_OUT))
     prog.append(pack_command(Opcode.DONE))
-    values = sum(c["n"] for c in cmds if c["rlc"])
-    coded = sum(c["words"] for c in cmds if c["rlc"])
-    return prog, words, outputs, values, coded
+    return prog, outputs
 
 
 def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: bool = False,
-                  shift: int = 0, p: int | None = None, q: int | None = None) -> LayerProgram:
-    """The program and DRAM image of ``layer`` (a `ConvLayer`) on ``cfg``.
+                  shift: int = 0, p: int | None = None, q: int | None = None,
+                  mapping=None) -> LayerProgram:
+    """The program and DRAM image of ``layer`` (a `ConvLayer`) on ``cfg``, mapped by
+    `ommatidia.gen.mapper.plan_layer` (``p`` and ``q`` fixed if given) or by ``mapping``.
 
     Raises ValueError, naming the limit, when the data does not fit the
-    preset's bit widths or the layer does not fit the array, a PE or the GLB.
+    preset's bit widths or no mapping fits the array, the PEs and the GLB.
     """
-    from ommatidia.gen.passes import PassImage
-    from ommatidia.sim.array_model import RSSchedule
+    from .mapper import plan_layer
 
     ifmap, weights = np.asarray(ifmap), np.asarray(weights)
+    if ifmap.shape != (layer.N, layer.C, layer.H, layer.W):
+        raise ValueError(f"ifmap shape {ifmap.shape} does not match {layer}")
+    if weights.shape != (layer.M, layer.C, layer.R, layer.S):
+        raise ValueError(f"weights shape {weights.shape} does not match {layer}")
     for name, x, bits in (("ifmap", ifmap, cfg.pe.act_bits),
                           ("weights", weights, cfg.pe.weight_bits)):
         _check_range(name, x, bits)
@@ -219,23 +482,21 @@ def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: b
     shift_limit = (1 << (cfg.pe.psum_bits - 1).bit_length()) - 1
     if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= shift_limit:
         raise ValueError(f"shift must be an integer in 0..{shift_limit}, not {shift!r}")
-    if layer.R > cfg.rows or layer.E > cfg.cols:
-        raise ValueError(f"the layer's {layer.R}x{layer.E} logical PE set (R filter rows x E "
-                         f"ofmap rows) does not fit the {cfg.rows}x{cfg.cols} array "
-                         f"(folding is not supported yet)")
-    if p is None or q is None:
-        p0, q0 = choose_pq(cfg, layer)
-        p, q = p or p0, q or q0
-    sched = RSSchedule(cfg, layer, ifmap, weights, p=p, q=q)
-    image = PassImage(sched)
+    if mapping is None:
+        mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
+    else:
+        rounds = build_rounds(cfg, layer, mapping)
     stage = OutputStage(tuple(int(b) for b in bias) if bias is not None else (), bool(relu),
                         shift)
-    inputs, cmds = image.dram()
-    prog, _, _, _, _ = _emit(cfg, sched, image, stage, 0, inputs, cmds)
-    prog, words, outputs, values, coded = _emit(cfg, sched, image, stage, len(prog), inputs,
-                                                cmds)
+    ifmap, weights = ifmap.astype(np.int64), weights.astype(np.int64)
+    inputs = _Inputs(cfg, layer, ifmap, weights)
+    prog, _ = _emit(cfg, layer, mapping, rounds, stage, inputs, 0)
+    prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, len(prog))
+    words = {len(prog) + a: w for a, w in inputs.words.items()}
     words.update(enumerate(prog))
-    return LayerProgram(cfg, layer, sched, stage, words, len(prog), outputs, values, coded)
+    regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
+    return LayerProgram(cfg, layer, mapping, rounds, ifmap, weights, stage, words, len(prog),
+                        outputs, inputs.values, inputs.coded, regions)
 
 
 def _check_range(name: str, x, bits: int) -> None:

@@ -45,18 +45,16 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
     cfg, layer = prog.cfg, prog.layer
     pes = cfg.rows * cfg.cols
     ofmap_values = layer.N * layer.M * layer.E * layer.F
-    ps = prog.sched.passes[0]
     out = {
         "preset": cfg.name,
         "layer": {k: getattr(layer, k) for k in ("N", "C", "M", "H", "W", "R", "S", "U", "P")},
         "E": layer.E, "F": layer.F,
-        "mapping": {"pe_set": [layer.R, layer.E], "p": ps.p, "q": ps.q,
-                    "passes": len(prog.sched.passes)},
+        "mapping": {**prog.mapping.describe(layer), "passes": prog.passes},
         "output_stage": {"bias": bool(prog.stage.bias), "relu": prog.stage.relu,
                          "shift": prog.stage.shift},
         **{k: int(v) for k, v in counters.items()},
         "layer_macs": layer.macs,
-        "expected_gated_macs": layer_gated_macs(layer, prog.sched.ifmap),
+        "expected_gated_macs": layer_gated_macs(layer, prog.ifmap),
         "pe_utilization": counters["macs"] / (pes * counters["cycles"]) if counters["cycles"] else 0.0,
         "gated_fraction": counters["gated_macs"] / counters["macs"] if counters["macs"] else 0.0,
         "rlc_ratio": (prog.ifmap_values * cfg.pe.act_bits) / (prog.ifmap_rlc_words * cfg.dram_bits)

@@ -12,7 +12,6 @@ import pytest
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import TINY
-from ommatidia.gen.passes import PassImage
 from ommatidia.gen.program import compile_layer, pack_command
 from ommatidia.hw.system import STATUS_BUSY, STATUS_DONE, STATUS_ERROR, System
 from ommatidia.hw.top import COUNTERS, Opcode
@@ -91,7 +90,7 @@ def test_layer_bit_exact_with_counters(seed):
         assert np.array_equal(ofmap, prog.golden())
         layer = prog.layer
         assert counters["macs"] == layer.macs
-        assert counters["gated_macs"] == layer_gated_macs(layer, prog.sched.ifmap)
+        assert counters["gated_macs"] == layer_gated_macs(layer, prog.ifmap)
         assert counters["macs"] == counters["mac_cycles"] + counters["gated_macs"]
         assert counters["program_words"] == prog.program_words
         assert counters["dram_words_read"] == len(prog.words) - prog.program_words
@@ -130,8 +129,8 @@ def test_malformed_ifmap_stream_stops_with_error(seed):
     controller stops with the error bit instead of running the passes."""
     prog = random_program(seed, N=1, M=2)
     words = dict(prog.words)
-    ifmap = next(c for c in PassImage(prog.sched).dram()[1] if c["rlc"])
-    last = prog.program_words + ifmap["dram"] + ifmap["words"] - 1
+    ifmap = next(r for r in prog.inputs.values() if r["rlc"])
+    last = ifmap["dram"] + ifmap["words"] - 1
     words[last] &= ~(1 << (TINY.rlc.word_bits - 1))
     (status, counters, _), = simulate(TINY, words, [])
     assert status == STATUS_ERROR
@@ -149,7 +148,13 @@ def test_bad_input_is_rejected_before_simulation():
         compile_layer(TINY, layer, x, w, bias=[1, 2, 3])
     with pytest.raises(ValueError, match="shift must be"):
         compile_layer(TINY, layer, x, w, shift=-1)
-    tall = ConvLayer(N=1, C=1, M=1, H=9, W=4, R=3, S=3)
-    with pytest.raises(ValueError, match="3x7 logical PE set .* does not fit the 3x4 array"):
-        compile_layer(TINY, tall, np.zeros((1, 1, 9, 4), dtype=np.int64),
+    wide = ConvLayer(N=1, C=1, M=1, H=4, W=40, R=3, S=3)
+    with pytest.raises(ValueError, match="padded ifmap width W \\+ 2P = 40 exceeds the PE's "
+                                         "max_ifmap_width = 32"):
+        compile_layer(TINY, wide, np.zeros((1, 1, 4, 40), dtype=np.int64),
                       np.zeros((1, 1, 3, 3), dtype=np.int64))
+    long = ConvLayer(N=1, C=1, M=1, H=8, W=8, R=3, S=7)
+    with pytest.raises(ValueError, match="filter width S = 7 exceeds the PE's "
+                                         "max_filter_width = 5"):
+        compile_layer(TINY, long, np.zeros((1, 1, 8, 8), dtype=np.int64),
+                      np.zeros((1, 1, 3, 7), dtype=np.int64))

@@ -1,0 +1,265 @@
+"""The row-stationary mapper: a CONV or FC layer as PE sets, passes and GLB rounds.
+
+Eyeriss's mapper (Sze et al., survey section V; DESIGN.md section 1) starts
+from the logical PE set of a layer, ``R`` filter rows by ``E`` ofmap rows,
+and fits it to the physical array:
+
+- *folding*: a set wider than the array is cut into strips of ofmap rows
+  (``E = 55`` on 14 columns: 14 + 14 + 14 + 13); a set taller than the array
+  into segments of filter rows (``R = 27`` on 14 rows: 14 + 13) whose psums
+  add up in the GLB like those of channel groups;
+- *replication*: pieces shorter than the array are stacked in one column on
+  other channel groups, the psums flowing up through all of them (``3 x 13``
+  four times on 12 rows); strips narrower than the array sit side by side on
+  other filter groups;
+- ``p`` filters and ``q`` channels per PE within the spads;
+- *rounds*: when the layer does not fit the GLB, the passes run in rounds of
+  images, strips and filter groups, each loading its ifmaps and filters from
+  DRAM (channel by channel group when even one round's inputs do not fit, the
+  psums staying in the GLB) and writing its ofmap out.
+
+Among the mappings that fit (spads, GLB, tag tables, multicast IDs) `plan_layer`
+keeps the one with the fewest estimated cycles, then the fewest DRAM words.
+An FC layer is a CONV layer with ``H = R`` and ``W = S`` (`fc_layer`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .config import ArrayConfig
+
+__all__ = ["Mapping", "Piece", "Step", "fc_layer", "split", "plan_layer", "candidates",
+           "estimate"]
+
+
+def split(total: int, most: int) -> tuple[tuple[int, int], ...]:
+    """``total`` cut into the fewest near-equal parts of at most ``most``: (start, size)."""
+    parts = -(-total // most)
+    size, extra = divmod(total, parts)
+    out, start = [], 0
+    for k in range(parts):
+        n = size + (k < extra)
+        out.append((start, n))
+        start += n
+    return tuple(out)
+
+
+def fc_layer(N: int, C: int, M: int, H: int = 1, W: int = 1):
+    """A fully connected layer as a CONV layer: filters as large as the ifmap (``R = H``,
+    ``S = W``), one output per filter (``E = F = 1``)."""
+    from ommatidia.sim.array_model import ConvLayer
+    return ConvLayer(N=N, C=C, M=M, H=H, W=W, R=H, S=W)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a logical PE set in one pass: the channel group starting at channel
+    ``cg``, filter rows ``r0 .. r0+rows-1``."""
+
+    cg: int
+    r0: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """The pieces stacked in each column block of one pass, top (GON side) first."""
+
+    pieces: tuple
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A mapping of a layer on an array.
+
+    ``strips`` and ``segments`` are the (start, size) folds of the ofmap rows
+    and filter rows; ``stack`` pieces share a column (replication on channels),
+    ``blocks`` column blocks sit side by side (replication on filters); rounds
+    hold ``n_chunk`` images and ``m_chunk`` filter groups, loading ``c_chunk``
+    channel groups at a time.
+    """
+
+    p: int
+    q: int
+    strips: tuple
+    segments: tuple
+    stack: int
+    blocks: int
+    n_chunk: int
+    m_chunk: int
+    c_chunk: int
+
+    def steps(self, layer) -> list[list[Step]]:
+        """The steps of each channel chunk: its (channel group, segment) pieces, stacked
+        ``stack`` high as long as they fit the rows and share ``q``."""
+        groups = _groups(layer.C, self.q)
+        size = dict(groups)
+        out = []
+        for g0 in range(0, len(groups), self.c_chunk):
+            units = [Piece(c0, r0, rows) for c0, _ in groups[g0:g0 + self.c_chunk]
+                     for r0, rows in self.segments]
+            steps, cur = [], []
+            for u in units:
+                if cur and (len(cur) == self.stack or size[u.cg] != size[cur[0].cg]):
+                    steps.append(Step(tuple(cur)))
+                    cur = []
+                cur.append(u)
+            steps.append(Step(tuple(cur)))
+            out.append(steps)
+        return out
+
+    def describe(self, layer) -> dict:
+        steps = self.steps(layer)
+        return {
+            "pe_set": [layer.R, layer.E],
+            "strips": [s for _, s in self.strips], "segments": [s for _, s in self.segments],
+            "replication": {"channels": self.stack, "filters": self.blocks},
+            "pe_set_on_array": [sum(s for _, s in self.segments[:1]) * self.stack,
+                                self.strips[0][1] * self.blocks],
+            "p": self.p, "q": self.q,
+            "rounds": {"images": self.n_chunk, "filter_groups": self.m_chunk,
+                       "channel_groups_per_load": self.c_chunk},
+            "steps_per_filter_group": sum(len(s) for s in steps),
+        }
+
+
+def _groups(total: int, size: int) -> list[tuple[int, int]]:
+    return [(k, min(size, total - k)) for k in range(0, total, size)]
+
+
+def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
+    from ommatidia.hw.pe import PERun
+    width = layer.W + 2 * layer.P
+    out = []
+    for p in range(1, min(layer.M, cfg.pe.psum_spad_depth) + 1):
+        for q in range(1, layer.C + 1):
+            try:
+                PERun(S=layer.S, W=width, U=layer.U, p=p, q=q).check(cfg.pe)
+            except ValueError:
+                continue
+            out.append((p, q))
+    return out
+
+
+def _glb_need(cfg, layer, m: Mapping) -> int:
+    """GLB words of the largest round of ``m``."""
+    from ommatidia.gen.passes import _words
+    from ommatidia.hw.engines import data_bits
+    from ommatidia.hw.glb import slot_bits
+    per = {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+    width = layer.W + 2 * layer.P
+    es = max(s for _, s in m.strips)
+    hs = (es - 1) * layer.U + layer.R
+    psums = m.n_chunk * m.m_chunk * _words(es * layer.F * m.p, per["psum"])
+    filters = m.m_chunk * m.c_chunk * _words(layer.R * layer.S * m.p * m.q, per["filter"])
+    ifmaps = m.n_chunk * m.c_chunk * _words(width * hs * m.q, per["ifmap"])
+    return psums + filters + ifmaps
+
+
+def estimate(cfg: ArrayConfig, layer, m: Mapping) -> tuple[int, int]:
+    """Rough (cycles, DRAM words) of a mapping, to rank candidates: per pass the slowest
+    of PE compute, ifmap, filter and psum delivery; DMA one word a cycle."""
+    from ommatidia.hw.engines import data_bits
+    from ommatidia.hw.glb import slot_bits
+    per = {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+    width = layer.W + 2 * layer.P
+    F, S = layer.F, layer.S
+    m_groups = -(-layer.M // m.p)
+    blocks = -(-m_groups // m.blocks)
+    steps = sum(len(s) for s in m.steps(layer))
+    cycles = 0
+    for _, es in m.strips:
+        hs = (es - 1) * layer.U + max(s for _, s in m.segments)
+        compute = F * S * m.p * m.q
+        ifmap = width * hs * m.stack * m.q
+        psum = F * es * m.blocks * m.p
+        filt = max(s for _, s in m.segments) * m.stack * m.blocks * S * m.p * m.q
+        per_pass = max(compute, ifmap, psum) + 40
+        cycles += blocks * steps * (layer.N * per_pass + filt)
+    n_rounds = -(-layer.N // m.n_chunk) * len(m.strips) * -(-m_groups // m.m_chunk)
+    ifmap_words = layer.N * layer.C * (layer.H + 2 * layer.P) * width // per["ifmap"]
+    filter_words = layer.M * layer.C * layer.R * S // per["filter"]
+    out_words = layer.N * layer.M * layer.E * F // per["ifmap"]
+    dram = ifmap_words * -(-m_groups // m.m_chunk) \
+        + filter_words * -(-layer.N // m.n_chunk) * len(m.strips) + out_words
+    return cycles + dram + 60 * n_rounds, dram
+
+
+def candidates(cfg: ArrayConfig, layer):
+    """Every mapping whose spads and largest GLB round fit, best estimate first."""
+    from ommatidia.hw.glb import glb_words
+    out = []
+    rows, cols = cfg.rows, cfg.cols
+    strips = split(layer.E, cols)
+    segments = split(layer.R, rows)
+    seg_rows = max(s for _, s in segments)
+    es = max(s for _, s in strips)
+    for p, q in _pq_options(cfg, layer):
+        cgroups = -(-layer.C // q)
+        mgroups = -(-layer.M // p)
+        units = cgroups * len(segments)
+        for stack in sorted({1, min(units, rows // seg_rows)}):
+            for blocks in sorted({1, min(mgroups, cols // es)}):
+                for n_chunk, m_chunk, c_chunk in _chunks(layer.N, mgroups, cgroups):
+                    if m_chunk % blocks and m_chunk != mgroups:
+                        continue
+                    m = Mapping(p, q, strips, segments, stack, blocks, n_chunk, m_chunk,
+                                c_chunk)
+                    if _glb_need(cfg, layer, m) > glb_words(cfg):
+                        continue
+                    out.append((estimate(cfg, layer, m), m))
+    out.sort(key=lambda x: (x[0], -x[1].p, -x[1].q))
+    return [m for _, m in out]
+
+
+def _chunks(n: int, mgroups: int, cgroups: int):
+    """Round sizes to try, largest first: everything, then fewer images, filter groups
+    and channel groups per round (powers of two)."""
+    def sizes(total):
+        out = {total}
+        k = 1
+        while k < total:
+            out.add(k)
+            k *= 2
+        return sorted(out, reverse=True)
+    return itertools.product(sizes(n), sizes(mgroups), sizes(cgroups))
+
+
+def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
+    """The best `Mapping` of ``layer`` on ``cfg`` that compiles, and its compiled rounds.
+
+    Raises ValueError naming the limit when no mapping fits.
+    """
+    from .program import build_rounds
+    if layer.S > cfg.pe.max_filter_width:
+        raise ValueError(f"filter width S = {layer.S} exceeds the PE's max_filter_width = "
+                         f"{cfg.pe.max_filter_width}")
+    width = layer.W + 2 * layer.P
+    if width > cfg.pe.max_ifmap_width:
+        raise ValueError(f"padded ifmap width W + 2P = {width} exceeds the PE's "
+                         f"max_ifmap_width = {cfg.pe.max_ifmap_width}")
+    options = candidates(cfg, layer)
+    if p is not None or q is not None:
+        options = [m for m in options if (p is None or m.p == p) and (q is None or m.q == q)]
+    if not options:
+        if not _pq_options(cfg, layer):
+            from ommatidia.hw.pe import PERun
+            PERun(S=layer.S, W=width, U=layer.U, p=p or 1, q=q or 1).check(cfg.pe)
+        from ommatidia.hw.glb import glb_words
+        raise ValueError(f"no mapping of {layer} fits: with p = q = 1 and one image, filter "
+                         f"group and channel group per round the GLB needs "
+                         f"{_glb_need(cfg, layer, _smallest(cfg, layer))} words, it has "
+                         f"{glb_words(cfg)} (or p = {p}, q = {q} do not fit the spads)")
+    error = None
+    for m in options[:64]:
+        try:
+            return m, build_rounds(cfg, layer, m)
+        except ValueError as exc:
+            error = error or exc
+    raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
+
+
+def _smallest(cfg, layer) -> Mapping:
+    return Mapping(1, 1, split(layer.E, cfg.cols), split(layer.R, cfg.rows), 1, 1, 1, 1, 1)
