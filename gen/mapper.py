@@ -125,6 +125,18 @@ class Mapping:
         }
 
 
+def _steps(C: int, q: int, segments: int, stack: int, c_chunk: int) -> int:
+    """Steps per filter group of `Mapping.steps`, counted without building them."""
+    groups = -(-C // q)
+    total = 0
+    for g0 in range(0, groups, c_chunk):
+        g1 = min(groups, g0 + c_chunk)
+        short = C % q != 0 and g1 == groups
+        full = (g1 - g0 - short) * segments
+        total += -(-full // stack) + (-(-segments // stack) if short else 0)
+    return total
+
+
 def _groups(total: int, size: int) -> list[tuple[int, int]]:
     return [(k, min(size, total - k)) for k in range(0, total, size)]
 
@@ -168,7 +180,7 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping) -> tuple[int, int]:
     F, S = layer.F, layer.S
     m_groups = -(-layer.M // m.p)
     blocks = -(-m_groups // m.blocks)
-    steps = sum(len(s) for s in m.steps(layer))
+    steps = _steps(layer.C, m.q, len(m.segments), m.stack, m.c_chunk)
     cycles = 0
     for _, es in m.strips:
         hs = (es - 1) * layer.U + max(s for _, s in m.segments)
@@ -188,28 +200,34 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping) -> tuple[int, int]:
 
 
 def candidates(cfg: ArrayConfig, layer):
-    """Every mapping whose spads and largest GLB round fit, best estimate first."""
+    """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
+    delivery) fit, best estimate first."""
+    from ommatidia.hw.engines import tag_depth
     from ommatidia.hw.glb import glb_words
     out = []
-    rows, cols = cfg.rows, cfg.cols
-    strips = split(layer.E, cols)
+    rows, cols, depth = cfg.rows, cfg.cols, tag_depth(cfg)
     segments = split(layer.R, rows)
     seg_rows = max(s for _, s in segments)
-    es = max(s for _, s in strips)
-    for p, q in _pq_options(cfg, layer):
-        cgroups = -(-layer.C // q)
-        mgroups = -(-layer.M // p)
-        units = cgroups * len(segments)
-        for stack in sorted({1, min(units, rows // seg_rows)}):
-            for blocks in sorted({1, min(mgroups, cols // es)}):
-                for n_chunk, m_chunk, c_chunk in _chunks(layer.N, mgroups, cgroups):
-                    if m_chunk % blocks and m_chunk != mgroups:
-                        continue
-                    m = Mapping(p, q, strips, segments, stack, blocks, n_chunk, m_chunk,
-                                c_chunk)
-                    if _glb_need(cfg, layer, m) > glb_words(cfg):
-                        continue
-                    out.append((estimate(cfg, layer, m), m))
+    foldings = {split(layer.E, w) for w in range(1, min(layer.E, cols) + 1)}
+    for strips in foldings:
+        es = max(s for _, s in strips)
+        piece_rows = (es - 1) * layer.U + seg_rows
+        for p, q in _pq_options(cfg, layer):
+            cgroups = -(-layer.C // q)
+            mgroups = -(-layer.M // p)
+            units = cgroups * len(segments)
+            most = min(units, rows // seg_rows, depth // piece_rows)
+            for stack in sorted({1, most}) if most else ():
+                for blocks in sorted({1, min(mgroups, cols // es, depth // es,
+                                             depth // (stack * seg_rows))}):
+                    for n_chunk, m_chunk, c_chunk in _chunks(layer.N, mgroups, cgroups):
+                        if m_chunk % blocks and m_chunk != mgroups:
+                            continue
+                        m = Mapping(p, q, strips, segments, stack, blocks, n_chunk, m_chunk,
+                                    c_chunk)
+                        if _glb_need(cfg, layer, m) > glb_words(cfg):
+                            continue
+                        out.append((estimate(cfg, layer, m), m))
     out.sort(key=lambda x: (x[0], -x[1].p, -x[1].q))
     return [m for _, m in out]
 
@@ -240,18 +258,24 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
     if width > cfg.pe.max_ifmap_width:
         raise ValueError(f"padded ifmap width W + 2P = {width} exceeds the PE's "
                          f"max_ifmap_width = {cfg.pe.max_ifmap_width}")
+    from ommatidia.hw.pe import PERun
+    if p is not None or q is not None:
+        if p is not None and not 1 <= p <= layer.M:
+            raise ValueError(f"p = {p} filters per pass must be in 1..M = {layer.M}")
+        if q is not None and not 1 <= q <= layer.C:
+            raise ValueError(f"q = {q} channels per pass must be in 1..C = {layer.C}")
+        PERun(S=layer.S, W=width, U=layer.U, p=p or 1, q=q or 1).check(cfg.pe)
+    if not _pq_options(cfg, layer):
+        PERun(S=layer.S, W=width, U=layer.U, p=1, q=1).check(cfg.pe)
     options = candidates(cfg, layer)
     if p is not None or q is not None:
         options = [m for m in options if (p is None or m.p == p) and (q is None or m.q == q)]
     if not options:
-        if not _pq_options(cfg, layer):
-            from ommatidia.hw.pe import PERun
-            PERun(S=layer.S, W=width, U=layer.U, p=p or 1, q=q or 1).check(cfg.pe)
         from ommatidia.hw.glb import glb_words
-        raise ValueError(f"no mapping of {layer} fits: with p = q = 1 and one image, filter "
-                         f"group and channel group per round the GLB needs "
-                         f"{_glb_need(cfg, layer, _smallest(cfg, layer))} words, it has "
-                         f"{glb_words(cfg)} (or p = {p}, q = {q} do not fit the spads)")
+        raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
+                         f"image, filter group and channel group per round the GLB needs "
+                         f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
+                         f" it has {glb_words(cfg)}")
     error = None
     for m in options[:64]:
         try:
@@ -261,5 +285,5 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
 
 
-def _smallest(cfg, layer) -> Mapping:
-    return Mapping(1, 1, split(layer.E, cfg.cols), split(layer.R, cfg.rows), 1, 1, 1, 1, 1)
+def _smallest(cfg, layer, p: int, q: int) -> Mapping:
+    return Mapping(p, q, split(layer.E, 1), split(layer.R, cfg.rows), 1, 1, 1, 1, 1)

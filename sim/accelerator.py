@@ -68,10 +68,10 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
     return out
 
 
-def _verilog(cfg, build_dir: pathlib.Path) -> pathlib.Path:
+def _verilog(cfg, build_dir: pathlib.Path, dram_words: int) -> pathlib.Path:
     from ommatidia.gen.verilog import write
     from ommatidia.hw.system import System
-    return write(System(cfg, DRAM_WORDS), "system", build_dir)
+    return write(System(cfg, dram_words), "system", build_dir)
 
 
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
@@ -79,7 +79,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                vcd: str | None = None, limit: int = 50_000_000) -> list[LayerRun]:
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
-    ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
+    The simulated DRAM holds `DRAM_WORDS` words, or the next power of two above the
+    largest image. ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
     cycles; ``reset_after`` (a list, one entry per layer, or None) interrupts
     a layer with a reset after that many cycles and reruns it from a fresh
     load. ``vcd`` copies the simulator's waveform there.
@@ -89,14 +90,14 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
 
     if not 0 <= stall_rate <= 255:
         raise ValueError(f"stall_rate must be in 0..255, not {stall_rate}")
-    build_dir = pathlib.Path(build_dir).resolve() / f"system_{cfg.name}_{sim}"
-    jobs = []
     for k, prog in enumerate(progs):
         if prog.cfg != cfg:
             raise ValueError(f"layer {k} was compiled for preset {prog.cfg.name}, not {cfg.name}")
-        if prog.dram_words > DRAM_WORDS:
-            raise ValueError(f"layer {k} needs {prog.dram_words} DRAM words, the simulated DRAM "
-                             f"has {DRAM_WORDS}")
+    dram_words = max([DRAM_WORDS] + [1 << (p.dram_words - 1).bit_length() for p in progs])
+    name = f"system_{cfg.name}_{sim}" + (f"_dram{dram_words}" if dram_words != DRAM_WORDS else "")
+    build_dir = pathlib.Path(build_dir).resolve() / name
+    jobs = []
+    for k, prog in enumerate(progs):
         jobs.append({"words": [[a, f"{w:x}"] for a, w in sorted(prog.words.items())],
                      "stall_rate": stall_rate, "stall_seed": stall_seed,
                      "reset_after": reset_after[k] if reset_after else None,
@@ -105,7 +106,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     with locked(build_dir):
         jobs_path.write_text(json.dumps(jobs))
         results_path.unlink(missing_ok=True)
-        path = _verilog(cfg, build_dir)
+        path = _verilog(cfg, build_dir, dram_words)
         run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
                    waves=vcd is not None,
                    env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})

@@ -1,0 +1,136 @@
+"""The row-stationary mapper (`gen.mapper`) and the programs it compiles (`gen.program`).
+
+Structural checks need no simulator: folds cover the layer, every (channel,
+filter row) pair of every filter group and strip is computed exactly once,
+rounds fit the GLB. The property test runs hypothesis-drawn layers (R != S,
+stride up to 4, padding up to 2, E larger than the array, odd C and M) on the
+accelerator in the Amaranth simulator, bit-exact against the golden model.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ommatidia.gen.config import EYERISS, TINY
+from ommatidia.gen.mapper import fc_layer, plan_layer, split
+from ommatidia.gen.program import compile_layer
+from ommatidia.hw.glb import glb_words
+from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+
+from test_top import STATUS_DONE, region_addrs, simulate
+
+
+@pytest.mark.parametrize("total,most", [(55, 14), (27, 14), (13, 14), (1, 3), (7, 3), (12, 4)])
+def test_split_covers_in_near_equal_parts(total, most):
+    parts = split(total, most)
+    assert [start for start, _ in parts] == list(np.cumsum([0] + [n for _, n in parts])[:-1])
+    assert sum(n for _, n in parts) == total
+    assert max(n for _, n in parts) <= most
+    assert max(n for _, n in parts) - min(n for _, n in parts) <= 1
+    assert len(parts) == -(-total // most)
+
+
+def test_fc_layer_is_a_conv_with_one_output_per_filter():
+    layer = fc_layer(2, 256, 4096, 6, 6)
+    assert (layer.R, layer.S, layer.E, layer.F) == (6, 6, 1, 1)
+    assert layer.macs == 2 * 256 * 4096 * 36
+
+
+def coverage(cfg, layer, mapping, rounds):
+    """(n, m, e, c, r) -> how many passes compute that filter row's contribution."""
+    seen = {}
+    for rnd in rounds:
+        e0, es = rnd.strip
+        for load in rnd.loads:
+            for ps in load.passes:
+                for m0, p in ps.blocks:
+                    for pc in ps.step.pieces:
+                        for m in range(m0, m0 + p):
+                            for c in range(pc.cg, pc.cg + ps.run.q):
+                                for r in range(pc.r0, pc.r0 + pc.rows):
+                                    for e in range(e0, e0 + es):
+                                        key = (ps.n, m, e, c, r)
+                                        seen[key] = seen.get(key, 0) + 1
+        for (n, m0), word in rnd.psums.items():
+            assert word < glb_words(cfg)
+    return seen
+
+
+@pytest.mark.parametrize("layer", [
+    ConvLayer(N=2, C=5, M=7, H=9, W=8, R=3, S=2, U=1, P=1),     # E = 9 > 4 columns
+    ConvLayer(N=1, C=3, M=4, H=8, W=6, R=7, S=3, U=1, P=0),     # R = 7 > 3 rows
+    ConvLayer(N=1, C=9, M=5, H=2, W=6, R=1, S=3, U=1, P=0),     # 1x2 set: replicated
+    ConvLayer(N=3, C=2, M=9, H=17, W=9, R=4, S=4, U=4, P=2),    # stride 4, both folds
+    fc_layer(2, 7, 10, 2, 2),
+])
+def test_every_channel_and_filter_row_is_computed_exactly_once(layer):
+    mapping, rounds = plan_layer(TINY, layer)
+    seen = coverage(TINY, layer, mapping, rounds)
+    expected = {(n, m, e, c, r) for n in range(layer.N) for m in range(layer.M)
+                for e in range(layer.E) for c in range(layer.C) for r in range(layer.R)}
+    assert set(seen) == expected
+    assert set(seen.values()) == {1}
+    print(mapping.describe(layer))
+
+
+def test_alexnet_conv2_folds_into_14_and_13_columns():
+    """Eyeriss's example (survey section V): CONV2's 5x27 set on 12x14 PEs becomes strips
+    of 14 and 13 ofmap rows, replicated on channels to fill the rows."""
+    layer = ConvLayer(N=1, C=48, M=256, H=27, W=27, R=5, S=5, U=1, P=2)
+    mapping, rounds = plan_layer(EYERISS, layer)
+    d = mapping.describe(layer)
+    assert d["strips"] == [14, 13]
+    assert d["segments"] == [5]
+    assert d["replication"]["channels"] == 2
+    print(d)
+
+
+def test_unmappable_layers_are_rejected_naming_the_limit():
+    def zeros(layer):
+        return (np.zeros((layer.N, layer.C, layer.H, layer.W), dtype=np.int64),
+                np.zeros((layer.M, layer.C, layer.R, layer.S), dtype=np.int64))
+    wide = ConvLayer(N=1, C=1, M=1, H=3, W=31, R=3, S=3, P=1)
+    with pytest.raises(ValueError, match="max_ifmap_width = 32"):
+        compile_layer(TINY, wide, *zeros(wide))
+    with pytest.raises(ValueError, match="max_filter_width = 5"):
+        layer = ConvLayer(N=1, C=1, M=1, H=6, W=6, R=1, S=6)
+        compile_layer(TINY, layer, *zeros(layer))
+    layer = ConvLayer(N=1, C=4, M=8, H=6, W=6, R=3, S=3)
+    with pytest.raises(ValueError, match="filter_spad_depth = 48"):
+        compile_layer(TINY, layer, *zeros(layer), p=8, q=4)
+    with pytest.raises(ValueError, match=r"p = 9 filters per pass must be in 1..M = 8"):
+        compile_layer(TINY, layer, *zeros(layer), p=9)
+
+
+@st.composite
+def layers(draw):
+    R, S = draw(st.integers(1, 7)), draw(st.integers(1, 4))
+    U, P = draw(st.integers(1, 4)), draw(st.integers(0, 2))
+    E = draw(st.integers(1, 7))
+    F = draw(st.integers(1, 4))
+    H = max(1, (E - 1) * U + R - 2 * P)
+    W = max(1, (F - 1) * U + S - 2 * P)
+    layer = ConvLayer(N=draw(st.integers(1, 2)), C=draw(st.integers(1, 5)),
+                      M=draw(st.integers(1, 7)), H=H, W=W, R=R, S=S, U=U, P=P)
+    return layer
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer=layers(), data_seed=st.integers(0, 2**32 - 1))
+def test_mapped_layers_are_bit_exact(layer, data_seed):
+    """Any layer the mapper maps runs bit-exact on the accelerator (Amaranth simulator);
+    the MAC and gated-MAC counters match the layer."""
+    rng = np.random.default_rng(data_seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), float(rng.uniform(0, 0.7)))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    bias = rng.integers(-500, 500, layer.M)
+    prog = compile_layer(TINY, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
+                         shift=int(rng.integers(0, 4)))
+    print(layer, prog.mapping.describe(layer), f"data seed {data_seed}")
+    (status, counters, mem), = simulate(TINY, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
+    assert np.array_equal(ofmap, prog.golden())
+    assert counters["macs"] == layer.macs
+    assert counters["gated_macs"] == layer_gated_macs(layer, x)
