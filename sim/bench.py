@@ -1,0 +1,154 @@
+"""`make bench`: AlexNet on the `eyeriss` preset's Verilog, beside the model and Eyeriss.
+
+Each layer (`ommatidia.gen.alexnet.ALEXNET`) is mapped and compiled, run on
+the generated `System` under Verilator, compared bit-exact with the golden
+model, and predicted by the analytical model (`ommatidia.gen.model`). The
+ifmaps are random with Eyeriss's measured sparsity per layer (DESIGN.md
+section 1: ~0 % zeros in CONV1, 39 % in CONV2, 73-79 % in CONV3-5), the
+weights random 8-bit values, the output stage ReLU and a shift of 8.
+
+FC6-FC8 are weight-bound (one DMA word per four weights and no reuse at batch
+1): at full size FC6 alone streams 9.4 M DRAM words, hours in the simulator, so
+they run with their filter count M divided by ``--fc-divisor`` (16 by default)
+and the table says so.
+
+Writes ``alexnet.json`` and ``alexnet.md`` into ``--out`` and prints the
+table; progress goes to stdout per layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+
+import numpy as np
+
+__all__ = ["SPARSITY", "run_bench", "main"]
+
+SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 0.78,
+            "FC6": 0.5, "FC7": 0.5, "FC8": 0.5}
+"""Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
+
+
+def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) -> dict:
+    """Compile, run and predict one layer; the row of the table."""
+    from ommatidia.gen.model import predict
+    from ommatidia.gen.program import compile_layer
+    from ommatidia.sim.accelerator import run_layers
+    from ommatidia.sim.array_model import random_values
+
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    t0 = time.monotonic()
+    prog = compile_layer(cfg, layer, x, w, relu=True, shift=8)
+    mapping = prog.mapping.describe(layer)
+    model = predict(prog)
+    log(f"{name}: {layer.macs / 1e6:.1f} M MACs, mapped as {mapping['pe_set_on_array']} "
+        f"(strips {mapping['strips']}, x{mapping['replication']['channels']} on channels, "
+        f"x{mapping['replication']['filters']} on filters), p={mapping['p']} q={mapping['q']}, "
+        f"{prog.passes} passes; model: {model.cycles} cycles; compiled in "
+        f"{time.monotonic() - t0:.0f} s; simulating ...", flush=True)
+    t1 = time.monotonic()
+    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir)
+    wall = time.monotonic() - t1
+    rep = run.report
+    dram = rep["dram_words_read"] + rep["dram_words_written"]
+    row = {
+        "layer": name, "shape": dataclasses.asdict(layer), "macs": layer.macs,
+        "mapping": mapping, "active_pes": _active_pes(prog),
+        "cycles": rep["cycles"], "model_cycles": model.cycles,
+        "model_error": (model.cycles - rep["cycles"]) / rep["cycles"],
+        "pe_utilization": rep["pe_utilization"], "gated_fraction": rep["gated_fraction"],
+        "dram_words": dram, "dram_words_per_mac": dram / layer.macs,
+        "dram_values_per_mac": dram * cfg.dram_bits / cfg.pe.act_bits / layer.macs,
+        "bit_exact": run.bit_exact, "status": run.status, "sim_wall_s": round(wall, 1),
+        "energy": model.energy,
+    }
+    log(f"{name}: {rep['cycles']} cycles (model {model.cycles}, {row['model_error']:+.2%}), "
+        f"utilization {rep['pe_utilization']:.1%}, bit-exact {run.bit_exact}, "
+        f"{wall:.0f} s in {sim}", flush=True)
+    return row
+
+
+def _active_pes(prog) -> int:
+    """PEs enabled in the pass that enables the most."""
+    return max(bin(ps.config["enable"]).count("1") for r in prog.rounds for ld in r.loads
+               for ps in ld.passes)
+
+
+def table(rows, fc_divisor: int) -> str:
+    """The markdown table of ``rows``."""
+    from ommatidia.gen.alexnet import EYERISS_ALEXNET, eyeriss_figures
+    lines = ["| layer | MACs (M) | active PEs (Eyeriss) | cycles | model cycles | model error "
+             "| PE utilization | gated MACs | DRAM words/MAC | DRAM 16-bit values/MAC (Eyeriss) "
+             "| bit-exact | sim wall (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = eyeriss_figures(r["layer"]) if r["layer"] in EYERISS_ALEXNET else None
+        name = r["layer"] if not r["layer"].startswith("FC") else \
+            f"{r['layer']} (M/{fc_divisor})"
+        pes = f"{r['active_pes']}" + (f" ({ref['active_pes']})" if ref else "")
+        dram = f"{r['dram_values_per_mac']:.4f}" + \
+            (f" ({ref['dram_values_per_mac']:.4f})" if ref else "")
+        lines.append(
+            f"| {name} | {r['macs'] / 1e6:.1f} | {pes} | {r['cycles']} | {r['model_cycles']} "
+            f"| {r['model_error']:+.2%} | {r['pe_utilization']:.1%} | {r['gated_fraction']:.1%} "
+            f"| {r['dram_words_per_mac']:.5f} | {dram} | {r['bit_exact']} "
+            f"| {r['sim_wall_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilator",
+              build_dir="build/bench", out="build/bench", log=print) -> list[dict]:
+    from ommatidia.gen.alexnet import ALEXNET
+    from ommatidia.gen.config import EYERISS
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, name in enumerate(names):
+        layer = ALEXNET[name]
+        if name.startswith("FC"):
+            layer = dataclasses.replace(layer, M=layer.M // fc_divisor)
+        log(f"[{k + 1}/{len(names)}] {name} {layer}", flush=True)
+        rows.append(bench_layer(EYERISS, name, layer, seed=seed + k, sim=sim,
+                                build_dir=build_dir, log=log))
+        (out / "alexnet.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (out / "alexnet.md").write_text(table(rows, fc_divisor))
+    return rows
+
+
+def main(argv=None) -> int:
+    from ommatidia.gen.alexnet import ALEXNET
+    parser = argparse.ArgumentParser(prog="python -m ommatidia.sim.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", default=",".join(ALEXNET),
+                        help="comma-separated AlexNet layers (default: all)")
+    parser.add_argument("--fc-divisor", type=int, default=16,
+                        help="divide the FC layers' filter count M by this (default 16)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    parser.add_argument("--build", default="build/bench")
+    parser.add_argument("--out", default="build/bench")
+    args = parser.parse_args(argv)
+    names = [n.strip().upper() for n in args.layers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALEXNET]
+    if unknown:
+        parser.error(f"unknown layers {unknown}; AlexNet has {list(ALEXNET)}")
+    if args.fc_divisor < 1:
+        parser.error("--fc-divisor must be at least 1")
+    rows = run_bench(names, fc_divisor=args.fc_divisor, seed=args.seed, sim=args.sim,
+                     build_dir=args.build, out=args.out)
+    print(table(rows, args.fc_divisor))
+    bad = [r["layer"] for r in rows if not r["bit_exact"]]
+    if bad:
+        print(f"NOT bit-exact: {', '.join(bad)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
