@@ -128,13 +128,15 @@ class Mapping:
 def _steps(C: int, q: int, segments: int, stack: int, c_chunk: int) -> int:
     """Steps per filter group of `Mapping.steps`, counted without building them."""
     groups = -(-C // q)
-    total = 0
-    for g0 in range(0, groups, c_chunk):
-        g1 = min(groups, g0 + c_chunk)
-        short = C % q != 0 and g1 == groups
-        full = (g1 - g0 - short) * segments
-        total += -(-full // stack) + (-(-segments // stack) if short else 0)
-    return total
+    short = C % q != 0
+
+    def chunk(k, with_short):
+        full = (k - with_short) * segments
+        return -(-full // stack) + (-(-segments // stack) if with_short else 0)
+    whole, rest = divmod(groups, c_chunk)
+    if rest:
+        return whole * chunk(c_chunk, False) + chunk(rest, short)
+    return (whole - 1) * chunk(c_chunk, False) + chunk(c_chunk, short)
 
 
 def _groups(total: int, size: int) -> list[tuple[int, int]]:

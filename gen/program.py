@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth import Const
+from amaranth import Shape
 from amaranth.lib import data
 
 from .config import ArrayConfig
@@ -51,15 +51,41 @@ class OutputRegion:
     rows: int = 0
 
 
-def _bits(value) -> int:
-    return Const.cast(value).value
-
-
 def pack_command(opcode: int, low: int = 0) -> int:
     """A command word: ``opcode`` in bits 63..56, ``low`` in bits 55..0."""
     if not 0 <= low < 1 << 56:
         raise ValueError(f"command operand {low:#x} does not fit 56 bits")
     return opcode << 56 | low
+
+
+def _packer(shape):
+    """A function packing a value of ``shape`` (an int, or dicts and lists for layouts) into
+    its bits as Amaranth lays them out (first field lowest); the fast path of
+    ``Layout.const`` for the many descriptors of a program."""
+    if isinstance(shape, data.StructLayout):
+        fields = [(name, f.offset, (1 << f.width) - 1, _packer(f.shape)) for name, f in shape]
+
+        def pack(value):
+            unknown = set(value) - {name for name, *_ in fields}
+            if unknown:
+                raise ValueError(f"{sorted(unknown)} are not fields of {shape}")
+            return sum((fn(value[name]) & mask) << off
+                       for name, off, mask, fn in fields if name in value)
+        return pack
+    if isinstance(shape, data.ArrayLayout):
+        width = Shape.cast(shape.elem_shape).width
+        mask, fn = (1 << width) - 1, _packer(shape.elem_shape)
+        return lambda value: sum((fn(v) & mask) << (k * width) for k, v in enumerate(value))
+    s = Shape.cast(shape)
+
+    def scalar(value):
+        value = int(value)
+        lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed \
+            else (0, (1 << s.width) - 1)
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} does not fit {s}")
+        return value & ((1 << s.width) - 1)
+    return scalar
 
 
 def _set(reg: int, value: int, width: int) -> list[int]:
@@ -398,14 +424,15 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     reg = {name: i for i, name in enumerate(REGISTERS)}
     cgroups = dict(_groups(layer.C, mapping.q))
 
+    packers = {name: _packer(shape) for name, shape in shapes.items()}
+
     def put(name, value):
-        shape = shapes[name]
-        bits = value if isinstance(value, int) else _bits(data.Layout.cast(shape).const(value))
-        return _set(reg[name], bits, _width(shape))
+        bits = value if isinstance(value, int) else packers[name](value)
+        return _set(reg[name], bits, _width(shapes[name]))
 
     prog, outputs, current = [], [], {}
     top = data_base + len(inputs.words)
-    tag_layout, bias_layout = tag_write_layout(cfg), bias_write_layout(cfg)
+    pack_tag, pack_bias = _packer(tag_write_layout(cfg)), _packer(bias_write_layout(cfg))
     U, R, F = layer.U, layer.R, layer.F
     for rnd in rounds:
         e0, es = rnd.strip
@@ -427,10 +454,9 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                         current[name] = value
                 for engine, kind in enumerate(("filter", "ifmap", "psum")):
                     for index, (row, col, offset) in enumerate(ps.descs["tags"][kind]):
-                        entry = tag_layout.const({"engine": engine, "index": index,
-                                                  "entry": {"row": row, "col": col,
-                                                            "offset": offset}})
-                        prog.append(pack_command(Opcode.TAG, _bits(entry)))
+                        entry = pack_tag({"engine": engine, "index": index,
+                                          "entry": {"row": row, "col": col, "offset": offset}})
+                        prog.append(pack_command(Opcode.TAG, entry))
                     prog += put(f"{kind}_desc", ps.descs[kind])
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))
@@ -440,8 +466,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 n_out = es * F * p
                 for k in range(p):
                     b = int(stage.bias[m0 + k]) if stage.bias else 0
-                    entry = bias_layout.const({"index": k, "value": b})
-                    prog.append(pack_command(Opcode.BIAS, _bits(entry)))
+                    prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
                 region = OutputRegion(n, m0, p, top, -(-n_out // cfg.rlc.pairs_per_word) + 1,
                                       e0, es)
                 outputs.append(region)

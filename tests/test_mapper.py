@@ -86,6 +86,38 @@ def test_alexnet_conv2_folds_into_14_and_13_columns():
     print(d)
 
 
+def test_register_packing_matches_amaranth(seed):
+    """`gen.program._packer` (the fast path) packs every register and table write of a
+    program exactly as ``Layout.const`` does."""
+    from amaranth import Const
+    from amaranth.lib import data
+
+    from ommatidia.gen.program import _packer
+    from ommatidia.hw.dma import bias_write_layout
+    from ommatidia.hw.engines import tag_write_layout
+    from ommatidia.hw.top import register_shapes
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=2, C=5, M=7, H=9, W=8, R=4, S=2, U=2, P=1)
+    prog = compile_layer(TINY, layer, random_values(rng, 8, (2, 5, 9, 8)),
+                         random_values(rng, 8, (7, 5, 4, 2)))
+    shapes = register_shapes(TINY)
+    values = []
+    for rnd in prog.rounds:
+        for ld in rnd.loads:
+            for ps in ld.passes:
+                values += [(shapes[f"{k}_desc"], ps.descs[k]) for k in ("filter", "ifmap", "psum")]
+                values += [(shapes["gon_desc"], ps.descs["gon"]),
+                           (shapes["run"], ps.run.fields(TINY.pe))]
+                values += [(tag_write_layout(TINY), {"engine": 1, "index": i,
+                                                     "entry": dict(zip(("row", "col", "offset"),
+                                                                       t))})
+                           for i, t in enumerate(ps.descs["tags"]["ifmap"])]
+    values += [(bias_write_layout(TINY), {"index": 3, "value": -1234})]
+    for shape, value in values:
+        layout = data.Layout.cast(shape)
+        assert _packer(shape)(value) == Const.cast(layout.const(value)).value, value
+
+
 def test_unmappable_layers_are_rejected_naming_the_limit():
     def zeros(layer):
         return (np.zeros((layer.N, layer.C, layer.H, layer.W), dtype=np.int64),

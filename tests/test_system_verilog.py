@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ommatidia.gen.config import SMALL, TINY
+from ommatidia.gen.mapper import fc_layer
 from ommatidia.gen.program import compile_layer
 from ommatidia.sim.accelerator import run_layers
 from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
@@ -66,11 +67,15 @@ def check(runs, progs):
 @pytest.mark.xdist_group("system_tiny")
 def test_random_layers_tiny(seed, system_build):
     """24 random layers on `tiny` in one Verilator build, four with extreme values (psums
-    wrap), 25 % DRAM stalls on all; then a layer of five passes reset after 1500 cycles
+    wrap), two FC layers, 25 % DRAM stalls on all; then a layer of five passes reset after 1500 cycles
     (in its passes) and rerun from a fresh load."""
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, TINY, extreme=k < 4) for k in range(24)]
     layer = ConvLayer(N=1, C=6, M=9, H=4, W=12, R=3, S=3, U=1, P=1)
+    for fc in (fc_layer(2, 5, 7, 3, 3), fc_layer(1, 20, 9)):
+        progs.append(compile_layer(TINY, fc, random_values(rng, 8, (fc.N, fc.C, fc.H, fc.W), 0.4),
+                                   random_values(rng, 8, (fc.M, fc.C, fc.R, fc.S)),
+                                   bias=rng.integers(-999, 999, fc.M), relu=True, shift=3))
     progs.append(compile_layer(TINY, layer, random_values(rng, 8, (1, 6, 4, 12), 0.3),
                                random_values(rng, 8, (9, 6, 3, 3)), relu=True, shift=5))
     wraps = 0
