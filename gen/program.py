@@ -121,13 +121,15 @@ class Load:
 @dataclass(frozen=True)
 class Round:
     """Images, ofmap strip (e0, rows) and filter groups (m0, p) whose psums stay in the
-    GLB (word base per (n, m0)) while the loads of their channel chunks run."""
+    GLB (word base per (n, m0)) while the loads of their channel chunks run; the GLB
+    words its psums and largest load take."""
 
     images: range
     strip: tuple
     mgroups: tuple
     psums: dict
     loads: tuple
+    glb_words: int
 
 
 def _words(n: int, per_word: int) -> int:
@@ -267,7 +269,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                         psums[n, m0] = top
                         top += _words(es * F * p, per["psum"])
                 blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p, per["psum"])
-                loads = []
+                loads, used = [], top
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     at, fbase, ibase = top, {}, {}
@@ -282,6 +284,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                     if at > glb_words(cfg):
                         raise ValueError(f"a round needs {at} GLB words, the GLB has "
                                          f"{glb_words(cfg)}")
+                    used = max(used, at)
                     load = Load(fbase, ibase, ())
                     passes = []
                     for blk in blocks:
@@ -300,7 +303,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                                                     load, psums, hs)
                                 passes.append(PassSpec(n, blk, st, config, descs, run))
                     loads.append(Load(fbase, ibase, tuple(passes)))
-                rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads)))
+                rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads), used))
     return rounds
 
 
