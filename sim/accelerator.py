@@ -75,12 +75,12 @@ def _verilog(cfg, build_dir: pathlib.Path, dram_words: int) -> pathlib.Path:
 
 
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
-               stall_rate: int = 0, stall_seed: int = 1, reset_after=None,
+               stall_rate: int = 0, stall_seed: int = 1, reset_after=None, dram_words=None,
                vcd: str | None = None, limit: int = 50_000_000) -> list[LayerRun]:
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
-    The simulated DRAM holds `DRAM_WORDS` words, or the next power of two above the
-    largest image. ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
+    The simulated DRAM holds ``dram_words`` words (default: `DRAM_WORDS`, or the next
+    power of two above the largest image). ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
     cycles; ``reset_after`` (a list, one entry per layer, or None) interrupts
     a layer with a reset after that many cycles and reruns it from a fresh
     load. ``vcd`` copies the simulator's waveform there.
@@ -93,7 +93,11 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     for k, prog in enumerate(progs):
         if prog.cfg != cfg:
             raise ValueError(f"layer {k} was compiled for preset {prog.cfg.name}, not {cfg.name}")
-    dram_words = max([DRAM_WORDS] + [1 << (p.dram_words - 1).bit_length() for p in progs])
+    need = max([DRAM_WORDS] + [1 << (p.dram_words - 1).bit_length() for p in progs])
+    if dram_words is None:
+        dram_words = need
+    elif dram_words < need:
+        raise ValueError(f"the layers need {need} DRAM words, dram_words is {dram_words}")
     name = f"system_{cfg.name}_{sim}" + (f"_dram{dram_words}" if dram_words != DRAM_WORDS else "")
     build_dir = pathlib.Path(build_dir).resolve() / name
     jobs = []
@@ -108,7 +112,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         results_path.unlink(missing_ok=True)
         path = _verilog(cfg, build_dir, dram_words)
         run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
-                   waves=vcd is not None,
+                   waves=vcd is not None, ports_only=vcd is None,
                    env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))

@@ -26,7 +26,10 @@ import time
 
 import numpy as np
 
-__all__ = ["SPARSITY", "run_bench", "main"]
+__all__ = ["SPARSITY", "BENCH_DRAM_WORDS", "run_bench", "main"]
+
+BENCH_DRAM_WORDS = 1 << 20
+"""Simulated DRAM of the bench (8 MiB): every layer runs on one Verilator build."""
 
 SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 0.78,
             "FC6": 0.5, "FC7": 0.5, "FC8": 0.5}
@@ -53,7 +56,7 @@ def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) 
         f"{prog.passes} passes; model: {model.cycles} cycles; compiled in "
         f"{time.monotonic() - t0:.0f} s; simulating ...", flush=True)
     t1 = time.monotonic()
-    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir)
+    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir, dram_words=BENCH_DRAM_WORDS)
     wall = time.monotonic() - t1
     rep = run.report
     dram = rep["dram_words_read"] + rep["dram_words_written"]
