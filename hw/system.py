@@ -16,7 +16,9 @@ exercise every back-pressure path of the DMA and the program fetch.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, unsigned
+from types import SimpleNamespace as _Port
+
+from amaranth import Cat, ClockSignal, Instance, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,10 +28,34 @@ from ommatidia.gen.config import ArrayConfig
 from .dma import DRAM_ADDR_BITS, dram_write_layout
 from .top import COUNTERS, Accelerator
 
-__all__ = ["System", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR"]
+__all__ = ["System", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DRAM_MODULE",
+           "dram_verilog"]
 
 STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1, 2, 4
 """Bits of `System.status`."""
+
+DRAM_MODULE = "ommatidia_sim_dram"
+
+
+def dram_verilog() -> str:
+    """The Verilog of the DRAM a ``verilog_dram`` `System` instantiates: the same ports and
+    timing as an `amaranth.lib.memory.Memory` with one synchronous, non-transparent read
+    port and one write port, zeroed by a loop rather than by one initial value per word
+    as Amaranth writes them (which a DRAM of millions of words cannot afford)."""
+    return f"""
+module {DRAM_MODULE} #(parameter WORDS = 1024, parameter ABITS = 10, parameter WIDTH = 64) (
+  input clk,
+  input rd_en, input [ABITS-1:0] rd_addr, output reg [WIDTH-1:0] rd_data,
+  input wr_en, input [ABITS-1:0] wr_addr, input [WIDTH-1:0] wr_data);
+  reg [WIDTH-1:0] mem [0:WORDS-1];
+  integer i;
+  initial for (i = 0; i < WORDS; i = i + 1) mem[i] = {{WIDTH{{1'b0}}}};
+  always @(posedge clk) begin
+    if (rd_en) rd_data <= mem[rd_addr];
+    if (wr_en) mem[wr_addr] <= wr_data;
+  end
+endmodule
+"""
 
 
 class System(wiring.Component):
@@ -40,6 +66,9 @@ class System(wiring.Component):
     cfg : ArrayConfig
     dram_words : int
         DRAM depth in ``dram_bits`` words; addresses wrap modulo the depth.
+    verilog_dram : bool
+        Instantiate the DRAM as `DRAM_MODULE` (its Verilog: `dram_verilog`) instead of an
+        `amaranth.lib.memory.Memory`, for simulating large DRAMs.
 
     Members
     -------
@@ -57,12 +86,13 @@ class System(wiring.Component):
     counters : Out(ArrayLayout(unsigned(64), len(COUNTERS)))
     """
 
-    def __init__(self, cfg: ArrayConfig, dram_words: int):
+    def __init__(self, cfg: ArrayConfig, dram_words: int, *, verilog_dram: bool = False):
         if isinstance(dram_words, bool) or not isinstance(dram_words, int) or \
                 not 1 <= dram_words <= 1 << 22:
             raise ValueError(f"dram_words must be an integer in 1..{1 << 22}, not {dram_words!r}")
         self._cfg = cfg
         self._dram_words = dram_words
+        self._verilog_dram = verilog_dram
         self._accel = Accelerator(cfg)
         super().__init__({
             "mem_w": In(stream.Signature(dram_write_layout(cfg))),
@@ -83,10 +113,18 @@ class System(wiring.Component):
         cfg = self._cfg
         m = Module()
         m.submodules.accel = acc = self._accel
-        m.submodules.dram = dram = Memory(shape=unsigned(cfg.dram_bits), depth=self._dram_words,
-                                          init=[])
-        rd, wr = dram.read_port(), dram.write_port()
         abits = max(1, (self._dram_words - 1).bit_length())
+        if self._verilog_dram:
+            rd = _Port(addr=Signal(abits), en=Signal(), data=Signal(cfg.dram_bits))
+            wr = _Port(addr=Signal(abits), en=Signal(), data=Signal(cfg.dram_bits))
+            m.submodules.dram = Instance(
+                DRAM_MODULE, p_WORDS=self._dram_words, p_ABITS=abits, p_WIDTH=cfg.dram_bits,
+                i_clk=ClockSignal(), i_rd_en=rd.en, i_rd_addr=rd.addr, o_rd_data=rd.data,
+                i_wr_en=wr.en, i_wr_addr=wr.addr, i_wr_data=wr.data)
+        else:
+            m.submodules.dram = dram = Memory(shape=unsigned(cfg.dram_bits),
+                                              depth=self._dram_words, init=[])
+            rd, wr = dram.read_port(), dram.write_port()
 
         lfsr = Signal(16, init=1)
         with m.If(self.start & ~acc.busy):

@@ -68,10 +68,17 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
     return out
 
 
-def _verilog(cfg, build_dir: pathlib.Path, dram_words: int) -> pathlib.Path:
-    from ommatidia.gen.verilog import write
-    from ommatidia.hw.system import System
-    return write(System(cfg, dram_words), "system", build_dir)
+def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib.Path:
+    """The System's Verilog, its DRAM a plain Verilog array (`System` ``verilog_dram``: no
+    initial values to elaborate, a million words for the bench)."""
+    from ommatidia.gen.verilog import emit
+    from ommatidia.hw.system import System, dram_verilog
+    text = emit(System(cfg, dram_words, verilog_dram=True), "system") + dram_verilog()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / "system.v"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
@@ -110,7 +117,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     with locked(build_dir):
         jobs_path.write_text(json.dumps(jobs))
         results_path.unlink(missing_ok=True)
-        path = _verilog(cfg, build_dir, dram_words)
+        path = _verilog(cfg, build_dir, dram_words, sim)
         run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
                    waves=vcd is not None, ports_only=vcd is None,
                    env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
