@@ -19,7 +19,9 @@ and fits it to the physical array:
   psums staying in the GLB) and writing its ofmap out.
 
 Among the mappings that fit (spads, GLB, tag tables, multicast IDs) `plan_layer`
-keeps the one with the fewest estimated cycles, then the fewest DRAM words.
+keeps the one with the fewest cycles, then the fewest DRAM words: a quick formula
+(`estimate`) shortlists them, and the analytical model (`ommatidia.gen.model`)
+times one pass of each on the array to rank the shortlist.
 An FC layer is a CONV layer with ``H = R`` and ``W = S`` (`fc_layer`).
 """
 
@@ -172,9 +174,11 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     return psums + filters + ifmaps
 
 
-def estimate(cfg: ArrayConfig, layer, m: Mapping) -> tuple[int, int]:
+def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles: int | None = None
+             ) -> tuple[int, int]:
     """Rough (cycles, DRAM words) of a mapping, to rank candidates: per pass the slowest
-    of PE compute, ifmap, filter and psum delivery; DMA one word a cycle."""
+    of PE compute, ifmap, filter and psum delivery (or ``pass_cycles``, the model's time
+    of one pass, `_probe`); DMA one word a cycle."""
     from ommatidia.hw.engines import data_bits
     from ommatidia.hw.glb import slot_bits
     per = {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
@@ -190,8 +194,14 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping) -> tuple[int, int]:
         ifmap = width * hs * m.stack * m.q
         psum = F * es * m.blocks * m.p
         filt = max(s for _, s in m.segments) * m.stack * m.blocks * S * m.p * m.q
-        per_pass = max(compute, ifmap, psum) + 40
-        cycles += blocks * steps * (layer.N * per_pass + filt)
+        if pass_cycles is None:
+            # an ifmap spad with no column to spare cannot take the next column while the
+            # PE computes: delivery and compute add up instead of overlapping
+            slack = cfg.pe.ifmap_spad_depth // m.q >= S + layer.U
+            busy = max(compute, ifmap, psum) if slack else compute + ifmap
+            cycles += blocks * steps * (layer.N * (busy + 40) + filt)
+        else:
+            cycles += blocks * steps * layer.N * pass_cycles
     n_rounds = -(-layer.N // m.n_chunk) * len(m.strips) * -(-m_groups // m.m_chunk)
     ifmap_words = layer.N * layer.C * (layer.H + 2 * layer.P) * width // per["ifmap"]
     filter_words = layer.M * layer.C * layer.R * S // per["filter"]
@@ -278,13 +288,60 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
                          f"image, filter group and channel group per round the GLB needs "
                          f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
                          f" it has {glb_words(cfg)}")
-    error = None
-    for m in options[:64]:
+    error, ranked = None, []
+    for m in _shortlist(options):
+        try:
+            pass_cycles = _probe(cfg, layer, m)
+        except ValueError as exc:
+            error = error or exc
+            continue
+        cycles, dram = estimate(cfg, layer, m, pass_cycles)
+        ranked.append(((cycles, dram), m))
+    ranked.sort(key=lambda x: x[0])
+    for _, m in ranked + [(None, m) for m in options[:64]]:
         try:
             return m, build_rounds(cfg, layer, m)
         except ValueError as exc:
             error = error or exc
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
+
+
+def _shortlist(options, most: int = 12) -> list:
+    """The best-estimated round sizes of the ``most`` best-estimated PE-set shapes, and of
+    the best few without replication (the estimate cannot see NoC contention)."""
+    best = {}
+    for m in options:
+        best.setdefault((m.strips, m.p, m.q, m.stack, m.blocks), m)
+    shapes = list(best.values())
+    plain = [m for m in shapes if m.stack == 1 and m.blocks == 1]
+    out = shapes[:most]
+    return out + [m for m in plain[:4] if m not in out]
+
+
+def _probe(cfg, layer, m: Mapping) -> int:
+    """Cycles of a ``PASS`` of ``m`` (its widest strip, first step, filters loaded) from
+    the analytical model (`ommatidia.gen.model`) run on a one-pass program."""
+    import dataclasses
+
+    import numpy as np
+
+    from ommatidia.gen.model import predict
+    from .program import compile_layer
+    es = max(s for _, s in m.strips)
+    H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
+    if H < 1:
+        return _probe(cfg, layer, dataclasses.replace(m, strips=((0, layer.E),))) \
+            if layer.E <= cfg.cols else 0
+    units = m.stack if len(m.segments) == 1 else 1
+    probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
+                                M=min(layer.M, m.p * m.blocks))
+    one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
+                  -(-probe.M // m.p), -(-probe.C // m.q))
+    x = np.ones((1, probe.C, probe.H, probe.W), dtype=np.int64)
+    w = np.ones((probe.M, probe.C, probe.R, probe.S), dtype=np.int64)
+    prog = compile_layer(cfg, probe, x, w, mapping=one)
+    passes = [c for op, c in predict(prog).commands if op == "PASS"]
+    return max(passes) if passes else 0
 
 
 def _smallest(cfg, layer, p: int, q: int) -> Mapping:

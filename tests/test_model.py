@@ -1,0 +1,201 @@
+"""The analytical performance model (`gen.model`) against the compiler, the golden model,
+its cycle-level reference and the Verilog.
+
+The fast tests need no simulator: the decoded program gives back the registers and
+tag tables `compile_layer` set; the data-dependent counters equal what the layer and
+its golden ofmap imply; the pass recurrences agree with the cycle-level reference of
+the same rules. The Verilog test runs random layers on `tiny` and bounds the cycle
+error at 2 % with every other counter exact.
+"""
+
+import numpy as np
+import pytest
+
+from ommatidia.gen.config import SMALL, TINY
+from ommatidia.gen.energy import EYERISS_COST
+from ommatidia.gen.model import decode, pass_registers, predict, predict_words, rlc_words
+from ommatidia.gen.program import compile_layer, pack_command
+from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+from ommatidia.sim.rlc import encode
+
+EXACT = ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes", "dram_words_read",
+         "dram_words_written", "program_words")
+
+
+def random_layer(rng, cfg, width=14) -> ConvLayer:
+    """R != S, stride 1..4, padding 0..2, C and M rarely multiples of p and q."""
+    while True:
+        R, S = (int(x) for x in rng.integers(1, cfg.pe.max_filter_width + 1, 2))
+        U, P = int(rng.integers(1, 5)), int(rng.integers(0, 3))
+        H = int(rng.integers(max(1, R - 2 * P), R - 2 * P + U * cfg.cols + 1))
+        W = int(rng.integers(max(1, S - 2 * P), width + 1))
+        if H + 2 * P >= R and W + 2 * P >= S and H >= 1 and W >= 1:
+            return ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 6)),
+                             M=int(rng.integers(1, 10)), H=H, W=W, R=R, S=S, U=U, P=P)
+
+
+def random_program(rng, cfg, zeros=None, width=14):
+    """A compiled random layer with data, ifmap zeros 0 or 50 %, random output stage."""
+    while True:
+        layer = random_layer(rng, cfg, width)
+        pe = cfg.pe
+        z = float(rng.choice([0.0, 0.5])) if zeros is None else zeros
+        x = random_values(rng, pe.act_bits, (layer.N, layer.C, layer.H, layer.W), z)
+        w = random_values(rng, pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+        bias = rng.integers(-(1 << 10), 1 << 10, layer.M) if rng.integers(2) else None
+        try:
+            return compile_layer(cfg, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
+                                 shift=int(rng.integers(0, 6)))
+        except ValueError:
+            continue
+
+
+def ofmap_words(prog) -> int:
+    """RLC words of every ofmap region, from the golden ofmap."""
+    out = prog.golden()
+    total = 0
+    for r in prog.outputs:
+        region = out[r.n, r.m0:r.m0 + r.p, r.e0:r.e0 + r.rows]
+        total += len(encode(region.transpose(1, 2, 0).reshape(-1), prog.cfg.rlc))
+    return total
+
+
+def test_decode_gives_back_the_registers(seed):
+    """Every PASS sees the run, descriptors, array configuration and tag tables that
+    `compile_layer` planned for it."""
+    rng = np.random.default_rng(seed)
+    for cfg in (TINY, SMALL):
+        prog = random_program(rng, cfg)
+        specs = [ps for rnd in prog.rounds for load in rnd.loads for ps in load.passes]
+        seen = pass_registers(cfg, prog.words)
+        assert len(seen) == len(specs) == prog.passes
+        cmds = decode(cfg, prog.words)
+        assert cmds[-1].op == "DONE" and sum(c.words for c in cmds) == prog.program_words
+        for k, (ps, regs) in enumerate(zip(specs, seen)):
+            assert regs["run"] == ps.run.fields(cfg.pe), f"pass {k}"
+            assert regs["gon_desc"] == ps.descs["gon"], f"pass {k}"
+            for e, kind in enumerate(("filter", "ifmap", "psum")):
+                assert regs[f"{kind}_desc"] == ps.descs[kind], f"pass {k} {kind}"
+                for index, (row, col, offset) in enumerate(ps.descs["tags"][kind]):
+                    assert regs["tags"][e][index] == {"row": row, "col": col,
+                                                      "offset": offset}, f"pass {k} {kind}"
+            for name, value in ps.config.items():
+                flat = regs[name]
+                while isinstance(flat, list) and flat and isinstance(flat[0], list):
+                    flat = [x for line in flat for x in line]
+                width = {"up": 1, "enable": 1}.get(name)
+                if width is None:
+                    width = cfg.noc.row_id_bits if name.endswith("row_id") else \
+                        cfg.noc.col_id_bits
+                packed = sum(v << (width * j) for j, v in enumerate(flat))
+                assert packed == value, f"pass {k} {name}"
+
+
+def test_counters_follow_from_the_layer(seed):
+    """MACs, zero-gated MACs, ofmap RLC words and program words equal what the layer, its
+    data and the golden ofmap imply; a one-round layer reads each input region once."""
+    rng = np.random.default_rng(seed)
+    for cfg in (TINY, SMALL):
+        for _ in range(3):
+            prog = random_program(rng, cfg)
+            pred = predict(prog)
+            layer = prog.layer
+            c = pred.counters
+            assert c["macs"] == layer.macs
+            assert c["gated_macs"] == layer_gated_macs(layer, prog.ifmap)
+            assert c["mac_cycles"] == c["macs"] - c["gated_macs"]
+            assert c["dram_words_written"] == ofmap_words(prog)
+            assert c["program_words"] == prog.program_words
+            if len(prog.rounds) == 1 and len(prog.rounds[0].loads) == 1:
+                assert c["dram_words_read"] == sum(r["words"] for r in prog.inputs.values())
+            assert pred.exact and pred.cycles == c["cycles"] == sum(x for _, x in pred.commands)
+            assert pred.passes == prog.passes
+
+
+def test_accesses_energy_and_utilization(seed):
+    """Energy weighs the accesses with Eyeriss's costs; MACs and utilization follow the
+    counters; without the data the timing is the same and zeros are not counted."""
+    rng = np.random.default_rng(seed)
+    prog = random_program(rng, TINY, zeros=0.5)
+    pred = predict(prog)
+    a, c = pred.accesses, pred.counters
+    assert set(a) == set(EYERISS_COST)
+    assert pred.energy["total"] == pytest.approx(sum(a[k] * EYERISS_COST[k] for k in a))
+    assert a["mac"] == c["mac_cycles"] < c["macs"]
+    words = c["dram_words_read"] + c["dram_words_written"]
+    assert a["dram"] == words * TINY.dram_bits // TINY.pe.act_bits
+    assert a["spad"] > 3 * c["mac_cycles"]
+    assert pred.pe_utilization == pytest.approx(c["macs"] / (TINY.rows * TINY.cols * c["cycles"]))
+    blind = predict(prog, values=False)
+    assert blind.cycles == pred.cycles and blind.counters["macs"] == c["macs"]
+    assert blind.counters["gated_macs"] == 0 and not blind.exact
+    assert blind.counters["dram_words_written"] >= c["dram_words_written"]
+
+
+def test_rlc_words_match_the_encoder(seed):
+    """`rlc_words` counts the words `sim.rlc.encode` makes, runs longer than the longest
+    a pair holds and trailing zeros included."""
+    rng = np.random.default_rng(seed)
+    fmt = TINY.rlc
+    cases = [[], [0], [5], [0] * 31, [0] * 32, [0] * 33, [0] * 70 + [1], [1] + [0] * 64]
+    for _ in range(200):
+        n = int(rng.integers(1, 120))
+        v = np.where(rng.random(n) < rng.random(), 0, rng.integers(-128, 128, n))
+        cases.append(v.tolist())
+    for v in cases:
+        assert rlc_words(v, fmt) == len(encode(v, fmt)), v
+
+
+def test_recurrences_match_the_cycle_reference(seed):
+    """The per-output recurrences time every pass like the cycle-level reference of the same
+    RTL rules (within 0.5 %: the GON's Y-bus and the GLB port fixed point are the only
+    approximations; usually exact), every other counter equal, the arbiter state handed
+    to the next layer the same."""
+    rng = np.random.default_rng(seed)
+    for cfg in (TINY, SMALL):
+        state = None
+        for _ in range(4):
+            prog = random_program(rng, cfg)
+            fast = predict(prog, state=state)
+            ref = predict(prog, reference=True, state=state)
+            state = ref.state
+            assert ref.fallback_passes == ref.passes
+            err = abs(fast.cycles - ref.cycles) / ref.cycles
+            assert err <= 0.005, f"{prog.layer}: {fast.cycles} vs reference {ref.cycles}"
+            for name in EXACT:
+                assert fast.counters[name] == ref.counters[name], name
+
+
+def test_bad_programs_raise():
+    """An unknown opcode, or a SET of a register that does not exist, stops the
+    controller with error: the model raises."""
+    with pytest.raises(ValueError, match="opcode 9"):
+        predict_words(TINY, {0: pack_command(9)})
+    with pytest.raises(ValueError, match="register 99"):
+        predict_words(TINY, {0: pack_command(1, 1 << 8 | 99)})
+    pred = predict_words(TINY, {0: pack_command(7)})
+    assert pred.cycles == 3 and pred.counters["program_words"] == 1
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_model_against_the_verilog(seed, system_build):
+    """Four random layers on `tiny` (ifmap zeros 0 and 50 %): predicted cycles within 2 %
+    of the Verilog's cycle counter, MACs, gated MACs, GLB and DRAM words and program
+    words exact. The layers run one after another in one simulation, so each starts
+    from the arbiter state the one before left (after the reset for the first)."""
+    from ommatidia.sim.accelerator import run_layers
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, TINY, zeros=z, width=10) for z in (0.0, 0.5, 0.0, 0.5)]
+    runs = run_layers(TINY, progs, build_dir=system_build)
+    state = None
+    for prog, run in zip(progs, runs):
+        assert run.status == 2 and run.bit_exact
+        pred = predict(prog, state=state)
+        state = pred.state
+        rtl = run.counters
+        err = (pred.cycles - rtl["cycles"]) / rtl["cycles"]
+        print(f"{prog.layer}: RTL {rtl['cycles']} cycles, model {pred.cycles} ({err:+.2%})")
+        assert abs(err) <= 0.02, f"{prog.layer}: model {pred.cycles}, RTL {rtl['cycles']}"
+        for name in EXACT:
+            assert pred.counters[name] == rtl[name], f"{prog.layer}: {name}"
