@@ -7,7 +7,7 @@ JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS) --dist loadgroup
 
 
-.PHONY: all install demo test test-fast bench icarus clean
+.PHONY: all install demo test test-fast bench icarus clean synth-report
 
 all: test
 
@@ -56,10 +56,16 @@ demo: $(STAMP)
 	$(OMM) net train --preset small -o build/demo/digits.npz --report build/demo/train.json
 	$(OMM) net run --model build/demo/digits.npz --images 16 --build build/demo \
 	    --report build/demo/net.json
+	$(OMM) report --from build/demo/net.json -o report
 	$(OMM) synth --preset tiny --target ecp5-25f --report build/demo/synth_pe_ecp5.json
 
 bench: $(STAMP)
 	$(PY) -m ommatidia.sim.bench
+
+# Builds every board's bitstream (minutes each) and tabulates resources, Fmax and peak
+# GMAC/s beside the closest open peer; SYNTH_REPORT_ARGS=--reuse reads earlier builds.
+synth-report: $(STAMP)
+	$(PY) -m ommatidia.gen.synth_report -o build/synth-report.md $(SYNTH_REPORT_ARGS)
 
 clean:
 	rm -rf build report .pytest_cache .hypothesis

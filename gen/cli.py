@@ -73,6 +73,24 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from ommatidia.boards.boards import BoardBuildError, board, build, format_build
+    from .synth import write_report
+    b = board(args.board)
+    out = args.output or f"build/boards/{b.name}"
+    try:
+        report = build(b, out, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    except BoardBuildError as exc:
+        raise CLIError(str(exc)) from None
+    write_report(report, args.report or f"{out}/report.json")
+    print(format_build(report))
+    print(f"report: {args.report or f'{out}/report.json'}")
+    if not report["timing_met"]:
+        print(f"timing not met at {b.clock_mhz:g} MHz; accepted (--allow-timing-fail)")
+    return 0
+
+
 def cmd_pe(args) -> int:
     """One PE run on the generated Verilog against the golden row convolution."""
     import json
@@ -115,24 +133,107 @@ def cmd_pe(args) -> int:
 LAYER_KEYS = ("N", "C", "M", "H", "W", "R", "S", "U", "P")
 
 
+LAYER_HELP = ("N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1 (a CONV layer; N and U default to 1, "
+              "P to 0), fc:N=1,C=256,M=4096,H=6,W=6 (an FC layer; H and W default to 1) or an "
+              "AlexNet layer by name (alexnet:CONV1 .. alexnet:FC8)")
+
+
 def parse_layer(text: str):
-    """``N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1`` as a `ConvLayer` (N, U default to 1, P to 0)."""
+    """A `ConvLayer` from ``N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1`` (N, U default to 1, P
+    to 0), ``fc:N=1,C=256,M=4096,H=6,W=6`` (an FC layer as a CONV layer with R = H,
+    S = W) or ``alexnet:NAME``."""
     from ommatidia.sim.array_model import ConvLayer
+    kind, sep, rest = text.partition(":")
+    kind = kind.strip().lower() if sep else "conv"
+    if kind == "alexnet":
+        from .alexnet import ALEXNET
+        name = rest.strip().upper()
+        if name not in ALEXNET:
+            raise CLIError(f"AlexNet has layers {', '.join(ALEXNET)}, not {rest!r}")
+        return ALEXNET[name]
+    if kind not in ("conv", "fc"):
+        raise CLIError(f"--layer kind must be conv (the default), fc or alexnet, not {kind!r}")
+    keys = LAYER_KEYS if kind == "conv" else ("N", "C", "M", "H", "W")
     fields = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
+    for item in (rest if sep else text).split(","):
+        key, sep2, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in LAYER_KEYS:
-            raise CLIError(f"--layer takes {','.join(k + '=..' for k in LAYER_KEYS)}; "
+        if not sep2 or key not in keys:
+            raise CLIError(f"--layer {kind} takes {','.join(k + '=..' for k in keys)}; "
                            f"{item!r} is not one of them")
         try:
             fields[key] = int(value)
         except ValueError:
             raise CLIError(f"--layer {key} must be an integer, not {value!r}") from None
+    if kind == "fc":
+        missing = [k for k in ("C", "M") if k not in fields]
+        if missing:
+            raise CLIError(f"--layer fc: is missing {', '.join(missing)}")
+        from .mapper import fc_layer
+        return fc_layer(**{"N": 1, "H": 1, "W": 1, **fields})
     missing = [k for k in ("C", "M", "H", "W", "R", "S") if k not in fields]
     if missing:
         raise CLIError(f"--layer is missing {', '.join(missing)}")
     return ConvLayer(**{"N": 1, "U": 1, "P": 0, **fields})
+
+
+def cmd_map(args) -> int:
+    """Print the mapper's choice for a layer and the analytical model's prediction."""
+    import json
+
+    import numpy as np
+
+    from ommatidia.gen.energy import energy
+    from ommatidia.gen.model import predict
+    from ommatidia.gen.program import compile_layer
+    from ommatidia.sim.array_model import random_values
+    cfg = preset(args.preset)
+    layer = parse_layer(args.layer)
+    if not 0 <= args.zeros <= 1:
+        raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
+    rng = np.random.default_rng(args.seed)
+    bits = min(8, cfg.pe.act_bits)
+    x = random_values(rng, bits, (layer.N, layer.C, layer.H, layer.W), args.zeros)
+    w = random_values(rng, min(8, cfg.pe.weight_bits), (layer.M, layer.C, layer.R, layer.S))
+    prog = compile_layer(cfg, layer, x, w, p=args.p, q=args.q)
+    model = predict(prog)
+    d = prog.mapping.describe(layer)
+    out = {
+        "preset": cfg.name, "array": [cfg.rows, cfg.cols],
+        "layer": {k: getattr(layer, k) for k in LAYER_KEYS}, "E": layer.E, "F": layer.F,
+        "macs": layer.macs, "mapping": d, "passes": prog.passes, "rounds": len(prog.rounds),
+        "glb_words_used": max(r.glb_words for r in prog.rounds),
+        "program_words": prog.program_words,
+        "zeros": args.zeros, "seed": args.seed,
+        "model": {"cycles": model.cycles, "pe_utilization": model.pe_utilization,
+                  "accesses": model.accesses, "energy": energy(model.accesses)},
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    acc, en = out["model"]["accesses"], out["model"]["energy"]
+    print(f"{layer} on {cfg.name} ({cfg.rows}x{cfg.cols} PEs): E={layer.E} F={layer.F}, "
+          f"{layer.macs} MACs")
+    print(f"  PE set        {layer.R}x{layer.E} -> strips of {d['strips']} ofmap rows, "
+          f"segments of {d['segments']} filter rows")
+    print(f"  replication   x{d['replication']['channels']} on channels (stacked), "
+          f"x{d['replication']['filters']} on filters (side by side): "
+          f"{d['pe_set_on_array'][0]}x{d['pe_set_on_array'][1]} PEs in use")
+    print(f"  p, q          {d['p']} filters, {d['q']} channels per PE")
+    r = d["rounds"]
+    print(f"  passes        {prog.passes} in {len(prog.rounds)} rounds ({r['images']} images, "
+          f"{r['filter_groups']} filter groups, {r['channel_groups_per_load']} channel "
+          f"groups per load); GLB {out['glb_words_used']} of {_glb_total(cfg)} words")
+    print(f"  model         {model.cycles} cycles, PE utilization {model.pe_utilization:.1%} "
+          f"(random data, {args.zeros:.0%} zeros, seed {args.seed})")
+    print("  accesses      " + ", ".join(f"{k} {acc[k]}" for k in acc))
+    print("  energy (MAC=1) " + ", ".join(f"{k} {en[k]:.3g}" for k in en))
+    return 0
+
+
+def _glb_total(cfg) -> int:
+    from ommatidia.hw.glb import glb_words
+    return glb_words(cfg)
 
 
 def _load_int_array(path: str, name: str, shape: tuple):
@@ -272,6 +373,8 @@ def cmd_net_run(args) -> int:
     import numpy as np
     from ommatidia.sim.accelerator import hardware_conv
     from . import net
+    from .report import net_layer_stats
+    run_images = 16
     qnet = net.load(args.model)
     if args.preset and args.preset != qnet.preset:
         raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {args.preset}")
@@ -281,9 +384,11 @@ def cmd_net_run(args) -> int:
             raise CLIError(f"--images must be at least 1, not {args.images}")
         xte, yte = xte[:args.images], yte[:args.images]
     ref_preds, ref = net.infer(qnet, xte)
+    stats = net_layer_stats(qnet, xte, ref, run_images)
     conv, start = None, time.monotonic()
     if args.sim != "golden":
-        conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build)
+        conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build,
+                             images_per_run=run_images)
     print(f"{len(yte)} held-out digits through {len(qnet.layers)} layers on {qnet.preset} "
           f"({args.sim})", flush=True)
 
@@ -310,6 +415,13 @@ def cmd_net_run(args) -> int:
                   f"{total['dram_words_read']} read {total['dram_words_written']} written")
         else:
             print(f"layer {i}: {'bit-exact with' if ok else 'DIFFERS from'} the golden model")
+        row.update(stats[i])
+        s = row["input"]
+        bounds = [f"{b:.2f}" if b is not None else "inf"
+                  for b in (s["pair_bound_ratio"], s["bound_ratio"])]
+        print(f"  input: {s['values']} values read, zeros {s['zeros']:.1%} with padding "
+              f"({s['zeros_unpadded']:.1%} without); RLC ratio {s['rlc_ratio']:.2f}, entropy "
+              f"bounds {bounds[0]} (run/level pairs) {bounds[1]} (values)")
         layers.append(row)
     print(f"predicted: {' '.join(str(int(p)) for p in preds[:32])}"
           f"{' ...' if len(preds) > 32 else ''}")
@@ -317,10 +429,27 @@ def cmd_net_run(args) -> int:
           f"(golden {float((ref_preds == yte).mean()):.2%})")
     if args.report:
         with open(args.report, "w") as f:
-            json.dump({"model": args.model, "sim": args.sim, "images": len(yte),
+            json.dump({"model": args.model, "preset": qnet.preset,
+                       "array": [qnet.config.rows, qnet.config.cols], "sim": args.sim,
+                       "images": len(yte),
                        "accuracy": acc, "predictions": [int(p) for p in preds],
                        "layers": layers}, f, indent=1)
     return 0 if all(exact) else 1
+
+
+def cmd_report(args) -> int:
+    """Markdown summary and plots of a `net run` JSON report."""
+    import json
+    import pathlib
+    from .report import write_report
+    try:
+        net_report = json.loads(pathlib.Path(args.input).read_text())
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{args.input} is not JSON: {exc}") from None
+    files = write_report(net_report, args.output)
+    for path in files:
+        print(f"wrote {path}")
+    return 0
 
 
 def _rlc_word_bytes(fmt) -> int:
@@ -449,6 +578,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)
 
+    from ommatidia.boards.boards import BOARDS
+    p = sub.add_parser("build", help="build a board's bitstream (amaranth-boards, Yosys, nextpnr): "
+                                     "the accelerator behind a UART")
+    p.add_argument("--board", required=True, choices=list(BOARDS),
+                   help="; ".join(f"{k}: {v.title}, preset {v.preset}, {v.clock_mhz:g} MHz"
+                                  for k, v in BOARDS.items()))
+    p.add_argument("-o", "--output", metavar="BUILD_DIR",
+                   help="build folder (default: build/boards/<board>)")
+    p.add_argument("--report", metavar="R.json",
+                   help="write the report as JSON (default: BUILD_DIR/report.json)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="finish the bitstream even when the board clock is not met")
+    p.set_defaults(func=cmd_build)
+
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "
                                    "array to words, decode words back")
     rlc_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -473,11 +617,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="build folder for --hw (default: build)")
         q.set_defaults(func=cmd_rlc)
 
-    p = sub.add_parser("run", help="run a CONV layer on the generated accelerator Verilog, "
-                                   "bit-exact against the golden model")
+    p = sub.add_parser("map", help="map a CONV or FC layer on a preset's array and predict its "
+                                   "cycles, accesses and energy (analytical model)")
+    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
+    p.add_argument("--p", type=int, help="filters per PE (default: the mapper's choice)")
+    p.add_argument("--q", type=int, help="channels per PE (default: the mapper's choice)")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations in the random data the model sees "
+                        "(RLC sizes; default 0.5)")
+    p.add_argument("--seed", type=int, default=1, help="random data seed (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("run", help="run a CONV or FC layer on the generated accelerator "
+                                   "Verilog, bit-exact against the golden model")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    p.add_argument("--layer", required=True, metavar="N=1,C=3,M=8,H=12,W=12,R=3,S=3,U=1,P=1",
-                   help="layer shape (N and U default to 1, P to 0)")
+    p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
     p.add_argument("--ifmap", metavar="X.npy", help="(N, C, H, W) integers (default: random)")
     p.add_argument("--weights", metavar="W.npy", help="(M, C, R, S) integers (default: random)")
     p.add_argument("--bias", metavar="B.npy", help="(M,) integers")
@@ -528,6 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--build", default="build", metavar="DIR")
     q.add_argument("--report", metavar="R.json")
     q.set_defaults(func=cmd_net_run)
+
+    p = sub.add_parser("report", help="markdown summary and PNG plots of a `net run --report` "
+                                      "JSON: PE utilization, energy, sparsity, RLC")
+    p.add_argument("--from", dest="input", required=True, metavar="NET.json",
+                   help="the JSON that `ommatidia net run --report` wrote")
+    p.add_argument("-o", "--output", default="report", metavar="DIR",
+                   help="output folder (default: report)")
+    p.set_defaults(func=cmd_report)
 
     return parser
 
