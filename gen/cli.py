@@ -221,9 +221,9 @@ def cmd_map(args) -> int:
           f"{d['pe_set_on_array'][0]}x{d['pe_set_on_array'][1]} PEs in use")
     print(f"  p, q          {d['p']} filters, {d['q']} channels per PE")
     r = d["rounds"]
-    print(f"  passes        {prog.passes} in {len(prog.rounds)} rounds ({r['images']} images, "
-          f"{r['filter_groups']} filter groups, {r['channel_groups_per_load']} channel "
-          f"groups per load); GLB {out['glb_words_used']} of {_glb_total(cfg)} words")
+    print(f"  passes        {prog.passes} in {len(prog.rounds)} rounds ({r['images']} image(s), "
+          f"{r['filter_groups']} filter group(s), {r['channel_groups_per_load']} channel "
+          f"group(s) per load); GLB {out['glb_words_used']} of {_glb_total(cfg)} words")
     print(f"  model         {model.cycles} cycles, PE utilization {model.pe_utilization:.1%} "
           f"(random data, {args.zeros:.0%} zeros, seed {args.seed})")
     print("  accesses      " + ", ".join(f"{k} {acc[k]}" for k in acc))

@@ -166,3 +166,23 @@ def test_mapped_layers_are_bit_exact(layer, data_seed):
     assert np.array_equal(ofmap, prog.golden())
     assert counters["macs"] == layer.macs
     assert counters["gated_macs"] == layer_gated_macs(layer, x)
+
+
+def test_map_cli_prints_mapping_and_model(capsys):
+    """`ommatidia map --json` on an FC layer: the mapping, and a model prediction whose
+    energy is Eyeriss's table (DRAM 200, GLB 6, NoC 2, spad 1, MAC 1) applied to its
+    accesses; an unmappable layer exits 2 naming the limit."""
+    import json
+
+    from ommatidia.gen.cli import main
+    assert main(["map", "--preset", "tiny", "--layer", "fc:N=2,C=5,M=7,H=3,W=3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layer"]["R"] == out["layer"]["H"] == 3 and out["E"] == out["F"] == 1
+    assert out["mapping"]["p"] >= 1 and out["passes"] >= 1
+    acc, en = out["model"]["accesses"], out["model"]["energy"]
+    assert acc["mac"] <= out["macs"] == 2 * 5 * 7 * 9
+    cost = {"dram": 200, "glb": 6, "noc": 2, "spad": 1, "mac": 1}
+    assert en["total"] == pytest.approx(sum(acc[k] * cost[k] for k in cost))
+    assert 0 < out["model"]["pe_utilization"] <= 1
+    assert main(["map", "--preset", "tiny", "--layer", "N=1,C=1,M=1,H=8,W=8,R=3,S=7"]) == 2
+    assert "max_filter_width = 5" in capsys.readouterr().err
