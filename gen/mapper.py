@@ -20,8 +20,9 @@ and fits it to the physical array:
 
 Among the mappings that fit (spads, GLB, tag tables, multicast IDs) `plan_layer`
 keeps the one with the fewest cycles, then the fewest DRAM words: a quick formula
-(`estimate`) shortlists them, and the analytical model (`ommatidia.gen.model`)
-times one pass of each on the array to rank the shortlist.
+(`estimate`) shortlists them, the analytical model (`ommatidia.gen.model`) times
+one pass of each on the array to rank the shortlist, and for small layers (under
+`FULL_MODEL_CYCLES`) times the six best whole.
 An FC layer is a CONV layer with ``H = R`` and ``W = S`` (`fc_layer`).
 """
 
@@ -298,12 +299,38 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
         cycles, dram = estimate(cfg, layer, m, pass_cycles)
         ranked.append(((cycles, dram), m))
     ranked.sort(key=lambda x: x[0])
+    if ranked and ranked[0][0][0] < FULL_MODEL_CYCLES:
+        ranked = sorted(((_model(cfg, layer, m), m) for _, m in ranked[:6]),
+                        key=lambda x: x[0]) + ranked[6:]
     for _, m in ranked + [(None, m) for m in options[:64]]:
         try:
             return m, build_rounds(cfg, layer, m)
         except ValueError as exc:
             error = error or exc
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
+
+
+FULL_MODEL_CYCLES = 2_000_000
+"""Layers estimated faster than this have their six best mappings compiled and timed
+whole by the model (the one-pass probe misses DMA and round overheads that dominate
+small layers)."""
+
+
+def _model(cfg, layer, m: Mapping) -> tuple[int, int]:
+    """(cycles, DRAM words) of the whole program of ``m``, from the analytical model, on
+    all-ones data (no zeros: the slowest RLC); (inf, inf) when it does not compile."""
+    import numpy as np
+
+    from ommatidia.gen.model import predict
+    from .program import compile_layer
+    x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
+    w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
+    try:
+        pr = predict(compile_layer(cfg, layer, x, w, mapping=m), values=False)
+    except ValueError:
+        return float("inf"), float("inf")
+    c = pr.counters
+    return pr.cycles, c["dram_words_read"] + c["dram_words_written"]
 
 
 def _shortlist(options, most: int = 12) -> list:
