@@ -162,10 +162,8 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
     """GLB words of the largest round of ``m``."""
-    from ommatidia.gen.passes import _words
-    from ommatidia.hw.engines import data_bits
-    from ommatidia.hw.glb import slot_bits
-    per = {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+    from .program import _elements_per_word, _words
+    per = _elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
     hs = (es - 1) * layer.U + layer.R
@@ -180,9 +178,8 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles: int | None = None
     """Rough (cycles, DRAM words) of a mapping, to rank candidates: per pass the slowest
     of PE compute, ifmap, filter and psum delivery (or ``pass_cycles``, the model's time
     of one pass, `_probe`); DMA one word a cycle."""
-    from ommatidia.hw.engines import data_bits
-    from ommatidia.hw.glb import slot_bits
-    per = {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+    from .program import _elements_per_word
+    per = _elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     F, S = layer.F, layer.S
     m_groups = -(-layer.M // m.p)
