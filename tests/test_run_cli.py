@@ -54,8 +54,10 @@ def test_run_random_data_prints_seed(tmp_path, system_build, capsys):
     (["--layer", "C=1,M=2,H=3,W=5,R=2"], "--layer is missing S"),
     (["--layer", "C=1,M=2,H=3,W=5,R=2,S=2,Q=3"], "'Q=3' is not one of them"),
     (["--layer", "C=1,M=2,H=3,W=5,R=2,S=x"], "S must be an integer"),
-    (["--layer", "C=1,M=1,H=9,W=5,R=3,S=3"], "3x7 logical PE set .* does not fit the 3x4 array"),
-    (["--layer", "C=1,M=1,H=3,W=50,R=3,S=3"], "exceeds max_ifmap_width"),
+    (["--layer", "C=1,M=1,H=9,W=9,R=3,S=7"], "S = 7 exceeds the PE's max_filter_width = 5"),
+    (["--layer", "C=1,M=1,H=3,W=50,R=3,S=3"], "exceeds the PE's max_ifmap_width = 32"),
+    (["--layer", "fc:C=3"], "fc: is missing M"),
+    (["--layer", "alexnet:CONV9"], "AlexNet has layers"),
     (["--layer", "C=1,M=1,H=3,W=5,R=3,S=3", "--shift", "-2"], "shift must be"),
 ])
 def test_run_rejects_bad_layers_before_simulating(tmp_path, capsys, args, message):
