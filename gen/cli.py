@@ -83,9 +83,9 @@ def cmd_build(args) -> int:
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     except BoardBuildError as exc:
         raise CLIError(str(exc)) from None
-    write_report(report, args.report or f"{out}/report.json")
+    path = write_report(report, args.report or f"{out}/report.json")
     print(format_build(report))
-    print(f"report: {args.report or f'{out}/report.json'}")
+    print(f"report: {path}")
     if not report["timing_met"]:
         print(f"timing not met at {b.clock_mhz:g} MHz; accepted (--allow-timing-fail)")
     return 0
@@ -579,8 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     from ommatidia.boards.boards import BOARDS
-    p = sub.add_parser("build", help="build a board's bitstream (amaranth-boards, Yosys, nextpnr): "
-                                     "the accelerator behind a UART")
+    p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
+                                     "and nextpnr: the accelerator behind a UART")
     p.add_argument("--board", required=True, choices=list(BOARDS),
                    help="; ".join(f"{k}: {v.title}, preset {v.preset}, {v.clock_mhz:g} MHz"
                                   for k, v in BOARDS.items()))

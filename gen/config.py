@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "PEConfig", "RLCFormat", "NoCConfig", "ArrayConfig",
-    "EYERISS", "TINY", "SMALL", "PRESETS", "preset",
+    "EYERISS", "TINY", "SMALL", "ICEBREAKER", "ORANGECRAB", "ULX3S", "PRESETS", "preset",
 ]
 
 
@@ -309,7 +309,27 @@ SMALL = dataclasses.replace(
     glb_bytes=32 * 1024, glb_banks=8)
 """A mid-size array: 6x7 PEs, 8-bit data."""
 
-PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY)}
+ICEBREAKER = dataclasses.replace(
+    TINY, name="icebreaker", rows=2, cols=2,
+    pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=16, filter_spad_depth=24,
+                ifmap_spad_depth=6, psum_spad_depth=4, max_filter_width=3, max_ifmap_width=16),
+    noc=NoCConfig(row_id_bits=2, col_id_bits=2),
+    glb_bytes=2 * 1024, glb_banks=1, filter_glb_bytes=512, clock_mhz=12.0)
+"""The iCEBreaker (iCE40UP5K): 2x2 PEs with 16-bit psums, the largest PE array that fits
+the UP5K (82% of its logic cells); the whole accelerator with its UART and DRAM does not."""
+
+ORANGECRAB = dataclasses.replace(
+    TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
+    clock_mhz=48.0)
+"""The OrangeCrab 25F (ECP5-25F): the largest array that fits, at the board's 48 MHz."""
+
+ULX3S = dataclasses.replace(
+    TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
+    glb_bytes=32 * 1024, glb_banks=8, clock_mhz=25.0)
+"""The ULX3S 85F (ECP5-85F): the largest array that fits, at the board's 25 MHz."""
+
+PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
+                                                       ORANGECRAB, ULX3S)}
 
 
 def preset(name: str) -> ArrayConfig:

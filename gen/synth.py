@@ -52,8 +52,8 @@ from ommatidia.sim.tools import setup_env
 
 __all__ = [
     "Target", "TARGETS", "target", "Harness", "SynthError", "ICE40_UNREGISTERED_DSP_FMAX_MHZ",
-    "RESOURCE_KEYS", "synthesize", "run_yosys", "run_nextpnr", "module_resources",
-    "unregistered_sb_mac16", "write_report", "format_report",
+    "RESOURCE_KEYS", "PORT_ALIAS_FIX", "synthesize", "run_yosys", "run_nextpnr",
+    "module_resources", "unregistered_sb_mac16", "clock_timing", "write_report", "format_report",
 ]
 
 ICE40_UNREGISTERED_DSP_FMAX_MHZ = 50.0
@@ -64,6 +64,18 @@ DUT_NAME = "dut"
 DUT_MODULE = f"{TOP_NAME}.{DUT_NAME}"
 
 RESOURCE_KEYS = ("luts", "ffs", "carries", "dsps", "ebr", "spram", "lutram")
+
+PORT_ALIAS_FIX = f"rename -hide {DUT_MODULE}/w:*[[]* {DUT_MODULE}/x:* %d"
+"""Unname the component's non-port wires whose names hold ``[``.
+
+Amaranth names the elements of an `ArrayLayout` port ``counters`` as wires
+``counters[0]``, ``counters[1]``, ...; Yosys names bit ``i`` of the port
+``counters[i]`` too, and in a module that keeps its ports (the component,
+under ``keep_hierarchy``) Yosys 0.70's ABC9 reintegration then creates a
+wire whose name exists and stops with ``Assert `count_id(wire->name) == 0'
+failed`` (the accelerator's ``counters`` port; YosysHQ/yosys#4349). Such a
+wire is only a name for part of a port, so dropping the name changes no logic.
+"""
 
 
 class SynthError(RuntimeError):
@@ -199,7 +211,8 @@ def _run(cmd: list, log_path: pathlib.Path, env: dict, cwd: pathlib.Path,
         if log_path.exists():
             text += log_path.read_text(errors="replace")
         lines = text.splitlines()
-        errors = [line.strip() for line in lines if "ERROR" in line.upper()]
+        errors = ([line.strip() for line in lines if line.lstrip().startswith("ERROR")]
+                  or [line.strip() for line in lines if "ERROR" in line.upper()])
         detail = errors[-1] if errors else (text.strip().splitlines() or ["no output"])[-1]
         if "check -assert" in detail:
             warnings = [line.strip() for line in lines if line.startswith("Warning:")]
@@ -216,6 +229,9 @@ def yosys_script(tgt: Target, *, dsp: bool = True) -> str:
     halves of ``synth_*``: Yosys 0.70's ice40_dsp leaves two drivers on a
     multiplier followed by two registers, which later passes resolve by
     deleting the logic, so a silent wrong netlist becomes an error.
+
+    The component's wires with ``[`` in their names, other than its ports,
+    lose their names first (`PORT_ALIAS_FIX`).
     """
     if tgt.family == "ice40":
         synth = f"synth_ice40 -top {TOP_NAME}" + (" -dsp" if dsp else "")
@@ -225,6 +241,7 @@ def yosys_script(tgt: Target, *, dsp: bool = True) -> str:
         "read_rtlil design.il",
         "chformal -remove",
         f"setattr -mod -set keep_hierarchy 1 {DUT_MODULE}",
+        PORT_ALIAS_FIX,
         f"{synth} -run :map_ram",
         "check -assert",
         f"{synth} -run map_ram:",
@@ -377,7 +394,8 @@ def _critical_paths(report: dict) -> dict:
     return paths
 
 
-def _timing(report: dict, freq_mhz: float, cap_mhz: float | None) -> dict:
+def clock_timing(report: dict, freq_mhz: float, cap_mhz: float | None) -> dict:
+    """Per clock of a nextpnr ``--report``: Fmax (capped at ``cap_mhz``), constraint, met, path."""
     paths = _critical_paths(report)
     clocks = {}
     for net, entry in report.get("fmax", {}).items():
@@ -458,7 +476,7 @@ def synthesize(component, target_name: str, freq_mhz: float, build_dir, *, dsp: 
     notes = []
     unregistered = unregistered_sb_mac16(netlist) if tgt.family == "ice40" else []
     cap = ICE40_UNREGISTERED_DSP_FMAX_MHZ if unregistered else None
-    clocks = _timing(pnr_report, freq_mhz, cap)
+    clocks = clock_timing(pnr_report, freq_mhz, cap)
     capped = any(c["nextpnr_fmax_mhz"] > c["fmax_mhz"] for c in clocks.values())
     if unregistered:
         notes.append(

@@ -11,9 +11,11 @@ import pathlib
 import re
 
 import pytest
-from amaranth import Instance, Module, Shape, Signal, signed, ClockSignal
+from amaranth import Instance, Module, Shape, Signal, signed, unsigned, ClockSignal
+from amaranth._unused import MustUse
+from amaranth.back import rtlil
 from amaranth.hdl import Assert
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen import synth
@@ -23,11 +25,10 @@ from ommatidia.gen.tops import build_top
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# The components `make test` synthesises on iCE40 (issue 8, item 5). Add the
-# small array here, e.g. ("array", "tiny"), once it is registered in gen/tops.py
-# (a tiny array has more multipliers than the UP5K's 8 DSPs: give it --no-dsp
-# or a preset that fits).
-MAKE_TEST_TOPS = [("pe", "tiny")]
+# The components `make test` synthesises on iCE40, so a change that breaks synthesis
+# fails the tests: a PE, and the iCEBreaker preset's 2x2 array (the tiny 3x4 array
+# needs 12 SB_MAC16, the UP5K has 8).
+MAKE_TEST_TOPS = [("pe", "tiny"), ("array", "icebreaker")]
 
 LOW_MHZ = 12.0
 """A constraint every Ommatidia component should meet (the iCEBreaker's oscillator)."""
@@ -41,9 +42,28 @@ def _build(name: str) -> pathlib.Path:
     return path
 
 
+def _silence(obj, seen=None):
+    """Mark ``obj`` and the elaboratables it holds (an array's PEs) as deliberately unused."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, MustUse):
+        obj._MustUse__silence = True
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _silence(item, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _silence(item, seen)
+    elif isinstance(obj, MustUse):
+        for item in vars(obj).values():
+            _silence(item, seen)
+
+
 def _port_bits(component) -> tuple[int, int]:
     """Input and output bits of ``component``'s signature (which is not elaborated)."""
-    component._MustUse__silence = True
+    _silence(component)
     ins = outs = 0
     for _, member in component.signature.members.flatten():
         if member.is_port:
@@ -270,6 +290,40 @@ def test_formal_cells_removed():
     resources, cells = synth.module_resources(stat, synth.DUT_MODULE, synth.TARGETS["ice40-up5k"])
     assert "$check" not in cells
     assert resources["ffs"] == 8 and resources["luts"] > 0
+
+
+class _CounterArray(wiring.Component):
+    """Two counters on an ArrayLayout port, like the accelerator's ``counters``."""
+
+    def __init__(self):
+        super().__init__({"en": In(2), "counters": Out(data.ArrayLayout(unsigned(8), 2))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(2):
+            with m.If(self.en[i]):
+                m.d.sync += self.counters[i].eq(self.counters[i] + 1)
+        return m
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("tgt", ["ecp5-25f", "ice40-up5k"])
+def test_array_layout_port(tgt):
+    # Amaranth names the elements ``counters[0]`` and ``counters[1]``, which are also
+    # Yosys's names of bits 0 and 1 of the port; without PORT_ALIAS_FIX Yosys 0.70's
+    # ABC9 stops with "Assert `count_id(wire->name) == 0' failed".
+    out = _build(f"array_layout_port_{tgt}")
+    assert "wire width 8 \\counters[0]" in rtlil.convert(synth.Harness(_CounterArray()),
+                                                          name=synth.TOP_NAME)
+    result = synth.run_yosys(_CounterArray(), synth.TARGETS[tgt], out)
+    assert synth.PORT_ALIAS_FIX in (out / "synth.ys").read_text()
+    stat = json.loads(result["stat"].read_text())
+    resources, _ = synth.module_resources(stat, synth.DUT_MODULE, synth.TARGETS[tgt])
+    assert resources["ffs"] == 16
+    # The port keeps its name: the harness still reads all 16 bits.
+    netlist = json.loads(result["netlist"].read_text())
+    assert result["out_bits"] == 16 and "dut.counters" in \
+        netlist["modules"][synth.TOP_NAME]["netnames"]
 
 
 class _DoubleRegisteredMultiply(wiring.Component):

@@ -1,0 +1,350 @@
+"""FPGA boards: the accelerator behind a UART, built to a bitstream with amaranth-boards.
+
+`BOARDS` maps a board name to a `Board`: its amaranth-boards platform, the
+preset sized to fit its FPGA (`ommatidia.gen.config.PRESETS`), the clock the
+design runs at (the board's oscillator, no PLL), the depth of the on-chip
+block RAM that stands in for DRAM, and the UART pins of the host link.
+
+`build` elaborates a `ommatidia.hw.board.BoardTop` for a board and runs
+``platform.build`` with the YoWASP Yosys, nextpnr and icepack/ecppack from
+the virtual environment, in the same two halves with ``check -assert`` as
+`ommatidia.gen.synth`. nextpnr checks the board clock's constraint (from the
+platform's clock resource) and fails the build when it is missed, unless
+``allow_timing_fail``; the report gives the netlist's cells, the placed
+utilisation and Fmax (on iCE40 capped as in `ommatidia.gen.synth` when a
+SB_MAC16 bypasses its registers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from amaranth import Elaboratable, Module
+from amaranth.build import Attrs
+from amaranth.lib import io
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
+from amaranth_boards.resources import UARTResource
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from ommatidia.gen import synth
+from ommatidia.gen.config import ArrayConfig, check_int, preset
+from ommatidia.sim.tools import setup_env
+
+__all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
+           "plan", "build", "design_name", "format_build"]
+
+LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
+"""Tools a platform runs to load or wrap a bitstream; not on PyPI, and not needed to build one."""
+
+
+class BoardBuildError(RuntimeError):
+    """A board build failed; the message names the failing tool's log.
+
+    ``overfull`` maps each BEL type the design needs more of than the device
+    has to ``{"used": n, "available": m}`` (empty for other failures).
+    """
+
+    def __init__(self, message: str, overfull: dict | None = None):
+        super().__init__(message)
+        self.overfull = overfull or {}
+
+
+@dataclass(frozen=True)
+class Board:
+    """A board `ommatidia build` makes a bitstream for.
+
+    Parameters
+    ----------
+    name : str
+        Board name on the command line.
+    title : str
+        Board and FPGA, for reports.
+    platform : type
+        The amaranth-boards platform class.
+    preset : str
+        Name of the `ArrayConfig` preset sized for the FPGA.
+    clock_mhz : float
+        Clock of the design: the platform's default clock, used directly.
+    dram_words : int
+        Depth of the on-chip DRAM (block RAM) in 64-bit words.
+    target : str
+        The `ommatidia.gen.synth` target of the same FPGA (``ommatidia synth``).
+    uart_pins : tuple or None
+        ``(rx, tx, connector)`` for a UART on a connector, when the platform has
+        no ``uart`` resource; None uses the platform's ``uart`` 0.
+    uart_note : str
+        Where the host plugs in.
+    baud : int
+        UART baud rate.
+    """
+
+    name: str
+    title: str
+    platform: type
+    preset: str
+    clock_mhz: float
+    dram_words: int
+    target: str
+    uart_note: str
+    uart_pins: tuple | None = None
+    baud: int = 115200
+
+    def __post_init__(self):
+        own = f"Board({self.name!r})"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.name or ""):
+            raise ValueError(f"{own}.name must be lower-case letters, digits and '-'")
+        preset(self.preset)
+        check_int(own, "dram_words", self.dram_words, 1, 1 << 22)
+        check_int(own, "baud", self.baud, 1)
+        tgt = synth.target(self.target)
+        platform = self.platform()
+        if tgt.device != platform.device:
+            raise ValueError(f"{own}.target {self.target} is a {tgt.device}, the board has a "
+                             f"{platform.device}")
+        if platform.default_clk_frequency != self.clock_mhz * 1e6:
+            raise ValueError(f"{own}.clock_mhz must be the platform's default clock "
+                             f"{platform.default_clk_frequency / 1e6:g} MHz, "
+                             f"not {self.clock_mhz:g}")
+        if self.uart_pins is not None and len(self.uart_pins) != 3:
+            raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
+                             f"not {self.uart_pins!r}")
+
+    @property
+    def config(self) -> ArrayConfig:
+        return preset(self.preset)
+
+    @property
+    def family(self) -> str:
+        return synth.target(self.target).family
+
+    def make_platform(self):
+        """A build-only instance of the platform (no loader tools) with the UART resource."""
+        cls = type(f"{self.platform.__name__}Build", (_BuildOnly, self.platform), {})
+        platform = cls()
+        if self.uart_pins is not None:
+            rx, tx, conn = self.uart_pins
+            platform.add_resources([UARTResource(0, rx=rx, tx=tx, conn=conn,
+                                                 attrs=Attrs(IO_TYPE="LVCMOS33"))])
+        return platform
+
+
+class _BuildOnly:
+    """Drops `LOADER_TOOLS` from a platform's required tools and build commands, and the
+    debug Verilog from its files (``ommatidia generate`` writes Verilog)."""
+
+    @property
+    def file_templates(self):
+        return {k: v for k, v in super().file_templates.items() if not k.endswith(".debug.v")}
+
+    @property
+    def required_tools(self):
+        return [t for t in super().required_tools if t not in LOADER_TOOLS]
+
+    @property
+    def command_templates(self):
+        return [c for c in super().command_templates if not any(t in c for t in LOADER_TOOLS)]
+
+
+BOARDS: dict[str, Board] = {b.name: b for b in (
+    Board("icebreaker", "iCEBreaker (iCE40UP5K-SG48)", ICEBreakerPlatform,
+          preset="icebreaker", clock_mhz=12.0, dram_words=512, target="ice40-up5k",
+          uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port"),
+    Board("orangecrab-25f", "OrangeCrab r0.2 25F (LFE5U-25F-8MG285)",
+          OrangeCrabR0_2_25FPlatform,
+          preset="orangecrab", clock_mhz=48.0, dram_words=4096, target="ecp5-25f",
+          uart_pins=("0", "1", ("io", 0)),
+          uart_note="3.3 V USB-serial adapter on Feather pins 0 (rx, N17) and 1 (tx, M18)"),
+    Board("ulx3s-85f", "ULX3S 85F (LFE5U-85F-6BG381)", ULX3S_85F_Platform,
+          preset="ulx3s", clock_mhz=25.0, dram_words=16384, target="ecp5-85f",
+          uart_note="FTDI FT231X (rx M1, tx L4), the board's US1 USB port"),
+)}
+
+
+def board(name: str) -> Board:
+    """Look up a board by name."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}") from None
+
+
+def design_name(b: Board) -> str:
+    """The top module and file name of the board's build."""
+    return "ommatidia_" + b.name.replace("-", "_")
+
+
+class BoardDesign(Elaboratable):
+    """`BoardTop` for ``board``, its ``rx``/``tx`` on the board's UART pins."""
+
+    def __init__(self, b: Board):
+        from ommatidia.hw.board import BoardTop
+        from ommatidia.hw.uart import uart_divisor
+        self.board = b
+        self.top = BoardTop(b.config, b.dram_words, uart_divisor(b.clock_mhz * 1e6, b.baud))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
+        return m
+
+
+def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool) -> dict:
+    synth_cmd = f"synth_{b.family}" + (" -dsp" if b.family == "ice40" else "")
+    nextpnr = ["--report", f"{name}_report.json", "--seed", str(seed)]
+    if allow_timing_fail:
+        nextpnr.append("--timing-allow-fail")
+    return {
+        "script_after_read": "chformal -remove",
+        "synth_opts": synth_cmd.split()[1:] + ["-run", ":map_ram"],
+        "script_after_synth": "\n".join([
+            "check -assert", f"{synth_cmd} -top {name} -run map_ram:", "check -assert",
+            "select -assert-none t:$check t:$assert t:$assume t:$cover t:$live t:$fair",
+            f"tee -q -o {name}_stat.json stat -json"]),
+        "nextpnr_opts": nextpnr,
+    }
+
+
+def _overfull(log: str) -> dict:
+    """BELs a design needs more of than the device has, from nextpnr's utilisation lines."""
+    found = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M)
+    return {bel: {"used": int(u), "available": int(a)} for bel, u, a in found if int(u) > int(a)}
+
+
+def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildError:
+    nextpnr_log, yosys_log = build_dir / f"{name}.tim", build_dir / f"{name}.rpt"
+    for path, tool in ((nextpnr_log, "nextpnr"), (yosys_log, "yosys")):
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
+        if not errors:
+            continue
+        overfull = _overfull(text) if tool == "nextpnr" else {}
+        if overfull:
+            needs = ", ".join(f"{v['used']} {bel} of {v['available']}"
+                              for bel, v in overfull.items())
+            return BoardBuildError(f"the design does not fit: it needs {needs} (log: {path})",
+                                   overfull)
+        return BoardBuildError(f"{tool} failed: {errors[-1]} (log: {path})")
+    return BoardBuildError(f"build failed: {exc}")
+
+
+def _cell_counts(netlist: dict, name: str, tgt: synth.Target) -> dict:
+    cells: dict = {}
+    for cell in netlist["modules"][name]["cells"].values():
+        cells[cell["type"]] = cells.get(cell["type"], 0) + 1
+    return {key: sum(n for t, n in cells.items() if synth._matches(t, tgt.cells[key]))
+            for key in synth.RESOURCE_KEYS}
+
+
+def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False, platform=None,
+         design=None):
+    """The amaranth `BuildPlan` of ``design`` (default: `BoardDesign`) on ``b``: the
+    RTLIL, constraints and tool scripts, not run."""
+    platform = platform or b.make_platform()
+    return platform.prepare(BoardDesign(b) if design is None else design, design_name(b),
+                            **_overrides(b, design_name(b), seed, allow_timing_fail))
+
+
+def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False,
+          log=None) -> dict:
+    """Build ``b``'s bitstream in ``build_dir`` and return the report.
+
+    Raises `BoardBuildError` when a tool fails, which includes nextpnr missing
+    the board clock unless ``allow_timing_fail``.
+    """
+    build_dir = pathlib.Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda line: None)
+    env = setup_env(dict(os.environ))
+    cfg = b.config
+    name = design_name(b)
+    tgt = synth.target(b.target)
+    for stale in (f"{name}_report.json", f"{name}.json", f"{name}.bin", f"{name}.bit"):
+        (build_dir / stale).unlink(missing_ok=True)
+    say(f"building {b.title}: preset {cfg.name} ({cfg.rows}x{cfg.cols} PEs), "
+        f"{b.dram_words} DRAM words, {b.clock_mhz:g} MHz, in {build_dir}")
+    platform = b.make_platform()
+    for tool in platform.required_tools:
+        var = tool.upper().replace("-", "_")
+        if shutil.which(env.get(var, tool), path=env["PATH"]) is None:
+            raise BoardBuildError(f"{env.get(var, tool)} (${var}) not found on PATH; run "
+                                  f"'make install' to get the YoWASP tools into .venv")
+    start = time.monotonic()
+    try:
+        plan(b, seed=seed, allow_timing_fail=allow_timing_fail, platform=platform) \
+            .execute_local(str(build_dir), env=env)
+    except subprocess.CalledProcessError as exc:
+        raise _failure(build_dir, name, exc) from None
+    seconds = time.monotonic() - start
+    say(f"  done in {seconds:.0f} s")
+
+    netlist = json.loads((build_dir / f"{name}.json").read_text())
+    pnr = json.loads((build_dir / f"{name}_report.json").read_text())
+    unregistered = synth.unregistered_sb_mac16(netlist) if b.family == "ice40" else []
+    cap = synth.ICE40_UNREGISTERED_DSP_FMAX_MHZ if unregistered else None
+    clocks = synth.clock_timing(pnr, b.clock_mhz, cap)
+    utilisation = {bel: {"used": int(v["used"]), "available": int(v["available"])}
+                   for bel, v in sorted(pnr.get("utilization", {}).items())}
+    fmax = min(c["fmax_mhz"] for c in clocks.values())
+    bitstream = build_dir / (f"{name}.bin" if b.family == "ice40" else f"{name}.bit")
+    return {
+        "board": b.name, "title": b.title, "device": platform.device,
+        "package": platform.package, "target": b.target,
+        "preset": cfg.name, "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes,
+        "macs_per_cycle": cfg.num_pes,
+        "act_bits": cfg.pe.act_bits, "weight_bits": cfg.pe.weight_bits,
+        "dram_words": b.dram_words, "clock_mhz": b.clock_mhz, "baud": b.baud,
+        "uart": b.uart_note, "seed": seed,
+        "resources": _cell_counts(netlist, name, tgt),
+        "placed": {"logic_cell": tgt.logic_cell, "utilisation": utilisation},
+        "clocks": clocks,
+        "fmax_mhz": fmax,
+        "timing_met": all(c["met"] for c in clocks.values()),
+        "fmax_capped": bool(unregistered),
+        "unregistered_dsps": len(unregistered),
+        "peak_gmacs": round(cfg.num_pes * b.clock_mhz / 1000, 3),
+        "peak_gmacs_at_fmax": round(cfg.num_pes * fmax / 1000, 3),
+        "bitstream": str(bitstream) if bitstream.exists() else None,
+        "files": {"yosys_log": str(build_dir / f"{name}.rpt"),
+                  "nextpnr_log": str(build_dir / f"{name}.tim"),
+                  "nextpnr_report": str(build_dir / f"{name}_report.json")},
+        "seconds": round(seconds, 1),
+    }
+
+
+def format_build(report: dict) -> str:
+    """A few lines summarising a `build` report."""
+    res, util = report["resources"], report["placed"]["utilisation"]
+    logic = util.get(report["placed"]["logic_cell"], {"used": 0, "available": 0})
+    used = [f"{bel} {v['used']}/{v['available']}" for bel, v in util.items() if v["used"]]
+    lines = [
+        f"{report['title']}: preset {report['preset']}, {report['array']} PEs "
+        f"({report['macs_per_cycle']} MACs/cycle), DRAM {report['dram_words']} words",
+        f"  cells: LUT4 {res['luts']}, FF {res['ffs']}, carry {res['carries']}, "
+        f"DSP {res['dsps']}, EBR {res['ebr']}, SPRAM {res['spram']}, LUTRAM {res['lutram']}",
+        f"  placed: {report['placed']['logic_cell']} {logic['used']}/{logic['available']}; "
+        + ", ".join(u for u in used if not u.startswith(report["placed"]["logic_cell"] + " ")),
+    ]
+    for clock_name, c in report["clocks"].items():
+        fmax = f"{c['fmax_mhz']:.2f} MHz"
+        if c["fmax_mhz"] < c["nextpnr_fmax_mhz"]:
+            fmax += f" (capped; nextpnr says {c['nextpnr_fmax_mhz']:.2f})"
+        lines.append(f"  clock {clock_name}: Fmax {fmax}, constraint {c['constraint_mhz']:g} MHz:"
+                     f" {'met' if c['met'] else 'NOT MET'}")
+    lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
+                 f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")
+    lines.append(f"  bitstream: {report['bitstream']}")
+    return "\n".join(lines)

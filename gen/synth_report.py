@@ -1,0 +1,158 @@
+"""The board synthesis report: each board's build beside the closest open peer on its FPGA.
+
+``python -m ommatidia.gen.synth_report`` (``make synth-report``) builds every
+board of `ommatidia.boards.boards.BOARDS` (or reads the reports of earlier
+builds with ``--reuse``) and writes a markdown table: resources, Fmax, PEs,
+MACs per cycle and peak GMAC/s (MACs per cycle x clock), and the same figures
+of the closest open design on the same part (`PEERS`). Accelerators differ in
+what a PE is, so the comparison is in MACs per cycle and GMAC/s, not in PEs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from dataclasses import dataclass
+
+__all__ = ["Peer", "PEERS", "board_rows", "markdown", "main"]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """An open accelerator's published figures on one FPGA."""
+
+    name: str
+    device: str
+    summary: str
+    macs_per_cycle: int
+    clock_mhz: float
+
+    @property
+    def peak_gmacs(self) -> float:
+        return self.macs_per_cycle * self.clock_mhz / 1000
+
+
+PEERS: dict[str, Peer] = {
+    "LFE5U-25F": Peer("Eyeriss-ECP5", "LFE5U-25F",
+                      "2x2 PEs of four INT8 MACs, 20 of 28 multipliers", 16, 48.0),
+}
+"""The closest open peer per FPGA device; parts without one are left out."""
+
+
+def _fmt_res(report: dict) -> dict:
+    res, util = report["resources"], report["placed"]["utilisation"]
+    logic = util.get(report["placed"]["logic_cell"], {"used": 0, "available": 0})
+    ice40 = report["placed"]["logic_cell"] == "ICESTORM_LC"
+    dsp_bel, ram_bel = ("ICESTORM_DSP", "ICESTORM_RAM") if ice40 else ("MULT18X18D", "DP16KD")
+    dsp = util.get(dsp_bel, {"used": res["dsps"], "available": 0})
+    ram = util.get(ram_bel, {"used": res["ebr"], "available": 0})
+    return {
+        "logic": f"{logic['used']}/{logic['available']} {'LC' if ice40 else 'LUT4 slots'}",
+        "luts": str(res["luts"]), "ffs": str(res["ffs"]),
+        "dsp": f"{dsp['used']}/{dsp['available']}",
+        "ram": f"{ram['used']}/{ram['available']} EBR"
+               + (f", {res['spram']} SPRAM" if ice40 else "")
+               + (f", {res['lutram']} LUTRAM" if res["lutram"] else ""),
+    }
+
+
+def board_rows(reports: dict) -> list[dict]:
+    """One row per board from `ommatidia.boards.boards.build` reports (or ``{"error": ...}``)."""
+    from ommatidia.boards.boards import BOARDS
+    rows = []
+    for name, report in reports.items():
+        b = BOARDS[name]
+        cfg = b.config
+        peer = PEERS.get(b.make_platform().device)
+        row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
+               "pes": cfg.num_pes, "macs": cfg.num_pes, "clock": f"{b.clock_mhz:g}",
+               "peer": peer}
+        if "error" in report:
+            overfull = report.get("overfull") or {}
+            row["error"] = ("does not fit: " + ", ".join(
+                f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
+                if overfull else f"does not build: {report['error']}")
+        else:
+            row.update(_fmt_res(report))
+            row["fmax"] = f"{report['fmax_mhz']:.1f}" + (" (capped)" if report["fmax_capped"]
+                                                          else "")
+            row["met"] = "met" if report["timing_met"] else "NOT MET"
+            row["gmacs"] = f"{report['peak_gmacs']:.2f}"
+            row["gmacs_fmax"] = f"{report['peak_gmacs_at_fmax']:.2f}"
+        rows.append(row)
+    return rows
+
+
+def markdown(reports: dict) -> str:
+    """The report as markdown: the boards' table and the peers beside them."""
+    head = ["board", "preset", "PEs", "MACs/cycle", "logic", "LUT4", "FF", "DSP",
+            "block RAM", "clock MHz", "Fmax MHz", "timing", "peak GMAC/s (clock)",
+            "peak GMAC/s (Fmax)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    peers = []
+    for row in board_rows(reports):
+        if "error" in row:
+            cells = [row["board"], row["preset"], str(row["pes"]), str(row["macs"]),
+                     row["error"]] + [""] * 4 + [row["clock"]] + [""] * 4
+        else:
+            cells = [row["board"], row["preset"], str(row["pes"]), str(row["macs"]),
+                     row["logic"], row["luts"], row["ffs"], row["dsp"], row["ram"],
+                     row["clock"], row["fmax"], row["met"], row["gmacs"], row["gmacs_fmax"]]
+        lines.append("| " + " | ".join(cells) + " |")
+        peer = row["peer"]
+        if peer is not None:
+            ours = (f"{row['macs']} MACs/cycle, {row['gmacs']} GMAC/s at {row['clock']} MHz"
+                    if "error" not in row else row["error"])
+            peers.append(f"| {peer.device} | {row['board']}: {ours} | {peer.name}: "
+                         f"{peer.summary}; {peer.macs_per_cycle} MACs/cycle, "
+                         f"{peer.peak_gmacs:.2f} GMAC/s at {peer.clock_mhz:g} MHz |")
+    out = ["## Boards", "", *lines, ""]
+    if peers:
+        out += ["Closest open peer on the same part (peak MACs per cycle and GMAC/s; a PE "
+                "is not the same unit in both):", "",
+                "| part | Ommatidia | peer |", "| --- | --- | --- |", *peers, ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ommatidia.boards.boards import BOARDS, BoardBuildError, build, format_build
+    from ommatidia.gen.synth import write_report
+    parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
+    parser.add_argument("--build-root", default="build/boards", metavar="DIR",
+                        help="one build folder per board under DIR (default: build/boards)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read DIR/<board>/report.json where it exists instead of building")
+    parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
+    args = parser.parse_args(argv)
+
+    reports = {}
+    for name in args.boards:
+        out = pathlib.Path(args.build_root) / name
+        saved = out / "report.json"
+        if args.reuse and saved.exists():
+            reports[name] = json.loads(saved.read_text())
+            continue
+        try:
+            reports[name] = build(BOARDS[name], out,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+        except BoardBuildError as exc:
+            reports[name] = {"board": name, "error": str(exc), "overfull": exc.overfull}
+            print(f"{name}: {exc}", file=sys.stderr)
+        else:
+            print(format_build(reports[name]))
+        write_report(reports[name], saved)
+    text = markdown(reports)
+    path = pathlib.Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text)
+    print(f"wrote {path}")
+    return 0 if all("error" not in r for r in reports.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""FPGA boards: the board table, the build-only platforms, the generated build files, the report.
+
+The bitstream builds themselves take minutes each (``ommatidia build``,
+``make synth-report``); these tests check everything up to running the tools.
+"""
+
+import dataclasses
+import re
+
+import pytest
+from amaranth import Elaboratable, Module
+from amaranth.lib import io
+
+from ommatidia.boards import boards
+from ommatidia.boards.boards import BOARDS, LOADER_TOOLS
+from ommatidia.gen import synth, synth_report
+from ommatidia.gen.config import PRESETS
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_board_table(name):
+    b = BOARDS[name]
+    assert b.preset in PRESETS and boards.board(name) is b
+    platform = b.make_platform()
+    assert platform.device == synth.TARGETS[b.target].device
+    assert platform.default_clk_frequency == b.clock_mhz * 1e6
+    # The preset's nominal clock, used for its peak figures, is the board's.
+    assert b.config.clock_mhz == b.clock_mhz
+    uart = platform.lookup("uart", 0)
+    assert {sub.name for sub in uart.ios} >= {"rx", "tx"}
+    assert not set(LOADER_TOOLS) & set(platform.required_tools)
+    assert not any(t in c for c in platform.command_templates for t in LOADER_TOOLS)
+    assert {"yosys", f"nextpnr-{b.family}"} <= set(platform.required_tools)
+
+
+def test_board_validation():
+    good = BOARDS["icebreaker"]
+    with pytest.raises(ValueError, match="clock_mhz must be the platform's default clock 12"):
+        dataclasses.replace(good, clock_mhz=48.0)
+    with pytest.raises(ValueError, match="target ecp5-25f is a LFE5U-25F"):
+        dataclasses.replace(good, target="ecp5-25f")
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        dataclasses.replace(good, preset="nope")
+    with pytest.raises(ValueError, match="dram_words must be at least 1"):
+        dataclasses.replace(good, dram_words=0)
+    with pytest.raises(ValueError, match="unknown board 'nope'"):
+        boards.board("nope")
+
+
+class _Loopback(Elaboratable):
+    """UART rx to tx through a register: the board's pins and clock, no accelerator."""
+
+    def elaborate(self, platform):
+        m = Module()
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
+        m.d.sync += tx.o.eq(rx.i)
+        return m
+
+
+def test_board_design():
+    b = BOARDS["icebreaker"]
+    design = boards.BoardDesign(b)
+    rtlil = boards.plan(b, design=design).files[f"{boards.design_name(b)}.il"]
+    assert design.top.rx.init == 1
+    # The whole system is in the design: PEs of the preset's array, the UART bridge.
+    cfg = b.config
+    for r in range(cfg.rows):
+        for c in range(cfg.cols):
+            assert f"top.system.accel.engine.array.pe_{r}_{c}" in rtlil
+    assert "top.bridge" in rtlil
+
+
+@pytest.mark.parametrize("name, rx, tx, clock", [
+    ("icebreaker", "6", "9", "set_frequency clk12_0__io 12.0"),
+    ("orangecrab-25f", "N17", "M18", 'FREQUENCY PORT "clk_0__io" 48000000.0 HZ'),
+    ("ulx3s-85f", "M1", "L4", 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ'),
+])
+def test_build_plan(name, rx, tx, clock):
+    b = BOARDS[name]
+    plan = boards.plan(b, seed=7, design=_Loopback())
+    top = boards.design_name(b)
+    constraints = plan.files[f"{top}.pcf" if b.family == "ice40" else f"{top}.lpf"]
+    if b.family == "ice40":
+        assert f"set_io uart_0__rx__io {rx}" in constraints
+        assert f"set_io uart_0__tx__io {tx}" in constraints
+    else:
+        assert f'LOCATE COMP "uart_0__rx__io" SITE "{rx}"' in constraints
+        assert f'LOCATE COMP "uart_0__tx__io" SITE "{tx}"' in constraints
+    assert clock in constraints
+    # Two halves with check -assert around DSP inference, as in `ommatidia synth`.
+    script = plan.files[f"{top}.ys"]
+    dsp = " -dsp" if b.family == "ice40" else ""
+    assert re.search(rf"synth_{b.family}{dsp} -run :map_ram -top {top}\n", script)
+    assert f"synth_{b.family}{dsp} -top {top} -run map_ram:" in script
+    assert script.count("check -assert") == 2 and "chformal -remove" in script
+    shell = plan.files[f"build_{top}.sh"]
+    assert f"--report {top}_report.json --seed 7" in shell
+    assert "--timing-allow-fail" not in shell
+    assert not any(k.endswith(".debug.v") for k in plan.files)
+    shell = boards.plan(b, allow_timing_fail=True, design=_Loopback()).files[f"build_{top}.sh"]
+    assert "--timing-allow-fail" in shell
+
+
+def test_overfull_parse(tmp_path):
+    log = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:   13825/   5280   261%\n"
+           "Info: \t        ICESTORM_RAM:      17/     30    56%\n"
+           "ERROR: Unable to place cell 'x', no BELs remaining\n")
+    (tmp_path / "t.tim").write_text(log)
+    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    assert exc.overfull == {"ICESTORM_LC": {"used": 13825, "available": 5280}}
+    assert "needs 13825 ICESTORM_LC of 5280" in str(exc)
+
+
+def _fake_report(name, **over):
+    b = BOARDS[name]
+    ice40 = b.family == "ice40"
+    lc = "ICESTORM_LC" if ice40 else "TRELLIS_COMB"
+    report = {
+        "resources": {"luts": 100, "ffs": 90, "carries": 10, "dsps": 3, "ebr": 2, "spram": 0,
+                      "lutram": 0},
+        "placed": {"logic_cell": lc, "utilisation": {lc: {"used": 150, "available": 5280}}},
+        "fmax_mhz": 61.0, "fmax_capped": False, "timing_met": True,
+        "peak_gmacs": b.config.num_pes * b.clock_mhz / 1000,
+        "peak_gmacs_at_fmax": b.config.num_pes * 61.0 / 1000,
+    }
+    report.update(over)
+    return report
+
+
+def test_report_markdown():
+    text = synth_report.markdown({
+        "icebreaker": {"error": "x", "overfull": {"ICESTORM_LC": {"used": 9000,
+                                                                  "available": 5280}}},
+        "orangecrab-25f": _fake_report("orangecrab-25f"),
+    })
+    lines = text.splitlines()
+    oc = BOARDS["orangecrab-25f"]
+    row = next(line for line in lines if line.startswith(f"| {oc.title}"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == cells[3] == str(oc.config.num_pes)
+    assert cells[10] == "61.0" and cells[11] == "met"
+    assert cells[12] == f"{oc.config.num_pes * oc.clock_mhz / 1000:.2f}"
+    assert "does not fit: 9000 ICESTORM_LC of 5280" in text
+    # The published peer: 16 INT8 MACs per cycle at 48 MHz, 0.77 GMAC/s.
+    peer = next(line for line in lines if "Eyeriss-ECP5" in line)
+    assert "16 MACs/cycle, 0.77 GMAC/s at 48 MHz" in peer
+    assert synth_report.PEERS["LFE5U-25F"].peak_gmacs == pytest.approx(0.768)
