@@ -117,8 +117,8 @@ def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilat
         if name.startswith("FC"):
             layer = dataclasses.replace(layer, M=layer.M // fc_divisor)
         log(f"[{k + 1}/{len(names)}] {name} {layer}", flush=True)
-        rows.append(bench_layer(EYERISS, name, layer, seed=seed + k, sim=sim,
-                                build_dir=build_dir, log=log))
+        rows.append(bench_layer(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name),
+                                sim=sim, build_dir=build_dir, log=log))
         (out / "alexnet.json").write_text(json.dumps(rows, indent=2) + "\n")
         (out / "alexnet.md").write_text(table(rows, fc_divisor))
     return rows
@@ -132,7 +132,9 @@ def main(argv=None) -> int:
                         help="comma-separated AlexNet layers (default: all)")
     parser.add_argument("--fc-divisor", type=int, default=16,
                         help="divide the FC layers' filter count M by this (default 16)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="layer i of AlexNet draws its data with seed + i, so a run of "
+                             "some layers repeats the full bench's rows (default 1)")
     parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     parser.add_argument("--build", default="build/bench")
     parser.add_argument("--out", default="build/bench")
