@@ -228,8 +228,8 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
         if not path.exists():
             continue
         text = path.read_text(errors="replace")
-        errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
-        if not errors:
+        error = synth.error_line(text)
+        if error is None:
             continue
         overfull = _overfull(text) if tool == "nextpnr" else {}
         if overfull:
@@ -237,7 +237,7 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
                               for bel, v in overfull.items())
             return BoardBuildError(f"the design does not fit: it needs {needs} (log: {path})",
                                    overfull)
-        return BoardBuildError(f"{tool} failed: {errors[-1]} (log: {path})")
+        return BoardBuildError(f"{tool} failed: {error} (log: {path})")
     return BoardBuildError(f"build failed: {exc}")
 
 
@@ -339,10 +339,7 @@ def format_build(report: dict) -> str:
         + ", ".join(u for u in used if not u.startswith(report["placed"]["logic_cell"] + " ")),
     ]
     for clock_name, c in report["clocks"].items():
-        fmax = f"{c['fmax_mhz']:.2f} MHz"
-        if c["fmax_mhz"] < c["nextpnr_fmax_mhz"]:
-            fmax += f" (capped; nextpnr says {c['nextpnr_fmax_mhz']:.2f})"
-        lines.append(f"  clock {clock_name}: Fmax {fmax}, constraint {c['constraint_mhz']:g} MHz:"
+        lines.append(f"  clock {clock_name}: Fmax {synth.format_fmax(c)}, constraint {c['constraint_mhz']:g} MHz:"
                      f" {'met' if c['met'] else 'NOT MET'}")
     lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                  f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")

@@ -197,6 +197,25 @@ def _tool(var: str, env: dict) -> str:
     return path
 
 
+def error_line(log: str) -> str | None:
+    """The last error a Yosys or nextpnr log reports: an ``ERROR`` line, else an ``error:``
+    line; not a summary such as ``0 warnings, 1 error``."""
+    lines = log.splitlines()
+    for found in ([line for line in lines if line.lstrip().startswith("ERROR")],
+                  [line for line in lines if re.search(r"\berror:", line, re.I)]):
+        if found:
+            return found[-1].strip()
+    return None
+
+
+def format_fmax(clock: dict) -> str:
+    """A clock's Fmax for a summary line, saying when it is capped below nextpnr's figure."""
+    fmax = f"{clock['fmax_mhz']:.2f} MHz"
+    if clock["fmax_mhz"] < clock["nextpnr_fmax_mhz"]:
+        fmax += f" (capped; nextpnr says {clock['nextpnr_fmax_mhz']:.2f})"
+    return fmax
+
+
 def _run(cmd: list, log_path: pathlib.Path, env: dict, cwd: pathlib.Path,
          timeout: float | None) -> float:
     start = time.monotonic()
@@ -211,9 +230,7 @@ def _run(cmd: list, log_path: pathlib.Path, env: dict, cwd: pathlib.Path,
         if log_path.exists():
             text += log_path.read_text(errors="replace")
         lines = text.splitlines()
-        errors = ([line.strip() for line in lines if line.lstrip().startswith("ERROR")]
-                  or [line.strip() for line in lines if "ERROR" in line.upper()])
-        detail = errors[-1] if errors else (text.strip().splitlines() or ["no output"])[-1]
+        detail = error_line(text) or (text.strip().splitlines() or ["no output"])[-1]
         if "check -assert" in detail:
             warnings = [line.strip() for line in lines if line.startswith("Warning:")]
             detail += f" First: {warnings[0]}" if warnings else ""
@@ -554,10 +571,7 @@ def format_report(report: dict) -> str:
              if v["used"] and bel != placed["logic_cell"]]
     lines.append("  placed with harness: " + ", ".join(used))
     for name, clock in report["clocks"].items():
-        fmax = f"{clock['fmax_mhz']:.2f} MHz"
-        if clock["fmax_mhz"] < clock["nextpnr_fmax_mhz"]:
-            fmax += f" (capped; nextpnr says {clock['nextpnr_fmax_mhz']:.2f})"
-        lines.append(f"  clock {name}: Fmax {fmax}, target {clock['constraint_mhz']:g} MHz: "
+        lines.append(f"  clock {name}: Fmax {format_fmax(clock)}, target {clock['constraint_mhz']:g} MHz: "
                      f"{'met' if clock['met'] else 'NOT MET'}")
         if clock["critical_path"]:
             cp = clock["critical_path"]

@@ -393,3 +393,14 @@ def test_unknown_target_and_bad_frequency():
     with pytest.raises(SystemExit):
         main(["synth", "--preset", "tiny", "--target", "ice40-hx8k"])
     assert main(["synth", "--preset", "tiny", "--target", "ice40-up5k", "--freq", "-5"]) == 2
+
+
+@pytest.mark.parametrize("log, expected", [
+    ("Info: placing\nERROR: Unable to place cell 'x'\n0 warnings, 1 error\n",
+     "ERROR: Unable to place cell 'x'"),
+    ("design.v:3: error: syntax\n1 error\n", "design.v:3: error: syntax"),
+    ("Info: done\n0 warnings, 1 error\n", None),
+    ("", None),
+])
+def test_error_line_is_the_tools_error_not_its_summary(log, expected):
+    assert synth.error_line(log) == expected
