@@ -83,14 +83,16 @@ def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib
 
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                stall_rate: int = 0, stall_seed: int = 1, reset_after=None, dram_words=None,
-               vcd: str | None = None, limit: int = 50_000_000) -> list[LayerRun]:
+               vcd: str | None = None, limit: int = 50_000_000,
+               progress: int = 0) -> list[LayerRun]:
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
     The simulated DRAM holds ``dram_words`` words (default: `DRAM_WORDS`, or the next
     power of two above the largest image). ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
     cycles; ``reset_after`` (a list, one entry per layer, or None) interrupts
     a layer with a reset after that many cycles and reruns it from a fresh
-    load. ``vcd`` copies the simulator's waveform there.
+    load. ``vcd`` copies the simulator's waveform there. ``progress`` logs the cycle
+    count every that many cycles into the build folder's ``test.log``.
     """
     from ommatidia.hw.top import COUNTERS
     from ommatidia.sim.runner import locked, run_cocotb
@@ -112,7 +114,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         jobs.append({"words": [[a, f"{w:x}"] for a, w in sorted(prog.words.items())],
                      "stall_rate": stall_rate, "stall_seed": stall_seed,
                      "reset_after": reset_after[k] if reset_after else None,
-                     "read": [[r.dram, r.words] for r in prog.outputs], "limit": limit})
+                     "read": [[r.dram, r.words] for r in prog.outputs], "limit": limit,
+                     "progress": progress})
     jobs_path, results_path = build_dir / "jobs.json", build_dir / "results.json"
     with locked(build_dir):
         jobs_path.write_text(json.dumps(jobs))

@@ -31,6 +31,9 @@ __all__ = ["SPARSITY", "BENCH_DRAM_WORDS", "run_bench", "main"]
 BENCH_DRAM_WORDS = 1 << 20
 """Simulated DRAM of the bench (8 MiB): every layer runs on one Verilator build."""
 
+PROGRESS = 1_000_000
+"""Cycles between the simulator's progress lines."""
+
 SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 0.78,
             "FC6": 0.5, "FC7": 0.5, "FC8": 0.5}
 """Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
@@ -54,9 +57,11 @@ def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) 
         f"(strips {mapping['strips']}, x{mapping['replication']['channels']} on channels, "
         f"x{mapping['replication']['filters']} on filters), p={mapping['p']} q={mapping['q']}, "
         f"{prog.passes} passes; model: {model.cycles} cycles; compiled in "
-        f"{time.monotonic() - t0:.0f} s; simulating ...", flush=True)
+        f"{time.monotonic() - t0:.0f} s; simulating (progress every {PROGRESS:,} cycles in "
+        f"{build_dir}/system_*/test.log) ...", flush=True)
     t1 = time.monotonic()
-    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir, dram_words=BENCH_DRAM_WORDS)
+    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir, dram_words=BENCH_DRAM_WORDS,
+                        progress=PROGRESS)
     wall = time.monotonic() - t1
     rep = run.report
     dram = rep["dram_words_read"] + rep["dram_words_written"]

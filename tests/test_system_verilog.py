@@ -10,6 +10,9 @@ values so that psums wrap, a random output stage, and random DRAM stalls;
 one layer is reset mid-run and rerun.
 """
 
+import pathlib
+import re
+
 import numpy as np
 import pytest
 
@@ -104,7 +107,11 @@ def test_stalls_do_not_change_results(seed, system_build):
     x = random_values(rng, 8, (1, 4, 4, 10), 0.5)
     w = random_values(rng, 8, (6, 4, 3, 3))
     prog = compile_layer(TINY, layer, x, w, relu=True, shift=3)
-    calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0)
+    calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0, progress=500)
+    log = (pathlib.Path(system_build) / "system_tiny_verilator" / "test.log").read_text()
+    reported = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) cycles, [\d,]+ cycles/s", log)]
+    assert len(reported) >= calm.report["cycles"] // 500 - 1, (reported, calm.report["cycles"])
+    assert all(500 * (k + 1) <= n < 500 * (k + 1) + 256 for k, n in enumerate(reported))
     busy, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=154, stall_seed=seed % 65521
                        + 1)
     check([calm, busy], [prog, prog])

@@ -4,7 +4,8 @@ For each job of the JSON file named by OMMATIDIA_JOBS it loads the DRAM
 image through the host port, sets the DRAM stall rate and seed, pulses
 ``start`` and waits for ``done`` checking the status only every 256 cycles
 (the layer runs with no Python in the per-cycle loop), then reads the
-counters and the requested DRAM regions back. A job with ``reset_after``
+counters and the requested DRAM regions back; a job with ``progress`` logs the
+cycle count every that many cycles. A job with ``reset_after``
 first runs that many cycles, holds reset for 4 cycles and starts again from a
 fresh load. Results go to OMMATIDIA_RESULTS as JSON; checking them is the
 caller's job (`ommatidia.sim.accelerator`).
@@ -69,9 +70,13 @@ class TB:
         dut.mem_rdata__ready.value = 0
         return out
 
-    async def run(self, stall_rate, stall_seed, limit, stop_after=None):
-        """Start and wait for the end; returns (cycles waited, status)."""
+    async def run(self, stall_rate, stall_seed, limit, stop_after=None, progress=0):
+        """Start and wait for the end; returns (cycles waited, status).
+
+        Logs the cycle count and the simulation rate every ``progress`` cycles (0: never).
+        """
         dut = self.dut
+        start, next_report = time.monotonic(), progress or None
         await FallingEdge(dut.clk)
         dut.stall_rate.value = stall_rate
         dut.stall_seed.value = stall_seed
@@ -87,6 +92,10 @@ class TB:
             status = int(dut.status.value)
             if not status & STATUS_BUSY or cycles == stop_after:
                 return cycles, status
+            if next_report is not None and cycles >= next_report:
+                rate = cycles / max(time.monotonic() - start, 1e-9)
+                dut._log.info(f"{cycles:,} cycles, {rate:,.0f} cycles/s")
+                next_report += progress
             assert cycles < limit, f"no done after {cycles} cycles"
 
     def counters(self, names):
@@ -114,7 +123,8 @@ async def layers(dut):
             interrupted = {"cycles": waited, "status": status}
             await tb.reset(4)
         await tb.load(words)
-        waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"])
+        waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
+                                      progress=job.get("progress", 0))
         regions = [await tb.read(a, n) for a, n in job["read"]]
         results.append({"status": status, "counters": tb.counters(COUNTERS),
                         "regions": regions, "interrupted": interrupted,
