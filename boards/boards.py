@@ -84,6 +84,8 @@ class Board:
         Where the host plugs in.
     baud : int
         UART baud rate.
+    synth_opts : tuple
+        Extra ``synth_ice40``/``synth_ecp5`` options of the board's build.
     """
 
     name: str
@@ -96,6 +98,7 @@ class Board:
     uart_note: str
     uart_pins: tuple | None = None
     baud: int = 115200
+    synth_opts: tuple = ()
 
     def __post_init__(self):
         own = f"Board({self.name!r})"
@@ -116,6 +119,10 @@ class Board:
         if self.uart_pins is not None and len(self.uart_pins) != 3:
             raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
                              f"not {self.uart_pins!r}")
+        if not isinstance(self.synth_opts, tuple) or \
+                not all(isinstance(o, str) for o in self.synth_opts):
+            raise ValueError(f"{own}.synth_opts must be a tuple of strings, "
+                             f"not {self.synth_opts!r}")
 
     @property
     def config(self) -> ArrayConfig:
@@ -156,7 +163,8 @@ class _BuildOnly:
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "iCEBreaker (iCE40UP5K-SG48)", ICEBreakerPlatform,
           preset="icebreaker", clock_mhz=12.0, dram_words=512, target="ice40-up5k",
-          uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port"),
+          uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port",
+          synth_opts=("-dffe_min_ce_use", "8")),
     Board("orangecrab-25f", "OrangeCrab r0.2 25F (LFE5U-25F-8MG285)",
           OrangeCrabR0_2_25FPlatform,
           preset="orangecrab", clock_mhz=48.0, dram_words=4096, target="ecp5-25f",
@@ -201,7 +209,8 @@ class BoardDesign(Elaboratable):
 
 
 def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool) -> dict:
-    synth_cmd = f"synth_{b.family}" + (" -dsp" if b.family == "ice40" else "")
+    synth_cmd = " ".join([f"synth_{b.family}", *(["-dsp"] if b.family == "ice40" else []),
+                          *b.synth_opts])
     nextpnr = ["--report", f"{name}_report.json", "--seed", str(seed)]
     if allow_timing_fail:
         nextpnr.append("--timing-allow-fail")

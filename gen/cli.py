@@ -101,6 +101,9 @@ def cmd_pe(args) -> int:
     from ommatidia.sim.runner import run_cocotb
     from .verilog import write
     cfg = preset(args.preset)
+    if not cfg.pe.counter_bits:
+        raise CLIError(f"the PE run checks the PE's MAC counters, and preset {cfg.name} has "
+                       f"none (PEConfig.counter_bits = 0)")
     run = PERun(S=args.S, W=args.W, U=args.U, p=args.p, q=args.q, accumulate=args.accumulate)
     run.check(cfg.pe)
     if not 0 <= args.zeros <= 1:
@@ -406,8 +409,9 @@ def cmd_net_run(args) -> int:
             total = {k: sum(r[k] for r in reps) for k in
                      ("cycles", "macs", "gated_macs", "dram_words_read", "dram_words_written")}
             pes = qnet.config.rows * qnet.config.cols
-            row.update(total, pe_utilization=total["macs"] / (pes * total["cycles"]),
-                       gated_fraction=total["gated_macs"] / total["macs"],
+            row.update(total, pe_utilization=total["macs"] / (pes * total["cycles"])
+                       if total["cycles"] else 0.0,
+                       gated_fraction=total["gated_macs"] / total["macs"] if total["macs"] else 0.0,
                        rlc_ratio=float(np.mean([r["rlc_ratio"] for r in reps])))
             print(f"layer {i}: {'bit-exact' if ok else 'DIFFERS'}; {total['cycles']} cycles, "
                   f"PE utilization {row['pe_utilization']:.1%}, gated MACs "

@@ -48,6 +48,9 @@ class PEConfig:
         Longest filter row ``S`` the PE must support (11 for AlexNet CONV1).
     max_ifmap_width:
         Longest ifmap row (after padding) the PE must support; sizes counters.
+    counter_bits:
+        Width of the PE's performance counters (MACs, gated MACs, stalls), which
+        count modulo ``2**counter_bits``; 0 leaves them out.
     """
 
     act_bits: int = 16
@@ -58,6 +61,7 @@ class PEConfig:
     psum_spad_depth: int = 24
     max_filter_width: int = 11
     max_ifmap_width: int = 256
+    counter_bits: int = 32
 
     def __post_init__(self):
         own = "PEConfig"
@@ -88,6 +92,7 @@ class PEConfig:
             raise ValueError(
                 f"PEConfig.max_ifmap_width must be at least max_filter_width = "
                 f"{self.max_filter_width}, not {self.max_ifmap_width}")
+        check_int(own, "counter_bits", self.counter_bits, 0, 64)
 
     @property
     def product_bits(self) -> int:
@@ -199,6 +204,20 @@ class ArrayConfig:
         `RLCFormat` of activations to and from DRAM.
     clock_mhz:
         Nominal core clock, for peak-throughput figures.
+    counter_bits:
+        Width of the accelerator's performance counters (`ommatidia.hw.top.COUNTERS`),
+        which count modulo ``2**counter_bits``; the host link still sends 64 bits.
+        0 leaves them out (they read 0), for the smallest FPGAs.
+    dram_addr_bits:
+        Width of a DRAM word address in the DMA, the program fetch and the host port;
+        an image must fit ``2**dram_addr_bits`` words.
+    tag_depth:
+        Entries of each sender's tag table; None for ``max(16, 2*(rows + cols))``.
+        The mapper only uses mappings whose deliveries fit it.
+    rlc_codec:
+        Whether the DMA has the RLC decoder and encoder (`ommatidia.hw.rlc`). Without
+        them ifmaps sit in DRAM packed raw like filters and ofmaps come back packed
+        in activation slots; ``rlc`` then only describes the (unused) code.
     """
 
     name: str = "eyeriss"
@@ -212,6 +231,10 @@ class ArrayConfig:
     dram_bits: int = 64
     rlc: RLCFormat = field(default_factory=RLCFormat)
     clock_mhz: float = 200.0
+    counter_bits: int = 48
+    dram_addr_bits: int = 32
+    tag_depth: int | None = None
+    rlc_codec: bool = True
 
     def __post_init__(self):
         own = "ArrayConfig"
@@ -254,6 +277,20 @@ class ArrayConfig:
                 f"glb_banks * dram_bits/8 = {self.glb_banks * word_bytes}")
         if not (isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0):
             raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")
+        check_int(own, "counter_bits", self.counter_bits, 0, 64)
+        check_int(own, "dram_addr_bits", self.dram_addr_bits, 4, 32)
+        if self.tag_depth is not None:
+            check_int(own, "tag_depth", self.tag_depth, 1, 4096)
+        if not isinstance(self.rlc_codec, bool):
+            raise ValueError(f"ArrayConfig.rlc_codec must be True or False, "
+                             f"not {self.rlc_codec!r}")
+
+    @property
+    def tags(self) -> int:
+        """Entries of each sender's tag table (`tag_depth` or its default)."""
+        if self.tag_depth is not None:
+            return self.tag_depth
+        return max(16, 2 * (self.rows + self.cols))
 
     @property
     def num_pes(self) -> int:
@@ -310,13 +347,18 @@ SMALL = dataclasses.replace(
 """A mid-size array: 6x7 PEs, 8-bit data."""
 
 ICEBREAKER = dataclasses.replace(
-    TINY, name="icebreaker", rows=2, cols=2,
-    pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=16, filter_spad_depth=24,
-                ifmap_spad_depth=6, psum_spad_depth=4, max_filter_width=3, max_ifmap_width=16),
-    noc=NoCConfig(row_id_bits=2, col_id_bits=2),
-    glb_bytes=2 * 1024, glb_banks=1, filter_glb_bytes=512, clock_mhz=12.0)
-"""The iCEBreaker (iCE40UP5K): 2x2 PEs with 16-bit psums, the largest PE array that fits
-the UP5K (82% of its logic cells); the whole accelerator with its UART and DRAM does not."""
+    TINY, name="icebreaker", rows=1, cols=1,
+    pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=16, filter_spad_depth=12,
+                ifmap_spad_depth=3, psum_spad_depth=2, max_filter_width=3, max_ifmap_width=8,
+                counter_bits=0),
+    noc=NoCConfig(row_id_bits=1, col_id_bits=1),
+    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=12.0,
+    counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
+"""The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
+DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,
+no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured: 4536 of
+5280 logic cells, 16.95 MHz at the board's 12; a 1x2 array packs into 5202 cells and does
+not place, a 2x2 needs 6480. With the default knobs a 2x2 array needed 11640 cells."""
 
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),

@@ -935,6 +935,17 @@ def _reference_pass(cfg, regs, streams, rr) -> _PassTime:
 # The machine: registers, GLB contents, commands
 
 
+def _pack_slots(values, cfg) -> list:
+    """Activations packed in the activation slots of DRAM words, as `DMAOut` writes them
+    without the RLC codec."""
+    from ommatidia.hw.glb import slot_bits
+    slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+    per = cfg.dram_bits // slot
+    v = [int(x) & ((1 << slot) - 1) for x in values]
+    return [sum(x << (slot * j) for j, x in enumerate(v[w:w + per]))
+            for w in range(0, len(v), per)]
+
+
 def rlc_words(values, fmt) -> int:
     """Words of the canonical RLC code of ``values`` (what `ommatidia.hw.rlc.RLCEncoder`
     emits): a pair per non-zero value, per ``max_run + 1`` zeros of a run, and for the
@@ -1085,7 +1096,7 @@ class _Machine:
         cmd, cfg = self.regs["dma_in"], self.cfg
         nwords = cmd["words"]
         self.count["dram_words_read"] += nwords
-        if cmd["rlc"]:
+        if cmd["rlc"] and cfg.rlc_codec:
             n, per = cmd["n"], self.per["ifmap"]
             fmt = cfg.rlc
             stream = [self.dram.get(cmd["dram"] + k, 0) for k in range(nwords)]
@@ -1139,13 +1150,15 @@ class _Machine:
             if st["shift"]:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
-            coded = encode(z, cfg.rlc)
+            coded = encode(z, cfg.rlc) if cfg.rlc_codec else _pack_slots(z, cfg)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
             self.count["dram_words_written"] += len(coded)
         else:
             self.exact = False
-            self.count["dram_words_written"] += -(-n // cfg.rlc.pairs_per_word) if n else 1
+            self.count["dram_words_written"] += (
+                (-(-n // cfg.rlc.pairs_per_word) if n else 1) if cfg.rlc_codec
+                else -(-n // self.per["ifmap"]))
         if not n:
             return 3 + 6
         r = n - (words - 1) * per

@@ -11,6 +11,9 @@ tables) and emits the DRAM image:
 - then one region per (image, filter group, strip) where ``DMA_OUT`` writes
   the ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
 
+Without `ArrayConfig.rlc_codec` the ifmap rows are packed raw like the filters
+and the ofmap regions hold activations packed in activation slots.
+
 `LayerProgram.ofmap` turns the DRAM words of those regions back into the
 (N, M, E, F) ofmap.
 """
@@ -341,13 +344,21 @@ class LayerProgram:
 
     def ofmap(self, read) -> tuple[np.ndarray, int]:
         """The (N, M, E, F) ofmap from ``read(addr, n) -> list of words``, and the RLC
-        words it took. Raises ValueError when a region's stream is malformed."""
+        words it took (the packed words without `ArrayConfig.rlc_codec`). Raises
+        ValueError when a region's stream is malformed."""
         from ommatidia.sim.rlc import decode
         layer, fmt = self.layer, self.cfg.rlc
         out = np.zeros((layer.N, layer.M, layer.E, layer.F), dtype=np.int64)
         coded = 0
         for r in self.outputs:
             words = read(r.dram, r.words)
+            if not self.cfg.rlc_codec:
+                n = r.rows * layer.F * r.p
+                values = _unpack(self.cfg, words, n)
+                out[r.n, r.m0:r.m0 + r.p, r.e0:r.e0 + r.rows] = values.reshape(
+                    r.rows, layer.F, r.p).transpose(2, 0, 1)
+                coded += len(words)
+                continue
             end = next((k for k, w in enumerate(words) if w >> (fmt.word_bits - 1)), None)
             if end is None:
                 raise ValueError(f"ofmap region of image {r.n}, filters {r.m0}..{r.m0 + r.p - 1}"
@@ -368,9 +379,21 @@ class LayerProgram:
                       shift=self.stage.shift, act_bits=self.cfg.pe.act_bits)
 
 
+def _unpack(cfg, words, n: int) -> np.ndarray:
+    """``n`` signed activations packed in the activation slots of ``words``."""
+    per = _elements_per_word(cfg)["ifmap"]
+    slot = cfg.dram_bits // per
+    if len(words) * per < n:
+        raise ValueError(f"{len(words)} packed words hold fewer than {n} values")
+    raw = np.array([(int(words[j // per]) >> (slot * (j % per))) & ((1 << slot) - 1)
+                    for j in range(n)], dtype=np.int64)
+    return np.where(raw >= 1 << (slot - 1), raw - (1 << slot), raw)
+
+
 class _Inputs:
     """The filter and ifmap regions in DRAM, each stored once (filters raw, ifmaps
-    RLC-coded), with the `DMAIn` command that loads each into the GLB."""
+    RLC-coded, or packed raw without `ArrayConfig.rlc_codec`), with the `DMAIn`
+    command that loads each into the GLB."""
 
     def __init__(self, cfg, layer, ifmap, weights):
         self.cfg, self.layer = cfg, layer
@@ -409,10 +432,13 @@ class _Inputs:
         if key not in self.where:
             x = self.padded[n, c0:c0 + q, h0:h0 + rows, :]
             values = x.transpose(2, 1, 0).reshape(-1)
-            data = encode(values, self.cfg.rlc)
-            self._put(key, data, len(values), 1)
+            if self.cfg.rlc_codec:
+                self._put(key, encode(values, self.cfg.rlc), len(values), 1)
+            else:
+                self._put(key, self._pack("ifmap", values), len(values), 0)
+            data = self.where[key]
             self.values += len(values)
-            self.coded += len(data)
+            self.coded += data["words"]
         return self.where[key]
 
 
@@ -430,6 +456,8 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     packers = {name: _packer(shape) for name, shape in shapes.items()}
 
     def put(name, value):
+        if name in ("dma_in", "dma_out"):
+            _check_dram(cfg, value["dram"] + value.get("words", 0))
         bits = value if isinstance(value, int) else packers[name](value)
         return _set(reg[name], bits, _width(shapes[name]))
 
@@ -470,10 +498,12 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 for k in range(p):
                     b = int(stage.bias[m0 + k]) if stage.bias else 0
                     prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
-                region = OutputRegion(n, m0, p, top, -(-n_out // cfg.rlc.pairs_per_word) + 1,
-                                      e0, es)
+                words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
+                         else max(1, -(-n_out // _elements_per_word(cfg)["ifmap"])))
+                region = OutputRegion(n, m0, p, top, words, e0, es)
                 outputs.append(region)
                 top += region.words
+                _check_dram(cfg, region.dram + region.words)
                 prog += put("dma_out", {"glb": rnd.psums[n, m0], "dram": region.dram,
                                         "n": n_out, "rlc": 1,
                                         "stage": {"shift": stage.shift, "relu": int(stage.relu),
@@ -523,8 +553,17 @@ def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: b
     words = {len(prog) + a: w for a, w in inputs.words.items()}
     words.update(enumerate(prog))
     regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
+    _check_dram(cfg, max(r.dram + r.words for r in outputs))
     return LayerProgram(cfg, layer, mapping, rounds, ifmap, weights, stage, words, len(prog),
                         outputs, inputs.values, inputs.coded, regions)
+
+
+def _check_dram(cfg, end: int) -> None:
+    """ValueError unless DRAM words below ``end`` are addressable."""
+    if end > 1 << cfg.dram_addr_bits:
+        raise ValueError(f"the layer's DRAM image needs at least {end} words, more than the "
+                         f"{1 << cfg.dram_addr_bits} that ArrayConfig.dram_addr_bits = "
+                         f"{cfg.dram_addr_bits} addresses")
 
 
 def _check_range(name: str, x, bits: int) -> None:

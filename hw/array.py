@@ -62,7 +62,7 @@ fills its ring waiting for its first psum, the ifmap sender stops, and PE
 shows that deadlock). The tests start each pass when ``busy`` is low.
 
 Counters ``mac_cycles``, ``gated_macs`` and ``stall_cycles`` are the sums
-over all PEs of the PE counters (modulo ``2**COUNTER_BITS``), registered:
+over all PEs of the PE counters (modulo ``2**pe.counter_bits``), registered:
 they lag the PEs by one cycle.
 """
 
@@ -75,7 +75,7 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import ArrayConfig
 
 from .noc import GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout
-from .pe import COUNTER_BITS, PE, pe_run_layout
+from .pe import PE, pe_run_layout
 
 __all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
 
@@ -135,7 +135,7 @@ class PEArray(wiring.Component):
         The run of a pass, broadcast to the enabled PEs.
     busy : Out(1)
         Some PE is busy.
-    mac_cycles, gated_macs, stall_cycles : Out(COUNTER_BITS)
+    mac_cycles, gated_macs, stall_cycles : Out(cfg.pe.counter_bits)
         Sums of the PE counters, one cycle behind.
     """
 
@@ -157,7 +157,7 @@ class PEArray(wiring.Component):
         members["run"] = In(stream.Signature(pe_run_layout(pe)))
         members["busy"] = Out(1)
         for name in COUNTERS:
-            members[name] = Out(COUNTER_BITS)
+            members[name] = Out(cfg.pe.counter_bits)
         super().__init__(members)
         self._pes = [[PE(pe) for _ in range(cols)] for _ in range(rows)]
 
@@ -216,13 +216,14 @@ class PEArray(wiring.Component):
         m.d.comb += self.busy.eq(Cat(busy).any())
         for name in COUNTERS:
             m.d.sync += getattr(self, name).eq(
-                _tree_sum([getattr(pe, name) for line in self._pes for pe in line]))
+                _tree_sum([getattr(pe, name) for line in self._pes for pe in line],
+                          self._cfg.pe.counter_bits))
         return m
 
 
-def _tree_sum(values: list):
-    """Balanced adder tree, each sum truncated to `COUNTER_BITS` (modular)."""
+def _tree_sum(values: list, bits: int):
+    """Balanced adder tree, each sum truncated to ``bits`` (modular)."""
     while len(values) > 1:
-        values = [(values[k] + values[k + 1])[:COUNTER_BITS] if k + 1 < len(values)
+        values = [(values[k] + values[k + 1])[:bits] if k + 1 < len(values)
                   else values[k] for k in range(0, len(values), 2)]
     return values[0]

@@ -15,7 +15,6 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import ArrayConfig
 
 from .bridge import UARTBridge
-from .dma import DRAM_ADDR_BITS
 from .system import System
 from .top import COUNTERS
 
@@ -41,7 +40,8 @@ class BoardTop(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig, dram_words: int, divisor: int):
         self._system = System(cfg, dram_words)
-        self._bridge = UARTBridge(len(COUNTERS), cfg.dram_bits, DRAM_ADDR_BITS, divisor=divisor)
+        self._bridge = UARTBridge(len(COUNTERS), cfg.dram_bits, cfg.dram_addr_bits,
+                                  divisor=divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):

@@ -16,6 +16,12 @@ stream of ``dram_bits`` words (either side may stall). A command
 Requests run ahead of responses with no limit; the GLB write is one register
 stage, so a raw copy moves one word a cycle and a decode one value a cycle
 when neither side stalls.
+
+Without the RLC codec (``ArrayConfig.rlc_codec`` false, for the smallest
+FPGAs) `DMAIn` only copies raw words (the ``rlc`` flag is ignored: the
+compiler stores ifmaps packed like filters) and `DMAOut` packs the output
+stage's activations into activation slots of DRAM words instead of coding
+them.
 """
 
 from __future__ import annotations
@@ -34,13 +40,13 @@ __all__ = ["DRAM_ADDR_BITS", "dma_cmd_layout", "DMAIn", "output_stage_layout",
            "bias_write_layout", "dma_out_cmd_layout", "dram_write_layout", "DMAOut"]
 
 DRAM_ADDR_BITS = 32
-"""Width of a DRAM word address."""
+"""Default width of a DRAM word address (`ArrayConfig.dram_addr_bits`)."""
 
 
 def dma_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
     """A DMA command: DRAM word address, GLB word address, DRAM words, values, RLC flag."""
     a = elem_addr_bits(cfg) + 1
-    return data.StructLayout({"dram": unsigned(DRAM_ADDR_BITS),
+    return data.StructLayout({"dram": unsigned(cfg.dram_addr_bits),
                               "glb": unsigned(word_addr_bits(cfg)),
                               "words": unsigned(a), "n": unsigned(a), "rlc": 1})
 
@@ -52,7 +58,7 @@ class DMAIn(wiring.Component):
     -------
     cmd : In(stream of dma_cmd_layout(cfg))
         Accepted when idle.
-    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+    dram_addr : Out(stream of unsigned(cfg.dram_addr_bits))
     dram_data : In(stream of unsigned(dram_bits))
         Responses in request order.
     glb : Out(stream of glb_write_layout(cfg))
@@ -68,16 +74,19 @@ class DMAIn(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "cmd": In(stream.Signature(dma_cmd_layout(cfg))),
-            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_addr": Out(stream.Signature(unsigned(cfg.dram_addr_bits))),
             "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
             "glb": Out(stream.Signature(glb_write_layout(cfg))),
             "busy": Out(1),
             "error": Out(1),
         })
-        self._decoder = RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1)
+        self._decoder = (RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1)
+                         if cfg.rlc_codec else None)
 
     def elaborate(self, platform):
         cfg = self._cfg
+        if not cfg.rlc_codec:
+            return self._elaborate_raw()
         a = elem_addr_bits(cfg) + 1
         slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
         per = cfg.dram_bits // slot
@@ -162,10 +171,37 @@ class DMAIn(wiring.Component):
                     m.d.sync += [acc.eq(new), fill.eq(fill + 1)]
         return m
 
+    def _elaborate_raw(self):
+        """Without the codec: every command is a raw copy."""
+        cfg = self._cfg
+        a = elem_addr_bits(cfg) + 1
+        m = Module()
+        dram = Signal(cfg.dram_addr_bits)
+        req_left, resp_left = Signal(a), Signal(a)
+        glb_addr = Signal(word_addr_bits(cfg))
+        w = self.glb
+        with m.If(w.ready):
+            m.d.sync += w.valid.eq(0)
+        busy = Signal()
+        m.d.comb += [busy.eq((req_left != 0) | (resp_left != 0) | w.valid),
+                     self.busy.eq(busy), self.cmd.ready.eq(~busy)]
+        with m.If(self.cmd.valid & ~busy):
+            m.d.sync += [dram.eq(self.cmd.payload.dram), req_left.eq(self.cmd.payload.words),
+                         resp_left.eq(self.cmd.payload.words), glb_addr.eq(self.cmd.payload.glb)]
+        m.d.comb += [self.dram_addr.valid.eq(req_left != 0), self.dram_addr.payload.eq(dram)]
+        with m.If(self.dram_addr.valid & self.dram_addr.ready):
+            m.d.sync += [req_left.eq(req_left - 1), dram.eq(dram + 1)]
+        m.d.comb += self.dram_data.ready.eq((resp_left != 0) & (~w.valid | w.ready))
+        with m.If(self.dram_data.valid & self.dram_data.ready):
+            m.d.sync += [resp_left.eq(resp_left - 1), glb_addr.eq(glb_addr + 1),
+                         w.valid.eq(1), w.payload.addr.eq(glb_addr),
+                         w.payload.data.eq(self.dram_data.payload), w.payload.mask.eq(-1)]
+        return m
+
 
 def dram_write_layout(cfg: ArrayConfig) -> data.StructLayout:
     """A DRAM word write: word address and word."""
-    return data.StructLayout({"addr": unsigned(DRAM_ADDR_BITS), "data": unsigned(cfg.dram_bits)})
+    return data.StructLayout({"addr": unsigned(cfg.dram_addr_bits), "data": unsigned(cfg.dram_bits)})
 
 
 def output_stage_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -186,7 +222,7 @@ def dma_out_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
     """A `DMAOut` command: GLB word address, DRAM word address, count, RLC flag, stage."""
     a = elem_addr_bits(cfg) + 1
     return data.StructLayout({"glb": unsigned(word_addr_bits(cfg)),
-                              "dram": unsigned(DRAM_ADDR_BITS), "n": unsigned(a), "rlc": 1,
+                              "dram": unsigned(cfg.dram_addr_bits), "n": unsigned(a), "rlc": 1,
                               "stage": output_stage_layout(cfg)})
 
 
@@ -227,10 +263,12 @@ class DMAOut(wiring.Component):
             "busy": Out(1),
             "words": Out(a),
         })
-        self._encoder = RLCEncoder(cfg.rlc, count_bits=a)
+        self._encoder = RLCEncoder(cfg.rlc, count_bits=a) if cfg.rlc_codec else None
 
     def elaborate(self, platform):
         cfg = self._cfg
+        if not cfg.rlc_codec:
+            return self._elaborate_packed()
         a = elem_addr_bits(cfg) + 1
         slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
         per = cfg.dram_bits // slot
@@ -244,7 +282,7 @@ class DMAOut(wiring.Component):
         cur = Signal(cfg.dram_bits)
         k = Signal(range(per))
         glb_addr = Signal(word_addr_bits(cfg))
-        dram_addr = Signal(DRAM_ADDR_BITS)
+        dram_addr = Signal(cfg.dram_addr_bits)
         o = self.dram
         room = ~o.valid | o.ready
         with m.If(o.ready):
@@ -269,30 +307,8 @@ class DMAOut(wiring.Component):
         with m.If(self.glb.valid):
             m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
 
-        m.submodules.bias = bias = Memory(shape=signed(cfg.pe.psum_bits),
-                                          depth=cfg.pe.psum_spad_depth, init=[])
-        bw = bias.write_port()
-        m.d.comb += [bw.addr.eq(self.bias_w.payload.index), bw.data.eq(self.bias_w.payload.value),
-                     bw.en.eq(self.bias_w.valid), self.bias_w.ready.eq(1)]
-        br = bias.read_port(domain="comb")
-        m.d.comb += br.addr.eq(filt)
-
-        stage, bits = cmd.stage, cfg.pe.psum_bits
-        x = Signal(signed(bits))
-        biased = Signal(signed(bits))
-        y = Signal(signed(bits + 1))
-        z = Signal(signed(cfg.pe.act_bits))
-        hi, lo = (1 << (cfg.pe.act_bits - 1)) - 1, -(1 << (cfg.pe.act_bits - 1))
-        half = (Const(1, bits + 1) << stage.shift) >> 1
-        m.d.comb += [x.eq(cur.word_select(k, slot)[:bits].as_signed()),
-                     biased.eq((x + br.data)[:bits].as_signed()),
-                     y.eq((Mux(stage.relu & (biased < 0), 0, biased) + half) >> stage.shift)]
-        with m.If(y > hi):
-            m.d.comb += z.eq(hi)
-        with m.Elif(y < lo):
-            m.d.comb += z.eq(lo)
-        with m.Else():
-            m.d.comb += z.eq(y)
+        stage = cmd.stage
+        z = self._output_stage(m, cmd, cur, k, filt, slot, cfg.pe.act_bits)
 
         m.d.comb += [enc.i.payload.eq(z), enc.o.ready.eq(room)]
         with m.If(cmd.rlc):
@@ -311,4 +327,97 @@ class DMAOut(wiring.Component):
             m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
                          o.payload.data.eq(enc.o.payload.as_value()),
                          dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
+        return m
+
+    def _output_stage(self, m, cmd, cur, k, filt, slot, z_bits):
+        """The output stage on psum slot ``k`` of ``cur``: bias of filter ``filt``, ReLU,
+        rounding shift and saturation to an activation, sign-extended to ``z_bits``."""
+        cfg = self._cfg
+        m.submodules.bias = bias = Memory(shape=signed(cfg.pe.psum_bits),
+                                          depth=cfg.pe.psum_spad_depth, init=[])
+        bw = bias.write_port()
+        m.d.comb += [bw.addr.eq(self.bias_w.payload.index), bw.data.eq(self.bias_w.payload.value),
+                     bw.en.eq(self.bias_w.valid), self.bias_w.ready.eq(1)]
+        br = bias.read_port(domain="comb")
+        m.d.comb += br.addr.eq(filt)
+
+        stage, bits = cmd.stage, cfg.pe.psum_bits
+        x = Signal(signed(bits))
+        biased = Signal(signed(bits))
+        y = Signal(signed(bits + 1))
+        z = Signal(signed(z_bits))
+        hi, lo = (1 << (cfg.pe.act_bits - 1)) - 1, -(1 << (cfg.pe.act_bits - 1))
+        half = (Const(1, bits + 1) << stage.shift) >> 1
+        m.d.comb += [x.eq(cur.word_select(k, slot)[:bits].as_signed()),
+                     biased.eq((x + br.data)[:bits].as_signed()),
+                     y.eq((Mux(stage.relu & (biased < 0), 0, biased) + half) >> stage.shift)]
+        with m.If(y > hi):
+            m.d.comb += z.eq(hi)
+        with m.Elif(y < lo):
+            m.d.comb += z.eq(lo)
+        with m.Else():
+            m.d.comb += z.eq(y)
+        return z
+
+    def _elaborate_packed(self):
+        """Without the codec: ``rlc = 1`` packs the output stage's activations, lowest slot
+        first, into DRAM words (the last one zero-filled); ``words`` counts them."""
+        cfg = self._cfg
+        a = elem_addr_bits(cfg) + 1
+        slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        aslot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        aper = cfg.dram_bits // aslot
+        m = Module()
+
+        cmd = Signal(dma_out_cmd_layout(cfg))
+        left = Signal(a)
+        filt = Signal(range(cfg.pe.psum_spad_depth))
+        waiting, have = Signal(), Signal()
+        cur = Signal(cfg.dram_bits)
+        k = Signal(range(per))
+        fill = Signal(range(aper))
+        glb_addr = Signal(word_addr_bits(cfg))
+        dram_addr = Signal(cfg.dram_addr_bits)
+        o = self.dram
+        room = ~o.valid | o.ready
+        with m.If(o.ready):
+            m.d.sync += o.valid.eq(0)
+
+        busy = Signal()
+        m.d.comb += [busy.eq((left != 0) | waiting | have | o.valid),
+                     self.busy.eq(busy), self.cmd.ready.eq(~busy)]
+        with m.If(self.cmd.valid & ~busy):
+            p = self.cmd.payload
+            m.d.sync += [cmd.eq(p), left.eq(p.n), glb_addr.eq(p.glb), dram_addr.eq(p.dram),
+                         k.eq(0), fill.eq(0), filt.eq(0), self.words.eq(0)]
+
+        m.d.comb += [self.glb.addr.valid.eq((left != 0) & ~have & ~waiting),
+                     self.glb.addr.payload.eq(glb_addr)]
+        with m.If(self.glb.addr.valid & self.glb.addr.ready):
+            m.d.sync += [waiting.eq(1), glb_addr.eq(glb_addr + 1)]
+        with m.If(self.glb.valid):
+            m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
+
+        stage = cmd.stage
+        z = self._output_stage(m, cmd, cur, k, filt, slot, aslot)
+
+        with m.If(cmd.rlc):
+            with m.If(have & room):
+                last = left == 1
+                m.d.sync += [left.eq(left - 1), k.eq(k + 1), fill.eq(fill + 1),
+                             filt.eq(Mux(filt + 1 == stage.p, 0, filt + 1)),
+                             o.payload.data.word_select(fill, aslot).eq(z)]
+                with m.If(fill == 0):
+                    m.d.sync += o.payload.data.eq(z.as_unsigned())
+                with m.If((k == per - 1) | last):
+                    m.d.sync += [have.eq(0), k.eq(0)]
+                with m.If((fill == aper - 1) | last):
+                    m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr), fill.eq(0),
+                                 dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
+        with m.Else():
+            with m.If(have & room):
+                m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
+                             o.payload.data.eq(cur), dram_addr.eq(dram_addr + 1),
+                             left.eq(left - 1), have.eq(0), self.words.eq(self.words + 1)]
         return m

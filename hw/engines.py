@@ -23,19 +23,19 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import ArrayConfig
 
 from .array import COUNTERS, GIN_KINDS, PEArray
-from .dma import (DRAM_ADDR_BITS, DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
+from .dma import (DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
                   dma_out_cmd_layout, dram_write_layout)
 from .glb import GLB, GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits
 from .noc import gin_packet_layout, gon_packet_layout
-from .pe import COUNTER_BITS, pe_run_layout
+from .pe import pe_run_layout
 
 __all__ = ["tag_depth", "tag_entry_layout", "tag_write_layout", "send_desc_layout",
            "recv_desc_layout", "SendEngine", "GONReceiver", "PassEngine", "data_bits"]
 
 
 def tag_depth(cfg: ArrayConfig) -> int:
-    """Entries of each sender's tag table."""
-    return max(16, 2 * (cfg.rows + cfg.cols))
+    """Entries of each sender's tag table (`ArrayConfig.tags`)."""
+    return cfg.tags
 
 
 def data_bits(cfg: ArrayConfig) -> dict:
@@ -281,7 +281,7 @@ class PassEngine(wiring.Component):
     host_write : In(stream of glb_write_layout(cfg))
     tag_w : In(stream of tag_write_layout(cfg))
     dma_cmd : In(stream of dma_cmd_layout(cfg))
-    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+    dram_addr : Out(stream of unsigned(cfg.dram_addr_bits))
     dram_data : In(stream of unsigned(dram_bits))
     dma_busy, dma_error : Out(1)
     dma_out_cmd : In(stream of dma_out_cmd_layout(cfg))
@@ -299,7 +299,7 @@ class PassEngine(wiring.Component):
         A GLB read (write) is granted this cycle.
     noc_stalls : Out(range(5))
         Senders and GON outputs holding a packet their network does not take this cycle.
-    mac_cycles, gated_macs, stall_cycles : Out(COUNTER_BITS)
+    mac_cycles, gated_macs, stall_cycles : Out(cfg.pe.counter_bits)
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -312,7 +312,7 @@ class PassEngine(wiring.Component):
             "host_write": In(stream.Signature(glb_write_layout(cfg))),
             "tag_w": In(stream.Signature(tag_write_layout(cfg))),
             "dma_cmd": In(stream.Signature(dma_cmd_layout(cfg))),
-            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_addr": Out(stream.Signature(unsigned(cfg.dram_addr_bits))),
             "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
             "dma_busy": Out(1),
             "dma_error": Out(1),
@@ -338,7 +338,7 @@ class PassEngine(wiring.Component):
         members["glb_write"] = Out(1)
         members["noc_stalls"] = Out(range(len(GIN_KINDS) + 2))
         for name in COUNTERS:
-            members[name] = Out(COUNTER_BITS)
+            members[name] = Out(cfg.pe.counter_bits)
         super().__init__(members)
 
     @property

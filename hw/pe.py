@@ -48,6 +48,7 @@ from ommatidia.gen.config import PEConfig
 __all__ = ["PERun", "pe_run_layout", "PE", "COUNTER_BITS"]
 
 COUNTER_BITS = 32
+"""Default width of the PE counters (`PEConfig.counter_bits`)."""
 
 
 def _bits(limit: int) -> int:
@@ -167,7 +168,7 @@ class PE(wiring.Component):
         High from the accepted run until its last psum and ifmap are done.
     done : Out(1)
         One-cycle pulse at the end of a run.
-    mac_cycles, gated_macs, stall_cycles : Out(COUNTER_BITS)
+    mac_cycles, gated_macs, stall_cycles : Out(cfg.counter_bits)
         Since reset: MACs done, MACs skipped by zero gating, and busy cycles in
         which no operation issued because a stream was empty or blocked.
     """
@@ -184,9 +185,9 @@ class PE(wiring.Component):
             "psum_out": Out(stream.Signature(signed(cfg.psum_bits))),
             "busy": Out(1),
             "done": Out(1),
-            "mac_cycles": Out(COUNTER_BITS),
-            "gated_macs": Out(COUNTER_BITS),
-            "stall_cycles": Out(COUNTER_BITS),
+            "mac_cycles": Out(cfg.counter_bits),
+            "gated_macs": Out(cfg.counter_bits),
+            "stall_cycles": Out(cfg.counter_bits),
         })
 
     @property

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .dma import DRAM_ADDR_BITS, dram_write_layout
+from .dma import dram_write_layout
 from .top import COUNTERS, Accelerator
 
 __all__ = ["System", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DRAM_MODULE",
@@ -74,7 +74,7 @@ class System(wiring.Component):
     -------
     mem_w : In(stream of dram_write_layout(cfg))
         Host DRAM writes; taken while the accelerator is idle.
-    mem_raddr : In(stream of unsigned(DRAM_ADDR_BITS))
+    mem_raddr : In(stream of unsigned(cfg.dram_addr_bits))
     mem_rdata : Out(stream of unsigned(dram_bits))
         Host DRAM reads, while the accelerator is idle; one response per request, in order.
     start : In(1)
@@ -96,7 +96,7 @@ class System(wiring.Component):
         self._accel = Accelerator(cfg)
         super().__init__({
             "mem_w": In(stream.Signature(dram_write_layout(cfg))),
-            "mem_raddr": In(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "mem_raddr": In(stream.Signature(unsigned(cfg.dram_addr_bits))),
             "mem_rdata": Out(stream.Signature(unsigned(cfg.dram_bits))),
             "start": In(1),
             "status": Out(8),
@@ -143,7 +143,7 @@ class System(wiring.Component):
 
         resp_valid = Signal()
         resp_ready = Signal()
-        req_valid, req_addr, req_ready = Signal(), Signal(DRAM_ADDR_BITS), Signal()
+        req_valid, req_addr, req_ready = Signal(), Signal(cfg.dram_addr_bits), Signal()
         with m.If(host):
             m.d.comb += [req_valid.eq(self.mem_raddr.valid), req_addr.eq(self.mem_raddr.payload),
                          self.mem_raddr.ready.eq(req_ready),

@@ -31,11 +31,11 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .dma import DRAM_ADDR_BITS, bias_write_layout, dma_cmd_layout, dma_out_cmd_layout, \
+from .dma import bias_write_layout, dma_cmd_layout, dma_out_cmd_layout, \
     dram_write_layout
 from .array import GIN_KINDS, config_layouts
 from .engines import PassEngine, recv_desc_layout, send_desc_layout, tag_write_layout
-from .pe import COUNTER_BITS, pe_run_layout
+from .pe import pe_run_layout
 
 __all__ = ["Opcode", "REGISTERS", "COUNTERS", "COUNTER_WIDTH", "Accelerator", "register_shapes"]
 
@@ -62,6 +62,7 @@ COUNTERS = ("cycles", "macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
 """Performance counters of a run, in the order of `Accelerator.counters`."""
 
 COUNTER_WIDTH = 48
+"""Default width of the performance counters (`ArrayConfig.counter_bits`)."""
 
 
 def register_shapes(cfg: ArrayConfig) -> dict:
@@ -87,14 +88,14 @@ class Accelerator(wiring.Component):
     -------
     start : In(1)
         Accepted when not busy: clears the counters and fetches from ``prog``.
-    prog : In(DRAM_ADDR_BITS)
+    prog : In(cfg.dram_addr_bits)
     busy, done, error : Out(1)
         ``done`` and ``error`` hold until the next ``start``.
-    dram_addr : Out(stream of unsigned(DRAM_ADDR_BITS))
+    dram_addr : Out(stream of unsigned(cfg.dram_addr_bits))
         Read requests; responses on ``dram_data`` in order.
     dram_data : In(stream of unsigned(dram_bits))
     dram_w : Out(stream of dram_write_layout(cfg))
-    counters : Out(ArrayLayout(unsigned(COUNTER_WIDTH), len(COUNTERS)))
+    counters : Out(ArrayLayout(unsigned(cfg.counter_bits), len(COUNTERS)))
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -109,14 +110,14 @@ class Accelerator(wiring.Component):
                                  f"56 of a command word")
         super().__init__({
             "start": In(1),
-            "prog": In(DRAM_ADDR_BITS),
+            "prog": In(cfg.dram_addr_bits),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
-            "dram_addr": Out(stream.Signature(unsigned(DRAM_ADDR_BITS))),
+            "dram_addr": Out(stream.Signature(unsigned(cfg.dram_addr_bits))),
             "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
             "dram_w": Out(stream.Signature(dram_write_layout(cfg))),
-            "counters": Out(data.ArrayLayout(unsigned(COUNTER_WIDTH), len(COUNTERS))),
+            "counters": Out(data.ArrayLayout(unsigned(cfg.counter_bits), len(COUNTERS))),
         })
 
     @property
@@ -134,7 +135,7 @@ class Accelerator(wiring.Component):
             if name in REGISTERS[:-2]:
                 m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
 
-        pc = Signal(DRAM_ADDR_BITS)
+        pc = Signal(self._cfg.dram_addr_bits)
         word = Signal(64)
         target = Signal(8)
         chunk, left = Signal(16), Signal(16)
@@ -225,7 +226,7 @@ class Accelerator(wiring.Component):
         running = ~fsm.ongoing("IDLE")
         m.d.comb += self.busy.eq(running)
 
-        counts = {name: Signal(COUNTER_WIDTH, name=f"count_{name}") for name in COUNTERS}
+        counts = {name: Signal(self._cfg.counter_bits, name=f"count_{name}") for name in COUNTERS}
         events = {
             "cycles": running,
             "noc_stall_cycles": eng.noc_stalls,
@@ -243,10 +244,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += counts[name].eq(counts[name] + event)
         for name, source in (("mac_cycles", eng.mac_cycles), ("gated_macs", eng.gated_macs),
                              ("pe_stall_cycles", eng.stall_cycles)):
-            base = Signal(COUNTER_BITS, name=f"base_{name}")
+            base = Signal(self._cfg.pe.counter_bits, name=f"base_{name}")
             with m.If(start):
                 m.d.sync += base.eq(source)
-            m.d.comb += counts[name].eq((source - base)[:COUNTER_BITS])
+            m.d.comb += counts[name].eq((source - base)[:self._cfg.pe.counter_bits])
         m.d.comb += counts["macs"].eq(counts["mac_cycles"] + counts["gated_macs"])
         for i, name in enumerate(COUNTERS):
             m.d.comb += self.counters[i].eq(counts[name])

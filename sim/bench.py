@@ -46,6 +46,9 @@ def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) 
     from ommatidia.sim.accelerator import run_layers
     from ommatidia.sim.array_model import random_values
 
+    if not cfg.counter_bits:
+        raise ValueError(f"the bench compares the cycle counter with the model; preset "
+                         f"{cfg.name} has no counters (ArrayConfig.counter_bits = 0)")
     rng = np.random.default_rng(seed)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
     w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))

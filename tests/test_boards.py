@@ -91,9 +91,11 @@ def test_build_plan(name, rx, tx, clock):
     assert clock in constraints
     # Two halves with check -assert around DSP inference, as in `ommatidia synth`.
     script = plan.files[f"{top}.ys"]
-    dsp = " -dsp" if b.family == "ice40" else ""
+    dsp = (" -dsp" if b.family == "ice40" else "") + "".join(f" {o}" for o in b.synth_opts)
     assert re.search(rf"synth_{b.family}{dsp} -run :map_ram -top {top}\n", script)
     assert f"synth_{b.family}{dsp} -top {top} -run map_ram:" in script
+    if name == "icebreaker":
+        assert "-dffe_min_ce_use 8" in dsp
     assert script.count("check -assert") == 2 and "chformal -remove" in script
     shell = plan.files[f"build_{top}.sh"]
     assert f"--report {top}_report.json --seed 7" in shell

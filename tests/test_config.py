@@ -17,6 +17,7 @@ from ommatidia.gen.config import (EYERISS, PRESETS, TINY, ArrayConfig, NoCConfig
     (dict(psum_spad_depth=0), ["psum_spad_depth", "at least 1", "0"]),
     (dict(max_ifmap_width=5), ["max_ifmap_width", "max_filter_width", "5"]),
     (dict(act_bits=8.0), ["act_bits", "integer", "8.0"]),
+    (dict(counter_bits=65), ["PEConfig.counter_bits", "at most 64", "65"]),
 ])
 def test_pe_config_rejects(kwargs, words):
     with pytest.raises(ValueError) as exc:
@@ -35,6 +36,10 @@ def test_pe_config_rejects(kwargs, words):
     (dict(pe="big"), ["ArrayConfig.pe", "PEConfig"]),
     (dict(clock_mhz=0), ["clock_mhz", "positive"]),
     (dict(rlc=RLCFormat(level_bits=8)), ["level_bits = 8", "act_bits = 16"]),
+    (dict(counter_bits=-1), ["ArrayConfig.counter_bits", "at least 0", "-1"]),
+    (dict(dram_addr_bits=33), ["dram_addr_bits", "at most 32", "33"]),
+    (dict(tag_depth=0), ["tag_depth", "at least 1", "0"]),
+    (dict(rlc_codec=1), ["rlc_codec", "True or False", "1"]),
 ])
 def test_array_config_rejects(kwargs, words):
     with pytest.raises(ValueError) as exc:
@@ -87,3 +92,35 @@ def test_presets_are_frozen_and_valid():
         TINY.rows = 5
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         preset("nope")
+
+
+def test_lean_knob_defaults():
+    """The defaults are the widths the hardware had before the knobs (48-bit counters,
+    32-bit PE counters, 32-bit DRAM addresses, max(16, 2*(rows+cols)) tags, RLC codec)."""
+    from ommatidia.hw.dma import DRAM_ADDR_BITS
+    from ommatidia.hw.pe import COUNTER_BITS
+    from ommatidia.hw.top import COUNTER_WIDTH
+    for cfg in (EYERISS, TINY):
+        assert (cfg.counter_bits, cfg.pe.counter_bits, cfg.dram_addr_bits) == (
+            COUNTER_WIDTH, COUNTER_BITS, DRAM_ADDR_BITS)
+        assert cfg.tags == max(16, 2 * (cfg.rows + cfg.cols)) and cfg.rlc_codec
+    assert dataclasses.replace(TINY, tag_depth=5).tags == 5
+    lean = [name for name, cfg in PRESETS.items() if not cfg.rlc_codec or not cfg.counter_bits]
+    assert lean == ["icebreaker"]
+
+
+def test_image_beyond_dram_addr_bits_is_rejected(seed):
+    """A layer whose DRAM image the preset's DRAM addresses cannot reach is rejected by the
+    compiler, naming the parameter."""
+    import numpy as np
+    from ommatidia.gen.program import compile_layer
+    from ommatidia.sim.array_model import ConvLayer, random_values
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=1, M=1, H=3, W=3, R=3, S=3, U=1, P=0)
+    x = random_values(rng, 8, (1, 1, 3, 3), 0.3)
+    w = random_values(rng, 8, (1, 1, 3, 3))
+    cfg = dataclasses.replace(TINY, dram_addr_bits=4)
+    with pytest.raises(ValueError, match=r"ArrayConfig.dram_addr_bits = 4"):
+        compile_layer(cfg, layer, x, w)
+    assert compile_layer(dataclasses.replace(TINY, dram_addr_bits=9), layer, x, w).dram_words \
+        <= 1 << 9

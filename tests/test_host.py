@@ -12,6 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from ommatidia.boards.host import Host, HostError, SerialTransport, Status
+from ommatidia.gen.config import ICEBREAKER
 from ommatidia.hw.bridge import UARTBridge
 from ommatidia.sim.bridge_model import DictDRAM
 from ommatidia.sim.uart_model import SimTransport, wait_cycles
@@ -48,9 +49,9 @@ class FakeAccelerator:
 
 
 def make_host(seed, *, word_bits=64, chunk=48, run_cycles=300, fail=False, constant=0,
-              timeout_cycles=1 << 16):
+              timeout_cycles=1 << 16, addr_bits=24):
     rng = random.Random(seed)
-    dut = UARTBridge(COUNTERS, word_bits, 24, divisor=DIVISOR)
+    dut = UARTBridge(COUNTERS, word_bits, addr_bits, divisor=DIVISOR)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     dram = DictDRAM(dut, rng, max_stall=4, max_latency=4)
@@ -89,6 +90,20 @@ def test_narrow_words_and_odd_chunks(seed):
     host.write_words(1000, words)
     assert host.read_words(1013, 20) == words[13:33]
     assert host.read_words(1000, 0) == []
+
+
+def test_icebreaker_address_width(seed):
+    """With the icebreaker preset's DRAM address width, addresses wrap modulo its DRAM."""
+    bits = ICEBREAKER.dram_addr_bits
+    size = 1 << bits
+    host, dram, _, rng = make_host(seed, addr_bits=bits, chunk=16)
+    n = 40
+    addr = size - rng.randint(1, n - 1)
+    words = [rng.getrandbits(64) for _ in range(n)]
+    host.write_words(addr, words)
+    assert dram.writes == [(addr + k) % size for k in range(n)]
+    assert host.read_words(addr, n) == words
+    assert host.read_words(0, n - (size - addr)) == words[size - addr:]
 
 
 def test_run_and_counters(seed):

@@ -26,8 +26,8 @@ from ommatidia.gen.tops import build_top
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # The components `make test` synthesises on iCE40, so a change that breaks synthesis
-# fails the tests: a PE, and the iCEBreaker preset's 2x2 array (the tiny 3x4 array
-# needs 12 SB_MAC16, the UP5K has 8).
+# fails the tests: a PE, and the iCEBreaker preset's 1x1 array with its NoC (the tiny
+# 3x4 array needs 12 SB_MAC16, the UP5K has 8).
 MAKE_TEST_TOPS = [("pe", "tiny"), ("array", "icebreaker")]
 
 LOW_MHZ = 12.0
