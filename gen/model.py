@@ -1160,9 +1160,9 @@ class _Machine:
                 (-(-n // cfg.rlc.pairs_per_word) if n else 1) if cfg.rlc_codec
                 else -(-n // self.per["ifmap"]))
         if not n:
-            return 3 + 6
+            return 3 + 6 if cfg.rlc_codec else 4
         r = n - (words - 1) * per
-        return (words - 1) * (per + 2) + r + 9
+        return (words - 1) * (per + 2) + r + (9 if cfg.rlc_codec else 7)
 
     def _targets(self, kind: str, entry) -> tuple:
         """The PEs whose multicast controllers take a packet tagged like ``entry``."""
