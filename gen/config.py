@@ -315,13 +315,17 @@ class ArrayConfig:
             "spads (filter/ifmap/psum)": f"{self.pe.filter_spad_depth}/"
                                          f"{self.pe.ifmap_spad_depth}/{self.pe.psum_spad_depth}",
             "max S": self.pe.max_filter_width, "max W": self.pe.max_ifmap_width,
-            "glb": f"{self.glb_bytes // 1024} KiB in {self.glb_banks} banks"
-                   f" + {self.filter_glb_bytes // 1024} KiB filters",
+            "glb": f"{_size(self.glb_bytes)} in {self.glb_banks} banks"
+                   f" + {_size(self.filter_glb_bytes)} filters",
             "dram_bits": self.dram_bits,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),
         }
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
 EYERISS = ArrayConfig()
