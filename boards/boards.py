@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import time
+import dataclasses
 from dataclasses import dataclass
 
 from amaranth import Elaboratable, Module
@@ -35,7 +36,7 @@ from amaranth_boards.resources import UARTResource
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from ommatidia.gen import synth
-from ommatidia.gen.config import ArrayConfig, check_int, preset
+from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
 from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
@@ -86,6 +87,9 @@ class Board:
         UART baud rate.
     synth_opts : tuple
         Extra ``synth_ice40``/``synth_ecp5`` options of the board's build.
+    array : tuple or None
+        ``(rows, cols)`` replacing the preset's PE array (NoC IDs widened to fit), to
+        find how large an array the part takes; None keeps the preset's.
     """
 
     name: str
@@ -99,6 +103,7 @@ class Board:
     uart_pins: tuple | None = None
     baud: int = 115200
     synth_opts: tuple = ()
+    array: tuple | None = None
 
     def __post_init__(self):
         own = f"Board({self.name!r})"
@@ -123,10 +128,21 @@ class Board:
                 not all(isinstance(o, str) for o in self.synth_opts):
             raise ValueError(f"{own}.synth_opts must be a tuple of strings, "
                              f"not {self.synth_opts!r}")
+        if self.array is not None:
+            if not (isinstance(self.array, tuple) and len(self.array) == 2):
+                raise ValueError(f"{own}.array must be (rows, cols), not {self.array!r}")
+            check_int(own, "array rows", self.array[0], 1, 256)
+            check_int(own, "array cols", self.array[1], 1, 256)
 
     @property
     def config(self) -> ArrayConfig:
-        return preset(self.preset)
+        cfg = preset(self.preset)
+        if self.array is None:
+            return cfg
+        rows, cols = self.array
+        noc = NoCConfig(row_id_bits=max(cfg.noc.row_id_bits, (rows + 1).bit_length()),
+                        col_id_bits=max(cfg.noc.col_id_bits, (cols + 1).bit_length()))
+        return dataclasses.replace(cfg, rows=rows, cols=cols, noc=noc)
 
     @property
     def family(self) -> str:

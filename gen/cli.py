@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from .config import PRESETS, preset
@@ -77,7 +78,14 @@ def cmd_build(args) -> int:
     from ommatidia.boards.boards import BoardBuildError, board, build, format_build
     from .synth import write_report
     b = board(args.board)
-    out = args.output or f"build/boards/{b.name}"
+    if args.array:
+        try:
+            rows, cols = (int(v) for v in args.array.lower().split("x"))
+            b = dataclasses.replace(b, array=(rows, cols))
+        except ValueError as exc:
+            raise CLIError(f"--array must be ROWSxCOLS, e.g. 7x7, not {args.array!r} ({exc})") \
+                from None
+    out = args.output or f"build/boards/{b.name}" + (f"-{args.array}" if args.array else "")
     try:
         report = build(b, out, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -589,12 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v.title}, preset {v.preset}, {v.clock_mhz:g} MHz"
                                   for k, v in BOARDS.items()))
     p.add_argument("-o", "--output", metavar="BUILD_DIR",
-                   help="build folder (default: build/boards/<board>)")
+                   help="build folder (default: build/boards/<board>[-<array>])")
     p.add_argument("--report", metavar="R.json",
                    help="write the report as JSON (default: BUILD_DIR/report.json)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     p.add_argument("--allow-timing-fail", action="store_true",
                    help="finish the bitstream even when the board clock is not met")
+    p.add_argument("--array", metavar="ROWSxCOLS",
+                   help="another PE array than the board preset's, to find the largest "
+                        "that fits and meets the clock")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "

@@ -47,6 +47,26 @@ def test_board_validation():
         boards.board("nope")
 
 
+def test_board_array_override(capsys):
+    """``array`` (``ommatidia build --array``) resizes the preset's PE array and widens
+    the NoC IDs only as far as the new size needs: rows 0..R-1 below the broadcast ID."""
+    b = BOARDS["ulx3s-85f"]
+    base = b.config
+    for rows, cols in ((2, 3), (7, 7), (8, 8), (16, 5)):
+        cfg = dataclasses.replace(b, array=(rows, cols)).config
+        assert (cfg.rows, cfg.cols) == (rows, cols)
+        assert cfg.noc.row_broadcast > rows - 1 and cfg.noc.col_broadcast > cols - 1
+        assert cfg.noc.row_id_bits in (base.noc.row_id_bits, (rows + 1).bit_length())
+        assert dataclasses.replace(cfg, rows=base.rows, cols=base.cols, noc=base.noc) == base
+    with pytest.raises(ValueError, match="array must be"):
+        dataclasses.replace(b, array=(7,))
+    with pytest.raises(ValueError, match="array rows"):
+        dataclasses.replace(b, array=(0, 4))
+    from ommatidia.gen.cli import main
+    assert main(["build", "--board", "ulx3s-85f", "--array", "7by7"]) != 0
+    assert "--array must be ROWSxCOLS" in capsys.readouterr().err
+
+
 class _Loopback(Elaboratable):
     """UART rx to tx through a register: the board's pins and clock, no accelerator."""
 
