@@ -372,8 +372,8 @@ ORANGECRAB = dataclasses.replace(
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=6, cols=6, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
     glb_bytes=32 * 1024, glb_banks=8, clock_mhz=25.0)
-"""The ULX3S 85F (ECP5-85F) at the board's 25 MHz: 6x6; an 8x8 array fits (87 % of the
-LUT slots) but places at 20 MHz (README, Boards)."""
+"""The ULX3S 85F (ECP5-85F) at the board's 25 MHz: 6x6 routes at 37.64 MHz; 7x7 and 8x8
+fit (68 % and 87 % of the LUT slots) but were not routed to the end (README, Boards)."""
 
 PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
                                                        ORANGECRAB, ULX3S)}
