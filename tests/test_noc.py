@@ -225,6 +225,7 @@ def test_multicast_controller():
     """Exhaustive over 3-bit IDs and tags: pass on equal or all-ones, else consume and gate."""
     layout = gin_packet_layout(signed(4), 3, 2)
     mc = MulticastController(layout, "row")
+    checked = []
 
     async def bench(ctx):
         for ident in range(8):
@@ -241,10 +242,12 @@ def test_multicast_controller():
                         assert ctx.get(mc.i.ready) == (ready or not match)
                         if match:
                             assert ctx.get(mc.o.payload.data) == -3
+                        checked.append((ident, tag, valid, ready))
 
     sim = Simulator(mc)
     sim.add_testbench(bench)
     sim.run()
+    assert len(set(checked)) == 8 * 8 * 2 * 2
 
 
 def rs_expectation(sets, rows, cols):
