@@ -935,17 +935,6 @@ def _reference_pass(cfg, regs, streams, rr) -> _PassTime:
 # The machine: registers, GLB contents, commands
 
 
-def _pack_slots(values, cfg) -> list:
-    """Activations packed in the activation slots of DRAM words, as `DMAOut` writes them
-    without the RLC codec."""
-    from ommatidia.hw.glb import slot_bits
-    slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-    per = cfg.dram_bits // slot
-    v = [int(x) & ((1 << slot) - 1) for x in values]
-    return [sum(x << (slot * j) for j, x in enumerate(v[w:w + per]))
-            for w in range(0, len(v), per)]
-
-
 def rlc_words(values, fmt) -> int:
     """Words of the canonical RLC code of ``values`` (what `ommatidia.hw.rlc.RLCEncoder`
     emits): a pair per non-zero value, per ``max_run + 1`` zeros of a run, and for the
@@ -1139,6 +1128,7 @@ class _Machine:
         self.count["glb_reads"] += words
         self.acc["glb"] += n
         if self.values:
+            from ommatidia.gen.program import pack_slots
             from ommatidia.sim.golden import saturate, wrap
             from ommatidia.sim.rlc import encode
             st = cmd["stage"]
@@ -1150,7 +1140,7 @@ class _Machine:
             if st["shift"]:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
-            coded = encode(z, cfg.rlc) if cfg.rlc_codec else _pack_slots(z, cfg)
+            coded = encode(z, cfg.rlc) if cfg.rlc_codec else pack_slots(cfg, "ifmap", z)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
             self.count["dram_words_written"] += len(coded)

@@ -379,6 +379,16 @@ class LayerProgram:
                       shift=self.stage.shift, act_bits=self.cfg.pe.act_bits)
 
 
+def pack_slots(cfg, kind: str, values) -> list:
+    """``values`` packed into the ``kind`` slots of DRAM words, lowest slot first: filters,
+    and without `ArrayConfig.rlc_codec` ifmaps and the ofmaps `DMAOut` writes."""
+    per = _elements_per_word(cfg)[kind]
+    slot = cfg.dram_bits // per
+    values = [int(v) & ((1 << slot) - 1) for v in values]
+    return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
+            for w in range(_words(len(values), per))]
+
+
 def _unpack(cfg, words, n: int) -> np.ndarray:
     """``n`` signed activations packed in the activation slots of ``words``."""
     per = _elements_per_word(cfg)["ifmap"]
@@ -404,14 +414,6 @@ class _Inputs:
         self.words, self.where = {}, {}
         self.values = self.coded = 0
 
-    def _pack(self, kind, values):
-        slot = self.cfg.dram_bits // self.per[kind]
-        mask = (1 << slot) - 1
-        values = [int(v) & mask for v in values]
-        per = self.per[kind]
-        return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
-                for w in range(_words(len(values), per))]
-
     def _put(self, key, data, n, rlc):
         if key not in self.where:
             top = len(self.words)
@@ -423,7 +425,8 @@ class _Inputs:
         key = ("filter", m0, c0)
         if key not in self.where:
             w = self.weights[m0:m0 + p, c0:c0 + q]
-            self._put(key, self._pack("filter", w.transpose(2, 3, 1, 0).reshape(-1)), w.size, 0)
+            self._put(key, pack_slots(self.cfg, "filter", w.transpose(2, 3, 1, 0).reshape(-1)),
+                      w.size, 0)
         return self.where[key]
 
     def ifmaps(self, n, c0, q, h0, rows):
@@ -435,7 +438,7 @@ class _Inputs:
             if self.cfg.rlc_codec:
                 self._put(key, encode(values, self.cfg.rlc), len(values), 1)
             else:
-                self._put(key, self._pack("ifmap", values), len(values), 0)
+                self._put(key, pack_slots(self.cfg, "ifmap", values), len(values), 0)
             data = self.where[key]
             self.values += len(values)
             self.coded += data["words"]
