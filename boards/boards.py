@@ -364,7 +364,8 @@ def format_build(report: dict) -> str:
         + ", ".join(u for u in used if not u.startswith(report["placed"]["logic_cell"] + " ")),
     ]
     for clock_name, c in report["clocks"].items():
-        lines.append(f"  clock {clock_name}: Fmax {synth.format_fmax(c)}, constraint {c['constraint_mhz']:g} MHz:"
+        lines.append(f"  clock {clock_name}: Fmax {synth.format_fmax(c)}, "
+                     f"constraint {c['constraint_mhz']:g} MHz:"
                      f" {'met' if c['met'] else 'NOT MET'}")
     lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                  f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")

@@ -571,7 +571,8 @@ def format_report(report: dict) -> str:
              if v["used"] and bel != placed["logic_cell"]]
     lines.append("  placed with harness: " + ", ".join(used))
     for name, clock in report["clocks"].items():
-        lines.append(f"  clock {name}: Fmax {format_fmax(clock)}, target {clock['constraint_mhz']:g} MHz: "
+        lines.append(f"  clock {name}: Fmax {format_fmax(clock)}, "
+                     f"target {clock['constraint_mhz']:g} MHz: "
                      f"{'met' if clock['met'] else 'NOT MET'}")
         if clock["critical_path"]:
             cp = clock["critical_path"]

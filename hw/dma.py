@@ -201,7 +201,8 @@ class DMAIn(wiring.Component):
 
 def dram_write_layout(cfg: ArrayConfig) -> data.StructLayout:
     """A DRAM word write: word address and word."""
-    return data.StructLayout({"addr": unsigned(cfg.dram_addr_bits), "data": unsigned(cfg.dram_bits)})
+    return data.StructLayout({"addr": unsigned(cfg.dram_addr_bits),
+                              "data": unsigned(cfg.dram_bits)})
 
 
 def output_stage_layout(cfg: ArrayConfig) -> data.StructLayout:
