@@ -267,7 +267,7 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from ommatidia.gen.program import compile_layer
-    from ommatidia.sim.accelerator import run_layers
+    from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
     cfg = preset(args.preset)
     layer = parse_layer(args.layer)
@@ -295,11 +295,12 @@ def cmd_run(args) -> int:
           f"x{d['replication']['filters']} on filters), p={d['p']} q={d['q']}, "
           f"{prog.passes} passes in {len(prog.rounds)} rounds; program {prog.program_words} words, "
           f"DRAM image {prog.dram_words} words", flush=True)
-    print(f"building and simulating the Verilog ({args.sim}) ...", flush=True)
+    print(f"building and simulating the Verilog ({args.sim}; progress every "
+          f"{PROGRESS:,} cycles in {args.build}/system_*/test.log) ...", flush=True)
     start = time.monotonic()
     (run,) = run_layers(cfg, [prog], sim=args.sim, build_dir=args.build,
                         stall_rate=args.stall_rate, stall_seed=seed & 0xffff or 1,
-                        vcd=args.vcd)
+                        vcd=args.vcd, progress=PROGRESS)
     rep = run.report
     rep["seed"] = seed
     rep["total_wall_s"] = round(time.monotonic() - start, 1)

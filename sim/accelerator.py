@@ -19,7 +19,7 @@ import numpy as np
 
 from ommatidia.sim.array_model import layer_gated_macs
 
-__all__ = ["DRAM_WORDS", "LayerRun", "run_layers", "report", "hardware_conv"]
+__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "run_layers", "report", "hardware_conv"]
 
 DRAM_WORDS = 1 << 16
 """Depth of the simulated DRAM in 64-bit words (512 KiB)."""
@@ -66,6 +66,10 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
         "bit_exact": bool(bit_exact),
     }
     return out
+
+
+PROGRESS = 1_000_000
+"""Cycles between the progress lines of long runs (`ommatidia run`, the bench)."""
 
 
 def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib.Path:

@@ -31,9 +31,6 @@ __all__ = ["SPARSITY", "BENCH_DRAM_WORDS", "run_bench", "main"]
 BENCH_DRAM_WORDS = 1 << 20
 """Simulated DRAM of the bench (8 MiB): every layer runs on one Verilator build."""
 
-PROGRESS = 1_000_000
-"""Cycles between the simulator's progress lines."""
-
 SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 0.78,
             "FC6": 0.5, "FC7": 0.5, "FC8": 0.5}
 """Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
@@ -43,7 +40,7 @@ def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) 
     """Compile, run and predict one layer; the row of the table."""
     from ommatidia.gen.model import predict
     from ommatidia.gen.program import compile_layer
-    from ommatidia.sim.accelerator import run_layers
+    from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
 
     if not cfg.counter_bits:
