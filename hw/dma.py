@@ -236,7 +236,8 @@ class DMAOut(wiring.Component):
     of `ommatidia.sim.golden.output_stage` (bias added modulo
     ``2**psum_bits``, ReLU, shift with round-half-up, saturation to
     ``act_bits``; the bias table is written on ``bias_w``), and an
-    `ommatidia.hw.rlc.RLCEncoder` codes them into DRAM words ``dram ..``;
+    `ommatidia.hw.rlc.RLCEncoder` codes them into DRAM words ``dram ..`` (without
+    the codec they are packed into activation slots of DRAM words instead);
     ``words`` counts the words written by the last command. One GLB read at a
     time: a raw word every three cycles, a psum a cycle within a word.
 
@@ -267,19 +268,18 @@ class DMAOut(wiring.Component):
         self._encoder = RLCEncoder(cfg.rlc, count_bits=a) if cfg.rlc_codec else None
 
     def elaborate(self, platform):
-        cfg = self._cfg
-        if not cfg.rlc_codec:
-            return self._elaborate_packed()
+        cfg, enc = self._cfg, self._encoder
         a = elem_addr_bits(cfg) + 1
         slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
         per = cfg.dram_bits // slot
+        aslot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        aper = cfg.dram_bits // aslot
         m = Module()
-        m.submodules.encoder = enc = self._encoder
 
         cmd = Signal(dma_out_cmd_layout(cfg))
         left = Signal(a)
         filt = Signal(range(cfg.pe.psum_spad_depth))
-        start_pending, waiting, have = Signal(), Signal(), Signal()
+        waiting, have = Signal(), Signal()
         cur = Signal(cfg.dram_bits)
         k = Signal(range(per))
         glb_addr = Signal(word_addr_bits(cfg))
@@ -288,18 +288,28 @@ class DMAOut(wiring.Component):
         room = ~o.valid | o.ready
         with m.If(o.ready):
             m.d.sync += o.valid.eq(0)
+        accept = self.cmd.valid & self.cmd.ready
+
+        if enc is not None:
+            # The encoder takes the value count before the first psum.
+            m.submodules.encoder = enc
+            start_pending = Signal()
+            m.d.comb += [enc.start.valid.eq(start_pending), enc.start.payload.eq(cmd.n)]
+            with m.If(accept):
+                m.d.sync += start_pending.eq(self.cmd.payload.rlc)
+            with m.Elif(enc.start.ready):
+                m.d.sync += start_pending.eq(0)
+            coding = start_pending | enc.busy
+        else:
+            start_pending = coding = Const(0)
 
         busy = Signal()
-        m.d.comb += [busy.eq((left != 0) | start_pending | waiting | have | enc.busy | o.valid),
+        m.d.comb += [busy.eq((left != 0) | waiting | have | coding | o.valid),
                      self.busy.eq(busy), self.cmd.ready.eq(~busy)]
-        with m.If(self.cmd.valid & ~busy):
+        with m.If(accept):
             p = self.cmd.payload
             m.d.sync += [cmd.eq(p), left.eq(p.n), glb_addr.eq(p.glb), dram_addr.eq(p.dram),
-                         start_pending.eq(p.rlc), k.eq(0), filt.eq(0), self.words.eq(0)]
-
-        m.d.comb += [enc.start.valid.eq(start_pending), enc.start.payload.eq(cmd.n)]
-        with m.If(start_pending & enc.start.ready):
-            m.d.sync += start_pending.eq(0)
+                         k.eq(0), filt.eq(0), self.words.eq(0)]
 
         m.d.comb += [self.glb.addr.valid.eq((left != 0) & ~have & ~waiting & ~start_pending),
                      self.glb.addr.payload.eq(glb_addr)]
@@ -308,27 +318,42 @@ class DMAOut(wiring.Component):
         with m.If(self.glb.valid):
             m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
 
-        stage = cmd.stage
-        z = self._output_stage(m, cmd, cur, k, filt, slot, cfg.pe.act_bits)
-
-        m.d.comb += [enc.i.payload.eq(z), enc.o.ready.eq(room)]
+        z = self._output_stage(m, cmd, cur, k, filt, slot,
+                               cfg.pe.act_bits if enc is not None else aslot)
+        dram_write = [o.valid.eq(1), o.payload.addr.eq(dram_addr),
+                      dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
         with m.If(cmd.rlc):
-            m.d.comb += enc.i.valid.eq(have)
-            with m.If(enc.i.valid & enc.i.ready):
+            if enc is not None:
+                m.d.comb += [enc.i.valid.eq(have), enc.i.payload.eq(z)]
+                take = enc.i.ready
+            else:
+                take = room
+            with m.If(have & take):
                 m.d.sync += [left.eq(left - 1), k.eq(k + 1),
-                             filt.eq(Mux(filt + 1 == stage.p, 0, filt + 1))]
+                             filt.eq(Mux(filt + 1 == cmd.stage.p, 0, filt + 1))]
                 with m.If((k == per - 1) | (left == 1)):
                     m.d.sync += [have.eq(0), k.eq(0)]
+                if enc is None:
+                    self._pack(m, z, aslot, aper, left == 1, dram_write)
         with m.Else():
             with m.If(have & room):
-                m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
-                             o.payload.data.eq(cur), dram_addr.eq(dram_addr + 1),
-                             left.eq(left - 1), have.eq(0), self.words.eq(self.words + 1)]
-        with m.If(enc.o.valid & enc.o.ready):
-            m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
-                         o.payload.data.eq(enc.o.payload.as_value()),
-                         dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
+                m.d.sync += [*dram_write, o.payload.data.eq(cur), left.eq(left - 1), have.eq(0)]
+        if enc is not None:
+            m.d.comb += enc.o.ready.eq(room)
+            with m.If(enc.o.valid & enc.o.ready):
+                m.d.sync += [*dram_write, o.payload.data.eq(enc.o.payload.as_value())]
         return m
+
+    def _pack(self, m, z, aslot, aper, last, dram_write):
+        """Without the codec: activation ``z`` goes to the next slot of the DRAM word being
+        filled, lowest slot first; the word is written when full or at the command's
+        last value (its unused slots zero), so every command starts at slot 0."""
+        fill = Signal(range(aper))
+        m.d.sync += [fill.eq(fill + 1), self.dram.payload.data.word_select(fill, aslot).eq(z)]
+        with m.If(fill == 0):
+            m.d.sync += self.dram.payload.data.eq(z.as_unsigned())
+        with m.If((fill == aper - 1) | last):
+            m.d.sync += [*dram_write, fill.eq(0)]
 
     def _output_stage(self, m, cmd, cur, k, filt, slot, z_bits):
         """The output stage on psum slot ``k`` of ``cur``: bias of filter ``filt``, ReLU,
@@ -359,66 +384,3 @@ class DMAOut(wiring.Component):
         with m.Else():
             m.d.comb += z.eq(y)
         return z
-
-    def _elaborate_packed(self):
-        """Without the codec: ``rlc = 1`` packs the output stage's activations, lowest slot
-        first, into DRAM words (the last one zero-filled); ``words`` counts them."""
-        cfg = self._cfg
-        a = elem_addr_bits(cfg) + 1
-        slot = slot_bits(cfg.pe.psum_bits, cfg.dram_bits)
-        per = cfg.dram_bits // slot
-        aslot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-        aper = cfg.dram_bits // aslot
-        m = Module()
-
-        cmd = Signal(dma_out_cmd_layout(cfg))
-        left = Signal(a)
-        filt = Signal(range(cfg.pe.psum_spad_depth))
-        waiting, have = Signal(), Signal()
-        cur = Signal(cfg.dram_bits)
-        k = Signal(range(per))
-        fill = Signal(range(aper))
-        glb_addr = Signal(word_addr_bits(cfg))
-        dram_addr = Signal(cfg.dram_addr_bits)
-        o = self.dram
-        room = ~o.valid | o.ready
-        with m.If(o.ready):
-            m.d.sync += o.valid.eq(0)
-
-        busy = Signal()
-        m.d.comb += [busy.eq((left != 0) | waiting | have | o.valid),
-                     self.busy.eq(busy), self.cmd.ready.eq(~busy)]
-        with m.If(self.cmd.valid & ~busy):
-            p = self.cmd.payload
-            m.d.sync += [cmd.eq(p), left.eq(p.n), glb_addr.eq(p.glb), dram_addr.eq(p.dram),
-                         k.eq(0), fill.eq(0), filt.eq(0), self.words.eq(0)]
-
-        m.d.comb += [self.glb.addr.valid.eq((left != 0) & ~have & ~waiting),
-                     self.glb.addr.payload.eq(glb_addr)]
-        with m.If(self.glb.addr.valid & self.glb.addr.ready):
-            m.d.sync += [waiting.eq(1), glb_addr.eq(glb_addr + 1)]
-        with m.If(self.glb.valid):
-            m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
-
-        stage = cmd.stage
-        z = self._output_stage(m, cmd, cur, k, filt, slot, aslot)
-
-        with m.If(cmd.rlc):
-            with m.If(have & room):
-                last = left == 1
-                m.d.sync += [left.eq(left - 1), k.eq(k + 1), fill.eq(fill + 1),
-                             filt.eq(Mux(filt + 1 == stage.p, 0, filt + 1)),
-                             o.payload.data.word_select(fill, aslot).eq(z)]
-                with m.If(fill == 0):
-                    m.d.sync += o.payload.data.eq(z.as_unsigned())
-                with m.If((k == per - 1) | last):
-                    m.d.sync += [have.eq(0), k.eq(0)]
-                with m.If((fill == aper - 1) | last):
-                    m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr), fill.eq(0),
-                                 dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
-        with m.Else():
-            with m.If(have & room):
-                m.d.sync += [o.valid.eq(1), o.payload.addr.eq(dram_addr),
-                             o.payload.data.eq(cur), dram_addr.eq(dram_addr + 1),
-                             left.eq(left - 1), have.eq(0), self.words.eq(self.words + 1)]
-        return m

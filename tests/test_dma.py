@@ -9,8 +9,10 @@ activation slots, with the bytes after the last value untouched.
 
 import random
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
+import pytest
 from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
@@ -159,16 +161,20 @@ class OutHarness(Elaboratable):
         return m
 
 
-def test_dma_out_stage_and_rlc(seed):
+@pytest.mark.parametrize("codec", [True, False], ids=["rlc", "packed"])
+def test_dma_out_stage_and_rlc(seed, codec):
     """Psums (24-bit, in 32-bit slots) through the output stage (a bias per filter of the
     ``[e][f][k]`` layout, wrapping, ReLU, rounding shift, saturation), RLC-coded to DRAM
-    with random back-pressure: the words are `encode` of `golden.output_stage`; then a raw
-    copy."""
-    cfg = TINY
+    with random back-pressure: the words are `encode` of `golden.output_stage`, or without
+    the codec those activations packed eight to a word; then a raw copy."""
+    cfg = replace(TINY, rlc_codec=codec)
     rng = random.Random(seed)
     bits = cfg.pe.psum_bits
     psums = [rng.choice([0, 0, rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)),
                          rng.randrange(-3000, 3000)]) for _ in range(45)]
+    # Packed, the last DRAM word holds activations 40..44; a negative first one (filter 0 of
+    # the stage without ReLU, a small bias) shows its unused slots are zeroed, not sign-filled.
+    psums[40] = -(1 << (bits - 2))
     words = {}
     for j, v in enumerate(psums):
         words[20 + j // 2] = words.get(20 + j // 2, 0) | ((v & 0xffffffff) << (32 * (j % 2)))
@@ -178,6 +184,7 @@ def test_dma_out_stage_and_rlc(seed):
               for relu, p in ((1, 3), (0, 5))]
     biases = [[rng.choice([rng.randrange(-5000, 5000), (1 << (bits - 1)) - 1])
                for _ in range(st["p"])] for st in stages]
+    biases[1][0] = rng.randrange(-5000, 5000)
     cmds = [{"glb": 20, "dram": 1000, "n": 45, "rlc": 1, "stage": stages[0]},
             {"glb": 20, "dram": 2000, "n": 45, "rlc": 1, "stage": stages[1]},
             {"glb": 60, "dram": 3000, "n": 7, "rlc": 0, "stage": stages[0]}]
@@ -220,7 +227,8 @@ def test_dma_out_stage_and_rlc(seed):
         values = output_stage(grid, bias=table, relu=bool(stage["relu"]), shift=stage["shift"],
                               act_bits=cfg.pe.act_bits, psum_bits=bits)[0].T.reshape(-1)
         values = values[:len(psums)]
-        want.update({base + k: w for k, w in enumerate(encode(values, cfg.rlc))})
+        coded = encode(values, cfg.rlc) if codec else packed(values, cfg)
+        want.update({base + k: w for k, w in enumerate(coded)})
     want.update({3000 + k: raw[60 + k] for k in range(7)})
     assert dram == want
     assert counts[2] == 7 and counts[0] == len([a for a in want if 1000 <= a < 2000])
