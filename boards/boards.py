@@ -40,7 +40,8 @@ from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
 from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
-           "plan", "build", "design_name", "format_build"]
+           "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
+           "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
 """Tools a platform runs to load or wrap a bitstream; not on PyPI, and not needed to build one."""
@@ -200,6 +201,20 @@ def board(name: str) -> Board:
         raise ValueError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}") from None
 
 
+def default_build_dir(b: Board, root="build/boards") -> pathlib.Path:
+    """``root/<board>``, or ``root/<board>-<rows>x<cols>`` for an `Board.array` override."""
+    suffix = f"-{b.array[0]}x{b.array[1]}" if b.array is not None else ""
+    return pathlib.Path(root) / (b.name + suffix)
+
+
+def larger_arrays(b: Board) -> list[Board]:
+    """``b`` with one PE row more and with one PE column more: when neither fits and meets
+    the clock, ``b``'s array is the largest grown from it."""
+    cfg = b.config
+    shapes = dict.fromkeys([(cfg.rows + 1, cfg.cols), (cfg.rows, cfg.cols + 1)])
+    return [dataclasses.replace(b, array=shape) for shape in shapes]
+
+
 def design_name(b: Board) -> str:
     """The top module and file name of the board's build."""
     return "ommatidia_" + b.name.replace("-", "_")
@@ -348,6 +363,28 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
                   "nextpnr_report": str(build_dir / f"{name}_report.json")},
         "seconds": round(seconds, 1),
     }
+
+
+def build_or_error(b: Board, build_dir, *, reuse: bool = False, **kwargs) -> dict:
+    """`build` into ``build_dir`` and save the report as ``build_dir/report.json``; a
+    failed build's report is ``{"board", "array", "error", "overfull"}``. With ``reuse``,
+    an existing ``report.json`` is read instead of building."""
+    saved = pathlib.Path(build_dir) / "report.json"
+    if reuse and saved.exists():
+        return json.loads(saved.read_text())
+    try:
+        report = build(b, build_dir, **kwargs)
+    except BoardBuildError as exc:
+        report = failure_report(b, exc)
+    synth.write_report(report, saved)
+    return report
+
+
+def failure_report(b: Board, exc: BoardBuildError) -> dict:
+    """The report of a failed build of ``b``: what failed, and what overflowed the part."""
+    cfg = b.config
+    return {"board": b.name, "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes,
+            "error": str(exc), "overfull": exc.overfull}
 
 
 def format_build(report: dict) -> str:

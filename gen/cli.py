@@ -75,7 +75,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from ommatidia.boards.boards import BoardBuildError, board, build, format_build
+    from ommatidia.boards.boards import (BoardBuildError, board, build, default_build_dir,
+                                         failure_report, format_build)
     from .synth import write_report
     b = board(args.board)
     if args.array:
@@ -85,11 +86,12 @@ def cmd_build(args) -> int:
         except ValueError as exc:
             raise CLIError(f"--array must be ROWSxCOLS, e.g. 7x7, not {args.array!r} ({exc})") \
                 from None
-    out = args.output or f"build/boards/{b.name}" + (f"-{args.array}" if args.array else "")
+    out = args.output or default_build_dir(b)
     try:
         report = build(b, out, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     except BoardBuildError as exc:
+        write_report(failure_report(b, exc), args.report or f"{out}/report.json")
         raise CLIError(str(exc)) from None
     path = write_report(report, args.report or f"{out}/report.json")
     print(format_build(report))

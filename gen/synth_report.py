@@ -11,12 +11,11 @@ what a PE is, so the comparison is in MACs per cycle and GMAC/s, not in PEs.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 from dataclasses import dataclass
 
-__all__ = ["Peer", "PEERS", "board_rows", "markdown", "main"]
+__all__ = ["Peer", "PEERS", "report_row", "board_rows", "markdown", "sweep_markdown", "main"]
 
 
 @dataclass(frozen=True)
@@ -58,31 +57,32 @@ def _fmt_res(report: dict) -> dict:
     }
 
 
+def report_row(b, report: dict) -> dict:
+    """The table cells of board ``b``'s `ommatidia.boards.boards.build` report (or of a
+    failed build's ``{"error": ...}``)."""
+    cfg = b.config
+    row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
+           "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
+           "clock": f"{b.clock_mhz:g}", "peer": PEERS.get(b.make_platform().device)}
+    if "error" in report:
+        overfull = report.get("overfull") or {}
+        row["error"] = ("does not fit: " + ", ".join(
+            f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
+            if overfull else f"does not build: {report['error']}")
+    else:
+        row.update(_fmt_res(report))
+        row["fmax"] = f"{report['fmax_mhz']:.1f}" + (" (capped)" if report["fmax_capped"]
+                                                      else "")
+        row["met"] = "met" if report["timing_met"] else "NOT MET"
+        row["gmacs"] = f"{report['peak_gmacs']:.2f}"
+        row["gmacs_fmax"] = f"{report['peak_gmacs_at_fmax']:.2f}"
+    return row
+
+
 def board_rows(reports: dict) -> list[dict]:
-    """One row per board from `ommatidia.boards.boards.build` reports (or ``{"error": ...}``)."""
+    """One row per board name of ``reports`` (see `report_row`)."""
     from ommatidia.boards.boards import BOARDS
-    rows = []
-    for name, report in reports.items():
-        b = BOARDS[name]
-        cfg = b.config
-        peer = PEERS.get(b.make_platform().device)
-        row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
-               "pes": cfg.num_pes, "macs": cfg.num_pes, "clock": f"{b.clock_mhz:g}",
-               "peer": peer}
-        if "error" in report:
-            overfull = report.get("overfull") or {}
-            row["error"] = ("does not fit: " + ", ".join(
-                f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
-                if overfull else f"does not build: {report['error']}")
-        else:
-            row.update(_fmt_res(report))
-            row["fmax"] = f"{report['fmax_mhz']:.1f}" + (" (capped)" if report["fmax_capped"]
-                                                          else "")
-            row["met"] = "met" if report["timing_met"] else "NOT MET"
-            row["gmacs"] = f"{report['peak_gmacs']:.2f}"
-            row["gmacs_fmax"] = f"{report['peak_gmacs_at_fmax']:.2f}"
-        rows.append(row)
-    return rows
+    return [report_row(BOARDS[name], report) for name, report in reports.items()]
 
 
 def markdown(reports: dict) -> str:
@@ -116,9 +116,31 @@ def markdown(reports: dict) -> str:
     return "\n".join(out)
 
 
+def sweep_markdown(builds: list) -> str:
+    """The check that each preset's array is the largest: ``builds`` lists ``(board,
+    report)`` for each preset and its `ommatidia.boards.boards.larger_arrays` (built with
+    timing failures allowed, so their Fmax is known)."""
+    head = ["board", "array", "PEs", "logic", "DSP", "block RAM", "Fmax MHz", "result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for b, report in builds:
+        row = report_row(b, report)
+        if "error" in row:
+            cells = [row["error"], "", "", "", ""]
+        else:
+            verdict = "meets" if row["met"] == "met" else "misses"
+            cells = [row["logic"], row["dsp"], row["ram"], row["fmax"],
+                     f"{verdict} {row['clock']} MHz"]
+        lines.append("| " + " | ".join([row["board"], row["array"], str(row["pes"])] + cells)
+                     + " |")
+    return "\n".join(["## Largest PE array per board", "",
+                      "Each preset beside the arrays one PE row and one PE column larger "
+                      "(`--sweep`): when none of those fits and meets the clock, the preset is "
+                      "the largest array grown from it.", "", *lines, ""])
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ommatidia.boards.boards import BOARDS, BoardBuildError, build, format_build
-    from ommatidia.gen.synth import write_report
+    from ommatidia.boards.boards import (BOARDS, build_or_error, default_build_dir,
+                                         format_build, larger_arrays)
     parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
@@ -126,26 +148,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="one build folder per board under DIR (default: build/boards)")
     parser.add_argument("--reuse", action="store_true",
                         help="read DIR/<board>/report.json where it exists instead of building")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also build each board with one PE row and one PE column more "
+                             "(in DIR/<board>-<rows>x<cols>, timing failures allowed) to show "
+                             "the preset's array is the largest that fits and meets the clock")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
-    reports = {}
-    for name in args.boards:
-        out = pathlib.Path(args.build_root) / name
-        saved = out / "report.json"
-        if args.reuse and saved.exists():
-            reports[name] = json.loads(saved.read_text())
-            continue
-        try:
-            reports[name] = build(BOARDS[name], out,
-                                  log=lambda line: print(line, file=sys.stderr, flush=True))
-        except BoardBuildError as exc:
-            reports[name] = {"board": name, "error": str(exc), "overfull": exc.overfull}
-            print(f"{name}: {exc}", file=sys.stderr)
-        else:
-            print(format_build(reports[name]))
-        write_report(reports[name], saved)
+    def report(b, **kwargs):
+        out = default_build_dir(b, args.build_root)
+        r = build_or_error(b, out, reuse=args.reuse,
+                           log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+        print(f"{b.name} {r['array']}: {r['error']}" if "error" in r else format_build(r),
+              file=sys.stderr if "error" in r else sys.stdout, flush=True)
+        return r
+
+    reports = {name: report(BOARDS[name]) for name in args.boards}
     text = markdown(reports)
+    if args.sweep:
+        text += "\n" + sweep_markdown([
+            (b, reports[name] if b.array is None else report(b, allow_timing_fail=True))
+            for name in args.boards for b in [BOARDS[name], *larger_arrays(BOARDS[name])]])
     path = pathlib.Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -5,6 +5,7 @@ The bitstream builds themselves take minutes each (``ommatidia build``,
 """
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -169,3 +170,67 @@ def test_report_markdown():
     peer = next(line for line in lines if "Eyeriss-ECP5" in line)
     assert "16 MACs/cycle, 0.77 GMAC/s at 48 MHz" in peer
     assert synth_report.PEERS["LFE5U-25F"].peak_gmacs == pytest.approx(0.768)
+
+
+def test_larger_arrays_and_build_folders():
+    """The sweep's candidates are the preset with one PE row and one PE column more, each in
+    its own build folder beside the preset's."""
+    for b in BOARDS.values():
+        cfg = b.config
+        bigger = boards.larger_arrays(b)
+        assert [(c.config.rows, c.config.cols) for c in bigger] == \
+            [(cfg.rows + 1, cfg.cols), (cfg.rows, cfg.cols + 1)]
+        assert str(boards.default_build_dir(b, "r")) == f"r/{b.name}"
+        assert str(boards.default_build_dir(bigger[0], "r")) == \
+            f"r/{b.name}-{cfg.rows + 1}x{cfg.cols}"
+    square = dataclasses.replace(BOARDS["icebreaker"], array=(1, 1))
+    assert [c.array for c in boards.larger_arrays(square)] == [(2, 1), (1, 2)]
+
+
+def test_build_or_error_saves_failures(tmp_path, monkeypatch):
+    """A failed build leaves a report naming the error and what overflowed; ``reuse`` reads
+    a saved report instead of building again."""
+    b = dataclasses.replace(BOARDS["icebreaker"], array=(2, 2))
+    overfull = {"ICESTORM_LC": {"used": 6480, "available": 5280}}
+    calls = []
+
+    def failing(board, build_dir, **kwargs):
+        calls.append(build_dir)
+        raise boards.BoardBuildError("the design does not fit", overfull)
+
+    monkeypatch.setattr(boards, "build", failing)
+    report = boards.build_or_error(b, tmp_path)
+    assert report == {"board": "icebreaker", "array": "2x2", "pes": 4,
+                      "error": "the design does not fit", "overfull": overfull}
+    assert boards.build_or_error(b, tmp_path, reuse=True) == report
+    assert len(calls) == 1
+    boards.build_or_error(b, tmp_path)
+    assert len(calls) == 2
+    assert "does not fit: 6480 ICESTORM_LC of 5280" in synth_report.sweep_markdown([(b, report)])
+    from ommatidia.gen.cli import main
+    assert main(["build", "--board", "icebreaker", "--array", "2x2",
+                 "-o", str(tmp_path / "cli")]) != 0
+    assert json.loads((tmp_path / "cli" / "report.json").read_text()) == report
+
+
+def test_sweep_markdown():
+    """One row per build: the preset meeting its clock, a larger array missing it (its Fmax
+    still shown), and one that does not fit."""
+    b = BOARDS["ulx3s-85f"]
+    rows_more, cols_more = boards.larger_arrays(b)
+    text = synth_report.sweep_markdown([
+        (b, _fake_report("ulx3s-85f")),
+        (rows_more, _fake_report("ulx3s-85f", fmax_mhz=21.5, timing_met=False)),
+        (cols_more, {"error": "x", "overfull": {"TRELLIS_COMB": {"used": 90000,
+                                                                 "available": 83640}}}),
+    ])
+    table = [[c.strip() for c in line.strip("|").split("|")]
+             for line in text.splitlines() if line.startswith(f"| {b.title}")]
+    cfg = b.config
+    assert [row[1:3] for row in table] == [
+        [f"{cfg.rows}x{cfg.cols}", str(cfg.num_pes)],
+        [f"{cfg.rows + 1}x{cfg.cols}", str((cfg.rows + 1) * cfg.cols)],
+        [f"{cfg.rows}x{cfg.cols + 1}", str(cfg.rows * (cfg.cols + 1))]]
+    assert table[0][6:] == ["61.0", "meets 25 MHz"]
+    assert table[1][6:] == ["21.5", "misses 25 MHz"]
+    assert table[2][3] == "does not fit: 90000 TRELLIS_COMB of 83640"
