@@ -63,7 +63,8 @@ bench: $(STAMP)
 	$(PY) -m ommatidia.sim.bench
 
 # Builds every board's bitstream (minutes each) and tabulates resources, Fmax and peak
-# GMAC/s beside the closest open peer; SYNTH_REPORT_ARGS=--reuse reads earlier builds.
+# GMAC/s beside the closest open peer; SYNTH_REPORT_ARGS=--reuse reads earlier builds,
+# --sweep also builds each preset with one PE row and one PE column more.
 synth-report: $(STAMP)
 	$(PY) -m ommatidia.gen.synth_report -o build/synth-report.md $(SYNTH_REPORT_ARGS)
 
