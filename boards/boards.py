@@ -365,11 +365,13 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     }
 
 
-def build_or_error(b: Board, build_dir, *, reuse: bool = False, **kwargs) -> dict:
-    """`build` into ``build_dir`` and save the report as ``build_dir/report.json``; a
-    failed build's report is ``{"board", "array", "error", "overfull"}``. With ``reuse``,
-    an existing ``report.json`` is read instead of building."""
-    saved = pathlib.Path(build_dir) / "report.json"
+def build_or_error(b: Board, build_dir, *, reuse: bool = False, report_path=None,
+                   **kwargs) -> dict:
+    """`build` into ``build_dir`` and save the report as ``report_path`` (default
+    ``build_dir/report.json``); a failed build's report is ``{"board", "array", "pes",
+    "error", "overfull"}``. With ``reuse``, an existing report is read instead of
+    building."""
+    saved = pathlib.Path(report_path or pathlib.Path(build_dir) / "report.json")
     if reuse and saved.exists():
         return json.loads(saved.read_text())
     try:

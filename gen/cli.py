@@ -75,9 +75,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from ommatidia.boards.boards import (BoardBuildError, board, build, default_build_dir,
-                                         failure_report, format_build)
-    from .synth import write_report
+    from ommatidia.boards.boards import board, build_or_error, default_build_dir, format_build
     b = board(args.board)
     if args.array:
         try:
@@ -87,13 +85,12 @@ def cmd_build(args) -> int:
             raise CLIError(f"--array must be ROWSxCOLS, e.g. 7x7, not {args.array!r} ({exc})") \
                 from None
     out = args.output or default_build_dir(b)
-    try:
-        report = build(b, out, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    except BoardBuildError as exc:
-        write_report(failure_report(b, exc), args.report or f"{out}/report.json")
-        raise CLIError(str(exc)) from None
-    path = write_report(report, args.report or f"{out}/report.json")
+    path = args.report or f"{out}/report.json"
+    report = build_or_error(b, out, report_path=path, seed=args.seed,
+                            allow_timing_fail=args.allow_timing_fail,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    if "error" in report:
+        raise CLIError(report["error"])
     print(format_build(report))
     print(f"report: {path}")
     if not report["timing_met"]:
