@@ -640,6 +640,16 @@ def _pass_rounds(cfg, regs, streams, rr, plan, shift=True):
             b.final_I, b.final_O = i, o
         b.tap_end.append(b.final_I)
 
+    def free_columns(pe, f):
+        """Retire the ring columns output ``f`` is done with whose taps' last issues are
+        known: the RTL frees column ``f*U + s`` at the last issue of tap ``s``, so a
+        chain's top frees the columns of its earlier taps before the GON takes its psums
+        (other chains' ifmaps can wait on them)."""
+        for s_ in range(len(pe.ret) - f * U, U):
+            if min(s_, S - 1) >= len(pe.tap_end):
+                return
+            pe.ret.append(pe.tap_end[min(s_, S - 1)])
+
     def start_phases():
         """Run each chain whose next output has all its inputs up to its GON requests."""
         moved = False
@@ -658,6 +668,8 @@ def _pass_rounds(cfg, regs, streams, rr, plan, shift=True):
             t = chain[-1]
             busy[k] = _Top(t, p, t.A[f * U + last_col] if last_col >= 0 else 0)
             gon.tops.append(busy[k])
+            for pe in chain:
+                free_columns(pe, f)
             moved = True
         return moved
 
@@ -670,8 +682,7 @@ def _pass_rounds(cfg, regs, streams, rr, plan, shift=True):
             for pe in chains[k]:
                 if len(pe.tap_end) != S:
                     raise _Unordered()
-                for s_ in range(U):
-                    pe.ret.append(pe.tap_end[min(s_, S - 1)])
+                free_columns(pe, phase[k])
                 pe.tap_end = []
                 pe.prune()
             busy[k] = None

@@ -15,6 +15,7 @@ import pytest
 
 from ommatidia.gen.config import SMALL, TINY
 from ommatidia.gen.energy import EYERISS_COST
+from ommatidia.gen.mapper import Mapping
 from ommatidia.gen.model import decode, pass_registers, predict, predict_words, rlc_words
 from ommatidia.gen.program import compile_layer, pack_command
 from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
@@ -166,6 +167,26 @@ def test_recurrences_match_the_cycle_reference(seed):
             assert err <= 0.005, f"{prog.layer}: {fast.cycles} vs reference {ref.cycles}"
             for name in EXACT:
                 assert fast.counters[name] == ref.counters[name], name
+
+
+def test_columns_free_before_the_gon_takes_the_psums():
+    """A column retires at the last issue of its tap, not when the GON has taken the
+    output's psums: here (one row of four one-PE chains, two ifmap multicast groups,
+    U < S) the next column of one group waits on a chain whose psums queue behind the
+    other group's at the GON. Timing the retirement at the GON grants predicted 225
+    cycles a pass against the reference's 244."""
+    layer = ConvLayer(N=1, C=2, M=8, H=11, W=13, R=1, S=4, U=3, P=0)
+    rng = np.random.default_rng(0)
+    x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.0)
+    w = random_values(rng, TINY.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+    mapping = Mapping(p=4, q=2, strips=((0, 2), (2, 2)), segments=((0, 1),), stack=1,
+                      blocks=2, n_chunk=1, m_chunk=2, c_chunk=1)
+    prog = compile_layer(TINY, layer, x, w, mapping=mapping)
+    for state in (None, (4, (2, 0, 0), 1)):
+        fast = predict(prog, state=state)
+        ref = predict(prog, reference=True, state=state)
+        assert fast.commands == ref.commands and fast.state == ref.state
+        assert fast.counters == ref.counters
 
 
 def test_bad_programs_raise():
