@@ -239,10 +239,16 @@ class BoardDesign(Elaboratable):
         return m
 
 
-def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool) -> dict:
+ROUTERS = ("router1", "router2")
+
+
+def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
+               router: str = "router1") -> dict:
     synth_cmd = " ".join([f"synth_{b.family}", *(["-dsp"] if b.family == "ice40" else []),
                           *b.synth_opts])
-    nextpnr = ["--report", f"{name}_report.json", "--seed", str(seed)]
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    nextpnr = ["--report", f"{name}_report.json", "--seed", str(seed), "--router", router]
     if allow_timing_fail:
         nextpnr.append("--timing-allow-fail")
     return {
@@ -289,17 +295,17 @@ def _cell_counts(netlist: dict, name: str, tgt: synth.Target) -> dict:
             for key in synth.RESOURCE_KEYS}
 
 
-def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False, platform=None,
-         design=None):
+def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False,
+         router: str = "router1", platform=None, design=None):
     """The amaranth `BuildPlan` of ``design`` (default: `BoardDesign`) on ``b``: the
     RTLIL, constraints and tool scripts, not run."""
     platform = platform or b.make_platform()
     return platform.prepare(BoardDesign(b) if design is None else design, design_name(b),
-                            **_overrides(b, design_name(b), seed, allow_timing_fail))
+                            **_overrides(b, design_name(b), seed, allow_timing_fail, router))
 
 
 def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False,
-          log=None) -> dict:
+          router: str = "router1", log=None) -> dict:
     """Build ``b``'s bitstream in ``build_dir`` and return the report.
 
     Raises `BoardBuildError` when a tool fails, which includes nextpnr missing
@@ -324,8 +330,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
                                   f"'make install' to get the YoWASP tools into .venv")
     start = time.monotonic()
     try:
-        plan(b, seed=seed, allow_timing_fail=allow_timing_fail, platform=platform) \
-            .execute_local(str(build_dir), env=env)
+        plan(b, seed=seed, allow_timing_fail=allow_timing_fail, router=router,
+             platform=platform).execute_local(str(build_dir), env=env)
     except subprocess.CalledProcessError as exc:
         raise _failure(build_dir, name, exc) from None
     seconds = time.monotonic() - start
@@ -347,7 +353,7 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         "macs_per_cycle": cfg.num_pes,
         "act_bits": cfg.pe.act_bits, "weight_bits": cfg.pe.weight_bits,
         "dram_words": b.dram_words, "clock_mhz": b.clock_mhz, "baud": b.baud,
-        "uart": b.uart_note, "seed": seed,
+        "uart": b.uart_note, "seed": seed, "router": router,
         "resources": _cell_counts(netlist, name, tgt),
         "placed": {"logic_cell": tgt.logic_cell, "utilisation": utilisation},
         "clocks": clocks,

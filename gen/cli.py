@@ -87,7 +87,7 @@ def cmd_build(args) -> int:
     out = args.output or default_build_dir(b)
     path = args.report or f"{out}/report.json"
     report = build_or_error(b, out, report_path=path, seed=args.seed,
-                            allow_timing_fail=args.allow_timing_fail,
+                            allow_timing_fail=args.allow_timing_fail, router=args.router,
                             log=lambda line: print(line, file=sys.stderr, flush=True))
     if "error" in report:
         raise CLIError(report["error"])
@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)
 
-    from ommatidia.boards.boards import BOARDS
+    from ommatidia.boards.boards import BOARDS, ROUTERS
     p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
                                      "and nextpnr: the accelerator behind a UART")
     p.add_argument("--board", required=True, choices=list(BOARDS),
@@ -606,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array", metavar="ROWSxCOLS",
                    help="another PE array than the board preset's, to find the largest "
                         "that fits and meets the clock")
+    p.add_argument("--router", choices=ROUTERS, default="router1",
+                   help="nextpnr router (default: router1, nextpnr's default)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "

@@ -128,8 +128,10 @@ def sweep_markdown(builds: list) -> str:
             cells = [row["error"], "", "", "", ""]
         else:
             verdict = "meets" if row["met"] == "met" else "misses"
+            router = report.get("router", "router1")
             cells = [row["logic"], row["dsp"], row["ram"], row["fmax"],
-                     f"{verdict} {row['clock']} MHz"]
+                     f"{verdict} {row['clock']} MHz"
+                     + ("" if router == "router1" else f" (nextpnr {router})")]
         lines.append("| " + " | ".join([row["board"], row["array"], str(row["pes"])] + cells)
                      + " |")
     return "\n".join(["## Largest PE array per board", "",
@@ -139,7 +141,7 @@ def sweep_markdown(builds: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ommatidia.boards.boards import (BOARDS, build_or_error, default_build_dir,
+    from ommatidia.boards.boards import (BOARDS, ROUTERS, build_or_error, default_build_dir,
                                          format_build, larger_arrays)
     parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
                                      description=__doc__.splitlines()[0])
@@ -152,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also build each board with one PE row and one PE column more "
                              "(in DIR/<board>-<rows>x<cols>, timing failures allowed) to show "
                              "the preset's array is the largest that fits and meets the clock")
+    parser.add_argument("--router", choices=ROUTERS, default="router1",
+                        help="nextpnr router of the builds this run makes (default: router1)")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
     def report(b, **kwargs):
         out = default_build_dir(b, args.build_root)
-        r = build_or_error(b, out, reuse=args.reuse,
+        r = build_or_error(b, out, reuse=args.reuse, router=args.router,
                            log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
         print(f"{b.name} {r['array']}: {r['error']}" if "error" in r else format_build(r),
               file=sys.stderr if "error" in r else sys.stdout, flush=True)

@@ -119,11 +119,16 @@ def test_build_plan(name, rx, tx, clock):
         assert "-dffe_min_ce_use 8" in dsp
     assert script.count("check -assert") == 2 and "chformal -remove" in script
     shell = plan.files[f"build_{top}.sh"]
-    assert f"--report {top}_report.json --seed 7" in shell
+    assert f"--report {top}_report.json --seed 7 --router router1" in shell
     assert "--timing-allow-fail" not in shell
     assert not any(k.endswith(".debug.v") for k in plan.files)
-    shell = boards.plan(b, allow_timing_fail=True, design=_Loopback()).files[f"build_{top}.sh"]
-    assert "--timing-allow-fail" in shell
+    shell = boards.plan(b, allow_timing_fail=True, router="router2",
+                        design=_Loopback()).files[f"build_{top}.sh"]
+    assert "--timing-allow-fail" in shell and "--router router2" in shell
+    unused = _Loopback()
+    unused._MustUse__silence = True
+    with pytest.raises(ValueError, match="router must be one of router1, router2"):
+        boards.plan(b, router="router3", design=unused)
 
 
 def test_overfull_parse(tmp_path):
@@ -220,7 +225,8 @@ def test_sweep_markdown():
     rows_more, cols_more = boards.larger_arrays(b)
     text = synth_report.sweep_markdown([
         (b, _fake_report("ulx3s-85f")),
-        (rows_more, _fake_report("ulx3s-85f", fmax_mhz=21.5, timing_met=False)),
+        (rows_more, {**_fake_report("ulx3s-85f", fmax_mhz=21.5, timing_met=False),
+                     "router": "router2"}),
         (cols_more, {"error": "x", "overfull": {"TRELLIS_COMB": {"used": 90000,
                                                                  "available": 83640}}}),
     ])
@@ -232,5 +238,5 @@ def test_sweep_markdown():
         [f"{cfg.rows + 1}x{cfg.cols}", str((cfg.rows + 1) * cfg.cols)],
         [f"{cfg.rows}x{cfg.cols + 1}", str(cfg.rows * (cfg.cols + 1))]]
     assert table[0][6:] == ["61.0", "meets 25 MHz"]
-    assert table[1][6:] == ["21.5", "misses 25 MHz"]
+    assert table[1][6:] == ["21.5", "misses 25 MHz (nextpnr router2)"]
     assert table[2][3] == "does not fit: 90000 TRELLIS_COMB of 83640"
