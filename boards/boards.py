@@ -300,8 +300,9 @@ def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False,
     """The amaranth `BuildPlan` of ``design`` (default: `BoardDesign`) on ``b``: the
     RTLIL, constraints and tool scripts, not run."""
     platform = platform or b.make_platform()
+    overrides = _overrides(b, design_name(b), seed, allow_timing_fail, router)
     return platform.prepare(BoardDesign(b) if design is None else design, design_name(b),
-                            **_overrides(b, design_name(b), seed, allow_timing_fail, router))
+                            **overrides)
 
 
 def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False,
