@@ -240,10 +240,12 @@ class BoardDesign(Elaboratable):
 
 
 ROUTERS = ("router1", "router2")
+DEFAULT_ROUTER = ROUTERS[0]
+"""nextpnr's own default, and the one every build before ``--router`` used."""
 
 
 def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
-               router: str = "router1") -> dict:
+               router: str = DEFAULT_ROUTER) -> dict:
     synth_cmd = " ".join([f"synth_{b.family}", *(["-dsp"] if b.family == "ice40" else []),
                           *b.synth_opts])
     if router not in ROUTERS:
@@ -296,7 +298,7 @@ def _cell_counts(netlist: dict, name: str, tgt: synth.Target) -> dict:
 
 
 def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False,
-         router: str = "router1", platform=None, design=None):
+         router: str = DEFAULT_ROUTER, platform=None, design=None):
     """The amaranth `BuildPlan` of ``design`` (default: `BoardDesign`) on ``b``: the
     RTLIL, constraints and tool scripts, not run."""
     platform = platform or b.make_platform()
@@ -306,7 +308,7 @@ def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False,
 
 
 def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False,
-          router: str = "router1", log=None) -> dict:
+          router: str = DEFAULT_ROUTER, log=None) -> dict:
     """Build ``b``'s bitstream in ``build_dir`` and return the report.
 
     Raises `BoardBuildError` when a tool fails, which includes nextpnr missing

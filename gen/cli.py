@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)
 
-    from ommatidia.boards.boards import BOARDS, ROUTERS
+    from ommatidia.boards.boards import BOARDS, DEFAULT_ROUTER, ROUTERS
     p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
                                      "and nextpnr: the accelerator behind a UART")
     p.add_argument("--board", required=True, choices=list(BOARDS),
@@ -606,8 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array", metavar="ROWSxCOLS",
                    help="another PE array than the board preset's, to find the largest "
                         "that fits and meets the clock")
-    p.add_argument("--router", choices=ROUTERS, default="router1",
-                   help="nextpnr router (default: router1, nextpnr's default)")
+    p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
+                   help=f"nextpnr router (default: {DEFAULT_ROUTER}, nextpnr's default)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "

@@ -120,6 +120,7 @@ def sweep_markdown(builds: list) -> str:
     """The check that each preset's array is the largest: ``builds`` lists ``(board,
     report)`` for each preset and its `ommatidia.boards.boards.larger_arrays` (built with
     timing failures allowed, so their Fmax is known)."""
+    from ommatidia.boards.boards import DEFAULT_ROUTER
     head = ["board", "array", "PEs", "logic", "DSP", "block RAM", "Fmax MHz", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for b, report in builds:
@@ -128,10 +129,10 @@ def sweep_markdown(builds: list) -> str:
             cells = [row["error"], "", "", "", ""]
         else:
             verdict = "meets" if row["met"] == "met" else "misses"
-            router = report.get("router", "router1")
+            router = report.get("router", DEFAULT_ROUTER)
             cells = [row["logic"], row["dsp"], row["ram"], row["fmax"],
                      f"{verdict} {row['clock']} MHz"
-                     + ("" if router == "router1" else f" (nextpnr {router})")]
+                     + ("" if router == DEFAULT_ROUTER else f" (nextpnr {router})")]
         lines.append("| " + " | ".join([row["board"], row["array"], str(row["pes"])] + cells)
                      + " |")
     return "\n".join(["## Largest PE array per board", "",
@@ -141,8 +142,8 @@ def sweep_markdown(builds: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ommatidia.boards.boards import (BOARDS, ROUTERS, build_or_error, default_build_dir,
-                                         format_build, larger_arrays)
+    from ommatidia.boards.boards import (BOARDS, DEFAULT_ROUTER, ROUTERS, build_or_error,
+                                         default_build_dir, format_build, larger_arrays)
     parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
@@ -154,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also build each board with one PE row and one PE column more "
                              "(in DIR/<board>-<rows>x<cols>, timing failures allowed) to show "
                              "the preset's array is the largest that fits and meets the clock")
-    parser.add_argument("--router", choices=ROUTERS, default="router1",
-                        help="nextpnr router of the builds this run makes (default: router1)")
+    parser.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
+                        help="nextpnr router of the builds this run makes "
+                             f"(default: {DEFAULT_ROUTER})")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
