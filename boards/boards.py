@@ -13,6 +13,12 @@ platform's clock resource) and fails the build when it is missed, unless
 ``allow_timing_fail``; the report gives the netlist's cells, the placed
 utilisation and Fmax (on iCE40 capped as in `ommatidia.gen.synth` when a
 SB_MAC16 bypasses its registers).
+
+nextpnr's router2 (PathFinder-style negotiated congestion) never gives up on a
+design it cannot route: its count of overused wires stops falling and it runs
+on. A build with router2 reads nextpnr's log as it runs and stops it as
+unroutable once `ROUTER2_PATIENCE` iterations have passed without fewer
+overused wires than the fewest so far (`router2_stall`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import time
 import dataclasses
@@ -40,7 +47,8 @@ from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
 from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
-           "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
+           "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "plan", "build",
+           "build_or_error", "failure_report", "design_name", "default_build_dir",
            "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
@@ -51,12 +59,15 @@ class BoardBuildError(RuntimeError):
     """A board build failed; the message names the failing tool's log.
 
     ``overfull`` maps each BEL type the design needs more of than the device
-    has to ``{"used": n, "available": m}`` (empty for other failures).
+    has to ``{"used": n, "available": m}`` (empty for other failures);
+    ``unroutable`` is `router2_stall`'s verdict when router2 was stopped.
     """
 
-    def __init__(self, message: str, overfull: dict | None = None):
+    def __init__(self, message: str, overfull: dict | None = None,
+                 unroutable: dict | None = None):
         super().__init__(message)
         self.overfull = overfull or {}
+        self.unroutable = unroutable
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,29 @@ class BoardDesign(Elaboratable):
 ROUTERS = ("router1", "router2")
 DEFAULT_ROUTER = ROUTERS[0]
 """nextpnr's own default, and the one every build before ``--router`` used."""
+ROUTER2_PATIENCE = 5
+"""router2 iterations without fewer overused wires after which a build stops as unroutable."""
+
+_ROUTER2_ITERATION = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M)
+
+
+def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
+    """Whether router2, in nextpnr log ``log``, has stopped converging: its last iteration
+    came ``patience`` or more iterations after the one with the fewest overused wires.
+
+    Returns ``{"router", "iteration", "overused", "fewest_overused", "fewest_at",
+    "patience"}`` then, else None.
+    """
+    check_int("router2_stall", "patience", patience, 1)
+    iterations = [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log)]
+    if not iterations:
+        return None
+    fewest_at, fewest = min(iterations, key=lambda it: (it[1], it[0]))
+    iteration, overused = iterations[-1]
+    if overused == 0 or iteration - fewest_at < patience:
+        return None
+    return {"router": "router2", "iteration": iteration, "overused": overused,
+            "fewest_overused": fewest, "fewest_at": fewest_at, "patience": patience}
 
 
 def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
@@ -289,6 +323,37 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
     return BoardBuildError(f"build failed: {exc}")
 
 
+LOG_POLL_SECONDS = 10.0
+"""How often a build reads nextpnr's log for `router2_stall`."""
+
+
+def _run_script(build_dir: pathlib.Path, script: str, env: dict, log_path: pathlib.Path,
+                stall=None) -> dict | None:
+    """Run a build script in its own process group. Every `LOG_POLL_SECONDS` ``stall``
+    reads the nextpnr log; when it returns a verdict the whole group is stopped and the
+    verdict returned. Raises `subprocess.CalledProcessError` when the script fails."""
+    proc = subprocess.Popen(["sh", f"{script}.sh"], cwd=build_dir, env=env,
+                            start_new_session=True)
+    try:
+        while True:
+            try:
+                proc.wait(timeout=LOG_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stall is not None and log_path.exists():
+                verdict = stall(log_path.read_text(errors="replace"))
+                if verdict is not None:
+                    return verdict
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, ["sh", f"{script}.sh"])
+    return None
+
+
 def _cell_counts(netlist: dict, name: str, tgt: synth.Target) -> dict:
     cells: dict = {}
     for cell in netlist["modules"][name]["cells"].values():
@@ -308,12 +373,15 @@ def plan(b: Board, *, seed: int = 1, allow_timing_fail: bool = False,
 
 
 def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False,
-          router: str = DEFAULT_ROUTER, log=None) -> dict:
+          router: str = DEFAULT_ROUTER, route_patience: int = ROUTER2_PATIENCE,
+          log=None) -> dict:
     """Build ``b``'s bitstream in ``build_dir`` and return the report.
 
     Raises `BoardBuildError` when a tool fails, which includes nextpnr missing
-    the board clock unless ``allow_timing_fail``.
+    the board clock unless ``allow_timing_fail``, and router2 making no progress
+    for ``route_patience`` iterations (`router2_stall`).
     """
+    check_int("build", "route_patience", route_patience, 1)
     build_dir = pathlib.Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda line: None)
@@ -331,13 +399,32 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         if shutil.which(env.get(var, tool), path=env["PATH"]) is None:
             raise BoardBuildError(f"{env.get(var, tool)} (${var}) not found on PATH; run "
                                   f"'make install' to get the YoWASP tools into .venv")
+    build_plan = plan(b, seed=seed, allow_timing_fail=allow_timing_fail, router=router,
+                      platform=platform)
+    said = 0
+
+    def stall(text: str) -> dict | None:
+        nonlocal said
+        iterations = _ROUTER2_ITERATION.findall(text)
+        for iteration, overused in iterations[said:]:
+            say(f"  router2 iteration {iteration}: {overused} overused wires")
+        said = len(iterations)
+        return router2_stall(text, route_patience)
+
+    nextpnr_log = build_dir / f"{name}.tim"
     start = time.monotonic()
     try:
-        plan(b, seed=seed, allow_timing_fail=allow_timing_fail, router=router,
-             platform=platform).execute_local(str(build_dir), env=env)
+        verdict = _run_script(build_plan.extract(str(build_dir)), build_plan.script, env,
+                              nextpnr_log, stall if router == "router2" else None)
     except subprocess.CalledProcessError as exc:
         raise _failure(build_dir, name, exc) from None
     seconds = time.monotonic() - start
+    if verdict is not None:
+        raise BoardBuildError(
+            f"the design does not route: nextpnr router2 still had {verdict['overused']} "
+            f"overused wires at iteration {verdict['iteration']}, its fewest were "
+            f"{verdict['fewest_overused']} at iteration {verdict['fewest_at']}; stopped after "
+            f"{seconds:.0f} s (log: {nextpnr_log})", unroutable=verdict)
     say(f"  done in {seconds:.0f} s")
 
     netlist = json.loads((build_dir / f"{name}.json").read_text())
@@ -378,7 +465,7 @@ def build_or_error(b: Board, build_dir, *, reuse: bool = False, report_path=None
                    **kwargs) -> dict:
     """`build` into ``build_dir`` and save the report as ``report_path`` (default
     ``build_dir/report.json``); a failed build's report is ``{"board", "array", "pes",
-    "error", "overfull"}``. With ``reuse``, an existing report is read instead of
+    "error", "overfull", "unroutable"}``. With ``reuse``, an existing report is read instead of
     building."""
     saved = pathlib.Path(report_path or pathlib.Path(build_dir) / "report.json")
     if reuse and saved.exists():
@@ -395,7 +482,7 @@ def failure_report(b: Board, exc: BoardBuildError) -> dict:
     """The report of a failed build of ``b``: what failed, and what overflowed the part."""
     cfg = b.config
     return {"board": b.name, "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes,
-            "error": str(exc), "overfull": exc.overfull}
+            "error": str(exc), "overfull": exc.overfull, "unroutable": exc.unroutable}
 
 
 def format_build(report: dict) -> str:

@@ -88,7 +88,7 @@ def cmd_build(args) -> int:
     path = args.report or f"{out}/report.json"
     report = build_or_error(b, out, report_path=path, seed=args.seed,
                             allow_timing_fail=args.allow_timing_fail, router=args.router,
-                            log=lambda line: print(line, file=sys.stderr, flush=True))
+                            route_patience=args.route_patience, log=lambda line: print(line, file=sys.stderr, flush=True))
     if "error" in report:
         raise CLIError(report["error"])
     print(format_build(report))
@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)
 
-    from ommatidia.boards.boards import BOARDS, DEFAULT_ROUTER, ROUTERS
+    from ommatidia.boards.boards import BOARDS, DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
     p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
                                      "and nextpnr: the accelerator behind a UART")
     p.add_argument("--board", required=True, choices=list(BOARDS),
@@ -608,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "that fits and meets the clock")
     p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help=f"nextpnr router (default: {DEFAULT_ROUTER}, nextpnr's default)")
+    p.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
+                   help="with router2, stop as unroutable after N iterations without fewer "
+                        f"overused wires (default: {ROUTER2_PATIENCE})")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "

@@ -66,9 +66,17 @@ def report_row(b, report: dict) -> dict:
            "clock": f"{b.clock_mhz:g}", "peer": PEERS.get(b.make_platform().device)}
     if "error" in report:
         overfull = report.get("overfull") or {}
-        row["error"] = ("does not fit: " + ", ".join(
-            f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
-            if overfull else f"does not build: {report['error']}")
+        stall = report.get("unroutable")
+        if overfull:
+            row["error"] = "does not fit: " + ", ".join(
+                f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
+        elif stall:
+            row["error"] = (f"does not route: nextpnr {stall['router']} still had "
+                            f"{stall['overused']} overused wires at iteration "
+                            f"{stall['iteration']}, fewest {stall['fewest_overused']} at "
+                            f"iteration {stall['fewest_at']}")
+        else:
+            row["error"] = f"does not build: {report['error']}"
     else:
         row.update(_fmt_res(report))
         row["fmax"] = f"{report['fmax_mhz']:.1f}" + (" (capped)" if report["fmax_capped"]
@@ -142,8 +150,9 @@ def sweep_markdown(builds: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ommatidia.boards.boards import (BOARDS, DEFAULT_ROUTER, ROUTERS, build_or_error,
-                                         default_build_dir, format_build, larger_arrays)
+    from ommatidia.boards.boards import (BOARDS, DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS,
+                                         build_or_error, default_build_dir, format_build,
+                                         larger_arrays)
     parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
@@ -158,13 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                         help="nextpnr router of the builds this run makes "
                              f"(default: {DEFAULT_ROUTER})")
+    parser.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
+                        help="with router2, stop a build as unroutable after N iterations "
+                             f"without fewer overused wires (default: {ROUTER2_PATIENCE})")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
     def report(b, **kwargs):
         out = default_build_dir(b, args.build_root)
         r = build_or_error(b, out, reuse=args.reuse, router=args.router,
-                           log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+                           route_patience=args.route_patience, log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
         print(f"{b.name} {r['array']}: {r['error']}" if "error" in r else format_build(r),
               file=sys.stderr if "error" in r else sys.stdout, flush=True)
         return r

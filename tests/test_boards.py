@@ -5,8 +5,13 @@ The bitstream builds themselves take minutes each (``ommatidia build``,
 """
 
 import dataclasses
+import functools
 import json
+import os
+import pathlib
 import re
+import subprocess
+import time
 
 import pytest
 from amaranth import Elaboratable, Module
@@ -139,6 +144,109 @@ def test_overfull_parse(tmp_path):
     assert "needs 13825 ICESTORM_LC of 5280" in str(exc)
 
 
+def _router2_log(overused):
+    """nextpnr's router2 lines, one per iteration, with these counts of overused wires."""
+    return "Info: Running main router loop...\n" + "".join(
+        f"Info:     iter={i} wires={1000 + i} overused={n} overuse={n + 3} archfail=NA\n"
+        for i, n in enumerate(overused, start=1))
+
+
+def test_router2_stall():
+    """router2 is stuck once ``patience`` iterations passed without fewer overused wires
+    than its fewest; a falling count, or a bump that is then beaten, is progress."""
+    assert boards.router2_stall("Info: Running router1...\n") is None
+    falling = [900, 500, 300, 310, 320, 330, 200, 90, 12, 0]
+    for n in range(1, len(falling) + 1):
+        assert boards.router2_stall(_router2_log(falling[:n]), patience=4) is None
+    stuck = [1000, 700, 520, 500, 505, 530, 540, 560]
+    assert boards.router2_stall(_router2_log(stuck[:-1]), patience=4) is None
+    assert boards.router2_stall(_router2_log(stuck), patience=4) == {
+        "router": "router2", "iteration": 8, "overused": 560, "fewest_overused": 500,
+        "fewest_at": 4, "patience": 4}
+    # A tie with the fewest is no progress: the first iteration to reach it counts.
+    assert boards.router2_stall(_router2_log([9, 5, 5, 5]), patience=2)["fewest_at"] == 2
+    with pytest.raises(ValueError, match="router2_stall.patience must be at least 1"):
+        boards.router2_stall("", patience=0)
+
+
+def _script(path, body):
+    (path / "b.sh").write_text(body)
+    return path
+
+
+def test_run_script_stops_a_stuck_router(tmp_path, monkeypatch):
+    """The build script runs in its own process group; when the log shows router2 stuck,
+    the whole group is stopped at once, the tool and what it started alike."""
+    monkeypatch.setattr(boards, "LOG_POLL_SECONDS", 0.05)
+    lines = _router2_log([50, 40, 30, 31, 32, 33]).splitlines()
+    _script(tmp_path, "".join(f"echo '{line}' >> t.tim\n" for line in lines)
+            + "sleep 60 &\nwait\necho finished > after\n")
+    stall = functools.partial(boards.router2_stall, patience=3)
+    start = time.monotonic()
+    verdict = boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
+    assert time.monotonic() - start < 30
+    assert verdict["iteration"] == 6 and verdict["fewest_at"] == 3
+    assert not (tmp_path / "after").exists()
+    # Without a verdict the script runs to its end; a failing script raises.
+    _script(tmp_path, "echo 'Info:     iter=1 wires=9 overused=0 overuse=0' > t.tim\n"
+                      "echo finished > after\n")
+    assert boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim",
+                              stall) is None
+    assert (tmp_path / "after").read_text() == "finished\n"
+    _script(tmp_path, "exit 3\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
+
+
+def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
+    """`build` with router2 turns a stuck router into a `BoardBuildError` whose report
+    says so; `build_or_error` saves it and the sweep table reads it."""
+    b = dataclasses.replace(BOARDS["ulx3s-85f"], array=(8, 9))
+
+    class Plan:
+        script = "b"
+
+        def extract(self, root):
+            lines = _router2_log([900, 600, 610, 620]).splitlines()
+            _script(tmp_path, f"echo > {boards.design_name(b)}.json\n"
+                    + "".join(f"echo '{line}' >> {boards.design_name(b)}.tim\n"
+                              for line in lines) + "sleep 60\n")
+            return pathlib.Path(root)
+
+    seen = {}
+
+    def fake_plan(board, **kwargs):
+        seen.update(kwargs)
+        return Plan()
+
+    monkeypatch.setattr(boards, "plan", fake_plan)
+    monkeypatch.setattr(boards, "LOG_POLL_SECONDS", 0.05)
+    with pytest.raises(ValueError, match="build.route_patience must be at least 1"):
+        boards.build(b, tmp_path, router="router2", route_patience=0)
+    said = []
+    report = boards.build_or_error(b, tmp_path, router="router2", route_patience=2,
+                                   log=said.append)
+    assert said[1:] == ["  router2 iteration 1: 900 overused wires",
+                        "  router2 iteration 2: 600 overused wires",
+                        "  router2 iteration 3: 610 overused wires",
+                        "  router2 iteration 4: 620 overused wires"]
+    assert seen["router"] == "router2"
+    assert report["unroutable"] == {"router": "router2", "iteration": 4, "overused": 620,
+                                    "fewest_overused": 600, "fewest_at": 2, "patience": 2}
+    assert report["error"].startswith("the design does not route: nextpnr router2 still had "
+                                      "620 overused wires at iteration 4")
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    row = synth_report.sweep_markdown([(b, report)]).splitlines()[-1]
+    assert ("| 8x9 | 72 | does not route: nextpnr router2 still had 620 overused wires at "
+            "iteration 4, fewest 600 at iteration 2 |") in row
+    # router1 is never stopped: the same stuck log, no verdict asked for.
+    (tmp_path / "report.json").unlink()
+    monkeypatch.setattr(boards, "_run_script", lambda *a: seen.update(stall=a[4]) or None)
+    with pytest.raises(FileNotFoundError):
+        boards.build(b, tmp_path, router="router1")
+    assert seen["stall"] is None
+
+
 def _fake_report(name, **over):
     b = BOARDS[name]
     ice40 = b.family == "ice40"
@@ -204,7 +312,8 @@ def test_build_or_error_saves_failures(tmp_path, monkeypatch):
     monkeypatch.setattr(boards, "build", failing)
     report = boards.build_or_error(b, tmp_path)
     assert report == {"board": "icebreaker", "array": "2x2", "pes": 4,
-                      "error": "the design does not fit", "overfull": overfull}
+                      "error": "the design does not fit", "overfull": overfull,
+                      "unroutable": None}
     assert boards.build_or_error(b, tmp_path, reuse=True) == report
     assert len(calls) == 1
     boards.build_or_error(b, tmp_path)
