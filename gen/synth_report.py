@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     def report(b, **kwargs):
         out = default_build_dir(b, args.build_root)
         r = build_or_error(b, out, reuse=args.reuse, router=args.router,
-                           route_patience=args.route_patience, log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+                           route_patience=args.route_patience,
+                           log=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
         print(f"{b.name} {r['array']}: {r['error']}" if "error" in r else format_build(r),
               file=sys.stderr if "error" in r else sys.stdout, flush=True)
         return r
