@@ -88,7 +88,8 @@ def cmd_build(args) -> int:
     path = args.report or f"{out}/report.json"
     report = build_or_error(b, out, report_path=path, seed=args.seed,
                             allow_timing_fail=args.allow_timing_fail, router=args.router,
-                            route_patience=args.route_patience, log=lambda line: print(line, file=sys.stderr, flush=True))
+                            route_patience=args.route_patience,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
     if "error" in report:
         raise CLIError(report["error"])
     print(format_build(report))
@@ -553,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v[1]}" for k, v in TOPS.items()))
     p.add_argument("-o", "--output", default="build", help="output folder (default: build)")
     p.add_argument("--name", help="top module name (default: ommatidia_<top>)")
-    p.add_argument("--lint", action="store_true", help="check the Verilog with verilator --lint-only")
+    p.add_argument("--lint", action="store_true",
+                   help="check the Verilog with verilator --lint-only")
     p.set_defaults(func=cmd_generate)
 
     from .synth import TARGETS

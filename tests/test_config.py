@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from ommatidia.gen.config import (EYERISS, PRESETS, TINY, ArrayConfig, NoCConfig, PEConfig,
+from ommatidia.gen.config import (EYERISS, PRESETS, TINY, NoCConfig, PEConfig,
                                   RLCFormat, preset)
 
 

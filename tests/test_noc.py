@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 
 from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.multicast import PESet, plan_multicast
-from ommatidia.sim.noc_model import (expected_deliveries, mc_takes, random_ids, random_tag,
+from ommatidia.sim.noc_model import (expected_deliveries, random_ids, random_tag,
                                       targets_of)
 from ommatidia.hw.noc import (GIN, GON, LocalPsumLink, MulticastController, PsumLinks,
                               gin_packet_layout)
