@@ -169,6 +169,15 @@ def test_router2_stall():
         boards.router2_stall("", patience=0)
 
 
+def _running(pid):
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _script(path, body):
     (path / "b.sh").write_text(body)
     return path
@@ -180,13 +189,18 @@ def test_run_script_stops_a_stuck_router(tmp_path, monkeypatch):
     monkeypatch.setattr(boards, "LOG_POLL_SECONDS", 0.05)
     lines = _router2_log([50, 40, 30, 31, 32, 33]).splitlines()
     _script(tmp_path, "".join(f"echo '{line}' >> t.tim\n" for line in lines)
-            + "sleep 60 &\nwait\necho finished > after\n")
+            + "sleep 60 &\necho $! > child\nwait\necho finished > after\n")
     stall = functools.partial(boards.router2_stall, patience=3)
     start = time.monotonic()
     verdict = boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
     assert time.monotonic() - start < 30
     assert verdict["iteration"] == 6 and verdict["fewest_at"] == 3
     assert not (tmp_path / "after").exists()
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
     # Without a verdict the script runs to its end; a failing script raises.
     _script(tmp_path, "echo 'Info:     iter=1 wires=9 overused=0 overuse=0' > t.tim\n"
                       "echo finished > after\n")
