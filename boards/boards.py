@@ -17,8 +17,8 @@ SB_MAC16 bypasses its registers).
 nextpnr's router2 (PathFinder-style negotiated congestion) never gives up on a
 design it cannot route: its count of overused wires stops falling and it runs
 on. A build with router2 reads nextpnr's log as it runs and stops it as
-unroutable once `ROUTER2_PATIENCE` iterations have passed without fewer
-overused wires than the fewest so far (`router2_stall`).
+unroutable once the count has risen `ROUTER2_PATIENCE` iterations running
+(`router2_stall`).
 """
 
 from __future__ import annotations
@@ -254,14 +254,15 @@ ROUTERS = ("router1", "router2")
 DEFAULT_ROUTER = ROUTERS[0]
 """nextpnr's own default, and the one every build before ``--router`` used."""
 ROUTER2_PATIENCE = 5
-"""router2 iterations without fewer overused wires after which a build stops as unroutable."""
+"""router2 iterations of rising overuse after which a build stops as unroutable."""
 
 _ROUTER2_ITERATION = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M)
 
 
 def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
-    """Whether router2, in nextpnr log ``log``, has stopped converging: its last iteration
-    came ``patience`` or more iterations after the one with the fewest overused wires.
+    """Whether router2, in nextpnr log ``log``, has stopped converging: its count of
+    overused wires rose in each of its last ``patience`` iterations. A count that stays
+    flat (the last few wires of a design that routes) is not a stall.
 
     Returns ``{"router", "iteration", "overused", "fewest_overused", "fewest_at",
     "patience"}`` then, else None.
@@ -270,10 +271,11 @@ def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
     iterations = [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log)]
     if not iterations:
         return None
+    recent = [n for _, n in iterations[-(patience + 1):]]
+    if len(recent) <= patience or any(b <= a for a, b in zip(recent, recent[1:])):
+        return None
     fewest_at, fewest = min(iterations, key=lambda it: (it[1], it[0]))
     iteration, overused = iterations[-1]
-    if overused == 0 or iteration - fewest_at < patience:
-        return None
     return {"router": "router2", "iteration": iteration, "overused": overused,
             "fewest_overused": fewest, "fewest_at": fewest_at, "patience": patience}
 
@@ -378,8 +380,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     """Build ``b``'s bitstream in ``build_dir`` and return the report.
 
     Raises `BoardBuildError` when a tool fails, which includes nextpnr missing
-    the board clock unless ``allow_timing_fail``, and router2 making no progress
-    for ``route_patience`` iterations (`router2_stall`).
+    the board clock unless ``allow_timing_fail``, and router2's overused wires
+    rising ``route_patience`` iterations running (`router2_stall`).
     """
     check_int("build", "route_patience", route_patience, 1)
     build_dir = pathlib.Path(build_dir)

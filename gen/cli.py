@@ -611,8 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help=f"nextpnr router (default: {DEFAULT_ROUTER}, nextpnr's default)")
     p.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
-                   help="with router2, stop as unroutable after N iterations without fewer "
-                        f"overused wires (default: {ROUTER2_PATIENCE})")
+                   help="with router2, stop as unroutable once the overused wires rose N "
+                        f"iterations running (default: {ROUTER2_PATIENCE})")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "

@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="nextpnr router of the builds this run makes "
                              f"(default: {DEFAULT_ROUTER})")
     parser.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
-                        help="with router2, stop a build as unroutable after N iterations "
-                             f"without fewer overused wires (default: {ROUTER2_PATIENCE})")
+                        help="with router2, stop a build as unroutable once the overused "
+                             f"wires rose N iterations running (default: {ROUTER2_PATIENCE})")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
