@@ -47,8 +47,8 @@ from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
 from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
-           "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "plan", "build",
-           "build_or_error", "failure_report", "design_name", "default_build_dir",
+           "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "unroutable_summary",
+           "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
            "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
@@ -268,7 +268,15 @@ def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
     "patience"}`` then, else None.
     """
     check_int("router2_stall", "patience", patience, 1)
-    iterations = [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log)]
+    return _stall(_router2_iterations(log), patience)
+
+
+def _router2_iterations(log: str) -> list[tuple[int, int]]:
+    """``(iteration, overused wires)`` of each router2 iteration in nextpnr log ``log``."""
+    return [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log)]
+
+
+def _stall(iterations: list[tuple[int, int]], patience: int) -> dict | None:
     if not iterations:
         return None
     recent = [n for _, n in iterations[-(patience + 1):]]
@@ -278,6 +286,13 @@ def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
     iteration, overused = iterations[-1]
     return {"router": "router2", "iteration": iteration, "overused": overused,
             "fewest_overused": fewest, "fewest_at": fewest_at, "patience": patience}
+
+
+def unroutable_summary(verdict: dict) -> str:
+    """One line of a `router2_stall` verdict, for the build error and the sweep table."""
+    return (f"nextpnr {verdict['router']} still had {verdict['overused']} overused wires at "
+            f"iteration {verdict['iteration']}, fewest {verdict['fewest_overused']} at "
+            f"iteration {verdict['fewest_at']}")
 
 
 def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
@@ -407,11 +422,11 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
 
     def stall(text: str) -> dict | None:
         nonlocal said
-        iterations = _ROUTER2_ITERATION.findall(text)
+        iterations = _router2_iterations(text)
         for iteration, overused in iterations[said:]:
             say(f"  router2 iteration {iteration}: {overused} overused wires")
         said = len(iterations)
-        return router2_stall(text, route_patience)
+        return _stall(iterations, route_patience)
 
     nextpnr_log = build_dir / f"{name}.tim"
     start = time.monotonic()
@@ -422,11 +437,9 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         raise _failure(build_dir, name, exc) from None
     seconds = time.monotonic() - start
     if verdict is not None:
-        raise BoardBuildError(
-            f"the design does not route: nextpnr router2 still had {verdict['overused']} "
-            f"overused wires at iteration {verdict['iteration']}, its fewest were "
-            f"{verdict['fewest_overused']} at iteration {verdict['fewest_at']}; stopped after "
-            f"{seconds:.0f} s (log: {nextpnr_log})", unroutable=verdict)
+        raise BoardBuildError(f"the design does not route: {unroutable_summary(verdict)}; "
+                              f"stopped after {seconds:.0f} s (log: {nextpnr_log})",
+                              unroutable=verdict)
     say(f"  done in {seconds:.0f} s")
 
     netlist = json.loads((build_dir / f"{name}.json").read_text())

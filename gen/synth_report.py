@@ -60,6 +60,7 @@ def _fmt_res(report: dict) -> dict:
 def report_row(b, report: dict) -> dict:
     """The table cells of board ``b``'s `ommatidia.boards.boards.build` report (or of a
     failed build's ``{"error": ...}``)."""
+    from ommatidia.boards.boards import unroutable_summary
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
            "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
@@ -71,10 +72,7 @@ def report_row(b, report: dict) -> dict:
             row["error"] = "does not fit: " + ", ".join(
                 f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
         elif stall:
-            row["error"] = (f"does not route: nextpnr {stall['router']} still had "
-                            f"{stall['overused']} overused wires at iteration "
-                            f"{stall['iteration']}, fewest {stall['fewest_overused']} at "
-                            f"iteration {stall['fewest_at']}")
+            row["error"] = f"does not route: {unroutable_summary(stall)}"
         else:
             row["error"] = f"does not build: {report['error']}"
     else:
