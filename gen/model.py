@@ -72,10 +72,11 @@ IDs), so they are exact; with ``values=False`` they are worst cases (no zero).
   value ``DMA_IN`` stores, one per psum the GON receiver stores);
 - ``noc``: GIN values delivered to PEs (a multicast counts once per target),
   psums passed over local links, psums carried by the GON;
-- ``spad``: per PE operation one ifmap read, one filter read unless the
-  activation is zero, one psum read unless it is the first tap, one psum write
-  unless it is the last tap; plus the spad writes of every weight and
-  activation a PE loads;
+- ``spad``: per PE one ifmap read per tap and channel, shared by its ``p``
+  filters (the PE computes k innermost); per PE operation one filter read
+  unless the activation is zero, one psum read unless it is the first tap, one
+  psum write unless it is the last tap; plus the spad writes of every weight
+  and activation a PE loads;
 - ``mac``: multiplications done (``mac_cycles``; zero-gated ones excluded).
 
 `Prediction.energy` weighs them with `ommatidia.gen.energy.energy`.
@@ -1306,7 +1307,7 @@ class _Machine:
             self.exact = False
         self.count["gated_macs"] += zeros
         self.count["mac_cycles"] += n_pe * ops - zeros
-        self.acc["spad"] += n_pe * (3 * ops - 2 * F * p) - zeros + loads
+        self.acc["spad"] += n_pe * (F * S * q + 3 * ops - 2 * F * p) - zeros + loads
         return timing.cycles
 
     def _compute(self, streams, grid) -> int:
