@@ -48,7 +48,7 @@ from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
            "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "unroutable_summary",
-           "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
+           "unplaceable_summary", "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
            "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
@@ -60,14 +60,17 @@ class BoardBuildError(RuntimeError):
 
     ``overfull`` maps each BEL type the design needs more of than the device
     has to ``{"used": n, "available": m}`` (empty for other failures);
-    ``unroutable`` is `router2_stall`'s verdict when router2 was stopped.
+    ``unroutable`` is `router2_stall`'s verdict when router2 was stopped;
+    ``unplaceable`` is ``{"bel", "used", "available"}`` of the fullest BEL type
+    when every type fits but nextpnr found no legal placement.
     """
 
     def __init__(self, message: str, overfull: dict | None = None,
-                 unroutable: dict | None = None):
+                 unroutable: dict | None = None, unplaceable: dict | None = None):
         super().__init__(message)
         self.overfull = overfull or {}
         self.unroutable = unroutable
+        self.unplaceable = unplaceable
 
 
 @dataclass(frozen=True)
@@ -315,10 +318,30 @@ def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
     }
 
 
-def _overfull(log: str) -> dict:
-    """BELs a design needs more of than the device has, from nextpnr's utilisation lines."""
+def _utilisation(log: str) -> dict:
+    """``{bel: {"used", "available"}}`` from nextpnr's device utilisation lines."""
     found = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M)
-    return {bel: {"used": int(u), "available": int(a)} for bel, u, a in found if int(u) > int(a)}
+    return {bel: {"used": int(u), "available": int(a)} for bel, u, a in found}
+
+
+def _overfull(util: dict) -> dict:
+    """BELs a design needs more of than the device has."""
+    return {bel: v for bel, v in util.items() if v["used"] > v["available"]}
+
+
+def _fullest(util: dict) -> dict | None:
+    """The BEL type the design uses the largest share of, as ``{"bel", "used", "available"}``."""
+    shares = {bel: v["used"] / v["available"] for bel, v in util.items() if v["available"]}
+    if not shares:
+        return None
+    bel = max(shares, key=shares.get)
+    return {"bel": bel, **util[bel]}
+
+
+def unplaceable_summary(fullest: dict) -> str:
+    """One phrase for a design nextpnr could not place though every BEL type fits."""
+    return (f"nextpnr found no legal placement with {fullest['used']}/{fullest['available']} "
+            f"{fullest['bel']} in use")
 
 
 def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildError:
@@ -330,12 +353,17 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
         error = synth.error_line(text)
         if error is None:
             continue
-        overfull = _overfull(text) if tool == "nextpnr" else {}
+        util = _utilisation(text) if tool == "nextpnr" else {}
+        overfull = _overfull(util)
         if overfull:
             needs = ", ".join(f"{v['used']} {bel} of {v['available']}"
                               for bel, v in overfull.items())
             return BoardBuildError(f"the design does not fit: it needs {needs} (log: {path})",
                                    overfull)
+        fullest = _fullest(util)
+        if "legal placement" in error and fullest:
+            return BoardBuildError(f"the design does not place: {unplaceable_summary(fullest)}"
+                                   f" (log: {path})", unplaceable=fullest)
         return BoardBuildError(f"{tool} failed: {error} (log: {path})")
     return BoardBuildError(f"build failed: {exc}")
 
@@ -480,8 +508,8 @@ def build_or_error(b: Board, build_dir, *, reuse: bool = False, report_path=None
                    **kwargs) -> dict:
     """`build` into ``build_dir`` and save the report as ``report_path`` (default
     ``build_dir/report.json``); a failed build's report is ``{"board", "array", "pes",
-    "error", "overfull", "unroutable"}``. With ``reuse``, an existing report is read instead of
-    building."""
+    "error", "overfull", "unroutable", "unplaceable"}``. With ``reuse``, an existing report is
+    read instead of building."""
     saved = pathlib.Path(report_path or pathlib.Path(build_dir) / "report.json")
     if reuse and saved.exists():
         return json.loads(saved.read_text())
@@ -497,7 +525,8 @@ def failure_report(b: Board, exc: BoardBuildError) -> dict:
     """The report of a failed build of ``b``: what failed, and what overflowed the part."""
     cfg = b.config
     return {"board": b.name, "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes,
-            "error": str(exc), "overfull": exc.overfull, "unroutable": exc.unroutable}
+            "error": str(exc), "overfull": exc.overfull, "unroutable": exc.unroutable,
+            "unplaceable": exc.unplaceable}
 
 
 def format_build(report: dict) -> str:

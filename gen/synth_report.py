@@ -60,7 +60,7 @@ def _fmt_res(report: dict) -> dict:
 def report_row(b, report: dict) -> dict:
     """The table cells of board ``b``'s `ommatidia.boards.boards.build` report (or of a
     failed build's ``{"error": ...}``)."""
-    from ommatidia.boards.boards import unroutable_summary
+    from ommatidia.boards.boards import unplaceable_summary, unroutable_summary
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
            "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
@@ -73,6 +73,8 @@ def report_row(b, report: dict) -> dict:
                 f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
         elif stall:
             row["error"] = f"does not route: {unroutable_summary(stall)}"
+        elif report.get("unplaceable"):
+            row["error"] = f"does not place: {unplaceable_summary(report['unplaceable'])}"
         else:
             row["error"] = f"does not build: {report['error']}"
     else:

@@ -141,7 +141,32 @@ def test_overfull_parse(tmp_path):
     (tmp_path / "t.tim").write_text(log)
     exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
     assert exc.overfull == {"ICESTORM_LC": {"used": 13825, "available": 5280}}
-    assert "needs 13825 ICESTORM_LC of 5280" in str(exc)
+    assert "needs 13825 ICESTORM_LC of 5280" in str(exc) and exc.unplaceable is None
+
+
+def test_unplaceable_parse(tmp_path):
+    """Every BEL type fits but the placer gives up (the iCEBreaker 2x1): the verdict names
+    the fullest type, and the sweep row says so."""
+    log = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    5273/   5280    99%\n"
+           "Info: \t        ICESTORM_RAM:      26/     30    86%\n"
+           "Info: \t               SB_IO:       8/     96     8%\n"
+           "ERROR: Unable to find legal placement for all cells, design is probably at "
+           "utilisation limit.\n")
+    (tmp_path / "t.tim").write_text(log)
+    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    assert exc.overfull == {} and exc.unroutable is None
+    assert exc.unplaceable == {"bel": "ICESTORM_LC", "used": 5273, "available": 5280}
+    assert str(exc).startswith("the design does not place: nextpnr found no legal placement "
+                               "with 5273/5280 ICESTORM_LC in use (log: ")
+    b = BOARDS["icebreaker"]
+    row = synth_report.report_row(b, boards.failure_report(b, exc))
+    assert row["error"] == ("does not place: nextpnr found no legal placement with "
+                            "5273/5280 ICESTORM_LC in use")
+    # Another nextpnr error stays the tool's own line.
+    (tmp_path / "t.tim").write_text(log.replace("Unable to find legal placement for all cells",
+                                                "Unconstrained IO"))
+    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    assert exc.unplaceable is None and str(exc).startswith("nextpnr failed: ERROR: Unconstrained")
 
 
 def _router2_log(overused):
@@ -327,7 +352,7 @@ def test_build_or_error_saves_failures(tmp_path, monkeypatch):
     report = boards.build_or_error(b, tmp_path)
     assert report == {"board": "icebreaker", "array": "2x2", "pes": 4,
                       "error": "the design does not fit", "overfull": overfull,
-                      "unroutable": None}
+                      "unroutable": None, "unplaceable": None}
     assert boards.build_or_error(b, tmp_path, reuse=True) == report
     assert len(calls) == 1
     boards.build_or_error(b, tmp_path)
