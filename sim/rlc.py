@@ -269,7 +269,8 @@ def stream_cases(fmt: RLCFormat, seed: int, count: int = 10, max_n: int = 60):
 
 
 def corrupt_streams(fmt: RLCFormat, seed: int, count: int = 30, max_n: int = 25):
-    """``(words, n)`` streams, most malformed: bit flips, a dropped word, a wrong n, an extra word."""
+    """``(words, n)`` streams, most malformed: bit flips, a dropped word, a wrong n, an
+    extra word."""
     rng = np.random.default_rng(seed)
     streams = []
     for values in stream_cases(fmt, seed, count=count, max_n=max_n):
@@ -285,6 +286,7 @@ def corrupt_streams(fmt: RLCFormat, seed: int, count: int = 30, max_n: int = 25)
         elif kind == 3:
             n = max(0, n + int(rng.choice([-2, -1, 1, 2])))
         else:
-            words.append(int(rng.integers(0, 1 << min(fmt.word_bits, 63))) | 1 << (fmt.word_bits - 1))
+            top = 1 << (fmt.word_bits - 1)
+            words.append(int(rng.integers(0, 1 << min(fmt.word_bits, 63))) | top)
         streams.append((words, n))
     return streams

@@ -35,7 +35,8 @@ class StreamSender:
 
 
 class StreamReceiver:
-    """Take payloads from ``stream`` (the component's output), stalling with ``stall`` probability."""
+    """Take payloads from ``stream`` (the component's output), stalling with ``stall``
+    probability."""
 
     def __init__(self, stream, rng: random.Random | None = None, stall: float = 0.0):
         self.stream = stream

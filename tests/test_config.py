@@ -11,7 +11,8 @@ from ommatidia.gen.config import (EYERISS, PRESETS, TINY, NoCConfig, PEConfig,
 @pytest.mark.parametrize("kwargs, words", [
     (dict(act_bits=1), ["act_bits", "at least 2", "1"]),
     (dict(weight_bits=40), ["weight_bits", "at most 32", "40"]),
-    (dict(act_bits=16, weight_bits=16, psum_bits=24), ["psum_bits", "act_bits + weight_bits", "24"]),
+    (dict(act_bits=16, weight_bits=16, psum_bits=24),
+     ["psum_bits", "act_bits + weight_bits", "24"]),
     (dict(max_filter_width=11, filter_spad_depth=8), ["filter_spad_depth", "one filter row", "8"]),
     (dict(max_filter_width=11, ifmap_spad_depth=10), ["ifmap_spad_depth", "11", "10"]),
     (dict(psum_spad_depth=0), ["psum_spad_depth", "at least 1", "0"]),
@@ -71,11 +72,13 @@ def test_noc_config_rejects():
 
 
 def test_eyeriss_preset_matches_the_chip():
-    """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit, spads 224/12/24, GLB 100+8 kB, 25 banks of 512x64b."""
+    """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit, spads 224/12/24, GLB 100+8 kB, 25 banks
+    of 512x64b."""
     cfg = preset("eyeriss")
     assert (cfg.rows, cfg.cols, cfg.num_pes) == (12, 14, 168)
-    assert (cfg.pe.act_bits, cfg.pe.weight_bits) == (16, 16)
-    assert (cfg.pe.filter_spad_depth, cfg.pe.ifmap_spad_depth, cfg.pe.psum_spad_depth) == (224, 12, 24)
+    pe = cfg.pe
+    assert (pe.act_bits, pe.weight_bits) == (16, 16)
+    assert (pe.filter_spad_depth, pe.ifmap_spad_depth, pe.psum_spad_depth) == (224, 12, 24)
     assert cfg.glb_bytes + cfg.filter_glb_bytes == 108 * 1024
     assert (cfg.glb_banks, cfg.glb_bank_words, cfg.dram_bits) == (25, 512, 64)
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)

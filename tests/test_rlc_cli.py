@@ -24,7 +24,8 @@ def test_encode_writes_little_endian_words(tmp_path, capsys):
     # pairs (2, 5) and (2, -1): runs in bits 0-4 and 21-25, levels above them; term bit 63
     word = TERM | 2 | 5 << 5 | (2 | 0xFFFF << 5) << 21
     assert (tmp_path / "a.bin").read_bytes() == word.to_bytes(8, "little")
-    code, out, _ = run(capsys, "rlc", "decode", str(tmp_path / "a.bin"), "6", str(tmp_path / "b.npy"))
+    code, out, _ = run(capsys, "rlc", "decode", str(tmp_path / "a.bin"), "6",
+                       str(tmp_path / "b.npy"))
     assert code == 0
     back = np.load(tmp_path / "b.npy")
     assert back.dtype == np.int16 and back.tolist() == [0, 0, 5, 0, 0, -1]
@@ -96,12 +97,12 @@ def test_hw_matches_reference(tmp_path, capsys, seed):
     np.save(tmp_path / "a.npy", values.reshape(-1, 1))
     hw = ("--hw", "--build", str(ROOT / "build"))
     n = str(len(values))
-    assert run(capsys, "rlc", "encode", str(tmp_path / "a.npy"), str(tmp_path / "ref.bin"))[0] == 0
-    assert run(capsys, "rlc", "encode", str(tmp_path / "a.npy"), str(tmp_path / "hw.bin"), *hw)[0] == 0
+    a_npy, ref_bin = str(tmp_path / "a.npy"), str(tmp_path / "ref.bin")
+    assert run(capsys, "rlc", "encode", a_npy, ref_bin)[0] == 0
+    assert run(capsys, "rlc", "encode", a_npy, str(tmp_path / "hw.bin"), *hw)[0] == 0
     assert (tmp_path / "hw.bin").read_bytes() == (tmp_path / "ref.bin").read_bytes()
-    assert run(capsys, "rlc", "decode", str(tmp_path / "ref.bin"), n, str(tmp_path / "ref.npy"))[0] == 0
-    assert run(capsys, "rlc", "decode", str(tmp_path / "ref.bin"), n, str(tmp_path / "hw.npy"),
-               *hw)[0] == 0
+    assert run(capsys, "rlc", "decode", ref_bin, n, str(tmp_path / "ref.npy"))[0] == 0
+    assert run(capsys, "rlc", "decode", ref_bin, n, str(tmp_path / "hw.npy"), *hw)[0] == 0
     assert (tmp_path / "hw.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
     assert np.load(tmp_path / "hw.npy").tolist() == values.tolist()
     # Malformed: the stream cut short, N one too small (the last run overruns); N one too
@@ -110,9 +111,9 @@ def test_hw_matches_reference(tmp_path, capsys, seed):
     errors = 0
     for bad, count in ((data[:-8], n), (data, str(len(values) - 1)), (data, str(len(values) + 1))):
         (tmp_path / "bad.bin").write_bytes(bad)
-        ref = run(capsys, "rlc", "decode", str(tmp_path / "bad.bin"), count, str(tmp_path / "x.npy"))
-        got = run(capsys, "rlc", "decode", str(tmp_path / "bad.bin"), count, str(tmp_path / "y.npy"),
-                  *hw)
+        bad_bin = str(tmp_path / "bad.bin")
+        ref = run(capsys, "rlc", "decode", bad_bin, count, str(tmp_path / "x.npy"))
+        got = run(capsys, "rlc", "decode", bad_bin, count, str(tmp_path / "y.npy"), *hw)
         assert (got[0], got[2]) == (ref[0], ref[2])
         if ref[0]:
             errors += 1

@@ -26,7 +26,8 @@ def check_decoder(fmt, streams, results):
         exp = decode_stream(words, n, fmt)
         where = f"stream {i} (n = {n}, {len(words)} words, first {words[:3]})"
         assert got["values"] == exp.values.tolist(), f"{where}: values differ"
-        assert RLCFault(got["fault"]) == exp.fault, f"{where}: fault {got['fault']} vs {exp.fault!r}"
+        assert RLCFault(got["fault"]) == exp.fault, (
+            f"{where}: fault {got['fault']} vs {exp.fault!r}")
         assert bool(got["error"]) == (exp.fault != RLCFault.NONE), where
         assert got["fault_word"] == exp.fault_word, f"{where}: fault word"
         assert got["words_used"] == exp.words_used, f"{where}: words used"

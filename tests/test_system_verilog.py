@@ -70,8 +70,8 @@ def check(runs, progs):
 @pytest.mark.xdist_group("system_tiny")
 def test_random_layers_tiny(seed, system_build):
     """24 random layers on `tiny` in one Verilator build, four with extreme values (psums
-    wrap), two FC layers, 25 % DRAM stalls on all; then a layer of five passes reset after 1500 cycles
-    (in its passes) and rerun from a fresh load."""
+    wrap), two FC layers, 25 % DRAM stalls on all; then a layer of five passes reset after
+    1500 cycles (in its passes) and rerun from a fresh load."""
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, TINY, extreme=k < 4) for k in range(24)]
     layer = ConvLayer(N=1, C=6, M=9, H=4, W=12, R=3, S=3, U=1, P=1)
@@ -109,7 +109,8 @@ def test_stalls_do_not_change_results(seed, system_build):
     prog = compile_layer(TINY, layer, x, w, relu=True, shift=3)
     calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0, progress=500)
     log = (pathlib.Path(system_build) / "system_tiny_verilator" / "test.log").read_text()
-    reported = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) cycles, [\d,]+ cycles/s", log)]
+    reported = [int(n.replace(",", ""))
+                for n in re.findall(r"([\d,]+) cycles, [\d,]+ cycles/s", log)]
     assert len(reported) >= calm.report["cycles"] // 500 - 1, (reported, calm.report["cycles"])
     assert all(500 * (k + 1) <= n < 500 * (k + 1) + 256 for k, n in enumerate(reported))
     busy, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=154, stall_seed=seed % 65521
@@ -127,6 +128,6 @@ def test_random_layers_small(seed, small_system_build):
     """A few random layers on the mid-size `small` preset (6x7 PEs)."""
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, SMALL, extreme=k == 0) for k in range(4)]
-    runs = run_layers(SMALL, progs, build_dir=small_system_build, stall_rate=32, stall_seed=seed & 0xffff
-                      or 1)
+    runs = run_layers(SMALL, progs, build_dir=small_system_build, stall_rate=32,
+                      stall_seed=seed & 0xffff or 1)
     check(runs, progs)

@@ -191,7 +191,8 @@ def _run(top: str, testcase: str, fmt: RLCFormat, job: dict, *, count_bits: int,
 def run_encoder_hw(fmt: RLCFormat, streams, *, count_bits: int = 24, sim: str = "verilator",
                    build_root="build", seed: int = 0, idle: float = 0.0,
                    stall: float = 0.0) -> list[dict]:
-    """Encode each value list of ``streams`` on the encoder Verilog; per stream ``words``, ``cycles``."""
+    """Encode each value list of ``streams`` on the encoder Verilog; per stream ``words``,
+    ``cycles``."""
     job = {"seed": seed, "idle": idle, "stall": stall,
            "streams": [{"values": [int(v) for v in values]} for values in streams]}
     return _run("rlc_encoder", "encoder_job", fmt, job, count_bits=count_bits, sim=sim,
