@@ -369,14 +369,24 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
 
 
 LOG_POLL_SECONDS = 10.0
-"""How often a build reads nextpnr's log for `router2_stall`."""
+"""How often a build reads nextpnr's log for `router2_stall` and `HEARTBEAT_SECONDS`."""
+
+HEARTBEAT_SECONDS = 300.0
+"""How often a build says it is still running, with the last line nextpnr logged."""
+
+
+def _last_line(log: str) -> str:
+    """The last non-empty line of a log, or ``""``."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _run_script(build_dir: pathlib.Path, script: str, env: dict, log_path: pathlib.Path,
-                stall=None) -> dict | None:
-    """Run a build script in its own process group. Every `LOG_POLL_SECONDS` ``stall``
-    reads the nextpnr log; when it returns a verdict the whole group is stopped and the
-    verdict returned. Raises `subprocess.CalledProcessError` when the script fails."""
+                watch=None) -> dict | None:
+    """Run a build script in its own process group. Every `LOG_POLL_SECONDS` ``watch``
+    reads the nextpnr log (``""`` before nextpnr starts); when it returns a verdict the
+    whole group is stopped and the verdict returned. Raises
+    `subprocess.CalledProcessError` when the script fails."""
     proc = subprocess.Popen(["sh", f"{script}.sh"], cwd=build_dir, env=env,
                             start_new_session=True)
     try:
@@ -386,8 +396,9 @@ def _run_script(build_dir: pathlib.Path, script: str, env: dict, log_path: pathl
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if stall is not None and log_path.exists():
-                verdict = stall(log_path.read_text(errors="replace"))
+            if watch is not None:
+                text = log_path.read_text(errors="replace") if log_path.exists() else ""
+                verdict = watch(text)
                 if verdict is not None:
                     return verdict
     finally:
@@ -446,10 +457,18 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
                                   f"'make install' to get the YoWASP tools into .venv")
     build_plan = plan(b, seed=seed, allow_timing_fail=allow_timing_fail, router=router,
                       platform=platform)
-    said = 0
+    said, heartbeat = 0, HEARTBEAT_SECONDS
 
-    def stall(text: str) -> dict | None:
-        nonlocal said
+    def watch(text: str) -> dict | None:
+        """Says where a long build is; with router2, its iterations and `router2_stall`."""
+        nonlocal said, heartbeat
+        elapsed = time.monotonic() - start
+        if elapsed >= heartbeat:
+            where = f"nextpnr: {_last_line(text)}" if text else "yosys"
+            say(f"  still running after {elapsed / 60:.0f} min ({where})")
+            heartbeat += HEARTBEAT_SECONDS
+        if router != "router2":
+            return None
         iterations = _router2_iterations(text)
         for iteration, overused in iterations[said:]:
             say(f"  router2 iteration {iteration}: {overused} overused wires")
@@ -460,7 +479,7 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     start = time.monotonic()
     try:
         verdict = _run_script(build_plan.extract(str(build_dir)), build_plan.script, env,
-                              nextpnr_log, stall if router == "router2" else None)
+                              nextpnr_log, watch)
     except subprocess.CalledProcessError as exc:
         raise _failure(build_dir, name, exc) from None
     seconds = time.monotonic() - start

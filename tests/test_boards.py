@@ -279,11 +279,21 @@ def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
     row = synth_report.sweep_markdown([(b, report)]).splitlines()[-1]
     assert ("| 8x9 | 72 | does not route: nextpnr router2 still had 620 overused wires at "
             "iteration 4, fewest 600 at iteration 2 |") in row
-    # router1 is never stopped: no verdict is asked for.
-    monkeypatch.setattr(boards, "_run_script", lambda *a: seen.update(stall=a[4]) or None)
+    # router1 is never stopped, however its log reads, but a long build says where it is.
+    monkeypatch.setattr(boards, "_run_script", lambda *a: seen.update(watch=a[4]) or None)
     with pytest.raises(FileNotFoundError):
-        boards.build(b, tmp_path, router="router1")
-    assert seen["stall"] is None
+        boards.build(b, tmp_path, router="router1", log=said.append)
+    del said[:]
+    assert seen["watch"](_router2_log([900, 600, 610, 620, 630, 640])) is None
+    assert said == []
+    monkeypatch.setattr(boards, "HEARTBEAT_SECONDS", 0.0)
+    with pytest.raises(FileNotFoundError):
+        boards.build(b, tmp_path, router="router1", log=said.append)
+    assert seen["watch"]("") is None
+    assert seen["watch"]("Info: Packing..\nInfo: Running main analytical placer.\n\n") is None
+    assert [line.split(" min ")[1] for line in said[-2:]] == [
+        "(yosys)", "(nextpnr: Info: Running main analytical placer.)"]
+    assert all(line.startswith("  still running after ") for line in said[-2:])
 
 
 def _fake_report(name, **over):
