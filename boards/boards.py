@@ -48,8 +48,8 @@ from ommatidia.sim.tools import setup_env
 
 __all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
            "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "unroutable_summary",
-           "unplaceable_summary", "plan", "build", "build_or_error", "failure_report",
-           "design_name", "default_build_dir", "larger_arrays", "format_build"]
+           "unplaceable_summary", "overfull_summary", "plan", "build", "build_or_error",
+           "failure_report", "design_name", "default_build_dir", "larger_arrays", "format_build"]
 
 LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
 """Tools a platform runs to load or wrap a bitstream; not on PyPI, and not needed to build one."""
@@ -329,6 +329,11 @@ def _overfull(util: dict) -> dict:
     return {bel: v for bel, v in util.items() if v["used"] > v["available"]}
 
 
+def overfull_summary(overfull: dict) -> str:
+    """One phrase for the BEL types a design needs more of than the device has."""
+    return ", ".join(f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
+
+
 def _fullest(util: dict) -> dict | None:
     """The BEL type the design uses the largest share of, as ``{"bel", "used", "available"}``."""
     shares = {bel: v["used"] / v["available"] for bel, v in util.items() if v["available"]}
@@ -356,10 +361,8 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
         util = _utilisation(text) if tool == "nextpnr" else {}
         overfull = _overfull(util)
         if overfull:
-            needs = ", ".join(f"{v['used']} {bel} of {v['available']}"
-                              for bel, v in overfull.items())
-            return BoardBuildError(f"the design does not fit: it needs {needs} (log: {path})",
-                                   overfull)
+            return BoardBuildError(f"the design does not fit: it needs "
+                                   f"{overfull_summary(overfull)} (log: {path})", overfull)
         fullest = _fullest(util)
         if "legal placement" in error and fullest:
             return BoardBuildError(f"the design does not place: {unplaceable_summary(fullest)}"

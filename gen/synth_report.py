@@ -60,7 +60,8 @@ def _fmt_res(report: dict) -> dict:
 def report_row(b, report: dict) -> dict:
     """The table cells of board ``b``'s `ommatidia.boards.boards.build` report (or of a
     failed build's ``{"error": ...}``)."""
-    from ommatidia.boards.boards import unplaceable_summary, unroutable_summary
+    from ommatidia.boards.boards import (overfull_summary, unplaceable_summary,
+                                         unroutable_summary)
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
            "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
@@ -69,8 +70,7 @@ def report_row(b, report: dict) -> dict:
         overfull = report.get("overfull") or {}
         stall = report.get("unroutable")
         if overfull:
-            row["error"] = "does not fit: " + ", ".join(
-                f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
+            row["error"] = f"does not fit: {overfull_summary(overfull)}"
         elif stall:
             row["error"] = f"does not route: {unroutable_summary(stall)}"
         elif report.get("unplaceable"):
