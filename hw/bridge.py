@@ -79,6 +79,35 @@ def mem_write_layout(dram_bits: int, addr_bits: int) -> data.StructLayout:
     return data.StructLayout({"addr": unsigned(addr_bits), "data": unsigned(dram_bits)})
 
 
+class _Command:
+    """Registers of the host command in progress: its bytes, arguments, word and answer."""
+
+    def __init__(self, inq: fifo.SyncFIFOBuffered, tx_ready, counters: int, dram_bits: int,
+                 addr_bits: int, timeout: int):
+        word_bytes = dram_bits // 8
+        out_bits = max(dram_bits, COUNTER_BITS)
+        self.inq = inq
+        self.byte = inq.r_data
+        self.got = Signal()
+
+        self.cmd = Signal(8)
+        self.reply_byte = Signal(8)
+        self.args = Signal(48)
+        self.arg_left = Signal(range(7))
+        self.addr = Signal(addr_bits)
+        self.n = Signal(16)
+        self.word = Signal(dram_bits)
+        self.word_left = Signal(range(word_bytes + 1))
+        self.obuf = Signal(out_bits)
+        self.out_left = Signal(range(out_bits // 8 + 1))
+        self.index = Signal(range(counters + 1))
+
+        self.silent = Signal(range(max(timeout, 1) + 1))
+        self.timed_out = Signal()
+        self.sent_last = tx_ready & (self.out_left == 1)
+        """The transmitter takes the last byte of ``obuf`` this cycle."""
+
+
 class HostBridge(wiring.Component):
     """Executes host protocol commands (see the module docstring) from a byte stream.
 
@@ -152,165 +181,172 @@ class HostBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        word_bytes = self._dram_bits // 8
-        out_bits = max(self._dram_bits, COUNTER_BITS)
+        r = self._datapath(m)
+        with m.FSM():
+            self._parser_states(m, r)
+            self._write_states(m, r)
+            self._read_states(m, r)
+            self._answer_states(m, r)
+        return m
 
+    def _datapath(self, m: Module) -> _Command:
+        """The rx byte FIFO, the command registers and silence timer, the DRAM address and data."""
         m.submodules.fifo = inq = fifo.SyncFIFOBuffered(width=8, depth=self._fifo_depth)
         m.d.comb += [inq.w_data.eq(self.i.payload), inq.w_en.eq(self.i.valid),
                      self.i.ready.eq(inq.w_rdy)]
-        byte = inq.r_data
-        got = Signal()
-        m.d.comb += got.eq(inq.r_rdy & inq.r_en)
-
-        cmd = Signal(8)
-        reply_byte = Signal(8)
-        args = Signal(48)
-        arg_left = Signal(range(7))
-        addr = Signal(self._addr_bits)
-        n = Signal(16)
-        word = Signal(self._dram_bits)
-        word_left = Signal(range(word_bytes + 1))
-        obuf = Signal(out_bits)
-        out_left = Signal(range(out_bits // 8 + 1))
-        index = Signal(range(self._counters + 1))
-
-        silent = Signal(range(max(self._timeout, 1) + 1))
-        timed_out = Signal()
+        r = _Command(inq, self.o.ready, self._counters, self._dram_bits, self._addr_bits,
+                     self._timeout)
+        m.d.comb += r.got.eq(inq.r_rdy & inq.r_en)
         if self._timeout:
-            m.d.comb += timed_out.eq(silent == self._timeout)
+            m.d.comb += r.timed_out.eq(r.silent == self._timeout)
 
         m.d.sync += self.start.eq(0)
-        m.d.comb += [self.mem_w.payload.addr.eq(addr), self.mem_w.payload.data.eq(word),
-                     self.mem_raddr.payload.eq(addr)]
+        m.d.comb += [self.mem_w.payload.addr.eq(r.addr), self.mem_w.payload.data.eq(r.word),
+                     self.mem_raddr.payload.eq(r.addr)]
+        return r
 
-        def receive():
-            m.d.comb += inq.r_en.eq(1)
-            if self._timeout:
-                with m.If(got):
-                    m.d.sync += silent.eq(0)
+    def _receive(self, m: Module, r: _Command):
+        """Take a byte from the rx FIFO if there is one, timing the silence."""
+        m.d.comb += r.inq.r_en.eq(1)
+        if self._timeout:
+            with m.If(r.got):
+                m.d.sync += r.silent.eq(0)
+            with m.Else():
+                m.d.sync += r.silent.eq(r.silent + 1)
+
+    def _reply(self, m: Module, r: _Command, value, state="REPLY"):
+        """Latch a one-byte answer and go to ``state``, which sends it."""
+        m.d.sync += r.reply_byte.eq(value)
+        m.next = state
+
+    def _send_reply(self, m: Module, r: _Command, then: str):
+        """Offer the one-byte answer on the tx stream; go to ``then`` once taken."""
+        m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(r.reply_byte)]
+        with m.If(self.o.ready):
+            m.next = then
+
+    def _send(self, m: Module, r: _Command):
+        """Offer the lowest byte of ``obuf`` on the tx stream; shift it out once taken."""
+        m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(r.obuf[:8])]
+        with m.If(self.o.ready):
+            m.d.sync += [r.obuf.eq(r.obuf >> 8), r.out_left.eq(r.out_left - 1)]
+
+    def _parser_states(self, m: Module, r: _Command):
+        """rx command parser: decode a command byte, collect WRITE's and READ's arguments."""
+        byte, cmd, args, arg_left = r.byte, r.cmd, r.args, r.arg_left
+        with m.State("IDLE"):
+            # IDLE: waiting for a command byte
+            m.d.comb += r.inq.r_en.eq(1)
+            m.d.sync += [r.silent.eq(0), arg_left.eq(6), cmd.eq(byte)]
+            with m.If(r.got):
+                m.next = "DECODE"
+        with m.State("DECODE"):
+            # DECODE: act on the command byte
+            with m.Switch(cmd):
+                with m.Case(Command.WRITE, Command.READ):
+                    m.next = "ARGS"
+                with m.Case(Command.START):
+                    m.d.sync += self.start.eq(1)
+                    self._reply(m, r, Reply.ACK)
+                with m.Case(Command.STATUS):
+                    self._reply(m, r, self.status)
+                with m.Case(Command.COUNTERS):
+                    m.d.sync += r.index.eq(0)
+                    self._reply(m, r, self._counters, "SEND_COUNT")
+                with m.Default():
+                    self._reply(m, r, Reply.NAK)
+        with m.State("ARGS"):
+            # ARGS: collecting addr (4 bytes) and n (2 bytes), little-endian
+            self._receive(m, r)
+            with m.If(r.got):
+                m.d.sync += [args.eq(Cat(args[8:], byte)), arg_left.eq(arg_left - 1)]
+                with m.If(arg_left == 1):
+                    m.next = "DISPATCH"
+            with m.Elif(r.timed_out):
+                self._reply(m, r, Reply.NAK)
+        with m.State("DISPATCH"):
+            # DISPATCH: arguments complete, start the transfer (or answer an empty one)
+            m.d.sync += [r.addr.eq(args[:self._addr_bits]), r.n.eq(args[32:48]),
+                         r.word_left.eq(self._dram_bits // 8), r.silent.eq(0)]
+            empty = args[32:48] == 0
+            with m.If(cmd == Command.WRITE):
+                with m.If(empty):
+                    self._reply(m, r, Reply.ACK)
                 with m.Else():
-                    m.d.sync += silent.eq(silent + 1)
+                    m.next = "WRITE_DATA"
+            with m.Elif(empty):
+                m.next = "IDLE"
+            with m.Else():
+                m.next = "READ_ADDR"
 
-        def reply(value, state="REPLY"):
-            m.d.sync += reply_byte.eq(value)
-            m.next = state
+    def _write_states(self, m: Module, r: _Command):
+        """WRITE: collect each word from the line and write it to DRAM; ACK after the last."""
+        word_bytes = self._dram_bits // 8
+        with m.State("WRITE_DATA"):
+            # WRITE_DATA: collecting the bytes of the next word
+            self._receive(m, r)
+            with m.If(r.got):
+                m.d.sync += [r.word.eq(Cat(r.word[8:], r.byte)), r.word_left.eq(r.word_left - 1)]
+                with m.If(r.word_left == 1):
+                    m.next = "WRITE_MEM"
+            with m.Elif(r.timed_out):
+                self._reply(m, r, Reply.NAK)
+        with m.State("WRITE_MEM"):
+            # WRITE_MEM: the word waits for the DRAM write port; ACK after the last
+            m.d.comb += self.mem_w.valid.eq(1)
+            with m.If(self.mem_w.ready):
+                m.d.sync += [r.addr.eq(r.addr + 1), r.n.eq(r.n - 1), r.word_left.eq(word_bytes),
+                             r.silent.eq(0)]
+                with m.If(r.n == 1):
+                    self._reply(m, r, Reply.ACK)
+                with m.Else():
+                    m.next = "WRITE_DATA"
 
-        def send_reply(then):
-            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(reply_byte)]
-            with m.If(self.o.ready):
-                m.next = then
-
-        sent_last = self.o.ready & (out_left == 1)
-
-        def send():
-            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(obuf[:8])]
-            with m.If(self.o.ready):
-                m.d.sync += [obuf.eq(obuf >> 8), out_left.eq(out_left - 1)]
-
-        with m.FSM():
-            with m.State("IDLE"):
-                # IDLE: waiting for a command byte
-                m.d.comb += inq.r_en.eq(1)
-                m.d.sync += [silent.eq(0), arg_left.eq(6), cmd.eq(byte)]
-                with m.If(got):
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                # DECODE: act on the command byte
-                with m.Switch(cmd):
-                    with m.Case(Command.WRITE, Command.READ):
-                        m.next = "ARGS"
-                    with m.Case(Command.START):
-                        m.d.sync += self.start.eq(1)
-                        reply(Reply.ACK)
-                    with m.Case(Command.STATUS):
-                        reply(self.status)
-                    with m.Case(Command.COUNTERS):
-                        m.d.sync += index.eq(0)
-                        reply(self._counters, "SEND_COUNT")
-                    with m.Default():
-                        reply(Reply.NAK)
-            with m.State("ARGS"):
-                # ARGS: collecting addr (4 bytes) and n (2 bytes), little-endian
-                receive()
-                with m.If(got):
-                    m.d.sync += [args.eq(Cat(args[8:], byte)), arg_left.eq(arg_left - 1)]
-                    with m.If(arg_left == 1):
-                        m.next = "DISPATCH"
-                with m.Elif(timed_out):
-                    reply(Reply.NAK)
-            with m.State("DISPATCH"):
-                # DISPATCH: arguments complete, start the transfer (or answer an empty one)
-                m.d.sync += [addr.eq(args[:self._addr_bits]), n.eq(args[32:48]),
-                             word_left.eq(word_bytes), silent.eq(0)]
-                empty = args[32:48] == 0
-                with m.If(cmd == Command.WRITE):
-                    with m.If(empty):
-                        reply(Reply.ACK)
-                    with m.Else():
-                        m.next = "WRITE_DATA"
-                with m.Elif(empty):
+    def _read_states(self, m: Module, r: _Command):
+        """READ: read one DRAM word at a time and send its bytes before asking for the next."""
+        with m.State("READ_ADDR"):
+            # READ_ADDR: ask the DRAM for the next word
+            m.d.comb += self.mem_raddr.valid.eq(1)
+            with m.If(self.mem_raddr.ready):
+                m.d.sync += [r.addr.eq(r.addr + 1), r.n.eq(r.n - 1)]
+                m.next = "READ_DATA"
+        with m.State("READ_DATA"):
+            # READ_DATA: wait for the word
+            m.d.comb += self.mem_rdata.ready.eq(1)
+            with m.If(self.mem_rdata.valid):
+                m.d.sync += [r.obuf.eq(self.mem_rdata.payload),
+                             r.out_left.eq(self._dram_bits // 8)]
+                m.next = "SEND_WORD"
+        with m.State("SEND_WORD"):
+            # SEND_WORD: the word's bytes to the host, lowest first; then the next word
+            self._send(m, r)
+            with m.If(r.sent_last):
+                with m.If(r.n == 0):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "READ_ADDR"
-            with m.State("WRITE_DATA"):
-                # WRITE_DATA: collecting the bytes of the next word
-                receive()
-                with m.If(got):
-                    m.d.sync += [word.eq(Cat(word[8:], byte)), word_left.eq(word_left - 1)]
-                    with m.If(word_left == 1):
-                        m.next = "WRITE_MEM"
-                with m.Elif(timed_out):
-                    reply(Reply.NAK)
-            with m.State("WRITE_MEM"):
-                # WRITE_MEM: the word waits for the DRAM write port; ACK after the last
-                m.d.comb += self.mem_w.valid.eq(1)
-                with m.If(self.mem_w.ready):
-                    m.d.sync += [addr.eq(addr + 1), n.eq(n - 1), word_left.eq(word_bytes),
-                                 silent.eq(0)]
-                    with m.If(n == 1):
-                        reply(Reply.ACK)
-                    with m.Else():
-                        m.next = "WRITE_DATA"
-            with m.State("READ_ADDR"):
-                # READ_ADDR: ask the DRAM for the next word
-                m.d.comb += self.mem_raddr.valid.eq(1)
-                with m.If(self.mem_raddr.ready):
-                    m.d.sync += [addr.eq(addr + 1), n.eq(n - 1)]
-                    m.next = "READ_DATA"
-            with m.State("READ_DATA"):
-                # READ_DATA: wait for the word
-                m.d.comb += self.mem_rdata.ready.eq(1)
-                with m.If(self.mem_rdata.valid):
-                    m.d.sync += [obuf.eq(self.mem_rdata.payload), out_left.eq(word_bytes)]
-                    m.next = "SEND_WORD"
-            with m.State("SEND_WORD"):
-                # SEND_WORD: the word's bytes to the host, lowest first; then the next word
-                send()
-                with m.If(sent_last):
-                    with m.If(n == 0):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "READ_ADDR"
-            with m.State("SEND_COUNT"):
-                # SEND_COUNT: the number of counters
-                send_reply("NEXT_COUNTER")
-            with m.State("SEND_COUNTER"):
-                # SEND_COUNTER: one counter's eight bytes, lowest first
-                send()
-                with m.If(sent_last):
-                    m.next = "NEXT_COUNTER"
-            with m.State("NEXT_COUNTER"):
-                # NEXT_COUNTER: snapshot the next counter (or finish)
-                with m.If(index == self._counters):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [obuf.eq(self.counters[index]), out_left.eq(COUNTER_BITS // 8),
-                                 index.eq(index + 1)]
-                    m.next = "SEND_COUNTER"
-            with m.State("REPLY"):
-                # REPLY: a one-byte answer
-                send_reply("IDLE")
-        return m
+
+    def _answer_states(self, m: Module, r: _Command):
+        """tx responses: the counters, each snapshotted as it starts, and the one-byte answers."""
+        with m.State("SEND_COUNT"):
+            # SEND_COUNT: the number of counters
+            self._send_reply(m, r, "NEXT_COUNTER")
+        with m.State("SEND_COUNTER"):
+            # SEND_COUNTER: one counter's eight bytes, lowest first
+            self._send(m, r)
+            with m.If(r.sent_last):
+                m.next = "NEXT_COUNTER"
+        with m.State("NEXT_COUNTER"):
+            # NEXT_COUNTER: snapshot the next counter (or finish)
+            with m.If(r.index == self._counters):
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += [r.obuf.eq(self.counters[r.index]), r.out_left.eq(COUNTER_BITS // 8),
+                             r.index.eq(r.index + 1)]
+                m.next = "SEND_COUNTER"
+        with m.State("REPLY"):
+            # REPLY: a one-byte answer
+            self._send_reply(m, r, "IDLE")
 
 
 class UARTBridge(wiring.Component):

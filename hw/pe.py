@@ -37,10 +37,11 @@ not update the accumulator; it is counted in ``gated_macs``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import PEConfig
@@ -148,6 +149,73 @@ class PERun:
         return pe_run_layout(cfg).const(self.fields(cfg))
 
 
+class _Spads(NamedTuple):
+    """Write and read ports of the PE's three scratchpads."""
+
+    filter_wr: WritePort
+    filter_rd: ReadPort
+    ifmap_wr: WritePort
+    ifmap_rd: ReadPort
+    psum_wr: WritePort
+    psum_rd: ReadPort
+
+
+class _Registers:
+    """The PE's registers: the run, the ifmap ring loader, the issue loop and the MAC pipeline."""
+
+    def __init__(self, cfg: PEConfig):
+        self.run = Signal(pe_run_layout(cfg))
+        col_bits = _bits(cfg.max_ifmap_width) + 1
+
+        # ifmap loader: column x may load once column x - ring is retired, that
+        # is while x < load_limit = retired columns + ring.
+        self.loaded = Signal(col_bits)
+        self.load_limit = Signal(col_bits + 1)
+        self.load_c = Signal.like(self.run.q)
+        self.load_addr = Signal(range(cfg.ifmap_spad_depth))
+        self.loading = Signal()
+
+        # Issue stage loop state: output f, tap s, channel c, filter k.
+        self.f = Signal.like(self.run.F)
+        self.s = Signal.like(self.run.S)
+        self.c = Signal.like(self.run.q)
+        self.k = Signal.like(self.run.p)
+        self.base = Signal(col_bits)
+        self.column = Signal(col_bits)
+        self.window_row = Signal(range(cfg.ifmap_spad_depth))
+        self.tap_row = Signal(range(cfg.ifmap_spad_depth))
+        self.filter_addr = Signal(range(cfg.filter_spad_depth))
+        self.filter_load = Signal(range(cfg.filter_spad_depth + 1))
+        self.computing = Signal()
+
+        # Pipeline: issue -> read (filter spad address) -> weight (spad data
+        # registered) -> multiply (product registered) -> accumulate.
+        op = data.StructLayout({
+            "act": signed(cfg.act_bits), "zero": 1, "k": self.k.shape(), "first": 1, "last": 1,
+            "pin": signed(cfg.psum_bits),
+        })
+        self.read, self.weight, self.mul, self.accum = (
+            Signal(op, name=f"{n}_op", reset_less=True)
+            for n in ("read", "weight", "mul", "accum"))
+        self.v_read, self.v_weight, self.v_mul, self.v_accum = (
+            Signal(name=f"{n}_valid") for n in ("read", "weight", "mul", "accum"))
+        self.read_filter_addr = Signal.like(self.filter_addr, reset_less=True)
+        self.mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
+        self.accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
+        self.accum_psum = Signal(signed(cfg.psum_bits), reset_less=True)
+
+
+class _Issue(NamedTuple):
+    """The issue stage's terms that the later stages and the controller share."""
+
+    first_tap: Value
+    last_tap: Value
+    last_k: Value
+    advance: Value
+    issue: Value
+    act: Signal
+
+
 class PE(wiring.Component):
     """Row-stationary processing element.
 
@@ -195,9 +263,22 @@ class PE(wiring.Component):
         return self._cfg
 
     def elaborate(self, platform):
-        cfg = self._cfg
         m = Module()
+        spads = self._scratchpads(m)
+        r = _Registers(self._cfg)
+        ctl = self._issue_stage(m, r, spads)
+        acc, forward = self._accumulate_stage(m, r, spads, ctl)
+        self._pipeline(m, r, spads, ctl, acc, forward)
+        self._issue_loop(m, r, ctl)
+        self._ifmap_loader(m, r, spads)
+        self._filter_loader(m, r, spads)
+        stalled = self._controller(m, r, ctl)
+        self._counters(m, r, ctl, stalled)
+        return m
 
+    def _scratchpads(self, m: Module) -> _Spads:
+        """Filter, ifmap and psum spads; only the filter spad reads synchronously."""
+        cfg = self._cfg
         m.submodules.filter_spad = filter_spad = Memory(
             shape=signed(cfg.weight_bits), depth=cfg.filter_spad_depth, init=[])
         m.submodules.ifmap_spad = ifmap_spad = Memory(
@@ -210,140 +291,120 @@ class PE(wiring.Component):
         ifmap_rd = ifmap_spad.read_port(domain="comb")
         psum_wr = psum_spad.write_port()
         psum_rd = psum_spad.read_port(domain="comb")
+        return _Spads(filter_wr, filter_rd, ifmap_wr, ifmap_rd, psum_wr, psum_rd)
 
-        run = Signal(pe_run_layout(cfg))
-        col_bits = _bits(cfg.max_ifmap_width) + 1
-
-        # ifmap loader: column x may load once column x - ring is retired, that
-        # is while x < load_limit = retired columns + ring.
-        loaded = Signal(col_bits)
-        load_limit = Signal(col_bits + 1)
-        load_c = Signal.like(run.q)
-        load_addr = Signal(range(cfg.ifmap_spad_depth))
-        loading = Signal()
-
-        # Issue stage loop state: output f, tap s, channel c, filter k.
-        f = Signal.like(run.F)
-        s = Signal.like(run.S)
-        c = Signal.like(run.q)
-        k = Signal.like(run.p)
-        base = Signal(col_bits)
-        column = Signal(col_bits)
-        window_row = Signal(range(cfg.ifmap_spad_depth))
-        tap_row = Signal(range(cfg.ifmap_spad_depth))
-        filter_addr = Signal(range(cfg.filter_spad_depth))
-        filter_load = Signal(range(cfg.filter_spad_depth + 1))
-        computing = Signal()
-
-        # Pipeline: issue -> read (filter spad address) -> weight (spad data
-        # registered) -> multiply (product registered) -> accumulate.
-        op = data.StructLayout({
-            "act": signed(cfg.act_bits), "zero": 1, "k": k.shape(), "first": 1, "last": 1,
-            "pin": signed(cfg.psum_bits),
-        })
-        read, weight, mul, accum = (Signal(op, name=f"{n}_op", reset_less=True)
-                                    for n in ("read", "weight", "mul", "accum"))
-        v_read, v_weight, v_mul, v_accum = (Signal(name=f"{n}_valid")
-                                            for n in ("read", "weight", "mul", "accum"))
-        read_filter_addr = Signal.like(filter_addr, reset_less=True)
-        mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
-        accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
-        accum_psum = Signal(signed(cfg.psum_bits), reset_less=True)
-
+    def _issue_stage(self, m: Module, r: _Registers, spads: _Spads) -> _Issue:
+        """Issue stage: read the ifmap spad once its column is in and, if needed, the psum."""
+        run, s, c, k = r.run, r.s, r.c, r.k
         first_tap = (s == 0) & (c == 0)
         last_tap = (s == run.S - 1) & (c == run.q - 1)
         last_k = k == run.p - 1
         need_psum = first_tap & run.accumulate
 
-        advance = ~(v_accum & accum.last & ~self.psum_out.ready)
-        can_issue = computing & (loaded > column) & (~need_psum | self.psum_in.valid)
+        advance = ~(r.v_accum & r.accum.last & ~self.psum_out.ready)
+        can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
         issue = can_issue & advance
-        act = Signal(signed(cfg.act_bits))
+        act = Signal(signed(self._cfg.act_bits))
         m.d.comb += [
-            ifmap_rd.addr.eq(tap_row + c),
-            act.eq(ifmap_rd.data),
-            filter_rd.addr.eq(read_filter_addr),
-            filter_rd.en.eq(advance & v_read & ~read.zero),
+            spads.ifmap_rd.addr.eq(r.tap_row + c),
+            act.eq(spads.ifmap_rd.data),
+            spads.filter_rd.addr.eq(r.read_filter_addr),
+            spads.filter_rd.en.eq(advance & r.v_read & ~r.read.zero),
             self.psum_in.ready.eq(issue & need_psum),
         ]
+        return _Issue(first_tap, last_tap, last_k, advance, issue, act)
 
-        # Accumulate stage: add the product to the psum read in the multiply
-        # stage (forwarded when the op ahead wrote the same psum), then write the
-        # psum spad, or send the psum out on the last tap.
-        acc = Signal(signed(cfg.psum_bits))
-        forward = v_accum & ~accum.last & (accum.k == mul.k)
+    def _accumulate_stage(self, m: Module, r: _Registers, spads: _Spads, ctl: _Issue):
+        """Accumulate stage: product plus (forwarded) psum to the psum spad, or psum out."""
+        accum = r.accum
+        acc = Signal(signed(self._cfg.psum_bits))
+        forward = r.v_accum & ~accum.last & (accum.k == r.mul.k)
         m.d.comb += [
-            psum_rd.addr.eq(mul.k),
-            acc.eq(Mux(accum.first, accum.pin, accum_psum) + Mux(accum.zero, 0, accum_prod)),
-            psum_wr.addr.eq(accum.k),
-            psum_wr.data.eq(acc),
-            psum_wr.en.eq(v_accum & ~accum.last & advance),
-            self.psum_out.valid.eq(v_accum & accum.last),
+            spads.psum_rd.addr.eq(r.mul.k),
+            acc.eq(Mux(accum.first, accum.pin, r.accum_psum) + Mux(accum.zero, 0, r.accum_prod)),
+            spads.psum_wr.addr.eq(accum.k),
+            spads.psum_wr.data.eq(acc),
+            spads.psum_wr.en.eq(r.v_accum & ~accum.last & ctl.advance),
+            self.psum_out.valid.eq(r.v_accum & accum.last),
             self.psum_out.payload.eq(acc),
         ]
+        return acc, forward
 
-        with m.If(advance):
+    def _pipeline(self, m: Module, r: _Registers, spads: _Spads, ctl: _Issue, acc, forward):
+        """Advance the MAC pipeline (read, weight, multiply, accumulate) unless psum_out blocks."""
+        with m.If(ctl.advance):
             m.d.sync += [
-                v_read.eq(issue), v_weight.eq(v_read), v_mul.eq(v_weight), v_accum.eq(v_mul),
-                read.act.eq(act), read.zero.eq(act == 0), read.k.eq(k),
-                read.first.eq(first_tap), read.last.eq(last_tap),
-                read.pin.eq(Mux(run.accumulate, self.psum_in.payload, 0)),
-                read_filter_addr.eq(filter_addr),
-                weight.eq(read), mul.eq(weight), accum.eq(mul),
-                mul_w.eq(filter_rd.data),
-                accum_prod.eq(mul.act * mul_w),
-                accum_psum.eq(Mux(forward, acc, psum_rd.data)),
+                r.v_read.eq(ctl.issue), r.v_weight.eq(r.v_read), r.v_mul.eq(r.v_weight),
+                r.v_accum.eq(r.v_mul),
+                r.read.act.eq(ctl.act), r.read.zero.eq(ctl.act == 0), r.read.k.eq(r.k),
+                r.read.first.eq(ctl.first_tap), r.read.last.eq(ctl.last_tap),
+                r.read.pin.eq(Mux(r.run.accumulate, self.psum_in.payload, 0)),
+                r.read_filter_addr.eq(r.filter_addr),
+                r.weight.eq(r.read), r.mul.eq(r.weight), r.accum.eq(r.mul),
+                r.mul_w.eq(spads.filter_rd.data),
+                r.accum_prod.eq(r.mul.act * r.mul_w),
+                r.accum_psum.eq(Mux(forward, acc, spads.psum_rd.data)),
             ]
 
-        with m.If(issue):
+    def _issue_loop(self, m: Module, r: _Registers, ctl: _Issue):
+        """Step the loop nest f, s, c, k; after each output, slide the window U columns."""
+        run, f, s, c, k = r.run, r.f, r.s, r.c, r.k
+        base, window_row, tap_row = r.base, r.window_row, r.tap_row
+        with m.If(ctl.issue):
             m.d.sync += k.eq(k + 1)
-            with m.If(last_k):
+            with m.If(ctl.last_k):
                 m.d.sync += k.eq(0)
                 m.d.sync += c.eq(c + 1)
                 with m.If(c == run.q - 1):
                     m.d.sync += c.eq(0)
                     m.d.sync += s.eq(s + 1)
-                    m.d.sync += column.eq(column + 1)
+                    m.d.sync += r.column.eq(r.column + 1)
                     next_row = tap_row + run.q
                     m.d.sync += tap_row.eq(Mux(next_row >= run.ring_entries,
                                                next_row - run.ring_entries, next_row))
                     with m.If(s < run.U):
-                        m.d.sync += load_limit.eq(base + s + 1 + run.ring)
+                        m.d.sync += r.load_limit.eq(base + s + 1 + run.ring)
                     with m.If(s == run.S - 1):
                         next_window = window_row + run.stride_entries
                         next_window = Mux(next_window >= run.ring_entries,
                                           next_window - run.ring_entries, next_window)
                         m.d.sync += [
                             s.eq(0), f.eq(f + 1), base.eq(base + run.U),
-                            column.eq(base + run.U), load_limit.eq(base + run.U + run.ring),
+                            r.column.eq(base + run.U), r.load_limit.eq(base + run.U + run.ring),
                             window_row.eq(next_window), tap_row.eq(next_window),
                         ]
                         with m.If(f == run.F - 1):
-                            m.d.sync += computing.eq(0)
-            m.d.sync += filter_addr.eq(Mux(last_k & last_tap, 0, filter_addr + 1))
+                            m.d.sync += r.computing.eq(0)
+            m.d.sync += r.filter_addr.eq(Mux(ctl.last_k & ctl.last_tap, 0, r.filter_addr + 1))
 
-        # ifmap loader
+    def _ifmap_loader(self, m: Module, r: _Registers, spads: _Spads):
+        """Write the ifmap stream into the ring, ``q`` values a column, up to ``load_limit``."""
+        run = r.run
         m.d.comb += [
-            self.ifmap.ready.eq(loading & (loaded < run.W) & (loaded < load_limit)),
-            ifmap_wr.addr.eq(load_addr),
-            ifmap_wr.data.eq(self.ifmap.payload),
-            ifmap_wr.en.eq(self.ifmap.valid & self.ifmap.ready),
+            self.ifmap.ready.eq(r.loading & (r.loaded < run.W) & (r.loaded < r.load_limit)),
+            spads.ifmap_wr.addr.eq(r.load_addr),
+            spads.ifmap_wr.data.eq(self.ifmap.payload),
+            spads.ifmap_wr.en.eq(self.ifmap.valid & self.ifmap.ready),
         ]
         with m.If(self.ifmap.valid & self.ifmap.ready):
             m.d.sync += [
-                load_c.eq(load_c + 1),
-                load_addr.eq(Mux(load_addr == run.ring_entries - 1, 0, load_addr + 1)),
+                r.load_c.eq(r.load_c + 1),
+                r.load_addr.eq(Mux(r.load_addr == run.ring_entries - 1, 0, r.load_addr + 1)),
             ]
-            with m.If(load_c == run.q - 1):
-                m.d.sync += [load_c.eq(0), loaded.eq(loaded + 1)]
+            with m.If(r.load_c == run.q - 1):
+                m.d.sync += [r.load_c.eq(0), r.loaded.eq(r.loaded + 1)]
 
-        # filter loader
+    def _filter_loader(self, m: Module, r: _Registers, spads: _Spads):
+        """Write the filter stream into the filter spad (in ``LOAD_FILTER``)."""
         m.d.comb += [
-            filter_wr.addr.eq(filter_load),
-            filter_wr.data.eq(self.filter.payload),
-            filter_wr.en.eq(self.filter.valid & self.filter.ready),
+            spads.filter_wr.addr.eq(r.filter_load),
+            spads.filter_wr.data.eq(self.filter.payload),
+            spads.filter_wr.en.eq(self.filter.valid & self.filter.ready),
         ]
 
+    def _controller(self, m: Module, r: _Registers, ctl: _Issue):
+        """Run controller (IDLE, LOAD_FILTER, COMPUTE); returns the stall condition."""
+        run = r.run
         stalled = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -352,41 +413,43 @@ class PE(wiring.Component):
                 with m.If(self.run.valid):
                     m.d.sync += [
                         run.eq(self.run.payload),
-                        loaded.eq(0), load_limit.eq(self.run.payload.ring), load_c.eq(0),
-                        load_addr.eq(0),
-                        f.eq(0), s.eq(0), c.eq(0), k.eq(0), base.eq(0), column.eq(0),
-                        window_row.eq(0), tap_row.eq(0), filter_addr.eq(0),
-                        filter_load.eq(0), loading.eq(1),
+                        r.loaded.eq(0), r.load_limit.eq(self.run.payload.ring), r.load_c.eq(0),
+                        r.load_addr.eq(0),
+                        r.f.eq(0), r.s.eq(0), r.c.eq(0), r.k.eq(0), r.base.eq(0),
+                        r.column.eq(0), r.window_row.eq(0), r.tap_row.eq(0),
+                        r.filter_addr.eq(0), r.filter_load.eq(0), r.loading.eq(1),
                     ]
                     with m.If(self.run.payload.load_filter):
                         m.next = "LOAD_FILTER"
                     with m.Else():
-                        m.d.sync += computing.eq(1)
+                        m.d.sync += r.computing.eq(1)
                         m.next = "COMPUTE"
             with m.State("LOAD_FILTER"):
                 # LOAD_FILTER: p*q*S weights into the filter spad.
                 m.d.comb += [self.busy.eq(1), self.filter.ready.eq(1),
                              stalled.eq(~self.filter.valid)]
                 with m.If(self.filter.valid):
-                    m.d.sync += filter_load.eq(filter_load + 1)
-                    with m.If(filter_load == run.filter_count - 1):
-                        m.d.sync += computing.eq(1)
+                    m.d.sync += r.filter_load.eq(r.filter_load + 1)
+                    with m.If(r.filter_load == run.filter_count - 1):
+                        m.d.sync += r.computing.eq(1)
                         m.next = "COMPUTE"
             with m.State("COMPUTE"):
                 # COMPUTE: issue one operation a cycle until every output is out
                 # and the whole ifmap row is consumed.
-                m.d.comb += [self.busy.eq(1), stalled.eq(computing & ~issue)]
-                with m.If(~computing & ~v_read & ~v_weight & ~v_mul & ~v_accum &
-                          (loaded == run.W)):
+                m.d.comb += [self.busy.eq(1), stalled.eq(r.computing & ~ctl.issue)]
+                with m.If(~r.computing & ~r.v_read & ~r.v_weight & ~r.v_mul & ~r.v_accum &
+                          (r.loaded == run.W)):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += loading.eq(0)
+                    m.d.sync += r.loading.eq(0)
                     m.next = "IDLE"
+        return stalled
 
-        with m.If(v_accum & advance):
-            with m.If(accum.zero):
+    def _counters(self, m: Module, r: _Registers, ctl: _Issue, stalled):
+        """Count MACs done, MACs gated on a zero activation, and stall cycles."""
+        with m.If(r.v_accum & ctl.advance):
+            with m.If(r.accum.zero):
                 m.d.sync += self.gated_macs.eq(self.gated_macs + 1)
             with m.Else():
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
         with m.If(stalled):
             m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-        return m
