@@ -1,6 +1,6 @@
 """The row-stationary mapper: a CONV or FC layer as PE sets, passes and GLB rounds.
 
-Eyeriss's mapper (Sze et al., survey section V; DESIGN.md section 1) starts
+Eyeriss's mapper (Sze et al., survey section V; docs/architecture.md) starts
 from the logical PE set of a layer, ``R`` filter rows by ``E`` ofmap rows,
 and fits it to the physical array:
 
@@ -18,22 +18,28 @@ and fits it to the physical array:
   DRAM (channel by channel group when even one round's inputs do not fit, the
   psums staying in the GLB) and writing its ofmap out.
 
-Among the mappings that fit (spads, GLB, tag tables, multicast IDs) `plan_layer`
+Among the mappings that fit (spads, GLB, tag tables, multicast IDs) `search`
 keeps the one with the fewest cycles, then the fewest DRAM words: a quick formula
-(`estimate`) shortlists them, the analytical model (`ommatidia.gen.model`) times
-one pass of each on the array to rank the shortlist, and for small layers (under
-`FULL_MODEL_CYCLES`) times the six best whole.
-An FC layer is a CONV layer with ``H = R`` and ``W = S`` (`fc_layer`).
+(`estimate`) shortlists them, a cost model it is given (`Cost`; the compiler's is
+the analytical model, `ommatidia.gen.compiler.ModelCost`) times one pass of each on
+the array to rank the shortlist, and for small layers (under `FULL_MODEL_CYCLES`)
+times the six best whole. The mapper builds no programs itself.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Protocol
+
+from ommatidia.hw.engines import tag_depth
+from ommatidia.hw.glb import glb_words
+from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
+from .packing import elements_per_word, word_count
 
-__all__ = ["Mapping", "Piece", "Step", "fc_layer", "split", "plan_layer", "candidates",
+__all__ = ["Mapping", "Piece", "Step", "Cost", "split", "groups_of", "search", "candidates",
            "estimate"]
 
 
@@ -47,13 +53,6 @@ def split(total: int, most: int) -> tuple[tuple[int, int], ...]:
         out.append((start, n))
         start += n
     return tuple(out)
-
-
-def fc_layer(N: int, C: int, M: int, H: int = 1, W: int = 1):
-    """A fully connected layer as a CONV layer: filters as large as the ifmap (``R = H``,
-    ``S = W``), one output per filter (``E = F = 1``)."""
-    from ommatidia.sim.array_model import ConvLayer
-    return ConvLayer(N=N, C=C, M=M, H=H, W=W, R=H, S=W)
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class Mapping:
     def steps(self, layer) -> list[list[Step]]:
         """The steps of each channel chunk: its (channel group, segment) pieces, stacked
         ``stack`` high as long as they fit the rows and share ``q``."""
-        groups = _groups(layer.C, self.q)
+        groups = groups_of(layer.C, self.q)
         size = dict(groups)
         out = []
         for g0 in range(0, len(groups), self.c_chunk):
@@ -142,12 +141,12 @@ def _steps(C: int, q: int, segments: int, stack: int, c_chunk: int) -> int:
     return (whole - 1) * chunk(c_chunk, False) + chunk(c_chunk, short)
 
 
-def _groups(total: int, size: int) -> list[tuple[int, int]]:
+def groups_of(total: int, size: int) -> list[tuple[int, int]]:
+    """``total`` cut into groups of ``size`` (the last may be short): (start, size)."""
     return [(k, min(size, total - k)) for k in range(0, total, size)]
 
 
 def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
-    from ommatidia.hw.pe import PERun
     width = layer.W + 2 * layer.P
     out = []
     for p in range(1, min(layer.M, cfg.pe.psum_spad_depth) + 1):
@@ -162,14 +161,13 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
     """GLB words of the largest round of ``m``."""
-    from .program import _elements_per_word, _words
-    per = _elements_per_word(cfg)
+    per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
     hs = (es - 1) * layer.U + layer.R
-    psums = m.n_chunk * m.m_chunk * _words(es * layer.F * m.p, per["psum"])
-    filters = m.m_chunk * m.c_chunk * _words(layer.R * layer.S * m.p * m.q, per["filter"])
-    ifmaps = m.n_chunk * m.c_chunk * _words(width * hs * m.q, per["ifmap"])
+    psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
+    filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
+    ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
     return psums + filters + ifmaps
 
 
@@ -177,9 +175,8 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles: int | None = None
              ) -> tuple[int, int]:
     """Rough (cycles, DRAM words) of a mapping, to rank candidates: per pass the slowest
     of PE compute, ifmap, filter and psum delivery (or ``pass_cycles``, the model's time
-    of one pass, `_probe`); DMA one word a cycle."""
-    from .program import _elements_per_word
-    per = _elements_per_word(cfg)
+    of one pass from the cost model); DMA one word a cycle."""
+    per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     F, S = layer.F, layer.S
     m_groups = -(-layer.M // m.p)
@@ -212,8 +209,6 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles: int | None = None
 def candidates(cfg: ArrayConfig, layer):
     """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
     delivery) fit, best estimate first."""
-    from ommatidia.hw.engines import tag_depth
-    from ommatidia.hw.glb import glb_words
     out = []
     rows, cols, depth = cfg.rows, cfg.cols, tag_depth(cfg)
     segments = split(layer.R, rows)
@@ -255,12 +250,28 @@ def _chunks(n: int, mgroups: int, cgroups: int):
     return itertools.product(sizes(n), sizes(mgroups), sizes(cgroups))
 
 
-def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
-    """The best `Mapping` of ``layer`` on ``cfg`` that compiles, and its compiled rounds.
+class Cost(Protocol):
+    """What the search asks of a cost model (`ommatidia.gen.compiler.ModelCost`)."""
 
+    def pass_cycles(self, m: Mapping) -> int:
+        """Cycles of one ``PASS`` of ``m``; ValueError when ``m`` does not compile."""
+
+    def whole(self, m: Mapping) -> tuple[int, int]:
+        """(cycles, DRAM words) of the whole layer under ``m``; inf when it does not compile."""
+
+    def rounds(self, m: Mapping) -> list:
+        """The compiled rounds of ``m``; ValueError when ``m`` does not compile."""
+
+
+def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
+           q: int | None = None):
+    """The best `Mapping` of ``layer`` on ``cfg`` that compiles, ranked by ``cost``, and
+    its compiled rounds.
+
+    The candidates are ranked by `estimate`; the best few PE-set shapes are timed by
+    ``cost.pass_cycles`` and, for small layers, the six best whole by ``cost.whole``.
     Raises ValueError naming the limit when no mapping fits.
     """
-    from .program import build_rounds
     if layer.S > cfg.pe.max_filter_width:
         raise ValueError(f"filter width S = {layer.S} exceeds the PE's max_filter_width = "
                          f"{cfg.pe.max_filter_width}")
@@ -268,7 +279,6 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
     if width > cfg.pe.max_ifmap_width:
         raise ValueError(f"padded ifmap width W + 2P = {width} exceeds the PE's "
                          f"max_ifmap_width = {cfg.pe.max_ifmap_width}")
-    from ommatidia.hw.pe import PERun
     if p is not None or q is not None:
         if p is not None and not 1 <= p <= layer.M:
             raise ValueError(f"p = {p} filters per pass must be in 1..M = {layer.M}")
@@ -281,7 +291,6 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
     if p is not None or q is not None:
         options = [m for m in options if (p is None or m.p == p) and (q is None or m.q == q)]
     if not options:
-        from ommatidia.hw.glb import glb_words
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
                          f"image, filter group and channel group per round the GLB needs "
                          f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
@@ -289,7 +298,7 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
     error, ranked = None, []
     for m in _shortlist(options):
         try:
-            pass_cycles = _probe(cfg, layer, m)
+            pass_cycles = cost.pass_cycles(m)
         except ValueError as exc:
             error = error or exc
             continue
@@ -297,11 +306,11 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
         ranked.append(((cycles, dram), m))
     ranked.sort(key=lambda x: x[0])
     if ranked and ranked[0][0][0] < FULL_MODEL_CYCLES:
-        ranked = sorted(((_model(cfg, layer, m), m) for _, m in ranked[:6]),
+        ranked = sorted(((cost.whole(m), m) for _, m in ranked[:6]),
                         key=lambda x: x[0]) + ranked[6:]
     for _, m in ranked + [(None, m) for m in options[:64]]:
         try:
-            return m, build_rounds(cfg, layer, m)
+            return m, cost.rounds(m)
         except ValueError as exc:
             error = error or exc
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
@@ -309,25 +318,8 @@ def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None =
 
 FULL_MODEL_CYCLES = 2_000_000
 """Layers estimated faster than this have their six best mappings compiled and timed
-whole by the model (the one-pass probe misses DMA and round overheads that dominate
+whole by the cost model (the one-pass probe misses DMA and round overheads that dominate
 small layers)."""
-
-
-def _model(cfg, layer, m: Mapping) -> tuple[int, int]:
-    """(cycles, DRAM words) of the whole program of ``m``, from the analytical model, on
-    all-ones data (no zeros: the slowest RLC); (inf, inf) when it does not compile."""
-    import numpy as np
-
-    from ommatidia.gen.model import predict
-    from .program import compile_layer
-    x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
-    w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
-    try:
-        pr = predict(compile_layer(cfg, layer, x, w, mapping=m), values=False)
-    except ValueError:
-        return float("inf"), float("inf")
-    c = pr.counters
-    return pr.cycles, c["dram_words_read"] + c["dram_words_written"]
 
 
 def _shortlist(options, most: int = 12) -> list:
@@ -340,32 +332,6 @@ def _shortlist(options, most: int = 12) -> list:
     plain = [m for m in shapes if m.stack == 1 and m.blocks == 1]
     out = shapes[:most]
     return out + [m for m in plain[:4] if m not in out]
-
-
-def _probe(cfg, layer, m: Mapping) -> int:
-    """Cycles of a ``PASS`` of ``m`` (its widest strip, first step, filters loaded) from
-    the analytical model (`ommatidia.gen.model`) run on a one-pass program."""
-    import dataclasses
-
-    import numpy as np
-
-    from ommatidia.gen.model import predict
-    from .program import compile_layer
-    es = max(s for _, s in m.strips)
-    H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
-    if H < 1:
-        return _probe(cfg, layer, dataclasses.replace(m, strips=((0, layer.E),))) \
-            if layer.E <= cfg.cols else 0
-    units = m.stack if len(m.segments) == 1 else 1
-    probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
-                                M=min(layer.M, m.p * m.blocks))
-    one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
-                  -(-probe.M // m.p), -(-probe.C // m.q))
-    x = np.ones((1, probe.C, probe.H, probe.W), dtype=np.int64)
-    w = np.ones((probe.M, probe.C, probe.R, probe.S), dtype=np.int64)
-    prog = compile_layer(cfg, probe, x, w, mapping=one)
-    passes = [c for op, c in predict(prog).commands if op == "PASS"]
-    return max(passes) if passes else 0
 
 
 def _smallest(cfg, layer, p: int, q: int) -> Mapping:

@@ -1,8 +1,8 @@
 """A CONV layer as a program for `ommatidia.hw.top.Accelerator` and its DRAM image.
 
-`compile_layer` takes the mapping of `ommatidia.gen.mapper.plan_layer`,
-turns it into rounds (`build_rounds`: GLB layout, passes, descriptors and tag
-tables) and emits the DRAM image:
+`build_rounds` turns a mapping (`ommatidia.gen.mapper`) into rounds (GLB layout,
+passes, descriptors and tag tables) and `assemble` emits the DRAM image
+(`ommatidia.gen.compiler.compile_layer` does both, mapping the layer first):
 
 - word 0 on: the program (docs/program.md);
 - then the filters (raw) and the padded ifmap rows of each strip (RLC-coded),
@@ -27,14 +27,16 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from .config import ArrayConfig
+from .mapper import groups_of
+from .packing import elements_per_word, pack_slots, unpack_slots, word_count
 
 __all__ = ["OutputStage", "OutputRegion", "PassSpec", "Load", "Round", "LayerProgram",
-           "build_rounds", "compile_layer", "pack_command"]
+           "build_rounds", "check_inputs", "assemble", "pack_command"]
 
 
 @dataclass(frozen=True)
 class OutputStage:
-    """Output stage of a layer (DESIGN.md section 3): per-filter bias, ReLU, shift."""
+    """Output stage of a layer (docs/architecture.md, "Numbers"): per-filter bias, ReLU, shift."""
 
     bias: tuple = ()
     relu: bool = False
@@ -135,16 +137,6 @@ class Round:
     glb_words: int
 
 
-def _words(n: int, per_word: int) -> int:
-    return -(-n // per_word)
-
-
-def _elements_per_word(cfg) -> dict:
-    from ommatidia.hw.engines import data_bits
-    from ommatidia.hw.glb import slot_bits
-    return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
-
-
 def _blocks(mgs, blocks: int, psum_elems, per_psum: int) -> list[tuple]:
     """Filter groups side by side: up to ``blocks`` consecutive groups of equal ``p`` whose
     psum regions are whole words (the GON receiver writes them as one region)."""
@@ -198,7 +190,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     """Descriptors and tag tables of a pass; addresses are absolute GLB elements (base 0,
     the tag offsets point into the regions)."""
     from ommatidia.hw.engines import tag_depth
-    per = _elements_per_word(cfg)
+    per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
     p, q = run.p, run.q
 
@@ -251,12 +243,11 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
     """
     from ommatidia.hw.glb import glb_words
     from ommatidia.hw.pe import PERun
-    from .mapper import _groups
-    per = _elements_per_word(cfg)
+    per = elements_per_word(cfg)
     S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
-    cgroups = dict(_groups(layer.C, mapping.q))
-    mgroups = _groups(layer.M, mapping.p)
+    cgroups = dict(groups_of(layer.C, mapping.q))
+    mgroups = groups_of(layer.M, mapping.p)
     chunks = mapping.steps(layer)
     plans = {}
     rounds = []
@@ -270,7 +261,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                 for n in images:
                     for m0, p in mgs:
                         psums[n, m0] = top
-                        top += _words(es * F * p, per["psum"])
+                        top += word_count(es * F * p, per["psum"])
                 blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p, per["psum"])
                 loads, used = [], top
                 for ci, steps in enumerate(chunks):
@@ -279,11 +270,11 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                     for m0, p in mgs:
                         for cg in cgs:
                             fbase[m0, cg] = at
-                            at += _words(R * S * p * cgroups[cg], per["filter"])
+                            at += word_count(R * S * p * cgroups[cg], per["filter"])
                     for n in images:
                         for cg in cgs:
                             ibase[n, cg] = at
-                            at += _words(width * hs * cgroups[cg], per["ifmap"])
+                            at += word_count(width * hs * cgroups[cg], per["ifmap"])
                     if at > glb_words(cfg):
                         raise ValueError(f"a round needs {at} GLB words, the GLB has "
                                          f"{glb_words(cfg)}")
@@ -346,7 +337,7 @@ class LayerProgram:
         """The (N, M, E, F) ofmap from ``read(addr, n) -> list of words``, and the RLC
         words it took (the packed words without `ArrayConfig.rlc_codec`). Raises
         ValueError when a region's stream is malformed."""
-        from ommatidia.sim.rlc import decode
+        from ommatidia.gen.rlc import decode
         layer, fmt = self.layer, self.cfg.rlc
         out = np.zeros((layer.N, layer.M, layer.E, layer.F), dtype=np.int64)
         coded = 0
@@ -354,7 +345,7 @@ class LayerProgram:
             words = read(r.dram, r.words)
             if not self.cfg.rlc_codec:
                 n = r.rows * layer.F * r.p
-                values = _unpack(self.cfg, words, n)
+                values = unpack_slots(self.cfg, words, n)
                 out[r.n, r.m0:r.m0 + r.p, r.e0:r.e0 + r.rows] = values.reshape(
                     r.rows, layer.F, r.p).transpose(2, 0, 1)
                 coded += len(words)
@@ -369,36 +360,6 @@ class LayerProgram:
             coded += end + 1
         return out, coded
 
-    def golden(self) -> np.ndarray:
-        """The ofmap the golden model gives for this layer and output stage."""
-        from ommatidia.sim.golden import conv2d
-        layer = self.layer
-        bias = np.array(self.stage.bias, dtype=np.int64) if self.stage.bias else None
-        return conv2d(self.ifmap, self.weights, bias, stride=layer.U, padding=layer.P,
-                      psum_bits=self.cfg.pe.psum_bits, relu=self.stage.relu,
-                      shift=self.stage.shift, act_bits=self.cfg.pe.act_bits)
-
-
-def pack_slots(cfg, kind: str, values) -> list:
-    """``values`` packed into the ``kind`` slots of DRAM words, lowest slot first: filters,
-    and without `ArrayConfig.rlc_codec` ifmaps and the ofmaps `DMAOut` writes."""
-    per = _elements_per_word(cfg)[kind]
-    slot = cfg.dram_bits // per
-    values = [int(v) & ((1 << slot) - 1) for v in values]
-    return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
-            for w in range(_words(len(values), per))]
-
-
-def _unpack(cfg, words, n: int) -> np.ndarray:
-    """``n`` signed activations packed in the activation slots of ``words``."""
-    per = _elements_per_word(cfg)["ifmap"]
-    slot = cfg.dram_bits // per
-    if len(words) * per < n:
-        raise ValueError(f"{len(words)} packed words hold fewer than {n} values")
-    raw = np.array([(int(words[j // per]) >> (slot * (j % per))) & ((1 << slot) - 1)
-                    for j in range(n)], dtype=np.int64)
-    return np.where(raw >= 1 << (slot - 1), raw - (1 << slot), raw)
-
 
 class _Inputs:
     """The filter and ifmap regions in DRAM, each stored once (filters raw, ifmaps
@@ -407,7 +368,7 @@ class _Inputs:
 
     def __init__(self, cfg, layer, ifmap, weights):
         self.cfg, self.layer = cfg, layer
-        self.per = _elements_per_word(cfg)
+        self.per = elements_per_word(cfg)
         P = layer.P
         self.padded = np.pad(ifmap, ((0, 0), (0, 0), (P, P), (P, P)))
         self.weights = weights
@@ -430,7 +391,7 @@ class _Inputs:
         return self.where[key]
 
     def ifmaps(self, n, c0, q, h0, rows):
-        from ommatidia.sim.rlc import encode
+        from ommatidia.gen.rlc import encode
         key = ("ifmap", n, c0, h0, rows)
         if key not in self.where:
             x = self.padded[n, c0:c0 + q, h0:h0 + rows, :]
@@ -451,10 +412,9 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     from ommatidia.hw.dma import bias_write_layout
     from ommatidia.hw.engines import tag_write_layout
     from ommatidia.hw.top import REGISTERS, Opcode, register_shapes, _width
-    from .mapper import _groups
     shapes = register_shapes(cfg)
     reg = {name: i for i, name in enumerate(REGISTERS)}
-    cgroups = dict(_groups(layer.C, mapping.q))
+    cgroups = dict(groups_of(layer.C, mapping.q))
 
     packers = {name: _packer(shape) for name, shape in shapes.items()}
 
@@ -502,7 +462,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                     b = int(stage.bias[m0 + k]) if stage.bias else 0
                     prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
                 words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
-                         else max(1, -(-n_out // _elements_per_word(cfg)["ifmap"])))
+                         else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
                 region = OutputRegion(n, m0, p, top, words, e0, es)
                 outputs.append(region)
                 top += region.words
@@ -516,17 +476,9 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     return prog, outputs
 
 
-def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: bool = False,
-                  shift: int = 0, p: int | None = None, q: int | None = None,
-                  mapping=None) -> LayerProgram:
-    """The program and DRAM image of ``layer`` (a `ConvLayer`) on ``cfg``, mapped by
-    `ommatidia.gen.mapper.plan_layer` (``p`` and ``q`` fixed if given) or by ``mapping``.
-
-    Raises ValueError, naming the limit, when the data does not fit the
-    preset's bit widths or no mapping fits the array, the PEs and the GLB.
-    """
-    from .mapper import plan_layer
-
+def check_inputs(cfg: ArrayConfig, layer, ifmap, weights, bias=None, shift: int = 0):
+    """``(ifmap, weights, bias)`` as int64 arrays, checked against ``layer``'s shapes and
+    ``cfg``'s bit widths; ValueError naming the tensor and the limit otherwise."""
     ifmap, weights = np.asarray(ifmap), np.asarray(weights)
     if ifmap.shape != (layer.N, layer.C, layer.H, layer.W):
         raise ValueError(f"ifmap shape {ifmap.shape} does not match {layer}")
@@ -543,13 +495,15 @@ def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: b
     shift_limit = (1 << (cfg.pe.psum_bits - 1).bit_length()) - 1
     if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= shift_limit:
         raise ValueError(f"shift must be an integer in 0..{shift_limit}, not {shift!r}")
-    if mapping is None:
-        mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
-    else:
-        rounds = build_rounds(cfg, layer, mapping)
+    return ifmap.astype(np.int64), weights.astype(np.int64), bias
+
+
+def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=None,
+             relu: bool = False, shift: int = 0) -> LayerProgram:
+    """The program and DRAM image of ``layer`` under ``mapping`` and its ``rounds``
+    (`build_rounds`), for inputs that passed `check_inputs`."""
     stage = OutputStage(tuple(int(b) for b in bias) if bias is not None else (), bool(relu),
                         shift)
-    ifmap, weights = ifmap.astype(np.int64), weights.astype(np.int64)
     inputs = _Inputs(cfg, layer, ifmap, weights)
     prog, _ = _emit(cfg, layer, mapping, rounds, stage, inputs, 0)
     prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, len(prog))

@@ -58,8 +58,7 @@ def _accelerator(cfg: ArrayConfig):
 
 
 def _system(cfg: ArrayConfig):
-    from ommatidia.hw.system import System
-    from ommatidia.sim.accelerator import DRAM_WORDS
+    from ommatidia.hw.system import DRAM_WORDS, System
     return System(cfg, DRAM_WORDS)
 
 

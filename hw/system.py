@@ -28,7 +28,7 @@ from ommatidia.gen.config import ArrayConfig
 from .dma import dram_write_layout
 from .top import COUNTERS, Accelerator
 
-__all__ = ["System", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DRAM_MODULE",
+__all__ = ["System", "DRAM_WORDS", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DRAM_MODULE",
            "dram_verilog"]
 
 STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1, 2, 4
@@ -56,6 +56,10 @@ module {DRAM_MODULE} #(parameter WORDS = 1024, parameter ABITS = 10, parameter W
   end
 endmodule
 """
+
+
+DRAM_WORDS = 1 << 16
+"""Default depth of the behavioural DRAM in 64-bit words (512 KiB)."""
 
 
 class System(wiring.Component):

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ommatidia.hw.system import DRAM_WORDS
 from ommatidia.sim.array_model import layer_gated_macs
+from ommatidia.sim.golden import layer_ofmap
 
 __all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "run_layers", "report", "hardware_conv"]
-
-DRAM_WORDS = 1 << 16
-"""Depth of the simulated DRAM in 64-bit words (512 KiB)."""
 
 
 @dataclass
@@ -145,7 +144,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                 ofmap, coded = prog.ofmap(lambda a, n: regions[a][:n])
             except ValueError:
                 ofmap = None
-        exact = ofmap is not None and np.array_equal(ofmap, prog.golden())
+        exact = ofmap is not None and np.array_equal(ofmap, layer_ofmap(prog))
         rep = report(prog, counters, coded, exact)
         rep["wall_s"] = round(res["wall_s"], 3)
         rep["sim"] = sim
@@ -155,12 +154,12 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
 
 def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images_per_run=16,
                   log=print):
-    """A ``conv`` callable for `ommatidia.gen.net.infer` that runs each layer on the
+    """A ``conv`` callable for `ommatidia.nn.quant.infer` that runs each layer on the
     generated Verilog: the images are cut into runs of ``images_per_run`` (so a run's
     ifmaps, filters and psums fit the GLB), all runs of a layer go to the simulator
     in one call, and each run's ofmap is checked against the golden model. The
     reports of every call are kept in ``conv.reports`` (layer index -> list)."""
-    from ommatidia.gen.program import compile_layer
+    from ommatidia.gen.compiler import compile_layer
     cfg = qnet.config
     reports = {}
 

@@ -1,8 +1,9 @@
 """Row-stationary passes of a CONV layer on one PE set: stimulus and golden results.
 
-A small stand-in for the mapper (a later issue): a layer whose logical PE set
-fits the array (``R <= rows``, ``E <= cols``) is computed as passes, one per
-(filter group of ``p``, channel group of ``q``, image n), in that loop order
+A reference schedule, simpler than the mapper's (`ommatidia.gen.mapper`): a
+layer whose logical PE set fits the array (``R <= rows``, ``E <= cols``) is
+computed as passes, one per (filter group of ``p``, channel group of ``q``,
+image n), in that loop order
 (image innermost, so consecutive passes reuse the filters: ``load_filter`` is
 set only on the first image). Logical PE (i, e) of the set does filter row i
 on padded ifmap row ``e*U + i`` and produces ofmap row e; psums go up the
@@ -22,9 +23,11 @@ import numpy as np
 from ommatidia.gen.config import ArrayConfig
 from ommatidia.gen.multicast import PESet, plan_for
 
-from .golden import conv2d_psums, out_size
+from ommatidia.gen.layer import ConvLayer
 
-__all__ = ["ConvLayer", "RSPass", "RSSchedule", "layer_gated_macs", "random_values"]
+from .golden import conv2d_psums
+
+__all__ = ["RSPass", "RSSchedule", "layer_gated_macs", "random_values"]
 
 
 def random_values(rng: np.random.Generator, bits: int, shape, zero_fraction: float = 0.0,
@@ -37,44 +40,6 @@ def random_values(rng: np.random.Generator, bits: int, shape, zero_fraction: flo
     else:
         v = rng.integers(lo, hi + 1, size=shape)
     return np.where(rng.random(shape) < zero_fraction, 0, v).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class ConvLayer:
-    """Shape of a CONV layer: ifmap (N, C, H, W), weights (M, C, R, S), stride U, padding P."""
-
-    N: int
-    C: int
-    M: int
-    H: int
-    W: int
-    R: int
-    S: int
-    U: int = 1
-    P: int = 0
-
-    def __post_init__(self):
-        for name in ("N", "C", "M", "H", "W", "R", "S", "U"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ConvLayer.{name} must be a positive integer, not {value!r}")
-        if isinstance(self.P, bool) or not isinstance(self.P, int) or self.P < 0:
-            raise ValueError(f"ConvLayer.P must be a non-negative integer, not {self.P!r}")
-        out_size(self.H, self.R, self.U, self.P)
-        out_size(self.W, self.S, self.U, self.P)
-
-    @property
-    def E(self) -> int:
-        return out_size(self.H, self.R, self.U, self.P)
-
-    @property
-    def F(self) -> int:
-        return out_size(self.W, self.S, self.U, self.P)
-
-    @property
-    def macs(self) -> int:
-        """MACs of the layer, zero padding included: ``N*M*C*E*F*R*S``."""
-        return self.N * self.M * self.C * self.E * self.F * self.R * self.S
 
 
 def layer_gated_macs(layer: ConvLayer, ifmap) -> int:

@@ -21,7 +21,9 @@ import numpy as np
 
 from ommatidia.gen.config import RLCFormat
 
-from .rlc import compression, random_values
+from ommatidia.gen.rlc import compression
+
+from .rlc_cases import random_values
 
 __all__ = ["measure", "main"]
 

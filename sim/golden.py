@@ -2,7 +2,7 @@
 
 Tensors use PyTorch's layouts: ifmap (N, C, H, W), weights (M, C, R, S),
 bias (M,), ofmap (N, M, E, F). Psums are signed ``psum_bits`` integers and
-accumulate modulo ``2**psum_bits`` (DESIGN.md section 3). The output stage
+accumulate modulo ``2**psum_bits`` (`ommatidia.gen.arith`). The output stage
 applies, in this order: bias, ReLU, arithmetic shift right with round-half-up,
 saturation to ``act_bits``.
 """
@@ -11,39 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ommatidia.gen.arith import out_size, output_stage, saturate, wrap
+
 __all__ = [
     "wrap", "saturate", "out_size", "conv2d_psums", "output_stage", "conv2d", "fc",
-    "row_conv1d", "row_zero_macs",
+    "row_conv1d", "row_zero_macs", "layer_ofmap",
 ]
-
-
-def wrap(x, bits: int) -> np.ndarray:
-    """Reduce integers to signed ``bits``-bit two's complement (modulo ``2**bits``)."""
-    x = np.asarray(x, dtype=np.int64)
-    if bits >= 64:
-        return x
-    u = x.view(np.uint64) & np.uint64((1 << bits) - 1)
-    sign = np.uint64(1 << (bits - 1))
-    return ((u ^ sign).astype(np.int64) - np.int64(1 << (bits - 1))).astype(np.int64)
-
-
-def saturate(x, bits: int) -> np.ndarray:
-    """Clamp to the signed ``bits``-bit range."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
-
-
-def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output extent ``(size + 2P - kernel) // U + 1``; raises if it is not positive."""
-    if stride < 1:
-        raise ValueError(f"stride U must be at least 1, not {stride}")
-    if padding < 0:
-        raise ValueError(f"padding P must be at least 0, not {padding}")
-    span = size + 2 * padding - kernel
-    if span < 0:
-        raise ValueError(f"filter of {kernel} does not fit an input of {size} "
-                         f"with padding {padding}")
-    return span // stride + 1
 
 
 def _as_int(name: str, x, ndim: int) -> np.ndarray:
@@ -74,30 +47,6 @@ def conv2d_psums(ifmap, weights, *, stride: int = 1, padding: int = 0,
             out += np.einsum("nchw,mc->nmhw", win, w[:, :, i, j])
             out = wrap(out, psum_bits)
     return out
-
-
-def output_stage(psums, *, bias=None, relu: bool = False, shift: int = 0,
-                 act_bits: int | None = None, psum_bits: int = 32) -> np.ndarray:
-    """Bias, ReLU, shift right with round-half-up, saturation, in that order.
-
-    Bias is added in psum arithmetic (modulo ``2**psum_bits``); saturation only
-    applies when ``act_bits`` is given. With no options the psums pass unchanged.
-    """
-    y = np.asarray(psums, dtype=np.int64)
-    if bias is not None:
-        b = np.asarray(bias, dtype=np.int64)
-        if b.shape != (y.shape[1],):
-            raise ValueError(f"bias must have shape ({y.shape[1]},), not {b.shape}")
-        y = wrap(y + b.reshape(1, -1, *([1] * (y.ndim - 2))), psum_bits)
-    if relu:
-        y = np.maximum(y, 0)
-    if shift < 0:
-        raise ValueError(f"shift must be at least 0, not {shift}")
-    if shift:
-        y = (y + (1 << (shift - 1))) >> shift
-    if act_bits is not None:
-        y = saturate(y, act_bits)
-    return y
 
 
 def conv2d(ifmap, weights, bias=None, *, stride: int = 1, padding: int = 0,
@@ -161,3 +110,13 @@ def row_zero_macs(ifmap_rows, p: int, S: int, stride: int = 1) -> int:
     for j in range(S):
         zeros += int(np.count_nonzero(x[:, j:j + stride * (f - 1) + 1:stride] == 0))
     return p * zeros
+
+
+def layer_ofmap(prog) -> np.ndarray:
+    """The ofmap of a compiled layer (`ommatidia.gen.program.LayerProgram`): its ifmap,
+    weights and output stage through `conv2d` with the configuration's widths."""
+    layer, stage, pe = prog.layer, prog.stage, prog.cfg.pe
+    bias = np.array(stage.bias, dtype=np.int64) if stage.bias else None
+    return conv2d(prog.ifmap, prog.weights, bias, stride=layer.U, padding=layer.P,
+                  psum_bits=pe.psum_bits, relu=stage.relu, shift=stage.shift,
+                  act_bits=pe.act_bits)

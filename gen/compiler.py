@@ -1,0 +1,90 @@
+"""The compiler: a CONV or FC layer to a program for the accelerator.
+
+`compile_layer` maps the layer (`ommatidia.gen.mapper.search`, ranked by the
+analytical model through `ModelCost`), builds its rounds
+(`ommatidia.gen.program.build_rounds`) and assembles the DRAM image
+(`ommatidia.gen.program.assemble`). The layers of the compiler depend one way:
+mapper <- program <- model <- compiler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .config import ArrayConfig
+from .mapper import Mapping, search
+from .model import predict
+from .program import LayerProgram, assemble, build_rounds, check_inputs
+
+__all__ = ["ModelCost", "plan_layer", "compile_layer"]
+
+
+class ModelCost:
+    """The cost of a mapping from the analytical model (`ommatidia.gen.model`), on
+    all-ones data (no zeros: the slowest RLC): the mapper's `ommatidia.gen.mapper.Cost`."""
+
+    def __init__(self, cfg: ArrayConfig, layer):
+        self.cfg, self.layer = cfg, layer
+
+    def _program(self, layer, m: Mapping) -> LayerProgram:
+        x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
+        w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
+        return assemble(self.cfg, layer, m, build_rounds(self.cfg, layer, m), x, w)
+
+    def rounds(self, m: Mapping) -> list:
+        return build_rounds(self.cfg, self.layer, m)
+
+    def whole(self, m: Mapping) -> tuple[int, int]:
+        """(cycles, DRAM words) of the whole program of ``m``; (inf, inf) when it does not
+        compile."""
+        try:
+            pr = predict(self._program(self.layer, m), values=False)
+        except ValueError:
+            return float("inf"), float("inf")
+        c = pr.counters
+        return pr.cycles, c["dram_words_read"] + c["dram_words_written"]
+
+    def pass_cycles(self, m: Mapping) -> int:
+        """Cycles of a ``PASS`` of ``m`` (its widest strip, first step, filters loaded),
+        from the model run on a one-pass program."""
+        cfg, layer = self.cfg, self.layer
+        es = max(s for _, s in m.strips)
+        H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
+        if H < 1:
+            return self.pass_cycles(dataclasses.replace(m, strips=((0, layer.E),))) \
+                if layer.E <= cfg.cols else 0
+        units = m.stack if len(m.segments) == 1 else 1
+        probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
+                                    M=min(layer.M, m.p * m.blocks))
+        one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
+                      -(-probe.M // m.p), -(-probe.C // m.q))
+        passes = [c for op, c in predict(self._program(probe, one)).commands if op == "PASS"]
+        return max(passes) if passes else 0
+
+
+def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
+    """The best `Mapping` of ``layer`` on ``cfg`` by the model, and its compiled rounds.
+
+    Raises ValueError naming the limit when no mapping fits.
+    """
+    return search(cfg, layer, ModelCost(cfg, layer), p=p, q=q)
+
+
+def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: bool = False,
+                  shift: int = 0, p: int | None = None, q: int | None = None,
+                  mapping=None) -> LayerProgram:
+    """The program and DRAM image of ``layer`` (a `ConvLayer`) on ``cfg``, mapped by
+    `plan_layer` (``p`` and ``q`` fixed if given) or by ``mapping``.
+
+    Raises ValueError, naming the limit, when the data does not fit the
+    preset's bit widths or no mapping fits the array, the PEs and the GLB.
+    """
+    ifmap, weights, bias = check_inputs(cfg, layer, ifmap, weights, bias, shift)
+    if mapping is None:
+        mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
+    else:
+        rounds = build_rounds(cfg, layer, mapping)
+    return assemble(cfg, layer, mapping, rounds, ifmap, weights, bias=bias, relu=relu,
+                    shift=shift)

@@ -1,0 +1,44 @@
+"""Data types packed into DRAM and GLB words: how many elements a word holds, and the
+slot packing of filters and raw activations (lowest slot first).
+
+Shared by the mapper (GLB footprints), the program (DRAM images) and the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["word_count", "elements_per_word", "pack_slots", "unpack_slots"]
+
+
+def word_count(n: int, per_word: int) -> int:
+    """Words that hold ``n`` elements, ``per_word`` to a word."""
+    return -(-n // per_word)
+
+
+def elements_per_word(cfg) -> dict:
+    """Elements of each data type (filter, ifmap, psum) in one DRAM/GLB word."""
+    from ommatidia.hw.engines import data_bits
+    from ommatidia.hw.glb import slot_bits
+    return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+
+
+def pack_slots(cfg, kind: str, values) -> list:
+    """``values`` packed into the ``kind`` slots of DRAM words, lowest slot first: filters,
+    and without `ArrayConfig.rlc_codec` ifmaps and the ofmaps `DMAOut` writes."""
+    per = elements_per_word(cfg)[kind]
+    slot = cfg.dram_bits // per
+    values = [int(v) & ((1 << slot) - 1) for v in values]
+    return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
+            for w in range(word_count(len(values), per))]
+
+
+def unpack_slots(cfg, words, n: int) -> np.ndarray:
+    """``n`` signed activations packed in the activation slots of ``words``."""
+    per = elements_per_word(cfg)["ifmap"]
+    slot = cfg.dram_bits // per
+    if len(words) * per < n:
+        raise ValueError(f"{len(words)} packed words hold fewer than {n} values")
+    raw = np.array([(int(words[j // per]) >> (slot * (j % per))) & ((1 << slot) - 1)
+                    for j in range(n)], dtype=np.int64)
+    return np.where(raw >= 1 << (slot - 1), raw - (1 << slot), raw)
