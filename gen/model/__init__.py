@@ -1,0 +1,199 @@
+"""Analytical performance model of the accelerator: cycles, counters, accesses, energy.
+
+`predict` interprets a program the way `ommatidia.hw.top.Accelerator` runs it,
+without knowing how `ommatidia.gen.compiler.compile_layer` built it: it decodes
+each command word from the DRAM image (docs/program.md), keeps the registers
+(unpacked with their `lib.data` layouts) and the tag tables, and predicts the
+cycles of each command from them and, where it matters, from the DRAM data.
+The DRAM port is assumed never to stall (``stall_rate = 0``).
+
+The package: `decode` (the program decoder), `machine` (registers, GLB and DRAM
+contents, the cycles of each command), `pe` (the PE's timing rules, one
+definition), `timing` (a pass's cycles by recurrences), `reference` (the same
+rules cycle by cycle), `arbiters` (GLB port and GON), `rlc` (RLC word counts).
+
+Cycle formulas (derived from the RTL, checked against Verilator)
+----------------------------------------------------------------
+- Command fetch: a DRAM word costs two cycles (request, response), a command
+  one more to execute: ``SET`` of ``k`` words ``3 + 2k``, ``TAG``, ``BIAS``,
+  ``DONE`` 3.
+- ``DMA_IN``: 3 + raw ``words + 3`` (one word a cycle, one request in flight),
+  or RLC ``n + 4`` (the decoder makes one value a cycle, zeros included; words
+  past the term word are drained one a cycle after it is taken, ``1 + v``
+  cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
+- ``DMA_OUT`` raw: 3 + ``3n + 2`` (one GLB read in flight).
+- ``DMA_OUT`` (RLC): a GLB read of one psum word costs two cycles before its
+  ``e`` psums (``e = 64 / psum slot``) go out one a cycle, so
+  ``(w - 1)(e + 2) + r + 9`` for ``w`` words, ``r`` psums in the last word.
+- ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
+  max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
+  issues one operation a cycle (``F*S*q*p`` of them; a zero activation still
+  takes its cycle) through a 4-stage pipeline (`ommatidia.gen.model.pe`); it
+  waits for
+
+  * its filters: the filter sender delivers one weight a cycle with one idle
+    cycle per new GLB word (8 per 9 cycles for 8-bit weights);
+  * the ifmap column of each tap: the ifmap sender multicasts one value a
+    cycle (plus a cycle per GLB word) and a packet waits until every target
+    has room in its ring of ``ifmap_spad_depth // q`` columns, which frees a
+    column only when the PE has used it; since the stream is
+    column-interleaved, every column waits for the slowest PE's ring;
+  * the psums of the first tap: from the psum sender (bottom PEs, in
+    ``(f, e, k)`` order), or over the local link from the PE below, which
+    emits them only at its last tap, so each level of a psum chain lags the
+    one below by about one output and, with a ring only ``S`` columns deep,
+    a tall chain serializes (AlexNet CONV1/CONV3 passes run ~9x their
+    compute bound);
+  * room for its psums: a link holds one psum; the GON takes one psum a
+    cycle from all the top PEs, round-robin, so PEs freeze while waiting.
+
+  Each psum chain (a column of PEs linked by ``up``) runs its outputs as soon
+  as its inputs are known; the GON grants strictly in cycle order, up to a
+  horizon no other chain can request before. GLB read-port conflicts between
+  the senders (one word a cycle, round-robin) are settled by replaying each
+  round's requests through the round-robin arbiter until the grants agree.
+  Passes whose first tap is also their last (``S*q == 1``), which the
+  recurrences cannot order, fall back to a cycle-level reference of the same
+  rules (``predict(..., reference=True)`` uses it for every pass).
+
+- Arbiter state survives ``start``: the GLB port's and the GON's round-robin
+  pointers carry over from one run to the next, so a layer's cycles depend
+  (by a few cycles) on the run before it; `Prediction.state` hands it on.
+
+Counters and accesses
+---------------------
+`Prediction.counters` predicts `ommatidia.hw.top.COUNTERS` as the hardware
+counts them. ``gated_macs`` and ``dram_words_written`` depend on the data:
+with ``values=True`` (default) the model tracks the GLB contents and
+computes every pass (filters, ifmaps and psums routed by the tag tables and
+IDs), so they are exact; with ``values=False`` they are worst cases (no zero).
+
+`Prediction.accesses`, in data values (elements, not words):
+
+- ``dram``: DRAM traffic (``dram_words_read + dram_words_written``) in
+  ``act_bits`` element equivalents (words * ``dram_bits / act_bits``), so RLC
+  savings count;
+- ``glb``: element reads (one per sender packet, however many PEs it
+  reaches; one per psum read by ``DMA_OUT``) and element writes (one per
+  value ``DMA_IN`` stores, one per psum the GON receiver stores);
+- ``noc``: GIN values delivered to PEs (a multicast counts once per target),
+  psums passed over local links, psums carried by the GON;
+- ``spad``: per PE one ifmap read per tap and channel, shared by its ``p``
+  filters (the PE computes k innermost); per PE operation one filter read
+  unless the activation is zero, one psum read unless it is the first tap, one
+  psum write unless it is the last tap; plus the spad writes of every weight
+  and activation a PE loads;
+- ``mac``: multiplications done (``mac_cycles``; zero-gated ones excluded).
+
+`Prediction.energy` weighs them with `ommatidia.gen.energy.energy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ommatidia.gen.energy import energy
+
+from .arbiters import reset_state
+from .decode import Command, decode, pass_registers
+from .machine import Machine
+from .rlc import rlc_words
+
+__all__ = ["Command", "Prediction", "decode", "pass_registers", "predict", "predict_words",
+           "reset_state", "rlc_words"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What `predict` gives for a program.
+
+    ``commands`` lists (opcode, cycles) per command in program order; ``by_op`` sums
+    them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
+    and ``energy`` are per memory level (see the module docstring); ``exact`` is False
+    when some data-dependent counter is a worst case (``values=False``);
+    ``fallback_passes`` counts passes timed by the cycle-level reference; ``state`` is
+    the arbiter state the run leaves (`reset_state` layout), which ``start`` does not
+    clear: pass it as ``state`` to predict a program run after this one.
+    """
+
+    cycles: int
+    commands: tuple
+    by_op: dict
+    counters: dict
+    accesses: dict
+    energy: dict
+    pe_utilization: float
+    passes: int
+    exact: bool = True
+    fallback_passes: int = 0
+    state: tuple = ()
+
+    def table(self) -> list[tuple[str, int, int]]:
+        """(opcode, count, cycles) per opcode, for reports."""
+        counts = {}
+        for op, _ in self.commands:
+            counts[op] = counts.get(op, 0) + 1
+        return [(op, counts[op], self.by_op[op]) for op in self.by_op]
+
+
+def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = False,
+                  state: tuple | None = None) -> Prediction:
+    """`predict` for a raw DRAM image ``words`` (address -> 64-bit word) on ``cfg``."""
+    m = Machine(cfg, words, values, reference)
+    if state is not None:
+        m.rr = (state[0], tuple(state[1]), state[2])
+    commands = []
+    for cmd in decode(cfg, words):
+        m.count["program_words"] += cmd.words
+        if cmd.op == "SET":
+            m.set(cmd.reg, cmd.value)
+            cycles = 1 + 2 * cmd.words
+        elif cmd.op == "TAG":
+            index, engine = cmd.value["index"], cmd.value["engine"]
+            if engine < 3 and index < m.tag_depth:
+                m.tags[engine][index] = cmd.value["entry"]
+            cycles = 3
+        elif cmd.op == "BIAS":
+            if cmd.value["index"] < len(m.bias):
+                m.bias[cmd.value["index"]] = cmd.value["value"]
+            cycles = 3
+        elif cmd.op == "DMA_IN":
+            cycles = m.dma_in()
+        elif cmd.op == "DMA_OUT":
+            cycles = m.dma_out()
+        elif cmd.op == "PASS":
+            cycles = m.run_pass()
+        else:
+            cycles = 3
+        commands.append((cmd.op, cycles))
+    total = sum(c for _, c in commands)
+    by_op = {}
+    for op, c in commands:
+        by_op[op] = by_op.get(op, 0) + c
+    counters = {"cycles": total, **m.count}
+    dram_words = counters["dram_words_read"] + counters["dram_words_written"]
+    accesses = {"dram": dram_words * cfg.dram_bits // cfg.pe.act_bits, "glb": m.acc["glb"],
+                "noc": m.acc["noc"], "spad": m.acc["spad"], "mac": counters["mac_cycles"]}
+    util = counters["macs"] / (cfg.rows * cfg.cols * total) if total else 0.0
+    return Prediction(total, tuple(commands), by_op, counters, accesses, energy(accesses), util,
+                      sum(1 for op, _ in commands if op == "PASS"), m.exact,
+                      m.fallbacks, m.rr)
+
+
+def predict(prog, *, values: bool = True, reference: bool = False,
+            state: tuple | None = None) -> Prediction:
+    """Cycles, counters, accesses and energy of a `ommatidia.gen.program.LayerProgram`
+    (anything with ``cfg`` and ``words``), interpreted from its DRAM image.
+
+    ``values=False`` skips the data (faster): ``gated_macs`` is then 0 and the
+    ofmap's RLC words a worst case. ``reference=True`` times every pass with the
+    cycle-level reference of the same rules instead (slow; for checking). ``state``
+    is the arbiter state left by the previous run (`Prediction.state`), reset state
+    (`reset_state`) by default: layers run one after another without a reset take
+    it from the one before. Raises
+    ValueError where the accelerator would stop with ``error`` or hang (unknown
+    opcode, a tag reaching a PE that is not enabled, too few ifmap columns for a
+    run).
+    """
+    return predict_words(prog.cfg, prog.words, values=values, reference=reference,
+                         state=state)

@@ -1,0 +1,133 @@
+"""The round-robin arbiters a pass contends for: the GLB read port shared by the
+three senders (and `DMAOut`), and the GON's X-bus and Y-bus arbiters.
+
+Their pointers survive ``start``, so the arbiter state (`reset_state` layout)
+is carried from pass to pass and from one program to the next.
+"""
+
+from __future__ import annotations
+
+__all__ = ["reset_state", "Port", "round_robin", "Gon"]
+
+
+def reset_state(cfg) -> tuple:
+    """Arbiter state after reset: GLB reader last granted (the `DMAOut`, 4), the GON's
+    X-bus round-robin pointers (one per row) and its Y-bus pointer."""
+    return (4, (0,) * cfg.rows, 0)
+
+
+class Port:
+    """The GLB read port: one grant a cycle. A request waits as long as ``plan`` says
+    (the round-robin wait of the same request in a previous round; with ``shift``
+    False only if it comes in the same cycle), then for a free cycle; ``log`` records
+    per sender (request cycle, grant) in request order."""
+
+    def __init__(self, plan=None, shift: bool = True):
+        self.used = set()
+        self.plan = plan or {}
+        self.shift = shift
+        self.log = [[], [], []]
+
+    def grant(self, sender: int, t: int) -> int:
+        k = len(self.log[sender])
+        planned = self.plan.get((sender, k))
+        g = t
+        if planned is not None and (self.shift or planned[0] == t):
+            g += planned[1] - planned[0]
+        while g in self.used:
+            g += 1
+        self.used.add(g)
+        self.log[sender].append((t, g))
+        return g
+
+
+def round_robin(log, last: int) -> dict:
+    """The grants the RTL's round-robin port makes for the requests of ``log`` (per
+    sender, its request cycles in order; each waits for the previous one's grant):
+    (sender, k) -> (request cycle, grant)."""
+    queues = [[t for t, _ in reqs] for reqs in log]
+    pos, out = [0, 0, 0], {}
+    heads = [q[0] if q else None for q in queues]
+    t = min((h for h in heads if h is not None), default=None)
+    while t is not None:
+        waiting = [e for e in range(3) if heads[e] is not None and heads[e] <= t]
+        if waiting:
+            e = next(c for c in ((last + j) % 5 for j in range(1, 6)) if c in waiting)
+            out[e, pos[e]] = (queues[e][pos[e]], t)
+            last = e
+            pos[e] += 1
+            heads[e] = queues[e][pos[e]] if pos[e] < len(queues[e]) else None
+            if heads[e] is not None:
+                heads[e] = max(heads[e], t + 1)
+            t += 1
+        else:
+            t = min((h for h in heads if h is not None), default=None)
+    return out
+
+
+class Gon:
+    """The GON: a round-robin X-bus arbiter per row into the Y-bus arbiter, each one psum
+    a cycle, and the receiver taking one a cycle. An X-bus grant at ``g`` holds the
+    X-bus until the Y-bus takes the psum (``g + 1`` when it is free). Grants are made
+    in cycle order, up to a horizon before which no unscheduled request can come.
+
+    ``tops`` holds the outputs waiting for the GON (`ommatidia.gen.model.timing.Top`:
+    ``pe``, ``acc``, ``done``, ``grant``)."""
+
+    def __init__(self, rows: int, cols: int, xptr, yptr: int):
+        self.rows, self.cols = rows, cols
+        self.xbusy = [set() for _ in range(rows)]
+        self.ybusy = set()
+        self.xptr, self.yptr = list(xptr), yptr
+        self.y_last = -1
+        self.t = 0
+        self.tops = []
+
+    def step(self, horizon: int) -> bool:
+        """Make the grants of the cycles with requests before ``horizon`` until a top's
+        output is done; whether it granted anything."""
+        tops = [tp for tp in self.tops if not tp.done]
+        self.tops = tops
+        if not tops:
+            return False
+        rows = {}
+        for tp in tops:
+            rows.setdefault(tp.pe.r, []).append(tp)
+        for row in rows.values():
+            row.sort(key=lambda tp: tp.pe.c)
+        moved = False
+        while True:
+            t = max(self.t, min(tp.acc for tp in tops))
+            if t >= horizon:
+                return moved
+            finished = False
+            for r, row in rows.items():
+                busy = self.xbusy[r]
+                if t in busy:
+                    continue
+                ptr, g = self.xptr[r], None
+                for tp in row:
+                    if tp.acc <= t and not tp.done:
+                        if tp.pe.c >= ptr:
+                            g = tp
+                            break
+                        if g is None:
+                            g = tp
+                if g is None:
+                    continue
+                self.xptr[r] = 0 if g.pe.c == self.cols - 1 else g.pe.c + 1
+                y = t + 1
+                while y in self.ybusy:
+                    y += 1
+                self.ybusy.add(y)
+                busy.update(range(t, y))
+                if y > self.y_last:
+                    self.y_last = y
+                    self.yptr = 0 if r == self.rows - 1 else r + 1
+                g.grant(t)
+                finished |= g.done
+            self.t = t + 1
+            moved = True
+            if finished:
+                self.tops = [tp for tp in tops if not tp.done]
+                return True

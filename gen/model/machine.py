@@ -1,0 +1,373 @@
+"""The accelerator's architectural state as a program changes it: registers, tag
+tables, bias, the GLB's contents and the DRAM; the cycles of ``DMA_IN``,
+``DMA_OUT`` and ``PASS`` commands, and the counters and accesses they add.
+
+A ``PASS`` is timed by `ommatidia.gen.model.timing` (or, where the recurrences
+cannot order it, by `ommatidia.gen.model.reference`) and, with ``values``, run on
+the data: filters, ifmaps and psums routed by the tag tables and IDs, psums
+into the GLB.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ommatidia.gen.arith import saturate, wrap
+from ommatidia.gen.packing import pack_slots
+from ommatidia.gen.rlc import encode as rlc_encode
+
+from .arbiters import reset_state
+from .decode import KINDS, unpacker
+from .pe import Schedule
+from .reference import reference_pass
+from .rlc import rlc_decode
+from .timing import PassTime, Unordered, pass_timing, pe_grid
+
+__all__ = ["Machine"]
+
+
+class Machine:
+    """The accelerator's architectural state as the program changes it."""
+
+    def __init__(self, cfg, words: dict, values: bool, reference: bool = False):
+        from ommatidia.hw.engines import data_bits, tag_depth
+        from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits
+        from ommatidia.hw.top import REGISTERS, register_shapes
+        self.cfg, self.values, self.reference = cfg, values, reference
+        self.dram = dict(words)
+        shapes = register_shapes(cfg)
+        self.unpack = {name: unpacker(shapes[name]) for name in REGISTERS}
+        self.regs = {name: self.unpack[name](0) for name in REGISTERS}
+        self.raw = {name: 0 for name in REGISTERS}
+        self.tags = [dict() for _ in KINDS]
+        self.bias = [0] * cfg.pe.psum_spad_depth
+        self.bits = data_bits(cfg)
+        self.slot = {k: slot_bits(b, cfg.dram_bits) for k, b in self.bits.items()}
+        self.per = {k: cfg.dram_bits // s for k, s in self.slot.items()}
+        self.abits = elem_addr_bits(cfg)
+        self.tag_depth = tag_depth(cfg)
+        self.glb = np.zeros(glb_words(cfg), dtype=np.uint64)
+        self.filters = ((), np.zeros((0, 0), dtype=np.int64))
+        self.filter_rows = {}
+        self.rr = reset_state(cfg)
+        self.cache = {}
+        self.targets_cache = {}
+        self.route_cache = {}
+        self.grid_cache = {}
+        self.shape_cache = {}
+        self.count = {k: 0 for k in ("macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
+                                     "noc_stall_cycles", "glb_reads", "glb_writes",
+                                     "dram_words_read", "dram_words_written", "program_words")}
+        self.acc = {"glb": 0, "noc": 0, "spad": 0}
+        self.exact = True
+        self.fallbacks = 0
+
+    # -- GLB elements
+
+    def _read(self, kind: str, addr: np.ndarray) -> np.ndarray:
+        """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width."""
+        per, slot = self.per[kind], self.slot[kind]
+        word = self.glb[(addr // per) % len(self.glb)]
+        shift = ((addr % per) * slot).astype(np.uint64)
+        raw = ((word >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
+        return wrap(raw, self.bits[kind])
+
+    def _write_slots(self, kind: str, addr: np.ndarray, values) -> None:
+        """Masked writes of ``values`` into elements ``addr`` of ``kind``'s slots."""
+        per, slot = self.per[kind], self.slot[kind]
+        mask = np.uint64((1 << slot) - 1)
+        words = (addr // per) % len(self.glb)
+        shift = ((addr % per) * slot).astype(np.uint64)
+        v = (np.asarray(values, dtype=np.int64).astype(np.uint64) & mask) << shift
+        np.bitwise_and.at(self.glb, words, ~(mask << shift))
+        np.bitwise_or.at(self.glb, words, v)
+
+    # -- commands
+
+    def set(self, name: str, value: int) -> None:
+        self.raw[name] = value
+        self.regs[name] = self.unpack[name](value)
+
+    def dma_in(self) -> int:
+        cmd, cfg = self.regs["dma_in"], self.cfg
+        nwords = cmd["words"]
+        self.count["dram_words_read"] += nwords
+        if cmd["rlc"] and cfg.rlc_codec:
+            n, per = cmd["n"], self.per["ifmap"]
+            fmt = cfg.rlc
+            stream = [self.dram.get(cmd["dram"] + k, 0) for k in range(nwords)]
+            end = next((k for k, w in enumerate(stream) if w >> (fmt.word_bits - 1)), nwords - 1)
+            if self.values and n:
+                vals = wrap(rlc_decode(stream[:end + 1], n, fmt), cfg.pe.act_bits)
+                self._write_slots("ifmap", cmd["glb"] * per + np.arange(n), vals)
+            self.count["glb_writes"] += -(-n // per)
+            self.acc["glb"] += n
+            if not nwords:
+                return 4
+            cycles = n + 4
+            if nwords > end + 1:
+                before = 0
+                for w in stream[:end]:
+                    for k in range(fmt.pairs_per_word):
+                        before += ((w >> (k * fmt.pair_bits)) & fmt.max_run) + 1
+                cycles = max(cycles, before + nwords - end - 1 + 3)
+            return 3 + cycles
+        if self.values and nwords:
+            for k in range(nwords):
+                self.glb[(cmd["glb"] + k) % len(self.glb)] = self.dram.get(cmd["dram"] + k, 0)
+        self.count["glb_writes"] += nwords
+        self.acc["glb"] += cmd["n"] if cmd["n"] else nwords
+        return 3 + (nwords + 3 if nwords else 1)
+
+    def dma_out(self) -> int:
+        cmd, cfg = self.regs["dma_out"], self.cfg
+        n, per = cmd["n"], self.per["psum"]
+        self.rr = (4,) + self.rr[1:]
+        if not cmd["rlc"]:
+            self.count["glb_reads"] += n
+            self.count["dram_words_written"] += n
+            self.acc["glb"] += n * per
+            if self.values:
+                for k in range(n):
+                    self.dram[cmd["dram"] + k] = int(self.glb[(cmd["glb"] + k) % len(self.glb)])
+            return 3 + 3 * n + 2 if n else 4
+        words = -(-n // per)
+        self.count["glb_reads"] += words
+        self.acc["glb"] += n
+        if self.values:
+            st = cmd["stage"]
+            x = self._read("psum", cmd["glb"] * per + np.arange(n))
+            b = np.array(self.bias[:max(st["p"], 1)], dtype=np.int64)
+            y = wrap(x + b[np.arange(n) % len(b)], cfg.pe.psum_bits)
+            if st["relu"]:
+                y = np.maximum(y, 0)
+            if st["shift"]:
+                y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
+            z = saturate(y, cfg.pe.act_bits)
+            coded = rlc_encode(z, cfg.rlc) if cfg.rlc_codec else pack_slots(cfg, "ifmap", z)
+            for k, w in enumerate(coded):
+                self.dram[cmd["dram"] + k] = w
+            self.count["dram_words_written"] += len(coded)
+        else:
+            self.exact = False
+            self.count["dram_words_written"] += (
+                (-(-n // cfg.rlc.pairs_per_word) if n else 1) if cfg.rlc_codec
+                else -(-n // self.per["ifmap"]))
+        if not n:
+            return 3 + 6 if cfg.rlc_codec else 4
+        r = n - (words - 1) * per
+        return (words - 1) * (per + 2) + r + (9 if cfg.rlc_codec else 7)
+
+    def _targets(self, kind: str, entry) -> tuple:
+        """The PEs whose multicast controllers take a packet tagged like ``entry``."""
+        ids = (self.raw[f"{kind}_row_id"], self.raw[f"{kind}_col_id"])
+        cache = self.targets_cache.get(kind)
+        if cache is None or cache[0] != ids[0] or cache[1] != ids[1]:
+            cache = self.targets_cache[kind] = (ids[0], ids[1], {})
+        key = (entry["row"], entry["col"])
+        got = cache[2].get(key)
+        if got is None:
+            noc = self.cfg.noc
+            rb, cb = (1 << noc.row_id_bits) - 1, (1 << noc.col_id_bits) - 1
+            rid, cid = self.regs[f"{kind}_row_id"], self.regs[f"{kind}_col_id"]
+            got = tuple((r, c) for r in range(self.cfg.rows)
+                        if key[0] in (rid[r], rb)
+                        for c in range(self.cfg.cols) if key[1] in (cid[r][c], cb))
+            cache[2][key] = got
+        return got
+
+    def _shape(self, desc) -> dict:
+        """The part of a sender's stream fixed by its loop counts, strides and tag
+        cycling (cached): the address pattern, the tag index of each packet, the tags
+        used, and a key naming them."""
+        key = (tuple(desc["count"]), tuple(desc["stride"]), desc["repeat"], desc["tags"])
+        got = self.shape_cache.get(key)
+        if got is None:
+            c0, c1, c2 = desc["count"]
+            s0, s1, s2 = desc["stride"]
+            n = c0 * c1 * c2
+            i = np.arange(n, dtype=np.int64)
+            tag = (i // max(desc["repeat"], 1)) % max(desc["tags"], 1)
+            got = {"n": n, "key": key, "tag": tag, "tags": tag.tolist(),
+                   "pattern": (i // max(c1 * c2, 1)) * s0 + ((i // max(c2, 1)) % max(c1, 1)) * s1
+                   + (i % max(c2, 1)) * s2,
+                   "used": sorted(set(tag.tolist()))}
+            self.shape_cache[key] = got
+        return got
+
+    def _streams(self) -> dict:
+        """Per sender: element addresses, GLB words, word misses, tag indices and the PEs
+        each tag index reaches."""
+        out = {}
+        amask = (1 << self.abits) - 1
+        blank = {"row": 0, "col": 0, "offset": 0}
+        for e, kind in enumerate(KINDS):
+            desc, table = self.regs[f"{kind}_desc"], self.tags[e]
+            shape = self._shape(desc)
+            entries = [table.get(t, blank) for t in range(max(desc["tags"], 1))]
+            off = np.array([x["offset"] for x in entries], dtype=np.int64)
+            addr = (desc["base"] + shape["pattern"] + off[shape["tag"]]) & amask
+            word = addr // self.per[kind]
+            miss = np.ones(shape["n"], dtype=bool)
+            if shape["n"]:
+                miss[1:] = word[1:] != word[:-1]
+            targets = {t: self._targets(kind, entries[t]) for t in shape["used"]}
+            key = (kind, shape["key"], tuple(targets.items()))
+            out[kind] = {"addr": addr, "word": word, "miss": miss, "tag": shape["tags"],
+                         "targets": targets, "shape": shape["key"],
+                         "route": self._route(key, shape["tag"], targets)}
+        return out
+
+    def _route(self, key, tag: np.ndarray, targets: dict) -> dict:
+        """Per PE the indices of the packets it receives, in order, and the values
+        delivered in all (cached: passes of one shape share it)."""
+        got = self.route_cache.get(key)
+        if got is not None:
+            return got
+        ids = sorted({rc for group in targets.values() for rc in group})
+        index = {rc: k for k, rc in enumerate(ids)}
+        ntags = max(targets, default=-1) + 1
+        fan = max((len(g) for g in targets.values()), default=0)
+        table = np.full((ntags, max(fan, 1)), -1, dtype=np.int64)
+        for t, group in targets.items():
+            table[t, :len(group)] = [index[rc] for rc in group]
+        if len(tag) and fan:
+            dest = table[tag]
+            pkt = np.broadcast_to(np.arange(len(tag))[:, None], dest.shape)
+            keep = dest >= 0
+            dest, pkt = dest[keep], pkt[keep]
+            order = np.argsort(dest, kind="stable")
+            dest, pkt = dest[order], pkt[order]
+            bounds = np.searchsorted(dest, np.arange(len(ids) + 1))
+            per_pe = {rc: pkt[bounds[k]:bounds[k + 1]] for k, rc in enumerate(ids)}
+            delivered = int(keep.sum())
+        else:
+            per_pe, delivered = {}, 0
+        got = {"per_pe": per_pe, "delivered": delivered}
+        self.route_cache[key] = got
+        return got
+
+    def _timing(self, streams) -> PassTime:
+        keys = [self.raw[name] for name in ("run", "enable", "up", "filter_row_id",
+                                            "filter_col_id", "ifmap_row_id", "ifmap_col_id",
+                                            "psum_row_id", "psum_col_id")]
+        for kind in KINDS:
+            st = streams[kind]
+            keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items())))
+        key = (tuple(keys), self.regs["gon_desc"]["count"], self.rr)
+        got = self.cache.get(key)
+        if got is None:
+            try:
+                if self.reference:
+                    raise Unordered()
+                got = (pass_timing(self.cfg, self.regs, streams, self.rr), False)
+            except Unordered:
+                got = (reference_pass(self.cfg, self.regs, streams, self.rr), True)
+            self.cache[key] = got
+        self.fallbacks += got[1]
+        return got[0]
+
+    def run_pass(self) -> int:
+        regs, cfg = self.regs, self.cfg
+        run = regs["run"]
+        streams = self._streams()
+        timing = self._timing(streams)
+        self.rr = timing.rr
+        S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
+        key = (self.raw["enable"], self.raw["up"], run["accumulate"])
+        grid = self.grid_cache.get(key)
+        if grid is None:
+            grid = self.grid_cache[key] = pe_grid(cfg, regs)
+        n_pe = len(grid)
+        ops = F * S * q * p
+        for kind in KINDS:
+            st = streams[kind]
+            self.count["glb_reads"] += int(st["miss"].sum())
+            self.acc["glb"] += len(st["word"])
+            self.acc["noc"] += st["route"]["delivered"]
+        links = sum(1 for pe in grid.values() if not pe.top)
+        gon = regs["gon_desc"]["count"]
+        self.count["glb_writes"] += gon
+        self.acc["glb"] += gon
+        self.acc["noc"] += links * F * p + gon
+        self.count["macs"] += n_pe * ops
+        self.count["pe_stall_cycles"] += timing.pe_stalls
+        self.count["noc_stall_cycles"] += timing.noc_stalls
+        loads = n_pe * (W * q + (run["filter_count"] if run["load_filter"] else 0))
+        zeros = self._compute(streams, grid) if self.values else 0
+        if not self.values:
+            self.exact = False
+        self.count["gated_macs"] += zeros
+        self.count["mac_cycles"] += n_pe * ops - zeros
+        self.acc["spad"] += n_pe * (F * S * q + 3 * ops - 2 * F * p) - zeros + loads
+        return timing.cycles
+
+    def _compute(self, streams, grid) -> int:
+        """Runs the pass on the data, psums into the GLB; returns the zero-gated MACs."""
+        regs, cfg = self.regs, self.cfg
+        run = regs["run"]
+        S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
+        sch = Schedule.of(run)
+        rcs = sorted(grid)
+        empty = np.zeros(0, dtype=np.int64)
+
+        def gather(kind, need):
+            st = streams[kind]
+            if not len(st["word"]) or not need:
+                return np.zeros((len(rcs), need), dtype=np.int64)
+            route = st["route"]
+            key = (tuple(rcs), need)
+            idx = route.get(key)
+            if idx is None:
+                idx = np.full((len(rcs), need), len(st["word"]), dtype=np.int64)
+                for n, rc in enumerate(rcs):
+                    got = route["per_pe"].get(rc, empty)[:need]
+                    idx[n, :len(got)] = got
+                route[key] = idx
+            vals = np.append(self._read(kind, st["addr"]), 0)
+            return vals[idx]
+
+        X = gather("ifmap", W * q).reshape(len(rcs), W, q)
+        if run["load_filter"]:
+            loaded = gather("filter", run["filter_count"])
+            self.filters = (tuple(rcs), loaded)
+            self.filter_rows.update(zip(rcs, loaded))
+        held_rcs, held = self.filters
+        if held_rcs == tuple(rcs) and held.shape[1] >= sch.ops:
+            Wt = held[:, :sch.ops]
+        else:
+            Wt = np.zeros((len(rcs), sch.ops), dtype=np.int64)
+            for n, rc in enumerate(rcs):
+                w = self.filter_rows.get(rc, empty)[:sch.ops]
+                Wt[n, :len(w)] = w
+        Wt = Wt.reshape(len(rcs), *sch.filter_shape)
+        cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
+        win = X[:, cols, :]
+        own = np.einsum("nfsc,nsck->nfk", win, Wt)
+        zeros = int(np.count_nonzero(win == 0)) * p
+        pin = gather("psum", F * p).reshape(len(rcs), F, p) \
+            if any(pe.gin for pe in grid.values()) else None
+        index = {rc: n for n, rc in enumerate(rcs)}
+        out = {}
+        for rc in sorted(rcs, key=lambda x: (x[1], -x[0])):
+            pe, n = grid[rc], index[rc]
+            if pe.below is not None:
+                out[rc] = own[n] + out.pop((rc[0] + 1, rc[1]))
+            elif pe.gin:
+                out[rc] = own[n] + pin[n]
+            else:
+                out[rc] = own[n]
+        gd = regs["gon_desc"]
+        amask = (1 << self.abits) - 1
+        counts = {}
+        for rc in sorted(out):
+            c = rc[1]
+            psums = wrap(out[rc].reshape(-1), cfg.pe.psum_bits)
+            k0 = counts.get(c, 0)
+            addr = (gd["base"] + (c - gd["col0"]) * gd["stride"] + k0
+                    + np.arange(len(psums))) & amask
+            counts[c] = k0 + len(psums)
+            self._write_slots("psum", addr, psums)
+        return zeros
+
+

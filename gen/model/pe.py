@@ -1,0 +1,99 @@
+"""The PE's timing rules, one definition for the model's recurrences
+(`ommatidia.gen.model.timing`) and its cycle-level reference
+(`ommatidia.gen.model.reference`), read from the RTL of `ommatidia.hw.pe`.
+
+A PE runs ``F`` outputs of ``S*q*p`` operations each, one issued a cycle in
+the order f, s, c, k (tap, channel, filter; k innermost). Operation ``j`` of
+output ``f`` reads ifmap column ``f*U + s``; the ifmap spad is a ring of
+``ring = ifmap_spad_depth // q`` columns, and a column may load only once the
+column ``ring`` before it is freed. Output ``f`` frees its ``U`` new columns
+``f*U .. f*U + U - 1`` in order, column ``f*U + x`` at the last issue of tap
+``min(x, S - 1)``. An operation reaches the accumulate stage
+`PIPELINE_STAGES` cycles after its issue unless the pipeline freezes (a psum
+out waiting for room). When the PE accumulates, its first ``p`` operations
+(tap 0, channel 0) each take a psum in; its last ``p`` operations (tap
+``S - 1``, channel ``q - 1``) each emit a psum out. Filters load into the
+filter spad in the same order, s, c, k (`Schedule.filter_shape`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["PIPELINE_STAGES", "Schedule"]
+
+PIPELINE_STAGES = 4
+"""Cycles from an operation's issue to its accumulate stage: the pipeline registers
+read, weight, multiply, accumulate (`ommatidia.hw.pe`)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The operations of one PE run (the ``run`` register) and what each needs and frees."""
+
+    S: int
+    F: int
+    U: int
+    p: int
+    q: int
+    ring: int
+    tap_ops: int = field(init=False)
+    """Operations of one tap, ``q*p``."""
+    ops: int = field(init=False)
+    """Operations of one output, ``S*q*p``."""
+    first_out: int = field(init=False)
+    """Index of the first operation that emits a psum out, ``ops - p``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "tap_ops", self.q * self.p)
+        object.__setattr__(self, "ops", self.S * self.tap_ops)
+        object.__setattr__(self, "first_out", self.ops - self.p)
+
+    @classmethod
+    def of(cls, run: dict) -> Schedule:
+        return cls(*(run[k] for k in ("S", "F", "U", "p", "q", "ring")))
+
+    @property
+    def one_tap(self) -> bool:
+        """Whether the operations that take psums in are also those that emit them."""
+        return self.ops == self.p
+
+    @property
+    def filter_shape(self) -> tuple[int, int, int]:
+        """The filter spad, and the order weights load into it: [s, c, k]."""
+        return (self.S, self.q, self.p)
+
+    def tap(self, j: int) -> int:
+        return j // self.tap_ops
+
+    def column(self, f: int, j: int) -> int:
+        """The ifmap column operation ``j`` of output ``f`` reads."""
+        return f * self.U + j // self.tap_ops
+
+    def starts_tap(self, j: int) -> bool:
+        return j % self.tap_ops == 0
+
+    def ends_tap(self, j: int) -> bool:
+        return (j + 1) % self.tap_ops == 0
+
+    def takes_psum(self, j: int) -> bool:
+        """Whether operation ``j`` adds a psum in (when the PE accumulates)."""
+        return j < self.p
+
+    def emits_psum(self, j: int) -> bool:
+        """Whether operation ``j`` sends its psum out."""
+        return j >= self.first_out
+
+    def freeing_tap(self, x: int) -> int:
+        """The tap whose last issue frees an output's ``x``-th new column (``x < U``)."""
+        return min(x, self.S - 1)
+
+    def load_limit(self, f: int, s: int) -> int:
+        """Columns that may be loaded once tap ``s`` of output ``f`` has issued its last
+        operation: the ring plus every column freed by then."""
+        freed = sum(1 for x in range(self.U) if self.freeing_tap(x) <= s)
+        return self.ring + f * self.U + freed
+
+    def waits_for(self, x: int) -> int:
+        """The column whose ring slot column ``x`` takes (negative: a slot never used)."""
+        return x - self.ring

@@ -1,0 +1,284 @@
+"""Pass timing simulated cycle by cycle: the cycle-level reference of the rules the
+recurrences of `ommatidia.gen.model.timing` follow (slow; for the passes they
+cannot order, and for checking them).
+
+Each cycle first decides, from the registered state, the GLB port grant, the GON
+grants, what every PE issues (`ommatidia.gen.model.pe`) and which sender packets
+every target takes; then it updates the senders, the psum links, the GON and the
+PEs, as the RTL's registers do at the clock edge.
+"""
+
+from __future__ import annotations
+
+from .decode import KINDS
+from .pe import PIPELINE_STAGES, Schedule
+from .timing import PassTime, pe_grid
+
+__all__ = ["reference_pass"]
+
+_IDLE, _LOADING, _COMPUTING = 0, 1, 2
+
+
+class _RefPE:
+    """One PE's registers: state (idle, loading filters, computing), issue cursor
+    (output ``f``, operation ``j``), ifmap columns loaded and the load limit, the
+    pipeline (per stage: None, or whether the operation emits a psum out)."""
+
+    __slots__ = ("acc", "state", "computing", "loading", "f", "j", "loaded", "load_c",
+                 "load_limit", "filter_load", "pipe", "issue", "take", "advance", "state0",
+                 "loaded0", "stalls")
+
+    def __init__(self, acc):
+        self.acc = acc
+        self.state = _IDLE
+        self.computing = self.loading = False
+        self.f = self.j = self.loaded = self.load_c = self.load_limit = self.filter_load = 0
+        self.pipe = [None] * PIPELINE_STAGES
+        self.issue = self.take = False
+        self.stalls = 0
+
+    def out_valid(self) -> bool:
+        """Whether a psum out waits at the accumulate stage."""
+        return self.pipe[-1] is not None and self.pipe[-1]
+
+
+def _sender(stream) -> dict:
+    """A sender's registers: packet cursor, output register (``o``, packet ``pkt``,
+    targets ``done``), its GLB word cache and request."""
+    s = {"word": stream["word"], "tag": stream["tag"], "targets": stream["targets"],
+         "n": 0, "N": len(stream["word"]), "o": False, "pkt": 0, "done": set(),
+         "cache": None, "wait": False, "glbv": False, "req": None, "stalls": 0}
+    s["running"] = s["N"] > 0
+    return s
+
+
+class _Reference:
+    """The state of the array, the senders, the GLB port and the GON during a pass."""
+
+    def __init__(self, cfg, regs, streams, rr):
+        self.run = regs["run"]
+        self.sch = Schedule.of(self.run)
+        self.rows, self.cols = cfg.rows, cfg.cols
+        self.grid = pe_grid(cfg, regs)
+        self.pes = {rc: _RefPE(pe.acc) for rc, pe in self.grid.items()}
+        self.order = sorted(self.pes)
+        self.snd = [_sender(streams[kind]) for kind in KINDS]
+        self.links = {rc: False for rc, pe in self.grid.items() if not pe.top}
+        self.xo, self.xptr, self.yo, self.yptr = [False] * self.rows, list(rr[1]), False, rr[2]
+        self.count = regs["gon_desc"]["count"]
+        self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
+        self.glb_last, self.pending, self.t = rr[0], True, 0
+
+    def run_pass(self) -> PassTime:
+        while self._busy():
+            grant = self._glb_grant()
+            y_room, yg, xg = self._gon_grants()
+            self._pe_issues(xg)
+            self._sender_takers()
+            self._update_senders(grant)
+            self._update_links()
+            self._update_gon(y_room, yg, xg)
+            self._update_pes()
+            self.pending = False
+            self.t += 1
+        return PassTime(self.t + 4, (self.glb_last, tuple(self.xptr), self.yptr),
+                        sum(pe.stalls for pe in self.pes.values()),
+                        sum(s["stalls"] for s in self.snd))
+
+    def _busy(self) -> bool:
+        return (self.pending or self.rx_running or self.rx_glb
+                or any(pe.state for pe in self.pes.values())
+                or any(s["running"] or s["o"] for s in self.snd))
+
+    def _glb_grant(self):
+        """The sender the GLB port grants this cycle (round-robin over 5), or None."""
+        reqs = []
+        for e, s in enumerate(self.snd):
+            s["hit"] = False
+            if s["running"]:
+                w = s["word"][s["n"]]
+                s["hit"] = (s["glbv"] and s["req"] == w) or s["cache"] == w
+                if not s["hit"] and not s["wait"]:
+                    reqs.append(e)
+        for j in range(1, 6):
+            if (self.glb_last + j) % 5 in reqs:
+                self.glb_last = (self.glb_last + j) % 5
+                return self.glb_last
+        return None
+
+    def _gon_grants(self):
+        """Whether the Y-bus has room, the row it grants, and per row the column its
+        X-bus grants."""
+        pes, grid = self.pes, self.grid
+        y_room = (not self.yo) or self.rx_running
+        yg = None
+        if y_room and any(self.xo):
+            valid = [r for r in range(self.rows) if self.xo[r]]
+            after = [r for r in valid if r >= self.yptr]
+            yg = after[0] if after else valid[0]
+        xg = {}
+        for r in range(self.rows):
+            if (not self.xo[r]) or yg == r:
+                valid = [c for c in range(self.cols) if (r, c) in pes and grid[r, c].top
+                         and pes[r, c].state == _COMPUTING and pes[r, c].out_valid()]
+                if valid:
+                    after = [c for c in valid if c >= self.xptr[r]]
+                    xg[r] = after[0] if after else valid[0]
+        return y_room, yg, xg
+
+    def _pe_issues(self, xg) -> None:
+        """Per PE: whether its pipeline advances, it issues, it takes a psum in."""
+        sch, pes, links, ps = self.sch, self.pes, self.links, self.snd[2]
+        for rc in self.order:
+            pe, g = pes[rc], self.grid[rc]
+            pe.issue = pe.take = False
+            pe.advance = True
+            pe.state0, pe.loaded0 = pe.state, pe.loaded
+            if pe.state != _COMPUTING:
+                continue
+            out = pe.out_valid()
+            if out:
+                if g.top:
+                    ready = xg.get(rc[0]) == rc[1]
+                else:
+                    ready = (not links[rc]) or pes[rc[0] - 1, rc[1]].take
+            else:
+                ready = True
+            pe.advance = not (out and not ready)
+            need = pe.acc and sch.takes_psum(pe.j)
+            if need:
+                if g.below is not None:
+                    pin = links[rc[0] + 1, rc[1]]
+                else:
+                    pin = ps["o"] and rc in ps["targets"][ps["tag"][ps["pkt"]]] \
+                        and rc not in ps["done"]
+            else:
+                pin = True
+            can = pe.computing and pe.loaded > sch.column(pe.f, pe.j) and pin
+            pe.issue = can and pe.advance
+            pe.take = pe.issue and need
+            if pe.computing and not pe.issue:
+                pe.stalls += 1
+
+    def _sender_takers(self) -> None:
+        """Per sender: the targets that take its packet this cycle, whether all have."""
+        W = self.run["W"]
+        for e, s in enumerate(self.snd):
+            s["ready"], s["takers"] = False, []
+            if not s["o"]:
+                continue
+            ok_all = True
+            for rc in s["targets"][s["tag"][s["pkt"]]]:
+                if rc in s["done"]:
+                    continue
+                pe = self.pes[rc]
+                if e == 0:
+                    ok = pe.state == _LOADING
+                elif e == 1:
+                    ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
+                else:
+                    ok = pe.take
+                if ok:
+                    s["takers"].append(rc)
+                else:
+                    ok_all = False
+            s["ready"] = ok_all
+            if not ok_all:
+                s["stalls"] += 1
+        for s in self.snd:
+            s["emit"] = s["running"] and s["hit"] and ((not s["o"]) or s["ready"])
+
+    def _take(self, e: int, takers) -> None:
+        """Filter weights and ifmap values into the PEs that took them."""
+        for rc in takers:
+            pe = self.pes[rc]
+            if e == 0:
+                pe.filter_load += 1
+                if pe.filter_load == self.run["filter_count"]:
+                    pe.computing, pe.state = True, _COMPUTING
+            elif e == 1:
+                pe.load_c += 1
+                if pe.load_c == self.sch.q:
+                    pe.load_c, pe.loaded = 0, pe.loaded + 1
+
+    def _update_senders(self, grant) -> None:
+        for e, s in enumerate(self.snd):
+            self._take(e, s["takers"])
+            if s["o"]:
+                s["done"] = set() if s["ready"] else s["done"] | set(s["takers"])
+            if s["glbv"]:
+                s["cache"], s["wait"] = s["req"], False
+            s["glbv"] = False
+            if s["ready"]:
+                s["o"] = False
+            if s["emit"]:
+                s["o"], s["pkt"] = True, s["n"]
+                s["n"] += 1
+                s["running"] = s["n"] < s["N"]
+            elif s["running"] and not s["hit"] and not s["wait"] and grant == e:
+                s["wait"], s["req"], s["glbv"] = True, s["word"][s["n"]], True
+
+    def _update_links(self) -> None:
+        """A link holds one psum: filled by the PE below, emptied by the PE above."""
+        links, pes = self.links, self.pes
+        for rc in links:
+            pe, above = pes[rc], pes[rc[0] - 1, rc[1]]
+            if pe.state0 == _COMPUTING and pe.out_valid() and ((not links[rc]) or above.take):
+                links[rc] = True
+            elif above.take:
+                links[rc] = False
+
+    def _update_gon(self, y_room: bool, yg, xg) -> None:
+        rx_accept = self.rx_running and self.yo
+        if y_room:
+            self.yo = yg is not None
+            if yg is not None:
+                self.yptr = 0 if yg == self.rows - 1 else yg + 1
+        for r in range(self.rows):
+            if (not self.xo[r]) or yg == r:
+                self.xo[r] = r in xg
+                if r in xg:
+                    self.xptr[r] = 0 if xg[r] == self.cols - 1 else xg[r] + 1
+        self.rx_glb = rx_accept
+        if rx_accept:
+            self.rx_total += 1
+            self.rx_running = self.rx_total < self.count
+
+    def _update_pes(self) -> None:
+        pes, filter_takers = self.pes, self.snd[0]["takers"]
+        for pe in pes.values():
+            if pe.state0 == _IDLE:
+                if self.pending:
+                    pe.loading, pe.load_limit = True, self.sch.ring
+                    if self.run["load_filter"]:
+                        pe.state = _LOADING
+                    else:
+                        pe.state, pe.computing = _COMPUTING, True
+                continue
+            if pe.state0 == _LOADING:
+                if pe.state == _LOADING:
+                    pe.stalls += 0 if any(pe is pes[x] for x in filter_takers) else 1
+                continue
+            self._step(pe)
+
+    def _step(self, pe: _RefPE) -> None:
+        """A computing PE's pipeline and issue loop (f, s, c, k) at the clock edge."""
+        sch = self.sch
+        if pe.advance:
+            pe.pipe = [sch.emits_psum(pe.j) if pe.issue else None] + pe.pipe[:-1]
+        if pe.issue:
+            if sch.ends_tap(pe.j):
+                pe.load_limit = sch.load_limit(pe.f, sch.tap(pe.j))
+            pe.j += 1
+            if pe.j == sch.ops:
+                pe.j, pe.f = 0, pe.f + 1
+                pe.computing = pe.f < sch.F
+        elif not pe.computing and all(x is None for x in pe.pipe) \
+                and pe.loaded0 == self.run["W"]:
+            pe.state, pe.loading = _IDLE, False
+
+
+def reference_pass(cfg, regs, streams, rr) -> PassTime:
+    """The timing of one ``PASS`` simulated cycle by cycle (`timing.pass_timing`'s
+    arguments and result)."""
+    return _Reference(cfg, regs, streams, rr).run_pass()

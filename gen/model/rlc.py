@@ -1,0 +1,52 @@
+"""The model's RLC arithmetic on DRAM streams: word counts of the canonical code and a
+vectorised decoder (the codec itself is `ommatidia.gen.rlc`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ommatidia.gen.arith import wrap
+from ommatidia.gen.rlc import decode as rlc_reference
+
+__all__ = ["rlc_words", "rlc_decode"]
+
+
+def rlc_words(values, fmt) -> int:
+    """Words of the canonical RLC code of ``values`` (what `ommatidia.hw.rlc.RLCEncoder`
+    emits): a pair per non-zero value, per ``max_run + 1`` zeros of a run, and for the
+    last value; ``pairs_per_word`` pairs a word; one word when empty."""
+    v = np.asarray(values).reshape(-1)
+    if v.size == 0:
+        return 1
+    z = np.concatenate(([0], (v == 0).astype(np.int8), [0]))
+    d = np.diff(z)
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    lengths = ends - starts
+    span = fmt.max_run + 1
+    pairs = int(np.count_nonzero(v))
+    if v[-1] == 0:
+        pairs += (int(lengths[-1]) - 1) // span + 1
+        lengths = lengths[:-1]
+    pairs += int(np.sum(lengths // span))
+    return -(-pairs // fmt.pairs_per_word)
+
+
+def rlc_decode(words: list, n: int, fmt) -> np.ndarray:
+    """The ``n`` values of an RLC stream (vectorised; the reference decoder of
+    `ommatidia.gen.rlc` for word widths above 64 bits and for malformed streams,
+    which it reports)."""
+    if fmt.word_bits > 64 or not words or n == 0:
+        return np.asarray(rlc_reference(words, n, fmt), dtype=np.int64)
+    w = np.array(words, dtype=np.uint64)
+    k = np.arange(fmt.pairs_per_word, dtype=np.uint64) * np.uint64(fmt.pair_bits)
+    runs = ((w[:, None] >> k) & np.uint64(fmt.max_run)).astype(np.int64).reshape(-1)
+    levels = wrap(((w[:, None] >> (k + np.uint64(fmt.run_bits)))
+                   & np.uint64((1 << fmt.level_bits) - 1)).astype(np.int64).reshape(-1),
+                  fmt.level_bits)
+    ends = np.cumsum(runs + 1)
+    j = int(np.searchsorted(ends, n))
+    if j >= len(ends) or ends[j] != n or j // fmt.pairs_per_word != len(words) - 1:
+        return np.asarray(rlc_reference(words, n, fmt), dtype=np.int64)
+    out = np.zeros(n, dtype=np.int64)
+    out[ends[:j + 1] - 1] = levels[:j + 1]
+    return out
