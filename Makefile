@@ -60,13 +60,13 @@ demo: $(STAMP)
 	$(OMM) synth --preset tiny --target ecp5-25f --report build/demo/synth_pe_ecp5.json
 
 bench: $(STAMP)
-	$(PY) -m ommatidia.sim.bench
+	$(PY) -m ommatidia.nn.bench
 
 # Builds every board's bitstream (minutes each) and tabulates resources, Fmax and peak
 # GMAC/s beside the closest open peer; SYNTH_REPORT_ARGS=--reuse reads earlier builds,
 # --sweep also builds each preset with one PE row and one PE column more.
 synth-report: $(STAMP)
-	$(PY) -m ommatidia.gen.synth_report -o build/synth-report.md $(SYNTH_REPORT_ARGS)
+	$(PY) -m ommatidia.boards.synth_report -o build/synth-report.md $(SYNTH_REPORT_ARGS)
 
 clean:
 	rm -rf build report .pytest_cache .hypothesis

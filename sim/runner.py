@@ -13,7 +13,7 @@ import hashlib
 import os
 import pathlib
 
-from .tools import SIMULATORS, have_icarus, setup_env
+from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
 __all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure", "locked"]
 

@@ -17,16 +17,15 @@ import pytest
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
-from ommatidia.boards import boards
-from ommatidia.boards.boards import BOARDS, LOADER_TOOLS
-from ommatidia.gen import synth, synth_report
+from ommatidia.boards import board, build, nextpnr, synth, synth_report
+from ommatidia.boards.board import BOARDS, LOADER_TOOLS
 from ommatidia.gen.config import PRESETS
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
 def test_board_table(name):
     b = BOARDS[name]
-    assert b.preset in PRESETS and boards.board(name) is b
+    assert b.preset in PRESETS and board.board(name) is b
     platform = b.make_platform()
     assert platform.device == synth.TARGETS[b.target].device
     assert platform.default_clk_frequency == b.clock_mhz * 1e6
@@ -50,7 +49,7 @@ def test_board_validation():
     with pytest.raises(ValueError, match="dram_words must be at least 1"):
         dataclasses.replace(good, dram_words=0)
     with pytest.raises(ValueError, match="unknown board 'nope'"):
-        boards.board("nope")
+        board.board("nope")
 
 
 def test_board_array_override(capsys):
@@ -68,7 +67,7 @@ def test_board_array_override(capsys):
         dataclasses.replace(b, array=(7,))
     with pytest.raises(ValueError, match="array rows"):
         dataclasses.replace(b, array=(0, 4))
-    from ommatidia.gen.cli import main
+    from ommatidia.cli import main
     assert main(["build", "--board", "ulx3s-85f", "--array", "7by7"]) != 0
     assert "--array must be ROWSxCOLS" in capsys.readouterr().err
 
@@ -87,8 +86,8 @@ class _Loopback(Elaboratable):
 
 def test_board_design():
     b = BOARDS["icebreaker"]
-    design = boards.BoardDesign(b)
-    rtlil = boards.plan(b, design=design).files[f"{boards.design_name(b)}.il"]
+    design = build.BoardDesign(b)
+    rtlil = build.plan(b, design=design).files[f"{build.design_name(b)}.il"]
     assert design.top.rx.init == 1
     # The whole system is in the design: PEs of the preset's array, the UART bridge.
     cfg = b.config
@@ -105,8 +104,8 @@ def test_board_design():
 ])
 def test_build_plan(name, rx, tx, clock):
     b = BOARDS[name]
-    plan = boards.plan(b, seed=7, design=_Loopback())
-    top = boards.design_name(b)
+    plan = build.plan(b, seed=7, design=_Loopback())
+    top = build.design_name(b)
     constraints = plan.files[f"{top}.pcf" if b.family == "ice40" else f"{top}.lpf"]
     if b.family == "ice40":
         assert f"set_io uart_0__rx__io {rx}" in constraints
@@ -127,11 +126,11 @@ def test_build_plan(name, rx, tx, clock):
     assert f"--report {top}_report.json --seed 7 --router router1" in shell
     assert "--timing-allow-fail" not in shell
     assert not any(k.endswith(".debug.v") for k in plan.files)
-    shell = boards.plan(b, allow_timing_fail=True, router="router2",
-                        design=_Loopback()).files[f"build_{top}.sh"]
+    shell = build.plan(b, allow_timing_fail=True, router="router2",
+                       design=_Loopback()).files[f"build_{top}.sh"]
     assert "--timing-allow-fail" in shell and "--router router2" in shell
     with pytest.raises(ValueError, match="router must be one of router1, router2"):
-        boards.plan(b, router="router3")
+        build.plan(b, router="router3")
 
 
 def test_overfull_parse(tmp_path):
@@ -139,7 +138,7 @@ def test_overfull_parse(tmp_path):
            "Info: \t        ICESTORM_RAM:      17/     30    56%\n"
            "ERROR: Unable to place cell 'x', no BELs remaining\n")
     (tmp_path / "t.tim").write_text(log)
-    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    exc = build._failure(tmp_path, "t", RuntimeError("exit 1"))
     assert exc.overfull == {"ICESTORM_LC": {"used": 13825, "available": 5280}}
     assert "needs 13825 ICESTORM_LC of 5280" in str(exc) and exc.unplaceable is None
 
@@ -153,19 +152,19 @@ def test_unplaceable_parse(tmp_path):
            "ERROR: Unable to find legal placement for all cells, design is probably at "
            "utilisation limit.\n")
     (tmp_path / "t.tim").write_text(log)
-    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    exc = build._failure(tmp_path, "t", RuntimeError("exit 1"))
     assert exc.overfull == {} and exc.unroutable is None
     assert exc.unplaceable == {"bel": "ICESTORM_LC", "used": 5273, "available": 5280}
     assert str(exc).startswith("the design does not place: nextpnr found no legal placement "
                                "with 5273/5280 ICESTORM_LC in use (log: ")
     b = BOARDS["icebreaker"]
-    row = synth_report.report_row(b, boards.failure_report(b, exc))
+    row = synth_report.report_row(b, build.failure_report(b, exc))
     assert row["error"] == ("does not place: nextpnr found no legal placement with "
                             "5273/5280 ICESTORM_LC in use")
     # Another nextpnr error stays the tool's own line.
     (tmp_path / "t.tim").write_text(log.replace("Unable to find legal placement for all cells",
                                                 "Unconstrained IO"))
-    exc = boards._failure(tmp_path, "t", RuntimeError("exit 1"))
+    exc = build._failure(tmp_path, "t", RuntimeError("exit 1"))
     assert exc.unplaceable is None and str(exc).startswith("nextpnr failed: ERROR: Unconstrained")
 
 
@@ -179,21 +178,21 @@ def _router2_log(overused):
 def test_router2_stall():
     """router2 is stuck once its overused wires rose ``patience`` iterations running; a
     falling count, a bump, or a flat tail of a few wires is not a stall."""
-    assert boards.router2_stall("Info: Running router1...\n") is None
+    assert nextpnr.router2_stall("Info: Running router1...\n") is None
     falling = [900, 500, 300, 310, 320, 330, 200, 90, 12, 0]
     for n in range(1, len(falling) + 1):
-        assert boards.router2_stall(_router2_log(falling[:n]), patience=4) is None
+        assert nextpnr.router2_stall(_router2_log(falling[:n]), patience=4) is None
     stuck = [1000, 700, 520, 500, 505, 530, 540, 560]
-    assert boards.router2_stall(_router2_log(stuck[:-1]), patience=4) is None
-    assert boards.router2_stall(_router2_log(stuck), patience=4) == {
+    assert nextpnr.router2_stall(_router2_log(stuck[:-1]), patience=4) is None
+    assert nextpnr.router2_stall(_router2_log(stuck), patience=4) == {
         "router": "router2", "iteration": 8, "overused": 560, "fewest_overused": 500,
         "fewest_at": 4, "patience": 4}
     # The ULX3S 8x8's router2 tail (iterations 50-72): down to 2 wires, then flat.
     tail = [27, 32, 33, 23, 20, 20, 18, 17, 13, 14, 10, 7, 5, 5, 3, 3, 3, 2, 2, 2, 2, 2, 2]
     for n in range(1, len(tail) + 1):
-        assert boards.router2_stall(_router2_log(tail[:n]), patience=5) is None
+        assert nextpnr.router2_stall(_router2_log(tail[:n]), patience=5) is None
     with pytest.raises(ValueError, match="router2_stall.patience must be at least 1"):
-        boards.router2_stall("", patience=0)
+        nextpnr.router2_stall("", patience=0)
 
 
 def _running(pid):
@@ -213,13 +212,13 @@ def _script(path, body):
 def test_run_script_stops_a_stuck_router(tmp_path, monkeypatch):
     """The build script runs in its own process group; when the log shows router2 stuck,
     the whole group is stopped at once, the tool and what it started alike."""
-    monkeypatch.setattr(boards, "LOG_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(build, "LOG_POLL_SECONDS", 0.05)
     lines = _router2_log([50, 40, 30, 31, 32, 33]).splitlines()
     _script(tmp_path, "".join(f"echo '{line}' >> t.tim\n" for line in lines)
             + "sleep 60 &\necho $! > child\nwait\necho finished > after\n")
-    stall = functools.partial(boards.router2_stall, patience=3)
+    stall = functools.partial(nextpnr.router2_stall, patience=3)
     start = time.monotonic()
-    verdict = boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
+    verdict = build._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
     assert time.monotonic() - start < 30
     assert verdict["iteration"] == 6 and verdict["fewest_at"] == 3
     assert not (tmp_path / "after").exists()
@@ -231,12 +230,12 @@ def test_run_script_stops_a_stuck_router(tmp_path, monkeypatch):
     # Without a verdict the script runs to its end; a failing script raises.
     _script(tmp_path, "echo 'Info:     iter=1 wires=9 overused=0 overuse=0' > t.tim\n"
                       "echo finished > after\n")
-    assert boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim",
-                              stall) is None
+    assert build._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim",
+                             stall) is None
     assert (tmp_path / "after").read_text() == "finished\n"
     _script(tmp_path, "exit 3\n")
     with pytest.raises(subprocess.CalledProcessError):
-        boards._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
+        build._run_script(tmp_path, "b", dict(os.environ), tmp_path / "t.tim", stall)
 
 
 def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
@@ -249,7 +248,7 @@ def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
 
         def extract(self, root):
             lines = _router2_log([900, 600, 610, 620]).splitlines()
-            _script(tmp_path, "".join(f"echo '{line}' >> {boards.design_name(b)}.tim\n"
+            _script(tmp_path, "".join(f"echo '{line}' >> {build.design_name(b)}.tim\n"
                                       for line in lines) + "sleep 60\n")
             return pathlib.Path(root)
 
@@ -259,13 +258,13 @@ def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
         seen.update(kwargs)
         return Plan()
 
-    monkeypatch.setattr(boards, "plan", fake_plan)
-    monkeypatch.setattr(boards, "LOG_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(build, "plan", fake_plan)
+    monkeypatch.setattr(build, "LOG_POLL_SECONDS", 0.05)
     with pytest.raises(ValueError, match="build.route_patience must be at least 1"):
-        boards.build(b, tmp_path, router="router2", route_patience=0)
+        build.build(b, tmp_path, router="router2", route_patience=0)
     said = []
-    report = boards.build_or_error(b, tmp_path, router="router2", route_patience=2,
-                                   log=said.append)
+    report = build.build_or_error(b, tmp_path, router="router2", route_patience=2,
+                                  log=said.append)
     assert said[1:] == ["  router2 iteration 1: 900 overused wires",
                         "  router2 iteration 2: 600 overused wires",
                         "  router2 iteration 3: 610 overused wires",
@@ -280,15 +279,15 @@ def test_build_reports_an_unroutable_design(tmp_path, monkeypatch):
     assert ("| 8x9 | 72 | does not route: nextpnr router2 still had 620 overused wires at "
             "iteration 4, fewest 600 at iteration 2 |") in row
     # router1 is never stopped, however its log reads, but a long build says where it is.
-    monkeypatch.setattr(boards, "_run_script", lambda *a: seen.update(watch=a[4]) or None)
+    monkeypatch.setattr(build, "_run_script", lambda *a: seen.update(watch=a[4]) or None)
     with pytest.raises(FileNotFoundError):
-        boards.build(b, tmp_path, router="router1", log=said.append)
+        build.build(b, tmp_path, router="router1", log=said.append)
     del said[:]
     assert seen["watch"](_router2_log([900, 600, 610, 620, 630, 640])) is None
     assert said == []
-    monkeypatch.setattr(boards, "HEARTBEAT_SECONDS", 0.0)
+    monkeypatch.setattr(build, "HEARTBEAT_SECONDS", 0.0)
     with pytest.raises(FileNotFoundError):
-        boards.build(b, tmp_path, router="router1", log=said.append)
+        build.build(b, tmp_path, router="router1", log=said.append)
     assert seen["watch"]("") is None
     assert seen["watch"]("Info: Packing..\nInfo: Running main analytical placer.\n\n") is None
     assert [line.split(" min ")[1] for line in said[-2:]] == [
@@ -337,14 +336,14 @@ def test_larger_arrays_and_build_folders():
     its own build folder beside the preset's."""
     for b in BOARDS.values():
         cfg = b.config
-        bigger = boards.larger_arrays(b)
+        bigger = board.larger_arrays(b)
         assert [(c.config.rows, c.config.cols) for c in bigger] == \
             [(cfg.rows + 1, cfg.cols), (cfg.rows, cfg.cols + 1)]
-        assert str(boards.default_build_dir(b, "r")) == f"r/{b.name}"
-        assert str(boards.default_build_dir(bigger[0], "r")) == \
+        assert str(build.default_build_dir(b, "r")) == f"r/{b.name}"
+        assert str(build.default_build_dir(bigger[0], "r")) == \
             f"r/{b.name}-{cfg.rows + 1}x{cfg.cols}"
     square = dataclasses.replace(BOARDS["icebreaker"], array=(1, 1))
-    assert [c.array for c in boards.larger_arrays(square)] == [(2, 1), (1, 2)]
+    assert [c.array for c in board.larger_arrays(square)] == [(2, 1), (1, 2)]
 
 
 def test_build_or_error_saves_failures(tmp_path, monkeypatch):
@@ -356,19 +355,19 @@ def test_build_or_error_saves_failures(tmp_path, monkeypatch):
 
     def failing(board, build_dir, **kwargs):
         calls.append(build_dir)
-        raise boards.BoardBuildError("the design does not fit", overfull)
+        raise build.BoardBuildError("the design does not fit", overfull)
 
-    monkeypatch.setattr(boards, "build", failing)
-    report = boards.build_or_error(b, tmp_path)
+    monkeypatch.setattr(build, "build", failing)
+    report = build.build_or_error(b, tmp_path)
     assert report == {"board": "icebreaker", "array": "2x2", "pes": 4,
                       "error": "the design does not fit", "overfull": overfull,
                       "unroutable": None, "unplaceable": None}
-    assert boards.build_or_error(b, tmp_path, reuse=True) == report
+    assert build.build_or_error(b, tmp_path, reuse=True) == report
     assert len(calls) == 1
-    boards.build_or_error(b, tmp_path)
+    build.build_or_error(b, tmp_path)
     assert len(calls) == 2
     assert "does not fit: 6480 ICESTORM_LC of 5280" in synth_report.sweep_markdown([(b, report)])
-    from ommatidia.gen.cli import main
+    from ommatidia.cli import main
     assert main(["build", "--board", "icebreaker", "--array", "2x2",
                  "-o", str(tmp_path / "cli")]) != 0
     assert json.loads((tmp_path / "cli" / "report.json").read_text()) == report
@@ -378,7 +377,7 @@ def test_sweep_markdown():
     """One row per build: the preset meeting its clock, a larger array missing it (its Fmax
     still shown), and one that does not fit."""
     b = BOARDS["ulx3s-85f"]
-    rows_more, cols_more = boards.larger_arrays(b)
+    rows_more, cols_more = board.larger_arrays(b)
     text = synth_report.sweep_markdown([
         (b, _fake_report("ulx3s-85f")),
         (rows_more, {**_fake_report("ulx3s-85f", fmax_mhz=21.5, timing_met=False),

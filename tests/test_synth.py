@@ -18,12 +18,12 @@ from amaranth.hdl import Assert
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ommatidia.gen import synth
-from ommatidia.gen.cli import main
+from ommatidia.boards import synth
+from ommatidia.cli import main
 from ommatidia.gen.config import preset
 from ommatidia.gen.tops import build_top
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 # The components `make test` synthesises on iCE40, so a change that breaks synthesis
 # fails the tests: a PE, and the iCEBreaker preset's 1x1 array with its NoC (the tiny

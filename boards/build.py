@@ -1,24 +1,17 @@
-"""FPGA boards: the accelerator behind a UART, built to a bitstream with amaranth-boards.
+"""The board build: the accelerator behind a UART, built to a bitstream with amaranth-boards.
 
-`BOARDS` maps a board name to a `Board`: its amaranth-boards platform, the
-preset sized to fit its FPGA (`ommatidia.gen.config.PRESETS`), the clock the
-design runs at (the board's oscillator, no PLL), the depth of the on-chip
-block RAM that stands in for DRAM, and the UART pins of the host link.
-
-`build` elaborates a `ommatidia.hw.board.BoardTop` for a board and runs
-``platform.build`` with the YoWASP Yosys, nextpnr and icepack/ecppack from
+`build` elaborates a `ommatidia.hw.board.BoardTop` for a `ommatidia.boards.board.Board`
+and runs ``platform.build`` with the YoWASP Yosys, nextpnr and icepack/ecppack from
 the virtual environment, in the same two halves with ``check -assert`` as
-`ommatidia.gen.synth`. nextpnr checks the board clock's constraint (from the
+`ommatidia.boards.synth`. nextpnr checks the board clock's constraint (from the
 platform's clock resource) and fails the build when it is missed, unless
 ``allow_timing_fail``; the report gives the netlist's cells, the placed
-utilisation and Fmax (on iCE40 capped as in `ommatidia.gen.synth` when a
+utilisation and Fmax (on iCE40 capped as in `ommatidia.boards.synth` when a
 SB_MAC16 bypasses its registers).
 
-nextpnr's router2 (PathFinder-style negotiated congestion) never gives up on a
-design it cannot route: its count of overused wires stops falling and it runs
-on. A build with router2 reads nextpnr's log as it runs and stops it as
-unroutable once the count has risen `ROUTER2_PATIENCE` iterations running
-(`router2_stall`).
+A build reads nextpnr's log as it runs: it says every `HEARTBEAT_SECONDS` that it
+is still running, and with router2 it stops nextpnr as unroutable once
+`ommatidia.boards.nextpnr.router2_stall` says so.
 """
 
 from __future__ import annotations
@@ -26,33 +19,23 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
 import time
-import dataclasses
-from dataclasses import dataclass
 
 from amaranth import Elaboratable, Module
-from amaranth.build import Attrs
 from amaranth.lib import io
-from amaranth_boards.icebreaker import ICEBreakerPlatform
-from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
-from amaranth_boards.resources import UARTResource
-from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from ommatidia.gen import synth
-from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
-from ommatidia.sim.tools import setup_env
+from ommatidia.boards import nextpnr, synth
+from ommatidia.boards.board import Board
+from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
+from ommatidia.gen.config import check_int
+from ommatidia.toolchain import setup_env
 
-__all__ = ["Board", "BOARDS", "board", "BoardDesign", "BoardBuildError", "LOADER_TOOLS",
-           "ROUTERS", "DEFAULT_ROUTER", "ROUTER2_PATIENCE", "router2_stall", "unroutable_summary",
-           "unplaceable_summary", "overfull_summary", "plan", "build", "build_or_error",
-           "failure_report", "design_name", "default_build_dir", "larger_arrays", "format_build"]
-
-LOADER_TOOLS = ("dfu-suffix", "openFPGALoader", "iceprog")
-"""Tools a platform runs to load or wrap a bitstream; not on PyPI, and not needed to build one."""
+__all__ = ["BoardDesign", "BoardBuildError", "plan", "build", "build_or_error",
+           "failure_report", "format_build", "design_name", "default_build_dir",
+           "LOG_POLL_SECONDS", "HEARTBEAT_SECONDS"]
 
 
 class BoardBuildError(RuntimeError):
@@ -60,7 +43,8 @@ class BoardBuildError(RuntimeError):
 
     ``overfull`` maps each BEL type the design needs more of than the device
     has to ``{"used": n, "available": m}`` (empty for other failures);
-    ``unroutable`` is `router2_stall`'s verdict when router2 was stopped;
+    ``unroutable`` is `ommatidia.boards.nextpnr.router2_stall`'s verdict when router2
+    was stopped;
     ``unplaceable`` is ``{"bel", "used", "available"}`` of the fullest BEL type
     when every type fits but nextpnr found no legal placement.
     """
@@ -73,160 +57,10 @@ class BoardBuildError(RuntimeError):
         self.unplaceable = unplaceable
 
 
-@dataclass(frozen=True)
-class Board:
-    """A board `ommatidia build` makes a bitstream for.
-
-    Parameters
-    ----------
-    name : str
-        Board name on the command line.
-    title : str
-        Board and FPGA, for reports.
-    platform : type
-        The amaranth-boards platform class.
-    preset : str
-        Name of the `ArrayConfig` preset sized for the FPGA.
-    clock_mhz : float
-        Clock of the design: the platform's default clock, used directly.
-    dram_words : int
-        Depth of the on-chip DRAM (block RAM) in 64-bit words.
-    target : str
-        The `ommatidia.gen.synth` target of the same FPGA (``ommatidia synth``).
-    uart_pins : tuple or None
-        ``(rx, tx, connector)`` for a UART on a connector, when the platform has
-        no ``uart`` resource; None uses the platform's ``uart`` 0.
-    uart_note : str
-        Where the host plugs in.
-    baud : int
-        UART baud rate.
-    synth_opts : tuple
-        Extra ``synth_ice40``/``synth_ecp5`` options of the board's build.
-    array : tuple or None
-        ``(rows, cols)`` replacing the preset's PE array (NoC IDs widened to fit), to
-        find how large an array the part takes; None keeps the preset's.
-    """
-
-    name: str
-    title: str
-    platform: type
-    preset: str
-    clock_mhz: float
-    dram_words: int
-    target: str
-    uart_note: str
-    uart_pins: tuple | None = None
-    baud: int = 115200
-    synth_opts: tuple = ()
-    array: tuple | None = None
-
-    def __post_init__(self):
-        own = f"Board({self.name!r})"
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.name or ""):
-            raise ValueError(f"{own}.name must be lower-case letters, digits and '-'")
-        preset(self.preset)
-        check_int(own, "dram_words", self.dram_words, 1, 1 << 22)
-        check_int(own, "baud", self.baud, 1)
-        tgt = synth.target(self.target)
-        platform = self.platform()
-        if tgt.device != platform.device:
-            raise ValueError(f"{own}.target {self.target} is a {tgt.device}, the board has a "
-                             f"{platform.device}")
-        if platform.default_clk_frequency != self.clock_mhz * 1e6:
-            raise ValueError(f"{own}.clock_mhz must be the platform's default clock "
-                             f"{platform.default_clk_frequency / 1e6:g} MHz, "
-                             f"not {self.clock_mhz:g}")
-        if self.uart_pins is not None and len(self.uart_pins) != 3:
-            raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
-                             f"not {self.uart_pins!r}")
-        if not isinstance(self.synth_opts, tuple) or \
-                not all(isinstance(o, str) for o in self.synth_opts):
-            raise ValueError(f"{own}.synth_opts must be a tuple of strings, "
-                             f"not {self.synth_opts!r}")
-        if self.array is not None:
-            if not (isinstance(self.array, tuple) and len(self.array) == 2):
-                raise ValueError(f"{own}.array must be (rows, cols), not {self.array!r}")
-            check_int(own, "array rows", self.array[0], 1, 256)
-            check_int(own, "array cols", self.array[1], 1, 256)
-
-    @property
-    def config(self) -> ArrayConfig:
-        cfg = preset(self.preset)
-        if self.array is None:
-            return cfg
-        rows, cols = self.array
-        noc = NoCConfig(row_id_bits=max(cfg.noc.row_id_bits, (rows + 1).bit_length()),
-                        col_id_bits=max(cfg.noc.col_id_bits, (cols + 1).bit_length()))
-        return dataclasses.replace(cfg, rows=rows, cols=cols, noc=noc)
-
-    @property
-    def family(self) -> str:
-        return synth.target(self.target).family
-
-    def make_platform(self):
-        """A build-only instance of the platform (no loader tools) with the UART resource."""
-        cls = type(f"{self.platform.__name__}Build", (_BuildOnly, self.platform), {})
-        platform = cls()
-        if self.uart_pins is not None:
-            rx, tx, conn = self.uart_pins
-            platform.add_resources([UARTResource(0, rx=rx, tx=tx, conn=conn,
-                                                 attrs=Attrs(IO_TYPE="LVCMOS33"))])
-        return platform
-
-
-class _BuildOnly:
-    """Drops `LOADER_TOOLS` from a platform's required tools and build commands, and the
-    debug Verilog from its files (``ommatidia generate`` writes Verilog)."""
-
-    @property
-    def file_templates(self):
-        return {k: v for k, v in super().file_templates.items() if not k.endswith(".debug.v")}
-
-    @property
-    def required_tools(self):
-        return [t for t in super().required_tools if t not in LOADER_TOOLS]
-
-    @property
-    def command_templates(self):
-        return [c for c in super().command_templates if not any(t in c for t in LOADER_TOOLS)]
-
-
-BOARDS: dict[str, Board] = {b.name: b for b in (
-    Board("icebreaker", "iCEBreaker (iCE40UP5K-SG48)", ICEBreakerPlatform,
-          preset="icebreaker", clock_mhz=12.0, dram_words=512, target="ice40-up5k",
-          uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port",
-          synth_opts=("-dffe_min_ce_use", "8")),
-    Board("orangecrab-25f", "OrangeCrab r0.2 25F (LFE5U-25F-8MG285)",
-          OrangeCrabR0_2_25FPlatform,
-          preset="orangecrab", clock_mhz=48.0, dram_words=4096, target="ecp5-25f",
-          uart_pins=("0", "1", ("io", 0)),
-          uart_note="3.3 V USB-serial adapter on Feather pins 0 (rx, N17) and 1 (tx, M18)"),
-    Board("ulx3s-85f", "ULX3S 85F (LFE5U-85F-6BG381)", ULX3S_85F_Platform,
-          preset="ulx3s", clock_mhz=25.0, dram_words=16384, target="ecp5-85f",
-          uart_note="FTDI FT231X (rx M1, tx L4), the board's US1 USB port"),
-)}
-
-
-def board(name: str) -> Board:
-    """Look up a board by name."""
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise ValueError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}") from None
-
-
 def default_build_dir(b: Board, root="build/boards") -> pathlib.Path:
     """``root/<board>``, or ``root/<board>-<rows>x<cols>`` for an `Board.array` override."""
     suffix = f"-{b.array[0]}x{b.array[1]}" if b.array is not None else ""
     return pathlib.Path(root) / (b.name + suffix)
-
-
-def larger_arrays(b: Board) -> list[Board]:
-    """``b`` with one PE row more and with one PE column more: when neither fits and meets
-    the clock, ``b``'s array is the largest grown from it."""
-    cfg = b.config
-    shapes = dict.fromkeys([(cfg.rows + 1, cfg.cols), (cfg.rows, cfg.cols + 1)])
-    return [dataclasses.replace(b, array=shape) for shape in shapes]
 
 
 def design_name(b: Board) -> str:
@@ -253,60 +87,15 @@ class BoardDesign(Elaboratable):
         return m
 
 
-ROUTERS = ("router1", "router2")
-DEFAULT_ROUTER = ROUTERS[0]
-"""nextpnr's own default, and the one every build before ``--router`` used."""
-ROUTER2_PATIENCE = 5
-"""router2 iterations of rising overuse after which a build stops as unroutable."""
-
-_ROUTER2_ITERATION = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M)
-
-
-def router2_stall(log: str, patience: int = ROUTER2_PATIENCE) -> dict | None:
-    """Whether router2, in nextpnr log ``log``, has stopped converging: its count of
-    overused wires rose in each of its last ``patience`` iterations. A count that stays
-    flat (the last few wires of a design that routes) is not a stall.
-
-    Returns ``{"router", "iteration", "overused", "fewest_overused", "fewest_at",
-    "patience"}`` then, else None.
-    """
-    check_int("router2_stall", "patience", patience, 1)
-    return _stall(_router2_iterations(log), patience)
-
-
-def _router2_iterations(log: str) -> list[tuple[int, int]]:
-    """``(iteration, overused wires)`` of each router2 iteration in nextpnr log ``log``."""
-    return [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log)]
-
-
-def _stall(iterations: list[tuple[int, int]], patience: int) -> dict | None:
-    if not iterations:
-        return None
-    recent = [n for _, n in iterations[-(patience + 1):]]
-    if len(recent) <= patience or any(b <= a for a, b in zip(recent, recent[1:])):
-        return None
-    fewest_at, fewest = min(iterations, key=lambda it: (it[1], it[0]))
-    iteration, overused = iterations[-1]
-    return {"router": "router2", "iteration": iteration, "overused": overused,
-            "fewest_overused": fewest, "fewest_at": fewest_at, "patience": patience}
-
-
-def unroutable_summary(verdict: dict) -> str:
-    """One line of a `router2_stall` verdict, for the build error and the sweep table."""
-    return (f"nextpnr {verdict['router']} still had {verdict['overused']} overused wires at "
-            f"iteration {verdict['iteration']}, fewest {verdict['fewest_overused']} at "
-            f"iteration {verdict['fewest_at']}")
-
-
 def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
                router: str = DEFAULT_ROUTER) -> dict:
     synth_cmd = " ".join([f"synth_{b.family}", *(["-dsp"] if b.family == "ice40" else []),
                           *b.synth_opts])
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
-    nextpnr = ["--report", f"{name}_report.json", "--seed", str(seed), "--router", router]
+    nextpnr_opts = ["--report", f"{name}_report.json", "--seed", str(seed), "--router", router]
     if allow_timing_fail:
-        nextpnr.append("--timing-allow-fail")
+        nextpnr_opts.append("--timing-allow-fail")
     return {
         "script_after_read": "chformal -remove",
         "synth_opts": synth_cmd.split()[1:] + ["-run", ":map_ram"],
@@ -314,39 +103,8 @@ def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
             "check -assert", f"{synth_cmd} -top {name} -run map_ram:", "check -assert",
             "select -assert-none t:$check t:$assert t:$assume t:$cover t:$live t:$fair",
             f"tee -q -o {name}_stat.json stat -json"]),
-        "nextpnr_opts": nextpnr,
+        "nextpnr_opts": nextpnr_opts,
     }
-
-
-def _utilisation(log: str) -> dict:
-    """``{bel: {"used", "available"}}`` from nextpnr's device utilisation lines."""
-    found = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M)
-    return {bel: {"used": int(u), "available": int(a)} for bel, u, a in found}
-
-
-def _overfull(util: dict) -> dict:
-    """BELs a design needs more of than the device has."""
-    return {bel: v for bel, v in util.items() if v["used"] > v["available"]}
-
-
-def overfull_summary(overfull: dict) -> str:
-    """One phrase for the BEL types a design needs more of than the device has."""
-    return ", ".join(f"{v['used']} {bel} of {v['available']}" for bel, v in overfull.items())
-
-
-def _fullest(util: dict) -> dict | None:
-    """The BEL type the design uses the largest share of, as ``{"bel", "used", "available"}``."""
-    shares = {bel: v["used"] / v["available"] for bel, v in util.items() if v["available"]}
-    if not shares:
-        return None
-    bel = max(shares, key=shares.get)
-    return {"bel": bel, **util[bel]}
-
-
-def unplaceable_summary(fullest: dict) -> str:
-    """One phrase for a design nextpnr could not place though every BEL type fits."""
-    return (f"nextpnr found no legal placement with {fullest['used']}/{fullest['available']} "
-            f"{fullest['bel']} in use")
 
 
 def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildError:
@@ -358,15 +116,17 @@ def _failure(build_dir: pathlib.Path, name: str, exc: Exception) -> BoardBuildEr
         error = synth.error_line(text)
         if error is None:
             continue
-        util = _utilisation(text) if tool == "nextpnr" else {}
-        overfull = _overfull(util)
+        util = nextpnr.utilisation(text) if tool == "nextpnr" else {}
+        overfull = nextpnr.overfull(util)
         if overfull:
             return BoardBuildError(f"the design does not fit: it needs "
-                                   f"{overfull_summary(overfull)} (log: {path})", overfull)
-        fullest = _fullest(util)
+                                   f"{nextpnr.overfull_summary(overfull)} (log: {path})",
+                                   overfull)
+        fullest = nextpnr.fullest(util)
         if "legal placement" in error and fullest:
-            return BoardBuildError(f"the design does not place: {unplaceable_summary(fullest)}"
-                                   f" (log: {path})", unplaceable=fullest)
+            return BoardBuildError(f"the design does not place: "
+                                   f"{nextpnr.unplaceable_summary(fullest)} (log: {path})",
+                                   unplaceable=fullest)
         return BoardBuildError(f"{tool} failed: {error} (log: {path})")
     return BoardBuildError(f"build failed: {exc}")
 
@@ -472,11 +232,11 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
             heartbeat += HEARTBEAT_SECONDS
         if router != "router2":
             return None
-        iterations = _router2_iterations(text)
+        iterations = nextpnr.router2_iterations(text)
         for iteration, overused in iterations[said:]:
             say(f"  router2 iteration {iteration}: {overused} overused wires")
         said = len(iterations)
-        return _stall(iterations, route_patience)
+        return nextpnr.stalled(iterations, route_patience)
 
     nextpnr_log = build_dir / f"{name}.tim"
     start = time.monotonic()
@@ -487,7 +247,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         raise _failure(build_dir, name, exc) from None
     seconds = time.monotonic() - start
     if verdict is not None:
-        raise BoardBuildError(f"the design does not route: {unroutable_summary(verdict)}; "
+        raise BoardBuildError(f"the design does not route: "
+                              f"{nextpnr.unroutable_summary(verdict)}; "
                               f"stopped after {seconds:.0f} s (log: {nextpnr_log})",
                               unroutable=verdict)
     say(f"  done in {seconds:.0f} s")

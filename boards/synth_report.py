@@ -1,7 +1,7 @@
 """The board synthesis report: each board's build beside the closest open peer on its FPGA.
 
-``python -m ommatidia.gen.synth_report`` (``make synth-report``) builds every
-board of `ommatidia.boards.boards.BOARDS` (or reads the reports of earlier
+``python -m ommatidia.boards.synth_report`` (``make synth-report``) builds every
+board of `ommatidia.boards.board.BOARDS` (or reads the reports of earlier
 builds with ``--reuse``) and writes a markdown table: resources, Fmax, PEs,
 MACs per cycle and peak GMAC/s (MACs per cycle x clock), and the same figures
 of the closest open design on the same part (`PEERS`). Accelerators differ in
@@ -14,6 +14,12 @@ import argparse
 import pathlib
 import sys
 from dataclasses import dataclass
+
+from ommatidia.boards.board import BOARDS, larger_arrays
+from ommatidia.boards.build import build_or_error, default_build_dir, format_build
+from ommatidia.boards.nextpnr import (DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS,
+                                      overfull_summary, unplaceable_summary,
+                                      unroutable_summary)
 
 __all__ = ["Peer", "PEERS", "report_row", "board_rows", "markdown", "sweep_markdown", "main"]
 
@@ -58,10 +64,8 @@ def _fmt_res(report: dict) -> dict:
 
 
 def report_row(b, report: dict) -> dict:
-    """The table cells of board ``b``'s `ommatidia.boards.boards.build` report (or of a
+    """The table cells of board ``b``'s `ommatidia.boards.build.build` report (or of a
     failed build's ``{"error": ...}``)."""
-    from ommatidia.boards.boards import (overfull_summary, unplaceable_summary,
-                                         unroutable_summary)
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
            "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
@@ -89,7 +93,6 @@ def report_row(b, report: dict) -> dict:
 
 def board_rows(reports: dict) -> list[dict]:
     """One row per board name of ``reports`` (see `report_row`)."""
-    from ommatidia.boards.boards import BOARDS
     return [report_row(BOARDS[name], report) for name, report in reports.items()]
 
 
@@ -126,9 +129,8 @@ def markdown(reports: dict) -> str:
 
 def sweep_markdown(builds: list) -> str:
     """The check that each preset's array is the largest: ``builds`` lists ``(board,
-    report)`` for each preset and its `ommatidia.boards.boards.larger_arrays` (built with
+    report)`` for each preset and its `ommatidia.boards.board.larger_arrays` (built with
     timing failures allowed, so their Fmax is known)."""
-    from ommatidia.boards.boards import DEFAULT_ROUTER
     head = ["board", "array", "PEs", "logic", "DSP", "block RAM", "Fmax MHz", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for b, report in builds:
@@ -150,10 +152,7 @@ def sweep_markdown(builds: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ommatidia.boards.boards import (BOARDS, DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS,
-                                         build_or_error, default_build_dir, format_build,
-                                         larger_arrays)
-    parser = argparse.ArgumentParser(prog="python -m ommatidia.gen.synth_report",
+    parser = argparse.ArgumentParser(prog="python -m ommatidia.boards.synth_report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
     parser.add_argument("--build-root", default="build/boards", metavar="DIR",

@@ -25,7 +25,7 @@ Timing honesty on iCE40
 -----------------------
 nextpnr-ice40 treats every SB_MAC16 port as a register, so the multiplier
 delay of a DSP whose input or output registers are bypassed is not timed at
-all and the Fmax it reports is too high (DESIGN.md section 6). When the
+all and the Fmax it reports is too high (docs/fpga.md, Synthesis). When the
 netlist holds such a SB_MAC16, every clock's Fmax is capped at
 `ICE40_UNREGISTERED_DSP_FMAX_MHZ` (Lattice's figure for a 16x16 multiply
 bypassing the DSP registers), ``fmax_capped`` is set and the cells are listed
@@ -48,7 +48,7 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ommatidia.sim.tools import setup_env
+from ommatidia.toolchain import setup_env
 
 __all__ = [
     "Target", "TARGETS", "target", "Harness", "SynthError", "ICE40_UNREGISTERED_DSP_FMAX_MHZ",

@@ -1,0 +1,23 @@
+"""iCEBreaker: an iCE40UP5K-SG48 at the board's 12 MHz oscillator.
+
+The host link is the FTDI's channel B, on the board's USB port, so the
+platform's own ``uart`` resource serves. Pure data, like amaranth-boards' own
+board files; `ommatidia.boards.board.BOARDS` makes it a `Board`.
+"""
+
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+__all__ = ["BOARD"]
+
+BOARD = dict(
+    name="icebreaker",
+    title="iCEBreaker (iCE40UP5K-SG48)",
+    platform=ICEBreakerPlatform,
+    preset="icebreaker",
+    clock_mhz=12.0,
+    dram_words=512,
+    target="ice40-up5k",
+    uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port",
+    synth_opts=("-dffe_min_ce_use", "8"),
+)
+"""The `ommatidia.boards.board.Board` fields of the iCEBreaker."""
