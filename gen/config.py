@@ -11,6 +11,7 @@ Presets (`PRESETS`) are copies of `EYERISS` with a few fields changed
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -19,9 +20,14 @@ __all__ = [
 ]
 
 
-def check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
-    """Raise ValueError unless ``value`` is an integer in ``lo..hi``, naming ``owner.name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+def check_int(owner: str, name: str, value, lo: int, hi: int | None = None, *,
+              integral: bool = False) -> None:
+    """Raise ValueError unless ``value`` is an integer in ``lo..hi``, naming ``owner.name``.
+
+    ``integral`` also accepts any `numbers.Integral` but bool (numpy's integers, as
+    read from .npz files); otherwise only ``int``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else int):
         raise ValueError(f"{owner}.{name} must be an integer, not {value!r}")
     if value < lo:
         raise ValueError(f"{owner}.{name} must be at least {lo}, not {value}")
@@ -373,7 +379,7 @@ ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
     glb_bytes=32 * 1024, glb_banks=8, clock_mhz=25.0)
 """The ULX3S 85F (ECP5-85F) at the board's 25 MHz: 8x8 routes at 29.42 MHz with 87 % of
-the LUT slots (README, Boards)."""
+the LUT slots (docs/fpga.md, Boards)."""
 
 PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
                                                        ORANGECRAB, ULX3S)}

@@ -14,9 +14,11 @@ import math
 import numpy as np
 import pytest
 
-from ommatidia.gen import net
 from ommatidia.gen.config import SMALL
-from ommatidia.gen.net import FloatLayer, FloatNet, QLayer, QNet
+from ommatidia.nn import net, quant
+from ommatidia.nn.digits import digits_data, train_digits
+from ommatidia.nn.net import FloatLayer, FloatNet
+from ommatidia.nn.quant import QLayer, QNet
 
 TEST_EPOCHS = 5
 
@@ -101,7 +103,7 @@ def test_golden_inference_equals_loop_reference(name, seed):
     qnet = random_qnet(rng, spec, shape)
     images = rng.integers(-128, 128, (5, *shape))
     images[rng.random(images.shape) < 0.3] = 0
-    preds, ofmaps = net.infer(qnet, images)
+    preds, ofmaps = quant.infer(qnet, images)
     want_preds, want = loop_network(qnet, images)
     for i, (got, ref) in enumerate(zip(ofmaps, want)):
         np.testing.assert_array_equal(got, ref, err_msg=f"layer {i}")
@@ -117,7 +119,7 @@ def test_saturation_and_wrap_reach_the_reference(seed):
               QLayer(rng.integers(-128, 128, (3, 2, 6, 6)), rng.integers(-99, 99, 3), shift=3))
     qnet = QNet(layers, (1, 8, 8), 1.0)
     images = rng.integers(0, 128, (3, 1, 8, 8))
-    _, ofmaps = net.infer(qnet, images)
+    _, ofmaps = quant.infer(qnet, images)
     _, want = loop_network(qnet, images)
     assert (ofmaps[0][:, 0] == 127).all() and (ofmaps[0][:, 1] == -128).all()
     for got, ref in zip(ofmaps, want):
@@ -126,12 +128,12 @@ def test_saturation_and_wrap_reach_the_reference(seed):
 
 @pytest.fixture(scope="module")
 def digits():
-    return net.digits_data()
+    return digits_data()
 
 
 @pytest.fixture(scope="module")
 def trained():
-    return net.train_digits(seed=0, epochs=TEST_EPOCHS)
+    return train_digits(seed=0, epochs=TEST_EPOCHS)
 
 
 def test_digits_split(digits):
@@ -140,17 +142,17 @@ def test_digits_split(digits):
     assert xtr.shape[1:] == (1, 8, 8) and xtr.min() == 0 and xtr.max() == 16
     counts_te, counts_all = np.bincount(yte), np.bincount(np.concatenate([ytr, yte]))
     assert np.all(np.abs(counts_te - 0.2 * counts_all) <= 0.5)
-    again = net.digits_data()
+    again = digits_data()
     np.testing.assert_array_equal(again[3], yte)
     np.testing.assert_array_equal(again[2], xte)
 
 
 def test_accuracy_floor(seed, digits):
     """A quickly trained model classifies the held-out digits, float and quantized."""
-    fnet, qnet, report = net.train_digits(seed=seed % (1 << 31), epochs=TEST_EPOCHS)
+    fnet, qnet, report = train_digits(seed=seed % (1 << 31), epochs=TEST_EPOCHS)
     _, _, xte, yte = digits
     float_acc = float((fnet.forward(xte).argmax(axis=1) == yte).mean())
-    preds, _ = net.infer(qnet, xte)
+    preds, _ = quant.infer(qnet, xte)
     quant_acc = float((preds == yte).mean())
     print(f"{TEST_EPOCHS} epochs: float {float_acc:.4f}, quantized {quant_acc:.4f}")
     assert float_acc >= 0.85 and quant_acc >= 0.85
@@ -180,7 +182,7 @@ def test_digits_network_fits_small_without_folding(trained):
 def test_input_quantization_is_exact(trained, digits):
     _, qnet, _ = trained
     xte = digits[2]
-    np.testing.assert_array_equal(net.quantize_input(qnet, xte), 7 * xte.astype(np.int64))
+    np.testing.assert_array_equal(quant.quantize_input(qnet, xte), 7 * xte.astype(np.int64))
 
 
 def test_quantized_weights_round_the_float_weights(trained):
@@ -200,7 +202,7 @@ def test_quantized_scores_track_the_float_scores(trained, digits):
     """Dequantized last-layer outputs stay close to the float class scores."""
     fnet, qnet, _ = trained
     xte = digits[2]
-    _, ofmaps = net.infer(qnet, xte)
+    _, ofmaps = quant.infer(qnet, xte)
     deq = ofmaps[-1].reshape(len(xte), -1) * qnet.out_scales[-1]
     ref = fnet.forward(xte)
     err = np.abs(deq - ref).max() / np.abs(ref).max()
@@ -209,8 +211,8 @@ def test_quantized_scores_track_the_float_scores(trained, digits):
 
 
 def test_training_is_deterministic():
-    a, _, ra = net.train_digits(seed=3, epochs=1)
-    b, _, rb = net.train_digits(seed=3, epochs=1)
+    a, _, ra = train_digits(seed=3, epochs=1)
+    b, _, rb = train_digits(seed=3, epochs=1)
     for la, lb in zip(a.layers, b.layers):
         np.testing.assert_array_equal(la.weights, lb.weights)
     assert ra["quantized_accuracy"] == rb["quantized_accuracy"]
@@ -261,16 +263,16 @@ def test_conv_callable_batches_and_progress(trained, digits, seed):
     _, qnet, _ = trained
     rng = np.random.default_rng(seed)
     images = digits[2][rng.choice(len(digits[2]), 7, replace=False)]
-    ref_preds, ref = net.infer(qnet, images)
+    ref_preds, ref = quant.infer(qnet, images)
     calls, ticks = [], []
-    golden = net.golden_conv(qnet)
+    golden = quant.golden_conv(qnet)
 
     def conv(i, layer, x):
         assert layer is qnet.layers[i]
         calls.append((i, x.shape))
         return golden(i, layer, x)
 
-    preds, ofmaps = net.infer(qnet, images, conv=conv, batch=3,
+    preds, ofmaps = quant.infer(qnet, images, conv=conv, batch=3,
                               progress=lambda *a: ticks.append(a))
     np.testing.assert_array_equal(preds, ref_preds)
     for a, b in zip(ofmaps, ref):
@@ -284,23 +286,23 @@ def test_conv_callable_batches_and_progress(trained, digits, seed):
         y = golden(i, layer, x)
         return np.minimum(y + 1, 127) if i == 1 else y
 
-    _, bad = net.infer(qnet, images, conv=off_by_one)
+    _, bad = quant.infer(qnet, images, conv=off_by_one)
     np.testing.assert_array_equal(bad[0], ref[0])
     assert not np.array_equal(bad[1], ref[1])
 
     with pytest.raises(ValueError, match="layer 0 returned shape"):
-        net.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x)[:, :, :5])
+        quant.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x)[:, :, :5])
     with pytest.raises(ValueError, match="layer 0 returned float64"):
-        net.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x).astype(float))
+        quant.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x).astype(float))
     with pytest.raises(ValueError, match="outside act_bits = 8"):
-        net.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x) + 200)
+        quant.infer(qnet, images, conv=lambda i, l, x: golden(i, l, x) + 200)
 
 
 def test_save_load_round_trip(trained, digits, tmp_path):
     _, qnet, report = trained
     path = tmp_path / "new" / "digits.npz"
-    assert net.save(qnet, path) == str(path)
-    back = net.load(path)
+    assert quant.save(qnet, path) == str(path)
+    back = quant.load(path)
     for a, b in zip(qnet.layers, back.layers):
         for f in dataclasses.fields(QLayer):
             va, vb = getattr(a, f.name), getattr(b, f.name)
@@ -312,7 +314,7 @@ def test_save_load_round_trip(trained, digits, tmp_path):
         assert getattr(back, name) == getattr(qnet, name), name
     assert back.info == json.loads(json.dumps(report))
     xte = digits[2][:50]
-    np.testing.assert_array_equal(net.infer(back, xte)[0], net.infer(qnet, xte)[0])
+    np.testing.assert_array_equal(quant.infer(back, xte)[0], quant.infer(qnet, xte)[0])
     with np.load(path, allow_pickle=False) as z:
         assert z["layer0.weights"].dtype == np.int8
         assert z["layer1.bias"].dtype == np.int32
@@ -335,22 +337,22 @@ def rewrite(src, dst, **changes):
 
 def test_load_rejects_bad_files(trained, tmp_path):
     _, qnet, _ = trained
-    good = net.save(qnet, tmp_path / "good.npz")
+    good = quant.save(qnet, tmp_path / "good.npz")
     w = np.array(qnet.layers[1].weights, dtype=np.int16)
     w[0, 0, 0, 0] = 200
     with pytest.raises(ValueError, match=r"layers\[1\]\.weights must be within -128\.\.127"):
-        net.load(rewrite(good, tmp_path / "w.npz", layer1__weights=w))
+        quant.load(rewrite(good, tmp_path / "w.npz", layer1__weights=w))
     meta = json.loads(str(np.load(good)["meta"]))
     with pytest.raises(ValueError, match="version 2 is not supported"):
-        net.load(rewrite(good, tmp_path / "v.npz", meta=np.array(json.dumps({**meta,
+        quant.load(rewrite(good, tmp_path / "v.npz", meta=np.array(json.dumps({**meta,
                                                                              "version": 2}))))
     with pytest.raises(ValueError, match="psum_bits = 16 differs from preset 'small'"):
-        net.load(rewrite(good, tmp_path / "p.npz", meta=np.array(json.dumps({**meta,
+        quant.load(rewrite(good, tmp_path / "p.npz", meta=np.array(json.dumps({**meta,
                                                                              "psum_bits": 16}))))
     with pytest.raises(ValueError, match=r"missing \['layer2.shift'\]"):
-        net.load(rewrite(good, tmp_path / "m.npz", layer2__shift=None))
+        quant.load(rewrite(good, tmp_path / "m.npz", layer2__shift=None))
     with pytest.raises(ValueError, match="QLayer.shift must be at least 0"):
-        net.load(rewrite(good, tmp_path / "s.npz", layer0__shift=np.int64(-1)))
+        quant.load(rewrite(good, tmp_path / "s.npz", layer0__shift=np.int64(-1)))
 
 
 W33 = np.zeros((2, 1, 3, 3), dtype=np.int64)
@@ -421,7 +423,7 @@ def test_quantize_rejects_psum_overflow(seed):
                     FloatLayer(rng.normal(size=(3, 4, 6, 6)), np.zeros(3))), (256, 8, 8))
     with pytest.raises(ValueError, match=r"layer 0 can reach \|psum\| = \d+, beyond "
                                          r"psum_bits = 24"):
-        net.quantize(big, rng.normal(size=(4, 256, 8, 8)), SMALL)
+        quant.quantize(big, rng.normal(size=(4, 256, 8, 8)), SMALL)
     first = dataclasses.replace(big.layers[0], weights=big.layers[0].weights[:, :16])
     fine = dataclasses.replace(big, layers=(first, big.layers[1]), input_shape=(16, 8, 8))
-    net.quantize(fine, rng.normal(size=(4, 16, 8, 8)), SMALL)
+    quant.quantize(fine, rng.normal(size=(4, 16, 8, 8)), SMALL)

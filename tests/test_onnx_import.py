@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ommatidia.gen import net
 from ommatidia.gen.config import SMALL
-from ommatidia.gen.onnx_import import from_onnx
+from ommatidia.nn import digits, quant
+from ommatidia.nn.onnx_import import from_onnx
 
 OPSET = 17
 
@@ -195,9 +195,9 @@ def test_imported_digits_model_quantizes_for_small(seed):
     model = digits_model(rng)
     fnet = from_onnx(model)
     x = rng.integers(0, 17, (32, 1, 8, 8)).astype(float)
-    qnet = net.quantize(fnet, x, SMALL)
+    qnet = quant.quantize(fnet, x, SMALL)
     assert qnet.preset == "small" and len(qnet.layers) == 3
-    preds, ofmaps = net.infer(qnet, x)
+    preds, ofmaps = quant.infer(qnet, x)
     want = evaluate(model, x)
     deq = ofmaps[-1].reshape(32, -1) * qnet.out_scales[-1]
     err = np.abs(deq - want).max() / np.abs(want).max()
@@ -263,7 +263,7 @@ def test_symbolic_input_needs_a_shape(seed):
 
 def test_trained_digits_network_through_onnx():
     """A trained digits CNN written as ONNX here imports, quantizes and classifies as before."""
-    fnet, qnet, _ = net.train_digits(seed=1, epochs=3)
+    fnet, qnet, _ = digits.train_digits(seed=1, epochs=3)
     l1, l2, l3 = fnet.layers
     inits = [init("w1", l1.weights), init("b1", l1.bias), init("w2", l2.weights),
              init("b2", l2.bias), init("w3", l3.weights.reshape(10, -1).T), init("b3", l3.bias)]
@@ -278,11 +278,11 @@ def test_trained_digits_network_through_onnx():
         helper.make_node("Add", ["m", "b3"], ["y"]),
     ]
     model = make_model(nodes, inits, ["N", 1, 8, 8], ["N", 10])
-    xtr, _, xte, yte = net.digits_data()
+    xtr, _, xte, yte = digits.digits_data()
     imported = from_onnx(model)
     np.testing.assert_allclose(imported.forward(xte), fnet.forward(xte), rtol=1e-5, atol=1e-4)
-    q2 = net.quantize(imported, xtr, SMALL, input_scale=net.DIGITS_INPUT_SCALE)
-    preds, _ = net.infer(q2, xte)
-    want, _ = net.infer(qnet, xte)
+    q2 = quant.quantize(imported, xtr, SMALL, input_scale=digits.DIGITS_INPUT_SCALE)
+    preds, _ = quant.infer(q2, xte)
+    want, _ = quant.infer(qnet, xte)
     assert (preds == want).mean() >= 0.99
     assert (preds == yte).mean() >= 0.85

@@ -1,4 +1,4 @@
-"""`ommatidia report` and the statistics `ommatidia net run` adds for it (gen/report.py)."""
+"""`ommatidia report` and the statistics `ommatidia net run` adds for it (nn/report.py)."""
 
 import collections
 import json
@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from ommatidia.gen import net
-from ommatidia.gen import report as report_module
-from ommatidia.gen.cli import main
+from ommatidia.cli import main
 from ommatidia.gen.config import RLCFormat, preset
 from ommatidia.gen.energy import EYERISS_COST
-from ommatidia.gen.report import (PLOTS, SUMMARY, entropy_bits, entropy_bound,
-                                  layer_input_stats, rlc_streams, write_report)
+from ommatidia.nn import digits, net, quant, report as report_module
+from ommatidia.nn.report import (PLOTS, SUMMARY, entropy_bits, entropy_bound,
+                                 layer_input_stats, rlc_streams, write_report)
 
 FMT = RLCFormat(run_bits=5, level_bits=8, pairs_per_word=3, word_bits=64)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -91,8 +90,8 @@ def test_entropy_bound_rejects_no_values():
 def test_layer_input_stats_read_the_programs_ifmap_streams(seed):
     """The streams decoded from a compiled layer's DRAM words are the padded ifmap
     (every row is read here), and their RLC ratio is the one the run report gives."""
-    from ommatidia.gen.program import compile_layer
-    from ommatidia.sim.array_model import ConvLayer
+    from ommatidia.gen.compiler import compile_layer
+    from ommatidia.gen.layer import ConvLayer
     rng = np.random.default_rng(seed)
     cfg = preset("tiny")
     layer = ConvLayer(N=2, C=2, M=4, H=3, W=6, R=3, S=3, U=1, P=1)
@@ -193,13 +192,13 @@ def test_report_cli_rejects_a_report_without_layers(tmp_path, capsys):
 def test_net_run_golden_adds_the_statistics_and_report_reads_them(tmp_path, capsys):
     """`net run --sim golden` records each layer's input statistics; layer 0 reads the
     quantized images unpadded, so its entropy is that of those pixels."""
-    _, qnet, _ = net.train_digits(seed=0, epochs=1)
-    model = net.save(qnet, tmp_path / "digits.npz")
+    _, qnet, _ = digits.train_digits(seed=0, epochs=1)
+    model = quant.save(qnet, tmp_path / "digits.npz")
     out = tmp_path / "net.json"
     assert main(["net", "run", "--model", str(model), "--images", "3", "--sim", "golden",
                  "--report", str(out)]) == 0
     rep = json.loads(out.read_text())
-    x = net.quantize_input(qnet, net.digits_data()[2][:3])
+    x = quant.quantize_input(qnet, digits.digits_data()[2][:3])
     pixels = x.reshape(-1)
     first = rep["layers"][0]["input"]
     read = [int(v) for prog in report_module._programs(qnet, 0, x, 16)
@@ -224,13 +223,13 @@ def test_net_layer_stats_sum_the_model_accesses_over_the_runs():
     all images minus those with a zero activation (counted on the golden data)."""
     import dataclasses
 
-    from ommatidia.gen.report import net_layer_stats
+    from ommatidia.nn.report import net_layer_stats
     from ommatidia.sim.array_model import layer_gated_macs
-    _, qnet, _ = net.train_digits(seed=0, epochs=1)
-    images = net.digits_data()[2][:7]
-    _, ofmaps = net.infer(qnet, images)
+    _, qnet, _ = digits.train_digits(seed=0, epochs=1)
+    images = digits.digits_data()[2][:7]
+    _, ofmaps = quant.infer(qnet, images)
     rows = net_layer_stats(qnet, images, ofmaps, images_per_run=3)
-    x = net.quantize_input(qnet, images)
+    x = quant.quantize_input(qnet, images)
     for k, (row, layer) in enumerate(zip(rows, qnet.layers)):
         shape = dataclasses.replace(qnet.conv_layers(1)[k], N=len(x))
         assert row["accesses"]["mac"] == shape.macs - layer_gated_macs(shape, x)

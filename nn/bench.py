@@ -1,10 +1,10 @@
 """`make bench`: AlexNet on the `eyeriss` preset's Verilog, beside the model and Eyeriss.
 
-Each layer (`ommatidia.gen.alexnet.ALEXNET`) is mapped and compiled, run on
+Each layer (`ommatidia.nn.alexnet.ALEXNET`) is mapped and compiled, run on
 the generated `System` under Verilator, compared bit-exact with the golden
 model, and predicted by the analytical model (`ommatidia.gen.model`). The
-ifmaps are random with Eyeriss's measured sparsity per layer (DESIGN.md
-section 1: ~0 % zeros in CONV1, 39 % in CONV2, 73-79 % in CONV3-5), the
+ifmaps are random with Eyeriss's measured sparsity per layer (docs/architecture.md,
+"The reference": ~0 % zeros in CONV1, 39 % in CONV2, 73-79 % in CONV3-5), the
 weights random 8-bit values, the output stage ReLU and a shift of 8.
 
 FC6-FC8 are weight-bound (one DMA word per four weights and no reuse at batch
@@ -39,7 +39,7 @@ SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 
 def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) -> dict:
     """Compile, run and predict one layer; the row of the table."""
     from ommatidia.gen.model import predict
-    from ommatidia.gen.program import compile_layer
+    from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
 
@@ -90,7 +90,7 @@ def _active_pes(prog) -> int:
 
 def table(rows, fc_divisor: int) -> str:
     """The markdown table of ``rows``."""
-    from ommatidia.gen.alexnet import EYERISS_ALEXNET, eyeriss_figures
+    from ommatidia.nn.alexnet import EYERISS_ALEXNET, eyeriss_figures
     lines = ["| layer | MACs (M) | active PEs (Eyeriss) | cycles | model cycles | model error "
              "| PE utilization | gated MACs | DRAM words/MAC | DRAM 16-bit values/MAC (Eyeriss) "
              "| bit-exact | sim wall (s) |",
@@ -112,7 +112,7 @@ def table(rows, fc_divisor: int) -> str:
 
 def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilator",
               build_dir="build/bench", out="build/bench", log=print) -> list[dict]:
-    from ommatidia.gen.alexnet import ALEXNET
+    from ommatidia.nn.alexnet import ALEXNET
     from ommatidia.gen.config import EYERISS
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,8 +130,8 @@ def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilat
 
 
 def main(argv=None) -> int:
-    from ommatidia.gen.alexnet import ALEXNET
-    parser = argparse.ArgumentParser(prog="python -m ommatidia.sim.bench", description=__doc__,
+    from ommatidia.nn.alexnet import ALEXNET
+    parser = argparse.ArgumentParser(prog="python -m ommatidia.nn.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", default=",".join(ALEXNET),
                         help="comma-separated AlexNet layers (default: all)")

@@ -3,14 +3,12 @@
 The shapes are those of Krizhevsky et al. as Chen et al. (JSSC 2017, Table V)
 map them: batch N = 1, CONV2, CONV4 and CONV5 split in two groups as in the
 original network (so C is half the previous layer's filters), FC6-FC8 as CONV
-layers with ``R = H``, ``S = W`` (`ommatidia.gen.mapper.fc_layer`).
+layers with ``R = H``, ``S = W`` (`ommatidia.gen.layer.fc_layer`).
 """
 
 from __future__ import annotations
 
-from ommatidia.sim.array_model import ConvLayer
-
-from .mapper import fc_layer
+from ommatidia.gen.layer import ConvLayer, fc_layer
 
 __all__ = ["ALEXNET", "EYERISS_ALEXNET", "EYERISS_MAC_UTILIZATION", "eyeriss_figures"]
 
@@ -35,8 +33,8 @@ EYERISS_ALEXNET = {
     "CONV5": (299e6, 156, 1.3),
 }
 """Eyeriss's AlexNet figures (JSSC 2017; batch 4): MACs, active PEs and DRAM traffic
-(16-bit values) per layer. They add up to DESIGN.md's totals: 2663 M MACs, 15.4 MB,
-0.0029 DRAM accesses per MAC."""
+(16-bit values) per layer. They add up to the totals in docs/architecture.md: 2663 M
+MACs, 15.4 MB, 0.0029 DRAM accesses per MAC."""
 
 EYERISS_MAC_UTILIZATION = 23.1 / 33.6
 """Eyeriss's measured throughput over CONV1-5 (23.1 GMAC/s) over its peak (33.6 GMAC/s)."""

@@ -18,7 +18,7 @@ read, one stream per (image, channel group, row strip). With ``n`` values of
   ``H0 = 0``. Codes that use the order of the values, RLC among them, are not
   bound by it: runs of zeros can beat it.
 - pair-entropy bound: RLC codes each stream as canonical (run, level) pairs
-  (`ommatidia.sim.rlc.encode_pairs`). With ``k`` pairs of empirical joint
+  (`ommatidia.gen.rlc.encode_pairs`). With ``k`` pairs of empirical joint
   entropy ``Hp`` bits, no code of the pairs as independent symbols beats
   ``k * Hp`` bits: ratio ``n * b / (k * Hp)``. The Eyeriss format spends
   ``word_bits / pairs_per_word`` bits per pair plus the free slots of each
@@ -33,7 +33,7 @@ import pathlib
 
 import numpy as np
 
-from .energy import EYERISS_COST, LEVELS, energy
+from ommatidia.gen.energy import EYERISS_COST, LEVELS, energy
 
 __all__ = ["entropy_bits", "entropy_bound", "rlc_streams", "layer_input_stats",
            "net_layer_stats", "predicted_accesses", "write_report", "SUMMARY", "PLOTS"]
@@ -63,7 +63,7 @@ def entropy_bound(streams, value_bits: int, fmt) -> dict:
 
     Ratios are ``math.inf`` when the entropy is 0; raises ValueError without values.
     """
-    from ommatidia.sim.rlc import encode_pairs
+    from ommatidia.gen.rlc import encode_pairs
     streams = [np.asarray(s, dtype=np.int64).reshape(-1) for s in streams]
     values = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
     if not values.size:
@@ -85,7 +85,7 @@ def entropy_bound(streams, value_bits: int, fmt) -> dict:
 def rlc_streams(prog) -> list[tuple[np.ndarray, int]]:
     """(values, coded words) of each RLC-coded input region of a `LayerProgram`, decoded
     from its DRAM words as the DMA reads them."""
-    from ommatidia.sim.rlc import decode
+    from ommatidia.gen.rlc import decode
     out = []
     for where in prog.inputs.values():
         if where["rlc"]:
@@ -117,7 +117,7 @@ def layer_input_stats(progs, x) -> dict:
 def predicted_accesses(progs) -> dict:
     """Accesses per level (`ommatidia.gen.energy.LEVELS`) of ``progs`` summed, from
     `ommatidia.gen.model.predict`."""
-    from .model import predict
+    from ommatidia.gen.model import predict
     total = dict.fromkeys(LEVELS, 0)
     for prog in progs:
         acc = predict(prog).accesses
@@ -129,7 +129,7 @@ def predicted_accesses(progs) -> dict:
 def _programs(qnet, index: int, x, images_per_run: int) -> list:
     """The programs of layer ``index`` on input ``x``, ``images_per_run`` images each, as
     `ommatidia.sim.accelerator.hardware_conv` compiles them."""
-    from .program import compile_layer
+    from ommatidia.gen.compiler import compile_layer
     layer, shape = qnet.layers[index], qnet.conv_layers(1)[index]
     return [compile_layer(qnet.config, dataclasses.replace(shape, N=len(chunk)), chunk,
                           layer.weights, bias=layer.bias, relu=layer.relu, shift=layer.shift)
@@ -137,12 +137,14 @@ def _programs(qnet, index: int, x, images_per_run: int) -> list:
 
 
 def net_layer_stats(qnet, images, ofmaps, images_per_run: int) -> list[dict]:
-    """Per layer of ``qnet`` run on ``images`` with outputs ``ofmaps`` (`net.infer`; the
-    golden model's are the hardware's when it is bit-exact): ``shape`` (one image),
-    ``input`` (`layer_input_stats`) and ``accesses`` (`predicted_accesses`)
-    (of the programs of ``images_per_run`` images each that ``hardware_conv`` runs)."""
-    from . import net
-    x = net.quantize_input(qnet, images)
+    """Per layer of ``qnet`` run on ``images`` with outputs ``ofmaps``
+    (`ommatidia.nn.quant.infer`; the golden model's are the hardware's when it is
+    bit-exact): ``shape`` (one image), ``input`` (`layer_input_stats`) and ``accesses``
+    (`predicted_accesses`) (of the programs of ``images_per_run`` images each that
+    ``hardware_conv`` runs)."""
+    from .net import max_pool
+    from .quant import quantize_input
+    x = quantize_input(qnet, images)
     out = []
     for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.conv_layers(1))):
         progs = _programs(qnet, i, x, images_per_run)
@@ -151,7 +153,7 @@ def net_layer_stats(qnet, images, ofmaps, images_per_run: int) -> list[dict]:
                "input": layer_input_stats(progs, x)}
         row["accesses"] = predicted_accesses(progs)
         out.append(row)
-        x = net.max_pool(ofmaps[i], layer.pool)
+        x = max_pool(ofmaps[i], layer.pool)
     return out
 
 

@@ -1,0 +1,1 @@
+"""ommatidia.nn"""
