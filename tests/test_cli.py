@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ommatidia.gen.cli import main
+from ommatidia.cli import main
 from ommatidia.sim.runner import lint_verilog
 
 
@@ -19,7 +19,7 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_console_script_is_installed():
-    proc = subprocess.run([sys.executable, "-m", "ommatidia.gen.cli", "--help"],
+    proc = subprocess.run([sys.executable, "-m", "ommatidia.cli", "--help"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "generate" in proc.stdout
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from ommatidia.gen.cli import main
-from ommatidia.sim.rlc import random_values
+from ommatidia.cli import main
+from ommatidia.sim.rlc_cases import random_values
 
-from conftest import ROOT
+from helpers import ROOT
 
 TERM = 1 << 63
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ommatidia.gen.cli import main
+from ommatidia.cli import main
 from ommatidia.sim.golden import conv2d
 
 LAYER = "N=1,C=2,M=3,H=4,W=6,R=3,S=3,U=1,P=1"

@@ -1,0 +1,134 @@
+"""Commands on whole networks: ``net train``, ``net import``, ``net run``, ``report``."""
+
+from __future__ import annotations
+
+from .error import CLIError
+
+__all__ = ["RUN_IMAGES", "cmd_net_train", "cmd_net_import", "cmd_net_run", "cmd_report"]
+
+RUN_IMAGES = 16
+"""Images per accelerator run of ``net run``."""
+
+
+def cmd_net_train(args) -> int:
+    """Train the digits CNN in numpy, quantize it for a preset, save it."""
+    import json
+
+    from ommatidia.nn.digits import train_digits
+    from ommatidia.nn.quant import save
+    _, qnet, report = train_digits(seed=args.seed, epochs=args.epochs, cfg=args.preset)
+    path = save(qnet, args.output)
+    print(f"digits: {report['train_images']} training, {report['held_out_images']} held-out "
+          f"images; {report['epochs']} epochs in {report['train_seconds']:.1f} s "
+          f"(seed {report['seed']})")
+    print(f"held-out accuracy: float {report['float_accuracy']:.2%}, "
+          f"quantized {report['quantized_accuracy']:.2%} ({qnet.preset}: "
+          f"{qnet.act_bits}-bit activations, {qnet.weight_bits}-bit weights)")
+    for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.shapes)):
+        m, c, r, s = layer.weights.shape
+        print(f"  layer {i}: {c}x{shape[1]}x{shape[2]} -> M={m} {r}x{s} U={layer.stride} "
+              f"P={layer.padding} relu={int(layer.relu)} shift={layer.shift} pool={layer.pool}")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_net_import(args) -> int:
+    """Import a float CNN from ONNX, quantize it on calibration images, save it."""
+    import numpy as np
+
+    from ommatidia.nn.calibration import calibrate
+    from ommatidia.nn.onnx_import import from_onnx
+    from ommatidia.nn.quant import save
+    fnet = from_onnx(args.input)
+    images = None if args.calib == "digits" else np.load(args.calib, allow_pickle=False)
+    qnet = calibrate(fnet, args.preset, images, input_scale=args.input_scale,
+                     info={"source": str(args.input)})
+    if images is None:
+        print(f"digits held-out accuracy: float {qnet.info['float_accuracy']:.2%}, "
+              f"quantized {qnet.info['quantized_accuracy']:.2%}")
+    print(f"wrote {save(qnet, args.output)} ({len(qnet.layers)} layers, {qnet.preset})")
+    return 0
+
+
+def cmd_net_run(args) -> int:
+    """Run a saved network on held-out digits, layer by layer, on the generated Verilog,
+    and check every layer bit for bit against the golden model."""
+    import json
+    import time
+
+    from ommatidia.nn.digits import digits_data
+    from ommatidia.nn.evaluation import evaluate
+    from ommatidia.nn.quant import load
+    from ommatidia.sim.accelerator import hardware_conv
+    qnet = load(args.model)
+    if args.preset and args.preset != qnet.preset:
+        raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {args.preset}")
+    _, _, xte, yte = digits_data()
+    if args.images is not None:
+        if args.images < 1:
+            raise CLIError(f"--images must be at least 1, not {args.images}")
+        xte, yte = xte[:args.images], yte[:args.images]
+    conv = None
+    if args.sim != "golden":
+        conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build,
+                             images_per_run=RUN_IMAGES)
+    started = time.monotonic()
+
+    def start():
+        nonlocal started
+        started = time.monotonic()
+        print(f"{len(yte)} held-out digits through {len(qnet.layers)} layers on {qnet.preset} "
+              f"({args.sim})", flush=True)
+
+    def progress(i, done, total):
+        print(f"  layer {i}: {done}/{total} images ({time.monotonic() - started:.0f} s)",
+              flush=True)
+    result = evaluate(qnet, xte, yte, conv=conv, start=start, progress=progress,
+                      images_per_run=RUN_IMAGES)
+    for row in result["layers"]:
+        i, ok = row["layer"], row["bit_exact"]
+        if conv is not None:
+            print(f"layer {i}: {'bit-exact' if ok else 'DIFFERS'}; {row['cycles']} cycles, "
+                  f"PE utilization {row['pe_utilization']:.1%}, gated MACs "
+                  f"{row['gated_fraction']:.1%}, RLC ratio {row['rlc_ratio']:.2f}, DRAM words "
+                  f"{row['dram_words_read']} read {row['dram_words_written']} written")
+        else:
+            print(f"layer {i}: {'bit-exact with' if ok else 'DIFFERS from'} the golden model")
+        s = row["input"]
+        bounds = [f"{b:.2f}" if b is not None else "inf"
+                  for b in (s["pair_bound_ratio"], s["bound_ratio"])]
+        print(f"  input: {s['values']} values read, zeros {s['zeros']:.1%} with padding "
+              f"({s['zeros_unpadded']:.1%} without); RLC ratio {s['rlc_ratio']:.2f}, entropy "
+              f"bounds {bounds[0]} (run/level pairs) {bounds[1]} (values)")
+    preds = result["predictions"]
+    print(f"predicted: {' '.join(str(int(p)) for p in preds[:32])}"
+          f"{' ...' if len(preds) > 32 else ''}")
+    print(f"accuracy on {len(yte)} held-out digits ({args.sim}): {result['accuracy']:.2%} "
+          f"(golden {result['golden_accuracy']:.2%})")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({"model": args.model, "preset": qnet.preset,
+                       "array": [qnet.config.rows, qnet.config.cols], "sim": args.sim,
+                       "images": len(yte),
+                       "accuracy": result["accuracy"], "predictions": [int(p) for p in preds],
+                       "layers": result["layers"]}, f, indent=1)
+    return 0 if all(row["bit_exact"] for row in result["layers"]) else 1
+
+
+def cmd_report(args) -> int:
+    """Markdown summary and plots of a `net run` JSON report."""
+    import json
+    import pathlib
+
+    from ommatidia.nn.report import write_report
+    try:
+        net_report = json.loads(pathlib.Path(args.input).read_text())
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{args.input} is not JSON: {exc}") from None
+    files = write_report(net_report, args.output)
+    for path in files:
+        print(f"wrote {path}")
+    return 0

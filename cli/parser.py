@@ -1,0 +1,227 @@
+"""The argument parser of the `ommatidia` command line: one function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+
+from ommatidia.gen.config import PRESETS
+from ommatidia.toolchain import SIMULATORS
+
+from .hardware import cmd_build, cmd_generate, cmd_pe, cmd_presets, cmd_synth
+from .layers import LAYER_HELP, cmd_map, cmd_rlc, cmd_run
+from .nets import cmd_net_import, cmd_net_run, cmd_net_train, cmd_report
+
+__all__ = ["build_parser"]
+
+
+def _tops_help(tops) -> str:
+    return "; ".join(f"{k}: {v[1]}" for k, v in tops.items())
+
+
+def _add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="list the configuration presets and their parameters")
+    p.set_defaults(func=cmd_presets)
+
+
+def _add_generate(sub, tops) -> None:
+    p = sub.add_parser("generate", help="write the Verilog of a component for a preset")
+    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    p.add_argument("--top", default="pe", choices=list(tops), help=_tops_help(tops))
+    p.add_argument("-o", "--output", default="build", help="output folder (default: build)")
+    p.add_argument("--name", help="top module name (default: ommatidia_<top>)")
+    p.add_argument("--lint", action="store_true",
+                   help="check the Verilog with verilator --lint-only")
+    p.set_defaults(func=cmd_generate)
+
+
+def _add_pe(sub) -> None:
+    p = sub.add_parser("pe", help="run one PE on its generated Verilog against the golden model")
+    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    p.add_argument("--S", type=int, default=3, help="filter row length (default 3)")
+    p.add_argument("--W", type=int, default=64, help="ifmap row length (default 64)")
+    p.add_argument("--U", type=int, default=1, help="stride (default 1)")
+    p.add_argument("--p", type=int, default=4, help="filters per PE (default 4)")
+    p.add_argument("--q", type=int, default=4, help="channels per PE (default 4)")
+    p.add_argument("--accumulate", action="store_true", help="add random incoming psums")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations (default 0.5)")
+    p.add_argument("--sim", default="verilator", choices=list(SIMULATORS))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--report", help="JSON report path")
+    p.add_argument("--build", default="build", help="build folder (default: build)")
+    p.set_defaults(func=cmd_pe)
+
+
+def _add_synth(sub, tops) -> None:
+    from ommatidia.boards.synth import TARGETS
+    p = sub.add_parser("synth", help="synthesise a component with Yosys and nextpnr: "
+                                     "resources, Fmax, timing")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--target", required=True, choices=list(TARGETS))
+    p.add_argument("--top", default="pe", choices=list(tops), help=_tops_help(tops))
+    p.add_argument("--freq", type=float, metavar="MHZ",
+                   help="clock constraint in MHz (default: the preset's clock_mhz)")
+    p.add_argument("--report", metavar="R.json", help="write the report as JSON")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="exit 0 even when a clock misses the constraint")
+    p.add_argument("--no-dsp", action="store_true", help="build multipliers from LUTs")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("-o", "--output", metavar="BUILD_DIR",
+                   help="build folder (default: build/synth/<top>_<preset>_<target>)")
+    p.set_defaults(func=cmd_synth)
+
+
+def _add_build(sub) -> None:
+    from ommatidia.boards.board import BOARDS
+    from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
+    p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
+                                     "and nextpnr: the accelerator behind a UART")
+    p.add_argument("--board", required=True, choices=list(BOARDS),
+                   help="; ".join(f"{k}: {v.title}, preset {v.preset}, {v.clock_mhz:g} MHz"
+                                  for k, v in BOARDS.items()))
+    p.add_argument("-o", "--output", metavar="BUILD_DIR",
+                   help="build folder (default: build/boards/<board>[-<array>])")
+    p.add_argument("--report", metavar="R.json",
+                   help="write the report as JSON (default: BUILD_DIR/report.json)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="finish the bitstream even when the board clock is not met")
+    p.add_argument("--array", metavar="ROWSxCOLS",
+                   help="another PE array than the board preset's, to find the largest "
+                        "that fits and meets the clock")
+    p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
+                   help=f"nextpnr router (default: {DEFAULT_ROUTER}, nextpnr's default)")
+    p.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
+                   help="with router2, stop as unroutable once the overused wires rose N "
+                        f"iterations running (default: {ROUTER2_PATIENCE})")
+    p.set_defaults(func=cmd_build)
+
+
+def _add_rlc(sub) -> None:
+    p = sub.add_parser("rlc", help="run-length code activations (Eyeriss RLC): encode an .npy "
+                                   "array to words, decode words back")
+    rlc_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fmt_help = "R,L,P,W: run bits, level bits, pairs per word, word bits (default: 5,16,3,64)"
+    for action, help_text in (("encode", "IN.npy -> OUT.bin"), ("decode", "IN.bin N -> OUT.npy")):
+        q = rlc_sub.add_parser(action, help=help_text,
+                               description=".bin files hold the words as little-endian "
+                                           "unsigned integers of ceil(word_bits/8) bytes.")
+        if action == "encode":
+            q.add_argument("input", metavar="IN.npy", help="integer array (flattened in C order)")
+            q.add_argument("output", metavar="OUT.bin")
+        else:
+            q.add_argument("input", metavar="IN.bin")
+            q.add_argument("n", metavar="N", type=int, help="number of values in the stream")
+            q.add_argument("output", metavar="OUT.npy")
+        q.add_argument("--format", default="5,16,3,64", metavar="R,L,P,W", help=fmt_help)
+        q.add_argument("--hw", action="store_true",
+                       help="run the generated Verilog instead of the reference codec")
+        q.add_argument("--sim", default="verilator", choices=list(SIMULATORS),
+                       help="simulator for --hw (default: verilator)")
+        q.add_argument("--build", default="build", metavar="DIR",
+                       help="build folder for --hw (default: build)")
+        q.set_defaults(func=cmd_rlc)
+
+
+def _add_map(sub) -> None:
+    p = sub.add_parser("map", help="map a CONV or FC layer on a preset's array and predict its "
+                                   "cycles, accesses and energy (analytical model)")
+    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
+    p.add_argument("--p", type=int, help="filters per PE (default: the mapper's choice)")
+    p.add_argument("--q", type=int, help="channels per PE (default: the mapper's choice)")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations in the random data the model sees "
+                        "(RLC sizes; default 0.5)")
+    p.add_argument("--seed", type=int, default=1, help="random data seed (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_map)
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a CONV or FC layer on the generated accelerator "
+                                   "Verilog, bit-exact against the golden model")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
+    p.add_argument("--ifmap", metavar="X.npy", help="(N, C, H, W) integers (default: random)")
+    p.add_argument("--weights", metavar="W.npy", help="(M, C, R, S) integers (default: random)")
+    p.add_argument("--bias", metavar="B.npy", help="(M,) integers")
+    p.add_argument("--relu", action="store_true")
+    p.add_argument("--shift", type=int, default=0, help="output shift right (round half up)")
+    p.add_argument("--out", required=True, metavar="Y.npy", help="ofmap, int64 NCHW")
+    p.add_argument("--report", metavar="PERF.json")
+    p.add_argument("--sim", default="verilator", choices=list(SIMULATORS))
+    p.add_argument("--vcd", metavar="FILE", help="write the waveform there")
+    p.add_argument("--seed", type=int, help="random data and DRAM stall seed")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations in random data (default 0.5)")
+    p.add_argument("--stall-rate", type=int, default=0, metavar="K",
+                   help="stall the DRAM port K/256 of the cycles (default 0)")
+    p.add_argument("--build", default="build", help="build folder (default: build)")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_net(sub) -> None:
+    p = sub.add_parser("net", help="a quantized CNN on handwritten digits: train, import, run")
+    net_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = net_sub.add_parser("train", help="train the digits CNN in numpy and quantize it")
+    q.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed "
+                                                        "(default 0; the split is fixed)")
+    q.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    q.add_argument("-o", "--output", default="build/digits.npz", metavar="MODEL.npz",
+                   help="model file (default: build/digits.npz)")
+    q.add_argument("--report", metavar="R.json", help="write the training report as JSON")
+    q.set_defaults(func=cmd_net_train)
+    q = net_sub.add_parser("import", help="quantize a float CNN from ONNX (Conv, Relu, MaxPool, "
+                                          "Flatten/Reshape, Gemm/MatMul, Add)")
+    q.add_argument("input", metavar="MODEL.onnx")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL.npz")
+    q.add_argument("--calib", default="digits", metavar="digits|IMAGES.npy",
+                   help="calibration images (default: the digits training split)")
+    q.add_argument("--input-scale", type=float, metavar="S",
+                   help="real value of one input LSB (default: 1/7 for digits, else from "
+                        "the calibration images)")
+    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    q.set_defaults(func=cmd_net_import)
+    q = net_sub.add_parser("run", help="run a saved network on held-out digits, layer by "
+                                       "layer, against the golden model")
+    q.add_argument("--model", required=True, metavar="MODEL.npz")
+    q.add_argument("--preset", choices=sorted(PRESETS),
+                   help="check that the model was quantized for this preset")
+    q.add_argument("--images", type=int, metavar="N",
+                   help="the first N held-out images (default: all 359)")
+    q.add_argument("--sim", default="verilator", choices=["golden", *SIMULATORS])
+    q.add_argument("--build", default="build", metavar="DIR")
+    q.add_argument("--report", metavar="R.json")
+    q.set_defaults(func=cmd_net_run)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="markdown summary and PNG plots of a `net run --report` "
+                                      "JSON: PE utilization, energy, sparsity, RLC")
+    p.add_argument("--from", dest="input", required=True, metavar="NET.json",
+                   help="the JSON that `ommatidia net run --report` wrote")
+    p.add_argument("-o", "--output", default="report", metavar="DIR",
+                   help="output folder (default: report)")
+    p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, each with its command in ``func``."""
+    from ommatidia.gen.tops import TOPS
+    parser = argparse.ArgumentParser(
+        prog="ommatidia",
+        description="Generate, simulate and build Eyeriss-like row-stationary DNN accelerators.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_presets(sub)
+    _add_generate(sub, TOPS)
+    _add_pe(sub)
+    _add_synth(sub, TOPS)
+    _add_build(sub)
+    _add_rlc(sub)
+    _add_map(sub)
+    _add_run(sub)
+    _add_net(sub)
+    _add_report(sub)
+    return parser
