@@ -1,4 +1,4 @@
-"""The multicast network-on-chip: GIN, GON and local psum links (DESIGN.md sections 1, 4).
+"""The multicast network-on-chip: GIN, GON and local psum links (docs/architecture.md, "Hardware").
 
 Global input network (GIN)
 --------------------------
@@ -40,6 +40,8 @@ from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ommatidia.gen.config import check_int
+
 __all__ = [
     "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
@@ -48,13 +50,6 @@ __all__ = [
 
 MAX_DIM = 256
 MAX_ID_BITS = 16
-
-
-def _check_int(owner: str, name: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner} {name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{owner} {name} must be in {lo}..{hi}, not {value}")
 
 
 def _check_shape(owner: str, name: str, shape) -> None:
@@ -74,8 +69,8 @@ def coord_bits(n: int) -> int:
 def gin_packet_layout(data_shape, row_id_bits: int, col_id_bits: int) -> data.StructLayout:
     """Payload of a GIN packet: ``data`` and its ``row`` and ``col`` tags."""
     _check_shape("gin_packet_layout", "data_shape", data_shape)
-    _check_int("gin_packet_layout", "row_id_bits", row_id_bits, 1, MAX_ID_BITS)
-    _check_int("gin_packet_layout", "col_id_bits", col_id_bits, 1, MAX_ID_BITS)
+    check_int("gin_packet_layout", "row_id_bits", row_id_bits, 1, MAX_ID_BITS)
+    check_int("gin_packet_layout", "col_id_bits", col_id_bits, 1, MAX_ID_BITS)
     return data.StructLayout({
         "data": data_shape,
         "row": unsigned(row_id_bits),
@@ -86,8 +81,8 @@ def gin_packet_layout(data_shape, row_id_bits: int, col_id_bits: int) -> data.St
 def gon_packet_layout(data_shape, rows: int, cols: int) -> data.StructLayout:
     """Payload of the GON output: ``data`` and the ``row`` and ``col`` of the PE it left."""
     _check_shape("gon_packet_layout", "data_shape", data_shape)
-    _check_int("gon_packet_layout", "rows", rows, 1, MAX_DIM)
-    _check_int("gon_packet_layout", "cols", cols, 1, MAX_DIM)
+    check_int("gon_packet_layout", "rows", rows, 1, MAX_DIM)
+    check_int("gon_packet_layout", "cols", cols, 1, MAX_DIM)
     return data.StructLayout({
         "data": data_shape,
         "row": unsigned(coord_bits(rows)),
@@ -178,7 +173,7 @@ class MulticastFork(wiring.Component):
 
     def __init__(self, payload_shape, n: int):
         _check_shape("MulticastFork", "payload_shape", payload_shape)
-        _check_int("MulticastFork", "n", n, 1, MAX_DIM)
+        check_int("MulticastFork", "n", n, 1, MAX_DIM)
         self._n = n
         self._delivered = Signal(n, name="delivered")
         super().__init__({
@@ -236,7 +231,7 @@ class XBus(wiring.Component):
     """
 
     def __init__(self, cols: int, data_shape, row_id_bits: int, col_id_bits: int):
-        _check_int("XBus", "cols", cols, 1, MAX_DIM)
+        check_int("XBus", "cols", cols, 1, MAX_DIM)
         self._cols = cols
         self._layout = layout = gin_packet_layout(data_shape, row_id_bits, col_id_bits)
         super().__init__({
@@ -297,7 +292,7 @@ class YBus(MulticastFork):
     """
 
     def __init__(self, rows: int, data_shape, row_id_bits: int, col_id_bits: int):
-        _check_int("YBus", "rows", rows, 1, MAX_DIM)
+        check_int("YBus", "rows", rows, 1, MAX_DIM)
         super().__init__(gin_packet_layout(data_shape, row_id_bits, col_id_bits), rows)
 
 
@@ -336,8 +331,8 @@ class GIN(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, data_shape, row_id_bits: int, col_id_bits: int):
-        _check_int("GIN", "rows", rows, 1, MAX_DIM)
-        _check_int("GIN", "cols", cols, 1, MAX_DIM)
+        check_int("GIN", "rows", rows, 1, MAX_DIM)
+        check_int("GIN", "cols", cols, 1, MAX_DIM)
         self._rows, self._cols = rows, cols
         self._layout = gin_packet_layout(data_shape, row_id_bits, col_id_bits)
         super().__init__({
@@ -411,7 +406,7 @@ class StreamArbiter(wiring.Component):
 
     def __init__(self, payload_shape, n: int):
         _check_shape("StreamArbiter", "payload_shape", payload_shape)
-        _check_int("StreamArbiter", "n", n, 1, MAX_DIM)
+        check_int("StreamArbiter", "n", n, 1, MAX_DIM)
         self._n = n
         self._layout = data.StructLayout({"data": payload_shape,
                                           "index": unsigned(coord_bits(n))})
@@ -583,8 +578,8 @@ class PsumLinks(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, data_shape):
-        _check_int("PsumLinks", "rows", rows, 1, MAX_DIM)
-        _check_int("PsumLinks", "cols", cols, 1, MAX_DIM)
+        check_int("PsumLinks", "rows", rows, 1, MAX_DIM)
+        check_int("PsumLinks", "cols", cols, 1, MAX_DIM)
         _check_shape("PsumLinks", "data_shape", data_shape)
         self._rows, self._cols = rows, cols
         self._data_shape = data_shape

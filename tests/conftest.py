@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 BUILD = ROOT / "build" / "tests"
 
 

@@ -21,10 +21,13 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import SMALL, TINY
+from ommatidia.gen.layer import ConvLayer
 from ommatidia.hw.array import COUNTERS, PEArray
-from ommatidia.sim.array_model import ConvLayer, RSSchedule, layer_gated_macs, random_values
+from ommatidia.sim.array_model import RSSchedule, layer_gated_macs, random_values
 from ommatidia.sim.golden import conv2d_psums
 from ommatidia.sim.streams import StreamReceiver, StreamSender
+
+from helpers import random_data, random_layer
 
 
 class Deadlock(AssertionError):
@@ -120,32 +123,8 @@ def simulate(sched: RSSchedule, *, seed: int, idle: float, stall: float, psum_or
     return psums, results, state["counters"], state["cycles"]
 
 
-def random_layer(cfg, rng):
-    """A layer whose R x E set fits the array, with p and q that fit the spads."""
-    pe = cfg.pe
-    R = int(rng.integers(1, min(3, cfg.rows) + 1))
-    U = int(rng.integers(1, 3))
-    P = int(rng.integers(0, 2))
-    E = int(rng.integers(1, min(4, cfg.cols) + 1))
-    F = int(rng.integers(1, 6))
-    H = max(1, (E - 1) * U + R - 2 * P + int(rng.integers(0, U)))
-    W = max(1, (F - 1) * U + R - 2 * P + int(rng.integers(0, U)))
-    layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 5)),
-                      M=int(rng.integers(1, 6)), H=H, W=W, R=R, S=R, U=U, P=P)
-    q_max = min(layer.C, pe.ifmap_spad_depth // R, pe.ifmap_spad_depth // U)
-    q = int(rng.integers(1, q_max + 1))
-    p_max = min(layer.M, pe.psum_spad_depth, pe.filter_spad_depth // (q * R))
-    p = int(rng.integers(1, p_max + 1))
-    return layer, p, q
-
-
 def random_schedule(cfg, rng, layer, p, q):
-    zero_fraction = float(rng.uniform(0, 0.9))
-    extreme = bool(rng.random() < 0.4)
-    ifmap = random_values(rng, cfg.pe.act_bits, (layer.N, layer.C, layer.H, layer.W),
-                          zero_fraction, extreme)
-    weights = random_values(rng, cfg.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S),
-                            0.1, extreme)
+    ifmap, weights = random_data(cfg, rng, layer)
     origin = (int(rng.integers(0, cfg.rows - layer.R + 1)),
               int(rng.integers(0, cfg.cols - layer.E + 1)))
     return RSSchedule(cfg, layer, ifmap, weights, p=p, q=q, origin=origin)
@@ -317,7 +296,7 @@ def test_schedule_rejects_a_set_that_does_not_fit():
 
 def test_generate_array_top(tmp_path):
     """`ommatidia generate --top array` writes the tiny array with its ports."""
-    from ommatidia.gen.cli import main
+    from ommatidia.cli import main
     assert main(["generate", "--preset", "tiny", "--top", "array", "-o", str(tmp_path)]) == 0
     text = (tmp_path / "ommatidia_array.v").read_text()
     for port in ("filter__payload", "ifmap__valid", "psum__ready", "gon__payload",

@@ -116,8 +116,9 @@ def test_image_beyond_dram_addr_bits_is_rejected(seed):
     """A layer whose DRAM image the preset's DRAM addresses cannot reach is rejected by the
     compiler, naming the parameter."""
     import numpy as np
-    from ommatidia.gen.program import compile_layer
-    from ommatidia.sim.array_model import ConvLayer, random_values
+    from ommatidia.gen.compiler import compile_layer
+    from ommatidia.gen.layer import ConvLayer
+    from ommatidia.sim.array_model import random_values
     rng = np.random.default_rng(seed)
     layer = ConvLayer(N=1, C=1, M=1, H=3, W=3, R=3, S=3, U=1, P=0)
     x = random_values(rng, 8, (1, 1, 3, 3), 0.3)

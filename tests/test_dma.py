@@ -3,7 +3,7 @@
 A Python DRAM answers read requests in order with random stalls on both
 streams; the GLB side takes writes with random back-pressure into a model
 memory honouring byte masks. RLC streams come from the reference encoder
-`ommatidia.sim.rlc.encode`; the GLB must then hold the values packed in
+`ommatidia.gen.rlc.encode`; the GLB must then hold the values packed in
 activation slots, with the bytes after the last value untouched.
 """
 
@@ -18,11 +18,11 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import TINY
+from ommatidia.gen.rlc import encode
 from ommatidia.hw.dma import DMAIn, DMAOut
 from ommatidia.hw.glb import GLB, slot_bits
 from ommatidia.sim.array_model import random_values
 from ommatidia.sim.golden import output_stage
-from ommatidia.sim.rlc import encode
 from ommatidia.sim.streams import StreamSender
 
 

@@ -19,7 +19,7 @@ from ommatidia.hw.engines import GONReceiver, SendEngine, tag_depth
 from ommatidia.hw.glb import GLB, glb_words, slot_bits
 from ommatidia.sim.streams import StreamReceiver, StreamSender
 
-from test_glb import read_word
+from helpers import read_word
 
 
 class Harness(Elaboratable):

@@ -16,16 +16,7 @@ from ommatidia.gen.config import SMALL, TINY
 from ommatidia.hw.glb import GLB, glb_words, slot_bits
 from ommatidia.sim.streams import StreamSender
 
-
-async def read_word(ctx, port, addr, rng, idle):
-    while idle and rng.random() < idle:
-        await ctx.tick()
-    ctx.set(port.addr.valid, 1)
-    ctx.set(port.addr.payload, addr)
-    await ctx.tick().until(port.addr.ready)
-    ctx.set(port.addr.valid, 0)
-    assert ctx.get(port.valid), "no read response one cycle after the grant"
-    return ctx.get(port.data)
+from helpers import read_word
 
 
 @pytest.mark.parametrize("cfg", [TINY, SMALL], ids=lambda c: c.name)

@@ -12,13 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ommatidia.gen.compiler import compile_layer, plan_layer
 from ommatidia.gen.config import EYERISS, TINY
-from ommatidia.gen.mapper import fc_layer, plan_layer, split
-from ommatidia.gen.program import compile_layer
+from ommatidia.gen.layer import ConvLayer, fc_layer
+from ommatidia.gen.mapper import split
 from ommatidia.hw.glb import glb_words
-from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+from ommatidia.hw.system import STATUS_DONE
+from ommatidia.sim.array_model import layer_gated_macs, random_values
+from ommatidia.sim.golden import layer_ofmap
 
-from test_top import STATUS_DONE, region_addrs, simulate
+from helpers import region_addrs, simulate_system
 
 
 @pytest.mark.parametrize("total,most", [(55, 14), (27, 14), (13, 14), (1, 3), (7, 3), (12, 4)])
@@ -160,10 +163,10 @@ def test_mapped_layers_are_bit_exact(layer, data_seed):
     prog = compile_layer(TINY, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
                          shift=int(rng.integers(0, 4)))
     print(layer, prog.mapping.describe(layer), f"data seed {data_seed}")
-    (status, counters, mem), = simulate(TINY, prog.words, region_addrs(prog))
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
     assert status == STATUS_DONE
     ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
-    assert np.array_equal(ofmap, prog.golden())
+    assert np.array_equal(ofmap, layer_ofmap(prog))
     assert counters["macs"] == layer.macs
     assert counters["gated_macs"] == layer_gated_macs(layer, x)
 
@@ -174,7 +177,7 @@ def test_map_cli_prints_mapping_and_model(capsys):
     accesses; an unmappable layer exits 2 naming the limit."""
     import json
 
-    from ommatidia.gen.cli import main
+    from ommatidia.cli import main
     assert main(["map", "--preset", "tiny", "--layer", "fc:N=2,C=5,M=7,H=3,W=3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["layer"]["R"] == out["layer"]["H"] == 3 and out["E"] == out["F"] == 1

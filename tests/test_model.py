@@ -13,13 +13,16 @@ import dataclasses
 import numpy as np
 import pytest
 
+from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import SMALL, TINY
 from ommatidia.gen.energy import EYERISS_COST
+from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import Mapping
 from ommatidia.gen.model import decode, pass_registers, predict, predict_words, rlc_words
-from ommatidia.gen.program import compile_layer, pack_command
-from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
-from ommatidia.sim.rlc import encode
+from ommatidia.gen.program import pack_command
+from ommatidia.gen.rlc import encode
+from ommatidia.sim.array_model import layer_gated_macs, random_values
+from ommatidia.sim.golden import layer_ofmap
 
 EXACT = ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes", "dram_words_read",
          "dram_words_written", "program_words")
@@ -55,7 +58,7 @@ def random_program(rng, cfg, zeros=None, width=14):
 
 def ofmap_words(prog) -> int:
     """RLC words of every ofmap region, from the golden ofmap."""
-    out = prog.golden()
+    out = layer_ofmap(prog)
     total = 0
     for r in prog.outputs:
         region = out[r.n, r.m0:r.m0 + r.p, r.e0:r.e0 + r.rows]
@@ -158,7 +161,7 @@ def test_spad_accesses_counted_by_hand():
 
 
 def test_rlc_words_match_the_encoder(seed):
-    """`rlc_words` counts the words `sim.rlc.encode` makes, runs longer than the longest
+    """`rlc_words` counts the words `gen.rlc.encode` makes, runs longer than the longest
     a pair holds and trailing zeros included."""
     rng = np.random.default_rng(seed)
     fmt = TINY.rlc

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from ommatidia.gen.config import PRESETS, TINY, EYERISS
+from ommatidia.gen.config import EYERISS, PRESETS, TINY
 from ommatidia.hw.pe import PE, PERun
 from ommatidia.sim.pe_model import PECase, random_pe_case
 from ommatidia.sim.streams import StreamReceiver, StreamSender

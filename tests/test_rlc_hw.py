@@ -12,10 +12,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import RLCFormat
+from ommatidia.gen.rlc import RLCFault, decode_stream, encode
 from ommatidia.hw.rlc import RLCDecoder, RLCEncoder, rlc_word_layout
-from ommatidia.sim.rlc import (
-    RLCFault, corrupt_streams, decode_stream, encode, random_values, stream_cases,
-)
+from ommatidia.sim.rlc_cases import corrupt_streams, random_values, stream_cases
 
 FORMATS = {
     "eyeriss": RLCFormat(),

@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ommatidia.gen.config import RLCFormat
-from ommatidia.sim.rlc import (
+from ommatidia.gen.rlc import (
     RLCDecodeError, RLCFault, compression, decode, decode_stream, encode, entropy_bits,
 )
 

@@ -8,10 +8,11 @@ through back to back, with random idle and back-pressure.
 import pytest
 
 from ommatidia.gen.config import RLCFormat
-from ommatidia.sim.rlc import RLCFault, corrupt_streams, decode_stream, encode, stream_cases
+from ommatidia.gen.rlc import RLCFault, decode_stream, encode
+from ommatidia.sim.rlc_cases import corrupt_streams, stream_cases
 from ommatidia.sim.tb.tb_rlc import run_decoder_hw, run_encoder_hw
 
-from conftest import ROOT
+from helpers import ROOT
 
 BUILD = ROOT / "build"
 EYERISS = RLCFormat()

@@ -16,11 +16,11 @@ import re
 import numpy as np
 import pytest
 
+from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import SMALL, TINY
-from ommatidia.gen.mapper import fc_layer
-from ommatidia.gen.program import compile_layer
+from ommatidia.gen.layer import ConvLayer, fc_layer
 from ommatidia.sim.accelerator import run_layers
-from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import conv2d_psums
 
 

@@ -1,6 +1,6 @@
 """The accelerator (`hw/top.py`) in its `System` under the Amaranth simulator.
 
-The testbench only loads the DRAM image that `gen.program.compile_layer`
+The testbench only loads the DRAM image that `gen.compiler.compile_layer`
 emits, pulses ``start`` and waits; the controller fetches the program,
 configures the array, runs the DMA, the passes and the output stage. The
 ofmap read back from DRAM is compared bit-exact with `golden.conv2d`, and the
@@ -9,61 +9,17 @@ counters with what the layer and the image imply.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
+from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import TINY
-from ommatidia.gen.program import compile_layer, pack_command
-from ommatidia.hw.system import STATUS_BUSY, STATUS_DONE, STATUS_ERROR, System
-from ommatidia.hw.top import COUNTERS, Opcode
-from ommatidia.sim.array_model import ConvLayer, layer_gated_macs, random_values
+from ommatidia.gen.layer import ConvLayer
+from ommatidia.gen.program import pack_command
+from ommatidia.hw.system import STATUS_DONE, STATUS_ERROR
+from ommatidia.hw.top import Opcode
+from ommatidia.sim.array_model import layer_gated_macs, random_values
+from ommatidia.sim.golden import layer_ofmap
 
-LIMIT = 100_000
-
-
-def simulate(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1):
-    """Load ``words``, run ``runs`` times; returns [(status, counters, {addr: word})]."""
-    dut = System(cfg, 4096)
-    out = []
-
-    async def tb(ctx):
-        for addr, word in sorted(words.items()):
-            ctx.set(dut.mem_w.valid, 1)
-            ctx.set(dut.mem_w.payload, {"addr": addr, "data": word})
-            await ctx.tick()
-        ctx.set(dut.mem_w.valid, 0)
-        for _ in range(runs):
-            ctx.set(dut.stall_rate, stall_rate)
-            ctx.set(dut.stall_seed, stall_seed)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            cycles = 0
-            while ctx.get(dut.status) & STATUS_BUSY:
-                await ctx.tick()
-                cycles += 1
-                assert cycles < LIMIT, "the accelerator did not finish"
-            counters = {name: ctx.get(dut.counters[i]) for i, name in enumerate(COUNTERS)}
-            mem = {}
-            ctx.set(dut.mem_rdata.ready, 1)
-            for addr in reads:
-                ctx.set(dut.mem_raddr.valid, 1)
-                ctx.set(dut.mem_raddr.payload, addr)
-                await ctx.tick().until(dut.mem_raddr.ready)
-                ctx.set(dut.mem_raddr.valid, 0)
-                assert ctx.get(dut.mem_rdata.valid)
-                mem[addr] = ctx.get(dut.mem_rdata.payload)
-                await ctx.tick()
-            out.append((ctx.get(dut.status), counters, mem))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
-
-
-def region_addrs(prog):
-    return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]
+from helpers import region_addrs, simulate_system
 
 
 def random_program(seed, **overrides):
@@ -82,12 +38,12 @@ def test_layer_bit_exact_with_counters(seed):
     25 % DRAM stalls: the ofmap is the golden one and the counters add up; a second
     start reruns the program with the same counters (they restart at start)."""
     prog = random_program(seed)
-    runs = simulate(TINY, prog.words, region_addrs(prog), stall_rate=64, stall_seed=seed % 65535,
-                    runs=2)
+    runs = simulate_system(TINY, prog.words, region_addrs(prog), stall_rate=64,
+                           stall_seed=seed % 65535, runs=2)
     for status, counters, mem in runs:
         assert status == STATUS_DONE
         ofmap, coded = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
-        assert np.array_equal(ofmap, prog.golden())
+        assert np.array_equal(ofmap, layer_ofmap(prog))
         layer = prog.layer
         assert counters["macs"] == layer.macs
         assert counters["gated_macs"] == layer_gated_macs(layer, prog.ifmap)
@@ -103,24 +59,24 @@ def test_layer_bit_exact_with_counters(seed):
 
 def test_stride_two_and_one_filter_per_pass(seed):
     prog = random_program(seed, N=1, C=2, M=3, H=9, W=9, R=2, S=3, U=2, P=0)
-    (status, counters, mem), = simulate(TINY, prog.words, region_addrs(prog), stall_rate=128,
-                                        stall_seed=7)
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               stall_rate=128, stall_seed=7)
     assert status == STATUS_DONE
     assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
-                          prog.golden())
+                          layer_ofmap(prog))
 
 
 def test_unknown_opcode_stops_with_error():
     """An opcode that is not in `Opcode` ends the run with the error bit, not a hang."""
     words = {0: pack_command(Opcode.SET, 1 << 8 | 5), 1: 0b111,
              2: pack_command(0x5a), 3: pack_command(Opcode.DONE)}
-    (status, counters, _), = simulate(TINY, words, [])
+    (status, counters, _), = simulate_system(TINY, words, [])
     assert status == STATUS_ERROR
     assert counters["program_words"] == 3
 
 
 def test_set_of_unknown_register_stops_with_error():
-    (status, _, _), = simulate(TINY, {0: pack_command(Opcode.SET, 1 << 8 | 200), 1: 0}, [])
+    (status, _, _), = simulate_system(TINY, {0: pack_command(Opcode.SET, 1 << 8 | 200), 1: 0}, [])
     assert status == STATUS_ERROR
 
 
@@ -132,7 +88,7 @@ def test_malformed_ifmap_stream_stops_with_error(seed):
     ifmap = next(r for r in prog.inputs.values() if r["rlc"])
     last = ifmap["dram"] + ifmap["words"] - 1
     words[last] &= ~(1 << (TINY.rlc.word_bits - 1))
-    (status, counters, _), = simulate(TINY, words, [])
+    (status, counters, _), = simulate_system(TINY, words, [])
     assert status == STATUS_ERROR
     assert counters["mac_cycles"] == 0
 

@@ -21,10 +21,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from ommatidia.gen.config import preset
+from ommatidia.gen.layer import ConvLayer
 from ommatidia.hw.array import COUNTERS
 from ommatidia.hw.noc import gin_packet_layout, gon_packet_layout
 from ommatidia.hw.pe import pe_run_layout
-from ommatidia.sim.array_model import ConvLayer, RSSchedule, layer_gated_macs, random_values
+from ommatidia.sim.array_model import RSSchedule, layer_gated_macs, random_values
 from ommatidia.sim.golden import conv2d_psums
 from ommatidia.sim.tb.streams import StreamSink, StreamSource
 

@@ -4,7 +4,7 @@ The job (file named by ``RLC_JOB``) lists streams and the random idle /
 back-pressure to apply; the testbench runs them back to back and writes what
 the hardware did to ``RLC_RESULT``: for the encoder the words of each stream,
 for the decoder the values, fault, words consumed and whether it went idle.
-The caller compares that with `ommatidia.sim.rlc` (tests) or writes it out
+The caller compares that with `ommatidia.gen.rlc` (tests) or writes it out
 (``ommatidia rlc ... --hw``).
 
 `run_encoder_hw` and `run_decoder_hw` do the whole round: emit the Verilog of

@@ -1,0 +1,110 @@
+"""Helpers shared by several test modules: the repository root, random layers and data,
+a GLB read, and the whole `System` run in the Amaranth simulator.
+
+Fixtures live in ``conftest.py``; no test module imports another.
+"""
+
+import pathlib
+
+from amaranth.sim import Simulator
+
+from ommatidia.gen.layer import ConvLayer
+from ommatidia.hw.system import STATUS_BUSY, System
+from ommatidia.hw.top import COUNTERS
+from ommatidia.sim.array_model import random_values
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+SYSTEM_LIMIT = 100_000
+
+
+def random_layer(cfg, rng):
+    """A layer whose R x E set fits the array, with p and q that fit the spads."""
+    pe = cfg.pe
+    R = int(rng.integers(1, min(3, cfg.rows) + 1))
+    U = int(rng.integers(1, 3))
+    P = int(rng.integers(0, 2))
+    E = int(rng.integers(1, min(4, cfg.cols) + 1))
+    F = int(rng.integers(1, 6))
+    H = max(1, (E - 1) * U + R - 2 * P + int(rng.integers(0, U)))
+    W = max(1, (F - 1) * U + R - 2 * P + int(rng.integers(0, U)))
+    layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 5)),
+                      M=int(rng.integers(1, 6)), H=H, W=W, R=R, S=R, U=U, P=P)
+    q_max = min(layer.C, pe.ifmap_spad_depth // R, pe.ifmap_spad_depth // U)
+    q = int(rng.integers(1, q_max + 1))
+    p_max = min(layer.M, pe.psum_spad_depth, pe.filter_spad_depth // (q * R))
+    p = int(rng.integers(1, p_max + 1))
+    return layer, p, q
+
+
+def random_data(cfg, rng, layer):
+    """Random (ifmap, weights) of ``layer``: a random share of zero activations, sometimes
+    only values at the ends of the ranges."""
+    zero_fraction = float(rng.uniform(0, 0.9))
+    extreme = bool(rng.random() < 0.4)
+    ifmap = random_values(rng, cfg.pe.act_bits, (layer.N, layer.C, layer.H, layer.W),
+                          zero_fraction, extreme)
+    weights = random_values(rng, cfg.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S),
+                            0.1, extreme)
+    return ifmap, weights
+
+
+async def read_word(ctx, port, addr, rng=None, idle=0):
+    """Read GLB word ``addr`` through a `GLBReadSignature` ``port``, after random idle
+    cycles (a share ``idle`` drawn from ``rng``)."""
+    while idle and rng.random() < idle:
+        await ctx.tick()
+    ctx.set(port.addr.valid, 1)
+    ctx.set(port.addr.payload, addr)
+    await ctx.tick().until(port.addr.ready)
+    ctx.set(port.addr.valid, 0)
+    assert ctx.get(port.valid), "no read response one cycle after the grant"
+    return ctx.get(port.data)
+
+
+def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1):
+    """Load ``words`` into a `System`'s DRAM, run ``runs`` times; returns
+    [(status, counters, {addr: word of ``reads``})]."""
+    dut = System(cfg, 4096)
+    out = []
+
+    async def tb(ctx):
+        for addr, word in sorted(words.items()):
+            ctx.set(dut.mem_w.valid, 1)
+            ctx.set(dut.mem_w.payload, {"addr": addr, "data": word})
+            await ctx.tick()
+        ctx.set(dut.mem_w.valid, 0)
+        for _ in range(runs):
+            ctx.set(dut.stall_rate, stall_rate)
+            ctx.set(dut.stall_seed, stall_seed)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles = 0
+            while ctx.get(dut.status) & STATUS_BUSY:
+                await ctx.tick()
+                cycles += 1
+                assert cycles < SYSTEM_LIMIT, "the accelerator did not finish"
+            counters = {name: ctx.get(dut.counters[i]) for i, name in enumerate(COUNTERS)}
+            mem = {}
+            ctx.set(dut.mem_rdata.ready, 1)
+            for addr in reads:
+                ctx.set(dut.mem_raddr.valid, 1)
+                ctx.set(dut.mem_raddr.payload, addr)
+                await ctx.tick().until(dut.mem_raddr.ready)
+                ctx.set(dut.mem_raddr.valid, 0)
+                assert ctx.get(dut.mem_rdata.valid)
+                mem[addr] = ctx.get(dut.mem_rdata.payload)
+                await ctx.tick()
+            out.append((ctx.get(dut.status), counters, mem))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def region_addrs(prog):
+    """DRAM addresses of the ofmap regions of a `LayerProgram`."""
+    return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]
