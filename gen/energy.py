@@ -1,4 +1,4 @@
-"""Normalised energy of a run with Eyeriss's cost table (DESIGN.md section 1).
+"""Normalised energy of a run with Eyeriss's cost table (docs/architecture.md, "The reference").
 
 Chen et al. (ISCA 2016, JSSC 2017) normalise the energy of one access at each
 level of the memory hierarchy to one MAC: DRAM 200x, GLB 6x, NoC (array, PE to

@@ -1,4 +1,6 @@
-"""Multicast IDs and tags of the GINs for a row-stationary mapping (DESIGN.md sections 1, 4).
+"""Multicast IDs and tags of the GINs for a row-stationary mapping.
+
+See docs/architecture.md, "Hardware".
 
 A mapping places logical PE sets (`PESet`) on the physical array. Each set of
 ``R x E`` PEs computes ``E`` ofmap rows of a 2-D convolution with stride

@@ -1,7 +1,7 @@
 """The PE array: ``rows x cols`` PEs with their three GINs, local psum links and the GON.
 
 `PEArray` wires the blocks of `ommatidia.hw.pe` and `ommatidia.hw.noc`
-(DESIGN.md sections 1, 4): the filter, ifmap and psum GINs deliver tagged
+(docs/architecture.md, "Hardware"): the filter, ifmap and psum GINs deliver tagged
 packets from the GLB to the PEs; each PE's psum output goes up its column
 over `PsumLinks` or to the GON; the GON brings psums to one GLB-side stream
 tagged with the PE they left. A `run` configuration is broadcast to the

@@ -206,8 +206,8 @@ def dram_write_layout(cfg: ArrayConfig) -> data.StructLayout:
 
 
 def output_stage_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """Output stage of `DMAOut` (DESIGN.md section 3): bias from a table of ``p`` entries
-    (psum ``j`` of a region takes entry ``j mod p``, its filter in the ``[e][f][k]``
+    """Output stage of `DMAOut` (docs/architecture.md, "Numbers"): bias from a table of
+    ``p`` entries (psum ``j`` of a region takes entry ``j mod p``, its filter in the ``[e][f][k]``
     layout), ReLU when ``relu``, shift right by ``shift`` with round-half-up."""
     return data.StructLayout({"shift": unsigned((cfg.pe.psum_bits - 1).bit_length()),
                               "relu": 1, "p": range(1, cfg.pe.psum_spad_depth + 1)})

@@ -30,7 +30,7 @@ else raises a sticky fault (`RLCFault`), detected as soon as it is seen:
   zero, or a word's reserved bits are not zero.
 
 Both components take their stream length from a ``start`` stream carrying
-``n``; `ommatidia.sim.rlc` is the matching reference codec.
+``n``; `ommatidia.gen.rlc` is the matching reference codec.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""UART receiver and transmitter, 8N1, for the host link of a board (DESIGN.md section 2).
+"""UART receiver and transmitter, 8N1, for the host link of a board.
 
 A frame is one start bit (0), eight data bits least significant first and one
 stop bit (1), each ``divisor`` clock cycles long; the line idles high. Both
