@@ -58,6 +58,9 @@ class Board:
     array : tuple or None
         ``(rows, cols)`` replacing the preset's PE array (NoC IDs widened to fit), to
         find how large an array the part takes; None keeps the preset's.
+    custom : ArrayConfig or None
+        The whole configuration instead of the preset's (``ommatidia build --config``,
+        ``--set``); None keeps the preset's (with ``array``).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Board:
     baud: int = 115200
     synth_opts: tuple = ()
     array: tuple | None = None
+    custom: ArrayConfig | None = None
 
     def __post_init__(self):
         own = f"Board({self.name!r})"
@@ -101,9 +105,13 @@ class Board:
                 raise ValueError(f"{own}.array must be (rows, cols), not {self.array!r}")
             check_int(own, "array rows", self.array[0], 1, 256)
             check_int(own, "array cols", self.array[1], 1, 256)
+        if self.custom is not None and not isinstance(self.custom, ArrayConfig):
+            raise ValueError(f"{own}.custom must be an ArrayConfig, not {self.custom!r}")
 
     @property
     def config(self) -> ArrayConfig:
+        if self.custom is not None:
+            return self.custom
         cfg = preset(self.preset)
         if self.array is None:
             return cfg

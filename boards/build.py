@@ -58,8 +58,11 @@ class BoardBuildError(RuntimeError):
 
 
 def default_build_dir(b: Board, root="build/boards") -> pathlib.Path:
-    """``root/<board>``, or ``root/<board>-<rows>x<cols>`` for an `Board.array` override."""
+    """``root/<board>``, or ``root/<board>-<rows>x<cols>`` for an `Board.array` override,
+    ``root/<board>-<configuration name>`` for a `Board.custom` configuration."""
     suffix = f"-{b.array[0]}x{b.array[1]}" if b.array is not None else ""
+    if b.custom is not None:
+        suffix = f"-{b.custom.name}"
     return pathlib.Path(root) / (b.name + suffix)
 
 

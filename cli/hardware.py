@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from ommatidia.gen.config import PRESETS, preset
+from ommatidia.gen.config import PRESETS
+
+from .configure import config_of
 
 from .error import CLIError
+from .files import output_dir, output_file
 
 __all__ = ["cmd_presets", "cmd_generate", "cmd_pe", "cmd_synth", "cmd_build"]
 
@@ -30,7 +33,8 @@ def cmd_generate(args) -> int:
     """Write a component's Verilog; with ``--lint``, check it with Verilator."""
     from ommatidia.gen.tops import build_top
     from ommatidia.gen.verilog import write
-    cfg = preset(args.preset)
+    cfg = config_of(args)
+    output_dir(args.output, "--output")
     component = build_top(args.top, cfg)
     name = args.name or f"ommatidia_{args.top.replace('-', '_')}"
     path = write(component, name, args.output)
@@ -49,10 +53,12 @@ def cmd_synth(args) -> int:
     """Synthesise a component for an FPGA family: resources, Fmax, timing."""
     from ommatidia.boards.synth import SynthError, format_report, synthesize, write_report
     from ommatidia.gen.tops import build_top
-    cfg = preset(args.preset)
+    cfg = config_of(args)
     freq = args.freq if args.freq is not None else cfg.clock_mhz
     if not freq > 0:
         raise CLIError(f"--freq must be a positive number of MHz, not {freq:g}")
+    output_file(args.report, "--report")
+    output_dir(args.output, "--output")
     component = build_top(args.top, cfg)
     out = args.output or f"build/synth/{args.top}_{cfg.name}_{args.target}"
     try:
@@ -90,8 +96,10 @@ def cmd_build(args) -> int:
         except ValueError as exc:
             raise CLIError(f"--array must be ROWSxCOLS, e.g. 7x7, not {args.array!r} ({exc})") \
                 from None
-    out = args.output or default_build_dir(b)
-    path = args.report or f"{out}/report.json"
+    if args.config or args.sets:
+        b = dataclasses.replace(b, custom=config_of(args, b.config))
+    out = output_dir(args.output or default_build_dir(b), "--output")
+    path = output_file(args.report or f"{out}/report.json", "--report")
     report = build_or_error(b, out, report_path=path, seed=args.seed,
                             allow_timing_fail=args.allow_timing_fail, router=args.router,
                             route_patience=args.route_patience, log=_log)
@@ -110,7 +118,7 @@ def cmd_pe(args) -> int:
 
     from ommatidia.hw.pe import PERun
     from ommatidia.sim.pe_run import run_pe
-    cfg = preset(args.preset)
+    cfg = config_of(args)
     if not cfg.pe.counter_bits:
         raise CLIError(f"the PE run checks the PE's MAC counters, and preset {cfg.name} has "
                        f"none (PEConfig.counter_bits = 0)")
@@ -118,6 +126,8 @@ def cmd_pe(args) -> int:
     run.check(cfg.pe)
     if not 0 <= args.zeros <= 1:
         raise CLIError(f"--zeros must be a fraction from 0 to 1, not {args.zeros}")
+    output_file(args.report, "--report")
+    output_dir(args.build, "--build")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     print(f"PE run {run} on preset {cfg.name}, {args.sim}, seed {seed}", flush=True)
     report, report_path, build = run_pe(cfg, run, zeros=args.zeros, seed=seed, sim=args.sim,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ommatidia.gen.config import preset
-
+from .configure import config_of
 from .error import CLIError
+from .files import (input_file, int_array, load_npy, output_dir, output_file, save_npy,
+                    write_text)
 
 __all__ = ["LAYER_KEYS", "LAYER_HELP", "parse_layer", "cmd_rlc", "cmd_map", "cmd_run"]
 
@@ -39,6 +40,8 @@ def parse_layer(text: str):
         if not sep2 or key not in keys:
             raise CLIError(f"--layer {kind} takes {','.join(k + '=..' for k in keys)}; "
                            f"{item!r} is not one of them")
+        if key in fields:
+            raise CLIError(f"--layer gives {key} twice ({text!r})")
         try:
             fields[key] = int(value)
         except ValueError:
@@ -60,8 +63,7 @@ def _rlc_word_bytes(fmt) -> int:
 
 
 def _rlc_read_words(path, fmt) -> list[int]:
-    import pathlib
-    data = pathlib.Path(path).read_bytes()
+    data = input_file(path, "IN.bin", empty=True).read_bytes()
     size = _rlc_word_bytes(fmt)
     if len(data) % size:
         raise CLIError(f"{path} holds {len(data)} bytes, not a whole number of "
@@ -84,13 +86,13 @@ def cmd_rlc(args) -> int:
 
     fmt = RLCFormat.parse(args.format)
     count_limit = (1 << 24) - 1
+    output_file(args.output, "OUT")
+    if args.hw:
+        output_dir(args.build, "--build")
     if args.action == "encode":
-        try:
-            array = np.load(args.input, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (ValueError, OSError, EOFError) as exc:
-            raise CLIError(f"cannot read {args.input} as a .npy array: {exc}") from None
+        array = load_npy(args.input, "IN.npy")
+        if array.dtype.kind == "u":
+            array = int_array(array, "IN.npy", args.input)
         values = rlc.check_values(array, fmt)
         if args.hw:
             if len(values) > count_limit:
@@ -100,7 +102,9 @@ def cmd_rlc(args) -> int:
         else:
             words = rlc.encode(values, fmt)
         size = _rlc_word_bytes(fmt)
-        pathlib.Path(args.output).write_bytes(b"".join(w.to_bytes(size, "little") for w in words))
+        out = pathlib.Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"".join(w.to_bytes(size, "little") for w in words))
         raw, coded = len(values) * fmt.level_bits, len(words) * fmt.word_bits
         print(f"{len(values)} values -> {len(words)} words of {fmt.word_bits} bits "
               f"({raw / coded:.2f}x smaller than {fmt.level_bits}-bit values)"
@@ -122,7 +126,7 @@ def cmd_rlc(args) -> int:
     else:
         values = rlc.decode(words, args.n, fmt)
     dtype = np.int8 if fmt.level_bits <= 8 else np.int16 if fmt.level_bits <= 16 else np.int32
-    np.save(args.output, values.astype(dtype))
+    save_npy(args.output, values.astype(dtype))
     print(f"{len(words)} words -> {args.n} values ({np.dtype(dtype).name})"
           f"{' on the ' + args.sim + ' Verilog' if args.hw else ''}: {args.output}")
     return 0
@@ -134,13 +138,14 @@ def cmd_map(args) -> int:
 
     import numpy as np
 
-    from ommatidia.gen.prediction import layer_prediction
+    from ommatidia.gen.prediction import check_scale, layer_prediction
     from ommatidia.hw.glb import glb_words
     from ommatidia.sim.array_model import random_values
-    cfg = preset(args.preset)
+    cfg = config_of(args)
     layer = parse_layer(args.layer)
     if not 0 <= args.zeros <= 1:
         raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
+    check_scale(cfg, layer)
     rng = np.random.default_rng(args.seed)
     x = random_values(rng, min(8, cfg.pe.act_bits), (layer.N, layer.C, layer.H, layer.W),
                       args.zeros)
@@ -172,19 +177,12 @@ def cmd_map(args) -> int:
 
 
 def _load_int_array(path: str, name: str, shape: tuple):
-    import numpy as np
-    x = np.load(path)
-    if not np.issubdtype(x.dtype, np.integer):
-        raise CLIError(f"{name} {path} holds {x.dtype}, not integers")
-    if x.shape != shape:
-        raise CLIError(f"{name} {path} has shape {x.shape}, the layer needs {shape}")
-    return x.astype(np.int64)
+    return int_array(load_npy(path, name), name, path, shape)
 
 
 def cmd_run(args) -> int:
     """One CONV layer on the generated Verilog of the whole accelerator, checked bit-exact."""
     import json
-    import pathlib
     import random
     import time
 
@@ -193,12 +191,18 @@ def cmd_run(args) -> int:
     from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
-    cfg = preset(args.preset)
+    cfg = config_of(args)
     layer = parse_layer(args.layer)
     if (args.ifmap is None) != (args.weights is None):
         raise CLIError("give both --ifmap and --weights, or neither for random data")
     if not 0 <= args.stall_rate <= 255:
         raise CLIError(f"--stall-rate must be in 0..255, not {args.stall_rate}")
+    if not 0 <= args.zeros <= 1:
+        raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
+    output_file(args.out, "--out")
+    output_file(args.report, "--report")
+    output_file(args.vcd, "--vcd")
+    output_dir(args.build, "--build")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = np.random.default_rng(seed)
     if args.ifmap is None:
@@ -229,9 +233,9 @@ def cmd_run(args) -> int:
     rep["seed"] = seed
     rep["total_wall_s"] = round(time.monotonic() - start, 1)
     if run.ofmap is not None:
-        np.save(args.out, run.ofmap)
+        save_npy(args.out, run.ofmap)
     if args.report:
-        pathlib.Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+        write_text(args.report, json.dumps(rep, indent=2) + "\n")
     print(f"  cycles          {rep['cycles']}")
     print(f"  MACs            {rep['macs']} ({rep['gated_macs']} gated, "
           f"{rep['gated_fraction']:.1%})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .error import CLIError
+from .files import input_file, load_npy, output_dir, output_file
 
 __all__ = ["RUN_IMAGES", "cmd_net_train", "cmd_net_import", "cmd_net_run", "cmd_report"]
 
@@ -16,6 +17,8 @@ def cmd_net_train(args) -> int:
 
     from ommatidia.nn.digits import train_digits
     from ommatidia.nn.quant import save
+    output_file(args.output, "--output")
+    output_file(args.report, "--report")
     _, qnet, report = train_digits(seed=args.seed, epochs=args.epochs, cfg=args.preset)
     path = save(qnet, args.output)
     print(f"digits: {report['train_images']} training, {report['held_out_images']} held-out "
@@ -37,13 +40,12 @@ def cmd_net_train(args) -> int:
 
 def cmd_net_import(args) -> int:
     """Import a float CNN from ONNX, quantize it on calibration images, save it."""
-    import numpy as np
-
     from ommatidia.nn.calibration import calibrate
     from ommatidia.nn.onnx_import import from_onnx
     from ommatidia.nn.quant import save
-    fnet = from_onnx(args.input)
-    images = None if args.calib == "digits" else np.load(args.calib, allow_pickle=False)
+    output_file(args.output, "--output")
+    fnet = from_onnx(input_file(args.input, "MODEL.onnx"))
+    images = None if args.calib == "digits" else load_npy(args.calib, "--calib")
     qnet = calibrate(fnet, args.preset, images, input_scale=args.input_scale,
                      info={"source": str(args.input)})
     if images is None:
@@ -121,12 +123,12 @@ def cmd_net_run(args) -> int:
 def cmd_report(args) -> int:
     """Markdown summary and plots of a `net run` JSON report."""
     import json
-    import pathlib
 
     from ommatidia.nn.report import write_report
+    output_dir(args.output, "--output")
     try:
-        net_report = json.loads(pathlib.Path(args.input).read_text())
-    except json.JSONDecodeError as exc:
+        net_report = json.loads(input_file(args.input, "--from").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CLIError(f"{args.input} is not JSON: {exc}") from None
     files = write_report(net_report, args.output)
     for path in files:

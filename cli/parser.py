@@ -7,6 +7,7 @@ import argparse
 from ommatidia.gen.config import PRESETS
 from ommatidia.toolchain import SIMULATORS
 
+from .configure import add_config_options, cmd_config
 from .hardware import cmd_build, cmd_generate, cmd_pe, cmd_presets, cmd_synth
 from .layers import LAYER_HELP, cmd_map, cmd_rlc, cmd_run
 from .nets import cmd_net_import, cmd_net_run, cmd_net_train, cmd_report
@@ -23,9 +24,17 @@ def _add_presets(sub) -> None:
     p.set_defaults(func=cmd_presets)
 
 
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="print the configuration of --preset, --config and --set "
+                                      "(TOML, which --config reads back)")
+    add_config_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    p.set_defaults(func=cmd_config)
+
+
 def _add_generate(sub, tops) -> None:
     p = sub.add_parser("generate", help="write the Verilog of a component for a preset")
-    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    add_config_options(p)
     p.add_argument("--top", default="pe", choices=list(tops), help=_tops_help(tops))
     p.add_argument("-o", "--output", default="build", help="output folder (default: build)")
     p.add_argument("--name", help="top module name (default: ommatidia_<top>)")
@@ -36,7 +45,7 @@ def _add_generate(sub, tops) -> None:
 
 def _add_pe(sub) -> None:
     p = sub.add_parser("pe", help="run one PE on its generated Verilog against the golden model")
-    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    add_config_options(p)
     p.add_argument("--S", type=int, default=3, help="filter row length (default 3)")
     p.add_argument("--W", type=int, default=64, help="ifmap row length (default 64)")
     p.add_argument("--U", type=int, default=1, help="stride (default 1)")
@@ -56,6 +65,7 @@ def _add_synth(sub, tops) -> None:
     from ommatidia.boards.synth import TARGETS
     p = sub.add_parser("synth", help="synthesise a component with Yosys and nextpnr: "
                                      "resources, Fmax, timing")
+    add_config_options(p, None, preset=False)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--target", required=True, choices=list(TARGETS))
     p.add_argument("--top", default="pe", choices=list(tops), help=_tops_help(tops))
@@ -94,6 +104,7 @@ def _add_build(sub) -> None:
     p.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
                    help="with router2, stop as unroutable once the overused wires rose N "
                         f"iterations running (default: {ROUTER2_PATIENCE})")
+    add_config_options(p, preset=False)
     p.set_defaults(func=cmd_build)
 
 
@@ -126,7 +137,7 @@ def _add_rlc(sub) -> None:
 def _add_map(sub) -> None:
     p = sub.add_parser("map", help="map a CONV or FC layer on a preset's array and predict its "
                                    "cycles, accesses and energy (analytical model)")
-    p.add_argument("--preset", default="eyeriss", choices=sorted(PRESETS))
+    add_config_options(p)
     p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
     p.add_argument("--p", type=int, help="filters per PE (default: the mapper's choice)")
     p.add_argument("--q", type=int, help="channels per PE (default: the mapper's choice)")
@@ -141,7 +152,7 @@ def _add_map(sub) -> None:
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a CONV or FC layer on the generated accelerator "
                                    "Verilog, bit-exact against the golden model")
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    add_config_options(p, "tiny")
     p.add_argument("--layer", required=True, metavar="SHAPE", help=LAYER_HELP)
     p.add_argument("--ifmap", metavar="X.npy", help="(N, C, H, W) integers (default: random)")
     p.add_argument("--weights", metavar="W.npy", help="(M, C, R, S) integers (default: random)")
@@ -215,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate, simulate and build Eyeriss-like row-stationary DNN accelerators.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_presets(sub)
+    _add_config(sub)
     _add_generate(sub, TOPS)
     _add_pe(sub)
     _add_synth(sub, TOPS)

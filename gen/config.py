@@ -11,12 +11,20 @@ Presets (`PRESETS`) are copies of `EYERISS` with a few fields changed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
 import numbers
+import pathlib
+import re
+import tomllib
 from dataclasses import dataclass, field
 
 __all__ = [
     "PEConfig", "RLCFormat", "NoCConfig", "ArrayConfig",
     "EYERISS", "TINY", "SMALL", "ICEBREAKER", "ORANGECRAB", "ULX3S", "PRESETS", "preset",
+    "configure", "read_config_file", "parse_sets", "config_fields", "config_from_fields",
+    "config_toml",
 ]
 
 
@@ -244,8 +252,10 @@ class ArrayConfig:
 
     def __post_init__(self):
         own = "ArrayConfig"
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"ArrayConfig.name must be a non-empty string, not {self.name!r}")
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.+-]*",
+                                                               self.name, re.ASCII):
+            raise ValueError(f"ArrayConfig.name must be letters, digits and _.+- (it names "
+                             f"build folders), not {self.name!r}")
         check_int(own, "rows", self.rows, 1, 256)
         check_int(own, "cols", self.cols, 1, 256)
         if not isinstance(self.pe, PEConfig):
@@ -281,7 +291,8 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.glb_bytes = {self.glb_bytes} must be a multiple of "
                 f"glb_banks * dram_bits/8 = {self.glb_banks * word_bytes}")
-        if not (isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0):
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
+                or not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")
         check_int(own, "counter_bits", self.counter_bits, 0, 64)
         check_int(own, "dram_addr_bits", self.dram_addr_bits, 4, 32)
@@ -392,3 +403,186 @@ def preset(name: str) -> ArrayConfig:
     except KeyError:
         raise ValueError(
             f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# A configuration from a preset, a TOML or JSON file and KEY=VALUE settings (README, Presets)
+
+_SECTIONS = {"pe": PEConfig, "noc": NoCConfig, "rlc": RLCFormat}
+
+
+def config_fields(cfg: ArrayConfig) -> dict:
+    """The fields of ``cfg`` as a nested dict (``pe``, ``noc`` and ``rlc`` as dicts):
+    what `configure` reads back."""
+    return dataclasses.asdict(cfg)
+
+
+def _kinds(cls) -> dict[str, str]:
+    """Field name -> annotation (a string: this module uses postponed annotations)."""
+    return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _parse_value(where: str, kind: str, text: str):
+    """A --set value read as the field's type."""
+    t = text.strip()
+    if kind == "str":
+        return t
+    if kind == "bool":
+        if t.lower() not in ("true", "false"):
+            raise ValueError(f"{where} must be true or false, not {text!r}")
+        return t.lower() == "true"
+    if kind == "int | None" and t.lower() == "none":
+        return None
+    try:
+        return float(t) if kind == "float" else int(t, 0)
+    except ValueError:
+        what = "a number" if kind == "float" else "an integer"
+        raise ValueError(f"{where} must be {what}, not {text!r}") from None
+
+
+def _check_keys(where: str, tree: dict, settings: bool) -> dict:
+    """``tree`` with its keys checked against the fields (sections as dicts); --set
+    strings (``settings``) read as the fields' types."""
+    kinds, out = _kinds(ArrayConfig), {}
+    for key, value in tree.items():
+        if key not in kinds:
+            raise ValueError(f"{where}: {key!r} is not a configuration field; the fields are "
+                             f"{', '.join(kinds)} (pe.*, noc.*, rlc.* nested)")
+        cls = _SECTIONS.get(key)
+        if cls is None:
+            if isinstance(value, dict):
+                raise ValueError(f"{where}: {key} is a value, not a table")
+            out[key] = _parse_value(f"{where} {key}", kinds[key], value) if settings else value
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: {key} must be a table of {cls.__name__} fields "
+                             f"({', '.join(_kinds(cls))}), not {value!r}")
+        sub_kinds, sub = _kinds(cls), {}
+        for k, v in value.items():
+            if k not in sub_kinds:
+                raise ValueError(f"{where}: {k!r} is not a {cls.__name__} field; its fields are "
+                                 f"{', '.join(sub_kinds)}")
+            sub[k] = _parse_value(f"{where} {key}.{k}", sub_kinds[k], v) if settings else v
+        out[key] = sub
+    return out
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def read_config_file(path) -> dict:
+    """The nested dict of a TOML (``.toml``) or JSON (``.json``) configuration file; ValueError
+    naming the file when it cannot be read, is not valid or gives a key twice."""
+    path = pathlib.Path(path)
+    where = f"configuration file {path}"
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{where} must end in .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
+    try:
+        tree = (tomllib.loads(text) if path.suffix == ".toml"
+                else json.loads(text, object_pairs_hook=_no_duplicates))
+    except ValueError as exc:  # tomllib.TOMLDecodeError and json.JSONDecodeError included
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ValueError(f"{where} is not valid {kind}: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ValueError(f"{where} must hold a table of fields, not {type(tree).__name__}")
+    return _check_keys(where, tree, settings=False)
+
+
+def parse_sets(sets) -> dict:
+    """The nested dict of ``KEY=VALUE`` strings as given to ``--set`` (``rows=8``,
+    ``pe.ifmap_spad_depth=24``), each value read as its field's type (``none`` for an
+    optional integer's default, ``true``/``false``). A key given twice is an error."""
+    tree, seen = {}, set()
+    for item in sets:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not all(parts) or len(parts) > 2:
+            raise ValueError(f"--set takes KEY=VALUE or SECTION.KEY=VALUE (rows=8, "
+                             f"pe.ifmap_spad_depth=24), not {item!r}")
+        if key in seen:
+            raise ValueError(f"--set {key} is given twice")
+        seen.add(key)
+        if len(parts) == 1:
+            if isinstance(tree.get(key), dict):
+                raise ValueError(f"--set {key} is a table of fields; set {key}.FIELD")
+            tree[key] = value
+        else:
+            section = tree.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ValueError(f"--set {parts[0]} is a value, not a table")
+            section[parts[1]] = value
+    return _check_keys("--set", tree, settings=True)
+
+
+def configure(base="eyeriss", file=None, sets=()) -> ArrayConfig:
+    """The preset ``base`` (a name or an `ArrayConfig`) with the fields of configuration
+    ``file`` (TOML or JSON, see `read_config_file`) and then the ``sets`` (``KEY=VALUE``,
+    see `parse_sets`) replacing its own.
+
+    The dataclasses validate the result with the presets' messages. A configuration that
+    differs from its preset and is not named by the file or the settings is named
+    ``<preset>-<6 hex digits of its fields>``, so builds and reports never mistake it for
+    the preset.
+    """
+    cfg = preset(base) if isinstance(base, str) else base
+    merged: dict = {}
+    for tree in ([read_config_file(file)] if file is not None else []) + [parse_sets(sets)]:
+        for key, value in tree.items():
+            merged[key] = {**merged.get(key, {}), **value} if key in _SECTIONS else value
+    return _replace(cfg, merged)
+
+
+def config_from_fields(fields: dict) -> ArrayConfig:
+    """The `ArrayConfig` of a nested dict of fields (`config_fields`, as JSON)."""
+    return _replace(EYERISS, _check_keys("configuration fields", fields, settings=False))
+
+
+def _replace(cfg: ArrayConfig, merged: dict) -> ArrayConfig:
+    nested = {k: dataclasses.replace(getattr(cfg, k), **v) for k, v in merged.items()
+              if k in _SECTIONS}
+    out = dataclasses.replace(cfg, **{k: v for k, v in merged.items() if k not in _SECTIONS},
+                              **nested)
+    if out != cfg and "name" not in merged:
+        fields = json.dumps(config_fields(dataclasses.replace(out, name="x")), sort_keys=True)
+        digest = hashlib.sha1(fields.encode()).hexdigest()[:6]
+        out = dataclasses.replace(out, name=f"{cfg.name}-{digest}")
+    return out
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def config_toml(cfg: ArrayConfig) -> str:
+    """``cfg`` as a TOML configuration file that `configure` reads back to ``cfg``."""
+    fields = config_fields(cfg)
+    lines = [f"# Ommatidia configuration {cfg.name}: {cfg.rows}x{cfg.cols} PEs"]
+    for key, value in fields.items():
+        if key in _SECTIONS:
+            continue
+        if value is None:
+            lines.append(f"# {key} = none (the default; --set {key}=none)")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key in _SECTIONS:
+        lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in fields[key].items()]
+    return "\n".join(lines) + "\n"

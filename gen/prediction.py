@@ -14,7 +14,35 @@ from .compiler import compile_layer
 from .energy import energy
 from .model import predict
 
-__all__ = ["layer_prediction"]
+__all__ = ["layer_prediction", "MAX_PASSES", "fewest_passes", "check_scale"]
+
+MAX_PASSES = 1024
+"""Most passes `fewest_passes` may count for `layer_prediction`: the model interprets
+every pass, and planning, assembling and interpreting a pass take milliseconds each (a
+layer at this bound takes about a minute; the actual pass counts run up to some
+40 times the bound, as AlexNet FC7's 17248 passes for a bound of 377 on ``eyeriss``)."""
+
+
+def fewest_passes(cfg, layer) -> tuple[int, int, int]:
+    """A lower bound on the passes of any mapping of ``layer`` on ``cfg``, as (images,
+    channel groups, filter groups): a pass works on one image, at most ``q`` channels per
+    PE row (``q * S`` within the ifmap and filter spads) on each of ``rows`` rows, and at
+    most ``p`` filters per PE (the psum spad) on each of ``cols`` columns."""
+    pe = cfg.pe
+    q = max(1, min(layer.C, pe.ifmap_spad_depth // layer.S, pe.filter_spad_depth // layer.S))
+    p = max(1, min(layer.M, pe.psum_spad_depth, pe.filter_spad_depth // layer.S))
+    return layer.N, -(-layer.C // (q * cfg.rows)), -(-layer.M // (p * cfg.cols))
+
+
+def check_scale(cfg, layer) -> None:
+    """Raise ValueError, naming the bound, when `fewest_passes` exceeds `MAX_PASSES`."""
+    n, cgroups, mgroups = fewest_passes(cfg, layer)
+    if n * cgroups * mgroups > MAX_PASSES:
+        raise ValueError(
+            f"{layer} needs at least {n * cgroups * mgroups} passes on {cfg.name} ({n} "
+            f"image(s) x {cgroups} channel group(s) x {mgroups} filter group(s)), more than the "
+            f"{MAX_PASSES} the model interprets in about a minute; model a part of it (fewer "
+            f"images N, channels C or filters M: its passes repeat)")
 
 
 def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int | None = None,
@@ -24,8 +52,10 @@ def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int
 
     ``data`` (what the data is, e.g. its fraction of zeros and its seed) is copied into
     the record before the model's figures. Raises ValueError when the layer does not
-    compile (`ommatidia.gen.compiler.compile_layer`).
+    compile (`ommatidia.gen.compiler.compile_layer`) or would take more than about a
+    minute (`fewest_passes` above `MAX_PASSES`).
     """
+    check_scale(cfg, layer)
     prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q)
     model = predict(prog)
     return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from ommatidia.gen.config import config_fields
 from ommatidia.gen.verilog import write
 from ommatidia.hw.pe import PE
 
@@ -31,11 +32,13 @@ def run_pe(cfg, run, *, zeros: float, seed: int, sim: str = "verilator", build_r
     build = pathlib.Path(build_root) / f"pe_{cfg.name}_{sim}"
     path = write(PE(cfg.pe), "pe", build)
     report_path = pathlib.Path(report_path or build / "report.json").resolve()
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     spec = {"S": run.S, "W": run.W, "U": run.U, "p": run.p, "q": run.q,
             "accumulate": run.accumulate, "zeros": zeros}
     try:
         run_cocotb(path, "pe", "ommatidia.sim.tb.tb_pe_run", sim=sim, build_dir=build,
-                   env={"OMMATIDIA_PRESET": cfg.name, "OMMATIDIA_SEED": seed,
+                   env={"OMMATIDIA_CONFIG": json.dumps(config_fields(cfg)),
+                        "OMMATIDIA_SEED": seed,
                         "OMMATIDIA_RUN": json.dumps(spec), "OMMATIDIA_REPORT": report_path})
     finally:
         report = json.loads(report_path.read_text()) if report_path.exists() else None

@@ -1,8 +1,11 @@
 """cocotb testbench of the generated PE Verilog against the golden row convolution.
 
-Environment: OMMATIDIA_PRESET (preset name), OMMATIDIA_SEED, OMMATIDIA_CASES.
+Environment: OMMATIDIA_PRESET (preset name) or OMMATIDIA_CONFIG (JSON of the
+configuration's fields, `ommatidia.gen.config.config_fields`), OMMATIDIA_SEED,
+OMMATIDIA_CASES.
 """
 
+import json
 import os
 import random
 
@@ -11,7 +14,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from ommatidia.gen.config import preset
+from ommatidia.gen.config import config_from_fields, preset
 from ommatidia.hw.pe import PERun, pe_run_layout
 from ommatidia.sim.pe_model import PECase, random_pe_case
 from ommatidia.sim.tb.streams import StreamSink, StreamSource
@@ -22,7 +25,10 @@ class TB:
 
     def __init__(self, dut, seed: int, idle: float, stall: float):
         self.dut = dut
-        self.cfg = preset(os.environ["OMMATIDIA_PRESET"]).pe
+        if "OMMATIDIA_CONFIG" in os.environ:
+            self.cfg = config_from_fields(json.loads(os.environ["OMMATIDIA_CONFIG"])).pe
+        else:
+            self.cfg = preset(os.environ["OMMATIDIA_PRESET"]).pe
         rng = random.Random(seed)
         clk = dut.clk
         self.run = StreamSource(dut, "run", clk)

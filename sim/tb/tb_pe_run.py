@@ -1,8 +1,8 @@
 """cocotb testbench: one PE run on the generated Verilog, for `ommatidia pe`.
 
-Environment: OMMATIDIA_PRESET, OMMATIDIA_SEED, OMMATIDIA_RUN (JSON of `PERun`
-fields plus "zeros", the fraction of zero activations), OMMATIDIA_REPORT (the
-JSON file written).
+Environment: OMMATIDIA_CONFIG (or OMMATIDIA_PRESET), OMMATIDIA_SEED, OMMATIDIA_RUN
+(JSON of `PERun` fields plus "zeros", the fraction of zero activations),
+OMMATIDIA_REPORT (the JSON file written).
 """
 
 import json
