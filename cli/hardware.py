@@ -30,7 +30,9 @@ def cmd_presets(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    """Write a component's Verilog; with ``--lint``, check it with Verilator."""
+    """Write a component's Verilog, its Verilator waivers and its ports document; with
+    ``--lint``, check it with Verilator."""
+    from ommatidia.gen.ports import write_interface
     from ommatidia.gen.tops import build_top
     from ommatidia.gen.verilog import write
     cfg = config_of(args)
@@ -39,6 +41,8 @@ def cmd_generate(args) -> int:
     name = args.name or f"ommatidia_{args.top.replace('-', '_')}"
     path = write(component, name, args.output)
     print(f"wrote {path} (top module {name}, preset {cfg.name})")
+    for extra in write_interface(component, path, cfg):
+        print(f"wrote {extra}")
     if args.lint:
         from ommatidia.sim.runner import lint_verilog
         ok, messages = lint_verilog(path, name)

@@ -13,17 +13,14 @@ import hashlib
 import os
 import pathlib
 
+from ommatidia.gen.ports import VERILATOR_WAIVERS
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
 __all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure", "locked"]
 
-VERILATOR_WARNINGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT",
-                      "-Wno-CASEINCOMPLETE", "-Wno-CASEOVERLAP"]
-"""Warnings Amaranth's netlists raise by design: implicit width changes,
-combinational loops Verilator sees through packed struct signals, FSM
-``casez`` statements without a default (the default assignment precedes them),
-and ``casez`` statements whose patterns overlap (If/Elif chains: the first
-match wins, as in Verilog)."""
+VERILATOR_WARNINGS = [f"-Wno-{rule}" for rule in VERILATOR_WAIVERS]
+"""`ommatidia.gen.ports.VERILATOR_WAIVERS` as Verilator options: warnings Amaranth's
+netlists raise by design."""
 
 
 class CocotbFailure(AssertionError):
