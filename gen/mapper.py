@@ -40,7 +40,7 @@ from .config import ArrayConfig
 from .packing import elements_per_word, word_count
 
 __all__ = ["Mapping", "Piece", "Step", "Cost", "split", "groups_of", "search", "candidates",
-           "estimate"]
+           "estimate", "check_fits"]
 
 
 def split(total: int, most: int) -> tuple[tuple[int, int], ...]:
@@ -272,13 +272,8 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     ``cost.pass_cycles`` and, for small layers, the six best whole by ``cost.whole``.
     Raises ValueError naming the limit when no mapping fits.
     """
-    if layer.S > cfg.pe.max_filter_width:
-        raise ValueError(f"filter width S = {layer.S} exceeds the PE's max_filter_width = "
-                         f"{cfg.pe.max_filter_width}")
+    _check_widths(cfg, layer)
     width = layer.W + 2 * layer.P
-    if width > cfg.pe.max_ifmap_width:
-        raise ValueError(f"padded ifmap width W + 2P = {width} exceeds the PE's "
-                         f"max_ifmap_width = {cfg.pe.max_ifmap_width}")
     if p is not None or q is not None:
         if p is not None and not 1 <= p <= layer.M:
             raise ValueError(f"p = {p} filters per pass must be in 1..M = {layer.M}")
@@ -332,6 +327,28 @@ def _shortlist(options, most: int = 12) -> list:
     plain = [m for m in shapes if m.stack == 1 and m.blocks == 1]
     out = shapes[:most]
     return out + [m for m in plain[:4] if m not in out]
+
+
+def _check_widths(cfg: ArrayConfig, layer) -> None:
+    if layer.S > cfg.pe.max_filter_width:
+        raise ValueError(f"filter width S = {layer.S} exceeds the PE's max_filter_width = "
+                         f"{cfg.pe.max_filter_width}")
+    width = layer.W + 2 * layer.P
+    if width > cfg.pe.max_ifmap_width:
+        raise ValueError(f"padded ifmap width W + 2P = {width} exceeds the PE's "
+                         f"max_ifmap_width = {cfg.pe.max_ifmap_width}")
+
+
+def check_fits(cfg: ArrayConfig, layer) -> None:
+    """Raise ValueError naming the limit unless ``layer``'s smallest mapping (one filter,
+    one channel, one image per round, R and E folded onto the array) fits the PE and the
+    GLB: the limits `search` starts from, without its search."""
+    _check_widths(cfg, layer)
+    PERun(S=layer.S, W=layer.W + 2 * layer.P, U=layer.U, p=1, q=1).check(cfg.pe)
+    need = _glb_need(cfg, layer, _smallest(cfg, layer, 1, 1))
+    if need > glb_words(cfg):
+        raise ValueError(f"with one filter, channel and image per round the GLB needs {need} "
+                         f"words, it has {glb_words(cfg)}")
 
 
 def _smallest(cfg, layer, p: int, q: int) -> Mapping:

@@ -54,6 +54,10 @@ def evaluate(qnet, images, labels, *, conv=None, start=None, progress=None,
                        rlc_ratio=float(np.mean([r["rlc_ratio"] for r in reps])))
         row.update(stats[i])
         layers.append(row)
-    return {"accuracy": float((preds == labels).mean()),
-            "golden_accuracy": float((ref_preds == labels).mean()),
-            "predictions": preds, "layers": layers}
+    if labels is None:
+        accuracy = golden_accuracy = None
+    else:
+        accuracy = float((preds == labels).mean())
+        golden_accuracy = float((ref_preds == labels).mean())
+    return {"accuracy": accuracy, "golden_accuracy": golden_accuracy,
+            "golden_predictions": ref_preds, "predictions": preds, "layers": layers}

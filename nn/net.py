@@ -10,8 +10,14 @@ its M outputs are the class scores.
   (`ommatidia.nn.digits`) or ONNX import (`ommatidia.nn.onnx_import`) make it
   and `ommatidia.nn.quant.quantize` takes it.
 - `train`: Adam on softmax cross-entropy, in numpy.
-- `chain_shapes`, `as_images`, `max_pool`: the checks and the host pooling the
-  float and the quantized network share.
+- `chain_shapes`, `as_images`, `max_pool`, `host_after`, `group_slices`: the checks
+  and the host work (`ommatidia.nn.hostops`) the float and the quantized network share.
+
+A layer may also carry what the accelerator cannot express: ``groups`` (a grouped
+or depthwise CONV, run as one accelerator layer per group), ``host_pad`` (zeros
+added on the host beyond P, for asymmetric pads), ``subsample`` (rows and columns
+dropped on the host, for unequal strides) and ``host`` (`ommatidia.nn.hostops.HostOp`
+after the layer and its pooling).
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ import numpy as np
 from ommatidia.gen.arith import out_size
 from ommatidia.gen.config import check_int
 
+from .hostops import HostOp, apply_ops, ops_shape, pad, subsample
+
 __all__ = ["FloatLayer", "FloatNet", "train", "max_pool", "chain_shapes", "as_images",
-           "conv_float"]
+           "conv_float", "host_after", "group_slices", "check_host_fields", "is_plain",
+           "host_work"]
 
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
@@ -49,18 +58,28 @@ def chain_shapes(owner: str, layers, input_shape) -> list[tuple[int, int, int]]:
         c, h, w = shapes[-1]
         m, c2, r, s = layer.weights.shape
         where = f"{owner}.layers[{i}]"
-        if c2 != c:
-            raise ValueError(f"{where}.weights have C = {c2} channels but the layer's input "
-                             f"has C = {c}")
+        g = layer.groups
+        if c2 * g != c:
+            per = f" per group x {g} groups" if g > 1 else ""
+            raise ValueError(f"{where}.weights have C = {c2} channels{per} but the layer's "
+                             f"input has C = {c}")
+        if m % g:
+            raise ValueError(f"{where}.weights have M = {m} filters, not a multiple of "
+                             f"groups = {g}")
+        t, left, b, right = layer.host_pad
         try:
-            e = out_size(h, r, layer.stride, layer.padding)
-            f = out_size(w, s, layer.stride, layer.padding)
+            e = out_size(h + t + b, r, layer.stride, layer.padding)
+            f = out_size(w + left + right, s, layer.stride, layer.padding)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc} (input {c}x{h}x{w})") from None
+        e, f = -(-e // layer.subsample[0]), -(-f // layer.subsample[1])
         if layer.pool > min(e, f):
             raise ValueError(f"{where}.pool = {layer.pool} must be at most the ofmap size "
                              f"min(E, F) = {min(e, f)}")
-        shapes.append((m, e // layer.pool, f // layer.pool))
+        try:
+            shapes.append(ops_shape(layer.host, (m, e // layer.pool, f // layer.pool)))
+        except ValueError as exc:
+            raise ValueError(f"{where}.host: {exc}") from None
     if shapes[-1][1:] != (1, 1):
         raise ValueError(f"{owner}: the last layer must end at 1 x 1 (class scores), "
                          f"not {shapes[-1][1]} x {shapes[-1][2]}")
@@ -76,6 +95,72 @@ def normalise_layers(obj, owner: str, kind) -> None:
     for i, layer in enumerate(obj.layers if isinstance(obj.layers, tuple) else ()):
         if not isinstance(layer, kind):
             raise ValueError(f"{owner}.layers[{i}] must be a {kind.__name__}, not {layer!r}")
+
+
+def check_host_fields(owner: str, layer) -> None:
+    """Validate and normalise ``groups``, ``host_pad``, ``subsample`` and ``host`` of a
+    float or quantized layer (frozen: set through ``object.__setattr__``)."""
+    check_int(owner, "groups", layer.groups, 1, integral=True)
+    object.__setattr__(layer, "groups", int(layer.groups))
+    for name, n, low in (("host_pad", 4, 0), ("subsample", 2, 1)):
+        v = getattr(layer, name)
+        if not isinstance(v, (tuple, list)) or len(v) != n:
+            raise ValueError(f"{owner}.{name} must be a tuple of {n} integers, not {v!r}")
+        for k, x in enumerate(v):
+            check_int(owner, f"{name}[{k}]", x, low, integral=True)
+        object.__setattr__(layer, name, tuple(int(x) for x in v))
+    ops = tuple(layer.host) if isinstance(layer.host, (tuple, list)) else None
+    if ops is None or not all(isinstance(op, HostOp) for op in ops):
+        raise ValueError(f"{owner}.host must be a tuple of HostOp, not {layer.host!r}")
+    object.__setattr__(layer, "host", ops)
+
+
+def check_quant(owner: str, name: str, value) -> None:
+    """``value`` must be None or (scale > 0, largest code >= 1)."""
+    ok = value is None or (isinstance(value, tuple) and len(value) == 2 and
+                           isinstance(value[0], float) and math.isfinite(value[0]) and
+                           value[0] > 0 and isinstance(value[1], int) and value[1] >= 1)
+    if not ok:
+        raise ValueError(f"{owner}.{name} must be None or (scale, largest code), a positive "
+                         f"float and a positive int, not {value!r}")
+
+
+def is_plain(layer) -> bool:
+    """Whether ``layer`` has nothing but the accelerator's CONV and a ``pool``."""
+    return layer.groups == 1 and not any(layer.host_pad) and \
+        layer.subsample == (1, 1) and not layer.host
+
+
+def host_work(layer) -> list[str]:
+    """What runs on the host for ``layer`` beyond its ``pool``, in words (none for a plain
+    layer): what ``ommatidia net run`` and ``net import`` print."""
+    out = []
+    if layer.groups > 1:
+        out.append(f"{layer.groups} groups, one accelerator layer each")
+    if any(layer.host_pad):
+        out.append(f"zero padding {layer.host_pad} (top, left, bottom, right) beyond P = "
+                   f"{layer.padding}")
+    if layer.subsample != (1, 1):
+        out.append(f"every {layer.subsample[0]}th row and {layer.subsample[1]}th column of the "
+                   f"stride-{layer.stride} output")
+    if layer.pool > 1 and not is_plain(layer):
+        out.append(f"max_pool {layer.pool}x{layer.pool} /{layer.pool}")
+    out.extend(op.describe() for op in layer.host)
+    return out
+
+
+def group_slices(layer) -> list[tuple[slice, slice]]:
+    """(input channels, filters) of each group of ``layer``: one accelerator layer each."""
+    m, cg = layer.weights.shape[:2]
+    mg = m // layer.groups
+    return [(slice(g * cg, (g + 1) * cg), slice(g * mg, (g + 1) * mg))
+            for g in range(layer.groups)]
+
+
+def host_after(layer, y: np.ndarray, integer: bool) -> np.ndarray:
+    """What the host does to a layer's accelerator output ``y``: subsampling, ``pool``,
+    then the `HostOp` of ``layer.host``."""
+    return apply_ops(layer.host, max_pool(subsample(y, layer.subsample), layer.pool), integer)
 
 
 def max_pool(x, k: int) -> np.ndarray:
@@ -103,7 +188,10 @@ def as_images(owner: str, images, input_shape) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class FloatLayer:
-    """A float CONV layer: weights (M, C, R, S), bias (M,), stride U, padding P, ReLU, pool."""
+    """A float CONV layer: weights (M, C / groups, R, S), bias (M,), stride U, padding P,
+    ReLU, pool, the host fields of the module docstring, and ``out_quant``, the
+    quantization of its output when the model gives one (QuantizeLinear): (scale,
+    largest code from the zero point), else None (calibration finds it)."""
 
     weights: np.ndarray
     bias: np.ndarray
@@ -111,9 +199,16 @@ class FloatLayer:
     padding: int = 0
     relu: bool = False
     pool: int = 1
+    groups: int = 1
+    host_pad: tuple = (0, 0, 0, 0)
+    subsample: tuple = (1, 1)
+    host: tuple = ()
+    out_quant: tuple | None = None
 
     def __post_init__(self):
         own = "FloatLayer"
+        check_host_fields(own, self)
+        check_quant(own, "out_quant", self.out_quant)
         w = np.asarray(self.weights, dtype=np.float64)
         if w.ndim != 4 or 0 in w.shape:
             raise ValueError(f"{own}.weights must be a non-empty (M, C, R, S) array, "
@@ -134,24 +229,34 @@ class FloatLayer:
         for name in ("stride", "padding", "pool"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
+    def accelerated(self, x: np.ndarray) -> np.ndarray:
+        """Float output of the accelerator's part: host padding, convolution per group,
+        bias, ReLU."""
+        x = pad(x, self.host_pad)
+        y = np.concatenate([conv_float(x[:, cs], self.weights[ms], self.bias[ms],
+                                       self.stride, self.padding)
+                            for cs, ms in group_slices(self)], axis=1)
+        return np.maximum(y, 0.0) if self.relu else y
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Float output (N, M, E', F'): convolution, bias, ReLU, max-pooling."""
-        y = conv_float(x, self.weights, self.bias, self.stride, self.padding)
-        if self.relu:
-            y = np.maximum(y, 0.0)
-        return max_pool(y, self.pool)
+        """Float output (N, M, E', F'): `accelerated` then `host_after`."""
+        return host_after(self, self.accelerated(x), integer=False)
 
 
 @dataclass(frozen=True, eq=False)
 class FloatNet:
-    """A chain of `FloatLayer` on (C, H, W) inputs ending in M class scores."""
+    """A chain of `FloatLayer` on (C, H, W) inputs ending in M class scores; ``input_quant``
+    is the input's quantization (scale, largest code) when the model gives one
+    (QuantizeLinear)."""
 
     layers: tuple
     input_shape: tuple
+    input_quant: tuple | None = None
 
     def __post_init__(self):
         normalise_layers(self, "FloatNet", FloatLayer)
         chain_shapes("FloatNet", self.layers, self.input_shape)
+        check_quant("FloatNet", "input_quant", self.input_quant)
 
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
@@ -252,6 +357,10 @@ def _backward(net: FloatNet, caches, dlogits: np.ndarray):
 def train(net: FloatNet, x, y, *, epochs: int, batch: int = 32, lr: float = 0.01,
           weight_decay: float = 1e-4, seed: int = 0) -> FloatNet:
     """Train ``net`` on images ``x`` with labels ``y`` by Adam on softmax cross-entropy."""
+    for i, layer in enumerate(net.layers):
+        if not is_plain(layer):
+            raise ValueError(f"train: layers[{i}] has groups, host padding, subsampling or "
+                             f"host operators, which training does not support")
     x = as_images("train", x, net.input_shape).astype(np.float64)
     y = np.asarray(y)
     rng = np.random.default_rng(seed)

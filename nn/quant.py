@@ -20,19 +20,21 @@ from typing import Callable
 
 import numpy as np
 
-from ommatidia.gen.arith import out_size, saturate
+from ommatidia.gen.arith import output_stage, saturate
 from ommatidia.gen.config import SMALL, ArrayConfig, check_int, preset
 from ommatidia.gen.layer import ConvLayer
+from ommatidia.gen.mapper import check_fits
 from ommatidia.sim import golden
 
-from .net import (FloatNet, as_images, chain_shapes, conv_float, frozen_array, max_pool,
-                  normalise_layers)
+from .hostops import HostOp, pad
+from .net import (FloatNet, as_images, chain_shapes, check_host_fields, frozen_array,
+                  group_slices, host_after, normalise_layers)
 
 __all__ = ["QLayer", "QNet", "quantize", "quantize_input", "golden_conv", "infer", "save",
            "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "ommatidia-qnet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +60,9 @@ class QLayer:
     weight_scale : float
         Real value of one weight LSB; the layer's output LSB is
         ``input scale * weight_scale * 2**shift``.
+    groups, host_pad, subsample, host
+        Grouped CONV (one accelerator layer per group) and the host's work
+        (`ommatidia.nn.net`, `ommatidia.nn.hostops`), on the integer activations.
     """
 
     weights: np.ndarray
@@ -68,9 +73,14 @@ class QLayer:
     shift: int = 0
     pool: int = 1
     weight_scale: float = 1.0
+    groups: int = 1
+    host_pad: tuple = (0, 0, 0, 0)
+    subsample: tuple = (1, 1)
+    host: tuple = ()
 
     def __post_init__(self):
         own = "QLayer"
+        check_host_fields(own, self)
         w = np.asarray(self.weights)
         if w.ndim != 4 or 0 in w.shape:
             raise ValueError(f"{own}.weights must be a non-empty (M, C, R, S) array, "
@@ -100,6 +110,17 @@ class QLayer:
         for name in ("stride", "padding", "shift", "pool"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
+    def accelerator_layers(self) -> list[tuple[slice, "QLayer"]]:
+        """(input channels, the layer of one group) of each group: what the accelerator
+        runs, in order; the layer itself when ``groups`` is 1 and nothing runs on the
+        host."""
+        if self.groups == 1:
+            return [(slice(None), self)]
+        return [(cs, QLayer(self.weights[ms], self.bias[ms], stride=self.stride,
+                            padding=self.padding, relu=self.relu, shift=self.shift,
+                            weight_scale=self.weight_scale))
+                for cs, ms in group_slices(self)]
+
     def psum_bound(self, act_bits: int) -> int:
         """Largest |psum + bias| any ``act_bits`` input can produce: no wrap below it."""
         per_filter = np.abs(self.weights).reshape(self.weights.shape[0], -1).sum(axis=1)
@@ -112,8 +133,9 @@ class QNet:
 
     Checks that every weight fits ``weight_bits``, every bias ``psum_bits``,
     that the layers chain from ``input_shape`` to 1 x 1 class scores, and that
-    each layer's logical PE set (R rows x E columns) fits the preset's array
-    without folding, with S, the padded width and U within the PE's limits.
+    each layer (each group of it) has a mapping on the preset
+    (`ommatidia.gen.mapper.check_fits`: S, the padded width and U within the
+    PE's limits, the smallest round within the GLB; R and E fold onto the array).
     ``input_scale`` is the real value of one input LSB: an image ``x`` enters
     as ``round(x / input_scale)`` saturated to ``act_bits``. ``info`` holds
     JSON metadata (accuracies, training settings).
@@ -153,9 +175,10 @@ class QNet:
             ok = False
         if not ok:
             raise ValueError(f"{own}.info must be a JSON-serialisable dict, not {self.info!r}")
-        shapes = chain_shapes(own, self.layers, self.input_shape)
+        chain_shapes(own, self.layers, self.input_shape)
         wlim = 1 << (self.weight_bits - 1)
         plim = 1 << (self.psum_bits - 1)
+        convs = self.conv_layers(1)
         for i, layer in enumerate(self.layers):
             where = f"{own}.layers[{i}]"
             lo, hi = int(layer.weights.min()), int(layer.weights.max())
@@ -169,7 +192,10 @@ class QNet:
             if layer.shift >= self.psum_bits:
                 raise ValueError(f"{where}.shift must be below psum_bits = {self.psum_bits}, "
                                  f"not {layer.shift}")
-            _check_fits(where, cfg, layer, shapes[i])
+            try:
+                check_fits(cfg, convs[i])
+            except ValueError as exc:
+                raise ValueError(f"{where} does not fit preset {cfg.name!r}: {exc}") from None
 
     @property
     def config(self) -> ArrayConfig:
@@ -190,89 +216,112 @@ class QNet:
         return scales
 
     def conv_layers(self, n: int = 1) -> list:
-        """Shape of each layer on ``n`` images as an `ommatidia.gen.layer.ConvLayer`."""
+        """Shape of each layer (of one of its groups) on ``n`` images, as the accelerator
+        runs it (host padding included), as an `ommatidia.gen.layer.ConvLayer`."""
         out = []
-        for layer, (c, h, w) in zip(self.layers, self.shapes):
-            m, _, r, s = layer.weights.shape
-            out.append(ConvLayer(N=n, C=c, M=m, H=h, W=w, R=r, S=s, U=layer.stride,
+        for layer, (_, h, w) in zip(self.layers, self.shapes):
+            m, c, r, s = layer.weights.shape
+            t, left, b, right = layer.host_pad
+            out.append(ConvLayer(N=n, C=c, M=m // layer.groups, H=h + t + b,
+                                 W=w + left + right, R=r, S=s, U=layer.stride,
                                  P=layer.padding))
         return out
 
 
-def _check_fits(where: str, cfg: ArrayConfig, layer: QLayer, in_shape) -> None:
-    """Raise unless the layer's R x E PE set and rows fit ``cfg`` without folding."""
-    _, h, w = in_shape
-    _, _, r, s = layer.weights.shape
-    e = out_size(h, r, layer.stride, layer.padding)
-    width = w + 2 * layer.padding
-    pe = cfg.pe
-    checks = [
-        (r <= cfg.rows, f"has R = {r} filter rows; the PE set needs R <= rows = {cfg.rows}"),
-        (e <= cfg.cols, f"has E = {e} ofmap rows; the PE set needs E <= cols = {cfg.cols}"),
-        (s <= pe.max_filter_width, f"has S = {s}; the PE needs S <= max_filter_width = "
-                                   f"{pe.max_filter_width}"),
-        (width <= pe.max_ifmap_width, f"has a padded ifmap width W + 2P = {width}; the PE "
-                                      f"needs at most max_ifmap_width = {pe.max_ifmap_width}"),
-        (layer.stride <= pe.ifmap_spad_depth,
-         f"has stride U = {layer.stride}; the PE's ifmap ring needs U <= ifmap_spad_depth = "
-         f"{pe.ifmap_spad_depth} (one channel per PE)"),
-    ]
-    for ok, text in checks:
-        if not ok:
-            raise ValueError(f"{where} {text} (preset {cfg.name!r}, no folding)")
-
-
 # ---------------------------------------------------------------------------------------------
 # Quantization
+
+def model_scale(quant, amax: int) -> float:
+    """The activation scale of a model's QuantizeLinear ``quant`` = (scale, largest code
+    from the zero point) on ``act_bits`` = log2(amax + 1) + 1 bits: its scale, times the
+    power of two that brings its largest code within ``amax`` (so the model's grid is
+    kept whenever the preset is at least as wide)."""
+    scale, top = quant
+    return float(scale) * 2.0 ** max(0, math.ceil(math.log2(top / amax)))
+
+
+def _layer_psums(layer: QLayer, x: np.ndarray) -> np.ndarray:
+    """Exact psums plus bias (no wrap) of ``layer`` on the int input ``x``, host padding
+    included."""
+    x = pad(x, layer.host_pad)
+    parts = [golden.conv2d_psums(x[:, cs], g.weights, stride=g.stride, padding=g.padding,
+                                 psum_bits=64) + g.bias.reshape(1, -1, 1, 1)
+             for cs, g in layer.accelerator_layers()]
+    return np.concatenate(parts, axis=1)
+
 
 def quantize(net: FloatNet, calib, cfg: ArrayConfig | str = SMALL,
              input_scale: float | None = None, info: dict | None = None) -> QNet:
     """Quantize ``net`` for ``cfg``'s bit widths, calibrating activations on images ``calib``.
 
     Activations are symmetric with one scale per layer output, chosen so the
-    largest calibration value maps to ``2**(act_bits-1) - 1`` (the input's
-    scale is ``input_scale``, or the same rule on ``calib``). Each layer then
-    takes the largest shift ``k`` for which its weights still fit
-    ``weight_bits`` at scale ``s_out / (s_in * 2**k)``, so the weights absorb
-    the non-power-of-two part of the rescaling; the bias is rounded to psum
-    units ``s_in * s_w``. Raises ValueError when some input could overflow a
-    layer's ``psum_bits``.
+    largest calibration value maps to ``2**(act_bits-1) - 1``, unless the model
+    gives it (``out_quant``, `model_scale`); the input's scale is ``input_scale``,
+    else the model's (``net.input_quant``), else the same rule on ``calib``. Each
+    layer then takes the largest shift ``k`` for which its weights still fit
+    ``weight_bits`` at scale ``s_out / (s_in * 2**k)``, so the weights absorb the
+    non-power-of-two part of the rescaling; the bias is rounded to psum units
+    ``s_in * s_w``. The psums are checked on ``calib`` through the integer
+    network: while a layer's largest |psum + bias| there is beyond ``psum_bits``,
+    ``k`` is lowered (the weights halve, the output scale stays); at ``k = 0`` it
+    raises ValueError. ``info["psums"]`` gives per layer that largest value on the
+    calibration images, the worst case over all inputs (`QLayer.psum_bound`) and the
+    limit.
     """
     cfg = preset(cfg) if isinstance(cfg, str) else cfg
-    amax = (1 << (cfg.pe.act_bits - 1)) - 1
-    wmax = (1 << (cfg.pe.weight_bits - 1)) - 1
+    pe = cfg.pe
+    amax = (1 << (pe.act_bits - 1)) - 1
+    wmax = (1 << (pe.weight_bits - 1)) - 1
+    limit = (1 << (pe.psum_bits - 1)) - 1
     x = as_images("quantize", calib, net.input_shape).astype(np.float64)
-    s_in = float(input_scale) if input_scale is not None else float(np.abs(x).max()) / amax
+    if input_scale is not None:
+        s_in = float(input_scale)
+    elif net.input_quant is not None:
+        s_in = model_scale(net.input_quant, amax)
+    else:
+        s_in = float(np.abs(x).max()) / amax
     if not s_in > 0:
         raise ValueError(f"quantize: input_scale must be positive, not {s_in}")
     first_scale = s_in
-    layers = []
+    x_int = saturate(np.round(x / s_in), pe.act_bits)
+    layers, psums = [], []
     for i, fl in enumerate(net.layers):
-        y = conv_float(x, fl.weights, fl.bias, fl.stride, fl.padding)
-        if fl.relu:
-            y = np.maximum(y, 0.0)
-        s_out = max(float(np.abs(y).max()), 1e-12) / amax
+        y = fl.accelerated(x)
+        if fl.out_quant is not None:
+            s_out = model_scale(fl.out_quant, amax)
+        else:
+            s_out = max(float(np.abs(y).max()), 1e-12) / amax
         w_abs = max(float(np.abs(fl.weights).max()), 1e-12)
         k = math.floor(math.log2(s_out * wmax / (s_in * w_abs)))
         if k < 0:
             k = 0
             s_out = s_in * w_abs / wmax
-        s_w = s_out / (s_in * 2.0 ** k)
-        w_int = np.clip(np.round(fl.weights / s_w), -wmax - 1, wmax).astype(np.int64)
-        b_int = np.round(fl.bias / (s_in * s_w)).astype(np.int64)
-        layer = QLayer(w_int, b_int, stride=fl.stride, padding=fl.padding, relu=fl.relu,
-                       shift=k, pool=fl.pool, weight_scale=s_w)
-        bound = layer.psum_bound(cfg.pe.act_bits)
-        if bound >= 1 << (cfg.pe.psum_bits - 1):
-            raise ValueError(f"quantize: layer {i} can reach |psum| = {bound}, beyond "
-                             f"psum_bits = {cfg.pe.psum_bits}")
+        while True:
+            s_w = s_out / (s_in * 2.0 ** k)
+            w_int = np.clip(np.round(fl.weights / s_w), -wmax - 1, wmax).astype(np.int64)
+            b_int = np.round(fl.bias / (s_in * s_w)).astype(np.int64)
+            layer = QLayer(w_int, b_int, stride=fl.stride, padding=fl.padding, relu=fl.relu,
+                           shift=k, pool=fl.pool, weight_scale=s_w, groups=fl.groups,
+                           host_pad=fl.host_pad, subsample=fl.subsample, host=fl.host)
+            p = _layer_psums(layer, x_int)
+            reached = int(np.abs(p).max()) if p.size else 0
+            if reached <= limit:
+                break
+            if k == 0:
+                raise ValueError(f"quantize: layer {i} reaches |psum| = {reached} on the "
+                                 f"calibration images, beyond psum_bits = {pe.psum_bits} "
+                                 f"(at most {limit}), even with shift 0")
+            k -= 1
+        psums.append({"layer": i, "calibration": reached,
+                      "worst_case": layer.psum_bound(pe.act_bits), "limit": limit})
         layers.append(layer)
-        x = max_pool(y, fl.pool)
+        x = host_after(fl, y, integer=False)
+        x_int = host_after(layer, output_stage(p, relu=layer.relu, shift=k,
+                                               act_bits=pe.act_bits), integer=True)
         s_in = s_in * s_w * 2.0 ** k
-    pe = cfg.pe
     return QNet(tuple(layers), net.input_shape, first_scale, preset=cfg.name,
                 act_bits=pe.act_bits, weight_bits=pe.weight_bits,
-                psum_bits=pe.psum_bits, info=dict(info or {}))
+                psum_bits=pe.psum_bits, info={**(info or {}), "psums": psums})
 
 
 def quantize_input(qnet: QNet, images) -> np.ndarray:
@@ -288,11 +337,14 @@ Conv = Callable[[int, QLayer, np.ndarray], np.ndarray]
 
 
 def golden_conv(qnet: QNet) -> Conv:
-    """The ``conv`` callable of the golden model: `ommatidia.sim.golden.conv2d` with the widths."""
+    """The ``conv`` callable of the golden model: `ommatidia.sim.golden.conv2d` with the widths,
+    once per group."""
     def conv(index: int, layer: QLayer, x: np.ndarray) -> np.ndarray:
-        return golden.conv2d(x, layer.weights, layer.bias, stride=layer.stride,
-                             padding=layer.padding, psum_bits=qnet.psum_bits, relu=layer.relu,
-                             shift=layer.shift, act_bits=qnet.act_bits)
+        return np.concatenate([
+            golden.conv2d(x[:, cs], g.weights, g.bias, stride=g.stride, padding=g.padding,
+                          psum_bits=qnet.psum_bits, relu=g.relu, shift=g.shift,
+                          act_bits=qnet.act_bits)
+            for cs, g in layer.accelerator_layers()], axis=1)
     return conv
 
 
@@ -302,27 +354,27 @@ def infer(qnet: QNet, images, conv: Conv | None = None,
     """Run ``qnet`` on ``images`` layer by layer; returns (predictions, ofmaps).
 
     ``conv(layer_index, layer, x)`` computes one layer with its output stage
-    on the int ifmap ``x`` (n, C, H, W) and returns the int ofmap
+    on the int ifmap ``x`` (n, C, H, W), host padding included, every group of
+    a grouped layer (`QLayer.accelerator_layers`), and returns the int ofmap
     (n, M, E, F); it defaults to `golden_conv`. Layers run one after the
     other over all images, ``batch`` images per call (default: all), and
     ``progress(layer_index, images_done, images_total)`` is called after each
-    call. Host max-pooling follows a layer that has ``pool > 1``.
-    ``ofmaps[i]`` is layer i's output as ``conv`` returned it (before
-    pooling); predictions are the argmax of the last layer's M outputs.
+    call. The host pads the input before a layer and runs
+    `ommatidia.nn.net.host_after` after it (subsampling, ``pool``, host
+    operators). ``ofmaps[i]`` is layer i's output as ``conv`` returned it
+    (before the host's work); predictions are the argmax of the last layer's M
+    outputs.
     """
     conv = conv or golden_conv(qnet)
     x = quantize_input(qnet, images)
     n = x.shape[0]
     step = max(n, 1) if batch is None else batch
     check_int("infer", "batch", step, 1, integral=True)
-    shapes = qnet.shapes
     lo, hi = -(1 << (qnet.act_bits - 1)), (1 << (qnet.act_bits - 1)) - 1
     ofmaps = []
-    for i, layer in enumerate(qnet.layers):
-        m, _, r, s = layer.weights.shape
-        _, h, w = shapes[i]
-        want = (m, out_size(h, r, layer.stride, layer.padding),
-                out_size(w, s, layer.stride, layer.padding))
+    for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.conv_layers(1))):
+        want = (shape.M * layer.groups, shape.E, shape.F)
+        x = pad(x, layer.host_pad)
         parts = []
         for start in range(0, n, step):
             xb = x[start:start + step]
@@ -340,7 +392,7 @@ def infer(qnet: QNet, images, conv: Conv | None = None,
                 progress(i, min(start + step, n), n)
         y = np.concatenate(parts) if parts else np.zeros((0, *want), dtype=np.int64)
         ofmaps.append(y)
-        x = max_pool(y, layer.pool)
+        x = host_after(layer, y, integer=True)
     return x.reshape(n, -1).argmax(axis=1), ofmaps
 
 
@@ -362,7 +414,10 @@ def save(qnet: QNet, path) -> str:
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "preset": qnet.preset,
             "act_bits": qnet.act_bits, "weight_bits": qnet.weight_bits,
             "psum_bits": qnet.psum_bits, "input_shape": list(qnet.input_shape),
-            "input_scale": qnet.input_scale, "layers": len(qnet.layers), "info": qnet.info}
+            "input_scale": qnet.input_scale, "layers": len(qnet.layers), "info": qnet.info,
+            "host": [{"groups": l.groups, "host_pad": list(l.host_pad),
+                      "subsample": list(l.subsample), "ops": [op.as_dict() for op in l.host]}
+                     for l in qnet.layers]}
     arrays = {"meta": np.array(json.dumps(meta, sort_keys=True))}
     for i, l in enumerate(qnet.layers):
         arrays.update({
@@ -381,6 +436,17 @@ def save(qnet: QNet, path) -> str:
     return path
 
 
+def _host_fields(entry: dict) -> dict:
+    """The `QLayer` keyword arguments of a layer's ``host`` entry in the meta JSON."""
+    try:
+        return {"groups": entry.get("groups", 1),
+                "host_pad": tuple(entry.get("host_pad", (0, 0, 0, 0))),
+                "subsample": tuple(entry.get("subsample", (1, 1))),
+                "host": tuple(HostOp(**op) for op in entry.get("ops", ()))}
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed host entry {entry!r}: {exc}") from None
+
+
 def load(path) -> QNet:
     """Read a `QNet` written by `save`; raises ValueError on a malformed or invalid file."""
     with np.load(os.fspath(path), allow_pickle=False) as z:
@@ -390,10 +456,13 @@ def load(path) -> QNet:
     meta = json.loads(str(data.pop("meta")))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {meta.get('format')!r}, not {FORMAT!r}")
-    if meta.get("version") != FORMAT_VERSION:
+    if meta.get("version") not in (1, FORMAT_VERSION):
         raise ValueError(f"{path}: version {meta.get('version')!r} is not supported "
-                         f"(this reader knows version {FORMAT_VERSION})")
+                         f"(this reader knows versions 1 and {FORMAT_VERSION})")
     n = meta["layers"]
+    host = meta.get("host", [{}] * n) if meta["version"] > 1 else [{}] * n
+    if not isinstance(host, list) or len(host) != n:
+        raise ValueError(f"{path}: meta 'host' must be a list of {n} entries")
     expected = {f"layer{i}.{k}" for i in range(n) for k in _LAYER_KEYS}
     if set(data) != expected:
         missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
@@ -409,7 +478,7 @@ def load(path) -> QNet:
         layers.append(QLayer(g["weights"], g["bias"], stride=int(g["stride"]),
                              padding=int(g["padding"]), relu=bool(g["relu"]),
                              shift=int(g["shift"]), pool=int(g["pool"]),
-                             weight_scale=float(g["weight_scale"])))
+                             weight_scale=float(g["weight_scale"]), **_host_fields(host[i])))
     return QNet(tuple(layers), tuple(meta["input_shape"]), meta["input_scale"],
                 preset=meta["preset"], act_bits=meta["act_bits"],
                 weight_bits=meta["weight_bits"], psum_bits=meta["psum_bits"], info=meta["info"])

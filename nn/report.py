@@ -131,8 +131,9 @@ def _programs(qnet, index: int, x, images_per_run: int) -> list:
     `ommatidia.sim.accelerator.hardware_conv` compiles them."""
     from ommatidia.gen.compiler import compile_layer
     layer, shape = qnet.layers[index], qnet.conv_layers(1)[index]
-    return [compile_layer(qnet.config, dataclasses.replace(shape, N=len(chunk)), chunk,
-                          layer.weights, bias=layer.bias, relu=layer.relu, shift=layer.shift)
+    return [compile_layer(qnet.config, dataclasses.replace(shape, N=len(chunk)), chunk[:, cs],
+                          g.weights, bias=g.bias, relu=g.relu, shift=g.shift)
+            for cs, g in layer.accelerator_layers()
             for chunk in (x[n0:n0 + images_per_run] for n0 in range(0, len(x), images_per_run))]
 
 
@@ -141,19 +142,20 @@ def net_layer_stats(qnet, images, ofmaps, images_per_run: int) -> list[dict]:
     (`ommatidia.nn.quant.infer`; the golden model's are the hardware's when it is
     bit-exact): ``shape`` (one image), ``input`` (`layer_input_stats`) and ``accesses``
     (`predicted_accesses`) (of the programs of ``images_per_run`` images each that
-    ``hardware_conv`` runs)."""
-    from .net import max_pool
+    ``hardware_conv`` runs, every group of a grouped layer)."""
+    from .hostops import pad
+    from .net import host_after
     from .quant import quantize_input
     x = quantize_input(qnet, images)
     out = []
     for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.conv_layers(1))):
-        progs = _programs(qnet, i, x, images_per_run)
+        progs = _programs(qnet, i, pad(x, layer.host_pad), images_per_run)
         row = {"shape": {**{k: getattr(shape, k) for k in "CHWMRSUP"}, "E": shape.E,
                          "F": shape.F},
                "input": layer_input_stats(progs, x)}
         row["accesses"] = predicted_accesses(progs)
         out.append(row)
-        x = max_pool(ofmaps[i], layer.pool)
+        x = host_after(layer, ofmaps[i], integer=True)
     return out
 
 

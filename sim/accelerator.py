@@ -157,7 +157,8 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
     """A ``conv`` callable for `ommatidia.nn.quant.infer` that runs each layer on the
     generated Verilog: the images are cut into runs of ``images_per_run`` (so a run's
     ifmaps, filters and psums fit the GLB), all runs of a layer go to the simulator
-    in one call, and each run's ofmap is checked against the golden model. The
+    in one call (every group of a grouped layer, `QLayer.accelerator_layers`, a run of
+    its own), and each run's ofmap is checked against the golden model. The
     reports of every call are kept in ``conv.reports`` (layer index -> list)."""
     from ommatidia.gen.compiler import compile_layer
     cfg = qnet.config
@@ -166,18 +167,21 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
     def conv(index, layer, x):
         shape = qnet.conv_layers(1)[index]
         progs = []
+        groups = layer.accelerator_layers()
         for n0 in range(0, len(x), images_per_run):
             chunk = x[n0:n0 + images_per_run]
             cl = dataclasses.replace(shape, N=len(chunk))
-            progs.append(compile_layer(cfg, cl, chunk, layer.weights, bias=layer.bias,
-                                       relu=layer.relu, shift=layer.shift))
+            progs.extend(compile_layer(cfg, cl, chunk[:, cs], g.weights, bias=g.bias,
+                                       relu=g.relu, shift=g.shift) for cs, g in groups)
         runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir)
         for k, run in enumerate(runs):
             if run.status != 2 or not run.bit_exact:
                 raise AssertionError(f"layer {index}, run {k}: the Verilog's ofmap differs from "
                                      f"the golden model (status {run.status})")
         reports.setdefault(index, []).extend(run.report for run in runs)
-        return np.concatenate([run.ofmap for run in runs])
+        g = len(groups)
+        return np.concatenate([np.concatenate([run.ofmap for run in runs[k:k + g]], axis=1)
+                               for k in range(0, len(runs), g)])
 
     conv.reports = reports
     return conv

@@ -19,6 +19,7 @@ from ommatidia.nn import net, quant
 from ommatidia.nn.digits import digits_data, train_digits
 from ommatidia.nn.net import FloatLayer, FloatNet
 from ommatidia.nn.quant import QLayer, QNet
+from ommatidia.sim import golden
 
 TEST_EPOCHS = 5
 
@@ -343,9 +344,9 @@ def test_load_rejects_bad_files(trained, tmp_path):
     with pytest.raises(ValueError, match=r"layers\[1\]\.weights must be within -128\.\.127"):
         quant.load(rewrite(good, tmp_path / "w.npz", layer1__weights=w))
     meta = json.loads(str(np.load(good)["meta"]))
-    with pytest.raises(ValueError, match="version 2 is not supported"):
+    with pytest.raises(ValueError, match="version 3 is not supported"):
         quant.load(rewrite(good, tmp_path / "v.npz", meta=np.array(json.dumps({**meta,
-                                                                             "version": 2}))))
+                                                                             "version": 3}))))
     with pytest.raises(ValueError, match="psum_bits = 16 differs from preset 'small'"):
         quant.load(rewrite(good, tmp_path / "p.npz", meta=np.array(json.dumps({**meta,
                                                                              "psum_bits": 16}))))
@@ -384,16 +385,14 @@ def fc(m, c, h, w):
      r"QNet.layers\[0\].weights must be within -128..127 \(weight_bits = 8\), found 128..128"),
     ((QLayer(W33, np.array([1 << 23, 0])), fc(3, 2, 6, 6)), (1, 8, 8),
      r"QNet.layers\[0\].bias must be within -8388608..8388607 \(psum_bits = 24\)"),
-    ((QLayer(np.ones((1, 1, 7, 1), int), np.zeros(1, int)), fc(2, 1, 2, 8)), (1, 8, 8),
-     r"QNet.layers\[0\] has R = 7 filter rows; the PE set needs R <= rows = 6"),
-    ((QLayer(W33, np.zeros(2, int)), fc(2, 2, 8, 8)), (1, 10, 10),
-     r"QNet.layers\[0\] has E = 8 ofmap rows; the PE set needs E <= cols = 7"),
     ((QLayer(np.ones((1, 1, 1, 8), int), np.zeros(1, int)), fc(2, 1, 3, 1)), (1, 3, 8),
-     r"has S = 8; the PE needs S <= max_filter_width = 7"),
+     r"QNet.layers\[0\] does not fit preset 'small': filter width S = 8 exceeds the PE's "
+     r"max_filter_width = 7"),
     ((QLayer(np.ones((1, 1, 1, 3), int), np.zeros(1, int), stride=13), fc(2, 1, 1, 5)),
-     (1, 1, 64), r"has stride U = 13; the PE's ifmap ring needs U <= ifmap_spad_depth = 12"),
+     (1, 1, 64), r"QNet.layers\[0\] does not fit preset 'small': PERun.U = 13 exceeds the "
+                 r"ifmap spad's 12 columns"),
     ((QLayer(np.ones((1, 1, 1, 3), int), np.zeros(1, int), padding=1), fc(2, 1, 3, 64)),
-     (1, 1, 64), r"padded ifmap width W \+ 2P = 66; the PE needs at most max_ifmap_width = 64"),
+     (1, 1, 64), r"padded ifmap width W \+ 2P = 66 exceeds the PE's max_ifmap_width = 64"),
     ((QLayer(W33, np.zeros(2, int)), fc(3, 3, 6, 6)), (1, 8, 8),
      r"QNet.layers\[1\].weights have C = 3 channels but the layer's input has C = 2"),
     ((QLayer(W33, np.zeros(2, int)),), (1, 8, 8), "the last layer must end at 1 x 1"),
@@ -403,6 +402,13 @@ def fc(m, c, h, w):
 def test_qnet_rejects(layers, shape, words):
     with pytest.raises(ValueError, match=words):
         QNet(layers, shape, 1.0)
+
+
+def test_qnet_takes_layers_the_mapper_folds():
+    """R > rows and E > cols fold onto the array (the mapper's limits, not the PE set's)."""
+    QNet((QLayer(np.ones((1, 1, 7, 1), int), np.zeros(1, int)), fc(2, 1, 2, 7)), (1, 8, 7),
+         1.0)
+    QNet((QLayer(W33, np.zeros(2, int)), fc(2, 2, 8, 7)), (1, 10, 9), 1.0)
 
 
 def test_qnet_rejects_other_bits_and_presets():
@@ -416,14 +422,26 @@ def test_qnet_rejects_other_bits_and_presets():
         QNet(layers, (1, 8, 8), -1.0)
 
 
-def test_quantize_rejects_psum_overflow(seed):
-    """A layer whose worst case exceeds 24-bit psums is refused rather than left to wrap."""
+def test_quantize_checks_psums_on_the_calibration_images(seed):
+    """A layer whose worst case exceeds 24-bit psums is kept when the calibration images
+    stay within them, with a lower shift if need be; one they overflow even at shift 0
+    is refused. ``info["psums"]`` reports both figures."""
     rng = np.random.default_rng(seed)
     big = FloatNet((FloatLayer(rng.uniform(-1, 1, (4, 256, 3, 3)), np.zeros(4), relu=True),
                     FloatLayer(rng.normal(size=(3, 4, 6, 6)), np.zeros(3))), (256, 8, 8))
-    with pytest.raises(ValueError, match=r"layer 0 can reach \|psum\| = \d+, beyond "
-                                         r"psum_bits = 24"):
-        quant.quantize(big, rng.normal(size=(4, 256, 8, 8)), SMALL)
-    first = dataclasses.replace(big.layers[0], weights=big.layers[0].weights[:, :16])
-    fine = dataclasses.replace(big, layers=(first, big.layers[1]), input_shape=(16, 8, 8))
-    quant.quantize(fine, rng.normal(size=(4, 16, 8, 8)), SMALL)
+    calib = rng.normal(size=(4, 256, 8, 8))
+    qnet = quant.quantize(big, calib, SMALL)
+    psums = qnet.info["psums"][0]
+    print(psums)
+    assert psums["worst_case"] > psums["limit"] == (1 << 23) - 1 >= psums["calibration"]
+    _, ofmaps = quant.infer(qnet, calib)
+    x = quant.quantize_input(qnet, calib)
+    exact = golden.conv2d_psums(x, qnet.layers[0].weights, psum_bits=64)
+    assert np.abs(exact + qnet.layers[0].bias.reshape(1, -1, 1, 1)).max() == \
+        psums["calibration"]
+    negative = FloatNet((FloatLayer(-np.ones((2, 256, 3, 3)), np.full(2, 1.0), relu=True),
+                         FloatLayer(np.ones((3, 2, 6, 6)), np.zeros(3))), (256, 8, 8))
+    with pytest.raises(ValueError, match=r"layer 0 reaches \|psum\| = \d+ on the calibration "
+                                         r"images, beyond psum_bits = 24 \(at most 8388607\), "
+                                         r"even with shift 0"):
+        quant.quantize(negative, np.ones((2, 256, 8, 8)), SMALL)
