@@ -45,8 +45,8 @@ ifmap sender at column x (every column before x delivered to every PE):
    so ``f*U + S - 1 < x``: every PE has every ifmap column of outputs up to
    f, and T waits for psum-in or for psum-out room.
 2. Psum-out room: the PE above has not taken a psum of an output f' <= f
-   (it takes psums of output f' at its first tap, which needs column f'*U,
-   which it has); so it too waits only for psum-out room, and so on up to
+   (it takes psums of output f' at its last tap, which needs column
+   f'*U + S - 1 < x, which it has); so it too waits only for psum-out room, and so on up to
    the top row, whose GON output drains.
 3. Psum-in: the PE below produces output f, whose columns it has, so it
    waits for its own psum-in, and so on down to the bottom PE, which waits

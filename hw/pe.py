@@ -15,15 +15,18 @@ Streams and orders
   The ifmap spad is a ring of ``ifmap_spad_depth // q`` columns (a sliding
   window); a column is overwritten only once every output has used it, so the
   next window loads while the current one computes.
-- ``psum_in``: ``p`` psums per output (for f, for k), when ``accumulate`` is set.
+- ``psum_in``: ``p`` psums per output (for f, for k), when ``accumulate`` is set,
+  taken by the operations of the last tap.
 - ``psum_out``: ``p`` psums per output (for f, for k).
 
 Computation order is f, s, c, k (k innermost): the filter spad is read at
 consecutive addresses and each ifmap value is read once per tap for all ``p``
-filters. One operation issues per cycle; the first tap of an output adds the
-incoming psum, the last tap emits the psum, so loading psums and emitting them
-costs no extra cycles: a run takes about ``F*p*q*S`` cycles when its streams
-keep up.
+filters. One operation issues per cycle; the last tap of an output adds the
+incoming psum and emits the sum, so psums cost no extra cycles: a run takes
+about ``F*p*q*S`` cycles when its streams keep up. Adding the psum from below
+after the PE's own MACs for that output (as Eyeriss does) lets every PE of a
+psum chain work on the same output at once: a PE waits for the PE below only
+at its last tap, not before its first.
 
 Pipeline, one stage a cycle: issue (ifmap spad read) -> read (zero test
 registered; filter spad read unless the activation is zero) -> weight (spad
@@ -294,12 +297,13 @@ class PE(wiring.Component):
         return _Spads(filter_wr, filter_rd, ifmap_wr, ifmap_rd, psum_wr, psum_rd)
 
     def _issue_stage(self, m: Module, r: _Registers, spads: _Spads) -> _Issue:
-        """Issue stage: read the ifmap spad once its column is in and, if needed, the psum."""
+        """Issue stage: read the ifmap spad once its column is in and, at the last tap of an
+        accumulating run, the psum in."""
         run, s, c, k = r.run, r.s, r.c, r.k
         first_tap = (s == 0) & (c == 0)
         last_tap = (s == run.S - 1) & (c == run.q - 1)
         last_k = k == run.p - 1
-        need_psum = first_tap & run.accumulate
+        need_psum = last_tap & run.accumulate
 
         advance = ~(r.v_accum & r.accum.last & ~self.psum_out.ready)
         can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
@@ -315,13 +319,15 @@ class PE(wiring.Component):
         return _Issue(first_tap, last_tap, last_k, advance, issue, act)
 
     def _accumulate_stage(self, m: Module, r: _Registers, spads: _Spads, ctl: _Issue):
-        """Accumulate stage: product plus (forwarded) psum to the psum spad, or psum out."""
+        """Accumulate stage: product plus (forwarded) psum to the psum spad; at the last tap
+        plus the psum in, and out."""
         accum = r.accum
         acc = Signal(signed(self._cfg.psum_bits))
         forward = r.v_accum & ~accum.last & (accum.k == r.mul.k)
         m.d.comb += [
             spads.psum_rd.addr.eq(r.mul.k),
-            acc.eq(Mux(accum.first, accum.pin, r.accum_psum) + Mux(accum.zero, 0, r.accum_prod)),
+            acc.eq(Mux(accum.first, 0, r.accum_psum) + accum.pin
+                   + Mux(accum.zero, 0, r.accum_prod)),
             spads.psum_wr.addr.eq(accum.k),
             spads.psum_wr.data.eq(acc),
             spads.psum_wr.en.eq(r.v_accum & ~accum.last & ctl.advance),
@@ -338,7 +344,7 @@ class PE(wiring.Component):
                 r.v_accum.eq(r.v_mul),
                 r.read.act.eq(ctl.act), r.read.zero.eq(ctl.act == 0), r.read.k.eq(r.k),
                 r.read.first.eq(ctl.first_tap), r.read.last.eq(ctl.last_tap),
-                r.read.pin.eq(Mux(r.run.accumulate, self.psum_in.payload, 0)),
+                r.read.pin.eq(Mux(r.run.accumulate & ctl.last_tap, self.psum_in.payload, 0)),
                 r.read_filter_addr.eq(r.filter_addr),
                 r.weight.eq(r.read), r.mul.eq(r.weight), r.accum.eq(r.mul),
                 r.mul_w.eq(spads.filter_rd.data),

@@ -38,23 +38,22 @@ Cycle formulas (derived from the RTL, checked against Verilator)
     has room in its ring of ``ifmap_spad_depth // q`` columns, which frees a
     column only when the PE has used it; since the stream is
     column-interleaved, every column waits for the slowest PE's ring;
-  * the psums of the first tap: from the psum sender (bottom PEs, in
+  * the psums of its last tap: from the psum sender (bottom PEs, in
     ``(f, e, k)`` order), or over the local link from the PE below, which
-    emits them only at its last tap, so each level of a psum chain lags the
-    one below by about one output and, with a ring only ``S`` columns deep,
-    a tall chain serializes (AlexNet CONV1/CONV3 passes run ~9x their
-    compute bound);
+    emits them at its own last tap; a PE adds the psum from below after its
+    own MACs for that output, so every PE of a chain works on the same output
+    at once and a level lags the one below by a few cycles, not an output;
   * room for its psums: a link holds one psum; the GON takes one psum a
     cycle from all the top PEs, round-robin, so PEs freeze while waiting.
 
-  Each psum chain (a column of PEs linked by ``up``) runs its outputs as soon
-  as its inputs are known; the GON grants strictly in cycle order, up to a
+  Each psum chain (a column of PEs linked by ``up``) runs each output's plain
+  operations as soon as their columns are in, then its last ``p`` operations
+  psum by psum up the chain; the GON grants strictly in cycle order, up to a
   horizon no other chain can request before. GLB read-port conflicts between
   the senders (one word a cycle, round-robin) are settled by replaying each
   round's requests through the round-robin arbiter until the grants agree.
-  Passes whose first tap is also their last (``S*q == 1``), which the
-  recurrences cannot order, fall back to a cycle-level reference of the same
-  rules (``predict(..., reference=True)`` uses it for every pass).
+  Passes the recurrences cannot order fall back to a cycle-level reference of
+  the same rules (``predict(..., reference=True)`` uses it for every pass).
 
 - Arbiter state survives ``start``: the GLB port's and the GON's round-robin
   pointers carry over from one run to the next, so a layer's cycles depend

@@ -10,9 +10,9 @@ column ``ring`` before it is freed. Output ``f`` frees its ``U`` new columns
 ``f*U .. f*U + U - 1`` in order, column ``f*U + x`` at the last issue of tap
 ``min(x, S - 1)``. An operation reaches the accumulate stage
 `PIPELINE_STAGES` cycles after its issue unless the pipeline freezes (a psum
-out waiting for room). When the PE accumulates, its first ``p`` operations
-(tap 0, channel 0) each take a psum in; its last ``p`` operations (tap
-``S - 1``, channel ``q - 1``) each emit a psum out. Filters load into the
+out waiting for room). Its last ``p`` operations (tap ``S - 1``, channel
+``q - 1``) each emit a psum out and, when the PE accumulates, first take a psum
+in: the psum from below is added after the PE's own MACs for that output. Filters load into the
 filter spad in the same order, s, c, k (`Schedule.filter_shape`).
 """
 
@@ -77,8 +77,8 @@ class Schedule:
         return (j + 1) % self.tap_ops == 0
 
     def takes_psum(self, j: int) -> bool:
-        """Whether operation ``j`` adds a psum in (when the PE accumulates)."""
-        return j < self.p
+        """Whether operation ``j`` adds a psum in (when the PE accumulates): the last tap's."""
+        return j >= self.first_out
 
     def emits_psum(self, j: int) -> bool:
         """Whether operation ``j`` sends its psum out."""

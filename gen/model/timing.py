@@ -139,24 +139,17 @@ class Sender:
 
 
 class Top:
-    """The last operations (psums out) of one output of a PE that sends to the GON."""
+    """The GON request of a chain's top PE: its psum out waiting at the accumulate stage
+    (``acc``); ``done`` while it has none. A grant hands the cycle to the chain."""
 
-    def __init__(self, pe: PEState, p: int, tmin: int):
-        self.pe, self.p, self.k = pe, p, 0
-        self.done = False
-        self.i = pe.issue_one(tmin)
-        self.acc = pe.acc_time(self.i)
+    def __init__(self, pe: PEState, chain):
+        self.pe, self.chain = pe, chain
+        self.acc = 0
+        self.done = True
 
     def grant(self, t: int) -> None:
-        pe = self.pe
-        pe.freeze(self.acc, t)
-        pe.final_O, pe.final_I = t, self.i
-        self.k += 1
-        if self.k == self.p:
-            self.done = True
-            return
-        self.i = pe.issue_one(0)
-        self.acc = pe.acc_time(self.i)
+        self.done = True
+        self.chain.granted(t)
 
 
 def pe_grid(cfg, regs) -> dict:
@@ -187,12 +180,11 @@ def first_grants(senders) -> None:
             s.first = s.last_grant = s.port.grant(e, 0)
 
 
-def _segments(sch: Schedule, acc: bool) -> list:
-    """The operations of an output a PE issues as blocks (after the ``p`` that take
-    psums in when it accumulates, before those that emit psums out), one block per
-    tap: (operations, the tap whose column the block waits for or -1, whether it
-    ends its tap)."""
-    segs, j = [], sch.p if acc else 0
+def _segments(sch: Schedule) -> list:
+    """The operations of an output a PE issues before its last ``p`` (those that take
+    and emit psums) as blocks, one per tap: (operations, the tap whose column the
+    block waits for or -1, whether it ends its tap)."""
+    segs, j = [], 0
     for s in range(sch.S):
         lo, hi = max(j, s * sch.tap_ops), min(sch.first_out, (s + 1) * sch.tap_ops)
         if lo < hi:
@@ -213,6 +205,133 @@ def _chains(pes: dict) -> list:
     return chains
 
 
+_PLAIN, _LAST = 0, 1
+
+
+class _Chain:
+    """One psum chain (a column of PEs linked by ``up``, bottom first) working through its
+    outputs: each output's plain operations on every PE (`_PLAIN`), then its last ``p``
+    operations psum by psum (`_LAST`): psum ``k`` issued at the bottom (taken from the
+    psum sender when it accumulates), handed up each link to the same operation of the
+    PE above, and sent to the GON by the top, whose grant lets psum ``k + 1`` go.
+
+    ``f``, ``k``, ``lvl``: the output, the psum and the level being timed; ``below``:
+    the cycle the psum ``k`` of the level below entered the link; ``taken``: the
+    bottom's issue of psum ``k`` when the psum sender delivered it; ``top``: the GON
+    request of the top PE."""
+
+    def __init__(self, rnd, pes: list):
+        self.rnd, self.pes = rnd, pes
+        self.f = self.k = self.lvl = 0
+        self.stage = _PLAIN
+        self.below = self.taken = None
+        self.top = Top(pes[-1], self)
+
+    @property
+    def finished(self) -> bool:
+        return self.f == self.rnd.sch.F
+
+    def wants_psum(self, pe: PEState) -> bool:
+        """Whether the bottom ``pe`` is at the psum the psum sender's packet brings it."""
+        sch = self.rnd.sch
+        return (self.stage == _LAST and self.lvl == 0 and self.taken is None
+                and self.top.done and divmod(pe.np, sch.p) == (self.f, self.k)
+                and self.column_ready(pe))
+
+    def column_ready(self, pe: PEState) -> bool:
+        """Whether the column psum ``k``'s operation waits for is in (only when the last
+        ``p`` operations start a tap)."""
+        rnd = self.rnd
+        return not (self.k == 0 and rnd.out_starts_tap) or \
+            len(pe.A) > rnd.sch.column(self.f, rnd.sch.first_out)
+
+    def column_wait(self, pe: PEState) -> int:
+        rnd = self.rnd
+        if self.k == 0 and rnd.out_starts_tap:
+            return pe.A[rnd.sch.column(self.f, rnd.sch.first_out)]
+        return 0
+
+    def advance(self) -> bool:
+        """Time as much of the chain as the known inputs allow; whether anything moved."""
+        rnd, sch = self.rnd, self.rnd.sch
+        moved = False
+        while not self.finished and self.top.done:
+            if self.stage == _PLAIN:
+                need = sch.column(self.f, sch.first_out - 1) if sch.first_out else -1
+                if any(len(pe.A) <= need for pe in self.pes):
+                    return moved
+                for pe in self.pes:
+                    rnd.plain(pe, self.f)
+                    rnd.free_columns(pe, self.f)
+                self.stage, self.k, self.lvl = _LAST, 0, 0
+                moved = True
+                continue
+            pe = self.pes[self.lvl]
+            if self.lvl == 0 and pe.gin:
+                if self.taken is None:
+                    return moved
+                i, self.taken = self.taken, None
+            else:
+                if not self.column_ready(pe):
+                    return moved
+                tmin = self.column_wait(pe)
+                if self.lvl:
+                    tmin = max(tmin, self.below + 1)
+                i = pe.issue_one(tmin)
+                if self.lvl:
+                    pe.last_take = i
+            self._psum_out(pe, i)
+            moved = True
+        return moved
+
+    def _psum_out(self, pe: PEState, i: int) -> None:
+        """Psum ``k`` of ``pe``, issued at ``i``: into the link above when it is free, or
+        to the GON."""
+        acc = pe.acc_time(i)
+        pe.final_I = i
+        if self.k == self.rnd.sch.p - 1:
+            pe.tap_end.append(i)
+        if pe.top:
+            self.top.acc, self.top.done = acc, False
+            gon = self.rnd.gon
+            if self.top not in gon.tops:
+                gon.tops.append(self.top)
+            return
+        o = max(acc, self.pes[self.lvl + 1].last_take)
+        pe.freeze(acc, o)
+        pe.final_O = o
+        self.below = o
+        self.lvl += 1
+
+    def granted(self, t: int) -> None:
+        """The GON took the top's psum ``k`` at ``t``: on to psum ``k + 1``, or to the
+        next output."""
+        rnd, sch = self.rnd, self.rnd.sch
+        top = self.pes[-1]
+        top.freeze(self.top.acc, t)
+        top.final_O = t
+        self.k += 1
+        self.lvl = 0
+        if self.k == sch.p:
+            for pe in self.pes:
+                if len(pe.tap_end) != sch.S:
+                    raise Unordered()
+                rnd.free_columns(pe, self.f)
+                pe.tap_end = []
+                pe.prune()
+            self.f += 1
+            self.stage, self.k = _PLAIN, 0
+        self.advance()
+
+    def horizon(self) -> int:
+        """No GON request of this chain can come before this cycle."""
+        if self.finished or not self.top.done:
+            return 1 << 62
+        top = self.pes[-1]
+        ahead = self.rnd.sch.first_out if self.stage == _PLAIN else 0
+        return top.prev + 1 + ahead + PIPELINE_STAGES
+
+
 class _Round:
     """One round of the timing of a ``PASS`` from its registers and sender streams
     (``Machine._streams`` of `ommatidia.gen.model.machine`), the GLB port answering
@@ -220,19 +339,16 @@ class _Round:
 
     Filters go first (never refused). Then, as far as the known times allow: the
     ifmap packets in stream order (each waits until every target has room in its
-    ring: the issue of the operation that freed column ``x - ring``); the psum
-    sender's packets (taken at the bottom PEs' first-tap issues); each chain's
-    next output once its columns and psums are in, bottom-up: a PE's taps as
-    blocks of operations, its last-tap psums handed up the link to the first-tap
-    issues of the PE above psum by psum, and the top's last-tap psums registered
-    with the GON, which grants them in cycle order.
+    ring: the issue of the operation that freed column ``x - ring``); each chain's
+    outputs (`_Chain`): the plain operations once their columns are in, then the
+    last ``p`` operations psum by psum, the bottom's taken from the psum sender's
+    packets in stream order, each handed up the links, the top's registered with the
+    GON, which grants them in cycle order.
     """
 
     def __init__(self, cfg, regs, streams, rr, plan, shift: bool):
         self.run, self.regs, self.rr = regs["run"], regs, rr
         self.sch = sch = Schedule.of(self.run)
-        if sch.one_tap:
-            raise Unordered()
         self.pes = pes = pe_grid(cfg, regs)
         self.port = Port(plan, shift)
         self.snd = [Sender(streams[kind], self.port, e) for e, kind in enumerate(KINDS)]
@@ -244,13 +360,11 @@ class _Round:
         first_grants(self.snd)
         self.fs, self.ifm, self.psm = self.snd
         self._load_filters()
-        self.plans = {acc: _segments(sch, acc) for acc in (False, True)}
+        self.segments = _segments(sch)
         self.out_starts_tap = sch.starts_tap(sch.first_out)
-        self.chains = _chains(pes)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
-        self.chain_of = {id(pe): k for k, chain in enumerate(self.chains) for pe in chain}
-        self.phase = [0] * len(self.chains)
-        self.busy = [None] * len(self.chains)
+        self.chains = [_Chain(self, chain) for chain in _chains(pes)]
+        self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
 
     def _load_filters(self) -> None:
         """Every PE computes from the cycle after its last weight is taken."""
@@ -269,11 +383,6 @@ class _Round:
                 fs.deliver(e + 1)
         for pe in pes.values():
             pe.prev = pe.C0 - 1
-
-    def _out_wait(self, pe: PEState, f: int) -> int:
-        """The cycle the first psum-out operation of output ``f`` may issue from, for its
-        column when it starts a tap."""
-        return pe.A[self.sch.column(f, self.sch.first_out)] if self.out_starts_tap else 0
 
     def _deliver_ifmaps(self) -> bool:
         sch, ifm, pes = self.sch, self.ifm, self.pes
@@ -303,36 +412,33 @@ class _Round:
         return moved
 
     def _send_psums(self) -> bool:
-        sch, psm, pes = self.sch, self.psm, self.pes
-        p, phase, busy, chain_of = sch.p, self.phase, self.busy, self.chain_of
+        """The psum sender's packets, in stream order, each taken by its bottom PEs at
+        the issue of the operation that adds it."""
+        psm, pes, chain_of = self.psm, self.pes, self.chain_of
         moved = False
         while psm.n < psm.N:
             group = [pes[rc] for rc in psm.targets[psm.tag[psm.n]]]
-            for pe in group:
-                f = pe.np // p
-                k = chain_of[id(pe)]
-                if phase[k] != f or busy[k] is not None or len(pe.A) <= sch.column(f, 0):
-                    return moved
+            if not all(chain_of[id(pe)].wants_psum(pe) for pe in group):
+                return moved
             e = psm.emit()
             d = e + 1
             for pe in group:
-                f, k = divmod(pe.np, p)
-                take = pe.issue_one(max(e + 1, pe.A[sch.column(f, k)] if sch.starts_tap(k)
-                                        else 0))
+                ch = chain_of[id(pe)]
+                ch.taken = pe.issue_one(max(e + 1, ch.column_wait(pe)))
                 pe.np += 1
-                d = max(d, take)
-                if sch.ends_tap(k):
-                    pe.tap_end.append(take)
+                d = max(d, ch.taken)
             psm.deliver(d)
+            for pe in group:
+                chain_of[id(pe)].advance()
             moved = True
         return moved
 
-    def _plain(self, pe: PEState, f: int) -> None:
-        """Issue the operations of output ``f`` between its psums in and out."""
+    def plain(self, pe: PEState, f: int) -> None:
+        """Issue the operations of output ``f`` before its last ``p``."""
         A, base, ends = pe.A, self.sch.column(f, 0), pe.tap_end
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
-            for n, col, ends_tap in self.plans[pe.acc]:
+            for n, col, ends_tap in self.segments:
                 if col >= 0 and A[base + col] > t:
                     t = A[base + col]
                 t += n
@@ -340,44 +446,14 @@ class _Round:
                     ends.append(t - 1)
             pe.prev = t - 1
             return
-        for n, col, ends_tap in self.plans[pe.acc]:
+        for n, col, ends_tap in self.segments:
             last = pe.issue_block(n, A[base + col] if col >= 0 else 0)
             if ends_tap:
                 ends.append(last)
 
-    def _hand_over(self, b: PEState, a: PEState, f: int) -> None:
-        """Last-tap psums of ``b`` up the link to ``a``'s first tap, psum by psum: a psum
-        waits at ``b``'s accumulate stage until the link is free, and ``a`` takes it
-        the cycle after it enters the link."""
-        sch, p = self.sch, self.sch.p
-        tmin = self._out_wait(b, f)
-        tb = max(b.prev + 1, tmin)
-        ta = max(a.prev + 1, a.A[sch.column(f, 0)])
-        if (not b.fr or b.fr[-1][1] <= tb) and (not a.fr or a.fr[-1][1] <= a.prev + 1) \
-                and a.last_take <= tb + PIPELINE_STAGES and ta <= tb + PIPELINE_STAGES + 1:
-            b.prev = b.final_I = tb + p - 1
-            b.final_O = b.final_I + PIPELINE_STAGES
-            a.prev = a.last_take = b.final_O + 1
-            if sch.ends_tap(p - 1):
-                a.tap_end.append(a.prev)
-        else:
-            for k in range(p):
-                i = b.issue_one(tmin if k == 0 else 0)
-                acc = b.acc_time(i)
-                o = max(acc, a.last_take)
-                b.freeze(acc, o)
-                take = a.issue_one(max(o + 1, a.A[sch.column(f, k)] if sch.starts_tap(k)
-                                       else 0))
-                a.last_take = take
-                if sch.ends_tap(k):
-                    a.tap_end.append(take)
-            b.final_I, b.final_O = i, o
-        b.tap_end.append(b.final_I)
-
-    def _free_columns(self, pe: PEState, f: int) -> None:
+    def free_columns(self, pe: PEState, f: int) -> None:
         """Free the ring columns output ``f`` is done with whose freeing taps' last
-        issues are known: a chain's top frees the columns of its earlier taps before
-        the GON takes its psums (other chains' ifmaps can wait on them)."""
+        issues are known."""
         sch = self.sch
         for x in range(len(pe.ret) - sch.column(f, 0), sch.U):
             s = sch.freeing_tap(x)
@@ -385,57 +461,8 @@ class _Round:
                 return
             pe.ret.append(pe.tap_end[s])
 
-    def _start_phases(self) -> bool:
-        """Run each chain whose next output has all its inputs up to its GON requests."""
-        sch, phase, busy = self.sch, self.phase, self.busy
-        moved = False
-        for k, chain in enumerate(self.chains):
-            f = phase[k]
-            if f == sch.F or busy[k] is not None:
-                continue
-            need = sch.column(f, sch.ops - 1)
-            b = chain[0]
-            if any(len(pe.A) <= need for pe in chain) or (b.gin and b.np != (f + 1) * sch.p):
-                continue
-            self._plain(b, f)
-            for lvl in range(len(chain) - 1):
-                self._hand_over(chain[lvl], chain[lvl + 1], f)
-                self._plain(chain[lvl + 1], f)
-            t = chain[-1]
-            busy[k] = Top(t, sch.p, self._out_wait(t, f))
-            self.gon.tops.append(busy[k])
-            for pe in chain:
-                self._free_columns(pe, f)
-            moved = True
-        return moved
-
-    def _finish_phases(self) -> bool:
-        """Close the outputs whose psums the GON has all taken."""
-        phase, busy = self.phase, self.busy
-        moved = False
-        for k, tp in enumerate(busy):
-            if tp is None or not tp.done:
-                continue
-            tp.pe.tap_end.append(tp.pe.final_I)
-            for pe in self.chains[k]:
-                if len(pe.tap_end) != self.sch.S:
-                    raise Unordered()
-                self._free_columns(pe, phase[k])
-                pe.tap_end = []
-                pe.prune()
-            busy[k] = None
-            phase[k] += 1
-            moved = True
-        return moved
-
     def _horizon(self) -> int:
-        """No chain without GON requests can make one before this cycle: its top's first
-        psum-out operation reaching the accumulate stage."""
-        h = 1 << 62
-        for k, chain in enumerate(self.chains):
-            if self.busy[k] is None and self.phase[k] < self.sch.F:
-                h = min(h, chain[-1].prev + 1 + self.sch.first_out + PIPELINE_STAGES)
-        return h
+        return min((ch.horizon() for ch in self.chains), default=1 << 62)
 
     def time(self) -> tuple[PassTime, list]:
         """The `PassTime` and the GLB port's request log."""
@@ -443,10 +470,10 @@ class _Round:
         while True:
             moved = self._deliver_ifmaps()
             moved |= self._send_psums()
-            moved |= self._start_phases()
+            for ch in self.chains:
+                moved |= ch.advance()
             moved |= self.gon.step(self._horizon())
-            moved |= self._finish_phases()
-            if all(f == self.sch.F for f in self.phase) and ifm.n == ifm.N:
+            if all(ch.finished for ch in self.chains) and ifm.n == ifm.N:
                 break
             if not moved and not self.gon.step(1 << 62):
                 raise Unordered()
