@@ -41,6 +41,7 @@ def cmd_net_train(args) -> int:
 def cmd_net_import(args) -> int:
     """Import a float CNN from ONNX, quantize it on calibration images, save it."""
     from ommatidia.nn.calibration import calibrate
+    from ommatidia.nn.net import host_work
     from ommatidia.nn.onnx_import import from_onnx
     from ommatidia.nn.quant import save
     output_file(args.output, "--output")
@@ -48,6 +49,12 @@ def cmd_net_import(args) -> int:
     images = None if args.calib == "digits" else load_npy(args.calib, "--calib")
     qnet = calibrate(fnet, args.preset, images, input_scale=args.input_scale,
                      info={"source": str(args.input)})
+    for i, (layer, p) in enumerate(zip(qnet.layers, qnet.info["psums"])):
+        print(f"layer {i}: shift {layer.shift}, |psum| up to {p['calibration']} on the "
+              f"calibration images (worst case {p['worst_case']}; {qnet.psum_bits}-bit psums "
+              f"hold {p['limit']})")
+        for text in host_work(layer):
+            print(f"layer {i} on the host: {text}")
     if images is None:
         print(f"digits held-out accuracy: float {qnet.info['float_accuracy']:.2%}, "
               f"quantized {qnet.info['quantized_accuracy']:.2%}")
@@ -56,23 +63,36 @@ def cmd_net_import(args) -> int:
 
 
 def cmd_net_run(args) -> int:
-    """Run a saved network on held-out digits, layer by layer, on the generated Verilog,
-    and check every layer bit for bit against the golden model."""
+    """Run a saved network on held-out digits or the images of ``--input``, layer by layer,
+    on the generated Verilog, and check every layer bit for bit against the golden
+    model."""
     import json
     import time
 
     from ommatidia.nn.digits import digits_data
     from ommatidia.nn.evaluation import evaluate
+    from ommatidia.nn.net import host_work
     from ommatidia.nn.quant import load
     from ommatidia.sim.accelerator import hardware_conv
     qnet = load(args.model)
     if args.preset and args.preset != qnet.preset:
         raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {args.preset}")
-    _, _, xte, yte = digits_data()
+    if args.input is None:
+        if args.labels is not None:
+            raise CLIError("--labels needs --input (the digits come with their labels)")
+        _, _, xte, yte = digits_data()
+        what = "held-out digits"
+    else:
+        xte, yte = _images(qnet, args)
+        what = f"images of {args.input}"
     if args.images is not None:
         if args.images < 1:
             raise CLIError(f"--images must be at least 1, not {args.images}")
-        xte, yte = xte[:args.images], yte[:args.images]
+        xte = xte[:args.images]
+        yte = None if yte is None else yte[:args.images]
+    for i, layer in enumerate(qnet.layers):
+        for text in host_work(layer):
+            print(f"layer {i} on the host: {text}")
     conv = None
     if args.sim != "golden":
         conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build,
@@ -82,7 +102,7 @@ def cmd_net_run(args) -> int:
     def start():
         nonlocal started
         started = time.monotonic()
-        print(f"{len(yte)} held-out digits through {len(qnet.layers)} layers on {qnet.preset} "
+        print(f"{len(xte)} {what} through {len(qnet.layers)} layers on {qnet.preset} "
               f"({args.sim})", flush=True)
 
     def progress(i, done, total):
@@ -108,16 +128,42 @@ def cmd_net_run(args) -> int:
     preds = result["predictions"]
     print(f"predicted: {' '.join(str(int(p)) for p in preds[:32])}"
           f"{' ...' if len(preds) > 32 else ''}")
-    print(f"accuracy on {len(yte)} held-out digits ({args.sim}): {result['accuracy']:.2%} "
-          f"(golden {result['golden_accuracy']:.2%})")
+    if yte is not None:
+        print(f"accuracy on {len(yte)} {what} ({args.sim}): {result['accuracy']:.2%} "
+              f"(golden {result['golden_accuracy']:.2%})")
+    else:
+        same = float((preds == result["golden_predictions"]).mean())
+        print(f"predictions of {len(xte)} {what} ({args.sim}): {same:.2%} equal to the golden "
+              f"model's")
     if args.report:
         with open(args.report, "w") as f:
             json.dump({"model": args.model, "preset": qnet.preset,
                        "array": [qnet.config.rows, qnet.config.cols], "sim": args.sim,
-                       "images": len(yte),
+                       "images": len(xte),
                        "accuracy": result["accuracy"], "predictions": [int(p) for p in preds],
                        "layers": result["layers"]}, f, indent=1)
     return 0 if all(row["bit_exact"] for row in result["layers"]) else 1
+
+
+def _images(qnet, args):
+    """The images of ``--input`` as (N, C, H, W) and the labels of ``--labels`` (or None)."""
+    import numpy as np
+
+    from ommatidia.nn.net import as_images
+    x = load_npy(args.input, "--input")
+    try:
+        x = as_images("--input", x, qnet.input_shape)
+    except ValueError as exc:
+        raise CLIError(f"{args.input}: {exc}") from None
+    if not (np.issubdtype(x.dtype, np.number) and np.isfinite(x).all()):
+        raise CLIError(f"--input {args.input} must hold finite numbers")
+    if args.labels is None:
+        return x, None
+    y = load_npy(args.labels, "--labels")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise CLIError(f"--labels {args.labels} must hold {len(x)} integers (one per image), "
+                       f"not {y.dtype} of shape {y.shape}")
+    return x, y
 
 
 def cmd_report(args) -> int:

@@ -184,8 +184,8 @@ def _add_net(sub) -> None:
                    help="model file (default: build/digits.npz)")
     q.add_argument("--report", metavar="R.json", help="write the training report as JSON")
     q.set_defaults(func=cmd_net_train)
-    q = net_sub.add_parser("import", help="quantize a float CNN from ONNX (Conv, Relu, MaxPool, "
-                                          "Flatten/Reshape, Gemm/MatMul, Add)")
+    q = net_sub.add_parser("import", help="quantize a float CNN from ONNX (docs/networks.md "
+                                          "lists the operators)")
     q.add_argument("input", metavar="MODEL.onnx")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.npz")
     q.add_argument("--calib", default="digits", metavar="digits|IMAGES.npy",
@@ -195,13 +195,17 @@ def _add_net(sub) -> None:
                         "the calibration images)")
     q.add_argument("--preset", default="small", choices=sorted(PRESETS))
     q.set_defaults(func=cmd_net_import)
-    q = net_sub.add_parser("run", help="run a saved network on held-out digits, layer by "
-                                       "layer, against the golden model")
+    q = net_sub.add_parser("run", help="run a saved network on held-out digits or given images, "
+                                       "layer by layer, against the golden model")
     q.add_argument("--model", required=True, metavar="MODEL.npz")
+    q.add_argument("--input", metavar="X.npy",
+                   help="images (N, C, H, W), or (N, C*H*W), in the units of the model's input "
+                        "(default: the held-out digits)")
+    q.add_argument("--labels", metavar="Y.npy", help="their labels (N,), for the accuracy")
     q.add_argument("--preset", choices=sorted(PRESETS),
                    help="check that the model was quantized for this preset")
     q.add_argument("--images", type=int, metavar="N",
-                   help="the first N held-out images (default: all 359)")
+                   help="the first N images (default: all; 359 held-out digits)")
     q.add_argument("--sim", default="verilator", choices=["golden", *SIMULATORS])
     q.add_argument("--build", default="build", metavar="DIR")
     q.add_argument("--report", metavar="R.json")
