@@ -345,11 +345,14 @@ def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-EYERISS = ArrayConfig()
-"""Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB."""
+EYERISS = ArrayConfig(tag_depth=64)
+"""Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
+senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
+ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
+52, holds three)."""
 
 TINY = dataclasses.replace(
-    EYERISS, name="tiny", rows=3, cols=4,
+    EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,
     pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=24, filter_spad_depth=48,
                 ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
                 max_ifmap_width=32),

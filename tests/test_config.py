@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from ommatidia.gen.config import (EYERISS, PRESETS, TINY, NoCConfig, PEConfig,
+from ommatidia.gen.config import (EYERISS, PRESETS, TINY, ArrayConfig, NoCConfig, PEConfig,
                                   RLCFormat, preset)
 
 
@@ -106,7 +106,9 @@ def test_lean_knob_defaults():
     for cfg in (EYERISS, TINY):
         assert (cfg.counter_bits, cfg.pe.counter_bits, cfg.dram_addr_bits) == (
             COUNTER_WIDTH, COUNTER_BITS, DRAM_ADDR_BITS)
-        assert cfg.tags == max(16, 2 * (cfg.rows + cfg.cols)) and cfg.rlc_codec
+        assert cfg.rlc_codec
+    assert TINY.tags == max(16, 2 * (TINY.rows + TINY.cols)) == 16
+    assert EYERISS.tags == 64 and ArrayConfig().tags == 2 * (12 + 14)
     assert dataclasses.replace(TINY, tag_depth=5).tags == 5
     lean = [name for name, cfg in PRESETS.items() if not cfg.rlc_codec or not cfg.counter_bits]
     assert lean == ["icebreaker"]
