@@ -33,7 +33,7 @@ def cmd_generate(args) -> int:
     """Write a component's Verilog, its Verilator waivers and its ports document; with
     ``--lint``, check it with Verilator."""
     from ommatidia.gen.ports import write_interface
-    from ommatidia.gen.tops import build_top
+    from ommatidia.gen.tops import build_top, write_companions
     from ommatidia.gen.verilog import write
     cfg = config_of(args)
     output_dir(args.output, "--output")
@@ -42,6 +42,8 @@ def cmd_generate(args) -> int:
     path = write(component, name, args.output)
     print(f"wrote {path} (top module {name}, preset {cfg.name})")
     for extra in write_interface(component, path, cfg):
+        print(f"wrote {extra}")
+    for extra in write_companions(args.top, cfg, component, args.output):
         print(f"wrote {extra}")
     if args.lint:
         from ommatidia.sim.runner import lint_verilog

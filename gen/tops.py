@@ -6,7 +6,7 @@ from typing import Callable
 
 from .config import ArrayConfig
 
-__all__ = ["TOPS", "build_top"]
+__all__ = ["TOPS", "build_top", "companion_files", "write_companions"]
 
 
 def _pe(cfg: ArrayConfig):
@@ -62,6 +62,11 @@ def _system(cfg: ArrayConfig):
     return System(cfg, DRAM_WORDS)
 
 
+def _axi(cfg: ArrayConfig):
+    from ommatidia.hw.axi import AXIAccelerator
+    return AXIAccelerator(cfg)
+
+
 def _uart_bridge(cfg: ArrayConfig):
     from ommatidia.hw.bridge import UARTBridge
     from ommatidia.hw.top import COUNTERS
@@ -81,6 +86,8 @@ TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "rlc-decoder": (_rlc_decoder, "run-length decoder of activations: RLC words in, values out"),
     "accelerator": (_accelerator, "controller + pass engine: runs a layer's program from DRAM"),
     "system": (_system, "accelerator + behavioural DRAM (512 KiB) + host port, for simulation"),
+    "axi": (_axi, "accelerator + AXI4 DRAM master (64-bit, bursts up to 256 beats) + "
+                  "AXI4-Lite control slave (docs/axi.md)"),
     "uart-bridge": (_uart_bridge, "host link: UART rx/tx + command bridge to DRAM, start, "
                                   "status, counters (115200 baud)"),
 }
@@ -93,3 +100,23 @@ def build_top(name: str, cfg: ArrayConfig):
     except KeyError:
         raise ValueError(f"unknown top {name!r}; choose one of {', '.join(TOPS)}") from None
     return factory(cfg)
+
+
+def companion_files(name: str, cfg: ArrayConfig, component) -> dict[str, str]:
+    """Files written beside top ``name``'s Verilog (file name -> text): the AXI top's register
+    map as a C header and a Python module (`ommatidia.gen.regmap`); none for the others."""
+    if name != "axi":
+        return {}
+    from .regmap import files
+    return files(cfg, component.data_width)
+
+
+def write_companions(name: str, cfg: ArrayConfig, component, out_dir) -> list:
+    """Write `companion_files` of top ``name`` into ``out_dir``; returns their paths."""
+    import pathlib
+    paths = []
+    for file_name, text in companion_files(name, cfg, component).items():
+        path = pathlib.Path(out_dir) / file_name
+        path.write_text(text)
+        paths.append(path)
+    return paths
