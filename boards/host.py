@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ommatidia.gen.config import check_int
 from ommatidia.hw.bridge import COUNTER_BITS, MAX_WORDS, Command, Reply
 
-__all__ = ["HostError", "Status", "SerialTransport", "Host"]
+__all__ = ["HostError", "Status", "SerialTransport", "Host", "BridgeTransport", "run_layer"]
 
 ADDR_LIMIT = 1 << 32
 
@@ -203,24 +203,75 @@ class Host:
                 time.sleep(poll)
 
 
+class BridgeTransport:
+    """`ommatidia.gen.driver.Driver`'s transport over the bridge protocol of ``host``.
+
+    The board's `ommatidia.hw.system.System` has no register map; this maps the
+    registers the driver uses (`ommatidia.hw.axi_regs`) onto the bridge's commands:
+    ``ID`` reads the accelerator's ID, ``STATUS`` the status byte (same bits),
+    ``CTRL.START`` sends START, a read of ``NUM_COUNTERS`` takes a snapshot of the
+    counters (one COUNTERS command) that the counter registers then read, ``PROG`` and
+    ``DRAM_BASE`` are 0 (the board runs the program at DRAM word 0 of its own DRAM) and
+    take only 0. Other registers read 0.
+    """
+
+    dram_base = 0
+
+    def __init__(self, host: Host, *, poll: float = 0.001):
+        self.host = host
+        self.poll = poll
+        self._snapshot: list[int] | None = None
+
+    def read_reg(self, offset: int) -> int:
+        from ommatidia.hw import axi_regs as regs
+        if offset == regs.offset("ID"):
+            return regs.ID_VALUE
+        if offset == regs.offset("STATUS"):
+            return self.host.status().raw
+        if offset == regs.offset("NUM_COUNTERS"):
+            self._snapshot = self.host.counters()
+            return len(self._snapshot)
+        if offset == regs.offset("COUNTER_BITS"):
+            return COUNTER_BITS
+        index, high = divmod(offset - regs.COUNTER_BASE, 8)
+        if offset >= regs.COUNTER_BASE and high in (0, 4):
+            if self._snapshot is None:
+                self._snapshot = self.host.counters()
+            if index < len(self._snapshot):
+                return (self._snapshot[index] >> (8 * high)) & 0xFFFF_FFFF
+        return 0
+
+    def write_reg(self, offset: int, value: int) -> None:
+        from ommatidia.hw import axi_regs as regs
+        if offset == regs.offset("CTRL"):
+            if value & regs.CTRL_START:
+                self.host.start()
+            return
+        zero_only = {regs.offset(n): n for n in ("PROG", "DRAM_BASE_LO", "DRAM_BASE_HI")}
+        if offset in zero_only:
+            if value:
+                raise ValueError(f"the UART bridge runs the program at DRAM word 0 of the "
+                                 f"board's DRAM: {zero_only[offset]} takes only 0, not {value}")
+            return
+        raise ValueError(f"the UART bridge has no register at offset 0x{offset:x}")
+
+    def read_words(self, addr: int, n: int) -> list[int]:
+        return self.host.read_words(addr, n)
+
+    def write_words(self, addr: int, words) -> None:
+        self.host.write_words(addr, words)
+
+    def pause(self) -> None:
+        if self.poll:
+            time.sleep(self.poll)
+
+
 def run_layer(host: Host, prog, *, timeout: float = 60.0):
     """Run a compiled layer (`ommatidia.gen.program.LayerProgram`) on the board behind
-    ``host``: load its DRAM image, start, wait for done, read the ofmap back.
+    ``host`` with the host driver (`ommatidia.gen.driver.Driver` over a `BridgeTransport`):
+    load its DRAM image, start, wait for done, read the ofmap back.
 
     Returns (ofmap (N, M, E, F), counters by name).
     """
-    from ommatidia.hw.top import COUNTERS
-    addrs = sorted(prog.words)
-    run = [addrs[0]]
-    for a in addrs[1:] + [None]:
-        if a is not None and a == run[-1] + 1:
-            run.append(a)
-            continue
-        host.write_words(run[0], [prog.words[k] for k in run])
-        if a is not None:
-            run = [a]
-    host.start()
-    host.wait_done(timeout)
-    counters = dict(zip(COUNTERS, host.counters()))
-    ofmap, _ = prog.ofmap(host.read_words)
-    return ofmap, counters
+    from ommatidia.gen.driver import Driver
+    return Driver(BridgeTransport(host)).run(prog, timeout=timeout)
