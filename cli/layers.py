@@ -191,6 +191,7 @@ def cmd_run(args) -> int:
     from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
+    from ommatidia.sim.progress import progress
     cfg = config_of(args)
     layer = parse_layer(args.layer)
     if (args.ifmap is None) != (args.weights is None):
@@ -226,9 +227,11 @@ def cmd_run(args) -> int:
     print(f"building and simulating the Verilog ({args.sim}; progress every "
           f"{PROGRESS:,} cycles in {args.build}/system_*/test.log) ...", flush=True)
     start = time.monotonic()
-    (run,) = run_layers(cfg, [prog], sim=args.sim, build_dir=args.build,
-                        stall_rate=args.stall_rate, stall_seed=seed & 0xffff or 1,
-                        vcd=args.vcd, progress=PROGRESS)
+    with progress(desc="simulating", unit=" cycles", quiet=args.quiet) as bar:
+        (run,) = run_layers(cfg, [prog], sim=args.sim, build_dir=args.build,
+                            stall_rate=args.stall_rate, stall_seed=seed & 0xffff or 1,
+                            vcd=args.vcd, progress=PROGRESS,
+                            watch=lambda jobs, cycles: bar.update(cycles - bar.n))
     rep = run.report
     rep["seed"] = seed
     rep["total_wall_s"] = round(time.monotonic() - start, 1)
@@ -237,6 +240,10 @@ def cmd_run(args) -> int:
     if args.report:
         write_text(args.report, json.dumps(rep, indent=2) + "\n")
     print(f"  cycles          {rep['cycles']}")
+    print(f"  model           {rep['model_cycles']} cycles, "
+          + ("cycles and counters equal to the RTL's" if rep["model_exact"] else
+             f"RTL - model = {rep['cycles'] - rep['model_cycles']:+d} cycles"
+             + (" (the model assumes no DRAM stalls)" if args.stall_rate else "")))
     print(f"  MACs            {rep['macs']} ({rep['gated_macs']} gated, "
           f"{rep['gated_fraction']:.1%})")
     print(f"  PE utilization  {rep['pe_utilization']:.1%}")

@@ -9,9 +9,11 @@ back from DRAM, the hardware counters, the golden comparison and a report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -71,6 +73,25 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
 PROGRESS = 1_000_000
 """Cycles between the progress lines of long runs (`ommatidia run`, the bench)."""
 
+_CYCLES_LINE = re.compile(r"([\d,]+) cycles, [\d,]+ cycles/s")
+_JOB_LINE = re.compile(r"job (\d+)/\d+: status \d+, (\d+) cycles")
+
+
+def _watcher(watch):
+    """The ``on_line`` of a `ommatidia.sim.progress.LogFollower` on the testbench's log
+    (`ommatidia.sim.tb.tb_system`): ``watch(jobs done, cycles)`` on each progress line
+    (the running job's cycles so far) and each finished job (its cycles)."""
+    done = 0
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if (m := _JOB_LINE.search(line)) is not None:
+            done = int(m[1])
+            watch(done, int(m[2]))
+        elif (m := _CYCLES_LINE.search(line)) is not None:
+            watch(done, int(m[1].replace(",", "")))
+    return on_line
+
 
 def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib.Path:
     """The System's Verilog, its DRAM a plain Verilog array (`System` ``verilog_dram``: no
@@ -88,7 +109,7 @@ def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                stall_rate: int = 0, stall_seed: int = 1, reset_after=None, dram_words=None,
                vcd: str | None = None, limit: int = 50_000_000,
-               progress: int = 0) -> list[LayerRun]:
+               progress: int = 0, watch=None) -> list[LayerRun]:
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
     The simulated DRAM holds ``dram_words`` words (default: `DRAM_WORDS`, or the next
@@ -96,8 +117,11 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     port that many 256ths of the cycles; ``reset_after`` (a list, one entry per layer,
     or None) interrupts a layer with a reset after that many cycles and reruns it from a
     fresh load. ``vcd`` copies the simulator's waveform there. ``progress`` logs the cycle
-    count every that many cycles into the build folder's ``test.log``.
+    count every that many cycles into the build folder's ``test.log``; ``watch(jobs_done,
+    cycles)``, if given, is called from a thread as that log grows: on each progress line
+    with the running layer's cycles so far, and when a layer is done with its cycles.
     """
+    from ommatidia.sim.progress import LogFollower
     from ommatidia.hw.top import COUNTERS
     from ommatidia.sim.runner import locked, run_cocotb
 
@@ -125,16 +149,21 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         jobs_path.write_text(json.dumps(jobs))
         results_path.unlink(missing_ok=True)
         path = _verilog(cfg, build_dir, dram_words, sim)
-        run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim, build_dir=build_dir,
-                   waves=vcd is not None, ports_only=vcd is None,
-                   env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
+        follower = contextlib.nullcontext()
+        if watch is not None:
+            (build_dir / "test.log").unlink(missing_ok=True)
+            follower = LogFollower(build_dir / "test.log", _watcher(watch))
+        with follower:
+            run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
+                       build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
+                       env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
             if not dumps:
                 raise RuntimeError(f"the simulator wrote no waveform in {build_dir}")
             shutil.copy(max(dumps, key=lambda p: p.stat().st_mtime), vcd)
         results = json.loads(results_path.read_text())
-    runs = []
+    runs, state = [], None
     for prog, res in zip(progs, results):
         counters = {name: res["counters"][name] for name in COUNTERS}
         regions = {r.dram: words for r, words in zip(prog.outputs, res["regions"])}
@@ -146,20 +175,37 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                 ofmap = None
         exact = ofmap is not None and np.array_equal(ofmap, layer_ofmap(prog))
         rep = report(prog, counters, coded, exact)
+        state = _predicted(rep, prog, state, stalls=bool(stall_rate or reset_after))
         rep["wall_s"] = round(res["wall_s"], 3)
         rep["sim"] = sim
         runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"]))
     return runs
 
 
+def _predicted(rep: dict, prog, state, *, stalls: bool):
+    """Add the analytical model's prediction of the run to its report: ``model_cycles``,
+    ``model_counters`` and ``model_exact`` (cycles and every counter equal to the RTL's;
+    the model assumes a DRAM port that never stalls, so with ``stalls`` it is a bound).
+    Returns the arbiter state the next layer of the same simulation starts from."""
+    from ommatidia.gen.model import predict
+    pred = predict(prog, state=state)
+    rep["model_cycles"] = pred.cycles
+    rep["model_counters"] = {k: int(v) for k, v in pred.counters.items()}
+    rep["model_exact"] = (not stalls and pred.cycles == rep["cycles"]
+                          and all(rep[k] == v for k, v in rep["model_counters"].items()))
+    return pred.state
+
+
 def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images_per_run=16,
-                  log=print):
+                  watch=None):
     """A ``conv`` callable for `ommatidia.nn.quant.infer` that runs each layer on the
     generated Verilog: the images are cut into runs of ``images_per_run`` (so a run's
     ifmaps, filters and psums fit the GLB), all runs of a layer go to the simulator
     in one call (every group of a grouped layer, `QLayer.accelerator_layers`, a run of
     its own), and each run's ofmap is checked against the golden model. The
-    reports of every call are kept in ``conv.reports`` (layer index -> list)."""
+    reports of every call are kept in ``conv.reports`` (layer index -> list).
+    ``watch(layer index, images done, images)``, if given, is called from a thread as
+    the simulator finishes runs (`run_layers`)."""
     from ommatidia.gen.compiler import compile_layer
     cfg = qnet.config
     reports = {}
@@ -173,7 +219,11 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
             cl = dataclasses.replace(shape, N=len(chunk))
             progs.extend(compile_layer(cfg, cl, chunk[:, cs], g.weights, bias=g.bias,
                                        relu=g.relu, shift=g.shift) for cs, g in groups)
-        runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir)
+        on_jobs = None
+        if watch is not None:
+            def on_jobs(jobs_done, cycles):
+                watch(index, min(len(x), jobs_done // len(groups) * images_per_run), len(x))
+        runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir, watch=on_jobs)
         for k, run in enumerate(runs):
             if run.status != 2 or not run.bit_exact:
                 raise AssertionError(f"layer {index}, run {k}: the Verilog's ofmap differs from "

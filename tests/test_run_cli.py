@@ -38,7 +38,14 @@ def test_run_given_data_bit_exact_with_report(tmp_path, system_build, seed, caps
     assert rep["macs"] == 1 * 3 * 2 * 4 * 6 * 3 * 3
     assert rep["pe_utilization"] == pytest.approx(rep["macs"] / (12 * rep["cycles"]))
     assert rep["bit_exact"] is True
-    assert "bit-exact with the golden model" in capsys.readouterr().out
+    # the DRAM port stalls 50/256 of the cycles: the model, which assumes none, is faster
+    assert rep["model_cycles"] < rep["cycles"] and rep["model_exact"] is False
+    for key in ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes",
+                "dram_words_read", "dram_words_written", "program_words"):
+        assert rep["model_counters"][key] == rep[key], key
+    out = capsys.readouterr().out
+    assert "bit-exact with the golden model" in out
+    assert "(the model assumes no DRAM stalls)" in out
 
 
 @pytest.mark.verilog
@@ -46,8 +53,13 @@ def test_run_given_data_bit_exact_with_report(tmp_path, system_build, seed, caps
 def test_run_random_data_prints_seed(tmp_path, system_build, capsys):
     assert main(["run", "--preset", "tiny", "--layer", "C=1,M=2,H=3,W=5,R=2,S=2",
                  "--seed", "1234", "--out", str(tmp_path / "y.npy"),
-                 "--build", str(system_build)]) == 0
-    assert "seed 1234" in capsys.readouterr().out
+                 "--build", str(system_build), "--report", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "seed 1234" in out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["model_exact"] is True and rep["model_cycles"] == rep["cycles"]
+    assert {k: rep[k] for k in rep["model_counters"]} == rep["model_counters"]
+    assert f"model           {rep['cycles']} cycles, cycles and counters equal" in out
 
 
 @pytest.mark.parametrize("args, message", [
