@@ -62,28 +62,31 @@ class AxiRun:
     bit_exact: bool
 
 
-def _verilog(cfg, data_width: int, build_dir: pathlib.Path) -> pathlib.Path:
+def _verilog(cfg, data_width: int, max_burst: int, build_dir: pathlib.Path) -> pathlib.Path:
     from ommatidia.gen.verilog import write
     from ommatidia.hw.axi import AXIAccelerator
-    return write(AXIAccelerator(cfg, data_width=data_width), "ommatidia_axi", build_dir)
+    return write(AXIAccelerator(cfg, data_width=data_width, max_burst=max_burst),
+                 "ommatidia_axi", build_dir)
 
 
-def run_axi_layers(cfg, jobs, *, data_width: int = 64, build_dir="build/axi",
-                   sim: str = "verilator") -> list[AxiRun]:
-    """Run every `AxiJob` of ``jobs`` on the Verilog of ``cfg``'s AXI top, one build."""
+def run_axi_layers(cfg, jobs, *, data_width: int = 64, max_burst: int = 256,
+                   build_dir="build/axi", sim: str = "verilator") -> list[AxiRun]:
+    """Run every `AxiJob` of ``jobs`` on the Verilog of ``cfg``'s AXI top (``data_width``
+    bits, bursts of up to ``max_burst`` beats), one build."""
     from ommatidia.sim.runner import locked, run_cocotb
     for k, job in enumerate(jobs):
         if job.prog.cfg != cfg:
             raise ValueError(f"job {k} was compiled for preset {job.prog.cfg.name}, not "
                              f"{cfg.name}")
-    build_dir = pathlib.Path(build_dir).resolve() / f"axi_{cfg.name}_{data_width}_{sim}"
+    build_dir = (pathlib.Path(build_dir).resolve()
+                 / f"axi_{cfg.name}_{data_width}_b{max_burst}_{sim}")
     # Beside the build folder: run_cocotb empties it of files it does not know.
     jobs_path = build_dir.parent / f"{build_dir.name}_jobs.pkl"
     results_path = build_dir.parent / f"{build_dir.name}_results.pkl"
     with locked(build_dir):
         jobs_path.write_bytes(pickle.dumps(list(jobs)))
         results_path.unlink(missing_ok=True)
-        path = _verilog(cfg, data_width, build_dir)
+        path = _verilog(cfg, data_width, max_burst, build_dir)
         run_cocotb(path, "ommatidia_axi", "ommatidia.sim.tb.tb_axi", sim=sim,
                    build_dir=build_dir, ports_only=True,
                    env={"OMMATIDIA_AXI_JOBS": jobs_path, "OMMATIDIA_AXI_RESULTS": results_path})
