@@ -16,7 +16,9 @@ __all__ = ["cmd_presets", "cmd_generate", "cmd_pe", "cmd_synth", "cmd_build"]
 
 
 def _log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """A line on standard error that does not tear a progress bar there."""
+    from ommatidia.sim.progress import echo
+    echo(line, file=sys.stderr)
 
 
 def cmd_presets(args) -> int:
@@ -94,6 +96,7 @@ def cmd_build(args) -> int:
     """Build a board's bitstream: the accelerator behind a UART."""
     from ommatidia.boards.board import board
     from ommatidia.boards.build import build_or_error, default_build_dir, format_build
+    from ommatidia.sim.progress import progress
     b = board(args.board)
     if args.array:
         try:
@@ -106,9 +109,10 @@ def cmd_build(args) -> int:
         b = dataclasses.replace(b, custom=config_of(args, b.config))
     out = output_dir(args.output or default_build_dir(b), "--output")
     path = output_file(args.report or f"{out}/report.json", "--report")
-    report = build_or_error(b, out, report_path=path, seed=args.seed,
-                            allow_timing_fail=args.allow_timing_fail, router=args.router,
-                            route_patience=args.route_patience, log=_log)
+    with progress(desc=f"building {b.name}", elapsed_only=True, quiet=args.quiet):
+        report = build_or_error(b, out, report_path=path, seed=args.seed,
+                                allow_timing_fail=args.allow_timing_fail, router=args.router,
+                                route_patience=args.route_patience, log=_log)
     if "error" in report:
         raise CLIError(report["error"])
     print(format_build(report))

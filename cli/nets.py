@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .configure import config_of
 from .error import CLIError
 from .files import input_file, load_npy, output_dir, output_file
 
@@ -17,9 +18,10 @@ def cmd_net_train(args) -> int:
 
     from ommatidia.nn.digits import train_digits
     from ommatidia.nn.quant import save
+    cfg = config_of(args)
     output_file(args.output, "--output")
     output_file(args.report, "--report")
-    _, qnet, report = train_digits(seed=args.seed, epochs=args.epochs, cfg=args.preset)
+    _, qnet, report = train_digits(seed=args.seed, epochs=args.epochs, cfg=cfg)
     path = save(qnet, args.output)
     print(f"digits: {report['train_images']} training, {report['held_out_images']} held-out "
           f"images; {report['epochs']} epochs in {report['train_seconds']:.1f} s "
@@ -44,10 +46,11 @@ def cmd_net_import(args) -> int:
     from ommatidia.nn.net import host_work
     from ommatidia.nn.onnx_import import from_onnx
     from ommatidia.nn.quant import save
+    cfg = config_of(args)
     output_file(args.output, "--output")
     fnet = from_onnx(input_file(args.input, "MODEL.onnx"))
     images = None if args.calib == "digits" else load_npy(args.calib, "--calib")
-    qnet = calibrate(fnet, args.preset, images, input_scale=args.input_scale,
+    qnet = calibrate(fnet, cfg, images, input_scale=args.input_scale,
                      info={"source": str(args.input)})
     for i, (layer, p) in enumerate(zip(qnet.layers, qnet.info["psums"])):
         print(f"layer {i}: shift {layer.shift}, |psum| up to {p['calibration']} on the "
@@ -62,6 +65,50 @@ def cmd_net_import(args) -> int:
     return 0
 
 
+def _run_config(qnet, args):
+    """``qnet`` on the configuration of ``--preset`` (default: the one it was quantized
+    for, which its file records) with ``--config`` and ``--set`` on top, checked again."""
+    import dataclasses
+    if args.preset is None and args.config is None and not args.sets:
+        return qnet
+    cfg = config_of(args, args.preset or qnet.config)
+    if cfg == qnet.config:
+        return qnet
+    try:
+        return dataclasses.replace(qnet, config=cfg, preset=cfg.name)
+    except ValueError as exc:
+        raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {cfg.name}: "
+                       f"{exc}") from None
+
+
+class _LayerBars:
+    """A bar of the images of each layer on standard error while the simulator runs
+    them: `watch` goes to `ommatidia.sim.accelerator.hardware_conv`, `wrap` around the
+    ``conv`` it gives."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bars = quiet, {}
+
+    def watch(self, index: int, done: int, total: int) -> None:
+        bar = self.bars.get(index)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    def wrap(self, conv):
+        from ommatidia.sim.progress import progress
+
+        def run(index, layer, x):
+            with progress(len(x), desc=f"layer {index}", unit="images",
+                          quiet=self.quiet) as bar:
+                self.bars[index] = bar
+                try:
+                    return conv(index, layer, x)
+                finally:
+                    del self.bars[index]
+        run.reports = conv.reports
+        return run
+
+
 def cmd_net_run(args) -> int:
     """Run a saved network on held-out digits or the images of ``--input``, layer by layer,
     on the generated Verilog, and check every layer bit for bit against the golden
@@ -74,9 +121,10 @@ def cmd_net_run(args) -> int:
     from ommatidia.nn.net import host_work
     from ommatidia.nn.quant import load
     from ommatidia.sim.accelerator import hardware_conv
-    qnet = load(args.model)
-    if args.preset and args.preset != qnet.preset:
-        raise CLIError(f"{args.model} is quantized for preset {qnet.preset}, not {args.preset}")
+    from ommatidia.sim.progress import echo
+    output_file(args.report, "--report")
+    output_dir(args.build, "--build")
+    qnet = _run_config(load(input_file(args.model, "--model")), args)
     if args.input is None:
         if args.labels is not None:
             raise CLIError("--labels needs --input (the digits come with their labels)")
@@ -95,8 +143,9 @@ def cmd_net_run(args) -> int:
             print(f"layer {i} on the host: {text}")
     conv = None
     if args.sim != "golden":
-        conv = hardware_conv(qnet, sim=args.sim, build_dir=args.build,
-                             images_per_run=RUN_IMAGES)
+        bars = _LayerBars(args.quiet)
+        conv = bars.wrap(hardware_conv(qnet, sim=args.sim, build_dir=args.build,
+                                       images_per_run=RUN_IMAGES, watch=bars.watch))
     started = time.monotonic()
 
     def start():
@@ -106,8 +155,7 @@ def cmd_net_run(args) -> int:
               f"({args.sim})", flush=True)
 
     def progress(i, done, total):
-        print(f"  layer {i}: {done}/{total} images ({time.monotonic() - started:.0f} s)",
-              flush=True)
+        echo(f"  layer {i}: {done}/{total} images ({time.monotonic() - started:.0f} s)")
     result = evaluate(qnet, xte, yte, conv=conv, start=start, progress=progress,
                       images_per_run=RUN_IMAGES)
     for row in result["layers"]:

@@ -14,6 +14,8 @@ from .nets import cmd_net_import, cmd_net_run, cmd_net_train, cmd_report
 
 __all__ = ["build_parser"]
 
+QUIET_HELP = "no progress bar (one is drawn on standard error when it is a terminal)"
+
 
 def _tops_help(tops) -> str:
     return "; ".join(f"{k}: {v[1]}" for k, v in tops.items())
@@ -105,6 +107,7 @@ def _add_build(sub) -> None:
                    help="with router2, stop as unroutable once the overused wires rose N "
                         f"iterations running (default: {ROUTER2_PATIENCE})")
     add_config_options(p, preset=False)
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_build)
 
 
@@ -169,6 +172,7 @@ def _add_run(sub) -> None:
     p.add_argument("--stall-rate", type=int, default=0, metavar="K",
                    help="stall the DRAM port K/256 of the cycles (default 0)")
     p.add_argument("--build", default="build", help="build folder (default: build)")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_run)
 
 
@@ -179,7 +183,7 @@ def _add_net(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed "
                                                         "(default 0; the split is fixed)")
     q.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    add_config_options(q, "small")
     q.add_argument("-o", "--output", default="build/digits.npz", metavar="MODEL.npz",
                    help="model file (default: build/digits.npz)")
     q.add_argument("--report", metavar="R.json", help="write the training report as JSON")
@@ -193,7 +197,7 @@ def _add_net(sub) -> None:
     q.add_argument("--input-scale", type=float, metavar="S",
                    help="real value of one input LSB (default: 1/7 for digits, else from "
                         "the calibration images)")
-    q.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    add_config_options(q, "small")
     q.set_defaults(func=cmd_net_import)
     q = net_sub.add_parser("run", help="run a saved network on held-out digits or given images, "
                                        "layer by layer, against the golden model")
@@ -202,13 +206,15 @@ def _add_net(sub) -> None:
                    help="images (N, C, H, W), or (N, C*H*W), in the units of the model's input "
                         "(default: the held-out digits)")
     q.add_argument("--labels", metavar="Y.npy", help="their labels (N,), for the accuracy")
-    q.add_argument("--preset", choices=sorted(PRESETS),
-                   help="check that the model was quantized for this preset")
+    add_config_options(q, None, preset_help="run on this preset instead of the configuration "
+                                            "the model was quantized for (its widths must "
+                                            "be the model's); --config and --set go on top")
     q.add_argument("--images", type=int, metavar="N",
                    help="the first N images (default: all; 359 held-out digits)")
     q.add_argument("--sim", default="verilator", choices=["golden", *SIMULATORS])
     q.add_argument("--build", default="build", metavar="DIR")
     q.add_argument("--report", metavar="R.json")
+    q.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     q.set_defaults(func=cmd_net_run)
 
 

@@ -13,7 +13,8 @@ they run with their filter count M divided by ``--fc-divisor`` (16 by default)
 and the table says so.
 
 Writes ``alexnet.json`` and ``alexnet.md`` into ``--out`` and prints the
-table; progress goes to stdout per layer.
+table; progress goes to stdout per layer, and a bar of the running layer's cycles
+against the model's to standard error when it is a terminal (not with ``--quiet``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 
 """Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
 
 
-def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) -> dict:
-    """Compile, run and predict one layer; the row of the table."""
+def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print,
+                quiet: bool = False) -> dict:
+    """Compile, run and predict one layer; the row of the table. While the simulator runs,
+    a bar of its cycles against the model's is drawn on standard error when that is a
+    terminal and not ``quiet`` (`ommatidia.sim.progress.progress`)."""
     from ommatidia.gen.model import predict
     from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.accelerator import PROGRESS, run_layers
     from ommatidia.sim.array_model import random_values
+    from ommatidia.sim.progress import progress
 
     if not cfg.counter_bits:
         raise ValueError(f"the bench compares the cycle counter with the model; preset "
@@ -60,8 +65,10 @@ def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print) 
         f"{time.monotonic() - t0:.0f} s; simulating (progress every {PROGRESS:,} cycles in "
         f"{build_dir}/system_*/test.log) ...", flush=True)
     t1 = time.monotonic()
-    (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir, dram_words=BENCH_DRAM_WORDS,
-                        progress=PROGRESS)
+    with progress(model.cycles, desc=name, unit=" cycles", quiet=quiet) as bar:
+        (run,) = run_layers(cfg, [prog], sim=sim, build_dir=build_dir,
+                            dram_words=BENCH_DRAM_WORDS, progress=PROGRESS,
+                            watch=lambda jobs, cycles: bar.update(cycles - bar.n))
     wall = time.monotonic() - t1
     rep = run.report
     dram = rep["dram_words_read"] + rep["dram_words_written"]
@@ -111,7 +118,8 @@ def table(rows, fc_divisor: int) -> str:
 
 
 def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilator",
-              build_dir="build/bench", out="build/bench", log=print) -> list[dict]:
+              build_dir="build/bench", out="build/bench", log=print,
+              quiet: bool = False) -> list[dict]:
     from ommatidia.nn.alexnet import ALEXNET
     from ommatidia.gen.config import EYERISS
     out = pathlib.Path(out)
@@ -123,7 +131,7 @@ def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilat
             layer = dataclasses.replace(layer, M=layer.M // fc_divisor)
         log(f"[{k + 1}/{len(names)}] {name} {layer}", flush=True)
         rows.append(bench_layer(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name),
-                                sim=sim, build_dir=build_dir, log=log))
+                                sim=sim, build_dir=build_dir, log=log, quiet=quiet))
         (out / "alexnet.json").write_text(json.dumps(rows, indent=2) + "\n")
         (out / "alexnet.md").write_text(table(rows, fc_divisor))
     return rows
@@ -143,6 +151,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     parser.add_argument("--build", default="build/bench")
     parser.add_argument("--out", default="build/bench")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (one is drawn on standard error when it is a "
+                             "terminal)")
     args = parser.parse_args(argv)
     names = [n.strip().upper() for n in args.layers.split(",") if n.strip()]
     unknown = [n for n in names if n not in ALEXNET]
@@ -151,7 +162,7 @@ def main(argv=None) -> int:
     if args.fc_divisor < 1:
         parser.error("--fc-divisor must be at least 1")
     rows = run_bench(names, fc_divisor=args.fc_divisor, seed=args.seed, sim=args.sim,
-                     build_dir=args.build, out=args.out)
+                     build_dir=args.build, out=args.out, quiet=args.quiet)
     print(table(rows, args.fc_divisor))
     bad = [r["layer"] for r in rows if not r["bit_exact"]]
     if bad:

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from ommatidia.gen.arith import output_stage, saturate
-from ommatidia.gen.config import SMALL, ArrayConfig, check_int, preset
+from ommatidia.gen.config import (SMALL, ArrayConfig, check_int, config_fields,
+                                   config_from_fields, preset)
 from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import check_fits
 from ommatidia.sim import golden
@@ -34,7 +35,7 @@ __all__ = ["QLayer", "QNet", "quantize", "quantize_input", "golden_conv", "infer
            "load", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "ommatidia-qnet"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,11 +130,14 @@ class QLayer:
 
 @dataclass(frozen=True, eq=False)
 class QNet:
-    """A quantized network for the accelerator preset ``preset``.
+    """A quantized network for the accelerator configuration ``config`` (an
+    `ommatidia.gen.config.ArrayConfig`; None: the preset named ``preset``, by default
+    ``small``). ``preset`` becomes the configuration's name (given with ``config``, it
+    must be that name).
 
-    Checks that every weight fits ``weight_bits``, every bias ``psum_bits``,
-    that the layers chain from ``input_shape`` to 1 x 1 class scores, and that
-    each layer (each group of it) has a mapping on the preset
+    Checks that the widths are the configuration's, every weight fits ``weight_bits``,
+    every bias ``psum_bits``, that the layers chain from ``input_shape`` to 1 x 1 class
+    scores, and that each layer (each group of it) has a mapping on the configuration
     (`ommatidia.gen.mapper.check_fits`: S, the padded width and U within the
     PE's limits, the smallest round within the GLB; R and E fold onto the array).
     ``input_scale`` is the real value of one input LSB: an image ``x`` enters
@@ -144,25 +148,35 @@ class QNet:
     layers: tuple
     input_shape: tuple
     input_scale: float
-    preset: str = "small"
+    preset: str | None = None
     act_bits: int = 8
     weight_bits: int = 8
     psum_bits: int = 24
     info: dict = field(default_factory=dict)
+    config: ArrayConfig | None = None
 
     def __post_init__(self):
         own = "QNet"
         normalise_layers(self, own, QLayer)
-        try:
-            cfg = preset(self.preset)
-        except ValueError as exc:
-            raise ValueError(f"{own}.preset: {exc}") from None
+        cfg = self.config
+        if cfg is None:
+            try:
+                cfg = preset("small" if self.preset is None else self.preset)
+            except ValueError as exc:
+                raise ValueError(f"{own}.preset: {exc}") from None
+        elif not isinstance(cfg, ArrayConfig):
+            raise ValueError(f"{own}.config must be an ArrayConfig, not {cfg!r}")
+        elif self.preset is not None and self.preset != cfg.name:
+            raise ValueError(f"{own}.preset = {self.preset!r} differs from the name of its "
+                             f"config, {cfg.name!r}")
+        object.__setattr__(self, "config", cfg)
+        object.__setattr__(self, "preset", cfg.name)
         for name in ("act_bits", "weight_bits", "psum_bits"):
             value = getattr(self, name)
             want = getattr(cfg.pe, name)
             if value != want:
                 raise ValueError(f"{own}.{name} = {value!r} differs from preset "
-                                 f"{self.preset!r}'s {name} = {want}")
+                                 f"{cfg.name!r}, whose {name} is {want}")
         if isinstance(self.input_scale, bool) or \
                 not isinstance(self.input_scale, (int, float, np.floating)) or \
                 not (math.isfinite(self.input_scale) and self.input_scale > 0):
@@ -196,10 +210,6 @@ class QNet:
                 check_fits(cfg, convs[i])
             except ValueError as exc:
                 raise ValueError(f"{where} does not fit preset {cfg.name!r}: {exc}") from None
-
-    @property
-    def config(self) -> ArrayConfig:
-        return preset(self.preset)
 
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
@@ -319,7 +329,7 @@ def quantize(net: FloatNet, calib, cfg: ArrayConfig | str = SMALL,
         x_int = host_after(layer, output_stage(p, relu=layer.relu, shift=k,
                                                act_bits=pe.act_bits), integer=True)
         s_in = s_in * s_w * 2.0 ** k
-    return QNet(tuple(layers), net.input_shape, first_scale, preset=cfg.name,
+    return QNet(tuple(layers), net.input_shape, first_scale, config=cfg,
                 act_bits=pe.act_bits, weight_bits=pe.weight_bits,
                 psum_bits=pe.psum_bits, info={**(info or {}), "psums": psums})
 
@@ -412,6 +422,7 @@ def _int_dtype(bits: int):
 def save(qnet: QNet, path) -> str:
     """Write ``qnet`` to ``path`` (.npz, no pickles, folders created); returns the path."""
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "preset": qnet.preset,
+            "config": config_fields(qnet.config),
             "act_bits": qnet.act_bits, "weight_bits": qnet.weight_bits,
             "psum_bits": qnet.psum_bits, "input_shape": list(qnet.input_shape),
             "input_scale": qnet.input_scale, "layers": len(qnet.layers), "info": qnet.info,
@@ -456,9 +467,9 @@ def load(path) -> QNet:
     meta = json.loads(str(data.pop("meta")))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {meta.get('format')!r}, not {FORMAT!r}")
-    if meta.get("version") not in (1, FORMAT_VERSION):
+    if meta.get("version") not in (1, 2, FORMAT_VERSION):
         raise ValueError(f"{path}: version {meta.get('version')!r} is not supported "
-                         f"(this reader knows versions 1 and {FORMAT_VERSION})")
+                         f"(this reader knows versions 1 to {FORMAT_VERSION})")
     n = meta["layers"]
     host = meta.get("host", [{}] * n) if meta["version"] > 1 else [{}] * n
     if not isinstance(host, list) or len(host) != n:
@@ -481,4 +492,18 @@ def load(path) -> QNet:
                              weight_scale=float(g["weight_scale"]), **_host_fields(host[i])))
     return QNet(tuple(layers), tuple(meta["input_shape"]), meta["input_scale"],
                 preset=meta["preset"], act_bits=meta["act_bits"],
-                weight_bits=meta["weight_bits"], psum_bits=meta["psum_bits"], info=meta["info"])
+                weight_bits=meta["weight_bits"], psum_bits=meta["psum_bits"], info=meta["info"],
+                config=_config(path, meta))
+
+
+def _config(path, meta: dict) -> ArrayConfig | None:
+    """The configuration recorded in a version 3 file's ``meta`` (None before: the preset
+    its name gives)."""
+    if meta["version"] < 3:
+        return None
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path}: meta 'config' must be the configuration's fields")
+    try:
+        return config_from_fields(meta["config"])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: meta 'config': {exc}") from None

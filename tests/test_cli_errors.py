@@ -100,6 +100,27 @@ def test_out_is_an_existing_directory(tmp_path, capsys, no_simulation):
     assert not (tmp_path.parent / (tmp_path.name + ".npy")).exists()
 
 
+def test_net_run_checks_its_outputs_first(tmp_path, capsys, no_simulation):
+    """A bad --report or --build stops `net run` before it simulates anything."""
+    from ommatidia.nn import digits, quant
+    _, qnet, _ = digits.train_digits(seed=0, epochs=1)
+    model = str(quant.save(qnet, tmp_path / "m.npz"))
+    f = tmp_path / "file"
+    f.write_text("keep me\n")
+    fails(capsys, ["net", "run", "--model", model, "--images", "2", "--build",
+                   str(tmp_path / "b"), "--report", str(f / "r.json")],
+          "--report", f / "r.json", f"{f} is a file, not a directory")
+    fails(capsys, ["net", "run", "--model", model, "--images", "2", "--report",
+                   str(tmp_path), "--build", str(tmp_path / "b")],
+          "--report", tmp_path, "is a directory; give a file name")
+    fails(capsys, ["net", "run", "--model", model, "--images", "2", "--build", str(f)],
+          "--build", f, "is a file, not a directory")
+    fails(capsys, ["net", "run", "--model", str(tmp_path / "none.npz")],
+          "--model", tmp_path / "none.npz", "no such file")
+    assert f.read_text() == "keep me\n"
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("zeros", ["5", "-1"])
 def test_run_zeros_out_of_range(tmp_path, capsys, no_simulation, zeros):
     fails(capsys, run_args(tmp_path, "--zeros", zeros), "--zeros must be in 0..1", zeros)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from ommatidia.gen.config import SMALL
+from ommatidia.gen.config import SMALL, config_fields, configure
 from ommatidia.nn import net, quant
 from ommatidia.nn.digits import digits_data, train_digits
 from ommatidia.nn.net import FloatLayer, FloatNet
@@ -322,6 +322,23 @@ def test_save_load_round_trip(trained, digits, tmp_path):
         assert json.loads(str(z["meta"]))["format"] == "ommatidia-qnet"
 
 
+def test_the_file_records_the_configuration(trained, tmp_path):
+    """A model quantized for a configuration that is no preset loads with it; a version 2
+    file (no ``config``) loads with the preset it names."""
+    _, qnet, _ = trained
+    cfg = configure("small", None, ["cols=5", "pe.ifmap_spad_depth=16"])
+    custom = dataclasses.replace(qnet, config=cfg, preset=cfg.name)
+    back = quant.load(quant.save(custom, tmp_path / "custom.npz"))
+    assert back.config == cfg and back.preset == cfg.name and cfg.name.startswith("small-")
+    good = quant.save(qnet, tmp_path / "good.npz")
+    meta = json.loads(str(np.load(good)["meta"]))
+    assert meta["version"] == 3 and meta["config"] == json.loads(json.dumps(
+        config_fields(SMALL)))
+    del meta["config"]
+    old = rewrite(good, tmp_path / "v2.npz", meta=np.array(json.dumps({**meta, "version": 2})))
+    assert quant.load(old).config == SMALL
+
+
 def rewrite(src, dst, **changes):
     with np.load(src, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
@@ -344,9 +361,16 @@ def test_load_rejects_bad_files(trained, tmp_path):
     with pytest.raises(ValueError, match=r"layers\[1\]\.weights must be within -128\.\.127"):
         quant.load(rewrite(good, tmp_path / "w.npz", layer1__weights=w))
     meta = json.loads(str(np.load(good)["meta"]))
-    with pytest.raises(ValueError, match="version 3 is not supported"):
+    with pytest.raises(ValueError, match="version 4 is not supported"):
         quant.load(rewrite(good, tmp_path / "v.npz", meta=np.array(json.dumps({**meta,
-                                                                             "version": 3}))))
+                                                                             "version": 4}))))
+    with pytest.raises(ValueError, match="meta 'config': ArrayConfig.rows must be at least 1"):
+        bad = {**meta, "config": {**meta["config"], "rows": 0}}
+        quant.load(rewrite(good, tmp_path / "c.npz", meta=np.array(json.dumps(bad))))
+    with pytest.raises(ValueError, match="QNet.preset = 'small' differs from the name of its "
+                                         "config, 'mine'"):
+        bad = {**meta, "config": {**meta["config"], "name": "mine"}}
+        quant.load(rewrite(good, tmp_path / "n.npz", meta=np.array(json.dumps(bad))))
     with pytest.raises(ValueError, match="psum_bits = 16 differs from preset 'small'"):
         quant.load(rewrite(good, tmp_path / "p.npz", meta=np.array(json.dumps({**meta,
                                                                              "psum_bits": 16}))))

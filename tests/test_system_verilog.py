@@ -101,18 +101,22 @@ def test_random_layers_tiny(seed, system_build):
 @pytest.mark.xdist_group("system_tiny")
 def test_stalls_do_not_change_results(seed, system_build):
     """The same layer with no stalls and with 60 % stalls: identical ofmaps and MAC counts,
-    more cycles with stalls."""
+    more cycles with stalls. The progress lines of the first run reach ``watch`` as the
+    simulator writes them, then the finished job with its cycles."""
     rng = np.random.default_rng(seed)
     layer = ConvLayer(N=1, C=4, M=6, H=4, W=10, R=3, S=3, U=1, P=1)
     x = random_values(rng, 8, (1, 4, 4, 10), 0.5)
     w = random_values(rng, 8, (6, 4, 3, 3))
     prog = compile_layer(TINY, layer, x, w, relu=True, shift=3)
-    calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0, progress=500)
+    seen = []
+    calm, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=0, progress=500,
+                       watch=lambda jobs, cycles: seen.append((jobs, cycles)))
     log = (pathlib.Path(system_build) / "system_tiny_verilator" / "test.log").read_text()
     reported = [int(n.replace(",", ""))
                 for n in re.findall(r"([\d,]+) cycles, [\d,]+ cycles/s", log)]
     assert len(reported) >= calm.report["cycles"] // 500 - 1, (reported, calm.report["cycles"])
     assert all(500 * (k + 1) <= n < 500 * (k + 1) + 256 for k, n in enumerate(reported))
+    assert seen == [(0, n) for n in reported] + [(1, calm.report["cycles"])], seen
     busy, = run_layers(TINY, [prog], build_dir=system_build, stall_rate=154, stall_seed=seed % 65521
                        + 1)
     check([calm, busy], [prog, prog])
