@@ -81,9 +81,9 @@ class SendEngine(wiring.Component):
 
     After a ``start`` pulse it walks the loops of ``desc`` (held during the
     run), keeping the last GLB word read: elements in that word go out one a
-    cycle; a new word costs one idle cycle (the GLB read; more when the read
-    port is contended), so linear 8-bit elements flow at 8 per 9 cycles. A count
-    of zero sends nothing. ``busy`` is high from the cycle after ``start``
+    cycle, and while one goes out the word of the next is read when it differs,
+    so elements flow one a cycle across words unless the read port is contended
+    (the first word of a run costs one cycle). A count of zero sends nothing. ``busy`` is high from the cycle after ``start``
     until the last packet is taken.
 
     Members
@@ -123,6 +123,7 @@ class SendEngine(wiring.Component):
         m.d.comb += [tw.addr.eq(self.tag_w.payload.index), tw.data.eq(self.tag_w.payload.entry),
                      tw.en.eq(self.tag_w.valid), self.tag_w.ready.eq(1)]
         tr = table.read_port(domain="comb")
+        tn = table.read_port(domain="comb")
 
         running = Signal()
         idx = [Signal(a + 1, name=f"i{k}") for k in range(3)]
@@ -142,12 +143,41 @@ class SendEngine(wiring.Component):
         word = Mux(self.glb.valid, self.glb.data, cache)
         can_emit = ~self.o.valid | self.o.ready
 
-        m.d.comb += [self.busy.eq(running | self.o.valid), self.glb.addr.payload.eq(waddr)]
+        m.d.comb += self.busy.eq(running | self.o.valid)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.glb.valid):
             m.d.sync += [cache.eq(self.glb.data), cache_addr.eq(req_addr), cache_ok.eq(1),
                          waiting.eq(0)]
+
+        # The loop nest's next element: its counters, pointers and tag, and whether the
+        # element being sent is the last.
+        last = [idx[k] + 1 == desc.count[k] for k in range(3)]
+        nxt_idx = [Signal.like(i, name=f"n{k}") for k, i in enumerate(idx)]
+        nxt_ptr = [Signal.like(q, name=f"np{k}") for k, q in enumerate(ptr)]
+        nxt_rep, nxt_tag, final = Signal.like(rep), Signal.like(tag), Signal()
+        m.d.comb += [n.eq(i) for n, i in zip(nxt_idx, idx)] + \
+            [n.eq(q) for n, q in zip(nxt_ptr, ptr)]
+        with m.If(~last[2]):
+            m.d.comb += [nxt_idx[2].eq(idx[2] + 1), nxt_ptr[2].eq(ptr[2] + desc.stride[2])]
+        with m.Elif(~last[1]):
+            step = ptr[1] + desc.stride[1]
+            m.d.comb += [nxt_idx[2].eq(0), nxt_idx[1].eq(idx[1] + 1), nxt_ptr[1].eq(step),
+                         nxt_ptr[2].eq(step)]
+        with m.Elif(~last[0]):
+            step = ptr[0] + desc.stride[0]
+            m.d.comb += [nxt_idx[2].eq(0), nxt_idx[1].eq(0), nxt_idx[0].eq(idx[0] + 1),
+                         nxt_ptr[0].eq(step), nxt_ptr[1].eq(step), nxt_ptr[2].eq(step)]
+        with m.Else():
+            m.d.comb += final.eq(1)
+        with m.If(rep + 1 == desc.repeat):
+            m.d.comb += [nxt_rep.eq(0), nxt_tag.eq(Mux(tag + 1 == desc.tags, 0, tag + 1))]
+        with m.Else():
+            m.d.comb += [nxt_rep.eq(rep + 1), nxt_tag.eq(tag)]
+        m.d.comb += tn.addr.eq(nxt_tag)
+        nxt_ea = Signal(a)
+        m.d.comb += nxt_ea.eq(nxt_ptr[2] + tn.data.offset)
+        nxt_waddr = nxt_ea[shift:]
 
         with m.If(self.start):
             m.d.sync += [running.eq((desc.count[0] != 0) & (desc.count[1] != 0)
@@ -160,25 +190,20 @@ class SendEngine(wiring.Component):
                 self.o.payload.data.eq(word.word_select(slot, self._slot)[:self._bits]),
                 self.o.payload.row.eq(tr.data.row),
                 self.o.payload.col.eq(tr.data.col),
+                rep.eq(nxt_rep), tag.eq(nxt_tag),
             ]
-            with m.If(rep + 1 == desc.repeat):
-                m.d.sync += [rep.eq(0), tag.eq(Mux(tag + 1 == desc.tags, 0, tag + 1))]
-            with m.Else():
-                m.d.sync += rep.eq(rep + 1)
-            last = [idx[k] + 1 == desc.count[k] for k in range(3)]
-            with m.If(~last[2]):
-                m.d.sync += [idx[2].eq(idx[2] + 1), ptr[2].eq(ptr[2] + desc.stride[2])]
-            with m.Elif(~last[1]):
-                nxt = ptr[1] + desc.stride[1]
-                m.d.sync += [idx[2].eq(0), idx[1].eq(idx[1] + 1), ptr[1].eq(nxt), ptr[2].eq(nxt)]
-            with m.Elif(~last[0]):
-                nxt = ptr[0] + desc.stride[0]
-                m.d.sync += [idx[2].eq(0), idx[1].eq(0), idx[0].eq(idx[0] + 1),
-                             ptr[0].eq(nxt), ptr[1].eq(nxt), ptr[2].eq(nxt)]
-            with m.Else():
+            m.d.sync += [i.eq(n) for i, n in zip(idx, nxt_idx)] + \
+                [q.eq(n) for q, n in zip(ptr, nxt_ptr)]
+            with m.If(final):
                 m.d.sync += running.eq(0)
+            with m.Elif(nxt_waddr != waddr):
+                # Fetch the next element's word while this one goes out: no idle cycle
+                # between GLB words when the read port is free.
+                m.d.comb += [self.glb.addr.valid.eq(1), self.glb.addr.payload.eq(nxt_waddr)]
+                with m.If(self.glb.addr.ready):
+                    m.d.sync += [waiting.eq(1), req_addr.eq(nxt_waddr)]
         with m.Elif(running & ~hit & ~waiting):
-            m.d.comb += self.glb.addr.valid.eq(1)
+            m.d.comb += [self.glb.addr.valid.eq(1), self.glb.addr.payload.eq(waddr)]
             with m.If(self.glb.addr.ready):
                 m.d.sync += [waiting.eq(1), req_addr.eq(waddr)]
         return m

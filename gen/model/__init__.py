@@ -31,10 +31,11 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   takes its cycle) through a 4-stage pipeline (`ommatidia.gen.model.pe`); it
   waits for
 
-  * its filters: the filter sender delivers one weight a cycle with one idle
-    cycle per new GLB word (8 per 9 cycles for 8-bit weights);
+  * its filters: the filter sender delivers one weight a cycle (it reads the
+    next GLB word while the last element of the current one goes out, so a
+    new word costs no cycle unless the GLB read port is contended);
   * the ifmap column of each tap: the ifmap sender multicasts one value a
-    cycle (plus a cycle per GLB word) and a packet waits until every target
+    cycle and a packet waits until every target
     has room in its ring of ``ifmap_spad_depth // q`` columns, which frees a
     column only when the PE has used it; since the stream is
     column-interleaved, every column waits for the slowest PE's ring;

@@ -71,10 +71,11 @@ class _Reference:
 
     def run_pass(self) -> PassTime:
         while self._busy():
-            grant = self._glb_grant()
+            self._hits()
             y_room, yg, xg = self._gon_grants()
             self._pe_issues(xg)
             self._sender_takers()
+            grant = self._glb_grant()
             self._update_senders(grant)
             self._update_links()
             self._update_gon(y_room, yg, xg)
@@ -90,16 +91,24 @@ class _Reference:
                 or any(pe.state for pe in self.pes.values())
                 or any(s["running"] or s["o"] for s in self.snd))
 
-    def _glb_grant(self):
-        """The sender the GLB port grants this cycle (round-robin over 5), or None."""
-        reqs = []
-        for e, s in enumerate(self.snd):
+    def _hits(self) -> None:
+        """Per sender: whether its next packet's word is at hand (arriving or cached)."""
+        for s in self.snd:
             s["hit"] = False
             if s["running"]:
                 w = s["word"][s["n"]]
                 s["hit"] = (s["glbv"] and s["req"] == w) or s["cache"] == w
-                if not s["hit"] and not s["wait"]:
-                    reqs.append(e)
+
+    def _glb_grant(self):
+        """The sender the GLB port grants this cycle (round-robin over 5), or None: a
+        sender requests the word of its next packet when it is not at hand, or, while
+        it sends a packet, the word of the packet after it when that differs."""
+        reqs = []
+        for e, s in enumerate(self.snd):
+            s["ahead"] = s["emit"] and s["n"] + 1 < s["N"] \
+                and s["word"][s["n"] + 1] != s["word"][s["n"]]
+            if s["ahead"] or (s["running"] and not s["hit"] and not s["wait"]):
+                reqs.append(e)
         for j in range(1, 6):
             if (self.glb_last + j) % 5 in reqs:
                 self.glb_last = (self.glb_last + j) % 5
@@ -215,6 +224,8 @@ class _Reference:
                 s["o"], s["pkt"] = True, s["n"]
                 s["n"] += 1
                 s["running"] = s["n"] < s["N"]
+                if s["ahead"] and grant == e:
+                    s["wait"], s["req"], s["glbv"] = True, s["word"][s["n"]], True
             elif s["running"] and not s["hit"] and not s["wait"] and grant == e:
                 s["wait"], s["req"], s["glbv"] = True, s["word"][s["n"]], True
 

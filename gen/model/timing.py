@@ -124,7 +124,7 @@ class Sender:
         if n == 0:
             e = self.first + 1
         elif self.miss[n]:
-            g = self.port.grant(self.index, self.e + 1)
+            g = self.port.grant(self.index, self.e)
             self.last_grant = max(self.last_grant, g)
             e = max(g + 1, self.d)
         else:
