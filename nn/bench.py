@@ -117,6 +117,65 @@ def table(rows, fc_divisor: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_row(cfg, name, layer, *, seed: int) -> dict:
+    """One layer mapped, compiled and predicted by the analytical model alone (no RTL):
+    cycles, PE utilization and DRAM traffic, program words counted."""
+    from ommatidia.gen.compiler import compile_layer
+    from ommatidia.gen.model import predict
+    from ommatidia.sim.array_model import random_values
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    prog = compile_layer(cfg, layer, x, w, relu=True, shift=8)
+    pred = predict(prog)
+    c = pred.counters
+    words = c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
+    return {"layer": name, "batch": layer.N, "macs": layer.macs, "cycles": pred.cycles,
+            "pe_utilization": layer.macs / (cfg.num_pes * pred.cycles),
+            "dram_words": words, "program_words": c["program_words"],
+            "dram_values_per_mac": words * cfg.dram_bits / 16 / layer.macs,
+            "mapping": prog.mapping.describe(layer), "passes": prog.passes}
+
+
+def model_table(rows, cfg) -> str:
+    """The markdown table of `model_row` rows with a MAC-weighted overall row."""
+    from ommatidia.nn.alexnet import EYERISS_ALEXNET, eyeriss_figures
+    lines = ["| layer | batch | MACs (M) | PE set on the array, p, q | cycles (model) "
+             "| PE utilization | DRAM 16-bit values/MAC, program counted (Eyeriss) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = eyeriss_figures(r["layer"]) if r["layer"] in EYERISS_ALEXNET else None
+        d = r["mapping"]
+        lines.append(
+            f"| {r['layer']} | {r['batch']} | {r['macs'] / 1e6:.1f} | {d['pe_set_on_array']}, "
+            f"{d['p']}, {d['q']} | {r['cycles']:,} | {r['pe_utilization']:.1%} "
+            f"| {r['dram_values_per_mac']:.4f}"
+            + (f" ({ref['dram_values_per_mac']:.4f})" if ref else "") + " |")
+    macs = sum(r["macs"] for r in rows)
+    cycles = sum(r["cycles"] for r in rows)
+    values = sum(r["dram_words"] for r in rows) * cfg.dram_bits / 16
+    lines.append(f"| overall | | {macs / 1e6:.1f} | | {cycles:,} "
+                 f"| {macs / (cfg.num_pes * cycles):.1%} | {values / macs:.4f} (0.0029) |")
+    return "\n".join(lines) + "\n"
+
+
+def run_model(names, *, batch: int = 1, seed: int = 1, out="build/bench", log=print):
+    """`model_row` for each layer at ``batch`` images; writes alexnet_model_b<batch>.md."""
+    from ommatidia.gen.config import EYERISS
+    from ommatidia.nn.alexnet import ALEXNET
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        layer = dataclasses.replace(ALEXNET[name], N=batch)
+        t0 = time.monotonic()
+        rows.append(model_row(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name)))
+        log(f"{name}: {rows[-1]['cycles']} cycles, {rows[-1]['pe_utilization']:.1%} "
+            f"({time.monotonic() - t0:.0f} s)", flush=True)
+    (out / f"alexnet_model_b{batch}.md").write_text(model_table(rows, EYERISS))
+    return rows
+
+
 def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilator",
               build_dir="build/bench", out="build/bench", log=print,
               quiet: bool = False) -> list[dict]:
@@ -151,6 +210,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     parser.add_argument("--build", default="build/bench")
     parser.add_argument("--out", default="build/bench")
+    parser.add_argument("--model", action="store_true",
+                        help="the analytical model only (no RTL): cycles, PE utilization and "
+                             "DRAM traffic per layer, at --batch images")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images per layer with --model (default 1; Eyeriss: 4)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (one is drawn on standard error when it is a "
                              "terminal)")
@@ -161,6 +225,13 @@ def main(argv=None) -> int:
         parser.error(f"unknown layers {unknown}; AlexNet has {list(ALEXNET)}")
     if args.fc_divisor < 1:
         parser.error("--fc-divisor must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    if args.model:
+        from ommatidia.gen.config import EYERISS
+        print(model_table(run_model(names, batch=args.batch, seed=args.seed, out=args.out),
+                          EYERISS))
+        return 0
     rows = run_bench(names, fc_divisor=args.fc_divisor, seed=args.seed, sim=args.sim,
                      build_dir=args.build, out=args.out, quiet=args.quiet)
     print(table(rows, args.fc_divisor))
