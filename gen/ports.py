@@ -137,7 +137,8 @@ def ports_markdown(doc: dict) -> str:
     for s in doc["streams"]:
         out.append(f"| `{s['name']}` | {s['direction']} | `{s['valid']}` | `{s['ready']}` | "
                    f"`{s['payload']}` |")
-    out += ["", "## Ports", "", "| port | direction | width | signed |", "| --- | --- | --- | --- |"]
+    out += ["", "## Ports", "", "| port | direction | width | signed |",
+            "| --- | --- | --- | --- |"]
     for p in doc["ports"]:
         out.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | "
                    f"{'yes' if p['signed'] else 'no'} |")

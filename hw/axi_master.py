@@ -248,7 +248,9 @@ class AXI4Master(wiring.Component):
                 m.d.sync += active.eq(0)
                 m.d.comb += rdesc.r_en.eq(1)
             with m.Else():
-                m.d.sync += [active.eq(1), lane_reg.eq(Mux(cur_lane == lanes - 1, 0, cur_lane + 1)), left_reg.eq(cur_left - 1)]
+                m.d.sync += [active.eq(1),
+                             lane_reg.eq(Mux(cur_lane == lanes - 1, 0, cur_lane + 1)),
+                             left_reg.eq(cur_left - 1)]
         m.d.comb += [bad_last.eq(self.r_fire & (self.m_axi_rlast != last_word)),
                      read_issued.eq(ar.m_axi_arvalid | rdesc.r_rdy), read_open.eq(is_open)]
 

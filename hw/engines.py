@@ -83,7 +83,8 @@ class SendEngine(wiring.Component):
     run), keeping the last GLB word read: elements in that word go out one a
     cycle, and while one goes out the word of the next is read when it differs,
     so elements flow one a cycle across words unless the read port is contended
-    (the first word of a run costs one cycle). A count of zero sends nothing. ``busy`` is high from the cycle after ``start``
+    (the first word of a run costs one cycle). A count of zero sends nothing.
+    ``busy`` is high from the cycle after ``start``
     until the last packet is taken.
 
     Members

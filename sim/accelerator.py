@@ -219,11 +219,10 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
             cl = dataclasses.replace(shape, N=len(chunk))
             progs.extend(compile_layer(cfg, cl, chunk[:, cs], g.weights, bias=g.bias,
                                        relu=g.relu, shift=g.shift) for cs, g in groups)
-        on_jobs = None
-        if watch is not None:
-            def on_jobs(jobs_done, cycles):
-                watch(index, min(len(x), jobs_done // len(groups) * images_per_run), len(x))
-        runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir, watch=on_jobs)
+        def on_jobs(jobs_done, cycles):
+            watch(index, min(len(x), jobs_done // len(groups) * images_per_run), len(x))
+        runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir,
+                          watch=on_jobs if watch is not None else None)
         for k, run in enumerate(runs):
             if run.status != 2 or not run.bit_exact:
                 raise AssertionError(f"layer {index}, run {k}: the Verilog's ofmap differs from "
