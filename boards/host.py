@@ -204,7 +204,7 @@ class Host:
 
 
 class BridgeTransport:
-    """`ommatidia.gen.driver.Driver`'s transport over the bridge protocol of ``host``.
+    """`ommatidia.host.driver.Driver`'s transport over the bridge protocol of ``host``.
 
     The board's `ommatidia.hw.system.System` has no register map; this maps the
     registers the driver uses (`ommatidia.hw.axi_regs`) onto the bridge's commands:
@@ -268,10 +268,10 @@ class BridgeTransport:
 
 def run_layer(host: Host, prog, *, timeout: float = 60.0):
     """Run a compiled layer (`ommatidia.gen.program.LayerProgram`) on the board behind
-    ``host`` with the host driver (`ommatidia.gen.driver.Driver` over a `BridgeTransport`):
+    ``host`` with the host driver (`ommatidia.host.driver.Driver` over a `BridgeTransport`):
     load its DRAM image, start, wait for done, read the ofmap back.
 
     Returns (ofmap (N, M, E, F), counters by name).
     """
-    from ommatidia.gen.driver import Driver
+    from ommatidia.host.driver import Driver
     return Driver(BridgeTransport(host)).run(prog, timeout=timeout)

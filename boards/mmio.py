@@ -2,7 +2,7 @@
 
 On a Zynq, a LiteX SoC with Linux or any SoC that maps
 `ommatidia.hw.axi.AXIAccelerator`'s AXI4-Lite port into the CPU's address
-space, `MmapTransport` gives `ommatidia.gen.driver.Driver` the registers
+space, `MmapTransport` gives `ommatidia.host.driver.Driver` the registers
 (a UIO device's map 0, or ``/dev/mem`` at the port's physical address) and
 the DRAM window the accelerator reads and writes (memory set aside for it,
 e.g. a ``reserved-memory`` node, through ``/dev/mem`` or a UIO map): see

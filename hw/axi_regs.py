@@ -2,7 +2,7 @@
 
 One definition, read by the hardware (`ommatidia.hw.axi`), by the generated C
 header and Python module (`ommatidia.gen.regmap`), by the host driver
-(`ommatidia.gen.driver`) and by docs/axi.md. Registers are 32 bits wide at
+(`ommatidia.host.driver`) and by docs/axi.md. Registers are 32 bits wide at
 byte offsets; the performance counters follow at `COUNTER_BASE`, two
 registers each (low word, then high word), in the order of `counter_names`.
 Plain Python: no hardware is built here.

@@ -3,7 +3,7 @@
 `run_axi_layers` writes the Verilog of the AXI top for a preset and data
 width once, builds it under cocotb (the build is reused while the Verilog
 is unchanged) and runs every `AxiJob` in the simulator
-(`ommatidia.sim.tb.tb_axi`): the host driver (`ommatidia.gen.driver`) loads
+(`ommatidia.sim.tb.tb_axi`): the host driver (`ommatidia.host.driver`) loads
 the image into an ``AxiRam`` at the job's DRAM base, starts the
 accelerator over AXI4-Lite, waits and reads the counters and the ofmap
 back. Each `AxiRun` carries them with the bursts seen on the bus and the

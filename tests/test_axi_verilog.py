@@ -1,7 +1,7 @@
 """The AXI top (`ommatidia.hw.axi.AXIAccelerator`) on Verilator under cocotbext-axi.
 
 ``AxiRam`` is the DRAM, ``AxiLiteMaster`` the host, the host driver
-(`ommatidia.gen.driver`) runs whole layers of the `tiny` preset and their
+(`ommatidia.host.driver`) runs whole layers of the `tiny` preset and their
 ofmaps must equal the golden model's bit for bit: with an idle bus, with
 pauses on every AXI channel and a random read latency, and with the image
 placed so that a DMA read would cross a 4 KiB boundary (the master must split

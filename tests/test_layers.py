@@ -11,14 +11,15 @@ import pathlib
 
 from helpers import ROOT
 
-LAYERS = ("gen", "hw", "sim", "nn", "boards", "toolchain", "cli")
+LAYERS = ("gen", "hw", "host", "sim", "nn", "boards", "toolchain", "cli")
 MAY_IMPORT = {
     "gen": {"gen", "hw"},
     "hw": {"hw", "gen"},
+    "host": {"host", "gen", "hw"},
     "toolchain": {"toolchain"},
-    "sim": {"sim", "gen", "hw", "toolchain"},
-    "boards": {"boards", "gen", "hw", "toolchain"},
-    "nn": {"nn", "gen", "hw", "sim"},
+    "sim": {"sim", "gen", "hw", "host", "toolchain"},
+    "boards": {"boards", "gen", "hw", "host", "toolchain"},
+    "nn": {"nn", "gen", "hw", "host", "sim"},
     "cli": set(LAYERS),
 }
 """Which layers each layer may import. hw may use only the configuration of gen

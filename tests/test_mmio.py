@@ -9,7 +9,7 @@ import pytest
 from ommatidia.boards.mmio import MmapTransport
 from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import TINY
-from ommatidia.gen.driver import Driver, DriverError
+from ommatidia.host.driver import Driver, DriverError
 from ommatidia.gen.layer import ConvLayer
 from ommatidia.hw import axi_regs as regs
 from ommatidia.sim.array_model import random_values

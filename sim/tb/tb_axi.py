@@ -1,7 +1,7 @@
 """cocotb testbench of the generated `ommatidia.hw.axi.AXIAccelerator` with cocotbext-axi.
 
 cocotbext-axi's ``AxiRam`` is the DRAM on ``m_axi_*`` and ``AxiLiteMaster``
-the host on ``s_axil_*``; `ommatidia.gen.driver.Driver` runs each job of the
+the host on ``s_axil_*``; `ommatidia.host.driver.Driver` runs each job of the
 pickled list named by OMMATIDIA_AXI_JOBS (`ommatidia.sim.axi_run.AxiJob`)
 through `AxiTransport`, in a thread bridged to the simulator
 (``cocotb.task.bridge``; each register access resumes the simulation until
@@ -24,7 +24,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from ommatidia.gen.driver import Driver
+from ommatidia.host.driver import Driver
 
 # cocotbext-axi 0.1.28 uses cocotb APIs that cocotb 2 deprecates (Event.data, task.kill, ...).
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
