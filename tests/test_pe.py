@@ -130,3 +130,42 @@ def test_pe_zero_gating_counts_zero_activations(seed):
 def test_pe_run_rejects_what_does_not_fit(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PERun(**kwargs).check(TINY.pe)
+
+
+def test_psum_in_is_added_at_the_last_tap():
+    """A PE adds the psum from below after its own MACs for that output: with no psum
+    arriving it still does every operation of output 0 but those of its last tap
+    (``(S*q - 1)*p``), then waits; the psum it then gets is added to the sum."""
+    cfg = TINY.pe
+    run = PERun(S=3, W=6, U=1, p=2, q=2, load_filter=True, accumulate=True)
+    pe = PE(cfg)
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def control(ctx):
+        await StreamSender(pe.run).send(ctx, run.fields(cfg))
+
+    async def feed_filter(ctx):
+        await StreamSender(pe.filter).send_all(ctx, [1] * (run.p * run.q * run.S))
+
+    async def feed_ifmap(ctx):
+        await StreamSender(pe.ifmap).send_all(ctx, [1] * (run.W * run.q))
+
+    async def feed_psum(ctx):
+        for _ in range(60):
+            await ctx.tick()
+        seen["before"] = ctx.get(pe.mac_cycles)
+        seen["out_before"] = ctx.get(pe.psum_out.valid)
+        await StreamSender(pe.psum_in).send_all(ctx, [100, 200] * run.F)
+
+    async def drain(ctx):
+        seen["out"] = await StreamReceiver(pe.psum_out).recv_n(ctx, run.F * run.p)
+
+    for tb in (control, feed_filter, feed_ifmap, feed_psum, drain):
+        sim.add_testbench(tb)
+    sim.run()
+    assert seen["before"] == (run.S * run.q - 1) * run.p
+    assert seen["out_before"] == 0
+    macs = run.S * run.q
+    assert seen["out"] == [100 + macs, 200 + macs] * run.F
