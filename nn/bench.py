@@ -37,25 +37,32 @@ SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 
 """Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
 
 
+def compile_bench_layer(cfg, name, layer, *, seed: int):
+    """``layer`` compiled with the bench's data: random 8-bit ifmaps with Eyeriss's measured
+    sparsity for ``name`` (`SPARSITY`) and random weights drawn with ``seed``, ReLU and a
+    shift of 8."""
+    from ommatidia.gen.compiler import compile_layer
+    from ommatidia.sim.array_model import random_values
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    return compile_layer(cfg, layer, x, w, relu=True, shift=8)
+
+
 def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print,
                 quiet: bool = False) -> dict:
     """Compile, run and predict one layer; the row of the table. While the simulator runs,
     a bar of its cycles against the model's is drawn on standard error when that is a
     terminal and not ``quiet`` (`ommatidia.sim.progress.progress`)."""
     from ommatidia.gen.model import predict
-    from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.accelerator import PROGRESS, run_layers
-    from ommatidia.sim.array_model import random_values
     from ommatidia.sim.progress import progress
 
     if not cfg.counter_bits:
         raise ValueError(f"the bench compares the cycle counter with the model; preset "
                          f"{cfg.name} has no counters (ArrayConfig.counter_bits = 0)")
-    rng = np.random.default_rng(seed)
-    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
-    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
     t0 = time.monotonic()
-    prog = compile_layer(cfg, layer, x, w, relu=True, shift=8)
+    prog = compile_bench_layer(cfg, name, layer, seed=seed)
     mapping = prog.mapping.describe(layer)
     model = predict(prog)
     log(f"{name}: {layer.macs / 1e6:.1f} M MACs, mapped as {mapping['pe_set_on_array']} "
@@ -120,13 +127,8 @@ def table(rows, fc_divisor: int) -> str:
 def model_row(cfg, name, layer, *, seed: int) -> dict:
     """One layer mapped, compiled and predicted by the analytical model alone (no RTL):
     cycles, PE utilization and DRAM traffic, program words counted."""
-    from ommatidia.gen.compiler import compile_layer
     from ommatidia.gen.model import predict
-    from ommatidia.sim.array_model import random_values
-    rng = np.random.default_rng(seed)
-    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
-    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
-    prog = compile_layer(cfg, layer, x, w, relu=True, shift=8)
+    prog = compile_bench_layer(cfg, name, layer, seed=seed)
     pred = predict(prog)
     c = pred.counters
     words = c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
