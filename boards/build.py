@@ -31,7 +31,7 @@ from ommatidia.boards import nextpnr, synth
 from ommatidia.boards.board import Board
 from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
 from ommatidia.gen.config import check_int
-from ommatidia.toolchain import setup_env
+from ommatidia.toolchain import YOWASP_WASM, prepare, setup_env
 
 __all__ = ["BoardDesign", "BoardBuildError", "plan", "build", "build_or_error",
            "failure_report", "format_build", "design_name", "default_build_dir",
@@ -221,6 +221,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         if shutil.which(env.get(var, tool), path=env["PATH"]) is None:
             raise BoardBuildError(f"{env.get(var, tool)} (${var}) not found on PATH; run "
                                   f"'make install' to get the YoWASP tools into .venv")
+        if env.get(var, tool) in YOWASP_WASM:
+            prepare(env.get(var, tool), env, say=say)
     build_plan = plan(b, seed=seed, allow_timing_fail=allow_timing_fail, router=router,
                       platform=platform)
     said, heartbeat = 0, HEARTBEAT_SECONDS

