@@ -5,12 +5,16 @@ without knowing how `ommatidia.gen.compiler.compile_layer` built it: it decodes
 each command word from the DRAM image (docs/program.md), keeps the registers
 (unpacked with their `lib.data` layouts) and the tag tables, and predicts the
 cycles of each command from them and, where it matters, from the DRAM data.
-The DRAM port is assumed never to stall (``stall_rate = 0``).
+The DRAM port is assumed never to stall (``stall_rate = 0``); its timing is a
+`DramTiming` (`ommatidia.gen.model.dram`): the System's behavioural DRAM by
+default, for which the formulas below are written, or another latency and
+bandwidth, or the AXI top's master and slave, which add their cycles to them.
 
 The package: `decode` (the program decoder), `machine` (registers, GLB and DRAM
-contents, the cycles of each command), `pe` (the PE's timing rules, one
-definition), `timing` (a pass's cycles by recurrences), `reference` (the same
-rules cycle by cycle), `arbiters` (GLB port and GON), `rlc` (RLC word counts).
+contents, the cycles of each command), `dram` (the DRAM's timing), `pe` (the PE's
+timing rules, one definition), `timing` (a pass's cycles by recurrences),
+`reference` (the same rules cycle by cycle), `arbiters` (GLB port and GON), `rlc`
+(RLC word counts).
 
 Cycle formulas (derived from the RTL, checked against Verilator)
 ----------------------------------------------------------------
@@ -96,11 +100,12 @@ from ommatidia.gen.energy import energy
 
 from .arbiters import reset_state
 from .decode import Command, decode, pass_registers
+from .dram import SYSTEM_DRAM, DramTiming
 from .machine import Machine
 from .rlc import rlc_words
 
-__all__ = ["Command", "Prediction", "decode", "pass_registers", "predict", "predict_words",
-           "reset_state", "rlc_words"]
+__all__ = ["Command", "DramTiming", "Prediction", "SYSTEM_DRAM", "decode", "pass_registers",
+           "predict", "predict_words", "reset_state", "rlc_words"]
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,12 @@ class Prediction:
 
 
 def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = False,
-                  state: tuple | None = None) -> Prediction:
+                  state: tuple | None = None, dram: DramTiming = SYSTEM_DRAM) -> Prediction:
     """`predict` for a raw DRAM image ``words`` (address -> 64-bit word) on ``cfg``."""
-    m = Machine(cfg, words, values, reference)
+    if not isinstance(dram, DramTiming):
+        raise TypeError(f"predict takes a DramTiming as dram, not {dram!r}")
+    m = Machine(cfg, words, values, reference, dram)
+    fetch = dram.fetch_extra()
     if state is not None:
         m.rr = (state[0], tuple(state[1]), state[2])
     commands = []
@@ -165,7 +173,7 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
             cycles = m.run_pass()
         else:
             cycles = 3
-        commands.append((cmd.op, cycles))
+        commands.append((cmd.op, cycles + fetch * cmd.words))
     total = sum(c for _, c in commands)
     by_op = {}
     for op, c in commands:
@@ -181,7 +189,7 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
 
 
 def predict(prog, *, values: bool = True, reference: bool = False,
-            state: tuple | None = None) -> Prediction:
+            state: tuple | None = None, dram: DramTiming = SYSTEM_DRAM) -> Prediction:
     """Cycles, counters, accesses and energy of a `ommatidia.gen.program.LayerProgram`
     (anything with ``cfg`` and ``words``), interpreted from its DRAM image.
 
@@ -190,10 +198,11 @@ def predict(prog, *, values: bool = True, reference: bool = False,
     cycle-level reference of the same rules instead (slow; for checking). ``state``
     is the arbiter state left by the previous run (`Prediction.state`), reset state
     (`reset_state`) by default: layers run one after another without a reset take
-    it from the one before. Raises
+    it from the one before. ``dram`` is the DRAM's timing (`DramTiming`: latency,
+    bandwidth, the AXI top's bursts), the System's by default. Raises
     ValueError where the accelerator would stop with ``error`` or hang (unknown
     opcode, a tag reaching a PE that is not enabled, too few ifmap columns for a
     run).
     """
     return predict_words(prog.cfg, prog.words, values=values, reference=reference,
-                         state=state)
+                         state=state, dram=dram)

@@ -18,6 +18,7 @@ from ommatidia.gen.rlc import encode as rlc_encode
 
 from .arbiters import reset_state
 from .decode import KINDS, unpacker
+from .dram import SYSTEM_DRAM, DramTiming
 from .pe import Schedule
 from .reference import reference_pass
 from .rlc import rlc_decode
@@ -29,11 +30,13 @@ __all__ = ["Machine"]
 class Machine:
     """The accelerator's architectural state as the program changes it."""
 
-    def __init__(self, cfg, words: dict, values: bool, reference: bool = False):
+    def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
+                 dram: DramTiming = SYSTEM_DRAM):
         from ommatidia.hw.engines import data_bits, tag_depth
         from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
+        self.dram_timing = dram
         self.dram = dict(words)
         shapes = register_shapes(cfg)
         self.unpack = {name: unpacker(shapes[name]) for name in REGISTERS}
@@ -89,6 +92,28 @@ class Machine:
         self.regs[name] = self.unpack[name](value)
 
     def dma_in(self) -> int:
+        cycles, steps, term, tail = self._dma_in()
+        if self.dram_timing.is_system or not steps:
+            return cycles
+        return cycles + self._read_extra(self.regs["dma_in"]["dram"], steps, term, tail)
+
+    def _read_extra(self, addr: int, steps: list, term: int, tail: int) -> int:
+        """Cycles a ``DMA_IN`` of words ``addr ..`` takes more on this DRAM than on the
+        System's: each word is taken when it has come and ``steps`` cycles after the one
+        before (a decoded word's values; 1 for a raw or drained word); the command ends
+        ``tail`` cycles after word ``term`` is taken (its last values) or with its last
+        word."""
+        def finish(times):
+            c = [times[0]]
+            for k in range(1, len(times)):
+                c.append(max(times[k], c[-1] + steps[k - 1]))
+            return max(c[term] + tail, c[-1])
+        n = len(steps)
+        return (finish(self.dram_timing.arrivals(addr, n))
+                - finish(SYSTEM_DRAM.arrivals(addr, n)))
+
+    def _dma_in(self) -> tuple:
+        """The System's cycles of a ``DMA_IN`` and what `_read_extra` needs."""
         cmd, cfg = self.regs["dma_in"], self.cfg
         nwords = cmd["words"]
         self.count["dram_words_read"] += nwords
@@ -103,23 +128,35 @@ class Machine:
             self.count["glb_writes"] += -(-n // per)
             self.acc["glb"] += n
             if not nwords:
-                return 4
+                return 4, [], 0, 0
             cycles = n + 4
+            values = [sum(((w >> (k * fmt.pair_bits)) & fmt.max_run) + 1
+                          for k in range(fmt.pairs_per_word)) for w in stream[:end]]
+            before = sum(values)
             if nwords > end + 1:
-                before = 0
-                for w in stream[:end]:
-                    for k in range(fmt.pairs_per_word):
-                        before += ((w >> (k * fmt.pair_bits)) & fmt.max_run) + 1
                 cycles = max(cycles, before + nwords - end - 1 + 3)
-            return 3 + cycles
+            return 3 + cycles, values + [1] * (nwords - end), end, n - before + 1
         if self.values and nwords:
             for k in range(nwords):
                 self.glb[(cmd["glb"] + k) % len(self.glb)] = self.dram.get(cmd["dram"] + k, 0)
         self.count["glb_writes"] += nwords
         self.acc["glb"] += cmd["n"] if cmd["n"] else nwords
-        return 3 + (nwords + 3 if nwords else 1)
+        return 3 + (nwords + 3 if nwords else 1), [1] * nwords, nwords - 1, 0
 
     def dma_out(self) -> int:
+        written = self.count["dram_words_written"]
+        cycles = self._dma_out()
+        if self.dram_timing.is_system:
+            return cycles
+        cmd = self.regs["dma_out"]
+        words = self.count["dram_words_written"] - written
+        # Raw words go out one every three cycles; coded ones are taken as spread evenly.
+        space = 3 if not cmd["rlc"] else max(1, (cycles - 5) // max(words, 1))
+        times = [-space * (words - 1 - k) for k in range(words)]
+        return cycles + self.dram_timing.write_extra(cmd["dram"], times)
+
+    def _dma_out(self) -> int:
+        """The System's cycles of a ``DMA_OUT``."""
         cmd, cfg = self.regs["dma_out"], self.cfg
         n, per = cmd["n"], self.per["psum"]
         self.rr = (4,) + self.rr[1:]

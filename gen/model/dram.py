@@ -1,0 +1,210 @@
+"""DRAM timing for the model: how long the accelerator's DRAM port takes to answer.
+
+`DramTiming()` is the ``System``'s behavioural DRAM (hw/system.py), for which the
+model's cycle formulas are written (`ommatidia.gen.model`): a read request is
+answered ``read_latency = 1`` cycle later, requests pipelined one a cycle, writes
+taken at once. The model adds to those formulas only what another port costs more,
+so the default adds nothing.
+
+``bus="axi"`` is the AXI top (hw/axi.py, docs/axi.md): the port goes through the
+AXI4 master (hw/axi_master.py) to a slave that answers a read burst
+``read_latency`` cycles after its AR handshake, one beat a cycle, and a write burst
+``write_latency`` cycles after its last W beat. From the master's behaviour:
+
+- a program word is a one-beat burst of its own: the request is collected one
+  cycle, issued the next (AR), so a word costs ``3 + read_latency`` cycles instead
+  of 2;
+- a ``DMA_IN`` run of words is collected one request a cycle and issued when the
+  requests stop, at ``max_burst`` beats or at a 4 KiB page (which depend on the
+  byte address ``base`` of DRAM word 0), at most ``max_reads`` bursts
+  outstanding; the slave answers bursts in order, and a serial one
+  (``read_queue``, AxiRam's read process) turns to the next burst, and starts
+  its latency, only once it has queued the last beat of the one before;
+- ``DMA_OUT``'s words are collected into write bursts that go out only when the
+  next command word is fetched, and that fetch waits for every B response:
+  ``1 + beats + write_latency`` cycles more for a burst of ``beats`` beats.
+
+``read_interval`` is the slave's bandwidth: at most one DRAM word every
+``read_interval`` cycles (the tests run 1, the accelerator's own rate).
+
+Parameters
+----------
+read_latency : int
+    Port: cycles from a request to its word (1 to 4096). AXI: from the AR
+    handshake to the first R beat (0 to 4096).
+write_latency : int
+    AXI: cycles from the last W beat to the B response (0 to 4096).
+read_interval : int
+    Cycles per DRAM word read, 1 to 64.
+bus : str
+    ``"port"`` (the System's word port) or ``"axi"``.
+word_bits, data_width : int
+    AXI: DRAM word and bus width in bits (``data_width`` = ``word_bits`` times a
+    power of two).
+max_burst, max_reads : int
+    AXI: beats a burst (1 to 256), read bursts outstanding (1 to 16).
+base : int
+    AXI: byte address of DRAM word 0 (only its offset in a 4 KiB page matters).
+read_queue : int or None
+    AXI: None for a slave that overlaps bursts; else the beats a serial slave
+    queues ahead (0 to 256; cocotbext-axi's AxiRam: 2): it turns to the next
+    burst when all but ``read_queue + 1`` beats of the last one are taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DramTiming", "SYSTEM_DRAM"]
+
+PAGE = 4096
+LIMIT = 4096
+
+
+def _check(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"DramTiming {name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class DramTiming:
+    __doc__ = __doc__
+
+    read_latency: int = 1
+    write_latency: int = 0
+    read_interval: int = 1
+    bus: str = "port"
+    word_bits: int = 64
+    data_width: int = 64
+    max_burst: int = 256
+    max_reads: int = 4
+    base: int = 0
+    read_queue: int | None = None
+
+    def __post_init__(self):
+        if self.bus not in ("port", "axi"):
+            raise ValueError(f"DramTiming bus must be 'port' or 'axi', not {self.bus!r}")
+        _check("read_latency", self.read_latency, 1 if self.bus == "port" else 0, LIMIT)
+        _check("write_latency", self.write_latency, 0, LIMIT)
+        _check("read_interval", self.read_interval, 1, 64)
+        _check("word_bits", self.word_bits, 8, 1024)
+        _check("data_width", self.data_width, self.word_bits, 1024)
+        ratio = self.data_width // self.word_bits
+        if self.data_width % self.word_bits or ratio & (ratio - 1):
+            raise ValueError(f"DramTiming data_width must be word_bits ({self.word_bits}) times "
+                             f"a power of two, not {self.data_width}")
+        _check("max_burst", self.max_burst, 1, 256)
+        _check("max_reads", self.max_reads, 1, 16)
+        _check("base", self.base, 0, (1 << 64) - 1)
+        if self.base % (self.word_bits // 8):
+            raise ValueError(f"DramTiming base must be a multiple of {self.word_bits // 8} "
+                             f"bytes, not {self.base}")
+        if self.read_queue is not None:
+            _check("read_queue", self.read_queue, 0, 256)
+
+    @property
+    def is_system(self) -> bool:
+        """True when the model's own formulas hold unchanged."""
+        return self == SYSTEM_DRAM
+
+    @property
+    def lanes(self) -> int:
+        return self.data_width // self.word_bits
+
+    # -- the program fetch
+
+    def fetch_extra(self) -> int:
+        """Cycles a program word costs more than the System's 2."""
+        if self.bus == "port":
+            return self.read_latency - 1
+        return 1 + self.read_latency
+
+    # -- reads
+
+    def _bursts(self, addr: int, n: int) -> list[tuple[int, int]]:
+        """The read or write bursts of words ``addr .. addr + n - 1``: (words, beats)."""
+        wb = self.word_bits // 8
+        out = []
+        i = 0
+        while i < n:
+            beats, j = 1, i + 1
+            while j < n:
+                byte = self.base + (addr + j) * wb
+                if byte % PAGE == 0:
+                    break
+                if (byte // wb) % self.lanes == 0:
+                    if beats == self.max_burst:
+                        break
+                    beats += 1
+                j += 1
+            out.append((j - i, beats))
+            i = j
+        return out
+
+    def arrivals(self, addr: int, n: int) -> list[int]:
+        """The cycle each of ``n`` words read from ``addr`` on is taken, counted from the
+        first request (requests one a cycle; the accelerator takes a word a cycle)."""
+        if self.bus == "port":
+            return [self.read_latency + k * self.read_interval for k in range(n)]
+        wb = self.word_bits // 8
+        out, issues, ends = [], [], []
+        q = 0                # the cycle the burst's first request is taken
+        last = None          # the cycle the previous burst's last word was taken
+        free = None          # the cycle a serial slave turns to the next burst
+        for words, beats in self._bursts(addr, n):
+            # Issued when the next request does not extend it (the cycle after its last
+            # request if it is the last burst), once the previous AR has gone and fewer
+            # than max_reads bursts are outstanding.
+            issue = q + words
+            if issues:
+                issue = max(issue, issues[-1] + 2)
+            if len(ends) >= self.max_reads:
+                issue = max(issue, ends[-self.max_reads] + 1)
+            start = issue + 1 if free is None else max(issue + 1, free)
+            first = start + self.read_latency
+            beat_ends = []
+            for j in range(words):
+                t = first + j * self.read_interval
+                if last is not None:
+                    t = max(t, last + 1)
+                out.append(t)
+                last = t
+                lane = (self.base // wb + addr + len(out) - 1) % self.lanes
+                if lane == self.lanes - 1 or j == words - 1:
+                    beat_ends.append(t)
+            if self.read_queue is not None:
+                # The slave has queued the burst's last beat once all but read_queue + 1 of
+                # its beats have been handed over.
+                k = beats - self.read_queue - 2
+                free = beat_ends[k] if k >= 0 else out[len(out) - words] - 1
+            issues.append(issue)
+            ends.append(last)
+            q = issue
+        return out
+
+    # -- writes
+
+    def write_extra(self, addr: int, times: list[int]) -> int:
+        """Cycles the fetch after a ``DMA_OUT`` waits for its writes: words ``addr ..``
+        written at ``times`` (cycles, the last one 0, earlier ones negative)."""
+        if self.bus == "port" or not times:
+            return 0
+        bursts = self._bursts(addr, len(times))
+        end = 0
+        w_end = None
+        i = 0
+        for k, (words, beats) in enumerate(bursts):
+            i += words
+            # Closed when the next word does not extend it, the last when the fetch
+            # asks for a word (2 cycles after the last write).
+            close = times[i] if k + 1 < len(bursts) else 2
+            start = close + 2
+            if w_end is not None:
+                start = max(start, w_end + 1)
+            w_end = start + beats - 1
+            end = max(end, w_end + self.write_latency + 1)
+        return max(0, end - 3)
+
+
+SYSTEM_DRAM = DramTiming()
+"""The System's DRAM, the model's default."""

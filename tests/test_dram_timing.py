@@ -1,0 +1,97 @@
+"""`ommatidia.gen.model.DramTiming`: its checks, its bursts, and what it adds to the model.
+
+The model on the AXI top is checked against the RTL in tests/test_axi_verilog.py;
+these are the fast checks: the default is the System's DRAM (the model's own
+formulas, unchanged), a slower word port adds its latency to every word fetched
+and every ``DMA_IN``, and the AXI master's bursts split where the hardware's do.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ommatidia.gen.compiler import compile_layer
+from ommatidia.gen.config import TINY
+from ommatidia.gen.layer import ConvLayer
+from ommatidia.gen.model import SYSTEM_DRAM, DramTiming, predict
+from ommatidia.sim.array_model import random_values
+
+
+@pytest.mark.parametrize("field, value, limit", [
+    ("read_latency", 0, "1..4096"), ("read_latency", 5000, "1..4096"),
+    ("write_latency", -1, "0..4096"), ("read_interval", 0, "1..64"),
+    ("max_burst", 257, "1..256"), ("max_reads", 0, "1..16"), ("read_queue", -1, "0..256"),
+    ("data_width", 96, "power of two"), ("base", 4, "multiple of 8"), ("bus", "pci", "'axi'"),
+    ("read_latency", True, "1..4096")])
+def test_checks(field, value, limit):
+    with pytest.raises(ValueError, match=field) as err:
+        DramTiming(**{field: value})
+    assert limit in str(err.value)
+
+
+def test_axi_latency_may_be_zero():
+    assert DramTiming(bus="axi", read_latency=0).fetch_extra() == 1
+
+
+def _prog(seed):
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=3, M=5, H=4, W=10, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (1, 3, 4, 10), 0.4)
+    w = random_values(rng, 8, (5, 3, 3, 3))
+    return compile_layer(TINY, layer, x, w, bias=rng.integers(-500, 500, 5), relu=True, shift=3)
+
+
+def test_default_is_the_system(seed):
+    prog = _prog(seed)
+    assert DramTiming().is_system and SYSTEM_DRAM.arrivals(0, 3) == [1, 2, 3]
+    assert predict(prog, dram=DramTiming()) == predict(prog)
+    assert not dataclasses.replace(SYSTEM_DRAM, read_latency=2).is_system
+
+
+def test_port_latency(seed):
+    """A word port L cycles late: every program word and every DMA_IN's last word L - 1
+    cycles later than the System's (a uniform shift of a DMA_IN's words shifts its end)."""
+    prog = _prog(seed)
+    base = predict(prog)
+    for latency in (2, 7):
+        got = predict(prog, dram=DramTiming(read_latency=latency))
+        dma_in = sum(1 for op, _ in got.commands if op == "DMA_IN")
+        assert got.cycles - base.cycles == (latency - 1) * (prog.program_words + dma_in)
+        assert got.counters | {"cycles": 0} == base.counters | {"cycles": 0}
+
+
+def test_port_bandwidth(seed):
+    """One raw word every 3 cycles: a raw DMA_IN of n words ends 2 (n - 1) cycles later."""
+    prog = _prog(seed)
+    slow = DramTiming(read_interval=3)
+    assert slow.arrivals(0, 4) == [1, 4, 7, 10]
+    assert predict(prog, dram=slow).cycles > predict(prog).cycles
+
+
+def test_axi_bursts():
+    """Bursts split where `ommatidia.hw.axi_master.AXI4Master` splits them: at a 4 KiB page
+    and at max_burst beats, counting a beat of two words on a 128-bit bus from the lane the
+    run starts in."""
+    t = DramTiming(bus="axi", base=0x1000 - 3 * 8)
+    assert t._bursts(0, 5) == [(3, 3), (2, 2)]
+    t = DramTiming(bus="axi", data_width=128, max_burst=4, base=0x2000)
+    assert t._bursts(1, 17) == [(7, 4), (8, 4), (2, 1)]
+    assert t._bursts(0, 9) == [(8, 4), (1, 1)]
+
+
+def test_axi_single_burst(seed):
+    """On the AXI top with no burst split: a program word costs 3 + latency cycles (2 on
+    the System), a DMA_IN of n words n + latency more (its requests are collected first),
+    a DMA_OUT of b beats 1 + b + write latency more (the next fetch waits for its B)."""
+    prog = _prog(seed)
+    lat, wlat = 9, 2
+    t = DramTiming(bus="axi", read_latency=lat, write_latency=wlat, base=0x2000)
+    assert all(len(t._bursts(r["dram"], r["words"])) == 1 for r in prog.inputs.values())
+    got, base = predict(prog, dram=t), predict(prog)
+    ops = [op for op, _ in base.commands]
+    assert ops.count("DMA_OUT") == 1
+    c = base.counters
+    want = ((1 + lat) * prog.program_words + c["dram_words_read"] + lat * ops.count("DMA_IN")
+            + 1 + c["dram_words_written"] + wlat)
+    assert got.cycles - base.cycles == want
