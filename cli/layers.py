@@ -150,8 +150,9 @@ def cmd_map(args) -> int:
     x = random_values(rng, min(8, cfg.pe.act_bits), (layer.N, layer.C, layer.H, layer.W),
                       args.zeros)
     w = random_values(rng, min(8, cfg.pe.weight_bits), (layer.M, layer.C, layer.R, layer.S))
+    dram = _dram_timing(args, cfg)
     out = layer_prediction(cfg, layer, x, w, p=args.p, q=args.q,
-                           data={"zeros": args.zeros, "seed": args.seed})
+                           data={"zeros": args.zeros, "seed": args.seed}, dram=dram)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -171,9 +172,44 @@ def cmd_map(args) -> int:
           f"group(s) per load); GLB {out['glb_words_used']} of {glb_words(cfg)} words")
     print(f"  model         {model['cycles']} cycles, PE utilization "
           f"{model['pe_utilization']:.1%} (random data, {args.zeros:.0%} zeros, seed {args.seed})")
+    print(f"  DRAM          {_dram_text(dram)}")
     print("  accesses      " + ", ".join(f"{k} {acc[k]}" for k in acc))
     print("  energy (MAC=1) " + ", ".join(f"{k} {en[k]:.3g}" for k in en))
     return 0
+
+
+def _dram_timing(args, cfg):
+    """The `ommatidia.gen.model.DramTiming` of ``map``'s DRAM options."""
+    from ommatidia.gen.model import DramTiming
+    axi = args.axi is not None
+    fields = {"read_latency": args.dram_latency, "write_latency": args.dram_write_latency,
+              "read_interval": args.dram_interval}
+    if axi:
+        fields.update(bus="axi", word_bits=cfg.dram_bits, data_width=args.axi,
+                      max_burst=args.axi_burst, read_queue=2, base=args.dram_base)
+    elif args.axi_burst != 256 or args.dram_base:
+        raise CLIError("--axi-burst and --dram-base need --axi")
+    if fields["read_latency"] is None:
+        fields["read_latency"] = 2 if axi else 1
+    try:
+        return DramTiming(**fields)
+    except ValueError as err:
+        text = str(err)
+        for field, option in (("read_latency", "--dram-latency"),
+                              ("read_interval", "--dram-interval"),
+                              ("write_latency", "--dram-write-latency"), ("data_width", "--axi"),
+                              ("max_burst", "--axi-burst"), ("base", "--dram-base")):
+            text = text.replace(f"DramTiming {field} ", f"{option} ")
+        raise CLIError(text) from None
+
+
+def _dram_text(t) -> str:
+    if t.bus == "port":
+        text = f"the System's word port, {t.read_latency} cycle(s) from a request to its word"
+    else:
+        text = (f"the AXI top, {t.data_width}-bit bursts of up to {t.max_burst} beats, "
+                f"{t.read_latency} cycles from AR to R, {t.write_latency} from the last W to B")
+    return text + (f", a word every {t.read_interval} cycles" if t.read_interval > 1 else "")
 
 
 def _load_int_array(path: str, name: str, shape: tuple):

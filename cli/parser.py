@@ -149,6 +149,20 @@ def _add_map(sub) -> None:
                         "(RLC sizes; default 0.5)")
     p.add_argument("--seed", type=int, default=1, help="random data seed (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--dram-latency", type=int, metavar="N",
+                   help="DRAM read latency: cycles from a request to its word (default 1, the "
+                        "System's DRAM); with --axi from the AR to the first R beat (default 2, "
+                        "cocotbext-axi's AxiRam)")
+    p.add_argument("--dram-interval", type=int, default=1, metavar="K",
+                   help="DRAM bandwidth: a word read every K cycles (default 1)")
+    p.add_argument("--dram-write-latency", type=int, default=2, metavar="N",
+                   help="with --axi: cycles from the last W beat to B (default 2)")
+    p.add_argument("--axi", type=int, nargs="?", const=64, metavar="WIDTH",
+                   help="model the AXI top (docs/axi.md) on a WIDTH-bit bus (default 64)")
+    p.add_argument("--axi-burst", type=int, default=256, metavar="BEATS",
+                   help="with --axi: most beats a burst (default 256)")
+    p.add_argument("--dram-base", type=lambda v: int(v, 0), default=0, metavar="ADDR",
+                   help="with --axi: byte address of DRAM word 0 (4 KiB pages split bursts)")
     p.set_defaults(func=cmd_map)
 
 

@@ -12,7 +12,7 @@ import dataclasses
 
 from .compiler import compile_layer
 from .energy import energy
-from .model import predict
+from .model import SYSTEM_DRAM, DramTiming, predict
 
 __all__ = ["layer_prediction", "MAX_PASSES", "fewest_passes", "check_scale"]
 
@@ -46,18 +46,19 @@ def check_scale(cfg, layer) -> None:
 
 
 def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int | None = None,
-                     data: dict | None = None) -> dict:
+                     data: dict | None = None, dram: DramTiming = SYSTEM_DRAM) -> dict:
     """The mapping of ``layer`` on ``cfg`` (``p`` and ``q`` fixed if given), its rounds and
     the model's cycles, PE utilization, accesses and energy, on ``ifmap`` and ``weights``.
 
     ``data`` (what the data is, e.g. its fraction of zeros and its seed) is copied into
-    the record before the model's figures. Raises ValueError when the layer does not
-    compile (`ommatidia.gen.compiler.compile_layer`) or would take more than about a
-    minute (`fewest_passes` above `MAX_PASSES`).
+    the record before the model's figures; ``dram`` is the DRAM timing the model assumes
+    (`ommatidia.gen.model.DramTiming`, the System's by default). Raises ValueError when
+    the layer does not compile (`ommatidia.gen.compiler.compile_layer`) or would take
+    more than about a minute (`fewest_passes` above `MAX_PASSES`).
     """
     check_scale(cfg, layer)
     prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q)
-    model = predict(prog)
+    model = predict(prog, dram=dram)
     return {
         "preset": cfg.name, "array": [cfg.rows, cfg.cols],
         "layer": dataclasses.asdict(layer), "E": layer.E, "F": layer.F,

@@ -95,3 +95,36 @@ def test_axi_single_burst(seed):
     want = ((1 + lat) * prog.program_words + c["dram_words_read"] + lat * ops.count("DMA_IN")
             + 1 + c["dram_words_written"] + wlat)
     assert got.cycles - base.cycles == want
+
+
+def _map_cycles(capsys, *extra):
+    import json
+
+    from ommatidia.cli import main
+    assert main(["map", "--preset", "tiny", "--layer", "N=1,C=3,M=5,H=4,W=10,R=3,S=3,P=1",
+                 "--json", *extra]) == 0
+    out = json.loads(capsys.readouterr().out)
+    return out["model"]["cycles"], out["program_words"]
+
+
+def test_map_options(capsys):
+    """``ommatidia map --dram-latency N`` adds N - 1 cycles to every program word (and
+    DMA_IN); ``--axi`` models the AXI top."""
+    base, words = _map_cycles(capsys)
+    slow, _ = _map_cycles(capsys, "--dram-latency", "3")
+    assert slow - base >= 2 * words
+    axi, _ = _map_cycles(capsys, "--axi")
+    assert axi - base >= 3 * words
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--dram-latency", "0"], "--dram-latency must be an integer in 1..4096"),
+    (["--axi", "96"], "--axi must be word_bits (64) times a power of two"),
+    (["--axi", "--axi-burst", "300"], "--axi-burst must be an integer in 1..256"),
+    (["--dram-base", "8"], "--axi-burst and --dram-base need --axi")])
+def test_map_option_errors(capsys, extra, words):
+    from ommatidia.cli import main
+    assert main(["map", "--preset", "tiny", "--layer", "N=1,C=3,M=5,H=4,W=10,R=3,S=3,P=1",
+                 *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ommatidia map: error: ") and words in err
