@@ -20,20 +20,31 @@ import numpy as np
 
 from ommatidia.sim.golden import layer_ofmap
 
-__all__ = ["AxiJob", "AxiRun", "run_axi_layers"]
+__all__ = ["AXIRAM_READ_LATENCY", "AXIRAM_WRITE_LATENCY", "AxiJob", "AxiRun", "axi_timing",
+           "run_axi_layers"]
+
+AXIRAM_READ_LATENCY = 2
+"""Cycles from an AR handshake to the first R beat of cocotbext-axi's ``AxiRam`` (0.1.28)
+with no added latency, measured on the bus (`AxiRun.events`)."""
+AXIRAM_WRITE_LATENCY = 2
+"""Cycles from the last W beat to the B handshake of ``AxiRam``."""
+AXIRAM_QUEUE = 2
+"""R beats ``AxiRam``'s serial read process queues ahead (its R channel's occupancy limit)."""
 
 
 @dataclass(frozen=True)
 class AxiJob:
     """One layer run: its `ommatidia.gen.program.LayerProgram`, the byte address of its DRAM
     word 0, the share of cycles each AXI channel pauses, the most cycles a read burst
-    waits before the RAM answers (uniform from half that), and the seed of both."""
+    waits before the RAM answers (uniform from half that, or exactly that with
+    ``fixed_latency``), and the seed of both."""
 
     prog: object
     dram_base: int = 0
     pause: float = 0.0
     latency: int = 0
     seed: int = 1
+    fixed_latency: bool = False
 
     def __post_init__(self):
         if self.dram_base < 0 or self.dram_base % 8:
@@ -48,7 +59,8 @@ class AxiJob:
 @dataclass
 class AxiRun:
     """What a job gave: STATUS, counters by name, ofmap, bursts ``(byte address, beats)`` of
-    each AR and AW handshake, R and W beats, most read bursts outstanding, ``irq``."""
+    each AR and AW handshake, R and W beats, most read bursts outstanding, ``irq``, and
+    ``events``: (cycle, channel) of every AR, R, W, AW and B handshake."""
 
     status: int
     counters: dict
@@ -60,6 +72,22 @@ class AxiRun:
     max_reads: int
     irq: int
     bit_exact: bool
+    events: tuple = ()
+
+
+def axi_timing(job: AxiJob, *, data_width: int = 64, max_burst: int = 256,
+               max_reads: int = 4):
+    """The `ommatidia.gen.model.DramTiming` of the AXI top (``data_width``, ``max_burst``,
+    ``max_reads``) on the tests' ``AxiRam`` with ``job``'s DRAM base and its read latency
+    (the mean of the random one unless ``fixed_latency``; pauses are not modelled)."""
+    from ommatidia.gen.model import DramTiming
+    latency = job.latency
+    if latency and not job.fixed_latency:
+        latency = round((latency // 2 + latency) / 2)
+    return DramTiming(bus="axi", read_latency=AXIRAM_READ_LATENCY + latency,
+                      write_latency=AXIRAM_WRITE_LATENCY, read_queue=AXIRAM_QUEUE,
+                      word_bits=job.prog.cfg.dram_bits, data_width=data_width,
+                      max_burst=max_burst, max_reads=max_reads, base=job.dram_base)
 
 
 def _verilog(cfg, data_width: int, max_burst: int, build_dir: pathlib.Path) -> pathlib.Path:
@@ -95,5 +123,6 @@ def run_axi_layers(cfg, jobs, *, data_width: int = 64, max_burst: int = 256,
     for job, res in zip(jobs, results):
         exact = bool(np.array_equal(res["ofmap"], layer_ofmap(job.prog)))
         runs.append(AxiRun(res["status"], res["counters"], res["ofmap"], res["ar"], res["aw"],
-                           res["r_beats"], res["w_beats"], res["max_reads"], res["irq"], exact))
+                           res["r_beats"], res["w_beats"], res["max_reads"], res["irq"], exact,
+                           tuple(res["events"])))
     return runs

@@ -76,13 +76,15 @@ class TB:
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM_BYTES)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.latency = 0
+        self.fixed = False
         self.rng = random.Random(1)
         recv = self.ram.read_if.ar_channel.recv
 
         async def delayed_recv():
             ar = await recv()
             if self.latency:
-                await ClockCycles(dut.clk, self.rng.randint(self.latency // 2, self.latency))
+                await ClockCycles(dut.clk, self.latency if self.fixed
+                                  else self.rng.randint(self.latency // 2, self.latency))
             return ar
         self.ram.read_if.ar_channel.recv = delayed_recv
         level = os.environ.get("OMMATIDIA_AXI_LOG", "WARNING")
@@ -104,11 +106,11 @@ class TB:
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
 
-    def configure(self, pause: float, latency: int, seed: int) -> None:
+    def configure(self, pause: float, latency: int, seed: int, fixed: bool = False) -> None:
         """Pauses on every channel with probability ``pause``; read bursts delayed by
-        ``latency // 2`` to ``latency`` cycles."""
+        ``latency // 2`` to ``latency`` cycles, or by ``latency`` when ``fixed``."""
         self.rng = random.Random(seed)
-        self.latency = latency
+        self.latency, self.fixed = latency, fixed
         channels = [self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
                     self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
                     self.ram.read_if.r_channel, self.axil.write_if.aw_channel,
@@ -123,28 +125,38 @@ class TB:
                 channel.pause = False
 
     def clear_stats(self) -> None:
-        self.stats = {"ar": [], "aw": [], "r_beats": 0, "w_beats": 0, "max_reads": 0}
+        self.stats = {"ar": [], "aw": [], "r_beats": 0, "w_beats": 0, "max_reads": 0,
+                      "events": []}
         self._reads = 0
 
     async def _monitor(self):
-        """Every AR and AW burst (address, beats), R and W beats, most reads outstanding."""
-        dut, s = self.dut, None
+        """Every AR and AW burst (address, beats), R and W beats, most reads outstanding, and
+        the cycle of each handshake (``events``: (cycle, channel) for "ar", "r", "aw", "w",
+        "b")."""
+        dut, s, cycle = self.dut, None, 0
         while True:
             await RisingEdge(dut.clk)
             await ReadOnly()
+            cycle += 1
             s = self.stats
             if dut.m_axi_arvalid.value and dut.m_axi_arready.value:
                 s["ar"].append((int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1))
+                s["events"].append((cycle, "ar"))
                 self._reads += 1
                 s["max_reads"] = max(s["max_reads"], self._reads)
             if dut.m_axi_rvalid.value and dut.m_axi_rready.value:
                 s["r_beats"] += 1
+                s["events"].append((cycle, "r"))
                 if dut.m_axi_rlast.value:
                     self._reads -= 1
             if dut.m_axi_awvalid.value and dut.m_axi_awready.value:
                 s["aw"].append((int(dut.m_axi_awaddr.value), int(dut.m_axi_awlen.value) + 1))
+                s["events"].append((cycle, "aw"))
             if dut.m_axi_wvalid.value and dut.m_axi_wready.value:
                 s["w_beats"] += 1
+                s["events"].append((cycle, "w"))
+            if dut.m_axi_bvalid.value and dut.m_axi_bready.value:
+                s["events"].append((cycle, "b"))
 
 
 def _run_job(transport, job):
@@ -169,7 +181,7 @@ async def layers(dut):
     for job in jobs:
         wb = job.prog.cfg.dram_bits // 8
         tb.ram.write(job.dram_base, bytes(job.prog.dram_words * wb))
-        tb.configure(job.pause, job.latency, job.seed)
+        tb.configure(job.pause, job.latency, job.seed, job.fixed_latency)
         tb.clear_stats()
         transport = AxiTransport(tb, job.dram_base, job.prog.cfg.dram_bits)
         status, counters, ofmap, coded = await bridge(_run_job)(transport, job)
