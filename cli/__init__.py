@@ -3,8 +3,9 @@ that owns the work, print the result.
 
 `ommatidia.cli.parser` builds the parser; the commands live by area in
 `ommatidia.cli.hardware` (presets, generate, pe, synth, build), `ommatidia.cli.layers`
-(rlc, map, run), `ommatidia.cli.nets` (net train/import/run, report) and
-`ommatidia.cli.configure` (the --preset/--config/--set options, config).
+(rlc, map, run), `ommatidia.cli.nets` (net train/import/run, report),
+`ommatidia.cli.explore` (sweep) and `ommatidia.cli.configure` (the --preset/--config/--set
+options, config).
 """
 
 from __future__ import annotations

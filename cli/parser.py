@@ -8,6 +8,7 @@ from ommatidia.gen.config import PRESETS
 from ommatidia.toolchain import SIMULATORS
 
 from .configure import add_config_options, cmd_config
+from .explore import cmd_sweep
 from .hardware import cmd_build, cmd_generate, cmd_pe, cmd_presets, cmd_synth
 from .layers import LAYER_HELP, cmd_map, cmd_rlc, cmd_run
 from .nets import cmd_net_import, cmd_net_run, cmd_net_train, cmd_report
@@ -242,6 +243,36 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_sweep(sub) -> None:
+    from ommatidia.explore.resources import FAMILIES
+    p = sub.add_parser("sweep", help="sweep configurations over a network's layers through the "
+                                     "mapper and the model on Dask: CSV, Pareto front, FPGA "
+                                     "resources (docs/sweep.md)")
+    add_config_options(p)
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a configuration field and its values (repeatable; every combination "
+                        "is swept): rows=8,12,16, ifmap_spad_depth=12,24")
+    p.add_argument("--network", required=True, metavar="alexnet|digits|MODEL.npz",
+                   help="the layers: AlexNet CONV1-FC8, the digits CNN or a model file's")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="sweep.csv, pareto.png, rtl.csv and build/ go there; a rerun skips the "
+                        "points its sweep.csv holds")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler (tcp://HOST:8786) instead of a local cluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: the CPUs)")
+    p.add_argument("--rtl", type=int, default=0, metavar="K",
+                   help="also run K random layers per configuration on its Verilog "
+                        "(Verilator), checked bit-exact and against the model's cycles")
+    p.add_argument("--family", choices=FAMILIES, default="ecp5",
+                   help="FPGA family of the resource estimate (default: ecp5)")
+    p.add_argument("--zeros", type=float, default=0.5,
+                   help="fraction of zero activations in the random data (default 0.5)")
+    p.add_argument("--seed", type=int, default=1, help="random data seed (default 1)")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    p.set_defaults(func=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, each with its command in ``func``."""
     from ommatidia.gen.tops import TOPS
@@ -260,4 +291,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_net(sub)
     _add_report(sub)
+    _add_sweep(sub)
     return parser

@@ -11,7 +11,7 @@ import pathlib
 
 from helpers import ROOT
 
-LAYERS = ("gen", "hw", "host", "sim", "nn", "boards", "toolchain", "cli")
+LAYERS = ("gen", "hw", "host", "sim", "nn", "boards", "toolchain", "explore", "cli")
 MAY_IMPORT = {
     "gen": {"gen", "hw"},
     "hw": {"hw", "gen"},
@@ -20,10 +20,12 @@ MAY_IMPORT = {
     "sim": {"sim", "gen", "hw", "host", "toolchain"},
     "boards": {"boards", "gen", "hw", "host", "toolchain"},
     "nn": {"nn", "gen", "hw", "host", "sim"},
+    "explore": {"explore", "gen", "sim", "nn", "boards", "toolchain"},
     "cli": set(LAYERS),
 }
 """Which layers each layer may import. hw may use only the configuration of gen
-(`HW_FROM_GEN`); gen uses hw's register and stream layouts."""
+(`HW_FROM_GEN`); gen uses hw's register and stream layouts; explore (sweeps) is imported
+by cli alone."""
 
 HW_FROM_GEN = {"ommatidia.gen.config"}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 800, 150
