@@ -1,0 +1,75 @@
+"""Verilog emission that keeps the hierarchy (`ommatidia.gen.verilog`): each distinct
+component is written once and instantiated wherever it appears.
+
+That the hierarchical Verilog still computes bit for bit what the Amaranth design does is
+shown by the cocotb tests that simulate it: tests/test_array_verilog.py (the tiny array,
+Verilator and Icarus), tests/test_noc_verilog.py, tests/test_system_verilog.py and
+tests/test_axi_verilog.py all write their Verilog through `emit`.
+"""
+
+import dataclasses
+import re
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ommatidia.gen.config import preset
+from ommatidia.gen.ports import _verilog_ports
+from ommatidia.gen.verilog import emit, module_count
+from ommatidia.hw.array import PEArray
+from ommatidia.hw.pe import PE
+
+
+def test_the_array_writes_one_pe_module_and_instantiates_it_at_every_pe():
+    cfg = preset("tiny")
+    text = emit(PEArray(cfg), "array")
+    counts = module_count(text)
+    pe_modules = [name for name in counts if name.startswith("array__PE")]
+    assert pe_modules == ["array__PE"]
+    assert len(re.findall(r"^module array__PE\(", text, re.M)) == 1
+    assert counts["array__PE"] == cfg.rows * cfg.cols
+    assert counts["array"] == 0
+    flat = emit(PEArray(cfg), "array", flat=True)
+    assert len(re.findall(r"^module ", flat, re.M)) > 3 * len(counts)
+    assert len(text) < len(flat) // 2
+
+
+def test_the_top_module_has_the_ports_of_the_flat_one():
+    cfg = preset("tiny")
+    text, flat = emit(PEArray(cfg), "array"), emit(PEArray(cfg), "array", flat=True)
+    assert _verilog_ports(text, "array") == _verilog_ports(flat, "array")
+    ports = _verilog_ports(text, "array__PE")
+    assert ports["clk"] == ("input", 1) and ports["rst"] == ("input", 1)
+
+
+def test_the_text_is_the_same_on_every_run():
+    cfg = preset("tiny")
+    assert emit(PEArray(cfg), "array") == emit(PEArray(cfg), "array")
+
+
+class _ThreePEs(wiring.Component):
+    """Two PEs of one configuration and one whose filter spad is deeper (same ports)."""
+
+    done: Out(3)
+    busy: In(1)
+
+    def __init__(self, a, b):
+        self._pes = [PE(a), PE(a), PE(b)]
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, pe in enumerate(self._pes):
+            m.submodules[f"pe{k}"] = pe
+            m.d.comb += self.done[k].eq(pe.done)
+        return m
+
+
+def test_components_with_other_parameters_but_the_same_ports_are_other_modules():
+    a = preset("tiny").pe
+    b = dataclasses.replace(a, filter_spad_depth=a.filter_spad_depth + 8)
+    three = _ThreePEs(a, b)
+    assert three._pes[0].signature == three._pes[2].signature
+    counts = module_count(emit(three, "three"))
+    assert counts == {"three": 0, "three__PE": 2, "three__PE_1": 1}
