@@ -130,10 +130,13 @@ class Machine:
             if not nwords:
                 return 4, [], 0, 0
             cycles = n + 4
+            drained = nwords > end + 1
+            if not drained and self.dram_timing.is_system:
+                return 3 + cycles, [], 0, 0
             values = [sum(((w >> (k * fmt.pair_bits)) & fmt.max_run) + 1
                           for k in range(fmt.pairs_per_word)) for w in stream[:end]]
             before = sum(values)
-            if nwords > end + 1:
+            if drained:
                 cycles = max(cycles, before + nwords - end - 1 + 3)
             return 3 + cycles, values + [1] * (nwords - end), end, n - before + 1
         if self.values and nwords:
