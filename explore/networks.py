@@ -62,6 +62,6 @@ def network_layers(spec: str) -> tuple[str, list[NetLayer]]:
     from ommatidia.nn.quant import load
     try:
         qnet = load(path)
-    except (OSError, KeyError, EOFError) as exc:
+    except (OSError, KeyError, EOFError, ValueError) as exc:  # numpy's own, or load's
         raise ValueError(f"--network {spec} is not a model file: {exc}") from None
     return path.stem, _shapes(qnet.layers, qnet.shapes)

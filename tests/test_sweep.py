@@ -167,3 +167,26 @@ def test_sweep_rtl_runs_random_layers_on_the_verilog(build_dir, capsys):
     assert row["status"] == "ok" and row["bit_exact"] == "True" and row["model_exact"] == "True"
     assert row["cycles"] == row["model_cycles"] and int(row["cycles"]) > 0
     assert (out / "build" / row["config"]).is_dir()
+
+
+def test_a_model_files_layers_count_their_groups(tmp_path):
+    from ommatidia.explore.sweep import evaluate
+    from ommatidia.gen.layer import ConvLayer
+    from ommatidia.nn.quant import QLayer, QNet, save
+    rng = np.random.default_rng(0)
+    qnet = QNet((QLayer(rng.integers(-3, 4, (4, 1, 3, 3)), np.zeros(4, dtype=np.int64),
+                        relu=True, pool=2, groups=2),
+                 QLayer(rng.integers(-3, 4, (3, 4, 2, 2)), np.zeros(3, dtype=np.int64))),
+                (2, 6, 6), 1.0, preset="tiny")
+    name, layers = network_layers(str(save(qnet, tmp_path / "two.npz")))
+    assert name == "two"
+    assert [(nl.name, nl.layer, nl.groups) for nl in layers] == [
+        ("layer0", ConvLayer(N=1, C=1, M=2, H=6, W=6, R=3, S=3), 2),
+        ("layer1", ConvLayer(N=1, C=4, M=3, H=2, W=2, R=2, S=2), 1)]
+    one, two = (evaluate(TINY, layers[0].layer, g) for g in (1, 2))
+    assert one["status"] == two["status"] == "ok"
+    assert two["cycles"] == 2 * one["cycles"] and two["energy_total"] == 2 * one["energy_total"]
+    assert two["pe_utilization"] == one["pe_utilization"]
+    with pytest.raises(ValueError, match="not a model file"):
+        (tmp_path / "junk.npz").write_bytes(b"junk")
+        network_layers(str(tmp_path / "junk.npz"))
