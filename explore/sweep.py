@@ -78,7 +78,7 @@ def field_key(name: str) -> str:
     (``ifmap_spad_depth``)."""
     fields = config_fields(EYERISS)
     sections = [s for s, v in fields.items() if isinstance(v, dict)]
-    if name in CONFIG_COLUMNS:
+    if name in CONFIG_COLUMNS and name != "name":
         return name
     owners = [s for s in sections if name in fields[s]]
     if len(owners) == 1:

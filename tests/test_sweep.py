@@ -47,7 +47,7 @@ def test_vary_names_fields_and_rejects_others():
     vary = parse_vary(["rows=8,12,16", "ifmap_spad_depth=12,24", "counter_bits=0,48"])
     assert vary == {"rows": ("8", "12", "16"), "pe.ifmap_spad_depth": ("12", "24"),
                     "counter_bits": ("0", "48")}
-    for bad in ("nope=1", "rows", "rows=", "rows=1,1", "pe.nope=3"):
+    for bad in ("nope=1", "rows", "rows=", "rows=1,1", "pe.nope=3", "name=a,b"):
         with pytest.raises(ValueError, match="--vary"):
             parse_vary([bad])
     with pytest.raises(ValueError, match="twice"):
