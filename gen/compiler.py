@@ -60,7 +60,9 @@ class ModelCost:
                                     M=min(layer.M, m.p * m.blocks))
         one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
                       -(-probe.M // m.p), -(-probe.C // m.q))
-        passes = [c for op, c in predict(self._program(probe, one)).commands if op == "PASS"]
+        # the data never changes a pass's cycles: no need to compute on it
+        passes = [c for op, c in predict(self._program(probe, one), values=False).commands
+                  if op == "PASS"]
         return max(passes) if passes else 0
 
 

@@ -32,6 +32,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from ommatidia.hw.engines import tag_depth
 from ommatidia.hw.glb import glb_words
 from ommatidia.hw.pe import PERun
@@ -154,7 +156,7 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
             try:
                 PERun(S=layer.S, W=width, U=layer.U, p=p, q=q).check(cfg.pe)
             except ValueError:
-                continue
+                break  # every limit only tightens as q grows: no larger q fits either
             out.append((p, q))
     return out
 
@@ -209,32 +211,111 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles: int | None = None
 def candidates(cfg: ArrayConfig, layer):
     """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
     delivery) fit, best estimate first."""
-    out = []
+    ranked = _ranked(cfg, layer)
+    return [ranked.mapping(k) for k in range(len(ranked))]
+
+
+def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
+            only_q: int | None = None) -> _Ranked:
+    """`candidates` (those with ``p`` = ``only_p`` and ``q`` = ``only_q`` if given) in the
+    same order (`estimate`, then larger ``p`` and ``q``, then enumeration order),
+    `estimate` and `_glb_need` worked out on arrays: one row per PE-set shape and round
+    size."""
     rows, cols, depth = cfg.rows, cfg.cols, tag_depth(cfg)
+    per = elements_per_word(cfg)
+    N, C, M, R, S, U, F = layer.N, layer.C, layer.M, layer.R, layer.S, layer.U, layer.F
+    width = layer.W + 2 * layer.P
     segments = split(layer.R, rows)
     seg_rows = max(s for _, s in segments)
+    shapes, fields, chunk_arrays, chunks_of = [], [], [], {}
     foldings = {split(layer.E, w) for w in range(1, min(layer.E, cols) + 1)}
+    pq = _pq_options(cfg, layer)
     for strips in foldings:
         es = max(s for _, s in strips)
-        piece_rows = (es - 1) * layer.U + seg_rows
-        for p, q in _pq_options(cfg, layer):
-            cgroups = -(-layer.C // q)
-            mgroups = -(-layer.M // p)
-            units = cgroups * len(segments)
-            most = min(units, rows // seg_rows, depth // piece_rows)
+        piece_rows = (es - 1) * U + seg_rows
+        hs = (es - 1) * U + R
+        for p, q in pq:
+            cgroups, mgroups = -(-C // q), -(-M // p)
+            most = min(cgroups * len(segments), rows // seg_rows, depth // piece_rows)
+            chunks = chunks_of.get((mgroups, cgroups))
+            if chunks is None:
+                chunks = chunks_of[mgroups, cgroups] = np.array(
+                    list(_chunks(N, mgroups, cgroups)), dtype=np.int64).reshape(-1, 3)
+            slack = cfg.pe.ifmap_spad_depth // q >= S + U
             for stack in sorted({1, most}) if most else ():
                 for blocks in sorted({1, min(mgroups, cols // es, depth // es,
                                              depth // (stack * seg_rows))}):
-                    for n_chunk, m_chunk, c_chunk in _chunks(layer.N, mgroups, cgroups):
-                        if m_chunk % blocks and m_chunk != mgroups:
-                            continue
-                        m = Mapping(p, q, strips, segments, stack, blocks, n_chunk, m_chunk,
-                                    c_chunk)
-                        if _glb_need(cfg, layer, m) > glb_words(cfg):
-                            continue
-                        out.append((estimate(cfg, layer, m), m))
-    out.sort(key=lambda x: (x[0], -x[1].p, -x[1].q))
-    return [m for _, m in out]
+                    per_pass = 0
+                    for _, e in strips:
+                        compute = F * S * p * q
+                        ifmap = width * ((e - 1) * U + seg_rows) * stack * q
+                        psum = F * e * blocks * p
+                        filt = seg_rows * stack * blocks * S * p * q
+                        busy = max(compute, ifmap, psum) if slack else compute + ifmap
+                        per_pass += N * (busy + 40) + filt
+                    shapes.append((p, q, strips, segments, stack, blocks))
+                    fields.append((p, q, stack, blocks, mgroups, len(strips), per_pass,
+                                   -(-mgroups // blocks), word_count(es * F * p, per["psum"]),
+                                   word_count(R * S * p * q, per["filter"]),
+                                   word_count(width * hs * q, per["ifmap"])))
+                    chunk_arrays.append(chunks)
+    if not shapes:
+        return _Ranked([], np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64))
+    counts = np.array([len(c) for c in chunk_arrays])
+    shape = np.repeat(np.arange(len(shapes)), counts)
+    p, q, stack, blocks, mgroups, nstrips, per_pass, bgroups, psum_w, filter_w, ifmap_w = \
+        np.array(fields, dtype=np.int64)[shape].T
+    n, m, c = np.concatenate(chunk_arrays).T
+    keep = ((m % blocks == 0) | (m == mgroups)) \
+        & (n * m * psum_w + m * c * filter_w + n * c * ifmap_w <= glb_words(cfg))
+    mrounds, nrounds = -(-mgroups // m), -(-N // n)
+    dram = (N * C * (layer.H + 2 * layer.P) * width // per["ifmap"]) * mrounds \
+        + (M * C * R * S // per["filter"]) * nrounds * nstrips \
+        + N * M * layer.E * F // per["ifmap"]
+    cycles = bgroups * _steps_of(C, q, len(segments), stack, c) * per_pass + dram \
+        + 60 * nrounds * nstrips * mrounds
+    if only_p is not None:
+        keep &= p == only_p
+    if only_q is not None:
+        keep &= q == only_q
+    index = np.flatnonzero(keep)
+    order = index[np.lexsort((index, -q[index], -p[index], dram[index], cycles[index]))]
+    return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1))
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """`candidates` best first, as the PE-set shape (`Mapping` fields ``p`` .. ``blocks``)
+    of each and its round sizes, making `Mapping` objects only of those asked for."""
+
+    shapes: list
+    shape: np.ndarray
+    chunks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.shape)
+
+    def mapping(self, k: int) -> Mapping:
+        return Mapping(*self.shapes[self.shape[k]], *(int(x) for x in self.chunks[k]))
+
+    def firsts(self) -> list[int]:
+        """The index of the best-ranked mapping of each PE-set shape, best first."""
+        _, first = np.unique(self.shape, return_index=True)
+        return sorted(first.tolist())
+
+
+def _steps_of(C: int, q, segments: int, stack, c_chunk):
+    """`_steps` on arrays of ``q``, ``stack`` and ``c_chunk``."""
+    groups = -(-C // q)
+    short = (C % q != 0).astype(np.int64)
+
+    def chunk(k, with_short):
+        return -(-((k - with_short) * segments) // stack) \
+            + np.where(with_short != 0, -(-segments // stack), 0)
+    whole, rest = np.divmod(groups, c_chunk)
+    zero = np.zeros_like(short)
+    return np.where(rest != 0, whole * chunk(c_chunk, zero) + chunk(rest, short),
+                    (whole - 1) * chunk(c_chunk, zero) + chunk(c_chunk, short))
 
 
 def _chunks(n: int, mgroups: int, cgroups: int):
@@ -282,10 +363,8 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
         PERun(S=layer.S, W=width, U=layer.U, p=p or 1, q=q or 1).check(cfg.pe)
     if not _pq_options(cfg, layer):
         PERun(S=layer.S, W=width, U=layer.U, p=1, q=1).check(cfg.pe)
-    options = candidates(cfg, layer)
-    if p is not None or q is not None:
-        options = [m for m in options if (p is None or m.p == p) and (q is None or m.q == q)]
-    if not options:
+    options = _ranked(cfg, layer, p, q)
+    if not len(options):
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
                          f"image, filter group and channel group per round the GLB needs "
                          f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
@@ -303,7 +382,7 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     if ranked and ranked[0][0][0] < FULL_MODEL_CYCLES:
         ranked = sorted(((cost.whole(m), m) for _, m in ranked[:6]),
                         key=lambda x: x[0]) + ranked[6:]
-    for _, m in ranked + [(None, m) for m in options[:64]]:
+    for _, m in ranked + [(None, options.mapping(k)) for k in range(min(64, len(options)))]:
         try:
             return m, cost.rounds(m)
         except ValueError as exc:
@@ -317,13 +396,10 @@ whole by the cost model (the one-pass probe misses DMA and round overheads that 
 small layers)."""
 
 
-def _shortlist(options, most: int = 12) -> list:
+def _shortlist(options: _Ranked, most: int = 12) -> list:
     """The best-estimated round sizes of the ``most`` best-estimated PE-set shapes, and of
     the best few without replication (the estimate cannot see NoC contention)."""
-    best = {}
-    for m in options:
-        best.setdefault((m.strips, m.p, m.q, m.stack, m.blocks), m)
-    shapes = list(best.values())
+    shapes = [options.mapping(k) for k in options.firsts()]
     plain = [m for m in shapes if m.stack == 1 and m.blocks == 1]
     out = shapes[:most]
     return out + [m for m in plain[:4] if m not in out]

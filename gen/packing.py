@@ -28,9 +28,16 @@ def pack_slots(cfg, kind: str, values) -> list:
     and without `ArrayConfig.rlc_codec` ifmaps and the ofmaps `DMAOut` writes."""
     per = elements_per_word(cfg)[kind]
     slot = cfg.dram_bits // per
-    values = [int(v) & ((1 << slot) - 1) for v in values]
-    return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
-            for w in range(word_count(len(values), per))]
+    if cfg.dram_bits > 64:
+        values = [int(v) & ((1 << slot) - 1) for v in values]
+        return [sum(v << (slot * j) for j, v in enumerate(values[w * per:(w + 1) * per]))
+                for w in range(word_count(len(values), per))]
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    n = word_count(len(v), per)
+    slots = np.zeros(n * per, dtype=np.uint64)
+    slots[:len(v)] = v.astype(np.uint64) & np.uint64((1 << slot) - 1)
+    shifts = (np.arange(per, dtype=np.uint64) * np.uint64(slot))[None, :]
+    return np.bitwise_or.reduce(slots.reshape(n, per) << shifts, axis=1).tolist()
 
 
 def unpack_slots(cfg, words, n: int) -> np.ndarray:

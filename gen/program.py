@@ -427,6 +427,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     prog, outputs, current = [], [], {}
     top = data_base + len(inputs.words)
     pack_tag, pack_bias = _packer(tag_write_layout(cfg)), _packer(bias_write_layout(cfg))
+    tag_words = {}
     U, R, F = layer.U, layer.R, layer.F
     for rnd in rounds:
         e0, es = rnd.strip
@@ -448,9 +449,13 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                         current[name] = value
                 for engine, kind in enumerate(("filter", "ifmap", "psum")):
                     for index, (row, col, offset) in enumerate(ps.descs["tags"][kind]):
-                        entry = pack_tag({"engine": engine, "index": index,
-                                          "entry": {"row": row, "col": col, "offset": offset}})
-                        prog.append(pack_command(Opcode.TAG, entry))
+                        key = (engine, index, row, col, offset)
+                        word = tag_words.get(key)
+                        if word is None:  # passes repeat their tags: pack each once
+                            word = tag_words[key] = pack_command(Opcode.TAG, pack_tag(
+                                {"engine": engine, "index": index,
+                                 "entry": {"row": row, "col": col, "offset": offset}}))
+                        prog.append(word)
                     prog += put(f"{kind}_desc", ps.descs[kind])
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))

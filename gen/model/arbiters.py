@@ -46,23 +46,27 @@ def round_robin(log, last: int) -> dict:
     sender, its request cycles in order; each waits for the previous one's grant):
     (sender, k) -> (request cycle, grant)."""
     queues = [[t for t, _ in reqs] for reqs in log]
-    pos, out = [0, 0, 0], {}
-    heads = [q[0] if q else None for q in queues]
-    t = min((h for h in heads if h is not None), default=None)
-    while t is not None:
-        waiting = [e for e in range(3) if heads[e] is not None and heads[e] <= t]
-        if waiting:
-            e = next(c for c in ((last + j) % 5 for j in range(1, 6)) if c in waiting)
-            out[e, pos[e]] = (queues[e][pos[e]], t)
-            last = e
-            pos[e] += 1
-            heads[e] = queues[e][pos[e]] if pos[e] < len(queues[e]) else None
-            if heads[e] is not None:
-                heads[e] = max(heads[e], t + 1)
-            t += 1
+    pos, out, never = [0, 0, 0], {}, 1 << 62
+    heads = [q[0] if q else never for q in queues]
+    t = min(heads)
+    while t < never:
+        for e in _ORDER[last]:
+            if heads[e] <= t:
+                break
         else:
-            t = min((h for h in heads if h is not None), default=None)
+            t = min(heads)
+            continue
+        out[e, pos[e]] = (queues[e][pos[e]], t)
+        last = e
+        pos[e] += 1
+        heads[e] = max(queues[e][pos[e]], t + 1) if pos[e] < len(queues[e]) else never
+        t += 1
     return out
+
+
+_ORDER = [[c for c in ((last + j) % 5 for j in range(1, 6)) if c < 3] for last in range(5)]
+"""The senders in the round-robin order after ``last`` (the port's requesters are the
+three senders and `DMAOut`, 4)."""
 
 
 class Gon:
@@ -88,7 +92,7 @@ class Gon:
         output is done; whether it granted anything."""
         tops = [tp for tp in self.tops if not tp.done]
         self.tops = tops
-        if not tops:
+        if not tops or max(self.t, min(tp.acc for tp in tops)) >= horizon:
             return False
         rows = {}
         for tp in tops:

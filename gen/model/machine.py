@@ -3,7 +3,8 @@ tables, bias, the GLB's contents and the DRAM; the cycles of ``DMA_IN``,
 ``DMA_OUT`` and ``PASS`` commands, and the counters and accesses they add.
 
 A ``PASS`` is timed by `ommatidia.gen.model.timing` (or, where the recurrences
-cannot order it, by `ommatidia.gen.model.reference`) and, with ``values``, run on
+cannot order it, by `ommatidia.gen.model.reference`) once per distinct pass in a
+process (`ommatidia.gen.model.memo`) and, with ``values``, run on
 the data: filters, ifmaps and psums routed by the tag tables and IDs, psums
 into the GLB.
 """
@@ -19,6 +20,7 @@ from ommatidia.gen.rlc import encode as rlc_encode
 from .arbiters import reset_state
 from .decode import KINDS, unpacker
 from .dram import SYSTEM_DRAM, DramTiming
+from .memo import PASS_MEMO
 from .pe import Schedule
 from .reference import reference_pass
 from .rlc import rlc_decode
@@ -53,7 +55,6 @@ class Machine:
         self.filters = ((), np.zeros((0, 0), dtype=np.int64))
         self.filter_rows = {}
         self.rr = reset_state(cfg)
-        self.cache = {}
         self.targets_cache = {}
         self.route_cache = {}
         self.grid_cache = {}
@@ -294,8 +295,8 @@ class Machine:
         for kind in KINDS:
             st = streams[kind]
             keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items())))
-        key = (tuple(keys), self.regs["gon_desc"]["count"], self.rr)
-        got = self.cache.get(key)
+        key = (self.cfg, self.reference, tuple(keys), self.regs["gon_desc"]["count"], self.rr)
+        got = PASS_MEMO.get(key)
         if got is None:
             try:
                 if self.reference:
@@ -303,7 +304,7 @@ class Machine:
                 got = (pass_timing(self.cfg, self.regs, streams, self.rr), False)
             except Unordered:
                 got = (reference_pass(self.cfg, self.regs, streams, self.rr), True)
-            self.cache[key] = got
+            PASS_MEMO.put(key, got)
         self.fallbacks += got[1]
         return got[0]
 

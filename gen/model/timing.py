@@ -50,12 +50,14 @@ class PEState:
     """
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
-                 "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf")
+                 "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
+                 "ordered")
 
     def __init__(self, r: int, c: int):
         self.r, self.c = r, c
         self.prev = 0
         self.fr = []
+        self.ordered = True
         self.A = []
         self.nv = self.np = self.nf = 0
         self.ret = []
@@ -65,13 +67,27 @@ class PEState:
 
     def next_free(self, t: int) -> int:
         """First cycle from ``t`` not frozen by a psum waiting at the accumulate stage."""
-        for a, o in self.fr:
+        fr = self.fr
+        if self.ordered:
+            # the freezes are disjoint and in order (``ordered``): those ending by ``t``, a
+            # prefix, cannot move it; the scan starts after them
+            j = len(fr)
+            while j and fr[j - 1][1] > t:
+                j -= 1
+            if j == len(fr):
+                return t
+            fr = fr[j:]
+        for a, o in fr:
             if a <= t < o:
                 t = o
         return t
 
     def issue_one(self, tmin: int) -> int:
-        t = self.next_free(max(self.prev + 1, tmin))
+        t = self.prev + 1
+        if tmin > t:
+            t = tmin
+        if self.fr:
+            t = self.next_free(t)
         self.prev = t
         return t
 
@@ -92,10 +108,21 @@ class PEState:
 
     def acc_time(self, i: int) -> int:
         """Cycle an operation issued at ``i`` reaches the accumulate stage."""
-        return i + PIPELINE_STAGES + sum(o - a for a, o in self.fr if a > i)
+        if not self.ordered:
+            return i + PIPELINE_STAGES + sum(o - a for a, o in self.fr if a > i)
+        t, fr = i + PIPELINE_STAGES, self.fr
+        j = len(fr) - 1
+        while j >= 0 and fr[j][0] > i:
+            t += fr[j][1] - fr[j][0]
+            j -= 1
+        return t
 
     def freeze(self, acc: int, out: int) -> None:
+        """The pipeline frozen from ``acc`` to ``out``; ``ordered`` stays True while every
+        freeze starts after the one before ends."""
         if out > acc:
+            if self.fr and acc < self.fr[-1][1]:
+                self.ordered = False
             self.fr.append((acc, out))
 
     def prune(self) -> None:
@@ -226,6 +253,9 @@ class _Chain:
         self.stage = _PLAIN
         self.below = self.taken = None
         self.top = Top(pes[-1], self)
+        # ifmap columns came in since `advance` last ran from the main loop: its only input
+        # no caller of `advance` hands it (psum packets and GON grants call it)
+        self.dirty = True
 
     @property
     def finished(self) -> bool:
@@ -255,7 +285,8 @@ class _Chain:
         """Time as much of the chain as the known inputs allow; whether anything moved."""
         rnd, sch = self.rnd, self.rnd.sch
         moved = False
-        while not self.finished and self.top.done:
+        F, top = sch.F, self.top
+        while self.f != F and top.done:
             if self.stage == _PLAIN:
                 need = sch.column(self.f, sch.first_out - 1) if sch.first_out else -1
                 if any(len(pe.A) <= need for pe in self.pes):
@@ -271,17 +302,68 @@ class _Chain:
                 if self.taken is None:
                     return moved
                 i, self.taken = self.taken, None
-            else:
-                if not self.column_ready(pe):
-                    return moved
-                tmin = self.column_wait(pe)
-                if self.lvl:
-                    tmin = max(tmin, self.below + 1)
-                i = pe.issue_one(tmin)
-                if self.lvl:
-                    pe.last_take = i
-            self._psum_out(pe, i)
+                self._psum_out(pe, i)
+                moved = True
+                continue
+            if not self._climb():
+                return moved
             moved = True
+        return moved
+
+    def _climb(self) -> bool:
+        """Psum ``k`` issued level by level from ``lvl`` (not a bottom taking it from the
+        psum sender) up to the top, as far as the columns are in: `column_ready`,
+        `column_wait`, `PEState.issue_one` and `_psum_out` in one loop. Whether it
+        issued any."""
+        pes, lvl = self.pes, self.lvl
+        rnd = self.rnd
+        col = -1
+        if self.k == 0 and rnd.out_starts_tap:
+            col = rnd.sch.column(self.f, rnd.sch.first_out)
+        ends_tap = self.k == rnd.sch.p - 1
+        below = self.below
+        moved = False
+        while True:
+            pe = pes[lvl]
+            if col >= 0:
+                if len(pe.A) <= col:
+                    break
+                tmin = pe.A[col]
+            else:
+                tmin = 0
+            if lvl and below + 1 > tmin:
+                tmin = below + 1
+            i = pe.prev + 1
+            if tmin > i:
+                i = tmin
+            fr = pe.fr
+            if fr and (fr[-1][1] > i or not pe.ordered):
+                i = pe.next_free(i)
+            pe.prev = i
+            if lvl:
+                pe.last_take = i
+            moved = True
+            acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
+                else i + PIPELINE_STAGES
+            pe.final_I = i
+            if ends_tap:
+                pe.tap_end.append(i)
+            if pe.top:
+                top = self.top
+                top.acc, top.done = acc, False
+                gon = rnd.gon
+                if top not in gon.tops:
+                    gon.tops.append(top)
+                break
+            o = pes[lvl + 1].last_take
+            if acc > o:
+                o = acc
+            elif o > acc:
+                pe.freeze(acc, o)
+            pe.final_O = o
+            below = o
+            lvl += 1
+        self.lvl, self.below = lvl, below
         return moved
 
     def _psum_out(self, pe: PEState, i: int) -> None:
@@ -320,16 +402,10 @@ class _Chain:
                 pe.tap_end = []
                 pe.prune()
             self.f += 1
+            if self.f == sch.F:
+                rnd.finished += 1
             self.stage, self.k = _PLAIN, 0
         self.advance()
-
-    def horizon(self) -> int:
-        """No GON request of this chain can come before this cycle."""
-        if self.finished or not self.top.done:
-            return 1 << 62
-        top = self.pes[-1]
-        ahead = self.rnd.sch.first_out if self.stage == _PLAIN else 0
-        return top.prev + 1 + ahead + PIPELINE_STAGES
 
 
 class _Round:
@@ -364,6 +440,8 @@ class _Round:
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
+        self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
+        self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
 
     def _load_filters(self) -> None:
@@ -385,9 +463,14 @@ class _Round:
             pe.prev = pe.C0 - 1
 
     def _deliver_ifmaps(self) -> bool:
-        sch, ifm, pes = self.sch, self.ifm, self.pes
+        sch, ifm, pes, chain_of = self.sch, self.ifm, self.pes, self.chain_of
         q = sch.q
         moved = False
+        if self.ifm_wait is not None:
+            pe, y = self.ifm_wait
+            if y >= len(pe.ret):  # the packet still waits for that PE's ring slot
+                return False
+            self.ifm_wait = None
         while ifm.n < ifm.N:
             group = [pes[rc] for rc in ifm.targets[ifm.tag[ifm.n]]]
             ready = []
@@ -398,6 +481,7 @@ class _Round:
                 elif y < len(pe.ret):
                     ready.append(pe.ret[y] + 1)
                 else:
+                    self.ifm_wait = (pe, y)
                     return moved
             e = ifm.emit()
             d = e + 1
@@ -407,6 +491,7 @@ class _Round:
                 pe.nv += 1
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
+                    chain_of[id(pe)].dirty = True
             ifm.deliver(d)
             moved = True
         return moved
@@ -462,18 +547,29 @@ class _Round:
             pe.ret.append(pe.tap_end[s])
 
     def _horizon(self) -> int:
-        return min((ch.horizon() for ch in self.chains), default=1 << 62)
+        """No GON request can come before this cycle: a chain that is not finished and
+        whose top has no psum waiting issues its next one after its top's last issue
+        (and after the output's plain operations when it is at them) and the pipeline."""
+        h, F, ahead = 1 << 62, self.sch.F, self.sch.first_out + PIPELINE_STAGES + 1
+        for ch in self.chains:
+            if ch.f != F and ch.top.done:
+                v = ch.pes[-1].prev + (ahead if ch.stage == _PLAIN else PIPELINE_STAGES + 1)
+                if v < h:
+                    h = v
+        return h
 
     def time(self) -> tuple[PassTime, list]:
         """The `PassTime` and the GLB port's request log."""
-        ifm = self.ifm
+        ifm, chains = self.ifm, self.chains
         while True:
             moved = self._deliver_ifmaps()
             moved |= self._send_psums()
-            for ch in self.chains:
-                moved |= ch.advance()
+            for ch in chains:
+                if ch.dirty:  # a chain without new columns would not move
+                    ch.dirty = False
+                    moved |= ch.advance()
             moved |= self.gon.step(self._horizon())
-            if all(ch.finished for ch in self.chains) and ifm.n == ifm.N:
+            if self.finished == len(chains) and ifm.n == ifm.N:
                 break
             if not moved and not self.gon.step(1 << 62):
                 raise Unordered()

@@ -1,0 +1,83 @@
+"""The analytical model's pass memo (`gen.model.memo`) and its speed.
+
+Every distinct ``PASS`` is timed once per process; the memo must change nothing (the
+same cycles per command, counters, accesses and arbiter state as timing every pass
+afresh), and it and the mapper's array-wise ranking keep `ommatidia map` fast enough
+to sweep.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ommatidia.gen.compiler import compile_layer
+from ommatidia.gen.config import EYERISS, SMALL, TINY
+from ommatidia.gen.model import predict
+from ommatidia.gen.model.memo import PASS_MEMO, unmemoized
+from ommatidia.gen.prediction import layer_prediction
+from ommatidia.nn.alexnet import ALEXNET
+from ommatidia.sim.array_model import random_values
+
+from helpers import random_data, random_layer
+
+
+def _figures(pred) -> tuple:
+    return (pred.cycles, pred.commands, pred.counters, pred.accesses, pred.state,
+            pred.fallback_passes, pred.exact)
+
+
+def test_memoized_equals_unmemoized(seed):
+    """Random layers on `tiny` and `small`, run one after another (each from the arbiter
+    state the one before left), with and without data: every figure equals the one
+    timed without the memo; a second prediction times no pass again."""
+    rng = np.random.default_rng(seed)
+    for cfg in (TINY, SMALL):
+        state = None
+        for _ in range(4):
+            layer, p, q = random_layer(cfg, rng)
+            ifmap, weights = random_data(cfg, rng, layer)
+            prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q)
+            for values in (True, False):
+                with unmemoized():
+                    fresh = predict(prog, values=values, state=state)
+                memo = predict(prog, values=values, state=state)
+                misses = PASS_MEMO.misses
+                again = predict(prog, values=values, state=state)
+                assert PASS_MEMO.misses == misses, "a memoized pass was timed again"
+                assert _figures(memo) == _figures(fresh) == _figures(again), layer
+            state = fresh.state
+
+
+def test_the_memo_keys_on_the_arbiter_state():
+    """The same program from another arbiter state is timed again, not taken from the
+    memo: the GLB port's and the GON's pointers change its cycles."""
+    layer = dataclasses.replace(ALEXNET["CONV5"], C=12, M=16)
+    rng = np.random.default_rng(0)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    prog = compile_layer(EYERISS, layer, x, w)
+    first = predict(prog, values=False)
+    misses = PASS_MEMO.misses
+    after = predict(prog, values=False, state=first.state)
+    assert PASS_MEMO.misses > misses
+    with unmemoized():
+        assert _figures(predict(prog, values=False, state=first.state)) == _figures(after)
+
+
+def test_alexnet_conv3_maps_and_models_in_seconds():
+    """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
+    model probes, the program, the model's exact prediction), from an empty memo: about
+    7 s of CPU here, 13 s before the memo and the array-wise ranking; bounded at 20 s of
+    CPU time (not wall time, so a loaded machine does not fail it)."""
+    layer = ALEXNET["CONV3"]
+    rng = np.random.default_rng(1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    PASS_MEMO.clear()
+    start = time.process_time()
+    out = layer_prediction(EYERISS, layer, x, w)
+    took = time.process_time() - start
+    print(f"AlexNet CONV3 mapped and modelled in {took:.2f} s of CPU, "
+          f"{out['model']['cycles']} cycles")
+    assert took < 20, f"{took:.1f} s"
