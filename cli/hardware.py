@@ -35,13 +35,13 @@ def cmd_generate(args) -> int:
     """Write a component's Verilog, its Verilator waivers and its ports document; with
     ``--lint``, check it with Verilator."""
     from ommatidia.gen.ports import write_interface
-    from ommatidia.gen.tops import build_top, write_companions
+    from ommatidia.gen.tops import build_verilog_top, write_companions
     from ommatidia.gen.verilog import write
     cfg = config_of(args)
     output_dir(args.output, "--output")
-    component = build_top(args.top, cfg)
+    component, extra = build_verilog_top(args.top, cfg)
     name = args.name or f"ommatidia_{args.top.replace('-', '_')}"
-    path = write(component, name, args.output)
+    path = write(component, name, args.output, extra=extra)
     print(f"wrote {path} (top module {name}, preset {cfg.name})")
     for extra in write_interface(component, path, cfg):
         print(f"wrote {extra}")

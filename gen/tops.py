@@ -6,7 +6,7 @@ from typing import Callable
 
 from .config import ArrayConfig
 
-__all__ = ["TOPS", "build_top", "companion_files", "write_companions"]
+__all__ = ["TOPS", "build_top", "build_verilog_top", "companion_files", "write_companions"]
 
 
 def _pe(cfg: ArrayConfig):
@@ -100,6 +100,19 @@ def build_top(name: str, cfg: ArrayConfig):
     except KeyError:
         raise ValueError(f"unknown top {name!r}; choose one of {', '.join(TOPS)}") from None
     return factory(cfg)
+
+
+def build_verilog_top(name: str, cfg: ArrayConfig) -> tuple[object, str]:
+    """Top ``name`` as `ommatidia generate` writes it, and the Verilog to append to its own.
+
+    The same component as `build_top`, except that the system's DRAM is
+    `ommatidia.hw.system.dram_verilog` (zeroed by a loop, as the simulation tests run it)
+    rather than a `Memory` whose 65,536 initial words Yosys takes a minute to write.
+    """
+    if name != "system":
+        return build_top(name, cfg), ""
+    from ommatidia.hw.system import DRAM_WORDS, System, dram_verilog
+    return System(cfg, DRAM_WORDS, verilog_dram=True), dram_verilog()
 
 
 def companion_files(name: str, cfg: ArrayConfig, component) -> dict[str, str]:

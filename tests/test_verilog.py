@@ -73,3 +73,19 @@ def test_components_with_other_parameters_but_the_same_ports_are_other_modules()
     assert three._pes[0].signature == three._pes[2].signature
     counts = module_count(emit(three, "three"))
     assert counts == {"three": 0, "three__PE": 2, "three__PE_1": 1}
+
+
+def test_memories_are_written_as_amaranth_writes_them_and_zeroed_by_a_loop():
+    from amaranth.back import rtlil
+    from ommatidia.gen import verilog
+    from ommatidia.hw.glb import GLB
+    cfg = preset("tiny")
+    amaranth_text = rtlil.convert(GLB(cfg, readers=2, writers=1), name="glb", emit_src=False)
+    with verilog._fast_memory_init():
+        fast_text = rtlil.convert(GLB(cfg, readers=2, writers=1), name="glb", emit_src=False)
+    assert fast_text == amaranth_text
+    text = emit(GLB(cfg, readers=2, writers=1), "glb")
+    flat = emit(GLB(cfg, readers=2, writers=1), "glb", flat=True)
+    depth = len(re.findall(r"^    bank0\[\d+\] = 64'h0+;$", flat, re.M))
+    assert depth > 1 and "bank0[0] =" not in text
+    assert f"for (i = 0; i < {depth}; i = i + 1) bank0[i] = 64'h0000000000000000;" in text
