@@ -44,7 +44,7 @@ def _prog(seed):
 
 def test_default_is_the_system(seed):
     prog = _prog(seed)
-    assert DramTiming().is_system and SYSTEM_DRAM.arrivals(0, 3) == [1, 2, 3]
+    assert DramTiming().is_system and SYSTEM_DRAM.taken(0, [1, 1, 1]) == [1, 2, 3]
     assert predict(prog, dram=DramTiming()) == predict(prog)
     assert not dataclasses.replace(SYSTEM_DRAM, read_latency=2).is_system
 
@@ -67,7 +67,7 @@ def test_port_bandwidth(seed):
     taking at least 3 cycles a word)."""
     prog = _prog(seed)
     slow = DramTiming(read_interval=3)
-    assert slow.arrivals(0, 4) == [1, 4, 7, 10]
+    assert slow.taken(0, [1, 5, 1, 1]) == [1, 4, 9, 10]
     raw = [r["words"] for r in prog.inputs.values() if not r["rlc"]]
     assert raw
     assert (predict(prog, dram=slow).cycles - predict(prog).cycles

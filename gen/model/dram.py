@@ -46,9 +46,10 @@ max_burst, max_reads : int
 base : int
     AXI: byte address of DRAM word 0 (only its offset in a 4 KiB page matters).
 read_queue : int or None
-    AXI: None for a slave that overlaps bursts; else the beats a serial slave
-    queues ahead (0 to 256; cocotbext-axi's AxiRam: 2): it turns to the next
-    burst when all but ``read_queue + 1`` beats of the last one are taken.
+    AXI: None for a slave that overlaps bursts; else the R beats and the ARs a
+    serial slave queues (0 to 256; cocotbext-axi's AxiRam: 2): it turns to the
+    next burst when all but ``read_queue + 1`` beats of the last one are taken,
+    and refuses an AR while ``read_queue`` wait for it to turn to them.
 """
 
 from __future__ import annotations
@@ -141,44 +142,65 @@ class DramTiming:
             i = j
         return out
 
-    def arrivals(self, addr: int, n: int) -> list[int]:
-        """The cycle each of ``n`` words read from ``addr`` on is taken, counted from the
-        first request (requests one a cycle; the accelerator takes a word a cycle)."""
+    def taken(self, addr: int, steps: list[int]) -> list[int]:
+        """The cycle each word read from ``addr`` on is taken, counted from the first
+        request (requests one a cycle), by a consumer that takes word ``k`` no sooner than
+        ``steps[k - 1]`` cycles after word ``k - 1`` (``len(steps)`` words)."""
+        n = len(steps)
         if self.bus == "port":
-            return [self.read_latency + k * self.read_interval for k in range(n)]
+            out = []
+            for k in range(n):
+                t = self.read_latency + k * self.read_interval
+                out.append(max(t, out[-1] + steps[k - 1]) if k else t)
+            return out
         wb = self.word_bits // 8
-        out, issues, ends = [], [], []
-        q = 0                # the cycle the burst's first request is taken
-        last = None          # the cycle the previous burst's last word was taken
-        free = None          # the cycle a serial slave turns to the next burst
+        qd = self.read_queue
+        out, ars, starts, ends = [], [], [], []
+        drive, shake = [], []   # per beat: first cycle on the bus, cycle taken
+        q = 0                   # the cycle the burst's first request is taken
+        queued = None           # the cycle a serial slave queued the last beat so far
         for words, beats in self._bursts(addr, n):
             # Issued when the next request does not extend it (the cycle after its last
             # request if it is the last burst), once the previous AR has gone and fewer
-            # than max_reads bursts are outstanding.
+            # than max_reads bursts are outstanding; its AR goes the next cycle, unless a
+            # serial slave holds read_queue ARs it has not turned to yet.
             issue = q + words
-            if issues:
-                issue = max(issue, issues[-1] + 2)
+            if ars:
+                issue = max(issue, ars[-1] + 1)
             if len(ends) >= self.max_reads:
                 issue = max(issue, ends[-self.max_reads] + 1)
-            start = issue + 1 if free is None else max(issue + 1, free)
+            ar = issue + 1
+            if qd is not None and len(starts) >= max(qd, 1):
+                ar = max(ar, starts[-max(qd, 1)] + 2)
+            # A serial slave turns to the burst once it has queued the last one's beats.
+            start = ar if queued is None else max(ar, queued)
             first = start + self.read_latency
-            beat_ends = []
-            for j in range(words):
-                t = first + j * self.read_interval
-                if last is not None:
-                    t = max(t, last + 1)
-                out.append(t)
-                last = t
-                lane = (self.base // wb + addr + len(out) - 1) % self.lanes
-                if lane == self.lanes - 1 or j == words - 1:
-                    beat_ends.append(t)
-            if self.read_queue is not None:
-                # The slave has queued the burst's last beat once all but read_queue + 1 of
-                # its beats have been handed over.
-                k = beats - self.read_queue - 2
-                free = beat_ends[k] if k >= 0 else out[len(out) - words] - 1
-            issues.append(issue)
-            ends.append(last)
+            j = 0
+            while j < words:
+                lane = (self.base // wb + addr + len(out)) % self.lanes
+                span = min(self.lanes - lane, words - j)
+                if qd is None:
+                    on_bus = first + j * self.read_interval
+                else:
+                    # Queued after the latency and once beat m - read_queue has gone on
+                    # the bus; on the bus the cycle after, once the beat before is taken.
+                    m = len(drive)
+                    queued = first - 1 if j == 0 else queued
+                    if m >= qd and qd:
+                        queued = max(queued, drive[m - qd] - 1)
+                    on_bus = queued + 1 if not shake else max(queued + 1, shake[-1] + 1)
+                drive.append(on_bus)
+                for i in range(span):
+                    t = max(on_bus, first + (j + i) * self.read_interval)
+                    if out:
+                        t = max(t, out[-1] + steps[len(out) - 1])
+                    out.append(t)
+                    on_bus = t + 1
+                shake.append(out[-1])
+                j += span
+            ars.append(ar)
+            starts.append(start)
+            ends.append(out[-1])
             q = issue
         return out
 

@@ -104,14 +104,10 @@ class Machine:
         before (a decoded word's values; 1 for a raw or drained word); the command ends
         ``tail`` cycles after word ``term`` is taken (its last values) or with its last
         word."""
-        def finish(times):
-            c = [times[0]]
-            for k in range(1, len(times)):
-                c.append(max(times[k], c[-1] + steps[k - 1]))
+        def finish(timing):
+            c = timing.taken(addr, steps)
             return max(c[term] + tail, c[-1])
-        n = len(steps)
-        return (finish(self.dram_timing.arrivals(addr, n))
-                - finish(SYSTEM_DRAM.arrivals(addr, n)))
+        return finish(self.dram_timing) - finish(SYSTEM_DRAM)
 
     def _dma_in(self) -> tuple:
         """The System's cycles of a ``DMA_IN`` and what `_read_extra` needs."""
