@@ -158,7 +158,7 @@ class DramTiming:
         out, ars, starts, ends = [], [], [], []
         drive, shake = [], []   # per beat: first cycle on the bus, cycle taken
         q = 0                   # the cycle the burst's first request is taken
-        queued = None           # the cycle a serial slave queued the last beat so far
+        queued = None           # the cycle a serial slave queued its last beat so far
         for words, beats in self._bursts(addr, n):
             # Issued when the next request does not extend it (the cycle after its last
             # request if it is the last burst), once the previous AR has gone and fewer
@@ -185,10 +185,17 @@ class DramTiming:
                     # Queued after the latency and once beat m - read_queue has gone on
                     # the bus; on the bus the cycle after, once the beat before is taken.
                     m = len(drive)
-                    queued = first - 1 if j == 0 else queued
+                    # AxiRam's read process queues a burst's first beat at the end of its
+                    # latency (read_latency - 2 cycles after it turns to it), the next beats
+                    # once beat m - read_queue is on the bus; its R source puts a queued
+                    # beat on the bus the cycle after the one before is taken, or two
+                    # cycles after it is queued onto an idle bus.
+                    if j == 0:
+                        queued = start + max(self.read_latency - 2, 0)
                     if m >= qd and qd:
                         queued = max(queued, drive[m - qd] - 1)
-                    on_bus = queued + 1 if not shake else max(queued + 1, shake[-1] + 1)
+                    on_bus = (shake[-1] + 1 if shake and queued < shake[-1]
+                              else queued + 2)
                 drive.append(on_bus)
                 for i in range(span):
                     t = max(on_bus, first + (j + i) * self.read_interval)
