@@ -35,7 +35,9 @@ def cmd_sweep(args) -> int:
     print(f"  Pareto front  {len(s['front'])} of {s['modelled_configs']} configurations with "
           f"every layer modelled -> {s['pareto']}")
     for f in s["front"]:
-        print(f"    {f['label']:<40} {f['cycles']:>12} cycles  {f['energy']:>14.4g} energy")
+        r = f["resources"]
+        print(f"    {f['label']:<36} {f['cycles']:>11} cycles {f['energy']:>11.4g} energy  "
+              f"{s['family']}: {r['lut4']} LUT4, {r['dsp']} DSP, {r['bram']} block RAM")
     if "rtl" in s:
         r = s["rtl"]
         print(f"  RTL           {r['ok']} of {r['rows']} random layers bit-exact with the model's "

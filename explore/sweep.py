@@ -283,6 +283,9 @@ def run_sweep(base: ArrayConfig, vary: dict, network: str, out_dir, *,
     csv_path, rtl_path = out / "sweep.csv", out / "rtl.csv"
     kept = [r for r in read_rows(csv_path) if r.get("status") in STATUSES
             and r["status"] != "error"]
+    for r in kept:  # the resource estimate follows --family on every row of the grid
+        if r["config"] in resources:
+            r.update(family=family, **resources[r["config"]])
     done = {(r["config"], r["layer"]) for r in kept if r["network"] == name}
     todo = _todo(points, layers, done)
     rtl_kept = [r for r in read_rows(rtl_path) if r.get("status") != "error"]
@@ -329,8 +332,11 @@ def run_sweep(base: ArrayConfig, vary: dict, network: str, out_dir, *,
         table.close()
         if rtl_table is not None:
             rtl_table.close()
-    return _summary(points, layers, name, csv_path, rtl_path if rtl_table else None,
-                    len(points) * len(layers) - len(todo), ran, rtl_ran, out)
+    summary = _summary(points, layers, name, csv_path, rtl_path if rtl_table else None,
+                       len(points) * len(layers) - len(todo), ran, rtl_ran, out)
+    for f in summary["front"]:
+        f["resources"] = resources[f["config"]]
+    return {**summary, "family": family}
 
 
 def _result(future) -> dict:

@@ -139,6 +139,13 @@ def test_sweep_on_two_workers_reruns_and_keeps_invalid_points(tmp_path):
     assert (third["ran"], third["skipped"]) == (1, 4 * len(layers) - 1)
     # the same rows again (but the seconds each took)
     assert sorted(r[:-1] for r in _csv(out / "sweep.csv")[1:]) == sorted(r[:-1] for r in before[1:])
+    # another --family re-estimates the resources of the rows it skips
+    run_sweep(TINY, vary, "digits", out, workers=2, family="ice40", quiet=True)
+    for r in read_rows(out / "sweep.csv"):
+        if r["status"] == "ok":
+            cfg = configure("tiny", None, [f"rows={r['rows']}",
+                                           f"pe.ifmap_spad_depth={r['pe.ifmap_spad_depth']}"])
+            assert r["family"] == "ice40" and int(r["lut4"]) == estimate(cfg, "ice40")["lut4"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
