@@ -95,8 +95,9 @@ def _yosys(rtlil_text: str) -> str:
 def module_count(text: str) -> dict[str, int]:
     """Module name -> number of instances of it in Verilog ``text`` written by `emit`
     (a module instantiated nowhere, the top, counts 0)."""
-    names = re.findall(r"^module\s+(\\?\S+?)\s*\(", text, re.M)
-    return {n: len(re.findall(rf"^\s*{re.escape(n)}\s+\S+\s*\(", text, re.M)) for n in names}
+    names = re.findall(r"^module\s+(\\?[^\s(#]+)", text, re.M)
+    return {n: len(re.findall(rf"^\s*{re.escape(n)}\s+(?:#\(|[^\s(]+\s*\()", text, re.M))
+            for n in names}
 
 
 _INIT = re.compile(r"^  initial begin\n((?:    (?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\] = [^;\n]+;\n)+)  end\n",

@@ -89,3 +89,13 @@ def test_memories_are_written_as_amaranth_writes_them_and_zeroed_by_a_loop():
     depth = len(re.findall(r"^    bank0\[\d+\] = 64'h0+;$", flat, re.M))
     assert depth > 1 and "bank0[0] =" not in text
     assert f"for (i = 0; i < {depth}; i = i + 1) bank0[i] = 64'h0000000000000000;" in text
+
+
+def test_generate_writes_the_system_with_the_dram_of_the_simulation_tests(tmp_path, capsys):
+    from ommatidia.cli import main
+    from ommatidia.hw.system import DRAM_MODULE, DRAM_WORDS
+    assert main(["generate", "--preset", "tiny", "--top", "system", "-o", str(tmp_path)]) == 0
+    text = (tmp_path / "ommatidia_system.v").read_text()
+    assert module_count(text)[DRAM_MODULE] == 1
+    assert f".WORDS(32'd{DRAM_WORDS})" in text
+    assert len(text) < 1_000_000
