@@ -67,9 +67,10 @@ def test_the_memo_keys_on_the_arbiter_state():
 
 def test_alexnet_conv3_maps_and_models_in_seconds():
     """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
-    model probes, the program, the model's exact prediction), from an empty memo: about
-    7 s of CPU here, 13 s before the memo and the array-wise ranking; bounded at 20 s of
-    CPU time (not wall time, so a loaded machine does not fail it)."""
+    model probes, the program, the model's exact prediction), from an empty memo: 5 to 7 s
+    of CPU on a loaded 2-core machine, 11 to 13 s before the memo and the array-wise
+    ranking, about a minute with every pass timed (368 passes); bounded at 15 s of CPU
+    time (not wall time, so a loaded machine does not fail it)."""
     layer = ALEXNET["CONV3"]
     rng = np.random.default_rng(1)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)
@@ -80,4 +81,4 @@ def test_alexnet_conv3_maps_and_models_in_seconds():
     took = time.process_time() - start
     print(f"AlexNet CONV3 mapped and modelled in {took:.2f} s of CPU, "
           f"{out['model']['cycles']} cycles")
-    assert took < 20, f"{took:.1f} s"
+    assert took < 15, f"{took:.1f} s"

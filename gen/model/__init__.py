@@ -14,7 +14,7 @@ The package: `decode` (the program decoder), `machine` (registers, GLB and DRAM
 contents, the cycles of each command), `dram` (the DRAM's timing), `pe` (the PE's
 timing rules, one definition), `timing` (a pass's cycles by recurrences),
 `reference` (the same rules cycle by cycle), `arbiters` (GLB port and GON), `rlc`
-(RLC word counts).
+(RLC word counts), `memo` (each distinct pass timed once in a process).
 
 Cycle formulas (derived from the RTL, checked against Verilator)
 ----------------------------------------------------------------

@@ -31,7 +31,7 @@ class PassMemo:
     """Pass key -> (`ommatidia.gen.model.timing.PassTime`, timed by the reference), at
     most ``most`` of them (all forgotten when full); ``enabled`` False times every pass."""
 
-    def __init__(self, most: int = 4096):
+    def __init__(self, most: int = 1024):
         self.most = most
         self.enabled = True
         self.hits = self.misses = 0

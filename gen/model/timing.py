@@ -434,6 +434,8 @@ class _Round:
                     if rc not in pes:
                         raise ValueError(f"a {kind} tag reaches PE {rc}, which is not enabled")
         first_grants(self.snd)
+        self.groups = [{t: [pes[rc] for rc in g] for t, g in s.targets.items()}
+                       for s in self.snd]  # per sender and tag index, the PEs it reaches
         self.fs, self.ifm, self.psm = self.snd
         self._load_filters()
         self.segments = _segments(sch)
@@ -463,7 +465,7 @@ class _Round:
             pe.prev = pe.C0 - 1
 
     def _deliver_ifmaps(self) -> bool:
-        sch, ifm, pes, chain_of = self.sch, self.ifm, self.pes, self.chain_of
+        sch, ifm, chain_of = self.sch, self.ifm, self.chain_of
         q = sch.q
         moved = False
         if self.ifm_wait is not None:
@@ -472,7 +474,7 @@ class _Round:
                 return False
             self.ifm_wait = None
         while ifm.n < ifm.N:
-            group = [pes[rc] for rc in ifm.targets[ifm.tag[ifm.n]]]
+            group = self.groups[1][ifm.tag[ifm.n]]
             ready = []
             for pe in group:
                 y = sch.waits_for(pe.nv // q)
@@ -499,10 +501,10 @@ class _Round:
     def _send_psums(self) -> bool:
         """The psum sender's packets, in stream order, each taken by its bottom PEs at
         the issue of the operation that adds it."""
-        psm, pes, chain_of = self.psm, self.pes, self.chain_of
+        psm, chain_of = self.psm, self.chain_of
         moved = False
         while psm.n < psm.N:
-            group = [pes[rc] for rc in psm.targets[psm.tag[psm.n]]]
+            group = self.groups[2][psm.tag[psm.n]]
             if not all(chain_of[id(pe)].wants_psum(pe) for pe in group):
                 return moved
             e = psm.emit()
