@@ -47,9 +47,10 @@ base : int
     AXI: byte address of DRAM word 0 (only its offset in a 4 KiB page matters).
 read_queue : int or None
     AXI: None for a slave that overlaps bursts; else the R beats and the ARs a
-    serial slave queues (0 to 256; cocotbext-axi's AxiRam: 2): it turns to the
-    next burst when all but ``read_queue + 1`` beats of the last one are taken,
-    and refuses an AR while ``read_queue`` wait for it to turn to them.
+    serial slave queues (0 to 256; cocotbext-axi's AxiRam: 2): it queues a beat
+    once all but ``read_queue`` of the beats before are on the bus, turns to the
+    next burst once it has queued the last one's beats, and refuses an AR while
+    ``read_queue`` wait for it to turn to them.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 from ommatidia.gen.arith import saturate, wrap
 from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode as rlc_encode
+from ommatidia.gen.rlc import encode_pairs
 
 from .arbiters import reset_state
 from .decode import KINDS, unpacker
@@ -39,6 +40,7 @@ class Machine:
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
+        self.last_out = None
         self.dram = dict(words)
         shapes = register_shapes(cfg)
         self.unpack = {name: unpacker(shapes[name]) for name in REGISTERS}
@@ -150,10 +152,33 @@ class Machine:
             return cycles
         cmd = self.regs["dma_out"]
         words = self.count["dram_words_written"] - written
-        # Raw words go out one every three cycles; coded ones are taken as spread evenly.
-        space = 3 if not cmd["rlc"] else max(1, (cycles - 5) // max(words, 1))
-        times = [-space * (words - 1 - k) for k in range(words)]
-        return cycles + self.dram_timing.write_extra(cmd["dram"], times)
+        return cycles + self.dram_timing.write_extra(cmd["dram"], self._write_times(cmd, words,
+                                                                                    cycles))
+
+    def _write_times(self, cmd, words: int, cycles: int) -> list[int]:
+        """When a ``DMA_OUT`` writes its words, counted from its last write (0): raw words
+        one every three cycles; RLC words as the encoder closes them, a word as long before
+        the term word as its last pair's value goes in before the last value (values go
+        in one a cycle, two cycles more after each GLB word of ``per`` psums); without the
+        values, evenly spread."""
+        per = self.per["psum"]
+        if not cmd["rlc"]:
+            return [-3 * (words - 1 - k) for k in range(words)]
+        z = self.last_out
+        if z is None or not self.cfg.rlc_codec or len(z) == 0:
+            space = max(1, (cycles - 5) // max(words, 1))
+            return [-space * (words - 1 - k) for k in range(words)]
+        def tau(i):
+            return (i // per) * (per + 2) + i % per
+        ends, i = [], -1
+        pairs = encode_pairs(z, self.cfg.rlc)
+        P = self.cfg.rlc.pairs_per_word
+        for k, (run, _) in enumerate(pairs):
+            i += run + 1
+            if k % P == P - 1:
+                ends.append(i)
+        times = [tau(e) - tau(len(z) - 1) for e in ends[:words - 1]]
+        return times + [0] * (words - len(times))
 
     def _dma_out(self) -> int:
         """The System's cycles of a ``DMA_OUT``."""
@@ -171,6 +196,7 @@ class Machine:
         words = -(-n // per)
         self.count["glb_reads"] += words
         self.acc["glb"] += n
+        self.last_out = None
         if self.values:
             st = cmd["stage"]
             x = self._read("psum", cmd["glb"] * per + np.arange(n))
@@ -181,6 +207,7 @@ class Machine:
             if st["shift"]:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
+            self.last_out = z
             coded = rlc_encode(z, cfg.rlc) if cfg.rlc_codec else pack_slots(cfg, "ifmap", z)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
