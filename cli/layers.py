@@ -287,8 +287,9 @@ def cmd_run(args) -> int:
           f"(+{rep['program_words']} program); RLC ratio {rep['rlc_ratio']:.2f} in, "
           f"{rep['rlc_ratio_ofmap']:.2f} out")
     print(f"  GLB words       {rep['glb_reads']} read, {rep['glb_writes']} written")
-    print(f"  simulation      {rep['wall_s']:.1f} s in the simulator, "
-          f"{rep['total_wall_s']:.1f} s with the build")
+    print(f"  simulation      {rep['wall_s']:.1f} s in the simulator "
+          f"({rep['cpu_s']:.1f} s of CPU, {rep['cycles'] / max(rep['cpu_s'], 1e-3):,.0f} "
+          f"cycles/s), {rep['total_wall_s']:.1f} s with the build")
     if run.status != 2:
         raise CLIError(f"the accelerator stopped with status {run.status:#x} (error), not done")
     if not run.bit_exact:

@@ -73,6 +73,10 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
 PROGRESS = 1_000_000
 """Cycles between the progress lines of long runs (`ommatidia run`, the bench)."""
 
+CLOCK_NS = 10
+"""The clock period of the simulated `System`, made in the Verilog of its harness
+(`ommatidia.sim.harness`): the simulator runs cycles without calling Python."""
+
 _CYCLES_LINE = re.compile(r"([\d,]+) cycles, [\d,]+ cycles/s")
 _JOB_LINE = re.compile(r"job (\d+)/\d+: status \d+, (\d+) cycles")
 
@@ -156,7 +160,9 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         with follower:
             run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
-                       env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
+                       harness=True, clock_ns=CLOCK_NS,
+                       env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path,
+                            "OMMATIDIA_HARNESS_CLOCK_NS": CLOCK_NS})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
             if not dumps:
@@ -177,6 +183,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         rep = report(prog, counters, coded, exact)
         state = _predicted(rep, prog, state, stalls=bool(stall_rate or reset_after))
         rep["wall_s"] = round(res["wall_s"], 3)
+        rep["cpu_s"] = round(res["cpu_s"], 3)
         rep["sim"] = sim
         runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"]))
     return runs

@@ -12,8 +12,10 @@ import fcntl
 import hashlib
 import os
 import pathlib
+import re
 
 from ommatidia.gen.ports import VERILATOR_WAIVERS
+from ommatidia.sim.harness import TIMING_ARGS, harness_name, public_vlt, wrap
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
 __all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure", "locked"]
@@ -41,35 +43,57 @@ def locked(folder):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathlib.Path:
-    """A copy of the Verilog with ``always @*`` as ``always_comb``.
+_ZERO_TIME_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                            re.M)
 
-    Icarus does not run an ``always @*`` block at time zero, so a block whose
-    inputs never change (an FSM output in its initial state) stays X
-    (amaranth-lang/amaranth#1629); ``always_comb`` runs at time zero.
+
+def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathlib.Path:
+    """A copy of the Verilog whose combinational blocks run at time zero under Icarus.
+
+    Yosys starts each ``always @*`` block with a read of a register declared ``= 0``,
+    so that the block runs once at time zero; Icarus (``-g2012``) gives a declaration's
+    value no event, so a block whose inputs never change (an FSM output in its initial
+    state) stays X (amaranth-lang/amaranth#1629). The copy sets that register in an
+    ``initial #0``, after every block waits on it. (``always_comb`` runs at time zero
+    too, but Icarus 11 makes such a block sensitive to all bits of each constant
+    part-select, and the `System` then spun at the first busy cycle of a layer
+    forever.)
     """
-    text = verilog_path.read_text().replace("always @* begin", "always_comb begin")
+    text = _ZERO_TIME_REG.sub(lambda m: f"{m[1]}reg {m[2]};\n{m[1]}initial #0 {m[2]} = 1'b0;",
+                              verilog_path.read_text())
     out = build_dir / f"{verilog_path.stem}_icarus.v"
     if not out.exists() or out.read_text() != text:
         out.write_text(text)
     return out
 
 
-def _clean_stale_build(build_dir: pathlib.Path, verilog_path: pathlib.Path, sim: str,
+def _harness_source(verilog_path: pathlib.Path, top: str, build_dir: pathlib.Path,
+                    clock_ns: int | None) -> pathlib.Path:
+    """The harness of ``top`` (`ommatidia.sim.harness.wrap`), written beside the build."""
+    text = wrap(verilog_path.read_text(), top, clock_ns)
+    out = build_dir / f"{harness_name(top)}.v"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+    return out
+
+
+def _clean_stale_build(build_dir: pathlib.Path, sources: list[pathlib.Path], sim: str,
                        build_args: list, waves: bool) -> str:
-    """Empty the simulator's build products when the Verilog or the flags changed.
+    """Empty the simulator's build products when the Verilog (``sources``) or the flags
+    changed.
 
     An incremental Verilator build over the objects of different Verilog can
     trip over a stale precompiled header; a fresh build of a changed design
     costs the same.
     """
     import shutil
-    key = hashlib.sha1(verilog_path.read_bytes() + repr((sim, build_args, waves)).encode())
+    key = hashlib.sha1(b"".join(path.read_bytes() for path in sources)
+                       + repr((sim, build_args, waves)).encode())
     stamp = build_dir / ".design"
     if stamp.exists() and stamp.read_text() == key.hexdigest():
         return key.hexdigest()
     stamp.unlink(missing_ok=True)
-    keep = {verilog_path.name, ".lock"}
+    keep = {path.name for path in sources} | {".lock"}
     for item in build_dir.iterdir():
         if item.name in keep or item.suffix in (".json", ".v"):
             continue
@@ -83,12 +107,19 @@ def _clean_stale_build(build_dir: pathlib.Path, verilog_path: pathlib.Path, sim:
 def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "verilator",
                build_dir, env: dict | None = None, seed: int | None = None,
                waves: bool = False, testcase: str | None = None, quiet: bool = True,
-               ports_only: bool = False) -> int:
+               ports_only: bool = False, harness: bool = False,
+               clock_ns: int | None = None) -> int:
     """Build ``verilog_path`` and run the cocotb tests of ``test_module`` on it.
 
     ``ports_only`` (Verilator) makes only the top level's ports visible to cocotb
     instead of every signal: a much smaller and faster model for testbenches that
     touch nothing else (the 12x14 `System`'s C++ shrinks several times).
+    ``harness`` runs the testbench on `ommatidia.sim.harness`'s wrapper of
+    ``toplevel`` (same ports, ``rst`` registered: the design leaves reset
+    `ommatidia.sim.harness.RESET_LATENCY` cycles after the testbench does); with
+    ``ports_only``, only the wrapper's ports are visible; with ``clock_ns`` (and
+    ``harness``) the wrapper makes a clock of that period itself, the testbench
+    starts none.
 
     Returns the number of tests that ran; raises `CocotbFailure` when any failed.
     """
@@ -106,7 +137,15 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     build_dir.mkdir(parents=True, exist_ok=True)
     if sim == "icarus":
         verilog_path = _icarus_source(verilog_path, build_dir)
+    if clock_ns is not None and not harness:
+        raise ValueError("only a harness (harness=True) makes its clock (clock_ns)")
+    sources, design_top = [verilog_path], toplevel
+    if harness:
+        sources.append(_harness_source(verilog_path, toplevel, build_dir, clock_ns))
+        toplevel = harness_name(toplevel)
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
+    if sim == "verilator" and clock_ns is not None:
+        build_args += TIMING_ARGS
     if sim == "verilator" and waves:
         build_args.append("--trace")
     config = build_dir / "ports.vlt"
@@ -114,16 +153,17 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
         build_args += ["--no-public-flat-rw", str(config)]
 
     def clean():
-        design = _clean_stale_build(build_dir, verilog_path, sim, build_args, waves)
+        design = _clean_stale_build(build_dir, sources, sim, build_args, waves)
         if sim == "verilator" and ports_only:
-            config.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" '
-                              f'-var "*"\n')
+            config.write_text(public_vlt(verilog_path.read_text(), design_top)
+                              if harness else f'`verilator_config\npublic_flat_rw -module '
+                              f'"{toplevel}" -var "*"\n')
         return design
     design = clean()
     runner = get_runner(sim)
     log = build_dir / "build.log"
     def build():
-        runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                      build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                      always=False, log_file=log if quiet else None)
     try:

@@ -8,7 +8,9 @@ counters and the requested DRAM regions back; a job with ``progress`` logs the
 cycle count every that many cycles. A job with ``reset_after``
 first runs that many cycles, holds reset for 4 cycles and starts again from a
 fresh load. Results go to OMMATIDIA_RESULTS as JSON; checking them is the
-caller's job (`ommatidia.sim.accelerator`).
+caller's job (`ommatidia.sim.accelerator`). The design runs inside
+`ommatidia.sim.harness` (reset registered); with OMMATIDIA_HARNESS_CLOCK_NS the
+harness makes the clock and the testbench only waits on it.
 """
 
 import json
@@ -17,17 +19,23 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from ommatidia.hw.system import STATUS_BUSY
+from ommatidia.sim.harness import RESET_LATENCY
 
 POLL = 256
+HARNESS_CLOCK = os.environ.get("OMMATIDIA_HARNESS_CLOCK_NS")
+"""The period of the clock the harness makes (`ommatidia.sim.harness`), or None: the
+testbench makes a 10 ns clock."""
+PERIOD_PS = 1000 * int(HARNESS_CLOCK or 10)
 
 
 class TB:
     def __init__(self, dut):
         self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        if HARNESS_CLOCK is None:
+            cocotb.start_soon(Clock(dut.clk, PERIOD_PS, unit="ps").start())
         dut.mem_w__valid.value = 0
         dut.mem_raddr__valid.value = 0
         dut.mem_rdata__ready.value = 0
@@ -41,6 +49,7 @@ class TB:
         await ClockCycles(self.dut.clk, cycles)
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, RESET_LATENCY)  # the harness registers rst
 
     async def load(self, words):
         """DRAM writes through ``mem_w``, always ready while the accelerator is idle."""
@@ -84,9 +93,14 @@ class TB:
         await FallingEdge(dut.clk)
         dut.start.value = 0
         cycles = 1
+        # From a falling edge, the first wait ends a quarter period after the rising
+        # edge that completes it, and every later one a whole number of periods on:
+        # away from both edges, whatever the simulator's order of same-time events.
+        shift = -PERIOD_PS // 4
         while True:
             step = POLL if stop_after is None else min(POLL, stop_after - cycles)
-            await ClockCycles(dut.clk, step)
+            await Timer(step * PERIOD_PS + shift, unit="ps")
+            shift = 0
             cycles += step
             await ReadOnly()
             status = int(dut.status.value)
@@ -114,7 +128,7 @@ async def layers(dut):
     results = []
     for job in jobs:
         words = [(int(a), int(w, 16)) for a, w in job["words"]]
-        wall = time.monotonic()
+        wall, cpu = time.monotonic(), time.process_time()
         interrupted = None
         if job.get("reset_after"):
             await tb.load(words)
@@ -128,7 +142,8 @@ async def layers(dut):
         regions = [await tb.read(a, n) for a, n in job["read"]]
         results.append({"status": status, "counters": tb.counters(COUNTERS),
                         "regions": regions, "interrupted": interrupted,
-                        "wall_s": time.monotonic() - wall})
+                        "wall_s": time.monotonic() - wall,
+                        "cpu_s": time.process_time() - cpu})
         dut._log.info(f"job {len(results)}/{len(jobs)}: status {status}, "
                       f"{results[-1]['counters']['cycles']} cycles")
     with open(os.environ["OMMATIDIA_RESULTS"], "w") as fp:
