@@ -107,7 +107,7 @@ _INIT_WORD = re.compile(r"^    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = ([^;\n]+);$",
 
 def _fill_loops(text: str) -> str:
     """``text`` with each memory whose words all start equal (a GLB bank, a spad: zeros)
-    initialised by a loop rather than a line per word, as Yosys writes it."""
+    initialised by a loop; Yosys writes a line per word."""
     def loop(match):
         words = _INIT_WORD.findall(match.group(1))
         names, values = {w[0] for w in words}, {w[2] for w in words}
@@ -248,7 +248,8 @@ class _Modules:
 @contextlib.contextmanager
 def _fast_memory_init():
     """Amaranth's RTLIL writer with a memory's initial contents written in one piece
-    rather than a net object per bit (the same text: 25 s less for the eyeriss GLB)."""
+    rather than a net object per bit: the same text (tests/test_verilog.py), the eyeriss
+    GLB's in 1.8 s instead of 8.8 s."""
     original = rtlil.ModuleEmitter.emit_memory
 
     def emit_memory(self, cell_idx, cell):
