@@ -289,7 +289,9 @@ def cmd_run(args) -> int:
     print(f"  GLB words       {rep['glb_reads']} read, {rep['glb_writes']} written")
     print(f"  simulation      {rep['wall_s']:.1f} s in the simulator "
           f"({rep['cpu_s']:.1f} s of CPU, {rep['cycles'] / max(rep['cpu_s'], 1e-3):,.0f} "
-          f"cycles/s), {rep['total_wall_s']:.1f} s with the build")
+          f"cycles/s; the layer alone {rep['run_cpu_s']:.2f} s, "
+          f"{rep['cycles'] / max(rep['run_cpu_s'], 1e-3):,.0f} cycles/s without the DRAM "
+          f"load and read-back), {rep['total_wall_s']:.1f} s with the build")
     if run.status != 2:
         raise CLIError(f"the accelerator stopped with status {run.status:#x} (error), not done")
     if not run.bit_exact:

@@ -77,6 +77,12 @@ CLOCK_NS = 10
 """The clock period of the simulated `System`, made in the Verilog of its harness
 (`ommatidia.sim.harness`): the simulator runs cycles without calling Python."""
 
+OPTIMIZE_PES = 64
+"""Arrays of at least this many PEs are built with Verilator's ``-O3``
+(`ommatidia.sim.runner.run_cocotb`): the 12x14 `System` builds in about 170 s
+instead of 80 and runs a layer at 54-60k cycles/s instead of 42k (docs/speed.md);
+the test suite's tiny and small arrays keep the quicker build."""
+
 _CYCLES_LINE = re.compile(r"([\d,]+) cycles, [\d,]+ cycles/s")
 _JOB_LINE = re.compile(r"job (\d+)/\d+: status \d+, (\d+) cycles")
 
@@ -160,7 +166,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         with follower:
             run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
-                       harness=True, clock_ns=CLOCK_NS,
+                       harness=True, clock_ns=CLOCK_NS, optimize=cfg.num_pes >= OPTIMIZE_PES,
                        env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path,
                             "OMMATIDIA_HARNESS_CLOCK_NS": CLOCK_NS})
         if vcd is not None:
@@ -184,6 +190,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         state = _predicted(rep, prog, state, stalls=bool(stall_rate or reset_after))
         rep["wall_s"] = round(res["wall_s"], 3)
         rep["cpu_s"] = round(res["cpu_s"], 3)
+        rep["run_cpu_s"] = round(res["run_cpu_s"], 3)
         rep["sim"] = sim
         runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"]))
     return runs

@@ -43,7 +43,8 @@ def locked(folder):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-_ZERO_TIME_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+_ZERO_TIME_REG = re.compile(r"^(\s*)reg "
+                            r"(\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
                             re.M)
 
 
@@ -108,7 +109,7 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
                build_dir, env: dict | None = None, seed: int | None = None,
                waves: bool = False, testcase: str | None = None, quiet: bool = True,
                ports_only: bool = False, harness: bool = False,
-               clock_ns: int | None = None) -> int:
+               clock_ns: int | None = None, optimize: bool = False) -> int:
     """Build ``verilog_path`` and run the cocotb tests of ``test_module`` on it.
 
     ``ports_only`` (Verilator) makes only the top level's ports visible to cocotb
@@ -119,7 +120,9 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     `ommatidia.sim.harness.RESET_LATENCY` cycles after the testbench does); with
     ``ports_only``, only the wrapper's ports are visible; with ``clock_ns`` (and
     ``harness``) the wrapper makes a clock of that period itself, the testbench
-    starts none.
+    starts none. ``optimize`` builds with Verilator's ``-O3``: about twice the
+    build time for about 1.3x the cycles a second on the 12x14 `System`
+    (docs/speed.md), worth it only for long runs.
 
     Returns the number of tests that ran; raises `CocotbFailure` when any failed.
     """
@@ -146,6 +149,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
     if sim == "verilator" and clock_ns is not None:
         build_args += TIMING_ARGS
+    if sim == "verilator" and optimize:
+        build_args.append("-O3")
     if sim == "verilator" and waves:
         build_args.append("--trace")
     config = build_dir / "ports.vlt"

@@ -137,13 +137,15 @@ async def layers(dut):
             interrupted = {"cycles": waited, "status": status}
             await tb.reset(4)
         await tb.load(words)
+        run_cpu = time.process_time()
         waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
                                       progress=job.get("progress", 0))
+        run_cpu = time.process_time() - run_cpu
         regions = [await tb.read(a, n) for a, n in job["read"]]
         results.append({"status": status, "counters": tb.counters(COUNTERS),
                         "regions": regions, "interrupted": interrupted,
                         "wall_s": time.monotonic() - wall,
-                        "cpu_s": time.process_time() - cpu})
+                        "cpu_s": time.process_time() - cpu, "run_cpu_s": run_cpu})
         dut._log.info(f"job {len(results)}/{len(jobs)}: status {status}, "
                       f"{results[-1]['counters']['cycles']} cycles")
     with open(os.environ["OMMATIDIA_RESULTS"], "w") as fp:
