@@ -28,7 +28,7 @@ RTL_COLUMNS = ("config", "name", "index", "status", "reason", *LAYER_FIELDS, "ze
 
 def random_layer(cfg, rng) -> ConvLayer:
     """A small layer whose R x E PE set fits the array and whose rows fit the PE (the
-    draw of the tests' ``random_layer``, tests/helpers.py)."""
+    tests draw theirs with it too, tests/helpers.py)."""
     R = int(rng.integers(1, min(3, cfg.rows, cfg.pe.max_filter_width) + 1))
     U = int(rng.integers(1, 3))
     P = int(rng.integers(0, 2))

@@ -8,7 +8,7 @@ import pathlib
 
 from amaranth.sim import Simulator
 
-from ommatidia.gen.layer import ConvLayer
+from ommatidia.explore.rtl import random_layer as explore_random_layer
 from ommatidia.hw.system import STATUS_BUSY, System
 from ommatidia.hw.top import COUNTERS
 from ommatidia.sim.array_model import random_values
@@ -21,15 +21,8 @@ SYSTEM_LIMIT = 100_000
 def random_layer(cfg, rng):
     """A layer whose R x E set fits the array, with p and q that fit the spads."""
     pe = cfg.pe
-    R = int(rng.integers(1, min(3, cfg.rows) + 1))
-    U = int(rng.integers(1, 3))
-    P = int(rng.integers(0, 2))
-    E = int(rng.integers(1, min(4, cfg.cols) + 1))
-    F = int(rng.integers(1, 6))
-    H = max(1, (E - 1) * U + R - 2 * P + int(rng.integers(0, U)))
-    W = max(1, (F - 1) * U + R - 2 * P + int(rng.integers(0, U)))
-    layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 5)),
-                      M=int(rng.integers(1, 6)), H=H, W=W, R=R, S=R, U=U, P=P)
+    layer = explore_random_layer(cfg, rng)
+    R, U = layer.R, layer.U
     q_max = min(layer.C, pe.ifmap_spad_depth // R, pe.ifmap_spad_depth // U)
     q = int(rng.integers(1, q_max + 1))
     p_max = min(layer.M, pe.psum_spad_depth, pe.filter_spad_depth // (q * R))
