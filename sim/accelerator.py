@@ -167,8 +167,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
             run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
                        harness=True, clock_ns=CLOCK_NS, optimize=cfg.num_pes >= OPTIMIZE_PES,
-                       env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path,
-                            "OMMATIDIA_HARNESS_CLOCK_NS": CLOCK_NS})
+                       env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
             if not dumps:

@@ -18,7 +18,10 @@ from ommatidia.gen.ports import VERILATOR_WAIVERS
 from ommatidia.sim.harness import TIMING_ARGS, harness_name, public_vlt, wrap
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
-__all__ = ["VERILATOR_WARNINGS", "run_cocotb", "CocotbFailure", "locked"]
+__all__ = ["VERILATOR_WARNINGS", "HARNESS_CLOCK_ENV", "run_cocotb", "CocotbFailure", "locked"]
+
+HARNESS_CLOCK_ENV = "OMMATIDIA_HARNESS_CLOCK_NS"
+"""The testbench's environment variable holding the period of the harness's own clock."""
 
 VERILATOR_WARNINGS = [f"-Wno-{rule}" for rule in VERILATOR_WAIVERS]
 """`ommatidia.gen.ports.VERILATOR_WAIVERS` as Verilator options: warnings Amaranth's
@@ -119,8 +122,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     ``toplevel`` (same ports, ``rst`` registered: the design leaves reset
     `ommatidia.sim.harness.RESET_LATENCY` cycles after the testbench does); with
     ``ports_only``, only the wrapper's ports are visible; with ``clock_ns`` (and
-    ``harness``) the wrapper makes a clock of that period itself, the testbench
-    starts none. ``optimize`` builds with Verilator's ``-O3``: about twice the
+    ``harness``) the wrapper makes a clock of that period itself and the testbench
+    finds the period in `HARNESS_CLOCK_ENV`, so it starts none. ``optimize`` builds with Verilator's ``-O3``: about twice the
     build time for about 1.3x the cycles a second on the 12x14 `System`
     (docs/speed.md), worth it only for long runs.
 
@@ -187,6 +190,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     (build_dir / ".design").write_text(design)
     results = build_dir / f"results_{hashlib.sha1(test_module.encode()).hexdigest()[:8]}.xml"
     extra_env = {k: str(v) for k, v in (env or {}).items()}
+    if clock_ns is not None:
+        extra_env[HARNESS_CLOCK_ENV] = str(clock_ns)
     extra_env.setdefault("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "default"))
     cwd = os.getcwd()
     try:

@@ -9,6 +9,7 @@ at those packages (docs/toolchain.md). Both the simulators
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import pathlib
@@ -93,8 +94,13 @@ def compiled_path(tool: str, env: dict | None = None) -> pathlib.Path:
     """
     env = os.environ if env is None else env
     package, wasm, _ = YOWASP_WASM[tool]
-    digest = hashlib.sha1(resources.files(package).joinpath(wasm).read_bytes()).hexdigest()
-    return _cache_root(env) / package / wasm / digest
+    return _cache_root(env) / package / wasm / _digest(package, wasm)
+
+
+@functools.cache
+def _digest(package: str, wasm: str) -> str:
+    """SHA-1 of a tool's WebAssembly, read once per process (69 MB for Yosys)."""
+    return hashlib.sha1(resources.files(package).joinpath(wasm).read_bytes()).hexdigest()
 
 
 def prepare(tool: str, env: dict | None = None, *, say=None) -> float:

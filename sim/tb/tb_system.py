@@ -9,8 +9,9 @@ cycle count every that many cycles. A job with ``reset_after``
 first runs that many cycles, holds reset for 4 cycles and starts again from a
 fresh load. Results go to OMMATIDIA_RESULTS as JSON; checking them is the
 caller's job (`ommatidia.sim.accelerator`). The design runs inside
-`ommatidia.sim.harness` (reset registered); with OMMATIDIA_HARNESS_CLOCK_NS the
-harness makes the clock and the testbench only waits on it.
+`ommatidia.sim.harness` (reset registered); with `HARNESS_CLOCK_ENV` set (by
+`ommatidia.sim.runner.run_cocotb`) the harness makes the clock and the testbench only
+waits on it.
 """
 
 import json
@@ -23,9 +24,10 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from ommatidia.hw.system import STATUS_BUSY
 from ommatidia.sim.harness import RESET_LATENCY
+from ommatidia.sim.runner import HARNESS_CLOCK_ENV
 
 POLL = 256
-HARNESS_CLOCK = os.environ.get("OMMATIDIA_HARNESS_CLOCK_NS")
+HARNESS_CLOCK = os.environ.get(HARNESS_CLOCK_ENV)
 """The period of the clock the harness makes (`ommatidia.sim.harness`), or None: the
 testbench makes a 10 ns clock."""
 PERIOD_PS = 1000 * int(HARNESS_CLOCK or 10)
