@@ -136,20 +136,15 @@ def cmd_map(args) -> int:
     """Print the mapper's choice for a layer and the analytical model's prediction."""
     import json
 
-    import numpy as np
-
     from ommatidia.gen.prediction import check_scale, layer_prediction
     from ommatidia.hw.glb import glb_words
-    from ommatidia.sim.array_model import random_values
+    from ommatidia.sim.array_model import model_data
     cfg = config_of(args)
     layer = parse_layer(args.layer)
     if not 0 <= args.zeros <= 1:
         raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
     check_scale(cfg, layer)
-    rng = np.random.default_rng(args.seed)
-    x = random_values(rng, min(8, cfg.pe.act_bits), (layer.N, layer.C, layer.H, layer.W),
-                      args.zeros)
-    w = random_values(rng, min(8, cfg.pe.weight_bits), (layer.M, layer.C, layer.R, layer.S))
+    x, w = model_data(cfg, layer, args.zeros, args.seed)
     dram = _dram_timing(args, cfg)
     out = layer_prediction(cfg, layer, x, w, p=args.p, q=args.q,
                            data={"zeros": args.zeros, "seed": args.seed}, dram=dram)

@@ -161,20 +161,16 @@ def evaluate(cfg: ArrayConfig, layer, groups: int = 1, zeros: float = 0.5,
     on random data (8-bit at most, a ``zeros`` share of zero activations, ``seed``) as
     ``ommatidia map`` draws it: the metric columns, ``status`` and ``reason``. A layer that
     does not compile or is too large is a status, not an exception."""
-    import numpy as np
-
     from ommatidia.gen.compiler import compile_layer
     from ommatidia.gen.model import predict
     from ommatidia.gen.prediction import check_scale
-    from ommatidia.sim.array_model import random_values
+    from ommatidia.sim.array_model import model_data
     start = time.monotonic()
     try:
         check_scale(cfg, layer)
     except ValueError as exc:
         return {"status": "too_large", "reason": str(exc)}
-    rng = np.random.default_rng(seed)
-    x = random_values(rng, min(8, cfg.pe.act_bits), (layer.N, layer.C, layer.H, layer.W), zeros)
-    w = random_values(rng, min(8, cfg.pe.weight_bits), (layer.M, layer.C, layer.R, layer.S))
+    x, w = model_data(cfg, layer, zeros, seed)
     try:
         prog = compile_layer(cfg, layer, x, w)
         pred = predict(prog)

@@ -27,7 +27,7 @@ from ommatidia.gen.layer import ConvLayer
 
 from .golden import conv2d_psums
 
-__all__ = ["RSPass", "RSSchedule", "layer_gated_macs", "random_values"]
+__all__ = ["RSPass", "RSSchedule", "layer_gated_macs", "random_values", "model_data"]
 
 
 def random_values(rng: np.random.Generator, bits: int, shape, zero_fraction: float = 0.0,
@@ -40,6 +40,16 @@ def random_values(rng: np.random.Generator, bits: int, shape, zero_fraction: flo
     else:
         v = rng.integers(lo, hi + 1, size=shape)
     return np.where(rng.random(shape) < zero_fraction, 0, v).astype(np.int64)
+
+
+def model_data(cfg, layer: ConvLayer, zeros: float, seed: int) -> tuple:
+    """The random ``(ifmap, weights)`` a layer is modelled on by ``ommatidia map`` and
+    ``ommatidia sweep``: at most 8-bit values, a ``zeros`` share of zero activations
+    (what the RLC sizes and the gating depend on), from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, min(8, cfg.pe.act_bits), (layer.N, layer.C, layer.H, layer.W), zeros)
+    w = random_values(rng, min(8, cfg.pe.weight_bits), (layer.M, layer.C, layer.R, layer.S))
+    return x, w
 
 
 def layer_gated_macs(layer: ConvLayer, ifmap) -> int:
