@@ -1,8 +1,8 @@
 """FPGA boards: what `ommatidia build` makes a bitstream for, and the registry of them.
 
 A `Board` names its amaranth-boards platform, the preset sized to fit its FPGA
-(`ommatidia.gen.config.PRESETS`), the clock the design runs at (the board's
-oscillator, no PLL), the depth of the on-chip block RAM that stands in for
+(`ommatidia.gen.config.PRESETS`), the clock the design runs at (made by the
+FPGA's PLL from the board's oscillator, `ommatidia.boards.pll`), the depth of the on-chip block RAM that stands in for
 DRAM, and the UART pins of the host link. Each board's figures live in a module
 of their own (`ommatidia.boards.icebreaker`, `ommatidia.boards.orangecrab`,
 `ommatidia.boards.ulx3s`); `BOARDS` collects them by name.
@@ -18,6 +18,7 @@ from amaranth.build import Attrs
 from amaranth_boards.resources import UARTResource
 
 from ommatidia.boards import icebreaker, orangecrab, synth, ulx3s
+from ommatidia.boards.pll import PLL, pll
 from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
 
 __all__ = ["Board", "BOARDS", "board", "larger_arrays", "LOADER_TOOLS"]
@@ -41,7 +42,8 @@ class Board:
     preset : str
         Name of the `ArrayConfig` preset sized for the FPGA.
     clock_mhz : float
-        Clock of the design: the platform's default clock, used directly.
+        Clock of the design, which the FPGA's PLL makes exactly from the platform's
+        default clock (the board oscillator, `osc_mhz`).
     dram_words : int
         Depth of the on-chip DRAM (block RAM) in 64-bit words.
     target : str
@@ -89,10 +91,10 @@ class Board:
         if tgt.device != platform.device:
             raise ValueError(f"{own}.target {self.target} is a {tgt.device}, the board has a "
                              f"{platform.device}")
-        if platform.default_clk_frequency != self.clock_mhz * 1e6:
-            raise ValueError(f"{own}.clock_mhz must be the platform's default clock "
-                             f"{platform.default_clk_frequency / 1e6:g} MHz, "
-                             f"not {self.clock_mhz:g}")
+        try:
+            pll(tgt.family, platform.default_clk_frequency / 1e6, self.clock_mhz, tolerance=0)
+        except ValueError as exc:
+            raise ValueError(f"{own}.clock_mhz: {exc}") from None
         if self.uart_pins is not None and len(self.uart_pins) != 3:
             raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
                              f"not {self.uart_pins!r}")
@@ -123,6 +125,16 @@ class Board:
     @property
     def family(self) -> str:
         return synth.target(self.target).family
+
+    @property
+    def osc_mhz(self) -> float:
+        """The board oscillator, the PLL's input."""
+        return self.platform().default_clk_frequency / 1e6
+
+    @property
+    def pll(self) -> PLL:
+        """The PLL's dividers making `clock_mhz` from `osc_mhz`."""
+        return pll(self.family, self.osc_mhz, self.clock_mhz, tolerance=0)
 
     def make_platform(self):
         """A build-only instance of the platform (no loader tools) with the UART resource."""

@@ -24,12 +24,13 @@ import signal
 import subprocess
 import time
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from ommatidia.boards import nextpnr, synth
 from ommatidia.boards.board import Board
 from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
+from ommatidia.boards.pll import PLLClock
 from ommatidia.gen.config import check_int
 from ommatidia.toolchain import YOWASP_WASM, prepare, setup_env
 
@@ -72,7 +73,9 @@ def design_name(b: Board) -> str:
 
 
 class BoardDesign(Elaboratable):
-    """`BoardTop` for ``board``, its ``rx``/``tx`` on the board's UART pins."""
+    """`BoardTop` for ``board``, its ``rx``/``tx`` on the board's UART pins, clocked at
+    `Board.clock_mhz` by the FPGA's PLL (`ommatidia.boards.pll.PLLClock`) from the board
+    oscillator; the UART divisor is of that clock."""
 
     def __init__(self, b: Board):
         from ommatidia.hw.board import BoardTop
@@ -82,6 +85,9 @@ class BoardDesign(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.clock = PLLClock(self.board.pll,
+                                      platform.request(platform.default_clk, dir="-"))
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
@@ -214,7 +220,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     for stale in (f"{name}_report.json", f"{name}.json", f"{name}.bin", f"{name}.bit"):
         (build_dir / stale).unlink(missing_ok=True)
     say(f"building {b.title}: preset {cfg.name} ({cfg.rows}x{cfg.cols} PEs), "
-        f"{b.dram_words} DRAM words, {b.clock_mhz:g} MHz, in {build_dir}")
+        f"{b.dram_words} DRAM words, {b.clock_mhz:g} MHz (PLL from {b.osc_mhz:g} MHz), "
+        f"in {build_dir}")
     platform = b.make_platform()
     for tool in platform.required_tools:
         var = tool.upper().replace("-", "_")
@@ -266,6 +273,7 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     utilisation = {bel: {"used": int(v["used"]), "available": int(v["available"])}
                    for bel, v in sorted(pnr.get("utilization", {}).items())}
     fmax = min(c["fmax_mhz"] for c in clocks.values())
+    cells = _cell_counts(netlist, name, tgt)
     bitstream = build_dir / (f"{name}.bin" if b.family == "ice40" else f"{name}.bit")
     return {
         "board": b.name, "title": b.title, "device": platform.device,
@@ -273,9 +281,11 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         "preset": cfg.name, "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes,
         "macs_per_cycle": cfg.num_pes,
         "act_bits": cfg.pe.act_bits, "weight_bits": cfg.pe.weight_bits,
-        "dram_words": b.dram_words, "clock_mhz": b.clock_mhz, "baud": b.baud,
+        "dram_words": b.dram_words, "clock_mhz": b.clock_mhz, "osc_mhz": b.osc_mhz,
+        "pll": {"vco_mhz": b.pll.vco_mhz, "pfd_mhz": b.pll.pfd_mhz, **dict(b.pll.params)},
+        "baud": b.baud,
         "uart": b.uart_note, "seed": seed, "router": router,
-        "resources": _cell_counts(netlist, name, tgt),
+        "resources": cells,
         "placed": {"logic_cell": tgt.logic_cell, "utilisation": utilisation},
         "clocks": clocks,
         "fmax_mhz": fmax,
@@ -284,6 +294,7 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         "unregistered_dsps": len(unregistered),
         "peak_gmacs": round(cfg.num_pes * b.clock_mhz / 1000, 3),
         "peak_gmacs_at_fmax": round(cfg.num_pes * fmax / 1000, 3),
+        "luts_per_mac": round(cells["luts"] / cfg.num_pes, 1),
         "bitstream": str(bitstream) if bitstream.exists() else None,
         "files": {"yosys_log": str(build_dir / f"{name}.rpt"),
                   "nextpnr_log": str(build_dir / f"{name}.tim"),
@@ -335,6 +346,7 @@ def format_build(report: dict) -> str:
                      f"constraint {c['constraint_mhz']:g} MHz:"
                      f" {'met' if c['met'] else 'NOT MET'}")
     lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
+                 f"(PLL from {report['osc_mhz']:g} MHz) "
                  f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")
     lines.append(f"  bitstream: {report['bitstream']}")
     return "\n".join(lines)

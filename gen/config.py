@@ -376,7 +376,7 @@ ICEBREAKER = dataclasses.replace(
                 ifmap_spad_depth=3, psum_spad_depth=2, max_filter_width=3, max_ifmap_width=8,
                 counter_bits=0),
     noc=NoCConfig(row_id_bits=1, col_id_bits=1),
-    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=12.0,
+    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=17.25,
     counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
 """The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
 DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,
@@ -386,12 +386,12 @@ not place, a 2x2 needs 6480. With the default knobs a 2x2 array needed 11640 cel
 
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    clock_mhz=48.0)
+    clock_mhz=54.0)
 """The OrangeCrab 25F (ECP5-25F): the largest array that fits, at the board's 48 MHz."""
 
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
-    glb_bytes=32 * 1024, glb_banks=8, clock_mhz=25.0)
+    glb_bytes=32 * 1024, glb_banks=8, clock_mhz=28.125)
 """The ULX3S 85F (ECP5-85F) at the board's 25 MHz: 8x8 routes at 29.42 MHz with 87 % of
 the LUT slots (docs/fpga.md, Boards)."""
 

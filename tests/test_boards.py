@@ -17,7 +17,7 @@ import pytest
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
-from ommatidia.boards import board, build, nextpnr, synth, synth_report
+from ommatidia.boards import board, build, nextpnr, pll, synth, synth_report
 from ommatidia.boards.board import BOARDS, LOADER_TOOLS
 from ommatidia.gen.config import PRESETS
 
@@ -28,8 +28,10 @@ def test_board_table(name):
     assert b.preset in PRESETS and board.board(name) is b
     platform = b.make_platform()
     assert platform.device == synth.TARGETS[b.target].device
-    assert platform.default_clk_frequency == b.clock_mhz * 1e6
-    # The preset's nominal clock, used for its peak figures, is the board's.
+    assert platform.default_clk_frequency == b.osc_mhz * 1e6
+    # The PLL makes the board's clock exactly; the preset's nominal clock, used for its
+    # peak figures, is that clock.
+    assert b.pll.f_out_mhz == b.clock_mhz > b.osc_mhz and b.pll.error == 0
     assert b.config.clock_mhz == b.clock_mhz
     uart = platform.lookup("uart", 0)
     assert {sub.name for sub in uart.ios} >= {"rx", "tx"}
@@ -40,8 +42,9 @@ def test_board_table(name):
 
 def test_board_validation():
     good = BOARDS["icebreaker"]
-    with pytest.raises(ValueError, match="clock_mhz must be the platform's default clock 12"):
-        dataclasses.replace(good, clock_mhz=48.0)
+    with pytest.raises(ValueError, match=r"clock_mhz: ice40_pll f_out_mhz 20 MHz cannot be made "
+                                         r"from 12 MHz .* nearest is 19\.8750 MHz"):
+        dataclasses.replace(good, clock_mhz=20.0)
     with pytest.raises(ValueError, match="target ecp5-25f is a LFE5U-25F"):
         dataclasses.replace(good, target="ecp5-25f")
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
@@ -322,12 +325,17 @@ def test_report_markdown():
     row = next(line for line in lines if line.startswith(f"| {oc.title}"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == cells[3] == str(oc.config.num_pes)
-    assert cells[10] == "61.0" and cells[11] == "met"
-    assert cells[12] == f"{oc.config.num_pes * oc.clock_mhz / 1000:.2f}"
+    assert cells[6] == f"{100 / oc.config.num_pes:.0f}"
+    assert cells[11] == "61.0" and cells[12] == "met" and cells[15] == "-"
+    assert cells[13] == f"{oc.config.num_pes * oc.clock_mhz / 1000:.2f}"
     assert "does not fit: 9000 ICESTORM_LC of 5280" in text
-    # The published peer: 16 INT8 MACs per cycle at 48 MHz, 0.77 GMAC/s.
+    # The published peer: 16 INT8 MACs per cycle at 48 MHz, 0.77 GMAC/s, 20 of 28
+    # multipliers; beside it the OrangeCrab at its PLL clock.
     peer = next(line for line in lines if "Eyeriss-ECP5" in line)
-    assert "16 MACs/cycle, 0.77 GMAC/s at 48 MHz" in peer
+    assert [c.strip() for c in peer.strip("|").split("|")][2:] == \
+        ["16", "48", "0.77", "-", "20/28", "-"]
+    ours = next(line for line in lines if line.startswith("| LFE5U-25F | Ommatidia"))
+    assert f"| {oc.clock_mhz:g} (PLL from 48) |" in ours
     assert synth_report.PEERS["LFE5U-25F"].peak_gmacs == pytest.approx(0.768)
 
 
@@ -392,6 +400,88 @@ def test_sweep_markdown():
         [f"{cfg.rows}x{cfg.cols}", str(cfg.num_pes)],
         [f"{cfg.rows + 1}x{cfg.cols}", str((cfg.rows + 1) * cfg.cols)],
         [f"{cfg.rows}x{cfg.cols + 1}", str(cfg.rows * (cfg.cols + 1))]]
-    assert table[0][6:] == ["61.0", "meets 25 MHz"]
-    assert table[1][6:] == ["21.5", "misses 25 MHz (nextpnr router2)"]
+    assert table[0][6:] == ["61.0", f"meets {b.clock_mhz:g} MHz"]
+    assert table[1][6:] == ["21.5", f"misses {b.clock_mhz:g} MHz (nextpnr router2)"]
     assert table[2][3] == "does not fit: 90000 TRELLIS_COMB of 83640"
+
+
+@pytest.mark.parametrize("f_in, f_out, params, pfd, vco", [
+    # f_out = f_in (DIVF + 1) / ((DIVR + 1) 2^DIVQ): 12 x 46 / 32; only DIVR 0 keeps the
+    # PFD at 10 MHz or more, and only DIVQ 5 puts 17.25 x 2^DIVQ between 533 and 1066.
+    (12, 17.25, {"DIVR": 0, "DIVF": 45, "DIVQ": 5, "FILTER_RANGE": 1}, 12, 552),
+    # icepll -i 12 -o 96 and -i 16 -o 50 (the only solutions), -i 100 -o 20 (PFD 20, the
+    # first of DIVR 4 and 9, which both give VCO 640): icepll's dividers and filter.
+    (12, 96, {"DIVR": 0, "DIVF": 63, "DIVQ": 3, "FILTER_RANGE": 1}, 12, 768),
+    (16, 50, {"DIVR": 0, "DIVF": 49, "DIVQ": 4, "FILTER_RANGE": 1}, 16, 800),
+    (100, 20, {"DIVR": 4, "DIVF": 31, "DIVQ": 5, "FILTER_RANGE": 2}, 20, 640),
+])
+def test_ice40_pll(f_in, f_out, params, pfd, vco):
+    made = pll.ice40_pll(f_in, f_out)
+    assert dict(made.params) == params
+    assert (made.f_out_mhz, made.pfd_mhz, made.vco_mhz, made.error) == (f_out, pfd, vco, 0)
+
+
+@pytest.mark.parametrize("f_in, f_out, params, pfd, vco", [
+    # f_out = f_in CLKFB_DIV / CLKI_DIV, CLKOP_DIV the largest keeping VCO <= 800:
+    # 54/48 = 9/8 (PFD 6), 800 // 54 = 14; 28.125/25 = 9/8 (PFD 3.125, the least allowed),
+    # 800 // 28.125 = 28; 48/12 = 4/1, 800 // 48 = 16.
+    (48, 54, {"CLKI_DIV": 8, "CLKFB_DIV": 9, "CLKOP_DIV": 14}, 6, 756),
+    (25, 28.125, {"CLKI_DIV": 8, "CLKFB_DIV": 9, "CLKOP_DIV": 28}, 3.125, 787.5),
+    (12, 48, {"CLKI_DIV": 1, "CLKFB_DIV": 4, "CLKOP_DIV": 16}, 12, 768),
+    (48, 52.8, {"CLKI_DIV": 10, "CLKFB_DIV": 11, "CLKOP_DIV": 15}, 4.8, 792),
+])
+def test_ecp5_pll(f_in, f_out, params, pfd, vco):
+    made = pll.ecp5_pll(f_in, f_out)
+    assert dict(made.params) == params
+    assert made.f_out_mhz == f_out and made.error == 0
+    assert (made.pfd_mhz, made.vco_mhz) == pytest.approx((pfd, vco))
+
+
+def test_pll_errors():
+    # 50/48 = 25/24 needs CLKI_DIV 24, a 2 MHz PFD; with CLKI_DIV <= 15 (PFD >= 3.2) the
+    # nearest is 48 x 16/15 = 51.2, 2.4 % off.
+    with pytest.raises(ValueError, match=r"ecp5_pll f_out_mhz 50 MHz cannot be made from 48 "
+                                         r"MHz within 0\.100%: the nearest is 51\.2000 MHz"):
+        pll.ecp5_pll(48, 50)
+    made = pll.ecp5_pll(48, 50, tolerance=0.03)
+    assert made.f_out_mhz == 51.2 and made.error == pytest.approx(0.024)
+    with pytest.raises(ValueError, match="ice40_pll f_out_mhz 300 MHz is outside the SB_PLL40 "
+                                         "output range 16-275 MHz"):
+        pll.ice40_pll(12, 300)
+    with pytest.raises(ValueError, match="ice40_pll f_out_mhz 12 MHz is outside"):
+        pll.ice40_pll(12, 12)
+    with pytest.raises(ValueError, match="ecp5_pll f_in_mhz 5 MHz is outside the EHXPLLL "
+                                         "input range 8-400 MHz"):
+        pll.ecp5_pll(5, 30)
+    with pytest.raises(ValueError, match="pll family must be one of ecp5, ice40"):
+        pll.pll("xilinx", 12, 24)
+
+
+def test_lock_reset():
+    """``sync`` stays in reset while the PLL is unlocked and ``delay`` cycles after it locks,
+    and falls back into reset when the lock is lost."""
+    from amaranth import ClockDomain, ClockSignal, ResetSignal, Signal
+    from amaranth.sim import Simulator
+    m = Module()
+    m.domains.sync = ClockDomain()
+    m.domains.por = ClockDomain(reset_less=True)
+    m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+    m.submodules.dut = dut = pll.LockReset(5)
+    rst = Signal()
+    m.d.comb += rst.eq(ResetSignal("sync"))
+    seen = []
+
+    async def bench(ctx):
+        for cycle in range(30):
+            ctx.set(dut.locked, 3 <= cycle < 22)
+            await ctx.tick()
+            seen.append(ctx.get(rst))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    released = seen.index(0)
+    # Lock seen after 2 synchroniser stages, 5 counted, 1 to register, 2 reset stages.
+    assert 3 + 5 + 2 <= released <= 3 + 2 + 5 + 1 + 2 + 1
+    assert not any(seen[released:22]) and all(seen[26:])
