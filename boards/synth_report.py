@@ -3,9 +3,11 @@
 ``python -m ommatidia.boards.synth_report`` (``make synth-report``) builds every
 board of `ommatidia.boards.board.BOARDS` (or reads the reports of earlier
 builds with ``--reuse``) and writes a markdown table: resources, Fmax, PEs,
-MACs per cycle and peak GMAC/s (MACs per cycle x clock), and the same figures
-of the closest open design on the same part (`PEERS`). Accelerators differ in
-what a PE is, so the comparison is in MACs per cycle and GMAC/s, not in PEs.
+MACs per cycle, LUT4 per MAC, peak GMAC/s (MACs per cycle x the PLL's clock) and,
+where a report carries it, effective GMAC/s (a real layer's MACs over its cycles
+at that clock), beside the same figures of the closest open design on the same
+part (`PEERS`). Accelerators differ in what a PE is, so the comparison is in MACs
+per cycle and GMAC/s, not in PEs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Peer:
     summary: str
     macs_per_cycle: int
     clock_mhz: float
+    multipliers: str = ""
+    luts: int | None = None
 
     @property
     def peak_gmacs(self) -> float:
@@ -41,7 +45,7 @@ class Peer:
 
 PEERS: dict[str, Peer] = {
     "LFE5U-25F": Peer("Eyeriss-ECP5", "LFE5U-25F",
-                      "2x2 PEs of four INT8 MACs, 20 of 28 multipliers", 16, 48.0),
+                      "2x2 PEs of four INT8 MACs, 20 of 28 multipliers", 16, 48.0, "20/28"),
 }
 """The closest open peer per FPGA device; parts without one are left out."""
 
@@ -69,7 +73,8 @@ def report_row(b, report: dict) -> dict:
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
            "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
-           "clock": f"{b.clock_mhz:g}", "peer": PEERS.get(b.make_platform().device)}
+           "clock": f"{b.clock_mhz:g}", "osc": f"{b.osc_mhz:g}",
+           "peer": PEERS.get(b.make_platform().device)}
     if "error" in report:
         overfull = report.get("overfull") or {}
         stall = report.get("unroutable")
@@ -88,6 +93,9 @@ def report_row(b, report: dict) -> dict:
         row["met"] = "met" if report["timing_met"] else "NOT MET"
         row["gmacs"] = f"{report['peak_gmacs']:.2f}"
         row["gmacs_fmax"] = f"{report['peak_gmacs_at_fmax']:.2f}"
+        row["luts_per_mac"] = f"{report['resources']['luts'] / row['macs']:.0f}"
+        effective = report.get("effective_gmacs")
+        row["effective"] = "-" if effective is None else f"{effective:.2f}"
     return row
 
 
@@ -96,34 +104,49 @@ def board_rows(reports: dict) -> list[dict]:
     return [report_row(BOARDS[name], report) for name, report in reports.items()]
 
 
+def _peer_lines(row: dict) -> list[str]:
+    """Ommatidia's board beside the peer on its part, one row each."""
+    peer = row["peer"]
+    if "error" in row:
+        ours = [row["error"], "", "", "", "", ""]
+    else:
+        ours = [str(row["macs"]), f"{row['clock']} (PLL from {row['osc']})", row["gmacs"],
+                row["luts_per_mac"], row["dsp"], row["effective"]]
+    theirs = [str(peer.macs_per_cycle), f"{peer.clock_mhz:g}", f"{peer.peak_gmacs:.2f}",
+              "-" if peer.luts is None else f"{peer.luts / peer.macs_per_cycle:.0f}",
+              peer.multipliers or "-", "-"]
+    return [f"| {peer.device} | Ommatidia, {row['board']} | " + " | ".join(ours) + " |",
+            f"| {peer.device} | {peer.name}: {peer.summary} | " + " | ".join(theirs) + " |"]
+
+
 def markdown(reports: dict) -> str:
     """The report as markdown: the boards' table and the peers beside them."""
-    head = ["board", "preset", "PEs", "MACs/cycle", "logic", "LUT4", "FF", "DSP",
+    head = ["board", "preset", "PEs", "MACs/cycle", "logic", "LUT4", "LUT4/MAC", "FF", "DSP",
             "block RAM", "clock MHz", "Fmax MHz", "timing", "peak GMAC/s (clock)",
-            "peak GMAC/s (Fmax)"]
+            "peak GMAC/s (Fmax)", "effective GMAC/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     peers = []
     for row in board_rows(reports):
         if "error" in row:
             cells = [row["board"], row["preset"], str(row["pes"]), str(row["macs"]),
-                     row["error"]] + [""] * 4 + [row["clock"]] + [""] * 4
+                     row["error"]] + [""] * 5 + [row["clock"]] + [""] * 5
         else:
             cells = [row["board"], row["preset"], str(row["pes"]), str(row["macs"]),
-                     row["logic"], row["luts"], row["ffs"], row["dsp"], row["ram"],
-                     row["clock"], row["fmax"], row["met"], row["gmacs"], row["gmacs_fmax"]]
+                     row["logic"], row["luts"], row["luts_per_mac"], row["ffs"], row["dsp"],
+                     row["ram"], row["clock"], row["fmax"], row["met"], row["gmacs"],
+                     row["gmacs_fmax"], row["effective"]]
         lines.append("| " + " | ".join(cells) + " |")
-        peer = row["peer"]
-        if peer is not None:
-            ours = (f"{row['macs']} MACs/cycle, {row['gmacs']} GMAC/s at {row['clock']} MHz"
-                    if "error" not in row else row["error"])
-            peers.append(f"| {peer.device} | {row['board']}: {ours} | {peer.name}: "
-                         f"{peer.summary}; {peer.macs_per_cycle} MACs/cycle, "
-                         f"{peer.peak_gmacs:.2f} GMAC/s at {peer.clock_mhz:g} MHz |")
-    out = ["## Boards", "", *lines, ""]
+        if row["peer"] is not None:
+            peers += _peer_lines(row)
+    out = ["## Boards", "", "Clock: the FPGA's PLL from the board oscillator; peak GMAC/s = "
+           "MACs/cycle x clock; effective GMAC/s = a layer's MACs / (cycles / clock), where "
+           "the report has it.", "", *lines, ""]
     if peers:
-        out += ["Closest open peer on the same part (peak MACs per cycle and GMAC/s; a PE "
-                "is not the same unit in both):", "",
-                "| part | Ommatidia | peer |", "| --- | --- | --- |", *peers, ""]
+        out += ["Closest open peer on the same part (a PE is not the same unit in both; "
+                "the peer's LUT count is not published):", "",
+                "| part | design | MACs/cycle | clock MHz | peak GMAC/s | LUT4/MAC | "
+                "multipliers | effective GMAC/s |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |", *peers, ""]
     return "\n".join(out)
 
 
