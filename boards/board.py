@@ -2,8 +2,8 @@
 
 A `Board` names its amaranth-boards platform, the preset sized to fit its FPGA
 (`ommatidia.gen.config.PRESETS`), the clock the design runs at (made by the
-FPGA's PLL from the board's oscillator, `ommatidia.boards.pll`), the depth of the on-chip block RAM that stands in for
-DRAM, and the UART pins of the host link. Each board's figures live in a module
+FPGA's PLL from the board's oscillator, `ommatidia.boards.pll`), the depth of
+the on-chip block RAM that stands in for DRAM, and the UART pins of the host link. Each board's figures live in a module
 of their own (`ommatidia.boards.icebreaker`, `ommatidia.boards.orangecrab`,
 `ommatidia.boards.ulx3s`); `BOARDS` collects them by name.
 """
@@ -43,7 +43,8 @@ class Board:
         Name of the `ArrayConfig` preset sized for the FPGA.
     clock_mhz : float
         Clock of the design, which the FPGA's PLL makes exactly from the platform's
-        default clock (the board oscillator, `osc_mhz`).
+        default clock (the board oscillator, `osc_mhz`); the oscillator itself, without
+        a PLL, when equal to it.
     dram_words : int
         Depth of the on-chip DRAM (block RAM) in 64-bit words.
     target : str
@@ -91,10 +92,12 @@ class Board:
         if tgt.device != platform.device:
             raise ValueError(f"{own}.target {self.target} is a {tgt.device}, the board has a "
                              f"{platform.device}")
-        try:
-            pll(tgt.family, platform.default_clk_frequency / 1e6, self.clock_mhz, tolerance=0)
-        except ValueError as exc:
-            raise ValueError(f"{own}.clock_mhz: {exc}") from None
+        osc_mhz = platform.default_clk_frequency / 1e6
+        if self.clock_mhz != osc_mhz:
+            try:
+                pll(tgt.family, osc_mhz, self.clock_mhz, tolerance=0)
+            except ValueError as exc:
+                raise ValueError(f"{own}.clock_mhz: {exc}") from None
         if self.uart_pins is not None and len(self.uart_pins) != 3:
             raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
                              f"not {self.uart_pins!r}")
@@ -132,8 +135,11 @@ class Board:
         return self.platform().default_clk_frequency / 1e6
 
     @property
-    def pll(self) -> PLL:
-        """The PLL's dividers making `clock_mhz` from `osc_mhz`."""
+    def pll(self) -> PLL | None:
+        """The PLL's dividers making `clock_mhz` from `osc_mhz`; None when the design runs
+        at the oscillator's own clock."""
+        if self.clock_mhz == self.osc_mhz:
+            return None
         return pll(self.family, self.osc_mhz, self.clock_mhz, tolerance=0)
 
     def make_platform(self):

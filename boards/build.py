@@ -75,7 +75,8 @@ def design_name(b: Board) -> str:
 class BoardDesign(Elaboratable):
     """`BoardTop` for ``board``, its ``rx``/``tx`` on the board's UART pins, clocked at
     `Board.clock_mhz` by the FPGA's PLL (`ommatidia.boards.pll.PLLClock`) from the board
-    oscillator; the UART divisor is of that clock."""
+    oscillator, or by the oscillator itself (the platform's default ``sync``) when
+    `Board.pll` is None; the UART divisor is of that clock."""
 
     def __init__(self, b: Board):
         from ommatidia.hw.board import BoardTop
@@ -85,9 +86,10 @@ class BoardDesign(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
-        m.submodules.clock = PLLClock(self.board.pll,
-                                      platform.request(platform.default_clk, dir="-"))
+        if self.board.pll is not None:
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clock = PLLClock(self.board.pll,
+                                          platform.request(platform.default_clk, dir="-"))
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
@@ -220,7 +222,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
     for stale in (f"{name}_report.json", f"{name}.json", f"{name}.bin", f"{name}.bit"):
         (build_dir / stale).unlink(missing_ok=True)
     say(f"building {b.title}: preset {cfg.name} ({cfg.rows}x{cfg.cols} PEs), "
-        f"{b.dram_words} DRAM words, {b.clock_mhz:g} MHz (PLL from {b.osc_mhz:g} MHz), "
+        f"{b.dram_words} DRAM words, {b.clock_mhz:g} MHz "
+        f"({'the oscillator' if b.pll is None else f'PLL from {b.osc_mhz:g} MHz'}), "
         f"in {build_dir}")
     platform = b.make_platform()
     for tool in platform.required_tools:
@@ -282,7 +285,8 @@ def build(b: Board, build_dir, *, seed: int = 1, allow_timing_fail: bool = False
         "macs_per_cycle": cfg.num_pes,
         "act_bits": cfg.pe.act_bits, "weight_bits": cfg.pe.weight_bits,
         "dram_words": b.dram_words, "clock_mhz": b.clock_mhz, "osc_mhz": b.osc_mhz,
-        "pll": {"vco_mhz": b.pll.vco_mhz, "pfd_mhz": b.pll.pfd_mhz, **dict(b.pll.params)},
+        "pll": None if b.pll is None else {"vco_mhz": b.pll.vco_mhz, "pfd_mhz": b.pll.pfd_mhz,
+                                           **dict(b.pll.params)},
         "baud": b.baud,
         "uart": b.uart_note, "seed": seed, "router": router,
         "resources": cells,
@@ -346,7 +350,8 @@ def format_build(report: dict) -> str:
                      f"constraint {c['constraint_mhz']:g} MHz:"
                      f" {'met' if c['met'] else 'NOT MET'}")
     lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
-                 f"(PLL from {report['osc_mhz']:g} MHz) "
+                 f"({'oscillator' if report['pll'] is None else 'PLL'}, "
+                 f"board oscillator {report['osc_mhz']:g} MHz) "
                  f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")
     lines.append(f"  bitstream: {report['bitstream']}")
     return "\n".join(lines)

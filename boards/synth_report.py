@@ -13,6 +13,7 @@ per cycle and GMAC/s, not in PEs.
 from __future__ import annotations
 
 import argparse
+import csv
 import pathlib
 import sys
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from ommatidia.boards.nextpnr import (DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS,
                                       overfull_summary, unplaceable_summary,
                                       unroutable_summary)
 
-__all__ = ["Peer", "PEERS", "report_row", "board_rows", "markdown", "sweep_markdown", "main"]
+__all__ = ["Peer", "PEERS", "report_row", "board_rows", "markdown", "sweep_markdown",
+           "effective", "main"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,20 @@ PEERS: dict[str, Peer] = {
                       "2x2 PEs of four INT8 MACs, 20 of 28 multipliers", 16, 48.0, "20/28"),
 }
 """The closest open peer per FPGA device; parts without one are left out."""
+
+
+def effective(sweep_csv, clock_mhz: float) -> dict:
+    """Effective GMAC/s of the layers of an ``ommatidia sweep`` CSV (the model's cycles,
+    equal to the RTL's) at ``clock_mhz``: their MACs over their cycles, ``{"gmacs",
+    "layers", "mapped", "network"}``; ``gmacs`` is None when no layer maps."""
+    with open(sweep_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ok = [r for r in rows if r["status"] == "ok"]
+    macs = sum(int(r["macs"]) for r in ok)
+    cycles = sum(int(r["cycles"]) for r in ok)
+    return {"gmacs": round(macs * clock_mhz / cycles / 1000, 4) if cycles else None,
+            "layers": len(rows), "mapped": len(ok),
+            "network": rows[0]["network"] if rows else ""}
 
 
 def _fmt_res(report: dict) -> dict:
@@ -94,8 +110,14 @@ def report_row(b, report: dict) -> dict:
         row["gmacs"] = f"{report['peak_gmacs']:.2f}"
         row["gmacs_fmax"] = f"{report['peak_gmacs_at_fmax']:.2f}"
         row["luts_per_mac"] = f"{report['resources']['luts'] / row['macs']:.0f}"
-        effective = report.get("effective_gmacs")
-        row["effective"] = "-" if effective is None else f"{effective:.2f}"
+        eff = report.get("effective")
+        if eff is None:
+            row["effective"] = "-"
+        elif eff["gmacs"] is None:
+            row["effective"] = f"{eff['network']}: no layer maps"
+        else:
+            row["effective"] = (f"{eff['gmacs']:.3f} ({eff['network']}, {eff['mapped']} of "
+                                f"{eff['layers']} layers)")
     return row
 
 
@@ -139,8 +161,9 @@ def markdown(reports: dict) -> str:
         if row["peer"] is not None:
             peers += _peer_lines(row)
     out = ["## Boards", "", "Clock: the FPGA's PLL from the board oscillator; peak GMAC/s = "
-           "MACs/cycle x clock; effective GMAC/s = a layer's MACs / (cycles / clock), where "
-           "the report has it.", "", *lines, ""]
+           "MACs/cycle x clock; effective GMAC/s = the network's MACs / (cycles / clock), the "
+           "cycles of `ommatidia sweep` (the model, equal to the RTL's) on the board's preset "
+           "(`--effective`).", "", *lines, ""]
     if peers:
         out += ["Closest open peer on the same part (a PE is not the same unit in both; "
                 "the peer's LUT count is not published):", "",
@@ -192,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",
                         help="with router2, stop a build as unroutable once the overused "
                              f"wires rose N iterations running (default: {ROUTER2_PATIENCE})")
+    parser.add_argument("--effective", action="append", default=[], metavar="BOARD=SWEEP.csv",
+                        help="effective GMAC/s of BOARD from the sweep.csv of `ommatidia sweep "
+                             "--preset P --network N` (repeatable)")
     parser.add_argument("-o", "--output", default="build/synth-report.md", metavar="FILE.md")
     args = parser.parse_args(argv)
 
@@ -204,7 +230,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr if "error" in r else sys.stdout, flush=True)
         return r
 
+    sweeps = {}
+    for item in args.effective:
+        name, sep, path = item.partition("=")
+        if not sep or name not in BOARDS or not pathlib.Path(path).is_file():
+            parser.error(f"--effective {item}: need BOARD=SWEEP.csv with BOARD one of "
+                         f"{', '.join(BOARDS)} and an existing file")
+        sweeps[name] = path
     reports = {name: report(BOARDS[name]) for name in args.boards}
+    for name, path in sweeps.items():
+        if name in reports and "error" not in reports[name]:
+            reports[name]["effective"] = effective(path, BOARDS[name].clock_mhz)
     text = markdown(reports)
     if args.sweep:
         text += "\n" + sweep_markdown([

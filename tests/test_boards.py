@@ -485,3 +485,37 @@ def test_lock_reset():
     # Lock seen after 2 synchroniser stages, 5 counted, 1 to register, 2 reset stages.
     assert 3 + 5 + 2 <= released <= 3 + 2 + 5 + 1 + 2 + 1
     assert not any(seen[released:22]) and all(seen[26:])
+
+
+def test_board_clock_from_the_pll():
+    """A board's design runs on the PLL's output with the dividers `Board.pll` chose; at the
+    oscillator's own frequency there is no PLL and the platform's clock serves."""
+    oc = BOARDS["orangecrab-25f"]
+    rtlil = build.plan(oc).files[f"{build.design_name(oc)}.il"]
+    p = oc.pll
+    assert "cell \\EHXPLLL" in rtlil
+    for key, value in p.params:
+        assert f"parameter \\{key} {value}\n" in rtlil
+    # 48 MHz x CLKFB_DIV / CLKI_DIV is the board clock.
+    assert 48 * p.param("CLKFB_DIV") / p.param("CLKI_DIV") == oc.clock_mhz
+    plain = dataclasses.replace(BOARDS["icebreaker"], clock_mhz=12.0)
+    assert plain.pll is None
+    rtlil = build.plan(plain).files[f"{build.design_name(plain)}.il"]
+    assert "SB_PLL40" not in rtlil and "top.bridge" in rtlil
+
+
+def test_effective_gmacs(tmp_path):
+    path = tmp_path / "sweep.csv"
+    path.write_text("config,network,layer,status,reason,macs,cycles\n"
+                    "a,digits,layer0,ok,,1000,500\n"
+                    "a,digits,layer1,ok,,3000,1500\n"
+                    "a,digits,layer2,no_mapping,too big,99,\n")
+    # (1000 + 3000) MACs in (500 + 1500) cycles at 50 MHz: 2 x 50e6 = 0.1 GMAC/s.
+    eff = synth_report.effective(path, 50.0)
+    assert eff == {"gmacs": 0.1, "layers": 3, "mapped": 2, "network": "digits"}
+    text = synth_report.markdown({"orangecrab-25f": {**_fake_report("orangecrab-25f"),
+                                                     "effective": eff}})
+    assert "| 0.100 (digits, 2 of 3 layers) |" in text
+    path.write_text("config,network,layer,status,reason,macs,cycles\n"
+                    "a,digits,layer0,no_mapping,too big,1000,\n")
+    assert synth_report.effective(path, 50.0)["gmacs"] is None
