@@ -350,8 +350,8 @@ def format_build(report: dict) -> str:
                      f"constraint {c['constraint_mhz']:g} MHz:"
                      f" {'met' if c['met'] else 'NOT MET'}")
     lines.append(f"  peak {report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
-                 f"({'oscillator' if report['pll'] is None else 'PLL'}, "
-                 f"board oscillator {report['osc_mhz']:g} MHz) "
-                 f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")
+                 + ("(the board oscillator) " if report.get("pll") is None
+                    else f"(PLL from {report['osc_mhz']:g} MHz) ")
+                 + f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)")
     lines.append(f"  bitstream: {report['bitstream']}")
     return "\n".join(lines)

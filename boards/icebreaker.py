@@ -1,4 +1,7 @@
-"""iCEBreaker: an iCE40UP5K-SG48 at the board's 12 MHz oscillator.
+"""iCEBreaker: an iCE40UP5K-SG48 at the board's 12 MHz oscillator, without the PLL.
+
+The SB_PLL40 makes nothing between 12 and 16.125 MHz from 12 (its output starts at 16
+MHz), and the board top routes at 15.3-16.5 MHz on the PLL's clocks (docs/fpga.md).
 
 The host link is the FTDI's channel B, on the board's USB port, so the
 platform's own ``uart`` resource serves. Pure data, like amaranth-boards' own
@@ -14,7 +17,7 @@ BOARD = dict(
     title="iCEBreaker (iCE40UP5K-SG48)",
     platform=ICEBreakerPlatform,
     preset="icebreaker",
-    clock_mhz=17.25,
+    clock_mhz=12.0,
     dram_words=512,
     target="ice40-up5k",
     uart_note="FTDI channel B (rx pin 6, tx pin 9), the board's USB port",

@@ -1,4 +1,5 @@
-"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at the board's 48 MHz oscillator.
+"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at 54 MHz, from the board's 48 MHz oscillator
+through the EHXPLLL.
 
 The board's USB port goes to the FPGA itself, not to a USB-serial chip, so the
 host link is a UART on Feather pins 0 and 1 (a 3.3 V USB-serial adapter).

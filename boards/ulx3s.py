@@ -1,4 +1,5 @@
-"""ULX3S 85F: an LFE5U-85F-6BG381 at the board's 25 MHz oscillator.
+"""ULX3S 85F: an LFE5U-85F-6BG381 at 28.125 MHz, from the board's 25 MHz oscillator
+through the EHXPLLL.
 
 The host link is the FTDI FT231X on the board's US1 USB port, the platform's
 own ``uart`` resource. Pure data, like amaranth-boards' own board files;

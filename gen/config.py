@@ -376,7 +376,7 @@ ICEBREAKER = dataclasses.replace(
                 ifmap_spad_depth=3, psum_spad_depth=2, max_filter_width=3, max_ifmap_width=8,
                 counter_bits=0),
     noc=NoCConfig(row_id_bits=1, col_id_bits=1),
-    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=17.25,
+    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=12.0,
     counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
 """The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
 DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,
