@@ -1,4 +1,4 @@
-"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at 54 MHz, from the board's 48 MHz oscillator
+"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at 52 MHz, from the board's 48 MHz oscillator
 through the EHXPLLL.
 
 The board's USB port goes to the FPGA itself, not to a USB-serial chip, so the
@@ -16,7 +16,7 @@ BOARD = dict(
     title="OrangeCrab r0.2 25F (LFE5U-25F-8MG285)",
     platform=OrangeCrabR0_2_25FPlatform,
     preset="orangecrab",
-    clock_mhz=54.0,
+    clock_mhz=52.0,
     dram_words=4096,
     target="ecp5-25f",
     uart_pins=("0", "1", ("io", 0)),

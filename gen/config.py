@@ -386,7 +386,7 @@ not place, a 2x2 needs 6480. With the default knobs a 2x2 array needed 11640 cel
 
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    clock_mhz=54.0)
+    clock_mhz=52.0)
 """The OrangeCrab 25F (ECP5-25F): the largest array that fits, at the board's 48 MHz."""
 
 ULX3S = dataclasses.replace(
