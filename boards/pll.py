@@ -3,8 +3,8 @@
 `ecp5_pll` and `ice40_pll` choose the dividers of an ECP5 EHXPLLL and an iCE40
 SB_PLL40 for an output frequency within each family's limits (`ECP5_LIMITS`,
 `ICE40_LIMITS`, from the datasheets); `PLLClock` instantiates the primitive and
-makes the ``sync`` domain from its output, held in reset until the PLL locks (and
-`POR_SECONDS` longer: iCE40 block RAM reads zeroes for about 3 us after
+drives the ``sync`` domain's clock from its output and its reset until the PLL locks
+(and `POR_SECONDS` longer: iCE40 block RAM reads zeroes for about 3 us after
 configuration).
 """
 
@@ -23,7 +23,7 @@ __all__ = ["PLL", "Limits", "ECP5_LIMITS", "ICE40_LIMITS", "ecp5_pll", "ice40_pl
 
 @dataclass(frozen=True)
 class Limits:
-    """A PLL family's frequency limits in MHz (inclusive) and divider ranges."""
+    """A PLL family's frequency limits in MHz, inclusive."""
 
     f_in: tuple
     pfd: tuple
@@ -91,6 +91,8 @@ def _check_range(own: str, name: str, value: float, bounds: tuple, what: str) ->
 def _best(own: str, f_in: float, f_out: float, tolerance: float, candidates, family: str):
     """The candidate ``(f_out, pfd, vco, params)`` nearest ``f_out`` (then the highest VCO,
     for the least jitter), or ValueError when none is within ``tolerance``."""
+    if not tolerance >= 0:
+        raise ValueError(f"{own} tolerance must be at least 0, not {tolerance!r}")
     want = _exact(f_out)
     best = min(candidates, key=lambda c: (abs(c[0] - want), -c[2]), default=None)
     if best is None:

@@ -456,6 +456,8 @@ def test_pll_errors():
     with pytest.raises(ValueError, match="ecp5_pll f_in_mhz 5 MHz is outside the EHXPLLL "
                                          "input range 8-400 MHz"):
         pll.ecp5_pll(5, 30)
+    with pytest.raises(ValueError, match="ecp5_pll tolerance must be at least 0"):
+        pll.ecp5_pll(48, 54, tolerance=-1)
     with pytest.raises(ValueError, match="pll family must be one of ecp5, ice40"):
         pll.pll("xilinx", 12, 24)
 
