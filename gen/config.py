@@ -380,20 +380,23 @@ ICEBREAKER = dataclasses.replace(
     counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
 """The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
 DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,
-no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured: 4536 of
-5280 logic cells, 16.95 MHz at the board's 12; a 1x2 array packs into 5202 cells and does
-not place, a 2x2 needs 6480. With the default knobs a 2x2 array needed 11640 cells."""
+no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured: 4757 of
+5280 logic cells, 15.67 MHz at the board's 12 (no PLL: from 12 MHz the SB_PLL40 makes
+16.125 MHz at least); a 1x2 array packs into 5202 cells and does not place, a 2x2 needs
+6480. With the default knobs a 2x2 array needed 11640 cells."""
 
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
     clock_mhz=52.0)
-"""The OrangeCrab 25F (ECP5-25F): the largest array that fits, at the board's 48 MHz."""
+"""The OrangeCrab 25F (ECP5-25F): the largest array that fits, at 52 MHz from the EHXPLLL
+(the board's oscillator is 48 MHz; docs/fpga.md, Clock)."""
 
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
     glb_bytes=32 * 1024, glb_banks=8, clock_mhz=28.125)
-"""The ULX3S 85F (ECP5-85F) at the board's 25 MHz: 8x8 routes at 29.42 MHz with 87 % of
-the LUT slots (docs/fpga.md, Boards)."""
+"""The ULX3S 85F (ECP5-85F) at 28.125 MHz from the EHXPLLL (the board's oscillator is 25
+MHz): 8x8 routed at 30.50 MHz against 25 with 88 % of the LUT slots; not rebuilt at
+28.125 (docs/fpga.md, Clock)."""
 
 PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
                                                        ORANGECRAB, ULX3S)}
