@@ -25,10 +25,9 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   or RLC ``n + 4`` (the decoder makes one value a cycle, zeros included; words
   past the term word are drained one a cycle after it is taken, ``1 + v``
   cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
-- ``DMA_OUT`` raw: 3 + ``3n + 2`` (one GLB read in flight).
-- ``DMA_OUT`` (RLC): a GLB read of one psum word costs two cycles before its
-  ``e`` psums (``e = 64 / psum slot``) go out one a cycle, so
-  ``(w - 1)(e + 2) + r + 9`` for ``w`` words, ``r`` psums in the last word.
+- ``DMA_OUT``: GLB words are read ahead, so a raw word or a psum goes out every
+  cycle after the first word's two: raw 3 + ``n + 4``; RLC 3 + ``n + 5`` (the
+  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec.
 - ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
   max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
   issues one operation a cycle (``F*S*q*p`` of them; a zero activation still

@@ -157,19 +157,15 @@ class Machine:
 
     def _write_times(self, cmd, words: int, cycles: int) -> list[int]:
         """When a ``DMA_OUT`` writes its words, counted from its last write (0): raw words
-        one every three cycles; RLC words as the encoder closes them, a word as long before
-        the term word as its last pair's value goes in before the last value (values go
-        in one a cycle, two cycles more after each GLB word of ``per`` psums); without the
-        values, evenly spread."""
-        per = self.per["psum"]
+        one a cycle; RLC words as the encoder closes them, a word as long before the term
+        word as its last pair's value goes in before the last value (values go in one a
+        cycle); without the values, evenly spread."""
         if not cmd["rlc"]:
-            return [-3 * (words - 1 - k) for k in range(words)]
+            return [-(words - 1 - k) for k in range(words)]
         z = self.last_out
         if z is None or not self.cfg.rlc_codec or len(z) == 0:
             space = max(1, (cycles - 5) // max(words, 1))
             return [-space * (words - 1 - k) for k in range(words)]
-        def tau(i):
-            return (i // per) * (per + 2) + i % per
         ends, i = [], -1
         pairs = encode_pairs(z, self.cfg.rlc)
         P = self.cfg.rlc.pairs_per_word
@@ -177,7 +173,7 @@ class Machine:
             i += run + 1
             if k % P == P - 1:
                 ends.append(i)
-        times = [tau(e) - tau(len(z) - 1) for e in ends[:words - 1]]
+        times = [e - (len(z) - 1) for e in ends[:words - 1]]
         return times + [0] * (words - len(times))
 
     def _dma_out(self) -> int:
@@ -192,7 +188,7 @@ class Machine:
             if self.values:
                 for k in range(n):
                     self.dram[cmd["dram"] + k] = int(self.glb[(cmd["glb"] + k) % len(self.glb)])
-            return 3 + 3 * n + 2 if n else 4
+            return 3 + n + 4 if n else 4
         words = -(-n // per)
         self.count["glb_reads"] += words
         self.acc["glb"] += n
@@ -219,8 +215,7 @@ class Machine:
                 else -(-n // self.per["ifmap"]))
         if not n:
             return 3 + 6 if cfg.rlc_codec else 4
-        r = n - (words - 1) * per
-        return (words - 1) * (per + 2) + r + (9 if cfg.rlc_codec else 7)
+        return 3 + n + (5 if cfg.rlc_codec else 4)
 
     def _targets(self, kind: str, entry) -> tuple:
         """The PEs whose multicast controllers take a packet tagged like ``entry``."""
