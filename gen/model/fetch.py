@@ -37,14 +37,12 @@ class Fetch:
         self.first = self.start = 0     # the current block's first word, first request
         self.after = None               # its reads wait for write bursts until then
 
-    def _cut(self, start: int) -> int:
-        """The first cycle after ``start`` with no request: a hold, or the stop."""
-        cut = start + self.block
+    def _hold_after(self, start: int):
+        """The first cycle from ``start`` on that a hold begins, or None."""
         for first, _ in self.holds:
             if first >= start:
-                cut = min(cut, first)
-                break
-        return cut
+                return first
+        return None
 
     def _start(self):
         """The cycle the next block starts, or None if a word before it has yet to run."""
@@ -67,10 +65,13 @@ class Fetch:
         while self.holds and self.holds[0][1] is not None and self.holds[0][1] < s:
             self.holds.popleft()
         k = len(self.asked)
-        n = self._cut(s) - s
+        cut = self._hold_after(s)
+        n = self.block if cut is None else min(self.block, cut - s)
         self.first, self.start = k, s
         self.after = self.writes.read_at(s) if self.writes is not None and n else None
         self._ask(n)
+        if cut is not None:
+            self._trim(cut)
         if k <= self.end < len(self.asked):
             self._trim(self.came[self.end] - 1)
 
