@@ -27,7 +27,7 @@ them.
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -36,11 +36,15 @@ from ommatidia.gen.config import ArrayConfig
 from .glb import GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits, word_addr_bits
 from .rlc import RLCDecoder, RLCEncoder
 
-__all__ = ["DRAM_ADDR_BITS", "dma_cmd_layout", "DMAIn", "output_stage_layout",
+__all__ = ["DRAM_ADDR_BITS", "READ_AHEAD", "dma_cmd_layout", "DMAIn", "output_stage_layout",
            "bias_write_layout", "dma_out_cmd_layout", "dram_write_layout", "DMAOut"]
 
 DRAM_ADDR_BITS = 32
 """Default width of a DRAM word address (`ArrayConfig.dram_addr_bits`)."""
+
+READ_AHEAD = 3
+"""GLB words `DMAOut` holds or has asked for: a read's word is usable two cycles after
+its request, so three keep one word a cycle going out."""
 
 
 def dma_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -238,8 +242,9 @@ class DMAOut(wiring.Component):
     ``act_bits``; the bias table is written on ``bias_w``), and an
     `ommatidia.hw.rlc.RLCEncoder` codes them into DRAM words ``dram ..`` (without
     the codec they are packed into activation slots of DRAM words instead);
-    ``words`` counts the words written by the last command. One GLB read at a
-    time: a raw word every three cycles, a psum a cycle within a word.
+    ``words`` counts the words written by the last command. GLB words are read
+    up to `READ_AHEAD` ahead into a FIFO, so a raw word or a psum goes out
+    every cycle while the DRAM takes them.
 
     Members
     -------
@@ -277,10 +282,10 @@ class DMAOut(wiring.Component):
         m = Module()
 
         cmd = Signal(dma_out_cmd_layout(cfg))
-        left = Signal(a)
+        left, req_left = Signal(a), Signal(a)
         filt = Signal(range(cfg.pe.psum_spad_depth))
-        waiting, have = Signal(), Signal()
-        cur = Signal(cfg.dram_bits)
+        m.submodules.words = q = fifo.SyncFIFO(width=cfg.dram_bits, depth=READ_AHEAD)
+        waiting = Signal()
         k = Signal(range(per))
         glb_addr = Signal(word_addr_bits(cfg))
         dram_addr = Signal(cfg.dram_addr_bits)
@@ -301,22 +306,29 @@ class DMAOut(wiring.Component):
                 m.d.sync += start_pending.eq(0)
             coding = start_pending | enc.busy
         else:
-            start_pending = coding = Const(0)
+            coding = Const(0)
 
         busy = Signal()
-        m.d.comb += [busy.eq((left != 0) | waiting | have | coding | o.valid),
+        m.d.comb += [busy.eq((left != 0) | waiting | q.r_rdy | coding | o.valid),
                      self.busy.eq(busy), self.cmd.ready.eq(~busy)]
         with m.If(accept):
             p = self.cmd.payload
-            m.d.sync += [cmd.eq(p), left.eq(p.n), glb_addr.eq(p.glb), dram_addr.eq(p.dram),
-                         k.eq(0), filt.eq(0), self.words.eq(0)]
+            m.d.sync += [cmd.eq(p), left.eq(p.n), req_left.eq(p.n), glb_addr.eq(p.glb),
+                         dram_addr.eq(p.dram), k.eq(0), filt.eq(0), self.words.eq(0)]
 
-        m.d.comb += [self.glb.addr.valid.eq((left != 0) & ~have & ~waiting & ~start_pending),
-                     self.glb.addr.payload.eq(glb_addr)]
+        # GLB words are read up to READ_AHEAD ahead of the one going out, so a word's psums
+        # follow the last one's with no gap.
+        pop = Signal()
+        m.d.comb += [self.glb.addr.valid.eq((req_left != 0)
+                                            & (q.level + waiting - pop < READ_AHEAD)),
+                     self.glb.addr.payload.eq(glb_addr),
+                     q.w_en.eq(self.glb.valid), q.w_data.eq(self.glb.data), q.r_en.eq(pop)]
+        m.d.sync += waiting.eq(self.glb.addr.valid & self.glb.addr.ready)
         with m.If(self.glb.addr.valid & self.glb.addr.ready):
-            m.d.sync += [waiting.eq(1), glb_addr.eq(glb_addr + 1)]
-        with m.If(self.glb.valid):
-            m.d.sync += [cur.eq(self.glb.data), have.eq(1), waiting.eq(0)]
+            step = Mux(cmd.rlc, per, 1)
+            m.d.sync += [req_left.eq(Mux(req_left > step, req_left - step, 0)),
+                         glb_addr.eq(glb_addr + 1)]
+        cur, have = q.r_data, q.r_rdy
 
         z = self._output_stage(m, cmd, cur, k, filt, slot,
                                cfg.pe.act_bits if enc is not None else aslot)
@@ -332,12 +344,14 @@ class DMAOut(wiring.Component):
                 m.d.sync += [left.eq(left - 1), k.eq(k + 1),
                              filt.eq(Mux(filt + 1 == cmd.stage.p, 0, filt + 1))]
                 with m.If((k == per - 1) | (left == 1)):
-                    m.d.sync += [have.eq(0), k.eq(0)]
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += k.eq(0)
                 if enc is None:
                     self._pack(m, z, aslot, aper, left == 1, dram_write)
         with m.Else():
             with m.If(have & room):
-                m.d.sync += [*dram_write, o.payload.data.eq(cur), left.eq(left - 1), have.eq(0)]
+                m.d.comb += pop.eq(1)
+                m.d.sync += [*dram_write, o.payload.data.eq(cur), left.eq(left - 1)]
         if enc is not None:
             m.d.comb += enc.o.ready.eq(room)
             with m.If(enc.o.valid & enc.o.ready):

@@ -16,17 +16,22 @@ docs/program.md documents it. Commands:
 ========  ==================================================================
 
 An unknown opcode, or an RLC stream the `DMAIn` finds malformed, stops the
-controller with ``error``. Commands run one after another; the program fetch
-shares the DRAM read port with `DMAIn` (a command word is read only while no
-DMA runs). Counters restart at ``start`` and hold after ``done``.
+controller with ``error``. Commands run one after another, a ``TAG``, ``BIAS``
+or ``DONE`` in a cycle, a ``SET`` of ``k`` words in ``k + 1``, from a FIFO of
+`PREFETCH_WORDS` program words that the fetch fills ahead of them in blocks of
+`FETCH_BLOCK` (one burst on AXI) while commands run, a ``PASS`` included; it
+shares the DRAM read port with `DMAIn`: no word is asked for while a DMA command
+is next or runs, and a DMA command waits until every word asked for has come
+(the port answers in order). docs/program.md, "The fetch". Counters restart at
+``start`` and hold after ``done``.
 """
 
 from __future__ import annotations
 
 import enum
 
-from amaranth import Module, Shape, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth import Module, Mux, ResetInserter, Shape, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
@@ -60,6 +65,13 @@ COUNTERS = ("cycles", "macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
             "noc_stall_cycles", "glb_reads", "glb_writes", "dram_words_read",
             "dram_words_written", "program_words")
 """Performance counters of a run, in the order of `Accelerator.counters`."""
+
+PREFETCH_WORDS = 64
+"""Program words the controller holds or has asked for ahead of the command it runs (a
+block RAM of 64 words and the FIFO's output register)."""
+
+FETCH_BLOCK = 16
+"""Program words the controller asks for at once, one a cycle."""
 
 COUNTER_WIDTH = 48
 """Default width of the performance counters (`ArrayConfig.counter_bits`)."""
@@ -124,6 +136,44 @@ class Accelerator(wiring.Component):
     def engine(self) -> PassEngine:
         return self._engine
 
+    def _command(self, m, word, pop, regs, target, chunk, left, fetching):
+        """Runs command word ``word``, taking it from the FIFO (``pop``) once started; a
+        DMA command once no program word is on its way (``fetching`` low)."""
+        eng = self._engine
+        with m.Switch(word[56:64]):
+            with m.Case(Opcode.SET):
+                m.d.comb += pop.eq(1)
+                m.d.sync += [target.eq(word[0:8]), chunk.eq(0), left.eq(word[8:24])]
+                with m.If(word[0:8] >= len(REGISTERS)):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "IDLE"
+            with m.Case(Opcode.TAG):
+                m.d.comb += [pop.eq(1), eng.tag_w.valid.eq(1), eng.tag_w.payload.eq(word)]
+            with m.Case(Opcode.BIAS):
+                m.d.comb += [pop.eq(1), eng.bias_w.valid.eq(1), eng.bias_w.payload.eq(word)]
+            with m.Case(Opcode.DMA_IN):
+                m.d.comb += [eng.dma_cmd.valid.eq(~fetching),
+                             eng.dma_cmd.payload.eq(regs["dma_in"])]
+                with m.If(eng.dma_cmd.valid & eng.dma_cmd.ready):
+                    m.d.comb += pop.eq(1)
+                    m.next = "WAIT_DMA_IN"
+            with m.Case(Opcode.PASS):
+                m.d.comb += [pop.eq(1), eng.start.eq(1)]
+                m.next = "WAIT_PASS"
+            with m.Case(Opcode.DMA_OUT):
+                m.d.comb += [eng.dma_out_cmd.valid.eq(~fetching),
+                             eng.dma_out_cmd.payload.eq(regs["dma_out"])]
+                with m.If(eng.dma_out_cmd.valid & eng.dma_out_cmd.ready):
+                    m.d.comb += pop.eq(1)
+                    m.next = "WAIT_DMA_OUT"
+            with m.Case(Opcode.DONE):
+                m.d.comb += pop.eq(1)
+                m.d.sync += self.done.eq(1)
+                m.next = "IDLE"
+            with m.Default():
+                m.d.sync += self.error.eq(1)
+                m.next = "IDLE"
+
     def elaborate(self, platform):
         eng = self._engine
         m = Module()
@@ -135,96 +185,107 @@ class Accelerator(wiring.Component):
             if name in REGISTERS[:-2]:
                 m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
 
-        pc = Signal(self._cfg.dram_addr_bits)
-        word = Signal(64)
+        running, active, fsm_run = Signal(), Signal(), Signal()
+        start = Signal()
+        m.d.comb += start.eq(self.start & ~running)
+        m.submodules.prefetch = q = ResetInserter(start)(
+            fifo.SyncFIFOBuffered(width=64, depth=PREFETCH_WORDS + 1))
+        pop = Signal()
+        m.d.comb += q.r_en.eq(pop)
+        word = q.r_data
         target = Signal(8)
         chunk, left = Signal(16), Signal(16)
 
+        # The fetch: program words ahead into the FIFO while commands run, in blocks of
+        # FETCH_BLOCK words asked for one a cycle (one burst on AXI), a block once the last
+        # one's words are in and the FIFO has room for it; none while a DMA command waits
+        # to run or runs (the port answers in order), none past a DONE or a command that
+        # stops the controller once it has come (the fetch knows each word's role).
+        pc = Signal(self._cfg.dram_addr_bits)
+        asked = Signal(range(PREFETCH_WORDS + 1))
+        block = Signal(range(FETCH_BLOCK + 1))
+        stopped = Signal()
+        operands = Signal(16)
         fetching = Signal()
+        m.d.comb += fetching.eq(asked != 0)
+        arrived = fetching & self.dram_data.valid
+        stop_now = Signal()
+        arriving = self.dram_data.payload
+        with m.If(arrived & (operands == 0)):
+            with m.Switch(arriving[56:64]):
+                with m.Case(Opcode.SET):
+                    m.d.comb += stop_now.eq(arriving[0:8] >= len(REGISTERS))
+                with m.Case(Opcode.TAG, Opcode.BIAS, Opcode.DMA_IN, Opcode.PASS,
+                            Opcode.DMA_OUT):
+                    pass
+                with m.Default():
+                    m.d.comb += stop_now.eq(1)
+        dma_next = Signal()
+        m.d.comb += dma_next.eq(fsm_run & q.r_rdy & (left == 0)
+                                & ((word[56:64] == Opcode.DMA_IN)
+                                   | (word[56:64] == Opcode.DMA_OUT)))
+        cut = ~active | stopped | stop_now | dma_next | eng.dma_busy | eng.dma_out_busy
+        begin = (block == 0) & ~fetching & (q.level - pop <= PREFETCH_WORDS - FETCH_BLOCK)
+        ask = Signal()
+        m.d.comb += ask.eq(~cut & ((block != 0) | begin))
         wiring.connect(m, eng.dram_w, wiring.flipped(self.dram_w))
-        with m.If(~fetching):
+        with m.If(ask):
+            m.d.comb += [self.dram_addr.valid.eq(1), self.dram_addr.payload.eq(pc)]
+        with m.Else():
             m.d.comb += [self.dram_addr.valid.eq(eng.dram_addr.valid),
                          self.dram_addr.payload.eq(eng.dram_addr.payload),
-                         eng.dram_addr.ready.eq(self.dram_addr.ready),
-                         eng.dram_data.valid.eq(self.dram_data.valid),
+                         eng.dram_addr.ready.eq(self.dram_addr.ready)]
+        with m.If(fetching):
+            m.d.comb += [self.dram_data.ready.eq(1), q.w_en.eq(self.dram_data.valid),
+                         q.w_data.eq(arriving)]
+        with m.Else():
+            m.d.comb += [eng.dram_data.valid.eq(self.dram_data.valid),
                          eng.dram_data.payload.eq(self.dram_data.payload),
                          self.dram_data.ready.eq(eng.dram_data.ready)]
+        sent = ask & self.dram_addr.ready
+        with m.If(cut):
+            m.d.sync += block.eq(0)
+        with m.Elif(sent):
+            m.d.sync += [pc.eq(pc + 1), block.eq(Mux(block != 0, block, FETCH_BLOCK) - 1)]
+        m.d.sync += asked.eq(asked + sent - arrived)
+        with m.If(arrived):
+            m.d.sync += operands.eq(Mux(operands != 0, operands - 1,
+                                        Mux(arriving[56:64] == Opcode.SET, arriving[8:24], 0)))
+        with m.If(stop_now):
+            m.d.sync += stopped.eq(1)
 
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
-                with m.If(self.start):
+                with m.If(start):
                     m.d.sync += [pc.eq(self.prog), left.eq(0), self.done.eq(0),
-                                 self.error.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += [fetching.eq(1), self.dram_addr.valid.eq(1),
-                             self.dram_addr.payload.eq(pc)]
-                with m.If(self.dram_addr.ready):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "WORD"
-            with m.State("WORD"):
-                m.d.comb += [fetching.eq(1), self.dram_data.ready.eq(1)]
-                with m.If(self.dram_data.valid):
-                    m.d.sync += word.eq(self.dram_data.payload)
-                    with m.If(left != 0):
-                        with m.Switch(target):
-                            for i, name in enumerate(self._shapes):
-                                with m.Case(i):
-                                    m.d.sync += regs[name].word_select(chunk, 64).eq(
-                                        self.dram_data.payload)
-                        m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
-                        m.next = "FETCH"
-                    with m.Else():
-                        m.next = "EXEC"
-            with m.State("EXEC"):
-                with m.Switch(word[56:64]):
-                    with m.Case(Opcode.SET):
-                        m.d.sync += [target.eq(word[0:8]), chunk.eq(0), left.eq(word[8:24])]
-                        with m.If(word[0:8] >= len(REGISTERS)):
-                            m.d.sync += self.error.eq(1)
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "FETCH"
-                    with m.Case(Opcode.TAG):
-                        m.d.comb += [eng.tag_w.valid.eq(1), eng.tag_w.payload.eq(word)]
-                        m.next = "FETCH"
-                    with m.Case(Opcode.BIAS):
-                        m.d.comb += [eng.bias_w.valid.eq(1), eng.bias_w.payload.eq(word)]
-                        m.next = "FETCH"
-                    with m.Case(Opcode.DMA_IN):
-                        m.d.comb += [eng.dma_cmd.valid.eq(1),
-                                     eng.dma_cmd.payload.eq(regs["dma_in"])]
-                        with m.If(eng.dma_cmd.ready):
-                            m.next = "WAIT_DMA_IN"
-                    with m.Case(Opcode.PASS):
-                        m.d.comb += eng.start.eq(1)
-                        m.next = "WAIT_PASS"
-                    with m.Case(Opcode.DMA_OUT):
-                        m.d.comb += [eng.dma_out_cmd.valid.eq(1),
-                                     eng.dma_out_cmd.payload.eq(regs["dma_out"])]
-                        with m.If(eng.dma_out_cmd.ready):
-                            m.next = "WAIT_DMA_OUT"
-                    with m.Case(Opcode.DONE):
-                        m.d.sync += self.done.eq(1)
-                        m.next = "IDLE"
-                    with m.Default():
-                        m.d.sync += self.error.eq(1)
-                        m.next = "IDLE"
+                                 self.error.eq(0), stopped.eq(0), operands.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(q.r_rdy & (left != 0)):
+                    m.d.comb += pop.eq(1)
+                    with m.Switch(target):
+                        for i, name in enumerate(self._shapes):
+                            with m.Case(i):
+                                m.d.sync += regs[name].word_select(chunk, 64).eq(word)
+                    m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
+                with m.Elif(q.r_rdy):
+                    self._command(m, word, pop, regs, target, chunk, left, fetching)
             with m.State("WAIT_DMA_IN"):
                 with m.If(~eng.dma_busy):
                     with m.If(eng.dma_error):
                         m.d.sync += self.error.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "FETCH"
+                        m.next = "RUN"
             with m.State("WAIT_PASS"):
                 with m.If(~eng.busy):
-                    m.next = "FETCH"
+                    m.next = "RUN"
             with m.State("WAIT_DMA_OUT"):
                 with m.If(~eng.dma_out_busy):
-                    m.next = "FETCH"
-        running = ~fsm.ongoing("IDLE")
-        m.d.comb += self.busy.eq(running)
+                    m.next = "RUN"
+        m.d.comb += [active.eq(~fsm.ongoing("IDLE")), running.eq(active | fetching),
+                     fsm_run.eq(fsm.ongoing("RUN")),
+                     self.busy.eq(running)]
 
         counts = {name: Signal(self._cfg.counter_bits, name=f"count_{name}") for name in COUNTERS}
         events = {
@@ -236,7 +297,6 @@ class Accelerator(wiring.Component):
             "dram_words_written": self.dram_w.valid & self.dram_w.ready,
             "program_words": fetching & self.dram_data.valid & self.dram_data.ready,
         }
-        start = self.start & ~running
         for name, event in events.items():
             with m.If(start):
                 m.d.sync += counts[name].eq(0)

@@ -55,9 +55,11 @@ async def read_word(ctx, port, addr, rng=None, idle=0):
     return ctx.get(port.data)
 
 
-def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1):
+def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1,
+                    probe=None, trace=None):
     """Load ``words`` into a `System`'s DRAM, run ``runs`` times; returns
-    [(status, counters, {addr: word of ``reads``})]."""
+    [(status, counters, {addr: word of ``reads``})]. With ``probe`` (the `System` ->
+    signals), ``trace`` gets their values on every cycle the accelerator is busy."""
     dut = System(cfg, 4096)
     out = []
 
@@ -94,6 +96,14 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
+    if probe is not None:
+        signals = probe(dut)
+
+        async def watch(ctx):
+            async for _, _, busy, *values in ctx.tick().sample(dut._accel.busy, *signals):
+                if busy:
+                    trace.append(values)
+        sim.add_process(watch)
     sim.run()
     return out
 

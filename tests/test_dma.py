@@ -232,3 +232,52 @@ def test_dma_out_stage_and_rlc(seed, codec):
     want.update({3000 + k: raw[60 + k] for k in range(7)})
     assert dram == want
     assert counts[2] == 7 and counts[0] == len([a for a in want if 1000 <= a < 2000])
+
+
+@pytest.mark.parametrize("rlc", [1, 0], ids=["rlc", "raw"])
+def test_dma_out_one_value_a_cycle(rlc):
+    """With the DRAM always taking: the command is taken at cycle 0, the first GLB word is
+    asked for at 1 and comes at 2, so its first psum goes to the encoder at 3 and the 19
+    psums of 10 words one a cycle after (3 .. 21, no gap between words); the encoder's last
+    word leaves its register at 22 and the DMA's at 23, so ``busy`` falls at 24. Raw, the
+    7 words go out of the DMA's write register at 4 .. 10, ``busy`` falls at 11."""
+    cfg = TINY
+    dut = OutHarness(cfg)
+    n = 19 if rlc else 7
+    fires, writes = [], []
+    done = []
+
+    async def host(ctx):
+        tx = StreamSender(dut.glb.write[0])
+        for a in range(10):
+            await tx.send(ctx, {"addr": 40 + a, "data": (a + 1) * 0x0000_0100_0000_0300,
+                                "mask": 0xff})
+        ctx.set(dut.glb.write[0].valid, 0)
+        ctx.set(dut.dma.dram.ready, 1)
+        ctx.set(dut.dma.cmd.valid, 1)
+        ctx.set(dut.dma.cmd.payload, {"glb": 40, "dram": 500, "n": n, "rlc": rlc,
+                                      "stage": {"shift": 0, "relu": 0, "p": 1}})
+        enc = dut.dma._encoder
+        for cycle in range(40):
+            _, _, taken, fire, write, busy = await ctx.tick().sample(
+                dut.dma.cmd.ready, enc.i.valid & enc.i.ready, dut.dma.dram.valid,
+                dut.dma.busy)
+            ctx.set(dut.dma.cmd.valid, 0)
+            if taken and cycle == 0:
+                done.append(0)
+            if fire:
+                fires.append(cycle)
+            if write:
+                writes.append(cycle)
+            if cycle and not busy and not done[1:]:
+                done.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    if rlc:
+        assert fires == list(range(3, 22))
+        assert writes[-1] == 23 and done == [0, 24]
+    else:
+        assert fires == [] and writes == list(range(4, 11)) and done == [0, 11]

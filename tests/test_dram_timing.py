@@ -14,7 +14,9 @@ import pytest
 from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import TINY
 from ommatidia.gen.layer import ConvLayer
-from ommatidia.gen.model import SYSTEM_DRAM, DramTiming, predict
+from ommatidia.gen.model import SYSTEM_DRAM, DramTiming, predict, predict_words
+from ommatidia.gen.program import pack_command
+from ommatidia.hw.top import Opcode
 from ommatidia.sim.array_model import random_values
 
 
@@ -30,8 +32,34 @@ def test_checks(field, value, limit):
     assert limit in str(err.value)
 
 
-def test_axi_latency_may_be_zero():
-    assert DramTiming(bus="axi", read_latency=0).fetch_extra() == 1
+def _tags(n=20):
+    """``n`` ``TAG`` commands and a ``DONE``."""
+    words = {k: pack_command(Opcode.TAG) for k in range(n)}
+    words[n] = pack_command(Opcode.DONE)
+    return words
+
+
+@pytest.mark.parametrize("latency", [0, 9])
+def test_axi_prefetch_counted_by_hand(latency):
+    """20 ``TAG`` and a ``DONE`` on the AXI top, L cycles from AR to R: words 0..15 asked
+    for at cycles 0..15 are one burst, issued at 16 (AR at 17), beats at 17 + L .. 32 + L,
+    each word run two cycles after its beat (the FIFO's output register); the next block
+    (words 16..31: the fetch cannot know the program ends) starts at 33 + L, AR at 50 + L,
+    its beats at 50 + 2L .. 65 + 2L: ``DONE`` runs at 56 + 2L and the run ends when the
+    last word has come, 66 + 2L cycles, with 32 program words read."""
+    pred = predict_words(TINY, _tags(), dram=DramTiming(bus="axi", read_latency=latency,
+                                                        base=0x2000))
+    assert pred.cycles == 66 + 2 * latency
+    assert pred.counters["program_words"] == 32
+
+
+def test_port_prefetch_counted_by_hand():
+    """The same program on a word port 3 cycles late: ``TAG`` k at k + 5 for the first
+    block (a word comes 3 cycles after its request, runs 2 after that), the second block
+    asks from 19 (when word 15 has come) for words 16 ..; the ``DONE`` (asked at 23) comes
+    at 26, so words 21 and 22 were asked for too; ``DONE`` runs at 28, word 22 is in at 29."""
+    pred = predict_words(TINY, _tags(), dram=DramTiming(read_latency=3))
+    assert pred.cycles == 29 and pred.counters["program_words"] == 23
 
 
 def _prog(seed):
@@ -50,15 +78,18 @@ def test_default_is_the_system(seed):
 
 
 def test_port_latency(seed):
-    """A word port L cycles late: every program word and every DMA_IN's last word L - 1
-    cycles later than the System's (a uniform shift of a DMA_IN's words shifts its end)."""
+    """A word port L cycles late: every DMA_IN's words come L - 1 cycles later than on the
+    System, the program words mostly ahead of their commands, so the layer takes at least
+    (L - 1) per DMA_IN more and less than (L - 1) per program word and DMA_IN more."""
     prog = _prog(seed)
     base = predict(prog)
     for latency in (2, 7):
         got = predict(prog, dram=DramTiming(read_latency=latency))
         dma_in = sum(1 for op, _ in got.commands if op == "DMA_IN")
-        assert got.cycles - base.cycles == (latency - 1) * (prog.program_words + dma_in)
-        assert got.counters | {"cycles": 0} == base.counters | {"cycles": 0}
+        assert (latency - 1) * dma_in <= got.cycles - base.cycles \
+            < (latency - 1) * (prog.program_words + dma_in)
+        same = ("program_words", "cycles")
+        assert got.counters | dict.fromkeys(same) == base.counters | dict.fromkeys(same)
 
 
 def test_port_bandwidth(seed):
@@ -86,20 +117,19 @@ def test_axi_bursts():
 
 
 def test_axi_single_burst(seed):
-    """On the AXI top with no burst split: a program word costs 3 + latency cycles (2 on
-    the System), a DMA_IN of n words n + latency more (its requests are collected first),
-    a DMA_OUT of b beats 1 + b + write latency more (the next fetch waits for its B)."""
+    """On the AXI top with no burst split, a layer takes longer than on the System by at
+    least a read latency per DMA_IN (its words come after its requests are collected) and a
+    write latency per DMA_OUT but the last (the read after it waits for its B); the
+    program words, fetched in bursts of 16 ahead, cost far less than a latency each."""
     prog = _prog(seed)
     lat, wlat = 9, 2
     t = DramTiming(bus="axi", read_latency=lat, write_latency=wlat, base=0x2000)
     assert all(len(t._bursts(r["dram"], r["words"])) == 1 for r in prog.inputs.values())
     got, base = predict(prog, dram=t), predict(prog)
     ops = [op for op, _ in base.commands]
-    assert ops.count("DMA_OUT") == 1
-    c = base.counters
-    want = ((1 + lat) * prog.program_words + c["dram_words_read"] + lat * ops.count("DMA_IN")
-            + 1 + c["dram_words_written"] + wlat)
-    assert got.cycles - base.cycles == want
+    extra = got.cycles - base.cycles
+    assert extra >= lat * ops.count("DMA_IN") + wlat * (ops.count("DMA_OUT") - 1)
+    assert extra < (3 + lat) * prog.program_words
 
 
 def _map_cycles(capsys, *extra):
@@ -113,13 +143,14 @@ def _map_cycles(capsys, *extra):
 
 
 def test_map_options(capsys):
-    """``ommatidia map --dram-latency N`` adds N - 1 cycles to every program word (and
-    DMA_IN); ``--axi`` models the AXI top."""
+    """``ommatidia map --dram-latency N`` makes the DRAM's words N - 1 cycles later (the
+    layer's DMA_IN at least); ``--axi`` models the AXI top, slower still (each DMA_IN's
+    requests are collected into a burst before its AR)."""
     base, words = _map_cycles(capsys)
     slow, _ = _map_cycles(capsys, "--dram-latency", "3")
-    assert slow - base >= 2 * words
+    assert base < slow < base + 2 * words
     axi, _ = _map_cycles(capsys, "--axi")
-    assert axi - base >= 3 * words
+    assert axi > slow
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -216,13 +216,14 @@ def test_columns_free_before_the_gon_takes_the_psums():
 
 def test_bad_programs_raise():
     """An unknown opcode, or a SET of a register that does not exist, stops the
-    controller with error: the model raises."""
+    controller with error: the model raises. A lone ``DONE`` is asked for at cycle 0, comes
+    at 1, is in the FIFO's output register at 3 and runs then: 4 cycles."""
     with pytest.raises(ValueError, match="opcode 9"):
         predict_words(TINY, {0: pack_command(9)})
     with pytest.raises(ValueError, match="register 99"):
         predict_words(TINY, {0: pack_command(1, 1 << 8 | 99)})
     pred = predict_words(TINY, {0: pack_command(7)})
-    assert pred.cycles == 3 and pred.counters["program_words"] == 1
+    assert pred.cycles == 4 and pred.counters["program_words"] == 1
 
 
 @pytest.mark.verilog

@@ -13,6 +13,7 @@ import pytest
 from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import TINY
 from ommatidia.gen.layer import ConvLayer
+from ommatidia.gen.model import predict, predict_words
 from ommatidia.gen.program import pack_command
 from ommatidia.hw.system import STATUS_DONE, STATUS_ERROR
 from ommatidia.hw.top import Opcode
@@ -114,3 +115,50 @@ def test_bad_input_is_rejected_before_simulation():
                                          "max_filter_width = 5"):
         compile_layer(TINY, long, np.zeros((1, 1, 8, 8), dtype=np.int64),
                       np.zeros((1, 1, 3, 7), dtype=np.int64))
+
+
+def test_prefetch_counted_by_hand():
+    """20 ``TAG`` and a ``DONE``: the controller asks for words 0..15 at cycles 0..15 (one
+    block); each comes the cycle after and is in the FIFO's output register the cycle after
+    that, so ``TAG`` k runs at k + 3 (``TAG`` 15 at 18). The next block starts once the
+    last word has come (17) and asks for words 16..20 at 17..21: ``TAG`` 16 runs at 20,
+    ``TAG`` 19 at 23, the ``DONE`` (come at 22) at 24: 25 cycles, not three per word (63);
+    no word is asked for after the ``DONE`` came (21 program words). The model agrees."""
+    words = {k: pack_command(Opcode.TAG) for k in range(20)}
+    words[20] = pack_command(Opcode.DONE)
+    (status, counters, _), = simulate_system(TINY, words, [])
+    assert status == STATUS_DONE
+    assert counters["cycles"] == 25 and counters["program_words"] == 21
+    pred = predict_words(TINY, words)
+    assert pred.cycles == 25 and pred.counters["program_words"] == 21
+
+
+def test_program_fetched_during_the_passes(seed):
+    """A layer on the System: program words are asked for while passes run (the fetch
+    does not wait for the command before), ``TAG`` writes after a pass run back to back,
+    and the model's cycles and counters equal the RTL's; then with 40 % DRAM stalls
+    (requests refused, responses withheld during the fetch too) the same ofmap and
+    counters but the cycles."""
+    prog = random_program(seed, N=1, M=3)
+    trace = []
+
+    def probe(dut):
+        acc = dut._accel
+        eng = acc.engine
+        return [acc.dram_addr.valid & acc.dram_addr.ready & ~eng.dma_busy, eng.busy,
+                eng.tag_w.valid]
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               probe=probe, trace=trace)
+    assert status == STATUS_DONE
+    during = sum(1 for fetch, passing, _ in trace if fetch and passing)
+    assert during > 0, "no program word was asked for while a pass ran"
+    tags = [c for c, (_, _, tag) in enumerate(trace) if tag]
+    assert any(b == a + 1 for a, b in zip(tags, tags[1:]))
+    pred = predict(prog)
+    assert pred.counters == counters | {k: pred.counters[k] for k in
+                                        ("pe_stall_cycles", "noc_stall_cycles")}
+    (status, stalled, smem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE and smem == mem
+    assert stalled["cycles"] > counters["cycles"]
+    assert stalled | {"cycles": 0} == counters | {"cycles": 0}

@@ -18,17 +18,21 @@ timing rules, one definition), `timing` (a pass's cycles by recurrences),
 
 Cycle formulas (derived from the RTL, checked against Verilator)
 ----------------------------------------------------------------
-- Command fetch: a DRAM word costs two cycles (request, response), a command
-  one more to execute: ``SET`` of ``k`` words ``3 + 2k``, ``TAG``, ``BIAS``,
-  ``DONE`` 3.
+- Command fetch (`ommatidia.gen.model.fetch`): program words come into a FIFO
+  ahead of their commands, in blocks of 16 asked for one a cycle; a word can run
+  two cycles after its request on the System. A command word and its operands
+  run one a cycle once in: ``SET`` of ``k`` words ``k + 1`` cycles, ``TAG``,
+  ``BIAS``, ``DONE`` one. The formulas below count a ``DMA_IN``, ``PASS`` or
+  ``DMA_OUT`` from two cycles before its command word runs (as when every word
+  was fetched on its own): it ends ``c - 2`` cycles after; a DMA waits until
+  every word asked for has come, and no word is asked for while it runs.
 - ``DMA_IN``: 3 + raw ``words + 3`` (one word a cycle, one request in flight),
   or RLC ``n + 4`` (the decoder makes one value a cycle, zeros included; words
   past the term word are drained one a cycle after it is taken, ``1 + v``
   cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
-- ``DMA_OUT`` raw: 3 + ``3n + 2`` (one GLB read in flight).
-- ``DMA_OUT`` (RLC): a GLB read of one psum word costs two cycles before its
-  ``e`` psums (``e = 64 / psum slot``) go out one a cycle, so
-  ``(w - 1)(e + 2) + r + 9`` for ``w`` words, ``r`` psums in the last word.
+- ``DMA_OUT``: GLB words are read ahead, so a raw word or a psum goes out every
+  cycle after the first word's two: raw 3 + ``n + 4``; RLC 3 + ``n + 5`` (the
+  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec.
 - ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
   max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
   issues one operation a cycle (``F*S*q*p`` of them; a zero activation still
@@ -101,6 +105,7 @@ from ommatidia.gen.energy import energy
 from .arbiters import reset_state
 from .decode import Command, decode, pass_registers
 from .dram import SYSTEM_DRAM, DramTiming
+from .fetch import Fetch
 from .machine import Machine
 from .rlc import rlc_words
 
@@ -146,34 +151,45 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     """`predict` for a raw DRAM image ``words`` (address -> 64-bit word) on ``cfg``."""
     if not isinstance(dram, DramTiming):
         raise TypeError(f"predict takes a DramTiming as dram, not {dram!r}")
+    from ommatidia.hw.top import FETCH_BLOCK, PREFETCH_WORDS
     m = Machine(cfg, words, values, reference, dram)
-    fetch = dram.fetch_extra()
+    program = decode(cfg, words)
+    fetch = Fetch(PREFETCH_WORDS, FETCH_BLOCK, dram, sum(c.words for c in program) - 1,
+                  m.writes)
     if state is not None:
         m.rr = (state[0], tuple(state[1]), state[2])
     commands = []
-    for cmd in decode(cfg, words):
+    t = k = 0
+    for cmd in program:
         m.count["program_words"] += cmd.words
+        x = max(t, fetch.ready(k))
+        if cmd.op in ("DMA_IN", "DMA_OUT"):
+            x = fetch.hold(x)
+        fetch.run(k, x)
+        for i in range(1, cmd.words):
+            x = max(x + 1, fetch.ready(k + i))
+            fetch.run(k + i, x)
+        end = x + 1
         if cmd.op == "SET":
             m.set(cmd.reg, cmd.value)
-            cycles = 1 + 2 * cmd.words
         elif cmd.op == "TAG":
             index, engine = cmd.value["index"], cmd.value["engine"]
             if engine < 3 and index < m.tag_depth:
                 m.tags[engine][index] = cmd.value["entry"]
-            cycles = 3
         elif cmd.op == "BIAS":
             if cmd.value["index"] < len(m.bias):
                 m.bias[cmd.value["index"]] = cmd.value["value"]
-            cycles = 3
-        elif cmd.op == "DMA_IN":
-            cycles = m.dma_in()
-        elif cmd.op == "DMA_OUT":
-            cycles = m.dma_out()
+        elif cmd.op in ("DMA_IN", "DMA_OUT"):
+            end = x + (m.dma_in(x + 1) if cmd.op == "DMA_IN" else m.dma_out(x)) - 2
+            fetch.release(end - 2)
         elif cmd.op == "PASS":
-            cycles = m.run_pass()
+            end = x + m.run_pass() - 2
         else:
-            cycles = 3
-        commands.append((cmd.op, cycles + fetch * cmd.words))
+            extra, last = fetch.done()
+            m.count["program_words"] += extra
+            end = max(end, last)
+        commands.append((cmd.op, end - t))
+        t, k = end, k + cmd.words
     total = sum(c for _, c in commands)
     by_op = {}
     for op, c in commands:

@@ -11,18 +11,18 @@ AXI4 master (hw/axi_master.py) to a slave that answers a read burst
 ``read_latency`` cycles after its AR handshake, one beat a cycle, and a write burst
 ``write_latency`` cycles after its last W beat. From the master's behaviour:
 
-- a program word is a one-beat burst of its own: the request is collected one
-  cycle, issued the next (AR), so a word costs ``3 + read_latency`` cycles instead
-  of 2;
+- a block of program words (`ommatidia.gen.model.fetch`) is asked for one a cycle
+  and goes out as one burst (or several, where it crosses a page or ``max_burst``)
+  when the requests stop, like a ``DMA_IN``'s words;
 - a ``DMA_IN`` run of words is collected one request a cycle and issued when the
   requests stop, at ``max_burst`` beats or at a 4 KiB page (which depend on the
   byte address ``base`` of DRAM word 0), at most ``max_reads`` bursts
   outstanding; the slave answers bursts in order, and a serial one
   (``read_queue``, AxiRam's read process) turns to the next burst, and starts
   its latency, only once it has queued the last beat of the one before;
-- ``DMA_OUT``'s words are collected into write bursts that go out only when the
-  next command word is fetched, and that fetch waits for every B response:
-  ``1 + beats + write_latency`` cycles more for a burst of ``beats`` beats.
+- ``DMA_OUT``'s words are collected into write bursts (`Writes`); the last one
+  goes out at the next read request (a block of program words or a ``DMA_IN``), or
+  when the accelerator goes idle, and that read waits for every B response.
 
 ``read_interval`` is the slave's bandwidth: at most one DRAM word every
 ``read_interval`` cycles (the tests run 1, the accelerator's own rate).
@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DramTiming", "SYSTEM_DRAM"]
+__all__ = ["DramTiming", "SYSTEM_DRAM", "Writes"]
 
 PAGE = 4096
 LIMIT = 4096
@@ -113,14 +113,6 @@ class DramTiming:
     def lanes(self) -> int:
         return self.data_width // self.word_bits
 
-    # -- the program fetch
-
-    def fetch_extra(self) -> int:
-        """Cycles a program word costs more than the System's 2."""
-        if self.bus == "port":
-            return self.read_latency - 1
-        return 1 + self.read_latency
-
     # -- reads
 
     def _bursts(self, addr: int, n: int) -> list[tuple[int, int]]:
@@ -143,13 +135,19 @@ class DramTiming:
             i = j
         return out
 
-    def taken(self, addr: int, steps: list[int]) -> list[int]:
+    def taken(self, addr: int, steps: list[int], not_before: int | None = None,
+              asks: list | None = None) -> list[int]:
         """The cycle each word read from ``addr`` on is taken, counted from the first
         request (requests one a cycle), by a consumer that takes word ``k`` no sooner than
-        ``steps[k - 1]`` cycles after word ``k - 1`` (``len(steps)`` words)."""
+        ``steps[k - 1]`` cycles after word ``k - 1`` (``len(steps)`` words); on the AXI
+        top no read burst goes out before cycle ``not_before`` (write bursts). ``asks``
+        gets the cycle each request is taken: on AXI a burst's first request waits until
+        the burst before it is issued."""
         n = len(steps)
         if self.bus == "port":
             out = []
+            if asks is not None:
+                asks += range(n)
             for k in range(n):
                 t = self.read_latency + k * self.read_interval
                 out.append(max(t, out[-1] + steps[k - 1]) if k else t)
@@ -166,6 +164,8 @@ class DramTiming:
             # than max_reads bursts are outstanding; its AR goes the next cycle, unless a
             # serial slave holds read_queue ARs it has not turned to yet.
             issue = q + words
+            if not_before is not None:
+                issue = max(issue, not_before)
             if ars:
                 issue = max(issue, ars[-1] + 1)
             if len(ends) >= self.max_reads:
@@ -206,34 +206,59 @@ class DramTiming:
                     on_bus = t + 1
                 shake.append(out[-1])
                 j += span
+            if asks is not None:
+                asks += range(q, q + words)
             ars.append(ar)
             starts.append(start)
             ends.append(out[-1])
             q = issue
         return out
 
-    # -- writes
 
-    def write_extra(self, addr: int, times: list[int]) -> int:
-        """Cycles the fetch after a ``DMA_OUT`` waits for its writes: words ``addr ..``
-        written at ``times`` (cycles, the last one 0, earlier ones negative)."""
-        if self.bus == "port" or not times:
-            return 0
-        bursts = self._bursts(addr, len(times))
-        end = 0
-        w_end = None
-        i = 0
-        for k, (words, beats) in enumerate(bursts):
-            i += words
-            # Closed when the next word does not extend it, the last when the fetch
-            # asks for a word (2 cycles after the last write).
-            close = times[i] if k + 1 < len(bursts) else 2
-            start = close + 2
-            if w_end is not None:
-                start = max(start, w_end + 1)
+
+class Writes:
+    """The AXI master's write bursts not yet answered: each burst collects consecutive
+    words and closes at the first word that does not extend it (a break, a 4 KiB page,
+    ``max_burst`` beats), the last one at the next read request (or when the
+    accelerator goes idle); a read burst goes out only once every write has its B."""
+
+    def __init__(self, timing: DramTiming):
+        self.timing = timing
+        self.words: list[tuple[int, int]] = []
+
+    def add(self, addr: int, times: list[int]) -> None:
+        """Words ``addr ..`` written at cycles ``times``."""
+        self.words += [(addr + k, t) for k, t in enumerate(times)]
+
+    def read_at(self, cycle: int) -> int | None:
+        """A read (or the idle accelerator) closes the last burst at ``cycle``: the first
+        cycle a read burst may go out, None if no write is pending."""
+        if not self.words:
+            return None
+        t = self.timing
+        wb = t.word_bits // 8
+        bursts = []
+        prev = None
+        for addr, when in self.words:
+            byte = t.base + addr * wb
+            lane0 = (byte // wb) % t.lanes == 0
+            if (prev is not None and addr == prev + 1 and byte % PAGE
+                    and not (lane0 and bursts[-1][2] == t.max_burst)):
+                bursts[-1][2] += lane0
+            else:
+                if bursts:
+                    bursts[-1][0] = when
+                bursts.append([None, when, 1])
+            prev = addr
+        bursts[-1][0] = cycle
+        end, w_end = None, None
+        for close, _, beats in bursts:
+            start = close + 2 if w_end is None else max(close + 2, w_end + 1)
             w_end = start + beats - 1
-            end = max(end, w_end + self.write_latency + 1)
-        return max(0, end - 3)
+            done = w_end + t.write_latency + 1
+            end = done if end is None else max(end, done)
+        self.words = []
+        return end
 
 
 SYSTEM_DRAM = DramTiming()

@@ -20,7 +20,7 @@ from ommatidia.gen.rlc import encode_pairs
 
 from .arbiters import reset_state
 from .decode import KINDS, unpacker
-from .dram import SYSTEM_DRAM, DramTiming
+from .dram import SYSTEM_DRAM, DramTiming, Writes
 from .memo import PASS_MEMO
 from .pe import Schedule
 from .reference import reference_pass
@@ -40,6 +40,7 @@ class Machine:
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
+        self.writes = Writes(dram) if dram.bus == "axi" else None
         self.last_out = None
         self.dram = dict(words)
         shapes = register_shapes(cfg)
@@ -94,22 +95,26 @@ class Machine:
         self.raw[name] = value
         self.regs[name] = self.unpack[name](value)
 
-    def dma_in(self) -> int:
+    def dma_in(self, start: int = 0) -> int:
+        """The cycles of the ``DMA_IN`` in the registers, its first request at ``start``
+        (after the write bursts of `writes` on the AXI top)."""
         cycles, steps, term, tail = self._dma_in()
         if self.dram_timing.is_system or not steps:
             return cycles
-        return cycles + self._read_extra(self.regs["dma_in"]["dram"], steps, term, tail)
+        after = self.writes.read_at(start) if self.writes is not None else None
+        return cycles + self._read_extra(self.regs["dma_in"]["dram"], steps, term, tail,
+                                         None if after is None else after - start)
 
-    def _read_extra(self, addr: int, steps: list, term: int, tail: int) -> int:
+    def _read_extra(self, addr: int, steps: list, term: int, tail: int, after) -> int:
         """Cycles a ``DMA_IN`` of words ``addr ..`` takes more on this DRAM than on the
         System's: each word is taken when it has come and ``steps`` cycles after the one
         before (a decoded word's values; 1 for a raw or drained word); the command ends
         ``tail`` cycles after word ``term`` is taken (its last values) or with its last
-        word."""
-        def finish(timing):
-            c = timing.taken(addr, steps)
+        word; no read burst goes out before ``after`` (write bursts)."""
+        def finish(timing, after=None):
+            c = timing.taken(addr, steps, not_before=after)
             return max(c[term] + tail, c[-1])
-        return finish(self.dram_timing) - finish(SYSTEM_DRAM)
+        return finish(self.dram_timing, after) - finish(SYSTEM_DRAM)
 
     def _dma_in(self) -> tuple:
         """The System's cycles of a ``DMA_IN`` and what `_read_extra` needs."""
@@ -145,31 +150,30 @@ class Machine:
         self.acc["glb"] += cmd["n"] if cmd["n"] else nwords
         return 3 + (nwords + 3 if nwords else 1), [1] * nwords, nwords - 1, 0
 
-    def dma_out(self) -> int:
+    def dma_out(self, start: int = 0) -> int:
+        """The cycles of the ``DMA_OUT`` in the registers, run at ``start``; on the AXI top
+        its words join `writes`, written as the System writes them."""
         written = self.count["dram_words_written"]
         cycles = self._dma_out()
-        if self.dram_timing.is_system:
+        if self.writes is None:
             return cycles
         cmd = self.regs["dma_out"]
         words = self.count["dram_words_written"] - written
-        return cycles + self.dram_timing.write_extra(cmd["dram"], self._write_times(cmd, words,
-                                                                                    cycles))
+        last = start + cycles - 4
+        self.writes.add(cmd["dram"], [last + t for t in self._write_times(cmd, words, cycles)])
+        return cycles
 
     def _write_times(self, cmd, words: int, cycles: int) -> list[int]:
         """When a ``DMA_OUT`` writes its words, counted from its last write (0): raw words
-        one every three cycles; RLC words as the encoder closes them, a word as long before
-        the term word as its last pair's value goes in before the last value (values go
-        in one a cycle, two cycles more after each GLB word of ``per`` psums); without the
-        values, evenly spread."""
-        per = self.per["psum"]
+        one a cycle; RLC words as the encoder closes them, a word as long before the term
+        word as its last pair's value goes in before the last value (values go in one a
+        cycle); without the values, evenly spread."""
         if not cmd["rlc"]:
-            return [-3 * (words - 1 - k) for k in range(words)]
+            return [-(words - 1 - k) for k in range(words)]
         z = self.last_out
         if z is None or not self.cfg.rlc_codec or len(z) == 0:
             space = max(1, (cycles - 5) // max(words, 1))
             return [-space * (words - 1 - k) for k in range(words)]
-        def tau(i):
-            return (i // per) * (per + 2) + i % per
         ends, i = [], -1
         pairs = encode_pairs(z, self.cfg.rlc)
         P = self.cfg.rlc.pairs_per_word
@@ -177,7 +181,7 @@ class Machine:
             i += run + 1
             if k % P == P - 1:
                 ends.append(i)
-        times = [tau(e) - tau(len(z) - 1) for e in ends[:words - 1]]
+        times = [e - (len(z) - 1) for e in ends[:words - 1]]
         return times + [0] * (words - len(times))
 
     def _dma_out(self) -> int:
@@ -192,7 +196,7 @@ class Machine:
             if self.values:
                 for k in range(n):
                     self.dram[cmd["dram"] + k] = int(self.glb[(cmd["glb"] + k) % len(self.glb)])
-            return 3 + 3 * n + 2 if n else 4
+            return 3 + n + 4 if n else 4
         words = -(-n // per)
         self.count["glb_reads"] += words
         self.acc["glb"] += n
@@ -219,8 +223,7 @@ class Machine:
                 else -(-n // self.per["ifmap"]))
         if not n:
             return 3 + 6 if cfg.rlc_codec else 4
-        r = n - (words - 1) * per
-        return (words - 1) * (per + 2) + r + (9 if cfg.rlc_codec else 7)
+        return 3 + n + (5 if cfg.rlc_codec else 4)
 
     def _targets(self, kind: str, entry) -> tuple:
         """The PEs whose multicast controllers take a packet tagged like ``entry``."""
