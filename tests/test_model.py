@@ -264,3 +264,16 @@ def test_model_without_the_rlc_codec(seed, tmp_path):
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, cfg, zeros=z, width=8) for z in (0.0, 0.5)]
     compare(progs, run_layers(cfg, progs, build_dir=tmp_path), tolerance=0)
+
+
+@pytest.mark.verilog
+def test_model_with_a_wide_filter_gin(seed, build_dir):
+    """`tiny` with a filter GIN of a whole GLB word, 8 weights a packet
+    (`NoCConfig.filter_gin_values`): the ofmaps bit-exact, the model's cycles and
+    counters equal to the Verilog's."""
+    from ommatidia.sim.accelerator import run_layers
+    cfg = dataclasses.replace(TINY, name="tiny_fgin8",
+                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8))
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
+    compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)
