@@ -168,19 +168,29 @@ class RLCFormat:
 
 @dataclass(frozen=True)
 class NoCConfig:
-    """Tag widths of the multicast network-on-chip (GIN).
+    """Tag widths and bus widths of the multicast network-on-chip (GIN).
 
     Each X-bus has a row multicast controller (MC) with a ``row_id_bits`` ID
     and each PE a column MC with a ``col_id_bits`` ID; a packet carries a
     (row tag, column tag) and the all-ones tag is broadcast.
+
+    ``filter_gin_values``: weights a filter GIN packet carries (a power of two, at
+    most the weight slots of one GLB word, `ArrayConfig` checks): the filter sender
+    packs consecutive weights of one GLB word and one tag, and the PE writes them into
+    its filter spad in one cycle. 1 is one weight a cycle.
     """
 
     row_id_bits: int = 4
     col_id_bits: int = 5
+    filter_gin_values: int = 1
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
+        check_int("NoCConfig", "filter_gin_values", self.filter_gin_values, 1, 64)
+        if self.filter_gin_values & (self.filter_gin_values - 1):
+            raise ValueError(f"NoCConfig.filter_gin_values must be a power of two, not "
+                             f"{self.filter_gin_values}")
 
     @property
     def row_broadcast(self) -> int:
@@ -283,6 +293,11 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.rlc.level_bits = {self.rlc.level_bits} must hold an activation "
                 f"of pe.act_bits = {self.pe.act_bits}")
+        slots = self.dram_bits // _slot(self.pe.weight_bits)
+        if self.noc.filter_gin_values > slots:
+            raise ValueError(
+                f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
+                f"most the {slots} weights of one {self.dram_bits}-bit GLB word")
         check_int(own, "glb_banks", self.glb_banks, 1, 256)
         check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
         check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
@@ -335,21 +350,29 @@ class ArrayConfig:
             "glb": f"{_size(self.glb_bytes)} in {self.glb_banks} banks"
                    f" + {_size(self.filter_glb_bytes)} filters",
             "dram_bits": self.dram_bits,
+            "filter GIN values/cycle": self.noc.filter_gin_values,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),
         }
 
 
+def _slot(bits: int) -> int:
+    """The power-of-two GLB slot (at least 8 bits) of a ``bits``-bit element."""
+    return max(8, 1 << (bits - 1).bit_length())
+
+
 def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-EYERISS = ArrayConfig(tag_depth=64)
+EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
-52, holds three)."""
+52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
+packet. Assumed, not read from the paper: its GIN data bus widths could not be looked
+up here; 64 bits is the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
     EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,

@@ -222,7 +222,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
     es = sets[0].cols
     return {
-        "filter": {"base": 0, "count": [len(ftags), p * q * S, 1], "stride": [0, 1, 0],
+        "filter": {"base": 0, "count": [len(ftags), 1, p * q * S], "stride": [0, 0, 1],
                    "repeat": p * q * S, "tags": len(ftags)} if run.load_filter else none,
         "ifmap": {"base": 0, "count": [width, len(itags), q], "stride": [hs * q, 0, 1],
                   "repeat": q, "tags": len(itags)},

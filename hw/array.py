@@ -74,7 +74,8 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .noc import GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout
+from .noc import (GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout,
+                  values_layout)
 from .pe import PE, pe_run_layout
 
 __all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
@@ -118,7 +119,8 @@ class PEArray(wiring.Component):
     Members
     -------
     filter, ifmap, psum : In(stream of gin_packet_layout)
-        GIN packets from the GLB: ``data`` (``signed(weight_bits)``,
+        GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
+        ``noc.filter_gin_values`` of them in a `values_layout`,
         ``signed(act_bits)``, ``signed(psum_bits)``) with ``row`` and ``col``
         tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
     gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
@@ -145,7 +147,9 @@ class PEArray(wiring.Component):
         self._cfg = cfg
         rows, cols, pe, noc = cfg.rows, cfg.cols, cfg.pe, cfg.noc
         rb, cb = noc.row_id_bits, noc.col_id_bits
-        self._data_shapes = {"filter": signed(pe.weight_bits), "ifmap": signed(pe.act_bits),
+        self._data_shapes = {"filter": values_layout(signed(pe.weight_bits),
+                                                     noc.filter_gin_values),
+                             "ifmap": signed(pe.act_bits),
                              "psum": signed(pe.psum_bits)}
         members = {}
         for kind in GIN_KINDS:
@@ -159,7 +163,7 @@ class PEArray(wiring.Component):
         for name in COUNTERS:
             members[name] = Out(cfg.pe.counter_bits)
         super().__init__(members)
-        self._pes = [[PE(pe) for _ in range(cols)] for _ in range(rows)]
+        self._pes = [[PE(pe, noc.filter_gin_values) for _ in range(cols)] for _ in range(rows)]
 
     @property
     def cfg(self) -> ArrayConfig:

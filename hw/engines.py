@@ -26,11 +26,12 @@ from .array import COUNTERS, GIN_KINDS, PEArray
 from .dma import (DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
                   dma_out_cmd_layout, dram_write_layout)
 from .glb import GLB, GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits
-from .noc import gin_packet_layout, gon_packet_layout
+from .noc import gin_packet_layout, gon_packet_layout, values_layout
 from .pe import pe_run_layout
 
 __all__ = ["tag_depth", "tag_entry_layout", "tag_write_layout", "send_desc_layout",
-           "recv_desc_layout", "SendEngine", "GONReceiver", "PassEngine", "data_bits"]
+           "recv_desc_layout", "SendEngine", "GONReceiver", "PassEngine", "data_bits",
+           "gin_values"]
 
 
 def tag_depth(cfg: ArrayConfig) -> int:
@@ -41,6 +42,11 @@ def tag_depth(cfg: ArrayConfig) -> int:
 def data_bits(cfg: ArrayConfig) -> dict:
     """Element width of each GIN kind."""
     return {"filter": cfg.pe.weight_bits, "ifmap": cfg.pe.act_bits, "psum": cfg.pe.psum_bits}
+
+
+def gin_values(cfg: ArrayConfig) -> dict:
+    """Values a packet of each GIN kind carries at most (`NoCConfig`)."""
+    return {"filter": cfg.noc.filter_gin_values, "ifmap": 1, "psum": 1}
 
 
 def tag_entry_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -80,10 +86,15 @@ class SendEngine(wiring.Component):
     """Nested-loop GLB reader sending tagged GIN packets of one kind.
 
     After a ``start`` pulse it walks the loops of ``desc`` (held during the
-    run), keeping the last GLB word read: elements in that word go out one a
+    run), keeping the last GLB word read: packets in that word go out one a
     cycle, and while one goes out the word of the next is read when it differs,
-    so elements flow one a cycle across words unless the read port is contended
+    so packets flow one a cycle across words unless the read port is contended
     (the first word of a run costs one cycle). A count of zero sends nothing.
+
+    A packet carries one element, or with ``values`` > 1 (`values_layout`) up to
+    ``values`` consecutive elements of the innermost loop when its stride is 1:
+    as many as remain in the GLB word, in the innermost loop and under the tag
+    (``repeat`` counts elements), so a packet never straddles a word or a tag.
     ``busy`` is high from the cycle after ``start``
     until the last packet is taken.
 
@@ -98,17 +109,22 @@ class SendEngine(wiring.Component):
     o : Out(stream of gin_packet_layout(signed(bits), ...))
     """
 
-    def __init__(self, cfg: ArrayConfig, bits: int):
+    def __init__(self, cfg: ArrayConfig, bits: int, values: int = 1):
         self._cfg = cfg
         self._bits = bits
         self._slot = slot_bits(bits, cfg.dram_bits)
+        if values > cfg.dram_bits // self._slot:
+            raise ValueError(f"SendEngine values = {values} exceeds the "
+                             f"{cfg.dram_bits // self._slot} elements of a GLB word")
+        self._values = values
         super().__init__({
             "desc": In(send_desc_layout(cfg)),
             "tag_w": In(stream.Signature(tag_write_layout(cfg))),
             "start": In(1),
             "busy": Out(1),
             "glb": Out(GLBReadSignature(cfg)),
-            "o": Out(stream.Signature(gin_packet_layout(signed(bits), cfg.noc.row_id_bits,
+            "o": Out(stream.Signature(gin_packet_layout(values_layout(signed(bits), values),
+                                                        cfg.noc.row_id_bits,
                                                         cfg.noc.col_id_bits))),
         })
 
@@ -151,16 +167,30 @@ class SendEngine(wiring.Component):
             m.d.sync += [cache.eq(self.glb.data), cache_addr.eq(req_addr), cache_ok.eq(1),
                          waiting.eq(0)]
 
-        # The loop nest's next element: its counters, pointers and tag, and whether the
-        # element being sent is the last.
-        last = [idx[k] + 1 == desc.count[k] for k in range(3)]
+        # The packet's elements: lane j joins while the innermost loop, the tag's run and
+        # the GLB word go on (all monotone in j).
+        V = self._values
+        n = Signal(range(V + 1))
+        if V == 1:
+            m.d.comb += n.eq(1)
+        else:
+            pack = desc.stride[2] == 1
+            joins = [pack & (slot + j < (1 << shift)) & (idx[2] + j < desc.count[2])
+                     & (rep + j < desc.repeat) for j in range(1, V)]
+            m.d.comb += n.eq(1 + sum(joins))
+
+        # The loop nest's element after the packet: its counters, pointers and tag, and
+        # whether the packet being sent is the last.
+        last = [idx[0] + 1 == desc.count[0], idx[1] + 1 == desc.count[1],
+                idx[2] + n == desc.count[2]]
         nxt_idx = [Signal.like(i, name=f"n{k}") for k, i in enumerate(idx)]
         nxt_ptr = [Signal.like(q, name=f"np{k}") for k, q in enumerate(ptr)]
         nxt_rep, nxt_tag, final = Signal.like(rep), Signal.like(tag), Signal()
         m.d.comb += [n.eq(i) for n, i in zip(nxt_idx, idx)] + \
             [n.eq(q) for n, q in zip(nxt_ptr, ptr)]
         with m.If(~last[2]):
-            m.d.comb += [nxt_idx[2].eq(idx[2] + 1), nxt_ptr[2].eq(ptr[2] + desc.stride[2])]
+            step2 = desc.stride[2] if V == 1 else Mux(n == 1, desc.stride[2], n)
+            m.d.comb += [nxt_idx[2].eq(idx[2] + n), nxt_ptr[2].eq(ptr[2] + step2)]
         with m.Elif(~last[1]):
             step = ptr[1] + desc.stride[1]
             m.d.comb += [nxt_idx[2].eq(0), nxt_idx[1].eq(idx[1] + 1), nxt_ptr[1].eq(step),
@@ -171,10 +201,10 @@ class SendEngine(wiring.Component):
                          nxt_ptr[0].eq(step), nxt_ptr[1].eq(step), nxt_ptr[2].eq(step)]
         with m.Else():
             m.d.comb += final.eq(1)
-        with m.If(rep + 1 == desc.repeat):
+        with m.If(rep + n == desc.repeat):
             m.d.comb += [nxt_rep.eq(0), nxt_tag.eq(Mux(tag + 1 == desc.tags, 0, tag + 1))]
         with m.Else():
-            m.d.comb += [nxt_rep.eq(rep + 1), nxt_tag.eq(tag)]
+            m.d.comb += [nxt_rep.eq(rep + n), nxt_tag.eq(tag)]
         m.d.comb += tn.addr.eq(nxt_tag)
         nxt_ea = Signal(a)
         m.d.comb += nxt_ea.eq(nxt_ptr[2] + tn.data.offset)
@@ -186,9 +216,15 @@ class SendEngine(wiring.Component):
                          rep.eq(0), tag.eq(0), cache_ok.eq(0), waiting.eq(0)]
             m.d.sync += [i.eq(0) for i in idx] + [p.eq(desc.base) for p in ptr]
         with m.Elif(running & hit & can_emit):
+            if V == 1:
+                m.d.sync += self.o.payload.data.eq(word.word_select(slot, self._slot)[:self._bits])
+            else:
+                lanes = word >> (slot * self._slot)
+                m.d.sync += [self.o.payload.data.n.eq(n)] + \
+                    [self.o.payload.data["values"][j].eq(
+                        lanes.word_select(j, self._slot)[:self._bits]) for j in range(V)]
             m.d.sync += [
                 self.o.valid.eq(1),
-                self.o.payload.data.eq(word.word_select(slot, self._slot)[:self._bits]),
                 self.o.payload.row.eq(tr.data.row),
                 self.o.payload.col.eq(tr.data.col),
                 rep.eq(nxt_rep), tag.eq(nxt_tag),
@@ -391,7 +427,8 @@ class PassEngine(wiring.Component):
         bits = data_bits(cfg)
         senders = {}
         for n, kind in enumerate(GIN_KINDS):
-            m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(cfg, bits[kind])
+            m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(
+                cfg, bits[kind], gin_values(cfg)[kind])
             wiring.connect(m, s.glb, glb.read[n])
             wiring.connect(m, s.o, getattr(array, kind))
             m.d.comb += [s.desc.eq(getattr(self, f"{kind}_desc")), s.start.eq(self.start),

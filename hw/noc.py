@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import check_int
 
 __all__ = [
-    "gin_packet_layout", "gon_packet_layout", "coord_bits",
+    "values_layout", "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
     "StreamArbiter", "GON", "LocalPsumLink", "PsumLinks",
 ]
@@ -64,6 +64,17 @@ def _check_shape(owner: str, name: str, shape) -> None:
 def coord_bits(n: int) -> int:
     """Unsigned width of a coordinate 0..n-1 (at least 1)."""
     return max(1, (n - 1).bit_length())
+
+
+def values_layout(data_shape, n: int):
+    """The data of a GIN packet carrying up to ``n`` values: ``data_shape`` itself for
+    one, else ``values`` (lane ``j`` the ``j``-th value) and their number ``n`` (1..n)."""
+    _check_shape("values_layout", "data_shape", data_shape)
+    check_int("values_layout", "n", n, 1, MAX_DIM)
+    if n == 1:
+        return data_shape
+    return data.StructLayout({"n": unsigned(n.bit_length()),
+                              "values": data.ArrayLayout(data_shape, n)})
 
 
 def gin_packet_layout(data_shape, row_id_bits: int, col_id_bits: int) -> data.StructLayout:

@@ -42,12 +42,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
-from ommatidia.gen.config import PEConfig
+from ommatidia.gen.config import PEConfig, check_int
+
+from .noc import values_layout
 
 __all__ = ["PERun", "pe_run_layout", "PE", "COUNTER_BITS"]
 
@@ -153,10 +155,10 @@ class PERun:
 
 
 class _Spads(NamedTuple):
-    """Write and read ports of the PE's three scratchpads."""
+    """Write and read ports of the PE's three scratchpads (the filter spad's per bank)."""
 
-    filter_wr: WritePort
-    filter_rd: ReadPort
+    filter_wr: list
+    filter_rd: list
     ifmap_wr: WritePort
     ifmap_rd: ReadPort
     psum_wr: WritePort
@@ -166,7 +168,7 @@ class _Spads(NamedTuple):
 class _Registers:
     """The PE's registers: the run, the ifmap ring loader, the issue loop and the MAC pipeline."""
 
-    def __init__(self, cfg: PEConfig):
+    def __init__(self, cfg: PEConfig, values: int):
         self.run = Signal(pe_run_layout(cfg))
         col_bits = _bits(cfg.max_ifmap_width) + 1
 
@@ -203,6 +205,7 @@ class _Registers:
         self.v_read, self.v_weight, self.v_mul, self.v_accum = (
             Signal(name=f"{n}_valid") for n in ("read", "weight", "mul", "accum"))
         self.read_filter_addr = Signal.like(self.filter_addr, reset_less=True)
+        self.read_lane = Signal(range(values), reset_less=True)
         self.mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
         self.accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
         self.accum_psum = Signal(signed(cfg.psum_bits), reset_less=True)
@@ -226,12 +229,16 @@ class PE(wiring.Component):
     ----------
     cfg : PEConfig
         Widths and scratchpad depths.
+    filter_values : int
+        Weights a filter packet carries at most (`NoCConfig.filter_gin_values`, a
+        power of two): the filter spad is that many banks (weight ``a`` in bank
+        ``a % filter_values``), so a packet is written in one cycle.
 
     Members
     -------
     run : In(stream of pe_run_layout)
         A run configuration; accepted when the PE is idle.
-    filter : In(stream of signed(weight_bits))
+    filter : In(stream of values_layout(signed(weight_bits), filter_values))
     ifmap : In(stream of signed(act_bits))
     psum_in : In(stream of signed(psum_bits))
     psum_out : Out(stream of signed(psum_bits))
@@ -244,13 +251,18 @@ class PE(wiring.Component):
         which no operation issued because a stream was empty or blocked.
     """
 
-    def __init__(self, cfg: PEConfig):
+    def __init__(self, cfg: PEConfig, filter_values: int = 1):
         if not isinstance(cfg, PEConfig):
             raise TypeError(f"PE takes a PEConfig, not {cfg!r}")
+        check_int("PE", "filter_values", filter_values, 1, 64)
+        if filter_values & (filter_values - 1):
+            raise ValueError(f"PE filter_values must be a power of two, not {filter_values}")
         self._cfg = cfg
+        self._values = filter_values
         super().__init__({
             "run": In(stream.Signature(pe_run_layout(cfg))),
-            "filter": In(stream.Signature(signed(cfg.weight_bits))),
+            "filter": In(stream.Signature(values_layout(signed(cfg.weight_bits),
+                                                        filter_values))),
             "ifmap": In(stream.Signature(signed(cfg.act_bits))),
             "psum_in": In(stream.Signature(signed(cfg.psum_bits))),
             "psum_out": Out(stream.Signature(signed(cfg.psum_bits))),
@@ -268,7 +280,7 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spads = self._scratchpads(m)
-        r = _Registers(self._cfg)
+        r = _Registers(self._cfg, self._values)
         ctl = self._issue_stage(m, r, spads)
         acc, forward = self._accumulate_stage(m, r, spads, ctl)
         self._pipeline(m, r, spads, ctl, acc, forward)
@@ -281,15 +293,18 @@ class PE(wiring.Component):
 
     def _scratchpads(self, m: Module) -> _Spads:
         """Filter, ifmap and psum spads; only the filter spad reads synchronously."""
-        cfg = self._cfg
-        m.submodules.filter_spad = filter_spad = Memory(
-            shape=signed(cfg.weight_bits), depth=cfg.filter_spad_depth, init=[])
+        cfg, V = self._cfg, self._values
+        filter_wr, filter_rd = [], []
+        for b in range(V):
+            bank = Memory(shape=signed(cfg.weight_bits), depth=-(-cfg.filter_spad_depth // V),
+                          init=[])
+            m.submodules["filter_spad" if V == 1 else f"filter_spad_{b}"] = bank
+            filter_wr.append(bank.write_port())
+            filter_rd.append(bank.read_port(domain="sync"))
         m.submodules.ifmap_spad = ifmap_spad = Memory(
             shape=signed(cfg.act_bits), depth=cfg.ifmap_spad_depth, init=[])
         m.submodules.psum_spad = psum_spad = Memory(
             shape=signed(cfg.psum_bits), depth=cfg.psum_spad_depth, init=[])
-        filter_wr = filter_spad.write_port()
-        filter_rd = filter_spad.read_port(domain="sync")
         ifmap_wr = ifmap_spad.write_port()
         ifmap_rd = ifmap_spad.read_port(domain="comb")
         psum_wr = psum_spad.write_port()
@@ -309,13 +324,18 @@ class PE(wiring.Component):
         can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
         issue = can_issue & advance
         act = Signal(signed(self._cfg.act_bits))
+        lane_bits = (self._values - 1).bit_length()
+        read = advance & r.v_read & ~r.read.zero
         m.d.comb += [
             spads.ifmap_rd.addr.eq(r.tap_row + c),
             act.eq(spads.ifmap_rd.data),
-            spads.filter_rd.addr.eq(r.read_filter_addr),
-            spads.filter_rd.en.eq(advance & r.v_read & ~r.read.zero),
             self.psum_in.ready.eq(issue & need_psum),
         ]
+        for rd in spads.filter_rd:
+            m.d.comb += [rd.addr.eq(r.read_filter_addr[lane_bits:]), rd.en.eq(read)]
+        if lane_bits:
+            with m.If(read):
+                m.d.sync += r.read_lane.eq(r.read_filter_addr[:lane_bits])
         return _Issue(first_tap, last_tap, last_k, advance, issue, act)
 
     def _accumulate_stage(self, m: Module, r: _Registers, spads: _Spads, ctl: _Issue):
@@ -347,7 +367,8 @@ class PE(wiring.Component):
                 r.read.pin.eq(Mux(r.run.accumulate & ctl.last_tap, self.psum_in.payload, 0)),
                 r.read_filter_addr.eq(r.filter_addr),
                 r.weight.eq(r.read), r.mul.eq(r.weight), r.accum.eq(r.mul),
-                r.mul_w.eq(spads.filter_rd.data),
+                r.mul_w.eq(Array(rd.data for rd in spads.filter_rd)[r.read_lane]
+                           if self._values > 1 else spads.filter_rd[0].data),
                 r.accum_prod.eq(r.mul.act * r.mul_w),
                 r.accum_psum.eq(Mux(forward, acc, spads.psum_rd.data)),
             ]
@@ -401,12 +422,23 @@ class PE(wiring.Component):
                 m.d.sync += [r.load_c.eq(0), r.loaded.eq(r.loaded + 1)]
 
     def _filter_loader(self, m: Module, r: _Registers, spads: _Spads):
-        """Write the filter stream into the filter spad (in ``LOAD_FILTER``)."""
-        m.d.comb += [
-            spads.filter_wr.addr.eq(r.filter_load),
-            spads.filter_wr.data.eq(self.filter.payload),
-            spads.filter_wr.en.eq(self.filter.valid & self.filter.ready),
-        ]
+        """Write the filter stream into the filter spad (in ``LOAD_FILTER``): the ``n``
+        weights of a packet go to weights ``filter_load ..``, each in its bank."""
+        take = self.filter.valid & self.filter.ready
+        V = self._values
+        if V == 1:
+            wr = spads.filter_wr[0]
+            m.d.comb += [wr.addr.eq(r.filter_load), wr.data.eq(self.filter.payload),
+                         wr.en.eq(take)]
+            return
+        bits = (V - 1).bit_length()
+        values = Array(self.filter.payload["values"][j] for j in range(V))
+        for b, wr in enumerate(spads.filter_wr):
+            lane = Signal(bits, name=f"filter_lane{b}")
+            m.d.comb += [lane.eq(b - r.filter_load[:bits]),
+                         wr.addr.eq((r.filter_load + lane)[bits:]),
+                         wr.data.eq(values[lane]),
+                         wr.en.eq(take & (lane < self.filter.payload.n))]
 
     def _controller(self, m: Module, r: _Registers, ctl: _Issue):
         """Run controller (IDLE, LOAD_FILTER, COMPUTE); returns the stall condition."""
@@ -434,9 +466,10 @@ class PE(wiring.Component):
                 # LOAD_FILTER: p*q*S weights into the filter spad.
                 m.d.comb += [self.busy.eq(1), self.filter.ready.eq(1),
                              stalled.eq(~self.filter.valid)]
+                n = 1 if self._values == 1 else self.filter.payload.n
                 with m.If(self.filter.valid):
-                    m.d.sync += r.filter_load.eq(r.filter_load + 1)
-                    with m.If(r.filter_load == run.filter_count - 1):
+                    m.d.sync += r.filter_load.eq(r.filter_load + n)
+                    with m.If(r.filter_load + n >= run.filter_count):
                         m.d.sync += r.computing.eq(1)
                         m.next = "COMPUTE"
             with m.State("COMPUTE"):

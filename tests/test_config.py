@@ -71,6 +71,24 @@ def test_noc_config_rejects():
         NoCConfig(row_id_bits=0)
 
 
+@pytest.mark.parametrize("values, message", [(0, "at least 1"), (3, "power of two"),
+                                             (128, "at most 64")])
+def test_noc_config_rejects_filter_gin_values(values, message):
+    with pytest.raises(ValueError, match=f"NoCConfig.filter_gin_values .*{message}"):
+        NoCConfig(filter_gin_values=values)
+
+
+def test_filter_gin_values_fit_a_glb_word():
+    """At most the weights of one GLB word: 4 16-bit weights of a 64-bit word on
+    `eyeriss`, 8 8-bit ones on `tiny`."""
+    eyeriss, tiny = preset("eyeriss"), preset("tiny")
+    with pytest.raises(ValueError, match="noc.filter_gin_values = 8 must be at most the 4"):
+        dataclasses.replace(eyeriss, noc=dataclasses.replace(eyeriss.noc, filter_gin_values=8))
+    dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=8))
+    with pytest.raises(ValueError, match="at most the 8 weights"):
+        dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=16))
+
+
 def test_eyeriss_preset_matches_the_chip():
     """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit, spads 224/12/24, GLB 100+8 kB, 25 banks
     of 512x64b."""
@@ -83,6 +101,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert (cfg.glb_banks, cfg.glb_bank_words, cfg.dram_bits) == (25, 512, 64)
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)
     assert cfg.peak_gmacs == pytest.approx(33.6)
+    assert cfg.noc.filter_gin_values == 4  # a 64-bit filter GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
     assert not cfg.pe.fits(S=3, p=25, q=1) and not cfg.pe.fits(S=3, p=1, q=5)

@@ -163,6 +163,114 @@ def test_sender_throughput_and_zero_count():
     assert stats["cycles"] <= 256 * 9 // 8 + 3
 
 
+def packed_reference(desc, tags, words, cfg, values):
+    """The packets of a sender packing up to ``values`` 8-bit elements: an element joins
+    the packet before while the innermost loop (of stride 1) goes on, the tag serves it
+    and it sits in the packet's GLB word."""
+    per = cfg.dram_bits // 8
+    out, t, r = [], 0, 0
+    c, s = desc["count"], desc["stride"]
+    for i0 in range(c[0]):
+        for i1 in range(c[1]):
+            for i2 in range(c[2]):
+                row, col, offset = tags[t]
+                ea = desc["base"] + i0 * s[0] + i1 * s[1] + i2 * s[2] + offset
+                v = element(words, ea, 8, 8, cfg.dram_bits)
+                last = out[-1] if out else None
+                if (last is not None and s[2] == 1 and i2 > 0 and r > 0
+                        and len(last[0]) < values and last[3] == ea // per):
+                    last[0].append(v)
+                else:
+                    out.append(([v], row, col, ea // per))
+                r += 1
+                if r == desc["repeat"]:
+                    r, t = 0, (t + 1) % len(tags)
+    return [(tuple(vals), row, col) for vals, row, col, _ in out]
+
+
+@pytest.mark.parametrize("values", [2, 4, 8])
+def test_wide_sender_packs_a_word(values, seed):
+    """A sender of up to ``values`` 8-bit elements a packet, random descriptors (the
+    innermost stride mostly 1, long innermost loops, repeats) and random back-pressure:
+    the packets = the Python loop nest grouped by word, innermost loop and tag."""
+    cfg = TINY
+    rng = random.Random(seed)
+    words = [rng.getrandbits(cfg.dram_bits) for _ in range(glb_words(cfg))]
+    eng = SendEngine(cfg, 8, values)
+    dut = Harness(cfg, eng, reads=True)
+    runs = []
+    for _ in range(4):
+        desc, tags = random_desc(rng, cfg, 8)
+        desc["count"][2] = rng.randint(1, 20)
+        desc["stride"][2] = rng.choice([1, 1, 1, 0, 2])
+        desc["repeat"] = rng.choice([desc["count"][2], rng.randint(1, 30)])
+        desc["base"] = rng.randrange(glb_words(cfg) * 8 - 200)
+        runs.append((desc, tags))
+    got = []
+
+    async def host(ctx):
+        await fill(ctx, dut.glb, words)
+        for desc, tags in runs:
+            tx = StreamSender(eng.tag_w)
+            for j, (row, col, offset) in enumerate(tags):
+                await tx.send(ctx, {"engine": 0, "index": j,
+                                    "entry": {"row": row, "col": col, "offset": offset}})
+            ctx.set(eng.desc, desc)
+            ctx.set(eng.start, 1)
+            await ctx.tick()
+            ctx.set(eng.start, 0)
+            rx = StreamReceiver(eng.o, random.Random(rng.random()), 0.3)
+            items = []
+            for _ in packed_reference(desc, tags, words, cfg, values):
+                v = await rx.recv(ctx)
+                items.append((tuple(v.data["values"][j] for j in range(v.data.n)), v.row, v.col))
+            await ctx.tick().repeat(5)
+            assert not ctx.get(eng.busy) and not ctx.get(eng.o.valid), "extra packets"
+            got.append(items)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    for (desc, tags), items in zip(runs, got):
+        assert items == packed_reference(desc, tags, words, cfg, values), desc
+
+
+def test_wide_sender_sends_a_word_a_cycle():
+    """Linear 8-bit elements, 8 a packet, no back-pressure: 256 elements in 32 packets,
+    one a cycle after the first word."""
+    cfg = TINY
+    words = [random.Random(2).getrandbits(64) for _ in range(32)]
+    eng = SendEngine(cfg, 8, 8)
+    dut = Harness(cfg, eng, reads=True)
+    stats = {}
+
+    async def host(ctx):
+        await fill(ctx, dut.glb, words)
+        await StreamSender(eng.tag_w).send(ctx, {"engine": 0, "index": 0,
+                                                 "entry": {"row": 1, "col": 2, "offset": 0}})
+        ctx.set(eng.desc, {"base": 0, "count": [1, 1, 8 * 32], "stride": [0, 0, 1],
+                           "repeat": 8 * 32, "tags": 1})
+        ctx.set(eng.o.ready, 1)
+        ctx.set(eng.start, 1)
+        await ctx.tick()
+        ctx.set(eng.start, 0)
+        cycles = sent = 0
+        while ctx.get(eng.busy):
+            _, _, valid, n = await ctx.tick().sample(eng.o.valid, eng.o.payload.data.n)
+            sent += n if valid else 0
+            cycles += 1
+        stats["sent"], stats["cycles"] = sent, cycles
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    print(f"256 elements in {stats['cycles']} cycles")
+    assert stats["sent"] == 256
+    assert stats["cycles"] <= 32 + 3
+
+
 def test_receiver_writes_psum_slots(seed):
     """GON psums from columns col0..col0+E-1 in a random interleaving, random idle, while
     another client competes for the write port: psum n of column c lands in slot

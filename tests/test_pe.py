@@ -12,8 +12,23 @@ from ommatidia.sim.pe_model import PECase, random_pe_case
 from ommatidia.sim.streams import StreamReceiver, StreamSender
 
 
-def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: float):
-    """Run ``cases`` back to back; return (psums per case, cycles, counters)."""
+def packets(weights: list, values: int, rng: random.Random | None) -> list:
+    """``weights`` as filter packets of 1..``values`` weights each (random sizes, so the
+    spad's write pointer takes every bank alignment; all full but the last without
+    ``rng``)."""
+    out, k = [], 0
+    while k < len(weights):
+        n = min(rng.randint(1, values) if rng else values, len(weights) - k)
+        out.append({"n": n, "values": weights[k:k + n] + [0] * (values - n)})
+        k += n
+    return out
+
+
+def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: float,
+             values: int = 1, whole: bool = False):
+    """Run ``cases`` back to back; return (psums per case, cycles, counters). With
+    ``values`` > 1 the filters go in packets of up to that many weights (all full but
+    the last with ``whole``)."""
     rng = random.Random(seed)
     cfg = pe.cfg
     sim = Simulator(pe)
@@ -33,7 +48,12 @@ def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: floa
         tx = StreamSender(pe.filter, random.Random(rng.random()), idle)
         for case in cases:
             if case.run.load_filter:
-                await tx.send_all(ctx, case.filter_stream())
+                weights = [int(w) for w in case.filter_stream()]
+                if values == 1:
+                    await tx.send_all(ctx, weights)
+                else:
+                    await tx.send_all(ctx, packets(weights, values, None if whole
+                                                   else random.Random(rng.random())))
 
     async def feed_ifmap(ctx):
         tx = StreamSender(pe.ifmap, random.Random(rng.random()), idle)
@@ -81,6 +101,39 @@ def test_pe_random_runs_with_backpressure(preset, seed):
     check(cases, results)
     assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
     assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+@pytest.mark.parametrize("preset, values", [("tiny", 2), ("tiny", 8), ("eyeriss", 4)])
+def test_pe_wide_filter_packets(preset, values, seed):
+    """Filters in packets of 1..``values`` weights (every bank alignment), random
+    back-pressure: the psums of the golden row convolution, row stationarity kept."""
+    cfg = PRESETS[preset].pe
+    rng = np.random.default_rng(seed)
+    cases = [random_pe_case(cfg, rng, max_width=16) for _ in range(4)]
+    cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
+                                filters=cases[-1].filters))
+    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.3, stall=0.3,
+                                    values=values)
+    check(cases, results)
+    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+def test_pe_loads_a_wide_packet_a_cycle(seed):
+    """Full packets of 4 weights with streams that keep up: the filter load takes a
+    quarter of the weights' cycles."""
+    cfg = EYERISS.pe
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=32, U=1, p=16, q=4, accumulate=True)
+    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
+    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
+    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
+    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    results, cycles, counters = simulate(PE(cfg, 4), [case], seed=seed, idle=0, stall=0,
+                                         values=4, whole=True)
+    check([case], results)
+    load = run.p * run.q * run.S
+    print(f"{run.macs} MACs + {load} weights in {cycles} cycles")
+    assert cycles <= run.macs + load // 4 + 16, (cycles, run.macs)
 
 
 def test_pe_one_mac_per_cycle(seed):

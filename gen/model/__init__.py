@@ -39,9 +39,12 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   takes its cycle) through a 4-stage pipeline (`ommatidia.gen.model.pe`); it
   waits for
 
-  * its filters: the filter sender delivers one weight a cycle (it reads the
-    next GLB word while the last element of the current one goes out, so a
-    new word costs no cycle unless the GLB read port is contended);
+  * its filters: the filter sender delivers one packet a cycle (it reads the
+    next GLB word while the last packet of the current one goes out, so a
+    new word costs no cycle unless the GLB read port is contended); a packet
+    is one weight, or with ``noc.filter_gin_values`` = N up to N consecutive
+    weights of one GLB word and one tag (`Machine._packets`), all written into
+    the PE's spad in the cycle it is taken;
   * the ifmap column of each tap: the ifmap sender multicasts one value a
     cycle and a packet waits until every target
     has room in its ring of ``ifmap_spad_depth // q`` columns, which frees a

@@ -35,7 +35,7 @@ class Machine:
 
     def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
                  dram: DramTiming = SYSTEM_DRAM):
-        from ommatidia.hw.engines import data_bits, tag_depth
+        from ommatidia.hw.engines import data_bits, gin_values, tag_depth
         from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
@@ -50,6 +50,7 @@ class Machine:
         self.tags = [dict() for _ in KINDS]
         self.bias = [0] * cfg.pe.psum_spad_depth
         self.bits = data_bits(cfg)
+        self.gin_values = gin_values(cfg)
         self.slot = {k: slot_bits(b, cfg.dram_bits) for k, b in self.bits.items()}
         self.per = {k: cfg.dram_bits // s for k, s in self.slot.items()}
         self.abits = elem_addr_bits(cfg)
@@ -263,8 +264,9 @@ class Machine:
         return got
 
     def _streams(self) -> dict:
-        """Per sender: element addresses, GLB words, word misses, tag indices and the PEs
-        each tag index reaches."""
+        """Per sender: element addresses (``addr``, ``route``), its packets' GLB words,
+        word misses, tag indices and values (``n``, None for one each), and the PEs each
+        tag index reaches."""
         out = {}
         amask = (1 << self.abits) - 1
         blank = {"row": 0, "col": 0, "offset": 0}
@@ -275,15 +277,35 @@ class Machine:
             off = np.array([x["offset"] for x in entries], dtype=np.int64)
             addr = (desc["base"] + shape["pattern"] + off[shape["tag"]]) & amask
             word = addr // self.per[kind]
-            miss = np.ones(shape["n"], dtype=bool)
-            if shape["n"]:
+            tag, values = shape["tags"], None
+            if self.gin_values[kind] > 1 and desc["stride"][2] == 1 and shape["n"]:
+                start = self._packets(word, desc, self.gin_values[kind])
+                values = np.diff(np.append(start, shape["n"]))
+                word, tag = word[start], shape["tag"][start].tolist()
+            miss = np.ones(len(word), dtype=bool)
+            if len(word):
                 miss[1:] = word[1:] != word[:-1]
             targets = {t: self._targets(kind, entries[t]) for t in shape["used"]}
             key = (kind, shape["key"], tuple(targets.items()))
-            out[kind] = {"addr": addr, "word": word, "miss": miss, "tag": shape["tags"],
+            out[kind] = {"addr": addr, "word": word, "miss": miss, "tag": tag, "n": values,
                          "targets": targets, "shape": shape["key"],
                          "route": self._route(key, shape["tag"], targets)}
         return out
+
+    @staticmethod
+    def _packets(word: np.ndarray, desc, values: int) -> np.ndarray:
+        """The first element of each packet of a sender packing up to ``values``
+        elements (`ommatidia.hw.engines.SendEngine`): an element joins the one before
+        in the innermost loop, the tag's run of ``repeat`` and the GLB word; runs of
+        joined elements go out ``values`` at a time."""
+        i = np.arange(len(word), dtype=np.int64)
+        join = np.zeros(len(word), dtype=bool)
+        repeat = desc["repeat"]
+        if repeat:
+            join[1:] = (word[1:] == word[:-1]) & (i[1:] % max(desc["count"][2], 1) != 0) \
+                & (i[1:] % repeat != 0)
+        run = np.maximum.accumulate(np.where(join, 0, i))
+        return np.flatnonzero((i - run) % values == 0)
 
     def _route(self, key, tag: np.ndarray, targets: dict) -> dict:
         """Per PE the indices of the packets it receives, in order, and the values
@@ -320,7 +342,8 @@ class Machine:
                                             "psum_row_id", "psum_col_id")]
         for kind in KINDS:
             st = streams[kind]
-            keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items())))
+            keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items()),
+                         None if st["n"] is None else st["n"].tobytes()))
         key = (self.cfg, self.reference, tuple(keys), self.regs["gon_desc"]["count"], self.rr)
         got = PASS_MEMO.get(key)
         if got is None:
@@ -350,7 +373,7 @@ class Machine:
         for kind in KINDS:
             st = streams[kind]
             self.count["glb_reads"] += int(st["miss"].sum())
-            self.acc["glb"] += len(st["word"])
+            self.acc["glb"] += len(st["addr"])
             self.acc["noc"] += st["route"]["delivered"]
         links = sum(1 for pe in grid.values() if not pe.top)
         gon = regs["gon_desc"]["count"]
@@ -380,13 +403,13 @@ class Machine:
 
         def gather(kind, need):
             st = streams[kind]
-            if not len(st["word"]) or not need:
+            if not len(st["addr"]) or not need:
                 return np.zeros((len(rcs), need), dtype=np.int64)
             route = st["route"]
             key = (tuple(rcs), need)
             idx = route.get(key)
             if idx is None:
-                idx = np.full((len(rcs), need), len(st["word"]), dtype=np.int64)
+                idx = np.full((len(rcs), need), len(st["addr"]), dtype=np.int64)
                 for n, rc in enumerate(rcs):
                     got = route["per_pe"].get(rc, empty)[:need]
                     idx[n, :len(got)] = got

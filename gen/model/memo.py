@@ -6,13 +6,14 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 (`ommatidia.gen.model.timing.pass_timing`, or the cycle-level
 `ommatidia.gen.model.reference.reference_pass`) reads, and on nothing else:
 
-- the configuration (array size, spad depths, NoC ID widths: a frozen `ArrayConfig`)
-  and whether the reference times it;
+- the configuration (array size, spad depths, NoC ID widths and values per filter
+  packet: a frozen `ArrayConfig`) and whether the reference times it;
 - the raw ``run``, ``enable`` and ``up`` registers and the six multicast ID registers;
 - per sender the loop counts, strides, tag repeat and tag count of its descriptor (the
-  packet count and each packet's tag index), which packets start a new GLB word (the
-  only use of the addresses: the data never changes a pass's cycles, a zero
-  activation still takes its cycle) and the PEs each tag index reaches;
+  packet count and each packet's tag index), which packets start a new GLB word and
+  how many values each packet carries (the only uses of the addresses: the data never
+  changes a pass's cycles, a zero activation still takes its cycle) and the PEs each
+  tag index reaches;
 - the GON receiver's psum count;
 - the arbiter state the pass starts from (`reset_state` layout): the GLB read port's and
   the GON's round-robin pointers, which carry over from the command before.

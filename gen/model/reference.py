@@ -46,6 +46,7 @@ def _sender(stream) -> dict:
     """A sender's registers: packet cursor, output register (``o``, packet ``pkt``,
     targets ``done``), its GLB word cache and request."""
     s = {"word": stream["word"], "tag": stream["tag"], "targets": stream["targets"],
+         "values": stream["n"],
          "n": 0, "N": len(stream["word"]), "o": False, "pkt": 0, "done": set(),
          "cache": None, "wait": False, "glbv": False, "req": None, "stalls": 0}
     s["running"] = s["N"] > 0
@@ -199,11 +200,13 @@ class _Reference:
 
     def _take(self, e: int, takers) -> None:
         """Filter weights and ifmap values into the PEs that took them."""
+        values = self.snd[e]["values"]
+        n = 1 if values is None else int(values[self.snd[e]["pkt"]])
         for rc in takers:
             pe = self.pes[rc]
             if e == 0:
-                pe.filter_load += 1
-                if pe.filter_load == self.run["filter_count"]:
+                pe.filter_load += n
+                if pe.filter_load >= self.run["filter_count"]:
                     pe.computing, pe.state = True, _COMPUTING
             elif e == 1:
                 pe.load_c += 1

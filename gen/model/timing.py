@@ -137,6 +137,7 @@ class Sender:
     def __init__(self, stream, port, index: int):
         self.index = index
         self.word, self.tag, self.targets = stream["word"], stream["tag"], stream["targets"]
+        self.values = stream["n"]
         self.N = len(self.word)
         self.miss = stream["miss"]
         self.port = port
@@ -453,13 +454,15 @@ class _Round:
             pe.C0 = 1
         if self.run["load_filter"]:
             count = self.run["filter_count"]
+            values = fs.values
             while fs.n < fs.N:
                 e = fs.emit()
+                n = 1 if values is None else int(values[fs.n])
                 for rc in fs.targets[fs.tag[fs.n]]:
                     pe = pes[rc]
-                    pe.nf += 1
-                    if pe.nf == count:
+                    if pe.nf < count <= pe.nf + n:
                         pe.C0 = e + 2
+                    pe.nf += n
                 fs.deliver(e + 1)
         for pe in pes.values():
             pe.prev = pe.C0 - 1
