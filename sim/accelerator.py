@@ -35,6 +35,9 @@ class LayerRun:
     status: int
     report: dict
     interrupted: dict | None = None
+    loaded: dict | None = None
+    """With ``verify_load``: the DRAM image's words read back after the load, in address
+    order, through the host port (``"port"``) and by the harness's dump (``"bulk"``)."""
 
     @property
     def bit_exact(self) -> bool:
@@ -83,6 +86,12 @@ OPTIMIZE_PES = 64
 instead of 80 and runs a layer at 54-60k cycles/s instead of 42k (docs/speed.md);
 the test suite's tiny and small arrays keep the quicker build."""
 
+HOST_MEMORY = "dram.mem"
+"""The `System`'s DRAM (`ommatidia.hw.system.dram_verilog`), which the harness loads and
+dumps in bulk (`ommatidia.sim.harness.wrap` ``memory``)."""
+
+HOSTS = ("bulk", "port")
+
 _CYCLES_LINE = re.compile(r"([\d,]+) cycles, [\d,]+ cycles/s")
 _JOB_LINE = re.compile(r"job (\d+)/\d+: status \d+, (\d+) cycles")
 
@@ -119,7 +128,8 @@ def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                stall_rate: int = 0, stall_seed: int = 1, reset_after=None, dram_words=None,
                vcd: str | None = None, limit: int = 50_000_000,
-               progress: int = 0, watch=None) -> list[LayerRun]:
+               progress: int = 0, watch=None, host: str = "bulk",
+               verify_load: bool = False) -> list[LayerRun]:
     """Run every `LayerProgram` of ``progs`` on the Verilog of ``cfg``'s `System`.
 
     The simulated DRAM holds ``dram_words`` words (default: `DRAM_WORDS`, or the next
@@ -130,6 +140,10 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     count every that many cycles into the build folder's ``test.log``; ``watch(jobs_done,
     cycles)``, if given, is called from a thread as that log grows: on each progress line
     with the running layer's cycles so far, and when a layer is done with its cycles.
+    ``host`` is how the DRAM image goes in and the ofmap comes out: ``"bulk"`` in a cycle
+    each by the harness (``$readmemh``, ``$writememh``), ``"port"`` a word a cycle through
+    the `System`'s host port as a host would. ``verify_load`` reads the image back both
+    ways after the load (`LayerRun.loaded`).
     """
     from ommatidia.sim.progress import LogFollower
     from ommatidia.hw.top import COUNTERS
@@ -137,6 +151,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
 
     if not 0 <= stall_rate <= 255:
         raise ValueError(f"stall_rate must be in 0..255, not {stall_rate}")
+    if host not in HOSTS:
+        raise ValueError(f"host must be one of {', '.join(HOSTS)}, not {host!r}")
     for k, prog in enumerate(progs):
         if prog.cfg != cfg:
             raise ValueError(f"layer {k} was compiled for preset {prog.cfg.name}, not {cfg.name}")
@@ -153,7 +169,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                      "stall_rate": stall_rate, "stall_seed": stall_seed,
                      "reset_after": reset_after[k] if reset_after else None,
                      "read": [[r.dram, r.words] for r in prog.outputs], "limit": limit,
-                     "progress": progress})
+                     "progress": progress, "host": host, "verify_load": verify_load})
     jobs_path, results_path = build_dir / "jobs.json", build_dir / "results.json"
     with locked(build_dir):
         jobs_path.write_text(json.dumps(jobs))
@@ -166,7 +182,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         with follower:
             run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
-                       harness=True, clock_ns=CLOCK_NS, optimize=cfg.num_pes >= OPTIMIZE_PES,
+                       harness=True, clock_ns=CLOCK_NS, memory=HOST_MEMORY,
+                       optimize=cfg.num_pes >= OPTIMIZE_PES,
                        env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))
@@ -191,7 +208,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         rep["cpu_s"] = round(res["cpu_s"], 3)
         rep["run_cpu_s"] = round(res["run_cpu_s"], 3)
         rep["sim"] = sim
-        runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"]))
+        runs.append(LayerRun(ofmap, counters, res["status"], rep, res["interrupted"],
+                             res["loaded"]))
     return runs
 
 

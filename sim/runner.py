@@ -18,10 +18,15 @@ from ommatidia.gen.ports import VERILATOR_WAIVERS
 from ommatidia.sim.harness import TIMING_ARGS, harness_name, public_vlt, wrap
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
-__all__ = ["VERILATOR_WARNINGS", "HARNESS_CLOCK_ENV", "run_cocotb", "CocotbFailure", "locked"]
+__all__ = ["VERILATOR_WARNINGS", "HARNESS_CLOCK_ENV", "HARNESS_MEMORY_ENV", "run_cocotb",
+           "CocotbFailure", "locked"]
 
 HARNESS_CLOCK_ENV = "OMMATIDIA_HARNESS_CLOCK_NS"
 """The testbench's environment variable holding the period of the harness's own clock."""
+
+HARNESS_MEMORY_ENV = "OMMATIDIA_HARNESS_MEMORY"
+"""The testbench's environment variable naming the memory the harness loads and dumps in
+bulk (`ommatidia.sim.harness.wrap` ``memory``)."""
 
 VERILATOR_WARNINGS = [f"-Wno-{rule}" for rule in VERILATOR_WAIVERS]
 """`ommatidia.gen.ports.VERILATOR_WAIVERS` as Verilator options: warnings Amaranth's
@@ -72,9 +77,9 @@ def _icarus_source(verilog_path: pathlib.Path, build_dir: pathlib.Path) -> pathl
 
 
 def _harness_source(verilog_path: pathlib.Path, top: str, build_dir: pathlib.Path,
-                    clock_ns: int | None) -> pathlib.Path:
+                    clock_ns: int | None, memory: str | None) -> pathlib.Path:
     """The harness of ``top`` (`ommatidia.sim.harness.wrap`), written beside the build."""
-    text = wrap(verilog_path.read_text(), top, clock_ns)
+    text = wrap(verilog_path.read_text(), top, clock_ns, memory)
     out = build_dir / f"{harness_name(top)}.v"
     if not out.exists() or out.read_text() != text:
         out.write_text(text)
@@ -112,7 +117,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
                build_dir, env: dict | None = None, seed: int | None = None,
                waves: bool = False, testcase: str | None = None, quiet: bool = True,
                ports_only: bool = False, harness: bool = False,
-               clock_ns: int | None = None, optimize: bool = False) -> int:
+               clock_ns: int | None = None, memory: str | None = None,
+               optimize: bool = False) -> int:
     """Build ``verilog_path`` and run the cocotb tests of ``test_module`` on it.
 
     ``ports_only`` (Verilator) makes only the top level's ports visible to cocotb
@@ -123,8 +129,11 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     `ommatidia.sim.harness.RESET_LATENCY` cycles after the testbench does); with
     ``ports_only``, only the wrapper's ports are visible; with ``clock_ns`` (and
     ``harness``) the wrapper makes a clock of that period itself and the testbench
-    finds the period in `HARNESS_CLOCK_ENV`, so it starts none. ``optimize`` builds with Verilator's ``-O3``: about twice the
-    build time for about 1.3x the cycles a second on the 12x14 `System`
+    finds the period in `HARNESS_CLOCK_ENV`, so it starts none; with ``memory`` (and
+    ``harness``) the wrapper loads and dumps that memory of ``toplevel`` in bulk (the
+    ``host_*`` ports of `ommatidia.sim.harness.wrap`) and the testbench finds its name
+    in `HARNESS_MEMORY_ENV`. ``optimize`` builds with Verilator's ``-O3``: about twice
+    the build time for about 1.3x the cycles a second on the 12x14 `System`
     (docs/speed.md), worth it only for long runs.
 
     Returns the number of tests that ran; raises `CocotbFailure` when any failed.
@@ -145,9 +154,11 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
         verilog_path = _icarus_source(verilog_path, build_dir)
     if clock_ns is not None and not harness:
         raise ValueError("only a harness (harness=True) makes its clock (clock_ns)")
+    if memory is not None and not harness:
+        raise ValueError("only a harness (harness=True) loads a memory in bulk (memory)")
     sources, design_top = [verilog_path], toplevel
     if harness:
-        sources.append(_harness_source(verilog_path, toplevel, build_dir, clock_ns))
+        sources.append(_harness_source(verilog_path, toplevel, build_dir, clock_ns, memory))
         toplevel = harness_name(toplevel)
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
     if sim == "verilator" and clock_ns is not None:
@@ -163,7 +174,7 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     def clean():
         design = _clean_stale_build(build_dir, sources, sim, build_args, waves)
         if sim == "verilator" and ports_only:
-            config.write_text(public_vlt(verilog_path.read_text(), design_top)
+            config.write_text(public_vlt(verilog_path.read_text(), design_top, memory)
                               if harness else f'`verilator_config\npublic_flat_rw -module '
                               f'"{toplevel}" -var "*"\n')
         return design
@@ -192,6 +203,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     extra_env = {k: str(v) for k, v in (env or {}).items()}
     if clock_ns is not None:
         extra_env[HARNESS_CLOCK_ENV] = str(clock_ns)
+    if memory is not None:
+        extra_env[HARNESS_MEMORY_ENV] = memory
     extra_env.setdefault("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "default"))
     cwd = os.getcwd()
     try:

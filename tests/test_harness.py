@@ -9,7 +9,9 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ommatidia.sim.harness import harness_name, public_vlt, wrap
+from ommatidia.hw.system import DRAM_MODULE, dram_verilog
+from ommatidia.sim.harness import (HOST_DUMP_FILE, HOST_LOAD_FILE, harness_name, memh,
+                                   public_vlt, read_memh, wrap)
 from ommatidia.sim.runner import lint_verilog
 
 
@@ -72,3 +74,64 @@ def test_harness_rejects_what_it_cannot_wrap():
         wrap(no_rst, "comb")
     with pytest.raises(ValueError, match="clock_ns must be an even number"):
         wrap(counter_verilog(), "counter", clock_ns=5)
+    with pytest.raises(ValueError, match="memory must be a hierarchical name"):
+        wrap(counter_verilog(), "counter", memory="dram.mem; $finish")
+
+
+def memory_top() -> str:
+    """A top holding the `System`'s Verilog DRAM as ``dram``, read on its output."""
+    return dram_verilog() + f"""
+module memtop(clk, rst, addr, data);
+  input clk;
+  input rst;
+  input [3:0] addr;
+  output [63:0] data;
+  {DRAM_MODULE} #(.WORDS(16), .ABITS(4), .WIDTH(64)) dram (
+    .clk(clk), .rd_en(~rst), .rd_addr(addr), .rd_data(data),
+    .wr_en(1'b0), .wr_addr(4'd0), .wr_data(64'd0));
+endmodule
+"""
+
+
+def test_harness_loads_and_dumps_a_memory_in_bulk():
+    text = wrap(memory_top(), "memtop", clock_ns=10, memory="dram.mem")
+    for decl in ("input host_load;", "input host_dump;", "input [31:0] host_dump_first;",
+                 "input [31:0] host_dump_last;"):
+        assert decl in text
+    assert f'always @(posedge host_load) $readmemh("{HOST_LOAD_FILE}", dut.dram.mem);' in text
+    assert (f'always @(posedge host_dump) $writememh("{HOST_DUMP_FILE}", dut.dram.mem, '
+            f'host_dump_first, host_dump_last);') in text
+    assert "host_load" not in wrap(memory_top(), "memtop", clock_ns=10)
+    names = re.findall(r'-var "(\w+)"', public_vlt(memory_top(), "memtop", "dram.mem"))
+    assert sorted(names) == ["addr", "clk", "data", "host_dump", "host_dump_first",
+                             "host_dump_last", "host_load", "rst"]
+
+
+@pytest.mark.parametrize("clock_ns", [None, 10])
+def test_bulk_harness_lints_with_the_design(tmp_path, clock_ns):
+    path = tmp_path / "memtop.v"
+    design = memory_top()
+    path.write_text(design + wrap(design, "memtop", clock_ns, "dram.mem"))
+    ok, messages = lint_verilog(path, harness_name("memtop"))
+    assert ok, messages
+
+
+def test_memh_sets_the_listed_words_only(seed):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    addrs = sorted(set(int(a) for a in rng.integers(0, 1 << 20, 50)) | {0, 1, 2, 7})
+    words = {a: int(rng.integers(0, 1 << 63)) * 2 + int(rng.integers(2)) for a in addrs}
+    text = memh(reversed(list(words.items())))
+    lines = text.splitlines()
+    assert lines[:5] == ["@0", f"{words[0]:x}", f"{words[1]:x}", f"{words[2]:x}", "@7"]
+    assert sum(line.startswith("@") for line in lines) == 1 + sum(
+        b != a + 1 for a, b in zip(addrs, addrs[1:]))
+    at, seen = None, {}
+    for line in lines:
+        if line.startswith("@"):
+            at = int(line[1:], 16)
+        else:
+            seen[at] = int(line, 16)
+            at += 1
+    assert seen == words
+    assert read_memh("// 0x00000004\n00000000000000ff\n@5\nDEADBEEF\n\n") == [255, 0xDEADBEEF]

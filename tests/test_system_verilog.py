@@ -135,3 +135,36 @@ def test_random_layers_small(seed, small_system_build):
     runs = run_layers(SMALL, progs, build_dir=small_system_build, stall_rate=32,
                       stall_seed=seed & 0xffff or 1)
     check(runs, progs)
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_bulk_load_equals_the_host_port(seed, system_build):
+    """Two layers of the same shape and other data, one simulation each way: loaded by the
+    harness's ``$readmemh`` and dumped by its ``$writememh`` (``host="bulk"``, the default),
+    or a word a cycle through the `System`'s host port. The DRAM holds the image either
+    way (read back both ways after the load), and the runs give the same cycles,
+    counters and bit-exact ofmaps."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=3, M=5, H=4, W=9, R=3, S=3, U=1, P=1)
+    progs = [compile_layer(TINY, layer, random_values(rng, 8, (1, 3, 4, 9), 0.4),
+                           random_values(rng, 8, (5, 3, 3, 3)), relu=True, shift=4)
+             for _ in range(2)]
+    assert progs[0].words != progs[1].words
+    runs = {host: run_layers(TINY, progs, build_dir=system_build, host=host, verify_load=True)
+            for host in ("bulk", "port")}
+    for host, host_runs in runs.items():
+        check(host_runs, progs)
+        for prog, run in zip(progs, host_runs):
+            image = [w for _, w in sorted(prog.words.items())]
+            assert run.loaded == {"port": image, "bulk": image}, host
+    for bulk, port in zip(*runs.values()):
+        assert bulk.counters == port.counters
+        assert np.array_equal(bulk.ofmap, port.ofmap)
+    print(f"cycles {[run.counters['cycles'] for run in runs['bulk']]}, image "
+          f"{[len(p.words) for p in progs]} words")
+
+
+def test_bad_host_is_refused():
+    with pytest.raises(ValueError, match="host must be one of bulk, port"):
+        run_layers(TINY, [], host="vpi")

@@ -1,21 +1,25 @@
 """cocotb testbench of the generated `ommatidia.hw.system.System`: whole layers in the simulator.
 
 For each job of the JSON file named by OMMATIDIA_JOBS it loads the DRAM
-image through the host port, sets the DRAM stall rate and seed, pulses
+image (through the host port, a word a cycle, or with ``"host": "bulk"`` in one cycle
+by the harness's ``$readmemh``), sets the DRAM stall rate and seed, pulses
 ``start`` and waits for ``done`` checking the status only every 256 cycles
 (the layer runs with no Python in the per-cycle loop), then reads the
-counters and the requested DRAM regions back; a job with ``progress`` logs the
-cycle count every that many cycles. A job with ``reset_after``
+counters and the requested DRAM regions back (the same two ways); a job with
+``progress`` logs the cycle count every that many cycles; one with ``verify_load``
+reads the loaded words back both ways before it starts. A job with ``reset_after``
 first runs that many cycles, holds reset for 4 cycles and starts again from a
 fresh load. Results go to OMMATIDIA_RESULTS as JSON; checking them is the
 caller's job (`ommatidia.sim.accelerator`). The design runs inside
 `ommatidia.sim.harness` (reset registered); with `HARNESS_CLOCK_ENV` set (by
 `ommatidia.sim.runner.run_cocotb`) the harness makes the clock and the testbench only
-waits on it.
+waits on it; with `HARNESS_MEMORY_ENV` set, the harness loads and dumps the DRAM in
+bulk (`ommatidia.sim.harness.wrap` ``memory``).
 """
 
 import json
 import os
+import pathlib
 import time
 
 import cocotb
@@ -23,14 +27,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from ommatidia.hw.system import STATUS_BUSY
-from ommatidia.sim.harness import RESET_LATENCY
-from ommatidia.sim.runner import HARNESS_CLOCK_ENV
+from ommatidia.sim.harness import HOST_DUMP_FILE, HOST_LOAD_FILE, RESET_LATENCY, memh, read_memh
+from ommatidia.sim.runner import HARNESS_CLOCK_ENV, HARNESS_MEMORY_ENV
 
 POLL = 256
 HARNESS_CLOCK = os.environ.get(HARNESS_CLOCK_ENV)
 """The period of the clock the harness makes (`ommatidia.sim.harness`), or None: the
 testbench makes a 10 ns clock."""
 PERIOD_PS = 1000 * int(HARNESS_CLOCK or 10)
+BULK = HARNESS_MEMORY_ENV in os.environ
+"""The harness has the ``host_*`` ports that load and dump the DRAM in bulk."""
 
 
 class TB:
@@ -44,6 +50,9 @@ class TB:
         dut.start.value = 0
         dut.stall_rate.value = 0
         dut.stall_seed.value = 0
+        if BULK:
+            dut.host_load.value = 0
+            dut.host_dump.value = 0
 
     async def reset(self, cycles=2):
         await FallingEdge(self.dut.clk)
@@ -53,19 +62,37 @@ class TB:
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, RESET_LATENCY)  # the harness registers rst
 
-    async def load(self, words):
-        """DRAM writes through ``mem_w``, always ready while the accelerator is idle."""
+    async def load(self, words, bulk=False):
+        """DRAM writes through ``mem_w``, always ready while the accelerator is idle; with
+        ``bulk``, all of them at once by the harness (`HOST_LOAD_FILE`)."""
         dut = self.dut
         await FallingEdge(dut.clk)
+        if bulk:
+            pathlib.Path(HOST_LOAD_FILE).write_text(memh(words))
+            await self.pulse(dut.host_load)
+            return
         for addr, word in words:
             dut.mem_w__payload.value = (word << 32) | addr
             dut.mem_w__valid.value = 1
             await FallingEdge(dut.clk)
         dut.mem_w__valid.value = 0
 
-    async def read(self, addr, n):
+    async def pulse(self, port):
+        """``port`` high for a cycle from a falling edge: the harness acts on its rising edge."""
+        port.value = 1
+        await FallingEdge(self.dut.clk)
+        port.value = 0
+
+    async def read(self, addr, n, bulk=False):
+        """``n`` DRAM words from ``addr`` through ``mem_raddr``/``mem_rdata``; with
+        ``bulk``, dumped at once by the harness (`HOST_DUMP_FILE`)."""
         dut, out = self.dut, []
         await FallingEdge(dut.clk)
+        if bulk and n:
+            dut.host_dump_first.value = addr
+            dut.host_dump_last.value = addr + n - 1
+            await self.pulse(dut.host_dump)
+            return read_memh(pathlib.Path(HOST_DUMP_FILE).read_text())
         dut.mem_rdata__ready.value = 1
         for a in range(addr, addr + n):
             dut.mem_raddr__payload.value = a
@@ -79,6 +106,19 @@ class TB:
             out.append(int(dut.mem_rdata__payload.value))
             await FallingEdge(dut.clk)
         dut.mem_rdata__ready.value = 0
+        return out
+
+    async def loaded(self, words):
+        """The DRAM at the addresses of ``words``, read through the host port and (with the
+        harness's ``host_*`` ports) dumped in bulk: {"port": [...], "bulk": [...] or None}."""
+        first, last = min(a for a, _ in words), max(a for a, _ in words)
+        out = {}
+        for way in ("port", "bulk"):
+            if way == "bulk" and not BULK:
+                out[way] = None
+                continue
+            span = await self.read(first, last - first + 1, way == "bulk")
+            out[way] = [span[a - first] for a, _ in sorted(words)]
         return out
 
     async def run(self, stall_rate, stall_seed, limit, stop_after=None, progress=0):
@@ -130,22 +170,25 @@ async def layers(dut):
     results = []
     for job in jobs:
         words = [(int(a), int(w, 16)) for a, w in job["words"]]
+        bulk = job.get("host", "port") == "bulk"
+        assert BULK or not bulk, "a bulk load needs the harness's host_* ports"
         wall, cpu = time.monotonic(), time.process_time()
         interrupted = None
         if job.get("reset_after"):
-            await tb.load(words)
+            await tb.load(words, bulk)
             waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
                                           stop_after=job["reset_after"])
             interrupted = {"cycles": waited, "status": status}
             await tb.reset(4)
-        await tb.load(words)
+        await tb.load(words, bulk)
+        loaded = await tb.loaded(words) if job.get("verify_load") else None
         run_cpu = time.process_time()
         waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
                                       progress=job.get("progress", 0))
         run_cpu = time.process_time() - run_cpu
-        regions = [await tb.read(a, n) for a, n in job["read"]]
+        regions = [await tb.read(a, n, bulk) for a, n in job["read"]]
         results.append({"status": status, "counters": tb.counters(COUNTERS),
-                        "regions": regions, "interrupted": interrupted,
+                        "regions": regions, "interrupted": interrupted, "loaded": loaded,
                         "wall_s": time.monotonic() - wall,
                         "cpu_s": time.process_time() - cpu, "run_cpu_s": run_cpu})
         dut._log.info(f"job {len(results)}/{len(jobs)}: status {status}, "
