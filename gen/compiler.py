@@ -28,42 +28,45 @@ class ModelCost:
     def __init__(self, cfg: ArrayConfig, layer):
         self.cfg, self.layer = cfg, layer
 
-    def _program(self, layer, m: Mapping) -> LayerProgram:
+    def _program(self, layer, m: Mapping, accumulate: bool = False) -> LayerProgram:
         x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
         w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
-        return assemble(self.cfg, layer, m, build_rounds(self.cfg, layer, m), x, w)
+        rounds = build_rounds(self.cfg, layer, m, accumulate=accumulate)
+        return assemble(self.cfg, layer, m, rounds, x, w)
 
     def rounds(self, m: Mapping) -> list:
         return build_rounds(self.cfg, self.layer, m)
 
     def whole(self, m: Mapping) -> tuple[int, int]:
-        """(cycles, DRAM words) of the whole program of ``m``; (inf, inf) when it does not
-        compile."""
+        """(cycles, DRAM words, program words counted) of the whole program of ``m``;
+        (inf, inf) when it does not compile."""
         try:
             pr = predict(self._program(self.layer, m), values=False)
         except ValueError:
             return float("inf"), float("inf")
         c = pr.counters
-        return pr.cycles, c["dram_words_read"] + c["dram_words_written"]
+        return pr.cycles, c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
 
-    def pass_cycles(self, m: Mapping) -> int:
-        """Cycles of a ``PASS`` of ``m`` (its widest strip, first step, filters loaded),
-        from the model run on a one-pass program."""
+    def pass_cycles(self, m: Mapping) -> tuple[int, int]:
+        """Cycles of a ``PASS`` of ``m`` (its widest strip, a step adding to the psums of
+        the step before) with its filter load, and of one without (a later image of the
+        round), from the model run on a program of one step and at most two images."""
         cfg, layer = self.cfg, self.layer
         es = max(s for _, s in m.strips)
         H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
         if H < 1:
             return self.pass_cycles(dataclasses.replace(m, strips=((0, layer.E),))) \
-                if layer.E <= cfg.cols else 0
+                if layer.E <= cfg.cols else (0, 0)
         units = m.stack if len(m.segments) == 1 else 1
-        probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
+        probe = dataclasses.replace(layer, N=min(m.n_chunk, 2), H=H,
+                                    C=min(layer.C, m.q * units),
                                     M=min(layer.M, m.p * m.blocks))
-        one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
+        one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, probe.N,
                       -(-probe.M // m.p), -(-probe.C // m.q))
         # the data never changes a pass's cycles: no need to compute on it
-        passes = [c for op, c in predict(self._program(probe, one), values=False).commands
-                  if op == "PASS"]
-        return max(passes) if passes else 0
+        passes = [c for op, c in predict(self._program(probe, one, accumulate=True),
+                                         values=False).commands if op == "PASS"]
+        return (passes[0], passes[-1]) if passes else (0, 0)
 
 
 def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
