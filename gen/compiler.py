@@ -47,26 +47,25 @@ class ModelCost:
         c = pr.counters
         return pr.cycles, c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
 
-    def pass_cycles(self, m: Mapping) -> tuple[int, int]:
-        """Cycles of a ``PASS`` of ``m`` (its widest strip, a step adding to the psums of
-        the step before) with its filter load, and of one without (a later image of the
-        round), from the model run on a program of one step and at most two images."""
+    def pass_cycles(self, m: Mapping) -> int:
+        """Cycles of a ``PASS`` of ``m`` (its widest strip, filters loaded, adding to the
+        psums of the step before, as most steps do), from the model run on a one-pass
+        program."""
         cfg, layer = self.cfg, self.layer
         es = max(s for _, s in m.strips)
         H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
         if H < 1:
             return self.pass_cycles(dataclasses.replace(m, strips=((0, layer.E),))) \
-                if layer.E <= cfg.cols else (0, 0)
+                if layer.E <= cfg.cols else 0
         units = m.stack if len(m.segments) == 1 else 1
-        probe = dataclasses.replace(layer, N=min(m.n_chunk, 2), H=H,
-                                    C=min(layer.C, m.q * units),
+        probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
                                     M=min(layer.M, m.p * m.blocks))
-        one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, probe.N,
+        one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
                       -(-probe.M // m.p), -(-probe.C // m.q))
         # the data never changes a pass's cycles: no need to compute on it
         passes = [c for op, c in predict(self._program(probe, one, accumulate=True),
                                          values=False).commands if op == "PASS"]
-        return (passes[0], passes[-1]) if passes else (0, 0)
+        return max(passes) if passes else 0
 
 
 def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
