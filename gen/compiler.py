@@ -28,27 +28,29 @@ class ModelCost:
     def __init__(self, cfg: ArrayConfig, layer):
         self.cfg, self.layer = cfg, layer
 
-    def _program(self, layer, m: Mapping) -> LayerProgram:
+    def _program(self, layer, m: Mapping, accumulate: bool = False) -> LayerProgram:
         x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
         w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
-        return assemble(self.cfg, layer, m, build_rounds(self.cfg, layer, m), x, w)
+        rounds = build_rounds(self.cfg, layer, m, accumulate=accumulate)
+        return assemble(self.cfg, layer, m, rounds, x, w)
 
     def rounds(self, m: Mapping) -> list:
         return build_rounds(self.cfg, self.layer, m)
 
     def whole(self, m: Mapping) -> tuple[int, int]:
-        """(cycles, DRAM words) of the whole program of ``m``; (inf, inf) when it does not
-        compile."""
+        """(cycles, DRAM words, program words counted) of the whole program of ``m``;
+        (inf, inf) when it does not compile."""
         try:
             pr = predict(self._program(self.layer, m), values=False)
         except ValueError:
             return float("inf"), float("inf")
         c = pr.counters
-        return pr.cycles, c["dram_words_read"] + c["dram_words_written"]
+        return pr.cycles, c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
 
     def pass_cycles(self, m: Mapping) -> int:
-        """Cycles of a ``PASS`` of ``m`` (its widest strip, first step, filters loaded),
-        from the model run on a one-pass program."""
+        """Cycles of a ``PASS`` of ``m`` (its widest strip, filters loaded, adding to the
+        psums of the step before, as most steps do), from the model run on a one-pass
+        program."""
         cfg, layer = self.cfg, self.layer
         es = max(s for _, s in m.strips)
         H = layer.H if es == layer.E else (es - 1) * layer.U + layer.R - 2 * layer.P
@@ -61,8 +63,8 @@ class ModelCost:
         one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
                       -(-probe.M // m.p), -(-probe.C // m.q))
         # the data never changes a pass's cycles: no need to compute on it
-        passes = [c for op, c in predict(self._program(probe, one), values=False).commands
-                  if op == "PASS"]
+        passes = [c for op, c in predict(self._program(probe, one, accumulate=True),
+                                         values=False).commands if op == "PASS"]
         return max(passes) if passes else 0
 
 

@@ -235,8 +235,10 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     }
 
 
-def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
-    """The rounds, GLB layout and passes of ``mapping`` (data independent).
+def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) -> list[Round]:
+    """The rounds, GLB layout and passes of ``mapping`` (data independent); with
+    ``accumulate`` every pass adds to the psums in the GLB, the first step too (the
+    mapper's probes time a pass as the later steps of a filter group run it).
 
     Raises ValueError when a round does not fit the GLB or a pass's deliveries do not
     fit the tag tables or multicast IDs.
@@ -291,7 +293,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping) -> list[Round]:
                             for ni, n in enumerate(images):
                                 run = PERun(S=S, W=width, U=U, p=blk[0][1], q=q,
                                             load_filter=ni == 0,
-                                            accumulate=ci > 0 or si > 0)
+                                            accumulate=accumulate or ci > 0 or si > 0)
                                 run.check(cfg.pe)
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
                                                     load, psums, hs)

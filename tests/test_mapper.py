@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ommatidia.gen.compiler import compile_layer, plan_layer
 from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.layer import ConvLayer, fc_layer
-from ommatidia.gen.mapper import split
+from ommatidia.gen.mapper import Mapping, candidates, split
+from ommatidia.gen.model import predict
 from ommatidia.hw.glb import glb_words
 from ommatidia.hw.system import STATUS_DONE
 from ommatidia.sim.array_model import layer_gated_macs, random_values
@@ -87,6 +88,60 @@ def test_alexnet_conv2_folds_into_14_and_13_columns():
     assert d["segments"] == [5]
     assert d["replication"]["channels"] == 2
     print(d)
+
+
+@pytest.mark.parametrize("layer,mapping,loads,rounds", [
+    # 5 channel groups loaded 3 + 2, 5 filter groups in rounds of 3 + 2, two strips
+    (ConvLayer(N=1, C=5, M=5, H=5, W=3, R=3, S=3, U=1, P=1),
+     Mapping(1, 1, ((0, 3), (3, 2)), ((0, 3),), 1, 1, 1, 3, 3), 2, 2 * 2),
+    # pieces stacked 3 high, 5 channel groups loaded 3 + 2 (a step of 3, one of 2), filter groups
+    # of 2 (a short last one) in rounds of 3 + 1, two images a round
+    (ConvLayer(N=2, C=5, M=7, H=4, W=4, R=1, S=3, U=1, P=0),
+     Mapping(2, 1, ((0, 4),), ((0, 1),), 3, 1, 2, 3, 3), 2, 2),
+])
+def test_round_sizes_that_are_not_powers_of_two(layer, mapping, loads, rounds, seed):
+    """Round sizes that do not divide the layer: every (channel, filter row) of every
+    filter, image and ofmap row is computed exactly once, the program runs bit-exact on the
+    accelerator (Amaranth simulator) and the model predicts its cycles and counters."""
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.3)
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+    prog = compile_layer(TINY, layer, x, w, mapping=mapping)
+    seen = coverage(TINY, layer, mapping, prog.rounds)
+    assert set(seen) == {(n, m, e, c, r) for n in range(layer.N) for m in range(layer.M)
+                         for e in range(layer.E) for c in range(layer.C) for r in range(layer.R)}
+    assert set(seen.values()) == {1}
+    assert len(prog.rounds[0].loads) == loads and len(prog.rounds) == rounds
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert predict(prog).counters == counters
+    assert any(m.c_chunk == mapping.c_chunk for m in candidates(TINY, layer))
+
+
+def test_images_of_a_round_share_the_filter_load(seed):
+    """Two images in a round read the filters from DRAM once: 4 filters x 4 channels x 2 x 2
+    8-bit weights, 8 to a 64-bit word, are 8 words; a round per image reads them twice.
+    The mapper puts both images in one round, and the RTL reads what the model says."""
+    layer = ConvLayer(N=2, C=4, M=4, H=4, W=4, R=2, S=2, U=1, P=0)
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (2, 4, 4, 4), 0.3)
+    w = random_values(rng, 8, (4, 4, 2, 2))
+    reads = {}
+    for n_chunk in (2, 1):
+        mapping = Mapping(2, 2, ((0, 3),), ((0, 2),), 1, 1, n_chunk, 2, 2)
+        prog = compile_layer(TINY, layer, x, w, mapping=mapping)
+        ifmap_words = sum(r["words"] for key, r in prog.inputs.items() if key[0] == "ifmap")
+        reads[n_chunk] = predict(prog).counters["dram_words_read"] - ifmap_words
+    assert reads == {2: 8, 1: 16}
+    prog = compile_layer(TINY, layer, x, w)
+    assert prog.mapping.n_chunk == 2
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert counters["dram_words_read"] == predict(prog).counters["dram_words_read"]
 
 
 def test_register_packing_matches_amaranth(seed):
