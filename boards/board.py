@@ -3,9 +3,9 @@
 A `Board` names its amaranth-boards platform, the preset sized to fit its FPGA
 (`ommatidia.gen.config.PRESETS`), the clock the design runs at (made by the
 FPGA's PLL from the board's oscillator, `ommatidia.boards.pll`), the depth of
-the on-chip block RAM that stands in for DRAM, and the UART pins of the host link. Each board's figures live in a module
-of their own (`ommatidia.boards.icebreaker`, `ommatidia.boards.orangecrab`,
-`ommatidia.boards.ulx3s`); `BOARDS` collects them by name.
+the on-chip block RAM that stands in for DRAM, and the UART pins of the host link.
+Each board's figures live in a module of their own (`ommatidia.boards.icebreaker`,
+`ommatidia.boards.orangecrab`, `ommatidia.boards.ulx3s`); `BOARDS` collects them by name.
 """
 
 from __future__ import annotations

@@ -250,7 +250,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     steps = _steps_of(C, q, f["segments"], f["stack"], c)
     nrounds, mrounds = -(-N // n), -(-mgroups // m)
     last = mgroups - (mrounds - 1) * m
-    joined = (mrounds - 1) * -(-m // blocks) + -(-last // blocks)         + short * (-(-(last - 1) // blocks) + 1 - -(-last // blocks))
+    joined = (mrounds - 1) * -(-m // blocks) + -(-last // blocks) \
+        + short * (-(-(last - 1) // blocks) + 1 - -(-last // blocks))
     bgroups = np.where(blocks > 1, joined, mgroups)
     cnt, hs = f["cnt"], f["hs"]
     nstrips = cnt.sum(axis=1)

@@ -12,8 +12,8 @@ The model runs the commands in order, a command word and its operands one a cycl
 each once it is in the FIFO; `Fetch.ready` of word ``k`` needs only the runs of
 the words before it and the DMA commands before it, which the model has then run.
 On a word port a word asked for at ``r`` comes at ``r + read_latency``, is in the
-FIFO's output register two cycles later and runs then at the soonest; on the AXI top a block's words come as `DramTiming.taken` says
-for a run of requests one a cycle (a burst, or several where it crosses a page or
+FIFO's output register two cycles later and runs then at the soonest; on the AXI top a
+block's words come as `DramTiming.taken` says for a run of requests one a cycle (a burst, or several where it crosses a page or
 ``max_burst``), from an idle bus, after any write bursts still open.
 """
 
