@@ -13,8 +13,9 @@ each once it is in the FIFO; `Fetch.ready` of word ``k`` needs only the runs of
 the words before it and the DMA commands before it, which the model has then run.
 On a word port a word asked for at ``r`` comes at ``r + read_latency``, is in the
 FIFO's output register two cycles later and runs then at the soonest; on the AXI top a
-block's words come as `DramTiming.taken` says for a run of requests one a cycle (a burst, or several where it crosses a page or
-``max_burst``), from an idle bus, after any write bursts still open.
+block's words come as `DramTiming.taken` says for a run of requests one a cycle (a
+burst, or several where it crosses a page or ``max_burst``), from an idle bus, after any
+write bursts still open.
 """
 
 from __future__ import annotations
