@@ -178,19 +178,26 @@ class NoCConfig:
     most the weight slots of one GLB word, `ArrayConfig` checks): the filter sender
     packs consecutive weights of one GLB word and one tag, and the PE writes them into
     its filter spad in one cycle. 1 is one weight a cycle.
+
+    ``gon_values``: psums a GON packet carries (a power of two, at most the psum slots
+    of one GLB word): a packer after each top PE gathers its consecutive psums of one
+    aligned group of a GLB word, and the GON receiver writes them in one masked write.
+    1 is one psum a cycle.
     """
 
     row_id_bits: int = 4
     col_id_bits: int = 5
     filter_gin_values: int = 1
+    gon_values: int = 1
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
-        check_int("NoCConfig", "filter_gin_values", self.filter_gin_values, 1, 64)
-        if self.filter_gin_values & (self.filter_gin_values - 1):
-            raise ValueError(f"NoCConfig.filter_gin_values must be a power of two, not "
-                             f"{self.filter_gin_values}")
+        for name in ("filter_gin_values", "gon_values"):
+            value = getattr(self, name)
+            check_int("NoCConfig", name, value, 1, 64)
+            if value & (value - 1):
+                raise ValueError(f"NoCConfig.{name} must be a power of two, not {value}")
 
     @property
     def row_broadcast(self) -> int:
@@ -298,6 +305,11 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
                 f"most the {slots} weights of one {self.dram_bits}-bit GLB word")
+        slots = self.dram_bits // _slot(self.pe.psum_bits)
+        if self.noc.gon_values > slots:
+            raise ValueError(
+                f"ArrayConfig.noc.gon_values = {self.noc.gon_values} must be at "
+                f"most the {slots} psums of one {self.dram_bits}-bit GLB word")
         check_int(own, "glb_banks", self.glb_banks, 1, 256)
         check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
         check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
@@ -351,6 +363,7 @@ class ArrayConfig:
                    f" + {_size(self.filter_glb_bytes)} filters",
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
+            "GON values/cycle": self.noc.gon_values,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),

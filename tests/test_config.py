@@ -71,11 +71,12 @@ def test_noc_config_rejects():
         NoCConfig(row_id_bits=0)
 
 
+@pytest.mark.parametrize("name", ["filter_gin_values", "gon_values"])
 @pytest.mark.parametrize("values, message", [(0, "at least 1"), (3, "power of two"),
                                              (128, "at most 64")])
-def test_noc_config_rejects_filter_gin_values(values, message):
-    with pytest.raises(ValueError, match=f"NoCConfig.filter_gin_values .*{message}"):
-        NoCConfig(filter_gin_values=values)
+def test_noc_config_rejects_packet_values(name, values, message):
+    with pytest.raises(ValueError, match=f"NoCConfig.{name} .*{message}"):
+        NoCConfig(**{name: values})
 
 
 def test_filter_gin_values_fit_a_glb_word():
@@ -87,6 +88,16 @@ def test_filter_gin_values_fit_a_glb_word():
     dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=8))
     with pytest.raises(ValueError, match="at most the 8 weights"):
         dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=16))
+
+
+def test_gon_values_fit_a_glb_word():
+    """At most the psums of one GLB word: 2 32-bit psum slots of a 64-bit word on
+    `eyeriss` (and on `tiny`, whose 24-bit psums take 32-bit slots)."""
+    for name in ("eyeriss", "tiny"):
+        cfg = preset(name)
+        dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, gon_values=2))
+        with pytest.raises(ValueError, match="noc.gon_values = 4 must be at most the 2 psums"):
+            dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, gon_values=4))
 
 
 def test_eyeriss_preset_matches_the_chip():

@@ -168,12 +168,23 @@ class Sender:
 
 class Top:
     """The GON request of a chain's top PE: its psum out waiting at the accumulate stage
-    (``acc``); ``done`` while it has none. A grant hands the cycle to the chain."""
+    (``acc``); ``done`` while it has none. A grant hands the cycle to the chain.
+    ``held``: the psum does not end its packet (`ommatidia.hw.noc.GonPacker`, psum ``j``
+    of ``total`` at slot ``phase + j`` of a group of ``values``), so the packer takes it
+    at ``acc`` without the GON."""
 
     def __init__(self, pe: PEState, chain):
         self.pe, self.chain = pe, chain
         self.acc = 0
         self.done = True
+        self.held = False
+        self.values, self.phase, self.total = 1, 0, 0
+
+    def request(self, acc: int, j: int) -> None:
+        """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
+        self.acc, self.done = acc, False
+        v = self.values
+        self.held = v > 1 and (self.phase + j) % v != v - 1 and j + 1 != self.total
 
     def grant(self, t: int) -> None:
         self.done = True
@@ -351,7 +362,7 @@ class _Chain:
                 pe.tap_end.append(i)
             if pe.top:
                 top = self.top
-                top.acc, top.done = acc, False
+                top.request(acc, self.f * rnd.sch.p + self.k)
                 gon = rnd.gon
                 if top not in gon.tops:
                     gon.tops.append(top)
@@ -375,7 +386,7 @@ class _Chain:
         if self.k == self.rnd.sch.p - 1:
             pe.tap_end.append(i)
         if pe.top:
-            self.top.acc, self.top.done = acc, False
+            self.top.request(acc, self.f * self.rnd.sch.p + self.k)
             gon = self.rnd.gon
             if self.top not in gon.tops:
                 gon.tops.append(self.top)
@@ -443,6 +454,11 @@ class _Round:
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
+        gd, values = regs["gon_desc"], cfg.noc.gon_values
+        for ch in self.chains:
+            top = ch.top
+            top.values, top.total = values, sch.F * sch.p
+            top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
