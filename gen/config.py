@@ -183,17 +183,22 @@ class NoCConfig:
     of one GLB word): a packer after each top PE gathers its consecutive psums of one
     aligned group of a GLB word, and the GON receiver writes them in one masked write.
     1 is one psum a cycle.
+
+    ``psum_gin_values``: psums a psum GIN packet carries (likewise): the psum sender packs
+    consecutive psums of one GLB word and one tag, and a queue at each PE hands them to
+    the PE one a cycle. 1 is one psum a cycle.
     """
 
     row_id_bits: int = 4
     col_id_bits: int = 5
     filter_gin_values: int = 1
     gon_values: int = 1
+    psum_gin_values: int = 1
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
-        for name in ("filter_gin_values", "gon_values"):
+        for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
             value = getattr(self, name)
             check_int("NoCConfig", name, value, 1, 64)
             if value & (value - 1):
@@ -306,10 +311,11 @@ class ArrayConfig:
                 f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
                 f"most the {slots} weights of one {self.dram_bits}-bit GLB word")
         slots = self.dram_bits // _slot(self.pe.psum_bits)
-        if self.noc.gon_values > slots:
-            raise ValueError(
-                f"ArrayConfig.noc.gon_values = {self.noc.gon_values} must be at "
-                f"most the {slots} psums of one {self.dram_bits}-bit GLB word")
+        for name in ("gon_values", "psum_gin_values"):
+            if getattr(self.noc, name) > slots:
+                raise ValueError(
+                    f"ArrayConfig.noc.{name} = {getattr(self.noc, name)} must be at "
+                    f"most the {slots} psums of one {self.dram_bits}-bit GLB word")
         check_int(own, "glb_banks", self.glb_banks, 1, 256)
         check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
         check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)

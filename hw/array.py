@@ -74,8 +74,8 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .noc import (GIN, GON, GonPacker, MulticastFork, PsumLinks, gin_packet_layout,
-                  gon_packet_layout, values_layout)
+from .noc import (GIN, GON, GonPacker, MulticastFork, PsumLinks, PsumUnpacker,
+                  gin_packet_layout, gon_packet_layout, values_layout)
 from .pe import PE, pe_run_layout
 
 __all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
@@ -121,8 +121,9 @@ class PEArray(wiring.Component):
     filter, ifmap, psum : In(stream of gin_packet_layout)
         GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
         ``noc.filter_gin_values`` of them in a `values_layout`,
-        ``signed(act_bits)``, ``signed(psum_bits)``) with ``row`` and ``col``
-        tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
+        ``signed(act_bits)``, ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
+        of them, which a `PsumUnpacker` at each PE queues and hands on one a cycle)
+        with ``row`` and ``col`` tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
     gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
         Psums to the GLB, tagged with the ``row`` and ``col`` of their PE; with
         ``noc.gon_values`` > 1 packets of up to that many (`values_layout`), each
@@ -156,10 +157,12 @@ class PEArray(wiring.Component):
                              "ifmap": signed(pe.act_bits),
                              "psum": signed(pe.psum_bits)}
         self._gon_shape = values_layout(signed(pe.psum_bits), noc.gon_values)
+        self._gin_shapes = dict(self._data_shapes)
+        self._gin_shapes["psum"] = values_layout(signed(pe.psum_bits), noc.psum_gin_values)
         members = {}
         for kind in GIN_KINDS:
             members[kind] = In(stream.Signature(
-                gin_packet_layout(self._data_shapes[kind], rb, cb)))
+                gin_packet_layout(self._gin_shapes[kind], rb, cb)))
         members["gon"] = Out(stream.Signature(
             gon_packet_layout(self._gon_shape, rows, cols)))
         if noc.gon_values > 1:
@@ -189,7 +192,7 @@ class PEArray(wiring.Component):
 
         gins = {}
         for kind in GIN_KINDS:
-            gin = GIN(rows, cols, self._data_shapes[kind], rb, cb)
+            gin = GIN(rows, cols, self._gin_shapes[kind], rb, cb)
             m.submodules[f"{kind}_gin"] = gins[kind] = gin
             wiring.connect(m, wiring.flipped(getattr(self, kind)), gin.i)
             m.d.comb += [gin.row_id.eq(getattr(self, f"{kind}_row_id")),
@@ -213,7 +216,13 @@ class PEArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 wiring.connect(m, gins["filter"].o[r][c], pe.filter)
                 wiring.connect(m, gins["ifmap"].o[r][c], pe.ifmap)
-                wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
+                if cfg.noc.psum_gin_values == 1:
+                    wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
+                else:
+                    m.submodules[f"unpacker_{r}_{c}"] = unpacker = PsumUnpacker(
+                        self._data_shapes["psum"], cfg.noc.psum_gin_values)
+                    wiring.connect(m, gins["psum"].o[r][c], unpacker.i)
+                    wiring.connect(m, unpacker.o, links.gin[r][c])
                 wiring.connect(m, pe.psum_out, links.pe_out[r][c])
                 wiring.connect(m, links.pe_in[r][c], pe.psum_in)
                 if V == 1:

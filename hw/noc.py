@@ -37,7 +37,7 @@ brings them from any PE to one GLB-side stream tagged with the source PE
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import check_int
@@ -45,7 +45,7 @@ from ommatidia.gen.config import check_int
 __all__ = [
     "values_layout", "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
-    "StreamArbiter", "GON", "GonPacker", "LocalPsumLink", "PsumLinks",
+    "StreamArbiter", "GON", "GonPacker", "PsumUnpacker", "LocalPsumLink", "PsumLinks",
 ]
 
 MAX_DIM = 256
@@ -581,6 +581,44 @@ class GonPacker(wiring.Component):
                 m.d.sync += count.eq(0)
             with m.Else():
                 m.d.sync += [count.eq(count + 1), Array(held)[count].eq(self.i.payload)]
+        return m
+
+
+class PsumUnpacker(wiring.Component):
+    """A queue of ``depth`` psum GIN packets (`values_layout`) in front of a PE, handing
+    their psums out one a cycle in lane order.
+
+    Members
+    -------
+    i : In(stream of values_layout(data_shape, n))
+    o : Out(stream of data_shape)
+    """
+
+    def __init__(self, data_shape, n: int, depth: int = 2):
+        _check_shape("PsumUnpacker", "data_shape", data_shape)
+        check_int("PsumUnpacker", "n", n, 2, MAX_DIM)
+        check_int("PsumUnpacker", "depth", depth, 1, MAX_DIM)
+        self._shape, self._n, self._depth = data_shape, n, depth
+        self._layout = values_layout(data_shape, n)
+        super().__init__({
+            "i": In(stream.Signature(self._layout)),
+            "o": Out(stream.Signature(data_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(self._layout).width,
+                                                   depth=self._depth)
+        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
+                     self.i.ready.eq(queue.w_rdy)]
+        head = self._layout(queue.r_data)
+        lane = Signal(range(self._n))
+        m.d.comb += [self.o.valid.eq(queue.r_rdy),
+                     self.o.payload.eq(Array(head["values"][j] for j in range(self._n))[lane])]
+        done = lane + 1 == head.n
+        m.d.comb += queue.r_en.eq(self.o.ready & done)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += lane.eq(Mux(done, 0, lane + 1))
         return m
 
 

@@ -71,7 +71,7 @@ def test_noc_config_rejects():
         NoCConfig(row_id_bits=0)
 
 
-@pytest.mark.parametrize("name", ["filter_gin_values", "gon_values"])
+@pytest.mark.parametrize("name", ["filter_gin_values", "gon_values", "psum_gin_values"])
 @pytest.mark.parametrize("values, message", [(0, "at least 1"), (3, "power of two"),
                                              (128, "at most 64")])
 def test_noc_config_rejects_packet_values(name, values, message):
@@ -95,9 +95,10 @@ def test_gon_values_fit_a_glb_word():
     `eyeriss` (and on `tiny`, whose 24-bit psums take 32-bit slots)."""
     for name in ("eyeriss", "tiny"):
         cfg = preset(name)
-        dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, gon_values=2))
-        with pytest.raises(ValueError, match="noc.gon_values = 4 must be at most the 2 psums"):
-            dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, gon_values=4))
+        for name in ("gon_values", "psum_gin_values"):
+            dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, **{name: 2}))
+            with pytest.raises(ValueError, match=f"noc.{name} = 4 must be at most the 2 psums"):
+                dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, **{name: 4}))
 
 
 def test_eyeriss_preset_matches_the_chip():

@@ -52,7 +52,8 @@ def test_memoized_equals_unmemoized(seed):
 def test_memoized_equals_unmemoized_with_gon_packets(seed):
     """With 2 psums a GON packet the packets' cuts depend on the psums' GLB slots, which
     the memo keys on: random layers on `small` give every figure as without the memo."""
-    cfg = dataclasses.replace(SMALL, noc=dataclasses.replace(SMALL.noc, gon_values=2))
+    cfg = dataclasses.replace(SMALL, noc=dataclasses.replace(SMALL.noc, gon_values=2,
+                                                             psum_gin_values=2))
     rng = np.random.default_rng(seed)
     for _ in range(2):
         layer, p, q = random_layer(cfg, rng)

@@ -22,7 +22,7 @@ from ommatidia.gen.multicast import PESet, plan_multicast
 from ommatidia.sim.noc_model import (expected_deliveries, random_ids, random_tag,
                                       targets_of)
 from ommatidia.hw.noc import (GIN, GON, GonPacker, LocalPsumLink, MulticastController,
-                              PsumLinks, gin_packet_layout)
+                              PsumLinks, PsumUnpacker, gin_packet_layout)
 
 DATA_BITS = 16
 
@@ -387,6 +387,24 @@ def test_gon_packer_takes_held_psums_at_once():
     simulate_ports(packer, [held, source], [sink], done=lambda: len(source.items) == 8,
                    max_cycles=100)
     assert len(source.items) == 8 and sink.got == []
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_psum_unpacker_random(n, seed):
+    """Packets of 1..n psums under random idle and back-pressure come out one psum at a
+    time, in order; with neither, one psum a cycle."""
+    rng = random.Random(seed)
+    unpacker = PsumUnpacker(signed(24), n)
+    packets = [[rng.randrange(-(1 << 23), 1 << 23) for _ in range(rng.randint(1, n))]
+               for _ in range(20)]
+    items = [{"n": len(p), "values": p + [0] * (n - len(p))} for p in packets]
+    want = [v for p in packets for v in p]
+    for idle, stall in ((0.3, 0.5), (0.0, 0.0)):
+        source = Source(unpacker.i, items, random.Random(rng.random()), idle)
+        sink = Sink(unpacker.o, random.Random(rng.random()), stall, "unpacker")
+        cycles = simulate_ports(unpacker, [source], [sink], done=lambda: len(sink.got) >= len(want))
+        assert sink.got == want
+    assert cycles - 8 <= len(want) + 3, cycles
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 3), (3, 4)])

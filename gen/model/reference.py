@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
-from .timing import PassTime, pe_grid
+from .timing import QUEUE, PassTime, pe_grid
 
 __all__ = ["reference_pass"]
 
@@ -72,6 +72,9 @@ class _Reference:
         self.pack = {rc: [(gd["base"] + (rc[1] - gd["col0"]) * gd["stride"]) % v, 0, 0]
                      for rc, pe in self.grid.items() if pe.top}  # phase, psum j, held
         self.xn, self.xn_next, self.yn = [1] * self.rows, [1] * self.rows, 1
+        # with psum GIN packets, each bottom's `PsumUnpacker`: psums left per packet
+        self.queues = {rc: [] for rc, pe in self.grid.items() if pe.gin} \
+            if cfg.noc.psum_gin_values > 1 else None
         self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
         self.glb_last, self.pending, self.t = rr[0], True, 0
 
@@ -180,6 +183,8 @@ class _Reference:
             if need:
                 if g.below is not None:
                     pin = links[rc[0] + 1, rc[1]]
+                elif self.queues is not None:
+                    pin = bool(self.queues[rc])
                 else:
                     pin = ps["o"] and rc in ps["targets"][ps["tag"][ps["pkt"]]] \
                         and rc not in ps["done"]
@@ -207,6 +212,8 @@ class _Reference:
                     ok = pe.state == _LOADING
                 elif e == 1:
                     ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
+                elif self.queues is not None:
+                    ok = len(self.queues[rc]) < QUEUE
                 else:
                     ok = pe.take
                 if ok:
@@ -229,6 +236,9 @@ class _Reference:
                 pe.filter_load += n
                 if pe.filter_load >= self.run["filter_count"]:
                     pe.computing, pe.state = True, _COMPUTING
+            elif e == 2:
+                if self.queues is not None:
+                    self.queues[rc].append(n)
             elif e == 1:
                 pe.load_c += 1
                 if pe.load_c == self.sch.q:
@@ -283,6 +293,12 @@ class _Reference:
 
     def _update_pes(self) -> None:
         pes, filter_takers = self.pes, self.snd[0]["takers"]
+        if self.queues is not None:
+            for rc, queue in self.queues.items():
+                if pes[rc].take:
+                    queue[0] -= 1
+                    if not queue[0]:
+                        queue.pop(0)
         for pe in pes.values():
             if pe.state0 == _IDLE:
                 if self.pending:

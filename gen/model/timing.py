@@ -18,7 +18,10 @@ from .arbiters import Gon, Port, round_robin
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 
-__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing"]
+__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing", "QUEUE"]
+
+QUEUE = 2
+"""Packets the queue in front of a bottom PE holds (`ommatidia.hw.noc.PsumUnpacker`)."""
 
 
 class Unordered(Exception):
@@ -310,6 +313,17 @@ class _Chain:
                 moved = True
                 continue
             pe = self.pes[self.lvl]
+            if self.lvl == 0 and pe.gin and rnd.queues is not None:
+                q = rnd.queues[id(pe)]
+                if len(q["avail"]) <= pe.np:
+                    return moved
+                i = pe.issue_one(max(q["avail"][pe.np], self.column_wait(pe)))
+                if pe.np in q["last"]:
+                    q["done"].append(i)
+                pe.np += 1
+                self._psum_out(pe, i)
+                moved = True
+                continue
             if self.lvl == 0 and pe.gin:
                 if self.taken is None:
                     return moved
@@ -462,6 +476,10 @@ class _Round:
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
+        # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
+        # taken, the psums ending a packet and the cycles they were taken
+        self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
+                       if pe.gin} if cfg.noc.psum_gin_values > 1 else None
 
     def _load_filters(self) -> None:
         """Every PE computes from the cycle after its last weight is taken."""
@@ -519,7 +537,10 @@ class _Round:
 
     def _send_psums(self) -> bool:
         """The psum sender's packets, in stream order, each taken by its bottom PEs at
-        the issue of the operation that adds it."""
+        the issue of the operation that adds it (with packets of several psums: into the
+        bottom's queue when it has room, `_queue_psums`)."""
+        if self.queues is not None:
+            return self._queue_psums()
         psm, chain_of = self.psm, self.chain_of
         moved = False
         while psm.n < psm.N:
@@ -536,6 +557,38 @@ class _Round:
             psm.deliver(d)
             for pe in group:
                 chain_of[id(pe)].advance()
+            moved = True
+        return moved
+
+    def _queue_psums(self) -> bool:
+        """The psum sender's packets, in stream order, each taken by a bottom's queue of
+        `QUEUE` packets once it has room (the cycle after the bottom took the last psum
+        of the packet `QUEUE` before); its psums can be taken from the cycle after."""
+        psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        moved = False
+        while psm.n < psm.N:
+            group = self.groups[2][psm.tag[psm.n]]
+            room = []
+            for pe in group:
+                q = self.queues[id(pe)]
+                m = len(q["last"]) - QUEUE
+                if m < 0:
+                    room.append(0)
+                elif m < len(q["done"]):
+                    room.append(q["done"][m] + 1)
+                else:
+                    return moved
+            n = 1 if values is None else int(values[psm.n])
+            e = psm.emit()
+            d = e + 1
+            for pe, r in zip(group, room):
+                t = max(e + 1, r)
+                d = max(d, t)
+                q = self.queues[id(pe)]
+                q["avail"].extend([t + 1] * n)
+                q["last"].add(len(q["avail"]) - 1)
+                chain_of[id(pe)].dirty = True
+            psm.deliver(d)
             moved = True
         return moved
 
