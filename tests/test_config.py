@@ -114,7 +114,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)
     assert cfg.peak_gmacs == pytest.approx(33.6)
     assert cfg.noc.filter_gin_values == 4  # a 64-bit filter GIN
-    assert cfg.noc.gon_values == 2  # a 64-bit GON
+    assert cfg.noc.gon_values == cfg.noc.psum_gin_values == 2  # a 64-bit GON, psum GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
     assert not cfg.pe.fits(S=3, p=25, q=1) and not cfg.pe.fits(S=3, p=1, q=5)
