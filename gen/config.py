@@ -178,19 +178,31 @@ class NoCConfig:
     most the weight slots of one GLB word, `ArrayConfig` checks): the filter sender
     packs consecutive weights of one GLB word and one tag, and the PE writes them into
     its filter spad in one cycle. 1 is one weight a cycle.
+
+    ``gon_values``: psums a GON packet carries (a power of two, at most the psum slots
+    of one GLB word): a packer after each top PE gathers its consecutive psums of one
+    aligned group of a GLB word, and the GON receiver writes them in one masked write.
+    1 is one psum a cycle.
+
+    ``psum_gin_values``: psums a psum GIN packet carries (likewise): the psum sender packs
+    consecutive psums of one GLB word and one tag, and a queue at each PE hands them to
+    the PE one a cycle. 1 is one psum a cycle.
     """
 
     row_id_bits: int = 4
     col_id_bits: int = 5
     filter_gin_values: int = 1
+    gon_values: int = 1
+    psum_gin_values: int = 1
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
-        check_int("NoCConfig", "filter_gin_values", self.filter_gin_values, 1, 64)
-        if self.filter_gin_values & (self.filter_gin_values - 1):
-            raise ValueError(f"NoCConfig.filter_gin_values must be a power of two, not "
-                             f"{self.filter_gin_values}")
+        for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
+            value = getattr(self, name)
+            check_int("NoCConfig", name, value, 1, 64)
+            if value & (value - 1):
+                raise ValueError(f"NoCConfig.{name} must be a power of two, not {value}")
 
     @property
     def row_broadcast(self) -> int:
@@ -298,6 +310,12 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
                 f"most the {slots} weights of one {self.dram_bits}-bit GLB word")
+        slots = self.dram_bits // _slot(self.pe.psum_bits)
+        for name in ("gon_values", "psum_gin_values"):
+            if getattr(self.noc, name) > slots:
+                raise ValueError(
+                    f"ArrayConfig.noc.{name} = {getattr(self.noc, name)} must be at "
+                    f"most the {slots} psums of one {self.dram_bits}-bit GLB word")
         check_int(own, "glb_banks", self.glb_banks, 1, 256)
         check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
         check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
@@ -351,6 +369,7 @@ class ArrayConfig:
                    f" + {_size(self.filter_glb_bytes)} filters",
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
+            "GON values/cycle": self.noc.gon_values,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),
@@ -366,13 +385,15 @@ def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4))
+EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4, gon_values=2,
+                                                  psum_gin_values=2))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
 52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
-packet. Assumed, not read from the paper: its GIN data bus widths could not be looked
-up here; 64 bits is the width of Eyeriss's DRAM bus, GLB word and local psum link."""
+packet, and the psum GIN and the GON two 32-bit psums a packet. Assumed, not read from the paper: its
+GIN and GON data bus widths could not be looked up here; 64 bits is the width of
+Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
     EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,

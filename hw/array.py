@@ -68,14 +68,14 @@ they lag the PEs by one cycle.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, signed, unsigned
+from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .noc import (GIN, GON, MulticastFork, PsumLinks, gin_packet_layout, gon_packet_layout,
-                  values_layout)
+from .noc import (GIN, GON, GonPacker, MulticastFork, PsumLinks, PsumUnpacker,
+                  gin_packet_layout, gon_packet_layout, values_layout)
 from .pe import PE, pe_run_layout
 
 __all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
@@ -121,10 +121,15 @@ class PEArray(wiring.Component):
     filter, ifmap, psum : In(stream of gin_packet_layout)
         GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
         ``noc.filter_gin_values`` of them in a `values_layout`,
-        ``signed(act_bits)``, ``signed(psum_bits)``) with ``row`` and ``col``
-        tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
+        ``signed(act_bits)``, ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
+        of them, which a `PsumUnpacker` at each PE queues and hands on one a cycle)
+        with ``row`` and ``col`` tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
     gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
-        Psums to the GLB, tagged with the ``row`` and ``col`` of their PE.
+        Psums to the GLB, tagged with the ``row`` and ``col`` of their PE; with
+        ``noc.gon_values`` > 1 packets of up to that many (`values_layout`), each
+        top PE's gathered by a `GonPacker`.
+    gon_phase : In(ArrayLayout(range(gon_values), cols)), only with ``gon_values`` > 1
+        The slot of each column's first psum in its group of ``gon_values`` slots.
     filter_row_id, ifmap_row_id, psum_row_id : In(ArrayLayout(row_id_bits, rows))
         Row ID of each X-bus of each GIN (configuration).
     filter_col_id, ifmap_col_id, psum_col_id : In(rows x cols of col_id_bits)
@@ -151,12 +156,17 @@ class PEArray(wiring.Component):
                                                      noc.filter_gin_values),
                              "ifmap": signed(pe.act_bits),
                              "psum": signed(pe.psum_bits)}
+        self._gon_shape = values_layout(signed(pe.psum_bits), noc.gon_values)
+        self._gin_shapes = dict(self._data_shapes)
+        self._gin_shapes["psum"] = values_layout(signed(pe.psum_bits), noc.psum_gin_values)
         members = {}
         for kind in GIN_KINDS:
             members[kind] = In(stream.Signature(
-                gin_packet_layout(self._data_shapes[kind], rb, cb)))
+                gin_packet_layout(self._gin_shapes[kind], rb, cb)))
         members["gon"] = Out(stream.Signature(
-            gon_packet_layout(signed(pe.psum_bits), rows, cols)))
+            gon_packet_layout(self._gon_shape, rows, cols)))
+        if noc.gon_values > 1:
+            members["gon_phase"] = In(data.ArrayLayout(range(noc.gon_values), cols))
         members.update({name: In(shape) for name, shape in config_layouts(cfg).items()})
         members["run"] = In(stream.Signature(pe_run_layout(pe)))
         members["busy"] = Out(1)
@@ -182,13 +192,18 @@ class PEArray(wiring.Component):
 
         gins = {}
         for kind in GIN_KINDS:
-            gin = GIN(rows, cols, self._data_shapes[kind], rb, cb)
+            gin = GIN(rows, cols, self._gin_shapes[kind], rb, cb)
             m.submodules[f"{kind}_gin"] = gins[kind] = gin
             wiring.connect(m, wiring.flipped(getattr(self, kind)), gin.i)
             m.d.comb += [gin.row_id.eq(getattr(self, f"{kind}_row_id")),
                          gin.col_id.eq(getattr(self, f"{kind}_col_id"))]
         m.submodules.links = links = PsumLinks(rows, cols, self._data_shapes["psum"])
-        m.submodules.gon = gon = GON(rows, cols, self._data_shapes["psum"])
+        m.submodules.gon = gon = GON(rows, cols, self._gon_shape)
+        V = cfg.noc.gon_values
+        if V > 1:
+            F, p = self.run.payload.F, self.run.payload.p
+            total = Signal(len(F) + len(p))
+            m.d.comb += total.eq(F * p)
         m.submodules.run_fork = fork = MulticastFork(pe_run_layout(cfg.pe), rows * cols)
         wiring.connect(m, wiring.flipped(self.run), fork.i)
         wiring.connect(m, gon.o, wiring.flipped(self.gon))
@@ -201,10 +216,23 @@ class PEArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 wiring.connect(m, gins["filter"].o[r][c], pe.filter)
                 wiring.connect(m, gins["ifmap"].o[r][c], pe.ifmap)
-                wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
+                if cfg.noc.psum_gin_values == 1:
+                    wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
+                else:
+                    m.submodules[f"unpacker_{r}_{c}"] = unpacker = PsumUnpacker(
+                        self._data_shapes["psum"], cfg.noc.psum_gin_values)
+                    wiring.connect(m, gins["psum"].o[r][c], unpacker.i)
+                    wiring.connect(m, unpacker.o, links.gin[r][c])
                 wiring.connect(m, pe.psum_out, links.pe_out[r][c])
                 wiring.connect(m, links.pe_in[r][c], pe.psum_in)
-                wiring.connect(m, links.gon[r][c], gon.i[r][c])
+                if V == 1:
+                    wiring.connect(m, links.gon[r][c], gon.i[r][c])
+                else:
+                    m.submodules[f"packer_{r}_{c}"] = packer = GonPacker(
+                        self._data_shapes["psum"], V, len(total))
+                    wiring.connect(m, links.gon[r][c], packer.i)
+                    wiring.connect(m, packer.o, gon.i[r][c])
+                    m.d.comb += [packer.phase.eq(self.gon_phase[c]), packer.total.eq(total)]
 
                 branch = fork.o[r * cols + c]
                 enable = self.enable[r][c]

@@ -46,7 +46,7 @@ def data_bits(cfg: ArrayConfig) -> dict:
 
 def gin_values(cfg: ArrayConfig) -> dict:
     """Values a packet of each GIN kind carries at most (`NoCConfig`)."""
-    return {"filter": cfg.noc.filter_gin_values, "ifmap": 1, "psum": 1}
+    return {"filter": cfg.noc.filter_gin_values, "ifmap": 1, "psum": cfg.noc.psum_gin_values}
 
 
 def tag_entry_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -251,6 +251,8 @@ class GONReceiver(wiring.Component):
 
     A two-entry skid buffer before the GLB write port keeps the GLB's grant
     out of the GON's ``ready`` path (which runs back through the array).
+    With ``noc.gon_values`` > 1 a packet's psums, consecutive elements of one
+    group of a GLB word (`ommatidia.hw.noc.GonPacker`), go in one masked write.
 
     After ``start``, psum number ``n`` from column ``col`` goes to element
     ``base + (col - col0)*stride + n`` of the psum slots (a masked word
@@ -272,8 +274,9 @@ class GONReceiver(wiring.Component):
             "desc": In(recv_desc_layout(cfg)),
             "start": In(1),
             "busy": Out(1),
-            "i": In(stream.Signature(gon_packet_layout(signed(cfg.pe.psum_bits), cfg.rows,
-                                                       cfg.cols))),
+            "i": In(stream.Signature(gon_packet_layout(
+                values_layout(signed(cfg.pe.psum_bits), cfg.noc.gon_values), cfg.rows,
+                cfg.cols))),
             "glb": Out(stream.Signature(glb_write_layout(cfg))),
         })
 
@@ -295,13 +298,27 @@ class GONReceiver(wiring.Component):
         col = self.i.payload.col
         ea = Signal(a)
         m.d.comb += ea.eq(desc.base + (col - desc.col0) * desc.stride + counts[col])
-        value = Signal(signed(self._slot))
-        m.d.comb += value.eq(self.i.payload.data)
-        mask = Cat((ea[:shift] == k).replicate(self._slot // 8) for k in range(slots)) \
-            if shift else Const((1 << cfg.dram_bits // 8) - 1, cfg.dram_bits // 8)
+        V = cfg.noc.gon_values
         new = Signal(glb_write_layout(cfg))
-        m.d.comb += [new.addr.eq(ea[shift:]), new.data.eq(value.as_unsigned().replicate(slots)),
-                     new.mask.eq(mask)]
+        step = Signal(range(V + 1))
+        if V == 1:
+            value = Signal(signed(self._slot))
+            m.d.comb += [value.eq(self.i.payload.data), step.eq(1)]
+            mask = Cat((ea[:shift] == k).replicate(self._slot // 8) for k in range(slots)) \
+                if shift else Const((1 << cfg.dram_bits // 8) - 1, cfg.dram_bits // 8)
+            m.d.comb += new.data.eq(value.as_unsigned().replicate(slots))
+        else:
+            log = (V - 1).bit_length()
+            lanes = [Signal(signed(self._slot), name=f"lane{j}") for j in range(V)]
+            m.d.comb += [lane.eq(self.i.payload.data["values"][j]) for j, lane in enumerate(lanes)]
+            m.d.comb += step.eq(self.i.payload.data.n)
+            group = (Cat(lane.as_unsigned() for lane in lanes) << (ea[:log] * self._slot))
+            m.d.comb += new.data.eq(group[:V * self._slot].replicate(slots // V))
+            used = Signal(V)
+            m.d.comb += used.eq((((Const(1, V + 1) << step) - 1) << ea[:log])[:V])
+            mask = Cat(((ea[log:shift] == k // V) if shift > log else Const(1, 1)) & used[k % V]
+                       for k in range(slots) for _ in range(self._slot // 8))
+        m.d.comb += [new.addr.eq(ea[shift:]), new.mask.eq(mask)]
         accept = take & self.i.valid
 
         with m.If(self.glb.valid & ~self.glb.ready):
@@ -318,8 +335,8 @@ class GONReceiver(wiring.Component):
             m.d.sync += [running.eq(desc.count != 0), total.eq(0)]
             m.d.sync += [c.eq(0) for c in counts]
         with m.Elif(accept):
-            m.d.sync += [counts[col].eq(counts[col] + 1), total.eq(total + 1)]
-            with m.If(total + 1 == desc.count):
+            m.d.sync += [counts[col].eq(counts[col] + step), total.eq(total + step)]
+            with m.If(total + step == desc.count):
                 m.d.sync += running.eq(0)
         return m
 
@@ -442,6 +459,10 @@ class PassEngine(wiring.Component):
         wiring.connect(m, array.gon, rx.i)
         wiring.connect(m, rx.glb, glb.write[0])
         wiring.connect(m, wiring.flipped(self.host_write), glb.write[1])
+        if cfg.noc.gon_values > 1:
+            gd, log = self.gon_desc, (cfg.noc.gon_values - 1).bit_length()
+            m.d.comb += [array.gon_phase[c].eq((gd.base + (c - gd.col0) * gd.stride)[:log])
+                         for c in range(cfg.cols)]
         m.d.comb += [rx.desc.eq(self.gon_desc), rx.start.eq(self.start),
                      array.up.eq(self.up), array.enable.eq(self.enable)]
 

@@ -36,8 +36,8 @@ brings them from any PE to one GLB-side stream tagged with the source PE
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import check_int
@@ -45,7 +45,7 @@ from ommatidia.gen.config import check_int
 __all__ = [
     "values_layout", "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
-    "StreamArbiter", "GON", "LocalPsumLink", "PsumLinks",
+    "StreamArbiter", "GON", "GonPacker", "PsumUnpacker", "LocalPsumLink", "PsumLinks",
 ]
 
 MAX_DIM = 256
@@ -473,7 +473,8 @@ class GON(wiring.Component):
     Order: the psums of one PE leave in the order the PE sent them; between
     PEs both levels take turns round-robin (with every PE sending all the
     time, the order is (0, 0), (1, 0), ..., (rows-1, 0), (0, 1), (1, 1), ...).
-    Latency two cycles; one psum per cycle.
+    Latency two cycles; one packet per cycle (``data_shape``: a psum, or a
+    `values_layout` of several from a `GonPacker`).
 
     Parameters
     ----------
@@ -518,6 +519,106 @@ class GON(wiring.Component):
             self.o.payload.row.eq(ybus.o.payload.index),
             ybus.o.ready.eq(self.o.ready),
         ]
+        return m
+
+
+class GonPacker(wiring.Component):
+    """Gathers a top PE's consecutive psums of one aligned group of ``n`` GLB slots into
+    one GON packet (`values_layout`).
+
+    Psum ``j`` of the PE's ``total`` in a pass goes to slot ``phase + j`` (mod ``n``)
+    of its group: the packer takes it at once and holds it unless it ends the group or
+    is the pass's last; that one goes out with the held ones in the same cycle (the
+    output is combinational: no latency, no extra register stage), so the PE never
+    waits for the packer, only for the GON.
+
+    Members
+    -------
+    phase : In(range(n))
+        The slot of the PE's first psum in its group, held during the pass.
+    total : In(bits)
+        Psums the PE sends in the pass, held during it.
+    i : In(stream of data_shape)
+    o : Out(stream of values_layout(data_shape, n))
+    """
+
+    def __init__(self, data_shape, n: int, bits: int):
+        _check_shape("GonPacker", "data_shape", data_shape)
+        check_int("GonPacker", "n", n, 2, MAX_DIM)
+        if n & (n - 1):
+            raise ValueError(f"GonPacker n must be a power of two, not {n}")
+        self._shape, self._n, self._bits = data_shape, n, bits
+        super().__init__({
+            "phase": In(range(n)),
+            "total": In(bits),
+            "i": In(stream.Signature(data_shape)),
+            "o": Out(stream.Signature(values_layout(data_shape, n))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._n
+        log = (n - 1).bit_length()
+        held = [Signal(self._shape, name=f"held{j}") for j in range(n - 1)]
+        count = Signal(range(n))
+        j = Signal(self._bits)
+        pos = Signal(log)
+        m.d.comb += pos.eq(self.phase + j)
+        last = j + 1 == self.total
+        closes = (pos == n - 1) | last
+        m.d.comb += [self.o.payload.n.eq(count + 1),
+                     self.i.ready.eq(~closes | self.o.ready),
+                     self.o.valid.eq(closes & self.i.valid)]
+        for k in range(n):
+            lane = self.o.payload["values"][k]
+            m.d.comb += lane.eq(self.i.payload)
+            if k < n - 1:
+                with m.If(count > k):
+                    m.d.comb += lane.eq(held[k])
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += j.eq(Mux(last, 0, j + 1))
+            with m.If(closes):
+                m.d.sync += count.eq(0)
+            with m.Else():
+                m.d.sync += [count.eq(count + 1), Array(held)[count].eq(self.i.payload)]
+        return m
+
+
+class PsumUnpacker(wiring.Component):
+    """A queue of ``depth`` psum GIN packets (`values_layout`) in front of a PE, handing
+    their psums out one a cycle in lane order.
+
+    Members
+    -------
+    i : In(stream of values_layout(data_shape, n))
+    o : Out(stream of data_shape)
+    """
+
+    def __init__(self, data_shape, n: int, depth: int = 2):
+        _check_shape("PsumUnpacker", "data_shape", data_shape)
+        check_int("PsumUnpacker", "n", n, 2, MAX_DIM)
+        check_int("PsumUnpacker", "depth", depth, 1, MAX_DIM)
+        self._shape, self._n, self._depth = data_shape, n, depth
+        self._layout = values_layout(data_shape, n)
+        super().__init__({
+            "i": In(stream.Signature(self._layout)),
+            "o": Out(stream.Signature(data_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(self._layout).width,
+                                                   depth=self._depth)
+        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
+                     self.i.ready.eq(queue.w_rdy)]
+        head = self._layout(queue.r_data)
+        lane = Signal(range(self._n))
+        m.d.comb += [self.o.valid.eq(queue.r_rdy),
+                     self.o.payload.eq(Array(head["values"][j] for j in range(self._n))[lane])]
+        done = lane + 1 == head.n
+        m.d.comb += queue.r_en.eq(self.o.ready & done)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += lane.eq(Mux(done, 0, lane + 1))
         return m
 
 

@@ -71,11 +71,12 @@ def test_noc_config_rejects():
         NoCConfig(row_id_bits=0)
 
 
+@pytest.mark.parametrize("name", ["filter_gin_values", "gon_values", "psum_gin_values"])
 @pytest.mark.parametrize("values, message", [(0, "at least 1"), (3, "power of two"),
                                              (128, "at most 64")])
-def test_noc_config_rejects_filter_gin_values(values, message):
-    with pytest.raises(ValueError, match=f"NoCConfig.filter_gin_values .*{message}"):
-        NoCConfig(filter_gin_values=values)
+def test_noc_config_rejects_packet_values(name, values, message):
+    with pytest.raises(ValueError, match=f"NoCConfig.{name} .*{message}"):
+        NoCConfig(**{name: values})
 
 
 def test_filter_gin_values_fit_a_glb_word():
@@ -87,6 +88,17 @@ def test_filter_gin_values_fit_a_glb_word():
     dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=8))
     with pytest.raises(ValueError, match="at most the 8 weights"):
         dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=16))
+
+
+def test_gon_values_fit_a_glb_word():
+    """At most the psums of one GLB word: 2 32-bit psum slots of a 64-bit word on
+    `eyeriss` (and on `tiny`, whose 24-bit psums take 32-bit slots)."""
+    for name in ("eyeriss", "tiny"):
+        cfg = preset(name)
+        for name in ("gon_values", "psum_gin_values"):
+            dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, **{name: 2}))
+            with pytest.raises(ValueError, match=f"noc.{name} = 4 must be at most the 2 psums"):
+                dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, **{name: 4}))
 
 
 def test_eyeriss_preset_matches_the_chip():
@@ -102,6 +114,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)
     assert cfg.peak_gmacs == pytest.approx(33.6)
     assert cfg.noc.filter_gin_values == 4  # a 64-bit filter GIN
+    assert cfg.noc.gon_values == cfg.noc.psum_gin_values == 2  # a 64-bit GON, psum GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
     assert not cfg.pe.fits(S=3, p=25, q=1) and not cfg.pe.fits(S=3, p=1, q=5)

@@ -271,11 +271,14 @@ def test_wide_sender_sends_a_word_a_cycle():
     assert stats["cycles"] <= 32 + 3
 
 
-def test_receiver_writes_psum_slots(seed):
-    """GON psums from columns col0..col0+E-1 in a random interleaving, random idle, while
+@pytest.mark.parametrize("values", [1, 2])
+def test_receiver_writes_psum_slots(values, seed):
+    """GON packets from columns col0..col0+E-1 in a random interleaving, random idle, while
     another client competes for the write port: psum n of column c lands in slot
-    base + (c - col0)*stride + n, and only there."""
-    cfg = TINY
+    base + (c - col0)*stride + n, and only there; with ``noc.gon_values`` = 2 a packet
+    holds the column's psums of one aligned pair of slots (`GonPacker`), written at once."""
+    import dataclasses
+    cfg = dataclasses.replace(TINY, noc=dataclasses.replace(TINY.noc, gon_values=values))
     rng = random.Random(seed)
     bits, slot = cfg.pe.psum_bits, slot_bits(cfg.pe.psum_bits)
     per = cfg.dram_bits // slot
@@ -285,21 +288,29 @@ def test_receiver_writes_psum_slots(seed):
     col0, E, stride = rng.randint(0, 1), rng.randint(1, 3), rng.randint(5, 9)
     per_col = rng.randint(1, stride)
     base = rng.randrange(100, 300)
-    queues = {c: [rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)) for _ in range(per_col)]
-              for c in range(col0, col0 + E)}
-    order = [c for c in queues for _ in range(per_col)]
-    rng.shuffle(order)
     want = list(words)
-    sent = {c: 0 for c in queues}
+    by_col = {}
+    for c in range(col0, col0 + E):
+        by_col[c], cur = [], []
+        for n in range(per_col):
+            v = rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1))
+            ea = base + (c - col0) * stride + n
+            w, k = divmod(ea, per)
+            want[w] = (want[w] & ~(((1 << slot) - 1) << (slot * k))) | \
+                ((v & ((1 << slot) - 1)) << (slot * k))
+            cur.append(v)
+            if ea % values == values - 1 or n == per_col - 1:
+                by_col[c].append(cur)
+                cur = []
+    order = [c for c in by_col for _ in by_col[c]]
+    rng.shuffle(order)
     packets = []
     for c in order:
-        v = queues[c][sent[c]]
-        ea = base + (c - col0) * stride + sent[c]
-        sent[c] += 1
-        w, k = divmod(ea, per)
-        want[w] = (want[w] & ~(((1 << slot) - 1) << (slot * k))) | \
-            ((v & ((1 << slot) - 1)) << (slot * k))
-        packets.append({"data": v, "row": rng.randrange(cfg.rows), "col": c})
+        got = by_col[c].pop(0)
+        data = got[0] if values == 1 else \
+            {"n": len(got), "values": got + [rng.randrange(1 << 8)] * (values - len(got))}
+        packets.append({"data": data, "row": rng.randrange(cfg.rows), "col": c})
+    count = E * per_col
     result = {}
     others = {a: rng.getrandbits(cfg.dram_bits) for a in range(40)}
     for a, w in others.items():
@@ -315,7 +326,7 @@ def test_receiver_writes_psum_slots(seed):
         await fill(ctx, dut.glb, words)
         result["go"] = True
         ctx.set(rx_eng.desc, {"base": base, "col0": col0, "stride": stride,
-                              "count": len(packets)})
+                              "count": count})
         ctx.set(rx_eng.start, 1)
         await ctx.tick()
         ctx.set(rx_eng.start, 0)

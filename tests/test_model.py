@@ -194,14 +194,16 @@ def test_recurrences_match_the_cycle_reference(seed):
                 assert fast.counters[name] == ref.counters[name], name
 
 
-def test_recurrences_match_the_reference_with_wide_filter_packets(seed):
-    """With 2-8 weights a filter packet (`NoCConfig.filter_gin_values`) the recurrences
-    still time every pass like the cycle-level reference (within its 0.5 %), every
-    counter equal."""
+def test_recurrences_match_the_reference_with_wide_packets(seed):
+    """With 2-8 weights a filter packet (`NoCConfig.filter_gin_values`) and 1-2 psums a
+    psum GIN and a GON packet (`psum_gin_values`, `gon_values`) the recurrences still
+    time every pass like the cycle-level reference (within its 0.5 %), every counter
+    equal."""
     rng = np.random.default_rng(seed)
-    for base, values in ((TINY, 8), (SMALL, 2), (SMALL, 4)):
-        cfg = dataclasses.replace(base, noc=dataclasses.replace(base.noc,
-                                                                filter_gin_values=values))
+    for base, values, psum, gon in ((TINY, 8, 2, 2), (SMALL, 2, 2, 2), (SMALL, 4, 1, 1),
+                                    (TINY, 1, 1, 2)):
+        cfg = dataclasses.replace(base, noc=dataclasses.replace(
+            base.noc, filter_gin_values=values, psum_gin_values=psum, gon_values=gon))
         prog = random_program(rng, cfg)
         fast, ref = predict(prog), predict(prog, reference=True)
         err = abs(fast.cycles - ref.cycles) / ref.cycles
@@ -286,11 +288,13 @@ def test_model_without_the_rlc_codec(seed, tmp_path):
 @pytest.mark.verilog
 def test_model_with_a_wide_filter_gin(seed, build_dir):
     """`tiny` with a filter GIN of a whole GLB word, 8 weights a packet
-    (`NoCConfig.filter_gin_values`): the ofmaps bit-exact, the model's cycles and
+    (`NoCConfig.filter_gin_values`), and a psum GIN and a GON of 2 psums a packet
+    (`psum_gin_values`, `gon_values`): the ofmaps bit-exact, the model's cycles and
     counters equal to the Verilog's."""
     from ommatidia.sim.accelerator import run_layers
-    cfg = dataclasses.replace(TINY, name="tiny_fgin8",
-                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8))
+    cfg = dataclasses.replace(TINY, name="tiny_wide",
+                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8,
+                                                      gon_values=2, psum_gin_values=2))
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
     compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)

@@ -49,6 +49,21 @@ def test_memoized_equals_unmemoized(seed):
             state = fresh.state
 
 
+def test_memoized_equals_unmemoized_with_gon_packets(seed):
+    """With 2 psums a GON packet the packets' cuts depend on the psums' GLB slots, which
+    the memo keys on: random layers on `small` give every figure as without the memo."""
+    cfg = dataclasses.replace(SMALL, noc=dataclasses.replace(SMALL.noc, gon_values=2,
+                                                             psum_gin_values=2))
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        layer, p, q = random_layer(cfg, rng)
+        ifmap, weights = random_data(cfg, rng, layer)
+        prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q)
+        with unmemoized():
+            fresh = predict(prog, values=False)
+        assert _figures(predict(prog, values=False)) == _figures(fresh), layer
+
+
 def test_the_memo_keys_on_the_arbiter_state():
     """The same program from another arbiter state is timed again, not taken from the
     memo: the GLB port's and the GON's pointers change its cycles."""

@@ -21,8 +21,8 @@ from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.multicast import PESet, plan_multicast
 from ommatidia.sim.noc_model import (expected_deliveries, random_ids, random_tag,
                                       targets_of)
-from ommatidia.hw.noc import (GIN, GON, LocalPsumLink, MulticastController, PsumLinks,
-                              gin_packet_layout)
+from ommatidia.hw.noc import (GIN, GON, GonPacker, LocalPsumLink, MulticastController,
+                              PsumLinks, PsumUnpacker, gin_packet_layout)
 
 DATA_BITS = 16
 
@@ -338,6 +338,73 @@ def test_gon_random(rows, cols, seed):
     assert len(sink.got) == total
     for (r, c), values in items.items():
         assert [d for d, rr, cc in sink.got if (rr, cc) == (r, c)] == values, (r, c)
+
+
+class Held:
+    """Inputs held constant (a pass's configuration), as a port of `simulate_ports`."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def drive(self, ctx):
+        for port, value in self.values.values():
+            ctx.set(port, value)
+
+    def sample(self, ctx):
+        return None
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_gon_packer_random(n, seed):
+    """Two passes of a top PE's psums under random idle and back-pressure: packets of the
+    psums of one aligned group of ``n`` slots, cut at the pass's last psum, in order; a
+    psum that does not end its packet is taken at once."""
+    rng = random.Random(seed)
+    phase, total = rng.randrange(n), rng.randrange(1, 12)
+    packer = GonPacker(signed(24), n, 8)
+    items = [rng.randrange(-(1 << 23), 1 << 23) for _ in range(2 * total)]
+    want, cur = [], []
+    for j, value in enumerate(items):
+        cur.append(value)
+        slot = (phase + j % total) % n
+        if slot == n - 1 or j % total == total - 1:
+            want.append(cur)
+            cur = []
+    source = Source(packer.i, items, random.Random(rng.random()), 0.3)
+    sink = Sink(packer.o, random.Random(rng.random()), 0.5, "packer",
+                lambda p: [p["values"][j] for j in range(p.n)])
+    held = Held(phase=(packer.phase, phase), total=(packer.total, total))
+    simulate_ports(packer, [held, source], [sink], done=lambda: len(sink.got) >= len(want))
+    assert sink.got == want, f"phase {phase}, total {total}"
+
+
+def test_gon_packer_takes_held_psums_at_once():
+    """With the GON never ready, the packer still takes every psum but the last of a group."""
+    packer = GonPacker(signed(24), 4, 8)
+    source = Source(packer.i, list(range(10)), random.Random(0))
+    sink = Sink(packer.o, random.Random(0), 1.0, "packer")
+    held = Held(phase=(packer.phase, 1), total=(packer.total, 10))
+    simulate_ports(packer, [held, source], [sink], done=lambda: len(source.items) == 8,
+                   max_cycles=100)
+    assert len(source.items) == 8 and sink.got == []
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_psum_unpacker_random(n, seed):
+    """Packets of 1..n psums under random idle and back-pressure come out one psum at a
+    time, in order; with neither, one psum a cycle."""
+    rng = random.Random(seed)
+    unpacker = PsumUnpacker(signed(24), n)
+    packets = [[rng.randrange(-(1 << 23), 1 << 23) for _ in range(rng.randint(1, n))]
+               for _ in range(20)]
+    items = [{"n": len(p), "values": p + [0] * (n - len(p))} for p in packets]
+    want = [v for p in packets for v in p]
+    for idle, stall in ((0.3, 0.5), (0.0, 0.0)):
+        source = Source(unpacker.i, items, random.Random(rng.random()), idle)
+        sink = Sink(unpacker.o, random.Random(rng.random()), stall, "unpacker")
+        cycles = simulate_ports(unpacker, [source], [sink], done=lambda: len(sink.got) >= len(want))
+        assert sink.got == want
+    assert cycles - 8 <= len(want) + 3, cycles
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 3), (3, 4)])

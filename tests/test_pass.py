@@ -305,6 +305,23 @@ def test_channel_groups_accumulate_in_the_glb(seed):
     check(TINY, layer, ifmap, weights, run)
 
 
+def test_wide_psum_packets_accumulate_in_the_glb(seed):
+    """The same with 2 psums a psum GIN and a GON packet (`NoCConfig.psum_gin_values`,
+    `gon_values`): the ofmap bit-exact."""
+    import dataclasses
+    cfg = dataclasses.replace(TINY, noc=dataclasses.replace(TINY.noc, psum_gin_values=2,
+                                                            gon_values=2))
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=5, M=3, H=6, W=7, R=3, S=3, U=1, P=0)
+    ifmap = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.3, True)
+    weights = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.0, True)
+    mapping = reference_mapping(layer, 3, 2)
+    rounds = build_rounds(cfg, layer, mapping)
+    assert sum(ps.run.accumulate for ps in all_passes(rounds)) >= 2
+    run = run_layer(cfg, layer, mapping, rounds, ifmap, weights)
+    check(cfg, layer, ifmap, weights, run)
+
+
 def test_psums_wrap_over_fifteen_groups_in_the_glb(seed):
     """C = 60 in 15 groups of q = 4, values near -128: the psums wrap around 24 bits while
     they go GLB -> psum GIN -> array -> GON -> GLB fifteen times (32-bit slots)."""

@@ -76,7 +76,8 @@ class Gon:
     in cycle order, up to a horizon before which no unscheduled request can come.
 
     ``tops`` holds the outputs waiting for the GON (`ommatidia.gen.model.timing.Top`:
-    ``pe``, ``acc``, ``done``, ``grant``)."""
+    ``pe``, ``acc``, ``done``, ``held``, ``grant``); a held psum (its packer takes it,
+    the GON carries it in the packet of a later one) is granted at ``acc``."""
 
     def __init__(self, rows: int, cols: int, xptr, yptr: int):
         self.rows, self.cols = rows, cols
@@ -105,13 +106,17 @@ class Gon:
             if t >= horizon:
                 return moved
             finished = False
+            for tp in tops:
+                if tp.held and tp.acc <= t and not tp.done:
+                    tp.grant(t)
+                    finished = True
             for r, row in rows.items():
                 busy = self.xbusy[r]
                 if t in busy:
                     continue
                 ptr, g = self.xptr[r], None
                 for tp in row:
-                    if tp.acc <= t and not tp.done:
+                    if tp.acc <= t and not tp.done and not tp.held:
                         if tp.pe.c >= ptr:
                             g = tp
                             break

@@ -344,7 +344,9 @@ class Machine:
             st = streams[kind]
             keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items()),
                          None if st["n"] is None else st["n"].tobytes()))
-        key = (self.cfg, self.reference, tuple(keys), self.regs["gon_desc"]["count"], self.rr)
+        gd, v = self.regs["gon_desc"], self.cfg.noc.gon_values
+        phase = (gd["base"] % v, gd["col0"], gd["stride"] % v) if v > 1 else None
+        key = (self.cfg, self.reference, tuple(keys), gd["count"], phase, self.rr)
         got = PASS_MEMO.get(key)
         if got is None:
             try:
@@ -356,6 +358,17 @@ class Machine:
             PASS_MEMO.put(key, got)
         self.fallbacks += got[1]
         return got[0]
+
+    def _gon_packets(self, grid: dict, total: int) -> int:
+        """The GON packets of a pass: per top PE, its ``total`` psums in groups of
+        ``noc.gon_values`` GLB slots (`ommatidia.hw.noc.GonPacker`)."""
+        v = self.cfg.noc.gon_values
+        if v == 1:
+            return self.regs["gon_desc"]["count"]
+        gd = self.regs["gon_desc"]
+        phases = [(gd["base"] + (pe.c - gd["col0"]) * gd["stride"]) % v
+                  for pe in grid.values() if pe.top]
+        return sum((phase + total - 1) // v + 1 for phase in phases)
 
     def run_pass(self) -> int:
         regs, cfg = self.regs, self.cfg
@@ -377,7 +390,7 @@ class Machine:
             self.acc["noc"] += st["route"]["delivered"]
         links = sum(1 for pe in grid.values() if not pe.top)
         gon = regs["gon_desc"]["count"]
-        self.count["glb_writes"] += gon
+        self.count["glb_writes"] += self._gon_packets(grid, F * p) if gon else 0
         self.acc["glb"] += gon
         self.acc["noc"] += links * F * p + gon
         self.count["macs"] += n_pe * ops

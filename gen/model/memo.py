@@ -6,15 +6,17 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 (`ommatidia.gen.model.timing.pass_timing`, or the cycle-level
 `ommatidia.gen.model.reference.reference_pass`) reads, and on nothing else:
 
-- the configuration (array size, spad depths, NoC ID widths and values per filter
-  packet: a frozen `ArrayConfig`) and whether the reference times it;
+- the configuration (array size, spad depths, NoC ID widths, values per filter packet
+  and per GON packet: a frozen `ArrayConfig`) and whether the reference times it;
 - the raw ``run``, ``enable`` and ``up`` registers and the six multicast ID registers;
 - per sender the loop counts, strides, tag repeat and tag count of its descriptor (the
   packet count and each packet's tag index), which packets start a new GLB word and
   how many values each packet carries (the only uses of the addresses: the data never
   changes a pass's cycles, a zero activation still takes its cycle) and the PEs each
   tag index reaches;
-- the GON receiver's psum count;
+- the GON receiver's psum count and, with GON packets of ``gon_values`` > 1 psums, its
+  base and stride modulo ``gon_values`` and ``col0`` (each top PE's first slot in its
+  group: where its `ommatidia.hw.noc.GonPacker` cuts packets);
 - the arbiter state the pass starts from (`reset_state` layout): the GLB read port's and
   the GON's round-robin pointers, which carry over from the command before.
 

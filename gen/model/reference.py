@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
-from .timing import PassTime, pe_grid
+from .timing import QUEUE, PassTime, pe_grid
 
 __all__ = ["reference_pass"]
 
@@ -67,6 +67,14 @@ class _Reference:
         self.links = {rc: False for rc, pe in self.grid.items() if not pe.top}
         self.xo, self.xptr, self.yo, self.yptr = [False] * self.rows, list(rr[1]), False, rr[2]
         self.count = regs["gon_desc"]["count"]
+        gd, v = regs["gon_desc"], cfg.noc.gon_values
+        self.values, self.total = v, self.sch.F * self.sch.p
+        self.pack = {rc: [(gd["base"] + (rc[1] - gd["col0"]) * gd["stride"]) % v, 0, 0]
+                     for rc, pe in self.grid.items() if pe.top}  # phase, psum j, held
+        self.xn, self.xn_next, self.yn = [1] * self.rows, [1] * self.rows, 1
+        # with psum GIN packets, each bottom's `PsumUnpacker`: psums left per packet
+        self.queues = {rc: [] for rc, pe in self.grid.items() if pe.gin} \
+            if cfg.noc.psum_gin_values > 1 else None
         self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
         self.glb_last, self.pending, self.t = rr[0], True, 0
 
@@ -130,11 +138,19 @@ class _Reference:
         for r in range(self.rows):
             if (not self.xo[r]) or yg == r:
                 valid = [c for c in range(self.cols) if (r, c) in pes and grid[r, c].top
-                         and pes[r, c].state == _COMPUTING and pes[r, c].out_valid()]
+                         and pes[r, c].state == _COMPUTING and pes[r, c].out_valid()
+                         and self._closes((r, c))]
                 if valid:
                     after = [c for c in valid if c >= self.xptr[r]]
                     xg[r] = after[0] if after else valid[0]
         return y_room, yg, xg
+
+    def _closes(self, rc) -> bool:
+        """Whether the top PE's psum out ends its GON packet (`GonPacker`): the last slot
+        of its group, or the pass's last psum; the packer takes the others at once."""
+        phase, j, _ = self.pack[rc]
+        v = self.values
+        return v == 1 or (phase + j) % v == v - 1 or j + 1 == self.total
 
     def _pe_issues(self, xg) -> None:
         """Per PE: whether its pipeline advances, it issues, it takes a psum in."""
@@ -149,7 +165,15 @@ class _Reference:
             out = pe.out_valid()
             if out:
                 if g.top:
-                    ready = xg.get(rc[0]) == rc[1]
+                    ready = xg.get(rc[0]) == rc[1] if self._closes(rc) else True
+                    if ready:
+                        pack = self.pack[rc]
+                        if self._closes(rc):
+                            self.xn_next[rc[0]] = pack[2] + 1
+                            pack[2] = 0
+                        else:
+                            pack[2] += 1
+                        pack[1] = 0 if pack[1] + 1 == self.total else pack[1] + 1
                 else:
                     ready = (not links[rc]) or pes[rc[0] - 1, rc[1]].take
             else:
@@ -159,6 +183,8 @@ class _Reference:
             if need:
                 if g.below is not None:
                     pin = links[rc[0] + 1, rc[1]]
+                elif self.queues is not None:
+                    pin = bool(self.queues[rc])
                 else:
                     pin = ps["o"] and rc in ps["targets"][ps["tag"][ps["pkt"]]] \
                         and rc not in ps["done"]
@@ -186,6 +212,8 @@ class _Reference:
                     ok = pe.state == _LOADING
                 elif e == 1:
                     ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
+                elif self.queues is not None:
+                    ok = len(self.queues[rc]) < QUEUE
                 else:
                     ok = pe.take
                 if ok:
@@ -208,6 +236,9 @@ class _Reference:
                 pe.filter_load += n
                 if pe.filter_load >= self.run["filter_count"]:
                     pe.computing, pe.state = True, _COMPUTING
+            elif e == 2:
+                if self.queues is not None:
+                    self.queues[rc].append(n)
             elif e == 1:
                 pe.load_c += 1
                 if pe.load_c == self.sch.q:
@@ -244,22 +275,30 @@ class _Reference:
 
     def _update_gon(self, y_room: bool, yg, xg) -> None:
         rx_accept = self.rx_running and self.yo
+        if rx_accept:
+            self.rx_total += self.yn
+            self.rx_running = self.rx_total < self.count
         if y_room:
             self.yo = yg is not None
             if yg is not None:
+                self.yn = self.xn[yg]
                 self.yptr = 0 if yg == self.rows - 1 else yg + 1
         for r in range(self.rows):
             if (not self.xo[r]) or yg == r:
                 self.xo[r] = r in xg
+                self.xn[r] = self.xn_next[r]
                 if r in xg:
                     self.xptr[r] = 0 if xg[r] == self.cols - 1 else xg[r] + 1
         self.rx_glb = rx_accept
-        if rx_accept:
-            self.rx_total += 1
-            self.rx_running = self.rx_total < self.count
 
     def _update_pes(self) -> None:
         pes, filter_takers = self.pes, self.snd[0]["takers"]
+        if self.queues is not None:
+            for rc, queue in self.queues.items():
+                if pes[rc].take:
+                    queue[0] -= 1
+                    if not queue[0]:
+                        queue.pop(0)
         for pe in pes.values():
             if pe.state0 == _IDLE:
                 if self.pending:

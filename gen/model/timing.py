@@ -18,7 +18,10 @@ from .arbiters import Gon, Port, round_robin
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 
-__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing"]
+__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing", "QUEUE"]
+
+QUEUE = 2
+"""Packets the queue in front of a bottom PE holds (`ommatidia.hw.noc.PsumUnpacker`)."""
 
 
 class Unordered(Exception):
@@ -168,12 +171,23 @@ class Sender:
 
 class Top:
     """The GON request of a chain's top PE: its psum out waiting at the accumulate stage
-    (``acc``); ``done`` while it has none. A grant hands the cycle to the chain."""
+    (``acc``); ``done`` while it has none. A grant hands the cycle to the chain.
+    ``held``: the psum does not end its packet (`ommatidia.hw.noc.GonPacker`, psum ``j``
+    of ``total`` at slot ``phase + j`` of a group of ``values``), so the packer takes it
+    at ``acc`` without the GON."""
 
     def __init__(self, pe: PEState, chain):
         self.pe, self.chain = pe, chain
         self.acc = 0
         self.done = True
+        self.held = False
+        self.values, self.phase, self.total = 1, 0, 0
+
+    def request(self, acc: int, j: int) -> None:
+        """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
+        self.acc, self.done = acc, False
+        v = self.values
+        self.held = v > 1 and (self.phase + j) % v != v - 1 and j + 1 != self.total
 
     def grant(self, t: int) -> None:
         self.done = True
@@ -299,6 +313,17 @@ class _Chain:
                 moved = True
                 continue
             pe = self.pes[self.lvl]
+            if self.lvl == 0 and pe.gin and rnd.queues is not None:
+                q = rnd.queues[id(pe)]
+                if len(q["avail"]) <= pe.np:
+                    return moved
+                i = pe.issue_one(max(q["avail"][pe.np], self.column_wait(pe)))
+                if pe.np in q["last"]:
+                    q["done"].append(i)
+                pe.np += 1
+                self._psum_out(pe, i)
+                moved = True
+                continue
             if self.lvl == 0 and pe.gin:
                 if self.taken is None:
                     return moved
@@ -351,7 +376,7 @@ class _Chain:
                 pe.tap_end.append(i)
             if pe.top:
                 top = self.top
-                top.acc, top.done = acc, False
+                top.request(acc, self.f * rnd.sch.p + self.k)
                 gon = rnd.gon
                 if top not in gon.tops:
                     gon.tops.append(top)
@@ -375,7 +400,7 @@ class _Chain:
         if self.k == self.rnd.sch.p - 1:
             pe.tap_end.append(i)
         if pe.top:
-            self.top.acc, self.top.done = acc, False
+            self.top.request(acc, self.f * self.rnd.sch.p + self.k)
             gon = self.rnd.gon
             if self.top not in gon.tops:
                 gon.tops.append(self.top)
@@ -443,9 +468,18 @@ class _Round:
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
+        gd, values = regs["gon_desc"], cfg.noc.gon_values
+        for ch in self.chains:
+            top = ch.top
+            top.values, top.total = values, sch.F * sch.p
+            top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
+        # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
+        # taken, the psums ending a packet and the cycles they were taken
+        self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
+                       if pe.gin} if cfg.noc.psum_gin_values > 1 else None
 
     def _load_filters(self) -> None:
         """Every PE computes from the cycle after its last weight is taken."""
@@ -503,7 +537,10 @@ class _Round:
 
     def _send_psums(self) -> bool:
         """The psum sender's packets, in stream order, each taken by its bottom PEs at
-        the issue of the operation that adds it."""
+        the issue of the operation that adds it (with packets of several psums: into the
+        bottom's queue when it has room, `_queue_psums`)."""
+        if self.queues is not None:
+            return self._queue_psums()
         psm, chain_of = self.psm, self.chain_of
         moved = False
         while psm.n < psm.N:
@@ -520,6 +557,38 @@ class _Round:
             psm.deliver(d)
             for pe in group:
                 chain_of[id(pe)].advance()
+            moved = True
+        return moved
+
+    def _queue_psums(self) -> bool:
+        """The psum sender's packets, in stream order, each taken by a bottom's queue of
+        `QUEUE` packets once it has room (the cycle after the bottom took the last psum
+        of the packet `QUEUE` before); its psums can be taken from the cycle after."""
+        psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        moved = False
+        while psm.n < psm.N:
+            group = self.groups[2][psm.tag[psm.n]]
+            room = []
+            for pe in group:
+                q = self.queues[id(pe)]
+                m = len(q["last"]) - QUEUE
+                if m < 0:
+                    room.append(0)
+                elif m < len(q["done"]):
+                    room.append(q["done"][m] + 1)
+                else:
+                    return moved
+            n = 1 if values is None else int(values[psm.n])
+            e = psm.emit()
+            d = e + 1
+            for pe, r in zip(group, room):
+                t = max(e + 1, r)
+                d = max(d, t)
+                q = self.queues[id(pe)]
+                q["avail"].extend([t + 1] * n)
+                q["last"].add(len(q["avail"]) - 1)
+                chain_of[id(pe)].dirty = True
+            psm.deliver(d)
             moved = True
         return moved
 
