@@ -1,5 +1,5 @@
-"""ULX3S 85F: an LFE5U-85F-6BG381 at 28.125 MHz, from the board's 25 MHz oscillator
-through the EHXPLLL.
+"""ULX3S 85F: an LFE5U-85F-6BG381 at the board's 25 MHz oscillator (no PLL: a build at
+the EHXPLLL's 28.125 MHz did not finish routing in 45 minutes, docs/fpga.md, Clock).
 
 The host link is the FTDI FT231X on the board's US1 USB port, the platform's
 own ``uart`` resource. Pure data, like amaranth-boards' own board files;
@@ -15,7 +15,7 @@ BOARD = dict(
     title="ULX3S 85F (LFE5U-85F-6BG381)",
     platform=ULX3S_85F_Platform,
     preset="ulx3s",
-    clock_mhz=28.125,
+    clock_mhz=25.0,
     dram_words=16384,
     target="ecp5-85f",
     uart_note="FTDI FT231X (rx M1, tx L4), the board's US1 USB port",

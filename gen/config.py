@@ -437,10 +437,10 @@ ORANGECRAB = dataclasses.replace(
 
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
-    glb_bytes=32 * 1024, glb_banks=8, clock_mhz=28.125)
-"""The ULX3S 85F (ECP5-85F) at 28.125 MHz from the EHXPLLL (the board's oscillator is 25
-MHz): 8x8 routed at 30.50 MHz against 25 with 88 % of the LUT slots; not rebuilt at
-28.125 (docs/fpga.md, Clock)."""
+    glb_bytes=32 * 1024, glb_banks=8, clock_mhz=25.0)
+"""The ULX3S 85F (ECP5-85F) at its 25 MHz oscillator: 8x8 routed at 30.50 MHz with 88 % of
+the LUT slots; a build at the EHXPLLL's 28.125 MHz was still routing (220 wires
+overused) after 45 minutes and was stopped (docs/fpga.md, Clock)."""
 
 PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
                                                        ORANGECRAB, ULX3S)}
