@@ -431,9 +431,12 @@ no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured
 
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    clock_mhz=52.0)
+    clock_mhz=52.0, counter_bits=32, pe=dataclasses.replace(TINY.pe, counter_bits=24))
 """The OrangeCrab 25F (ECP5-25F): the largest array that fits, at 52 MHz from the EHXPLLL
-(the board's oscillator is 48 MHz; docs/fpga.md, Clock)."""
+(the board's oscillator is 48 MHz; docs/fpga.md, Clock). Its counters are 32 bits wide
+and its PEs' 24 (a layer on the board's 4096 DRAM words stays far below either): with
+48- and 32-bit counters the 4x4 array with the controller's program prefetch needed
+24355 of the 25F's 24288 TRELLIS_COMB and did not place."""
 
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),
