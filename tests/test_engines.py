@@ -81,6 +81,18 @@ async def fill(ctx, glb, words):
         await tx.send(ctx, {"addr": a, "data": w, "mask": 0xff})
 
 
+async def start_sender(ctx, eng, desc, tags):
+    """Write a SendEngine's tag table, then start it on ``desc``."""
+    tx = StreamSender(eng.tag_w)
+    for j, (row, col, offset) in enumerate(tags):
+        await tx.send(ctx, {"engine": 0, "index": j,
+                            "entry": {"row": row, "col": col, "offset": offset}})
+    ctx.set(eng.desc, desc)
+    ctx.set(eng.start, 1)
+    await ctx.tick()
+    ctx.set(eng.start, 0)
+
+
 @pytest.mark.parametrize("bits", [8, 16, 24])
 def test_sender_walks_loops_tags_and_slots(bits, seed):
     """Three random descriptors in a row, random back-pressure: packets = the Python loop nest."""
@@ -95,14 +107,7 @@ def test_sender_walks_loops_tags_and_slots(bits, seed):
     async def host(ctx):
         await fill(ctx, dut.glb, words)
         for desc, tags in runs:
-            tx = StreamSender(eng.tag_w)
-            for j, (row, col, offset) in enumerate(tags):
-                await tx.send(ctx, {"engine": 0, "index": j,
-                                    "entry": {"row": row, "col": col, "offset": offset}})
-            ctx.set(eng.desc, desc)
-            ctx.set(eng.start, 1)
-            await ctx.tick()
-            ctx.set(eng.start, 0)
+            await start_sender(ctx, eng, desc, tags)
             rx = StreamReceiver(eng.o, random.Random(rng.random()), 0.3)
             n = reference(desc, tags, words, bits, cfg)
             items = []
@@ -211,14 +216,7 @@ def test_wide_sender_packs_a_word(values, seed):
     async def host(ctx):
         await fill(ctx, dut.glb, words)
         for desc, tags in runs:
-            tx = StreamSender(eng.tag_w)
-            for j, (row, col, offset) in enumerate(tags):
-                await tx.send(ctx, {"engine": 0, "index": j,
-                                    "entry": {"row": row, "col": col, "offset": offset}})
-            ctx.set(eng.desc, desc)
-            ctx.set(eng.start, 1)
-            await ctx.tick()
-            ctx.set(eng.start, 0)
+            await start_sender(ctx, eng, desc, tags)
             rx = StreamReceiver(eng.o, random.Random(rng.random()), 0.3)
             items = []
             for _ in packed_reference(desc, tags, words, cfg, values):
