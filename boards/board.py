@@ -19,7 +19,7 @@ from amaranth_boards.resources import UARTResource
 
 from ommatidia.boards import icebreaker, orangecrab, synth, ulx3s
 from ommatidia.boards.pll import PLL, pll
-from ommatidia.gen.config import ArrayConfig, NoCConfig, check_int, preset
+from ommatidia.gen.config import ArrayConfig, check_int, preset
 
 __all__ = ["Board", "BOARDS", "board", "larger_arrays", "LOADER_TOOLS"]
 
@@ -121,8 +121,9 @@ class Board:
         if self.array is None:
             return cfg
         rows, cols = self.array
-        noc = NoCConfig(row_id_bits=max(cfg.noc.row_id_bits, (rows + 1).bit_length()),
-                        col_id_bits=max(cfg.noc.col_id_bits, (cols + 1).bit_length()))
+        noc = dataclasses.replace(
+            cfg.noc, row_id_bits=max(cfg.noc.row_id_bits, (rows + 1).bit_length()),
+            col_id_bits=max(cfg.noc.col_id_bits, (cols + 1).bit_length()))
         return dataclasses.replace(cfg, rows=rows, cols=cols, noc=noc)
 
     @property

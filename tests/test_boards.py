@@ -19,7 +19,7 @@ from amaranth.lib import io
 
 from ommatidia.boards import board, build, nextpnr, pll, synth, synth_report
 from ommatidia.boards.board import BOARDS, LOADER_TOOLS
-from ommatidia.gen.config import PRESETS
+from ommatidia.gen.config import PRESETS, preset
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
@@ -69,6 +69,11 @@ def test_board_array_override(capsys):
         assert cfg.noc.row_broadcast > rows - 1 and cfg.noc.col_broadcast > cols - 1
         assert cfg.noc.row_id_bits in (base.noc.row_id_bits, (rows + 1).bit_length())
         assert dataclasses.replace(cfg, rows=base.rows, cols=base.cols, noc=base.noc) == base
+    wide = dataclasses.replace(b, preset="eyeriss", array=(8, 8)).config
+    eyeriss = preset("eyeriss")
+    assert wide.noc.filter_gin_values == eyeriss.noc.filter_gin_values > 1
+    assert dataclasses.replace(wide.noc, row_id_bits=eyeriss.noc.row_id_bits,
+                               col_id_bits=eyeriss.noc.col_id_bits) == eyeriss.noc
     with pytest.raises(ValueError, match="array must be"):
         dataclasses.replace(b, array=(7,))
     with pytest.raises(ValueError, match="array rows"):
