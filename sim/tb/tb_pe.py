@@ -17,7 +17,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from ommatidia.gen.config import config_from_fields, preset
 from ommatidia.hw.pe import PERun, pe_run_layout
 from ommatidia.sim.pe_model import PECase, random_pe_case
-from ommatidia.sim.tb.streams import StreamSink, StreamSource
+from ommatidia.sim.tb.streams import StreamSink, StreamSource, to_unsigned
 
 
 class TB:
@@ -26,9 +26,11 @@ class TB:
     def __init__(self, dut, seed: int, idle: float, stall: float):
         self.dut = dut
         if "OMMATIDIA_CONFIG" in os.environ:
-            self.cfg = config_from_fields(json.loads(os.environ["OMMATIDIA_CONFIG"])).pe
+            array = config_from_fields(json.loads(os.environ["OMMATIDIA_CONFIG"]))
         else:
-            self.cfg = preset(os.environ["OMMATIDIA_PRESET"]).pe
+            array = preset(os.environ["OMMATIDIA_PRESET"])
+        self.cfg = array.pe
+        self.filter_values = array.noc.filter_gin_values
         rng = random.Random(seed)
         clk = dut.clk
         self.run = StreamSource(dut, "run", clk)
@@ -45,6 +47,22 @@ class TB:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
+    def filter_packets(self, weights: list[int]) -> list[int]:
+        """``weights`` as filter GIN packets of up to `filter_values` weights
+        (`ommatidia.hw.noc.values_layout`: the count ``n``, then lane ``j`` the ``j``-th)."""
+        n = self.filter_values
+        if n == 1:
+            return weights
+        bits, count_bits = self.cfg.weight_bits, n.bit_length()
+        packets = []
+        for i in range(0, len(weights), n):
+            chunk = weights[i:i + n]
+            word = len(chunk)
+            for j, w in enumerate(chunk):
+                word |= to_unsigned(w, bits) << (count_bits + j * bits)
+            packets.append(word)
+        return packets
+
     async def execute(self, cases: list[PECase]) -> tuple[list[list[int]], int]:
         """Run ``cases`` back to back; return the psums of each and the cycles taken."""
         layout = pe_run_layout(self.cfg)
@@ -53,8 +71,8 @@ class TB:
             for values in streams:
                 await source.send(values)
 
-        filt = cocotb.start_soon(feed(self.filter, [c.filter_stream() for c in cases
-                                                    if c.run.load_filter]))
+        filt = cocotb.start_soon(feed(self.filter, [self.filter_packets(c.filter_stream())
+                                                    for c in cases if c.run.load_filter]))
         ifm = cocotb.start_soon(feed(self.ifmap, [c.ifmap_stream() for c in cases]))
         pin = cocotb.start_soon(feed(self.psum_in, [c.psum_in_stream() for c in cases]))
         results = []
