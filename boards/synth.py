@@ -275,11 +275,12 @@ def yosys_script(tgt: Target, *, dsp: bool = True) -> str:
 
 
 def run_yosys(component, tgt: Target, build_dir, *, dsp: bool = True, env: dict | None = None,
-              timeout: float | None = None) -> dict:
+              timeout: float | None = None, script: str | None = None) -> dict:
     """Write the harnessed design as RTLIL and synthesise it with Yosys.
 
     Returns the paths and the runtime; ``stat.json`` holds per-module cell
-    counts and ``netlist.json`` the flattened netlist for nextpnr.
+    counts and ``netlist.json`` the flattened netlist for nextpnr. ``script``
+    replaces `yosys_script` (`ommatidia.boards.breakdown` keeps the hierarchy).
     """
     build_dir = pathlib.Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +288,7 @@ def run_yosys(component, tgt: Target, build_dir, *, dsp: bool = True, env: dict 
     harness = Harness(component)
     (build_dir / "design.il").write_text(rtlil.convert(harness, name=TOP_NAME))
     yosys = _tool("YOSYS", env)
-    (build_dir / "synth.ys").write_text(yosys_script(tgt, dsp=dsp))
+    (build_dir / "synth.ys").write_text(script or yosys_script(tgt, dsp=dsp))
     for stale in ("stat.json", "netlist.json"):
         (build_dir / stale).unlink(missing_ok=True)
     log = build_dir / "yosys.log"

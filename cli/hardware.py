@@ -67,17 +67,26 @@ def cmd_synth(args) -> int:
         raise CLIError(f"--freq must be a positive number of MHz, not {freq:g}")
     output_file(args.report, "--report")
     output_dir(args.output, "--output")
+    if args.breakdown is not None and not 1 <= args.breakdown <= 8:
+        raise CLIError(f"--breakdown DEPTH must be 1..8, not {args.breakdown}")
     component = build_top(args.top, cfg)
     out = args.output or f"build/synth/{args.top}_{cfg.name}_{args.target}"
     try:
         report = synthesize(component, args.target, freq, out, dsp=not args.no_dsp,
                             seed=args.seed, info={"top": args.top, "preset": cfg.name},
                             log=_log)
+        if args.breakdown is not None:
+            report["breakdown"] = _breakdown(args, cfg, out)
     except SynthError as exc:
         raise CLIError(str(exc)) from None
     if args.report:
         write_report(report, args.report)
     print(format_report(report))
+    if args.breakdown is not None:
+        from ommatidia.boards.breakdown import format_breakdown
+        print(f"per module, hierarchy kept (yosys {report['breakdown']['seconds']:.0f} s; "
+              f"rows with submodules):")
+        print(format_breakdown(report["breakdown"]["rows"]))
     if args.report:
         print(f"report: {args.report}")
     if not report["timing_met"]:
@@ -90,6 +99,15 @@ def cmd_synth(args) -> int:
                   f"(use --allow-timing-fail to accept)", file=sys.stderr)
             return 1
     return 0
+
+
+def _breakdown(args, cfg, out) -> dict:
+    """`ommatidia.boards.breakdown.run_breakdown` of the top in ``out``/breakdown."""
+    from ommatidia.boards.breakdown import run_breakdown
+    from ommatidia.gen.tops import build_top
+    _log(f"running yosys again with the hierarchy kept, in {out}/breakdown")
+    return run_breakdown(build_top(args.top, cfg), args.target, f"{out}/breakdown",
+                         dsp=not args.no_dsp, depth=args.breakdown)
 
 
 def cmd_build(args) -> int:

@@ -79,6 +79,9 @@ def _add_synth(sub, tops) -> None:
                    help="exit 0 even when a clock misses the constraint")
     p.add_argument("--no-dsp", action="store_true", help="build multipliers from LUTs")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--breakdown", type=int, nargs="?", const=3, metavar="DEPTH",
+                   help="also synthesise with the hierarchy kept and print the resources "
+                        "of each module, DEPTH levels deep (default 3; another Yosys run)")
     p.add_argument("-o", "--output", metavar="BUILD_DIR",
                    help="build folder (default: build/synth/<top>_<preset>_<target>)")
     p.set_defaults(func=cmd_synth)

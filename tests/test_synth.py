@@ -404,3 +404,54 @@ def test_unknown_target_and_bad_frequency():
 ])
 def test_error_line_is_the_tools_error_not_its_summary(log, expected):
     assert synth.error_line(log) == expected
+
+
+class _Counter(wiring.Component):
+    """An 8-bit counter: 8 flip-flops."""
+
+    en: In(1)
+    count: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+class _TwoCounters(wiring.Component):
+    """Two `_Counter`s, ``unit_0`` and ``unit_1``, and a 3-bit register of its own."""
+
+    en: In(2)
+    count: Out(16)
+    last: Out(3)
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(2):
+            m.submodules[f"unit_{i}"] = unit = _Counter()
+            m.d.comb += [unit.en.eq(self.en[i]), self.count[8 * i:8 * i + 8].eq(unit.count)]
+        m.d.sync += self.last.eq(self.last + self.en)
+        return m
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("tgt", ["ecp5-25f", "ice40-up5k"])
+def test_breakdown_per_module(tgt):
+    from ommatidia.boards.breakdown import format_breakdown, run_breakdown
+    result = run_breakdown(_TwoCounters(), tgt, _build(f"breakdown_{tgt}"))
+    rows = {r["path"]: r for r in result["rows"]}
+    assert list(rows) == ["", "unit_*", "(own logic)"]
+    assert rows[""]["resources"]["ffs"] == 19
+    assert (rows["unit_*"]["count"], rows["unit_*"]["resources"]["ffs"]) == (2, 16)
+    assert rows["(own logic)"]["resources"]["ffs"] == 3
+    for key, n in rows[""]["resources"].items():
+        assert n == rows["unit_*"]["resources"][key] + rows["(own logic)"]["resources"][key]
+    assert "unit_* x2" in format_breakdown(result["rows"]).splitlines()[2]
+
+
+def test_breakdown_rows_need_the_component():
+    from ommatidia.boards.breakdown import breakdown_rows
+    stat = {"modules": {"\\ommatidia_synth": {"num_cells_by_type": {}}}}
+    with pytest.raises(ValueError, match="module ommatidia_synth.dut is not in the Yosys"):
+        breakdown_rows(stat, synth.TARGETS["ecp5-25f"])
