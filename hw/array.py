@@ -61,9 +61,10 @@ fills its ring waiting for its first psum, the ifmap sender stops, and PE
 (R-1, 0) never gets the columns of its later outputs (tests/test_array.py
 shows that deadlock). The tests start each pass when ``busy`` is low.
 
-Counters ``mac_cycles``, ``gated_macs`` and ``stall_cycles`` are the sums
-over all PEs of the PE counters (modulo ``2**pe.counter_bits``), registered:
-they lag the PEs by one cycle.
+Counters ``mac_cycles``, ``gated_macs`` and ``stall_cycles`` count the events
+of all PEs (modulo ``2**pe.counter_bits``): each cycle they add the number of
+PEs that did a MAC, gated one or stalled (`pe_event_layout`), so the array holds
+three counters, not three per PE; the PEs' own counters drive nothing here.
 """
 
 from __future__ import annotations
@@ -246,16 +247,18 @@ class PEArray(wiring.Component):
                 busy.append(pe.busy)
 
         m.d.comb += self.busy.eq(Cat(busy).any())
-        for name in COUNTERS:
-            m.d.sync += getattr(self, name).eq(
-                _tree_sum([getattr(pe, name) for line in self._pes for pe in line],
-                          self._cfg.pe.counter_bits))
+        pes = [pe for line in self._pes for pe in line]
+        for name, field in zip(COUNTERS, ("mac", "gated", "stall")):
+            counter = getattr(self, name)
+            m.d.sync += counter.eq(counter + _popcount([getattr(pe.events, field)
+                                                        for pe in pes]))
         return m
 
 
-def _tree_sum(values: list, bits: int):
-    """Balanced adder tree, each sum truncated to ``bits`` (modular)."""
+def _popcount(bits: list):
+    """Number of ``bits`` set, as a balanced adder tree of the narrowest sums."""
+    values = list(bits)
     while len(values) > 1:
-        values = [(values[k] + values[k + 1])[:bits] if k + 1 < len(values)
-                  else values[k] for k in range(0, len(values), 2)]
+        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
     return values[0]

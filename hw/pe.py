@@ -51,7 +51,7 @@ from ommatidia.gen.config import PEConfig, check_int
 
 from .noc import values_layout
 
-__all__ = ["PERun", "pe_run_layout", "PE", "COUNTER_BITS"]
+__all__ = ["PERun", "pe_run_layout", "pe_event_layout", "PE", "COUNTER_BITS"]
 
 COUNTER_BITS = 32
 """Default width of the PE counters (`PEConfig.counter_bits`)."""
@@ -60,6 +60,10 @@ COUNTER_BITS = 32
 def _bits(limit: int) -> int:
     """Unsigned width holding 0..limit."""
     return max(1, limit.bit_length())
+
+
+pe_event_layout = data.StructLayout({"mac": 1, "gated": 1, "stall": 1})
+"""A PE's counter events of one cycle: a MAC done, a MAC gated, a stall cycle."""
 
 
 def pe_run_layout(cfg: PEConfig) -> data.StructLayout:
@@ -249,6 +253,11 @@ class PE(wiring.Component):
     mac_cycles, gated_macs, stall_cycles : Out(cfg.counter_bits)
         Since reset: MACs done, MACs skipped by zero gating, and busy cycles in
         which no operation issued because a stream was empty or blocked.
+    events : Out(pe_event_layout)
+        This cycle's increments of the three counters, for an array that counts
+        its PEs' events together (`ommatidia.hw.array.PEArray`) instead of summing
+        their counters: the PE's own counters then drive nothing and synthesis
+        removes them.
     """
 
     def __init__(self, cfg: PEConfig, filter_values: int = 1):
@@ -271,6 +280,7 @@ class PE(wiring.Component):
             "mac_cycles": Out(cfg.counter_bits),
             "gated_macs": Out(cfg.counter_bits),
             "stall_cycles": Out(cfg.counter_bits),
+            "events": Out(pe_event_layout),
         })
 
     @property
@@ -485,10 +495,12 @@ class PE(wiring.Component):
 
     def _counters(self, m: Module, r: _Registers, ctl: _Issue, stalled):
         """Count MACs done, MACs gated on a zero activation, and stall cycles."""
-        with m.If(r.v_accum & ctl.advance):
-            with m.If(r.accum.zero):
-                m.d.sync += self.gated_macs.eq(self.gated_macs + 1)
-            with m.Else():
-                m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
-        with m.If(stalled):
-            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+        ev = self.events
+        m.d.comb += [ev.gated.eq(r.v_accum & ctl.advance & r.accum.zero),
+                     ev.mac.eq(r.v_accum & ctl.advance & ~r.accum.zero),
+                     ev.stall.eq(stalled)]
+        for name, event in (("mac_cycles", ev.mac), ("gated_macs", ev.gated),
+                            ("stall_cycles", ev.stall)):
+            counter = getattr(self, name)
+            with m.If(event):
+                m.d.sync += counter.eq(counter + 1)
