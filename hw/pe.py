@@ -196,6 +196,13 @@ class _Registers:
         self.filter_addr = Signal(range(cfg.filter_spad_depth))
         self.filter_load = Signal(range(cfg.filter_spad_depth + 1))
         self.computing = Signal()
+        # The loop bounds less one, registered with the run so that no subtraction lies on
+        # the issue stage's path (the Fmax of the OrangeCrab build).
+        self.s_max = Signal.like(self.run.S)
+        self.c_max = Signal.like(self.run.q)
+        self.k_max = Signal.like(self.run.p)
+        self.f_max = Signal.like(self.run.F)
+        self.ring_max = Signal.like(self.load_addr)
 
         # Pipeline: issue -> read (filter spad address) -> weight (spad data
         # registered) -> multiply (product registered) -> accumulate.
@@ -326,8 +333,8 @@ class PE(wiring.Component):
         accumulating run, the psum in."""
         run, s, c, k = r.run, r.s, r.c, r.k
         first_tap = (s == 0) & (c == 0)
-        last_tap = (s == run.S - 1) & (c == run.q - 1)
-        last_k = k == run.p - 1
+        last_tap = (s == r.s_max) & (c == r.c_max)
+        last_k = k == r.k_max
         need_psum = last_tap & run.accumulate
 
         advance = ~(r.v_accum & r.accum.last & ~self.psum_out.ready)
@@ -392,7 +399,7 @@ class PE(wiring.Component):
             with m.If(ctl.last_k):
                 m.d.sync += k.eq(0)
                 m.d.sync += c.eq(c + 1)
-                with m.If(c == run.q - 1):
+                with m.If(c == r.c_max):
                     m.d.sync += c.eq(0)
                     m.d.sync += s.eq(s + 1)
                     m.d.sync += r.column.eq(r.column + 1)
@@ -401,7 +408,7 @@ class PE(wiring.Component):
                                                next_row - run.ring_entries, next_row))
                     with m.If(s < run.U):
                         m.d.sync += r.load_limit.eq(base + s + 1 + run.ring)
-                    with m.If(s == run.S - 1):
+                    with m.If(s == r.s_max):
                         next_window = window_row + run.stride_entries
                         next_window = Mux(next_window >= run.ring_entries,
                                           next_window - run.ring_entries, next_window)
@@ -410,7 +417,7 @@ class PE(wiring.Component):
                             r.column.eq(base + run.U), r.load_limit.eq(base + run.U + run.ring),
                             window_row.eq(next_window), tap_row.eq(next_window),
                         ]
-                        with m.If(f == run.F - 1):
+                        with m.If(f == r.f_max):
                             m.d.sync += r.computing.eq(0)
             m.d.sync += r.filter_addr.eq(Mux(ctl.last_k & ctl.last_tap, 0, r.filter_addr + 1))
 
@@ -426,9 +433,9 @@ class PE(wiring.Component):
         with m.If(self.ifmap.valid & self.ifmap.ready):
             m.d.sync += [
                 r.load_c.eq(r.load_c + 1),
-                r.load_addr.eq(Mux(r.load_addr == run.ring_entries - 1, 0, r.load_addr + 1)),
+                r.load_addr.eq(Mux(r.load_addr == r.ring_max, 0, r.load_addr + 1)),
             ]
-            with m.If(r.load_c == run.q - 1):
+            with m.If(r.load_c == r.c_max):
                 m.d.sync += [r.load_c.eq(0), r.loaded.eq(r.loaded + 1)]
 
     def _filter_loader(self, m: Module, r: _Registers, spads: _Spads):
@@ -461,6 +468,9 @@ class PE(wiring.Component):
                 with m.If(self.run.valid):
                     m.d.sync += [
                         run.eq(self.run.payload),
+                        r.s_max.eq(self.run.payload.S - 1), r.c_max.eq(self.run.payload.q - 1),
+                        r.k_max.eq(self.run.payload.p - 1), r.f_max.eq(self.run.payload.F - 1),
+                        r.ring_max.eq(self.run.payload.ring_entries - 1),
                         r.loaded.eq(0), r.load_limit.eq(self.run.payload.ring), r.load_c.eq(0),
                         r.load_addr.eq(0),
                         r.f.eq(0), r.s.eq(0), r.c.eq(0), r.k.eq(0), r.base.eq(0),
