@@ -32,7 +32,11 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
 - ``DMA_OUT``: GLB words are read ahead, so a raw word or a psum goes out every
   cycle after the first word's two: raw 3 + ``n + 4``; RLC 3 + ``n + 5`` (the
-  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec.
+  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec. In the
+  background (bit 0, on the System's DRAM only: docs/program.md) it takes one
+  cycle, asks nothing of the fetch, and drains beside the commands after it; the
+  next ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` runs no sooner than ``c - 3``
+  cycles after its command word (``c`` the cycles above).
 - ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
   max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
   issues one operation a cycle (``F*S*q*p`` of them; a zero activation still
@@ -163,11 +167,15 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
         m.rr = (state[0], tuple(state[1]), state[2])
     commands = []
     t = k = 0
+    drained = 0     # the first cycle the DMAOut is idle
     for cmd in program:
         m.count["program_words"] += cmd.words
         x = max(t, fetch.ready(k))
-        if cmd.op in ("DMA_IN", "DMA_OUT"):
+        background = cmd.op == "DMA_OUT" and cmd.value and dram.bus == "port"
+        if cmd.op == "DMA_IN" or cmd.op == "DMA_OUT" and not background:
             x = fetch.hold(x)
+        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE"):
+            x = max(x, drained)
         fetch.run(k, x)
         for i in range(1, cmd.words):
             x = max(x + 1, fetch.ready(k + i))
@@ -182,6 +190,8 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
         elif cmd.op == "BIAS":
             if cmd.value["index"] < len(m.bias):
                 m.bias[cmd.value["index"]] = cmd.value["value"]
+        elif background:
+            drained = x + m.dma_out(x) - 3
         elif cmd.op in ("DMA_IN", "DMA_OUT"):
             end = x + (m.dma_in(x + 1) if cmd.op == "DMA_IN" else m.dma_out(x)) - 2
             fetch.release(end - 2)
