@@ -164,16 +164,17 @@ def test_program_fetched_during_the_passes(seed):
     assert stalled | {"cycles": 0} == counters | {"cycles": 0}
 
 
-def _dma_program(background, *, tail=(), n_out=40, n_in=30):
+def _dma_program(background, *, tail=(), n_out=40, n_in=30, again=()):
     """``SET dma_out``, ``DMA_OUT`` of ``n_out`` raw GLB words 0.. to DRAM 3000.. (in the
-    background or not), ``SET dma_in``, ``DMA_IN`` of ``n_in`` raw DRAM words 2000.. to
-    GLB 64.., the command words ``tail``, ``DONE``."""
+    background or not) and once more per flag of ``again``, ``SET dma_in``, ``DMA_IN`` of
+    ``n_in`` raw DRAM words 2000.. to GLB 64.., the command words ``tail``, ``DONE``."""
     shapes = register_shapes(TINY)
     out = _packer(shapes["dma_out"])({"glb": 0, "dram": 3000, "n": n_out, "rlc": 0,
                                       "stage": {"shift": 0, "relu": 0, "p": 1}})
     din = _packer(shapes["dma_in"])({"dram": 2000, "glb": 64, "words": n_in, "n": 0, "rlc": 0})
     prog = [pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_out")),
             out & (1 << 64) - 1, out >> 64, pack_command(Opcode.DMA_OUT, int(background)),
+            *(pack_command(Opcode.DMA_OUT, int(b)) for b in again),
             pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_in")),
             din & (1 << 64) - 1, din >> 64, pack_command(Opcode.DMA_IN),
             *tail, pack_command(Opcode.DONE)]
@@ -203,6 +204,19 @@ def test_dma_in_beside_a_background_dma_out_counted_by_hand():
         assert predict_words(TINY, words).counters == counters | {"cycles": cycles}
         got[background] = mem
     assert got[True] == got[False]
+
+
+@pytest.mark.parametrize("again", [(True,), (False,), (False, True)])
+def test_dma_out_after_a_background_dma_out(again):
+    """A ``DMA_OUT`` right after a background one waits until it has drained (a foreground
+    one stops the fetch as soon as it is next): no two drain at once (44 cycles each from
+    taken to idle); the model's cycles equal the RTL's."""
+    words = _dma_program(True, again=again)
+    (status, counters, _), = simulate_system(TINY, words, [])
+    assert status == STATUS_DONE
+    assert counters["dram_words_written"] == 40 * (1 + len(again))
+    assert predict_words(TINY, words).counters == counters
+    assert counters["cycles"] > 44 * (1 + len(again))   # each drains 44 cycles, alone
 
 
 def test_pass_waits_for_a_background_dma_out(seed):
