@@ -124,8 +124,9 @@ __all__ = ["Command", "DramTiming", "Prediction", "SYSTEM_DRAM", "decode", "pass
 class Prediction:
     """What `predict` gives for a program.
 
-    ``commands`` lists (opcode, cycles) per command in program order; ``by_op`` sums
-    them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
+    ``commands`` lists (opcode, cycles) per command in program order (a background
+    ``DMA_OUT`` counts the cycles the command after it waits for it to drain);
+    ``by_op`` sums them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
     and ``energy`` are per memory level (see the module docstring); ``exact`` is False
     when some data-dependent counter is a worst case (``values=False``);
     ``fallback_passes`` counts passes timed by the cycle-level reference; ``state`` is
@@ -168,14 +169,16 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     commands = []
     t = k = 0
     drained = 0     # the first cycle the DMAOut is idle
+    out = None      # the last background DMA_OUT's index in commands
     for cmd in program:
         m.count["program_words"] += cmd.words
         x = max(t, fetch.ready(k))
         background = cmd.op == "DMA_OUT" and cmd.value and dram.bus == "port"
         if cmd.op == "DMA_IN" or cmd.op == "DMA_OUT" and not background:
             x = fetch.hold(x)
-        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE"):
-            x = max(x, drained)
+        wait = 0
+        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE") and drained > x:
+            x, wait = drained, drained - x
         fetch.run(k, x)
         for i in range(1, cmd.words):
             x = max(x + 1, fetch.ready(k + i))
@@ -201,7 +204,11 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
             extra, last = fetch.done()
             m.count["program_words"] += extra
             end = max(end, last)
-        commands.append((cmd.op, end - t))
+        if wait:
+            commands[out] = ("DMA_OUT", commands[out][1] + wait)
+        if background:
+            out = len(commands)
+        commands.append((cmd.op, end - t - wait))
         t, k = end, k + cmd.words
     total = sum(c for _, c in commands)
     by_op = {}
