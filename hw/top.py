@@ -30,8 +30,8 @@ or ``DONE`` in a cycle, a ``SET`` of ``k`` words in ``k + 1``, from a FIFO of
 `FETCH_BLOCK` (one burst on AXI) while commands run, a ``PASS`` included; it
 shares the DRAM read port with `DMAIn`: no word is asked for while a ``DMA_IN`` or
 a foreground ``DMA_OUT`` is next or runs, and such a command waits until every word
-asked for has come (the port answers in order). docs/program.md, "The fetch". Counters restart at
-``start`` and hold after ``done``.
+asked for has come (the port answers in order). docs/program.md, "The fetch".
+Counters restart at ``start`` and hold after ``done``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Accelerator(wiring.Component):
     def engine(self) -> PassEngine:
         return self._engine
 
-    def background(self, word):
+    def _background(self, word):
         """True for a ``DMA_OUT`` command word that runs in the background."""
         return (word[56:64] == Opcode.DMA_OUT) & word[0] if self._overlap else Const(0, 1)
 
@@ -186,7 +186,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += [pop.eq(1), eng.start.eq(1)]
                     m.next = "WAIT_PASS"
             with m.Case(Opcode.DMA_OUT):
-                background = self.background(word)
+                background = self._background(word)
                 m.d.comb += [eng.dma_out_cmd.valid.eq(~fetching | background),
                              eng.dma_out_cmd.payload.eq(regs["dma_out"])]
                 with m.If(eng.dma_out_cmd.valid & eng.dma_out_cmd.ready):
@@ -251,7 +251,7 @@ class Accelerator(wiring.Component):
         dma_next = Signal()
         m.d.comb += dma_next.eq(fsm_run & q.r_rdy & (left == 0)
                                 & ((word[56:64] == Opcode.DMA_IN)
-                                   | (word[56:64] == Opcode.DMA_OUT) & ~self.background(word)))
+                                   | (word[56:64] == Opcode.DMA_OUT) & ~self._background(word)))
         cut = ~active | stopped | stop_now | dma_next | eng.dma_busy \
             | eng.dma_out_busy & out_wait
         begin = (block == 0) & ~fetching & (q.level - pop <= PREFETCH_WORDS - FETCH_BLOCK)
