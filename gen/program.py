@@ -426,24 +426,44 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         bits = value if isinstance(value, int) else packers[name](value)
         return _set(reg[name], bits, _width(shapes[name]))
 
+    per = elements_per_word(cfg)
+    draining = None     # the last background DMA_OUT: its word's index, its GLB words
+
+    def glb_words(where) -> int:
+        """The GLB words a ``DMA_IN`` of ``where`` writes."""
+        return -(-where["n"] // per["ifmap"]) if where["rlc"] and cfg.rlc_codec \
+            else where["words"]
+
+    def dma_in(where, glb):
+        """A ``DMA_IN`` of ``where`` to GLB word ``glb``; a ``DMA_OUT`` still draining
+        the words it writes goes back to the foreground."""
+        if draining is not None and glb < draining[2] and draining[1] < glb + glb_words(where):
+            prog[draining[0]] = pack_command(Opcode.DMA_OUT)
+        return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
+            + [pack_command(Opcode.DMA_IN)]
+
+    def loads(rnd, load) -> list:
+        """The ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
+        e0, es = rnd.strip
+        h0, hs = e0 * U, (es - 1) * U + R
+        return [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
+                for (m0, cg), glb in load.filters.items()] + \
+            [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
+             for (n, cg), glb in load.ifmaps.items()]
+
     prog, outputs, current = [], [], {}
     top = data_base + len(inputs.words)
     pack_tag, pack_bias = _packer(tag_write_layout(cfg)), _packer(bias_write_layout(cfg))
     tag_words = {}
     U, R, F = layer.U, layer.R, layer.F
-    for rnd in rounds:
+    ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
+    for r, rnd in enumerate(rounds):
         e0, es = rnd.strip
-        h0, hs = e0 * U, (es - 1) * U + R
-        for load in rnd.loads:
-            for (m0, cg), glb in load.filters.items():
-                p = dict(rnd.mgroups)[m0]
-                where = inputs.filters(m0, p, cg, cgroups[cg])
-                prog += put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb})
-                prog.append(pack_command(Opcode.DMA_IN))
-            for (n, cg), glb in load.ifmaps.items():
-                where = inputs.ifmaps(n, cg, cgroups[cg], h0, hs)
-                prog += put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb})
-                prog.append(pack_command(Opcode.DMA_IN))
+        for li, load in enumerate(rnd.loads):
+            for where, glb in loads(rnd, load)[ahead if li == 0 else 0:]:
+                prog += dma_in(where, glb)
+            if load.passes:
+                draining = None
             for ps in load.passes:
                 for name, value in ps.config.items():
                     if current.get(name) != value:
@@ -462,23 +482,41 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))
                 prog.append(pack_command(Opcode.PASS))
-        for n in rnd.images:
-            for m0, p in rnd.mgroups:
-                n_out = es * F * p
-                for k in range(p):
-                    b = int(stage.bias[m0 + k]) if stage.bias else 0
-                    prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
-                words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
-                         else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
-                region = OutputRegion(n, m0, p, top, words, e0, es)
-                outputs.append(region)
-                top += region.words
-                _check_dram(cfg, region.dram + region.words)
-                prog += put("dma_out", {"glb": rnd.psums[n, m0], "dram": region.dram,
-                                        "n": n_out, "rlc": 1,
-                                        "stage": {"shift": stage.shift, "relu": int(stage.relu),
-                                                  "p": p}})
-                prog.append(pack_command(Opcode.DMA_OUT))
+        # The psums highest in the GLB go out first (their DRAM regions one after another),
+        # so the last DMA_OUT, which drains beside the next round's loads, reads the
+        # words they are least likely to overwrite; `outputs` lists them image by image.
+        outs = []
+        for n, m0, p in sorted(((n, m0, p) for n in rnd.images for m0, p in rnd.mgroups),
+                               key=lambda o: -rnd.psums[o[0], o[1]]):
+            n_out = es * F * p
+            words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
+                     else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
+            outs.append(OutputRegion(n, m0, p, top, words, e0, es))
+            top += words
+            _check_dram(cfg, top)
+        outputs += sorted(outs, key=lambda o: (o.n, o.m0))
+        nxt = loads(rounds[r + 1], rounds[r + 1].loads[0]) if r + 1 < len(rounds) else []
+        ahead = 0
+        for j, region in enumerate(outs):
+            n_out, glb = es * F * region.p, rnd.psums[region.n, region.m0]
+            for k in range(region.p):
+                b = int(stage.bias[region.m0 + k]) if stage.bias else 0
+                prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
+            prog += put("dma_out", {"glb": glb, "dram": region.dram, "n": n_out, "rlc": 1,
+                                    "stage": {"shift": stage.shift, "relu": int(stage.relu),
+                                              "p": region.p}})
+            draining = (len(prog), glb, glb + word_count(n_out, per["psum"]))
+            prog.append(pack_command(Opcode.DMA_OUT, 1))
+            # The next round's first DMA_INs run while it drains, as many as take about
+            # as long, none writing psums this or a later DMA_OUT reads.
+            later = max(rnd.psums[o.n, o.m0] + word_count(es * F * o.p, per["psum"])
+                        for o in outs[j:])
+            budget = n_out + 8
+            while ahead < len(nxt) and budget > 0 and nxt[ahead][1] >= later:
+                where, glb = nxt[ahead]
+                prog += dma_in(where, glb)
+                budget -= (where["n"] if where["rlc"] and cfg.rlc_codec else where["words"]) + 7
+                ahead += 1
     prog.append(pack_command(Opcode.DONE))
     return prog, outputs
 

@@ -74,7 +74,10 @@ class AXIAccelerator(wiring.Component):
         if not isinstance(cfg, ArrayConfig):
             raise TypeError(f"AXIAccelerator takes an ArrayConfig, not {cfg!r}")
         self._cfg = cfg
-        self._accel = Accelerator(cfg)
+        # The master issues a read burst only once every write has its response, so a
+        # DMA_IN beside a draining DMA_OUT would wait for it burst by burst: DMA_OUT runs
+        # in the foreground here (docs/program.md).
+        self._accel = Accelerator(cfg, overlap=False)
         self._master = AXI4Master(cfg.dram_bits, cfg.dram_addr_bits, data_width=data_width,
                                   addr_width=addr_width, max_burst=max_burst,
                                   max_reads=max_reads)

@@ -11,26 +11,34 @@ docs/program.md documents it. Commands:
 ``BIAS``  bits 55..0 a `bias_write_layout` write of the output stage's bias
 ``DMA_IN``  run the ``dma_in`` register as a `DMAIn` command; wait for it
 ``PASS``  start the engines on the registers; wait until the array is idle
-``DMA_OUT`` run the ``dma_out`` register as a `DMAOut` command; wait for it
+``DMA_OUT`` run the ``dma_out`` register as a `DMAOut` command; wait for it, or
+          with bit 0 set (*background*) go on while it drains
 ``DONE``  stop with ``done``
 ========  ==================================================================
 
+A background ``DMA_OUT`` reads the GLB read port and writes the DRAM write port,
+which a ``DMA_IN``, ``SET``, ``TAG`` and the fetch do not use, so they run beside
+it; a ``PASS``, ``BIAS`` (the output stage's table), ``DMA_OUT`` or ``DONE`` waits
+until it has drained, and ``busy`` stays high until it has (after an ``error``
+too). Built with ``overlap=False`` (the AXI top, whose master issues a read burst
+only once every write has its response) the controller ignores bit 0.
+
 An unknown opcode, or an RLC stream the `DMAIn` finds malformed, stops the
-controller with ``error``. Commands run one after another, a ``TAG``, ``BIAS``
+controller with ``error``. Other commands run one after another, a ``TAG``, ``BIAS``
 or ``DONE`` in a cycle, a ``SET`` of ``k`` words in ``k + 1``, from a FIFO of
 `PREFETCH_WORDS` program words that the fetch fills ahead of them in blocks of
 `FETCH_BLOCK` (one burst on AXI) while commands run, a ``PASS`` included; it
-shares the DRAM read port with `DMAIn`: no word is asked for while a DMA command
-is next or runs, and a DMA command waits until every word asked for has come
-(the port answers in order). docs/program.md, "The fetch". Counters restart at
-``start`` and hold after ``done``.
+shares the DRAM read port with `DMAIn`: no word is asked for while a ``DMA_IN`` or
+a foreground ``DMA_OUT`` is next or runs, and such a command waits until every word
+asked for has come (the port answers in order). docs/program.md, "The fetch".
+Counters restart at ``start`` and hold after ``done``.
 """
 
 from __future__ import annotations
 
 import enum
 
-from amaranth import Module, Mux, ResetInserter, Shape, Signal, unsigned
+from amaranth import Const, Module, Mux, ResetInserter, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -108,12 +116,20 @@ class Accelerator(wiring.Component):
     dram_data : In(stream of unsigned(dram_bits))
     dram_w : Out(stream of dram_write_layout(cfg))
     counters : Out(ArrayLayout(unsigned(cfg.counter_bits), len(COUNTERS)))
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    overlap : bool
+        Honour the background bit of ``DMA_OUT`` (off: every ``DMA_OUT`` in the
+        foreground).
     """
 
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(self, cfg: ArrayConfig, *, overlap: bool = True):
         if not isinstance(cfg, ArrayConfig):
             raise TypeError(f"Accelerator takes an ArrayConfig, not {cfg!r}")
         self._cfg = cfg
+        self._overlap = bool(overlap)
         self._engine = PassEngine(cfg)
         self._shapes = register_shapes(cfg)
         for name, layout in (("TAG", tag_write_layout(cfg)), ("BIAS", bias_write_layout(cfg))):
@@ -136,10 +152,17 @@ class Accelerator(wiring.Component):
     def engine(self) -> PassEngine:
         return self._engine
 
+    def _background(self, word):
+        """True for a ``DMA_OUT`` command word that runs in the background."""
+        return (word[56:64] == Opcode.DMA_OUT) & word[0] if self._overlap else Const(0, 1)
+
     def _command(self, m, word, pop, regs, target, chunk, left, fetching):
         """Runs command word ``word``, taking it from the FIFO (``pop``) once started; a
-        DMA command once no program word is on its way (``fetching`` low)."""
+        ``DMA_IN`` or foreground ``DMA_OUT`` once no program word is on its way
+        (``fetching`` low); a ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` once the
+        `DMAOut` is idle."""
         eng = self._engine
+        out_idle = ~eng.dma_out_busy
         with m.Switch(word[56:64]):
             with m.Case(Opcode.SET):
                 m.d.comb += pop.eq(1)
@@ -150,7 +173,8 @@ class Accelerator(wiring.Component):
             with m.Case(Opcode.TAG):
                 m.d.comb += [pop.eq(1), eng.tag_w.valid.eq(1), eng.tag_w.payload.eq(word)]
             with m.Case(Opcode.BIAS):
-                m.d.comb += [pop.eq(1), eng.bias_w.valid.eq(1), eng.bias_w.payload.eq(word)]
+                m.d.comb += [pop.eq(out_idle), eng.bias_w.valid.eq(out_idle),
+                             eng.bias_w.payload.eq(word)]
             with m.Case(Opcode.DMA_IN):
                 m.d.comb += [eng.dma_cmd.valid.eq(~fetching),
                              eng.dma_cmd.payload.eq(regs["dma_in"])]
@@ -158,18 +182,22 @@ class Accelerator(wiring.Component):
                     m.d.comb += pop.eq(1)
                     m.next = "WAIT_DMA_IN"
             with m.Case(Opcode.PASS):
-                m.d.comb += [pop.eq(1), eng.start.eq(1)]
-                m.next = "WAIT_PASS"
+                with m.If(out_idle):
+                    m.d.comb += [pop.eq(1), eng.start.eq(1)]
+                    m.next = "WAIT_PASS"
             with m.Case(Opcode.DMA_OUT):
-                m.d.comb += [eng.dma_out_cmd.valid.eq(~fetching),
+                background = self._background(word)
+                m.d.comb += [eng.dma_out_cmd.valid.eq(~fetching | background),
                              eng.dma_out_cmd.payload.eq(regs["dma_out"])]
                 with m.If(eng.dma_out_cmd.valid & eng.dma_out_cmd.ready):
                     m.d.comb += pop.eq(1)
-                    m.next = "WAIT_DMA_OUT"
+                    with m.If(~background):
+                        m.next = "WAIT_DMA_OUT"
             with m.Case(Opcode.DONE):
-                m.d.comb += pop.eq(1)
-                m.d.sync += self.done.eq(1)
-                m.next = "IDLE"
+                with m.If(out_idle):
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
             with m.Default():
                 m.d.sync += self.error.eq(1)
                 m.next = "IDLE"
@@ -185,7 +213,7 @@ class Accelerator(wiring.Component):
             if name in REGISTERS[:-2]:
                 m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
 
-        running, active, fsm_run = Signal(), Signal(), Signal()
+        running, active, fsm_run, out_wait = Signal(), Signal(), Signal(), Signal()
         start = Signal()
         m.d.comb += start.eq(self.start & ~running)
         m.submodules.prefetch = q = ResetInserter(start)(
@@ -223,8 +251,9 @@ class Accelerator(wiring.Component):
         dma_next = Signal()
         m.d.comb += dma_next.eq(fsm_run & q.r_rdy & (left == 0)
                                 & ((word[56:64] == Opcode.DMA_IN)
-                                   | (word[56:64] == Opcode.DMA_OUT)))
-        cut = ~active | stopped | stop_now | dma_next | eng.dma_busy | eng.dma_out_busy
+                                   | (word[56:64] == Opcode.DMA_OUT) & ~self._background(word)))
+        cut = ~active | stopped | stop_now | dma_next | eng.dma_busy \
+            | eng.dma_out_busy & out_wait
         begin = (block == 0) & ~fetching & (q.level - pop <= PREFETCH_WORDS - FETCH_BLOCK)
         ask = Signal()
         m.d.comb += ask.eq(~cut & ((block != 0) | begin))
@@ -283,8 +312,9 @@ class Accelerator(wiring.Component):
             with m.State("WAIT_DMA_OUT"):
                 with m.If(~eng.dma_out_busy):
                     m.next = "RUN"
-        m.d.comb += [active.eq(~fsm.ongoing("IDLE")), running.eq(active | fetching),
-                     fsm_run.eq(fsm.ongoing("RUN")),
+        m.d.comb += [active.eq(~fsm.ongoing("IDLE")),
+                     running.eq(active | fetching | eng.dma_out_busy),
+                     fsm_run.eq(fsm.ongoing("RUN")), out_wait.eq(fsm.ongoing("WAIT_DMA_OUT")),
                      self.busy.eq(running)]
 
         counts = {name: Signal(self._cfg.counter_bits, name=f"count_{name}") for name in COUNTERS}

@@ -58,18 +58,20 @@ async def read_word(ctx, port, addr, rng=None, idle=0):
 def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1,
                     probe=None, trace=None):
     """Load ``words`` into a `System`'s DRAM, run ``runs`` times; returns
-    [(status, counters, {addr: word of ``reads``})]. With ``probe`` (the `System` ->
-    signals), ``trace`` gets their values on every cycle the accelerator is busy."""
+    [(status, counters, {addr: word of ``reads``})]. ``words`` may be a list: an image
+    loaded before each run (one run each). With ``probe`` (the `System` -> signals), ``trace`` gets
+    their values on every cycle the accelerator is busy."""
     dut = System(cfg, 4096)
     out = []
+    images = words if isinstance(words, list) else [words] + [{}] * (runs - 1)
 
     async def tb(ctx):
-        for addr, word in sorted(words.items()):
-            ctx.set(dut.mem_w.valid, 1)
-            ctx.set(dut.mem_w.payload, {"addr": addr, "data": word})
-            await ctx.tick()
-        ctx.set(dut.mem_w.valid, 0)
-        for _ in range(runs):
+        for image in images:
+            for addr, word in sorted(image.items()):
+                ctx.set(dut.mem_w.valid, 1)
+                ctx.set(dut.mem_w.payload, {"addr": addr, "data": word})
+                await ctx.tick()
+            ctx.set(dut.mem_w.valid, 0)
             ctx.set(dut.stall_rate, stall_rate)
             ctx.set(dut.stall_seed, stall_seed)
             ctx.set(dut.start, 1)

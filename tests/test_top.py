@@ -13,10 +13,10 @@ import pytest
 from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import TINY
 from ommatidia.gen.layer import ConvLayer
-from ommatidia.gen.model import predict, predict_words
-from ommatidia.gen.program import pack_command
+from ommatidia.gen.model import decode, predict, predict_words
+from ommatidia.gen.program import _packer, pack_command
 from ommatidia.hw.system import STATUS_DONE, STATUS_ERROR
-from ommatidia.hw.top import Opcode
+from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
@@ -154,6 +154,142 @@ def test_program_fetched_during_the_passes(seed):
     assert during > 0, "no program word was asked for while a pass ran"
     tags = [c for c, (_, _, tag) in enumerate(trace) if tag]
     assert any(b == a + 1 for a, b in zip(tags, tags[1:]))
+    pred = predict(prog)
+    assert pred.counters == counters | {k: pred.counters[k] for k in
+                                        ("pe_stall_cycles", "noc_stall_cycles")}
+    (status, stalled, smem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE and smem == mem
+    assert stalled["cycles"] > counters["cycles"]
+    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+
+
+def _dma_program(background, *, tail=(), n_out=40, n_in=30, again=()):
+    """``SET dma_out``, ``DMA_OUT`` of ``n_out`` raw GLB words 0.. to DRAM 3000.. (in the
+    background or not) and once more per flag of ``again``, ``SET dma_in``, ``DMA_IN`` of
+    ``n_in`` raw DRAM words 2000.. to GLB 64.., the command words ``tail``, ``DONE``."""
+    shapes = register_shapes(TINY)
+    out = _packer(shapes["dma_out"])({"glb": 0, "dram": 3000, "n": n_out, "rlc": 0,
+                                      "stage": {"shift": 0, "relu": 0, "p": 1}})
+    din = _packer(shapes["dma_in"])({"dram": 2000, "glb": 64, "words": n_in, "n": 0, "rlc": 0})
+    prog = [pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_out")),
+            out & (1 << 64) - 1, out >> 64, pack_command(Opcode.DMA_OUT, int(background)),
+            *(pack_command(Opcode.DMA_OUT, int(b)) for b in again),
+            pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_in")),
+            din & (1 << 64) - 1, din >> 64, pack_command(Opcode.DMA_IN),
+            *tail, pack_command(Opcode.DONE)]
+    words = dict(enumerate(prog))
+    words.update({2000 + k: k + 1 for k in range(n_in)})
+    return words
+
+
+def test_dma_in_beside_a_background_dma_out_counted_by_hand():
+    """A ``DMA_OUT`` of 40 raw words then a ``DMA_IN`` of 30 (9 program words, asked for
+    at 0..8, word k run at k + 3 at the soonest). In the background: the ``DMA_OUT`` is
+    taken at 6 and drains until 50 (3 + 40 + 4 cycles from two before its word: idle
+    at 6 + 47 - 3); its ``SET dma_in`` runs at 7..9 beside it, the ``DMA_IN`` at 10
+    (the ``DONE``, asked for at 8, has come) and ends at 10 + 36 - 2 = 44; the ``DONE``
+    waits for the ``DMA_OUT``: it runs at 50, 51 cycles. In the foreground: the fetch
+    stops at the ``DMA_OUT`` (next at 6, words 0..5 asked for), which is taken at 7 once
+    word 5 has come, idle at 51; words 6..8 are asked for at 51..53, the ``SET`` runs
+    at 52..54, the ``DMA_IN`` at 55 (the ``DONE`` come at 54) until 89, the ``DONE``
+    at 89: 90 cycles. The model agrees; the same words reach the DRAM either way."""
+    got = {}
+    for background, cycles in ((True, 51), (False, 90)):
+        words = _dma_program(background)
+        (status, counters, mem), = simulate_system(TINY, words, range(3000, 3040))
+        assert status == STATUS_DONE
+        assert counters["cycles"] == cycles
+        assert counters["dram_words_written"] == 40 and counters["dram_words_read"] == 30
+        assert predict_words(TINY, words).counters == counters | {"cycles": cycles}
+        got[background] = mem
+    assert got[True] == got[False]
+
+
+@pytest.mark.parametrize("again", [(True,), (False,), (False, True)])
+def test_dma_out_after_a_background_dma_out(again):
+    """A ``DMA_OUT`` right after a background one waits until it has drained (a foreground
+    one stops the fetch as soon as it is next): no two drain at once (44 cycles each from
+    taken to idle); the model's cycles equal the RTL's."""
+    words = _dma_program(True, again=again)
+    (status, counters, _), = simulate_system(TINY, words, [])
+    assert status == STATUS_DONE
+    assert counters["dram_words_written"] == 40 * (1 + len(again))
+    assert predict_words(TINY, words).counters == counters
+    assert counters["cycles"] > 44 * (1 + len(again))   # each drains 44 cycles, alone
+
+
+def test_pass_waits_for_a_background_dma_out(seed):
+    """A background ``DMA_OUT`` of 150 words, then the ``SET``\\ s, ``TAG``\\ s and first
+    ``PASS`` of a compiled layer: the ``SET``\\ s and ``TAG``\\ s run while it drains,
+    the ``PASS`` starts the cycle the `DMAOut` is idle, never beside it; the run is
+    shorter than with the ``DMA_OUT`` in the foreground, and the model equals the RTL."""
+    prog = random_program(seed, N=1, M=2)
+    body = []
+    for cmd in decode(TINY, prog.words):
+        if cmd.op == "SET" and cmd.reg != "dma_in" or cmd.op in ("TAG", "PASS"):
+            body += [prog.words[cmd.pc + k] for k in range(cmd.words)]
+        if cmd.op == "PASS":
+            break
+    cycles = {}
+    for background in (True, False):
+        words = _dma_program(background, tail=body, n_out=150, n_in=0)
+        trace = []
+
+        def probe(dut):
+            eng = dut._accel.engine
+            return [eng.start, eng.busy, eng.dma_out_busy]
+        (status, counters, _), = simulate_system(TINY, words, [], probe=probe, trace=trace)
+        assert status == STATUS_DONE
+        assert not any(busy and out for _, busy, out in trace)
+        out = [c for c, (_, _, busy) in enumerate(trace) if busy]
+        start = next(c for c, (go, _, _) in enumerate(trace) if go)
+        print(f"background {background}: DMAOut busy until {out[-1]}, PASS at {start}")
+        assert start == out[-1] + 1 if background else start > out[-1] + 1
+        assert predict_words(TINY, words).counters == counters | \
+            {k: predict_words(TINY, words).counters[k]
+             for k in ("pe_stall_cycles", "noc_stall_cycles")}
+        cycles[background] = counters["cycles"]
+    assert cycles[True] < cycles[False]
+
+
+def test_start_after_an_error_beside_a_background_dma_out():
+    """An unknown opcode after a background ``DMA_OUT`` stops the controller with
+    ``error`` while the ``DMA_OUT`` drains: the accelerator stays busy (no ``start``, the
+    host keeps off the DRAM) until its last word is written (taken at 6, idle at 50:
+    50 cycles), then a ``start`` runs the next program from a clean controller."""
+    failing = {k: w for k, w in _dma_program(True).items() if k < 4} | {4: pack_command(0x5a)}
+    good = _dma_program(True)
+    (status, counters, _), (status2, counters2, _) = simulate_system(
+        TINY, [failing, good], [])
+    assert status == STATUS_ERROR
+    assert counters["cycles"] == 50 and counters["dram_words_written"] == 40
+    assert status2 == STATUS_DONE and counters2 == predict_words(TINY, good).counters
+    assert counters2["cycles"] == 51
+
+
+def test_dma_out_beside_the_next_rounds_dma_in_with_dram_stalls(seed):
+    """A layer of several rounds: each round's ``DMA_OUT``\\ s drain beside the next
+    round's first ``DMA_IN``\\ s (cycles with both busy); the ofmap is the golden one and
+    the model's cycles and counters equal the RTL's. With 40 % DRAM stalls (writes
+    refused while the ``DMA_IN`` reads, reads withheld) the same ofmap and counters but
+    the cycles."""
+    prog = random_program(seed, N=1, C=2, M=4, H=10, W=5)
+    assert len(prog.rounds) > 1
+    trace = []
+
+    def probe(dut):
+        eng = dut._accel.engine
+        return [eng.dma_busy, eng.dma_out_busy]
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               probe=probe, trace=trace)
+    assert status == STATUS_DONE
+    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
+                          layer_ofmap(prog))
+    beside = sum(1 for dma_in, dma_out in trace if dma_in and dma_out)
+    print(f"{len(prog.rounds)} rounds, {counters['cycles']} cycles, {beside} with DMA_IN "
+          f"and DMA_OUT busy")
+    assert beside > 0
     pred = predict(prog)
     assert pred.counters == counters | {k: pred.counters[k] for k in
                                         ("pe_stall_cycles", "noc_stall_cycles")}

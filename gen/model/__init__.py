@@ -32,7 +32,11 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
 - ``DMA_OUT``: GLB words are read ahead, so a raw word or a psum goes out every
   cycle after the first word's two: raw 3 + ``n + 4``; RLC 3 + ``n + 5`` (the
-  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec.
+  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec. In the
+  background (bit 0, on the System's DRAM only: docs/program.md) it takes one
+  cycle, asks nothing of the fetch, and drains beside the commands after it; the
+  next ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` runs no sooner than ``c - 3``
+  cycles after its command word (``c`` the cycles above).
 - ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
   max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
   issues one operation a cycle (``F*S*q*p`` of them; a zero activation still
@@ -120,8 +124,9 @@ __all__ = ["Command", "DramTiming", "Prediction", "SYSTEM_DRAM", "decode", "pass
 class Prediction:
     """What `predict` gives for a program.
 
-    ``commands`` lists (opcode, cycles) per command in program order; ``by_op`` sums
-    them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
+    ``commands`` lists (opcode, cycles) per command in program order (a background
+    ``DMA_OUT`` counts the cycles the command after it waits for it to drain);
+    ``by_op`` sums them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
     and ``energy`` are per memory level (see the module docstring); ``exact`` is False
     when some data-dependent counter is a worst case (``values=False``);
     ``fallback_passes`` counts passes timed by the cycle-level reference; ``state`` is
@@ -163,11 +168,17 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
         m.rr = (state[0], tuple(state[1]), state[2])
     commands = []
     t = k = 0
+    drained = 0     # the first cycle the DMAOut is idle
+    out = None      # the last background DMA_OUT's index in commands
     for cmd in program:
         m.count["program_words"] += cmd.words
         x = max(t, fetch.ready(k))
-        if cmd.op in ("DMA_IN", "DMA_OUT"):
+        background = cmd.op == "DMA_OUT" and cmd.value and dram.bus == "port"
+        if cmd.op == "DMA_IN" or cmd.op == "DMA_OUT" and not background:
             x = fetch.hold(x)
+        wait = 0
+        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE") and drained > x:
+            x, wait = drained, drained - x
         fetch.run(k, x)
         for i in range(1, cmd.words):
             x = max(x + 1, fetch.ready(k + i))
@@ -182,6 +193,8 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
         elif cmd.op == "BIAS":
             if cmd.value["index"] < len(m.bias):
                 m.bias[cmd.value["index"]] = cmd.value["value"]
+        elif background:
+            drained = x + m.dma_out(x) - 3
         elif cmd.op in ("DMA_IN", "DMA_OUT"):
             end = x + (m.dma_in(x + 1) if cmd.op == "DMA_IN" else m.dma_out(x)) - 2
             fetch.release(end - 2)
@@ -191,7 +204,11 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
             extra, last = fetch.done()
             m.count["program_words"] += extra
             end = max(end, last)
-        commands.append((cmd.op, end - t))
+        if wait:
+            commands[out] = ("DMA_OUT", commands[out][1] + wait)
+        if background:
+            out = len(commands)
+        commands.append((cmd.op, end - t - wait))
         t, k = end, k + cmd.words
     total = sum(c for _, c in commands)
     by_op = {}
