@@ -20,6 +20,7 @@ from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import Mapping
 from ommatidia.gen.model import decode, pass_registers, predict, predict_words, rlc_words
 from ommatidia.gen.program import pack_command
+from ommatidia.hw.top import REGISTERS
 from ommatidia.gen.rlc import encode
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
@@ -242,6 +243,10 @@ def test_bad_programs_raise():
         predict_words(TINY, {0: pack_command(1, 1 << 8 | 99)})
     pred = predict_words(TINY, {0: pack_command(7)})
     assert pred.cycles == 4 and pred.counters["program_words"] == 1
+    enable = REGISTERS.index("enable")
+    with pytest.raises(ValueError, match="PASS with S, W, F, U, p, q, ring = 0 in the run"):
+        predict_words(TINY, {0: pack_command(1, 1 << 8 | enable), 1: 1,
+                             2: pack_command(5), 3: pack_command(7)})
 
 
 @pytest.mark.verilog

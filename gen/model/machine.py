@@ -373,6 +373,10 @@ class Machine:
     def run_pass(self) -> int:
         regs, cfg = self.regs, self.cfg
         run = regs["run"]
+        zero = [k for k in ("S", "W", "F", "U", "p", "q", "ring") if not run[k]]
+        if zero and self.raw["enable"]:
+            raise ValueError(f"PASS with {', '.join(zero)} = 0 in the run register: the "
+                             f"enabled PEs would never finish")
         streams = self._streams()
         timing = self._timing(streams)
         self.rr = timing.rr
