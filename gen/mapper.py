@@ -191,13 +191,18 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int
     return int(cycles[0]), int(dram[0])
 
 
-PASS_SETS = (40, 18)
-"""Cycles and program words of the ``SET`` commands of a pass beside its tags (AlexNet
-CONV3 on `eyeriss`: 40 cycles and 17 words a pass)."""
+PASS_SETS = (16, 16)
+"""Cycles and program words of the ``SET`` commands of a pass beside its tags: the
+filter, ifmap and psum descriptors (3 operand words each), the GON descriptor and the
+run (1 each), a command word and its operands one a cycle from the program prefetch."""
 
-DMA_COMMAND = 13
-"""Cycles of a ``DMA_IN`` or ``DMA_OUT`` beside its values: its ``SET`` and its own
-command (``SET dma_in`` of 2 words 7, the command 3, the engine 3-4)."""
+DMA_COMMAND = 8
+"""Cycles of a ``DMA_IN`` beside its values: its ``SET dma_in`` (2 operand words, 3
+cycles) and 5 of its own (AlexNet CONV3 on `eyeriss`: 8.05 a command)."""
+
+DMA_OUT_COMMAND = 10
+"""Cycles of a ``DMA_OUT`` beside its psums, one a cycle: its ``SET dma_out`` (3) and 7
+of its own."""
 
 
 def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks):
@@ -237,10 +242,10 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     """(cycles, DRAM words) of the mappings of shapes ``f`` (`_shape_fields`, as arrays
     with one row per mapping) and round sizes ``n``, ``m``, ``c``: the passes (each filter
     group's steps, its filter groups side by side where their psum regions allow, the
-    first image of a round loading the filters), their ``SET`` and ``TAG`` commands, the
-    DMA of every round (ifmap values through the RLC decoder one a cycle, raw filter words
-    one a cycle, the ofmap psums one a cycle and two more per GLB word) and the program
-    words, on all-nonzero data."""
+    first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
+    commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
+    of every round (ifmap values through the RLC decoder one a cycle, raw filter words one
+    a cycle, the ofmap psums one a cycle) and the program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -275,9 +280,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
         ifmap_words = ifmap_values // per["ifmap"] + regions_i
         out_words = psums // per["ifmap"] + outs
     ifmap_cycles = ifmap_values if cfg.rlc_codec else ifmap_words
-    cycles = pass_cycles + 3 * tags + (sets_cycles + 4) * passes \
+    cycles = pass_cycles + tags + sets_cycles * passes \
         + ifmap_cycles + filter_words + DMA_COMMAND * (regions_f + regions_i) \
-        + psums * (per["psum"] + 2) // per["psum"] + (DMA_COMMAND + 4) * outs + 3 * N * M * nstrips
+        + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
     return cycles, filter_words + ifmap_words + out_words + program
