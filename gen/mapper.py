@@ -469,16 +469,16 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
 
 
-FULL_MODEL_CYCLES = 2_000_000
+FULL_MODEL_CYCLES = 200_000
 """Layers estimated faster than this have their six best mappings compiled and timed
-whole by the cost model (the one-pass probe misses DMA and round overheads that dominate
-small layers)."""
+whole by the cost model (DMA and round overheads, which the estimate counts from the
+program's shape alone, weigh most in small layers, and those time fast)."""
 
 JUDGED, JUDGE_MARGIN = 2, 0.01
 """Larger layers have their best mappings (at most `JUDGED`) estimated within
 `JUDGE_MARGIN` of the best timed whole by the cost model, which picks among them (the
-estimate with the probes' pass cycles is within about 5 % of the model on AlexNet;
-a whole CONV layer takes the model 1-5 s of CPU, so only near ties are judged)."""
+estimate with the probes' pass cycles is within 1.5 % of the model on AlexNet CONV3-5;
+a whole CONV layer takes the model 1-3 s of CPU, so only near ties are judged)."""
 
 
 def _shortlist(options: _Ranked, most: int = 6, per_family: int = 2) -> list:
