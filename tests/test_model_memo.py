@@ -136,12 +136,14 @@ def test_the_memo_keys_on_the_filter_packets():
     assert got.cycles < narrow.cycles
 
 
-def test_alexnet_conv3_maps_and_models_in_seconds():
+def test_alexnet_conv3_times_each_distinct_pass_once():
     """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
-    model probes, the program, the model's exact prediction), from an empty memo: 5 to 7 s
-    of CPU on a loaded 2-core machine, 11 to 13 s before the memo and the array-wise
-    ranking, about a minute with every pass timed (368 passes); bounded at 15 s of CPU
-    time (not wall time, so a loaded machine does not fail it)."""
+    model probes, the program, the model's exact prediction), from an empty memo, times
+    at most 8 passes of its 384 and of the probes' (6 probes, each one pass; the layer's
+    first pass and its first adding psums, the others taken from the memo, the probe of
+    the chosen mapping among them): counted, not timed, so a loaded machine cannot fail
+    it. Each timing takes the recurrences 0.2-0.5 s of CPU (10 rounds of the GLB port's
+    arbitration), the rest of the layer about 1 s."""
     layer = ALEXNET["CONV3"]
     rng = np.random.default_rng(1)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)
@@ -149,7 +151,7 @@ def test_alexnet_conv3_maps_and_models_in_seconds():
     PASS_MEMO.clear()
     start = time.process_time()
     out = layer_prediction(EYERISS, layer, x, w)
-    took = time.process_time() - start
-    print(f"AlexNet CONV3 mapped and modelled in {took:.2f} s of CPU, "
-          f"{out['model']['cycles']} cycles")
-    assert took < 15, f"{took:.1f} s"
+    print(f"AlexNet CONV3 mapped and modelled in {time.process_time() - start:.2f} s of CPU, "
+          f"{out['model']['cycles']} cycles, {PASS_MEMO.misses} passes timed")
+    assert out["passes"] == 384
+    assert PASS_MEMO.misses <= 8, PASS_MEMO.misses
