@@ -191,13 +191,18 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int
     return int(cycles[0]), int(dram[0])
 
 
-PASS_SETS = (40, 18)
-"""Cycles and program words of the ``SET`` commands of a pass beside its tags (AlexNet
-CONV3 on `eyeriss`: 40 cycles and 17 words a pass)."""
+PASS_SETS = (16, 16)
+"""Cycles and program words of the ``SET`` commands of a pass beside its tags: the
+filter, ifmap and psum descriptors (3 operand words each), the GON descriptor and the
+run (1 each), a command word and its operands one a cycle from the program prefetch."""
 
-DMA_COMMAND = 13
-"""Cycles of a ``DMA_IN`` or ``DMA_OUT`` beside its values: its ``SET`` and its own
-command (``SET dma_in`` of 2 words 7, the command 3, the engine 3-4)."""
+DMA_COMMAND = 8
+"""Cycles of a ``DMA_IN`` beside its values: its ``SET dma_in`` (2 operand words, 3
+cycles) and 5 of its own (AlexNet CONV3 on `eyeriss`: 8.05 a command)."""
+
+DMA_OUT_COMMAND = 10
+"""Cycles of a ``DMA_OUT`` beside its psums, one a cycle: its ``SET dma_out`` (3) and 7
+of its own."""
 
 
 def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks):
@@ -237,10 +242,10 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     """(cycles, DRAM words) of the mappings of shapes ``f`` (`_shape_fields`, as arrays
     with one row per mapping) and round sizes ``n``, ``m``, ``c``: the passes (each filter
     group's steps, its filter groups side by side where their psum regions allow, the
-    first image of a round loading the filters), their ``SET`` and ``TAG`` commands, the
-    DMA of every round (ifmap values through the RLC decoder one a cycle, raw filter words
-    one a cycle, the ofmap psums one a cycle and two more per GLB word) and the program
-    words, on all-nonzero data."""
+    first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
+    commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
+    of every round (ifmap values through the RLC decoder one a cycle, raw filter words one
+    a cycle, the ofmap psums one a cycle) and the program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -275,9 +280,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
         ifmap_words = ifmap_values // per["ifmap"] + regions_i
         out_words = psums // per["ifmap"] + outs
     ifmap_cycles = ifmap_values if cfg.rlc_codec else ifmap_words
-    cycles = pass_cycles + 3 * tags + (sets_cycles + 4) * passes \
+    cycles = pass_cycles + tags + sets_cycles * passes \
         + ifmap_cycles + filter_words + DMA_COMMAND * (regions_f + regions_i) \
-        + psums * (per["psum"] + 2) // per["psum"] + (DMA_COMMAND + 4) * outs + 3 * N * M * nstrips
+        + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
     return cycles, filter_words + ifmap_words + out_words + program
@@ -329,7 +334,8 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
                                                 blocks))
                     chunk_arrays.append(chunks)
     if not shapes:
-        return _Ranked([], np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64))
+        return _Ranked([], np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
+                       np.zeros(0, dtype=np.int64))
     counts = np.array([len(ch) for ch in chunk_arrays])
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
@@ -340,17 +346,20 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     f = {k: v[shape] for k, v in f.items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c)
     order = np.lexsort((np.arange(len(index)), -f["q"], -f["p"], dram, cycles))
-    return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1))
+    return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1),
+                   cycles[order])
 
 
 @dataclass(frozen=True)
 class _Ranked:
     """`candidates` best first, as the PE-set shape (`Mapping` fields ``p`` .. ``blocks``)
-    of each and its round sizes, making `Mapping` objects only of those asked for."""
+    of each, its round sizes and its estimated cycles, making `Mapping` objects only of
+    those asked for."""
 
     shapes: list
     shape: np.ndarray
     chunks: np.ndarray
+    cycles: np.ndarray
 
     def __len__(self) -> int:
         return len(self.shape)
@@ -464,24 +473,34 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
 
 
-FULL_MODEL_CYCLES = 2_000_000
+FULL_MODEL_CYCLES = 200_000
 """Layers estimated faster than this have their six best mappings compiled and timed
-whole by the cost model (the one-pass probe misses DMA and round overheads that dominate
-small layers)."""
+whole by the cost model (DMA and round overheads, which the estimate counts from the
+program's shape alone, weigh most in small layers, and those time fast)."""
 
 JUDGED, JUDGE_MARGIN = 2, 0.01
 """Larger layers have their best mappings (at most `JUDGED`) estimated within
 `JUDGE_MARGIN` of the best timed whole by the cost model, which picks among them (the
-estimate with the probes' pass cycles is within about 5 % of the model on AlexNet;
-a whole CONV layer takes the model 1-5 s of CPU, so only near ties are judged)."""
+estimate with the probes' pass cycles is within 1.5 % of the model on AlexNet CONV3-5;
+a whole CONV layer takes the model 1-3 s of CPU, so only near ties are judged)."""
+
+
+PLAIN_MARGIN = 1.5
+"""The shortlist keeps shapes without replication estimated at most this many times the
+best: the estimate overrates them against stacked ones (AlexNet CONV3 on `eyeriss`: 1.8
+times the best for 16 filters and 4 channels per PE without replication, 2.2 times by
+the model), and probing each takes the model a pass."""
 
 
 def _shortlist(options: _Ranked, most: int = 6, per_family: int = 2) -> list:
     """The best-estimated round sizes of the ``most`` best-estimated PE-set shapes, at most
     ``per_family`` of those differing only in ``p``, and of the best two without
-    replication (the estimate cannot see NoC contention)."""
-    shapes = [options.mapping(k) for k in options.firsts()]
-    plain = [m for m in shapes if m.stack == 1 and m.blocks == 1]
+    replication estimated within `PLAIN_MARGIN` of the best (the estimate cannot see NoC
+    contention)."""
+    firsts = options.firsts()
+    shapes = [options.mapping(k) for k in firsts]
+    plain = [m for k, m in zip(firsts, shapes) if m.stack == 1 and m.blocks == 1
+             and options.cycles[k] <= PLAIN_MARGIN * options.cycles[0]]
     out, families = [], {}
     for m in shapes:
         key = (m.q, m.strips, m.stack, m.blocks)

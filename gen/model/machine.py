@@ -21,7 +21,7 @@ from ommatidia.gen.rlc import encode_pairs
 from .arbiters import reset_state
 from .decode import KINDS, unpacker
 from .dram import SYSTEM_DRAM, DramTiming, Writes
-from .memo import PASS_MEMO
+from .memo import PASS_MEMO, arbiter_key, carry_state
 from .pe import Schedule
 from .reference import reference_pass
 from .rlc import rlc_decode
@@ -346,8 +346,13 @@ class Machine:
                          None if st["n"] is None else st["n"].tobytes()))
         gd, v = self.regs["gon_desc"], self.cfg.noc.gon_values
         phase = (gd["base"] % v, gd["col0"], gd["stride"] % v) if v > 1 else None
-        key = (self.cfg, self.reference, tuple(keys), gd["count"], phase, self.rr)
-        got = PASS_MEMO.get(key)
+        key = (self.cfg, self.reference, tuple(keys), gd["count"], phase)
+        tops = self._tops()
+        arb = None if self.reference or tops is None else \
+            arbiter_key(self.rr, [len(streams[k]["word"]) > 0 for k in KINDS], tops)
+        fast = key + ("recurrences", arb)
+        got = PASS_MEMO.get(fast, key + (self.rr,)) if arb is not None else \
+            PASS_MEMO.get(key + (self.rr,))
         if got is None:
             try:
                 if self.reference:
@@ -355,9 +360,30 @@ class Machine:
                 got = (pass_timing(self.cfg, self.regs, streams, self.rr), False)
             except Unordered:
                 got = (reference_pass(self.cfg, self.regs, streams, self.rr), True)
-            PASS_MEMO.put(key, got)
+            PASS_MEMO.put(fast if arb is not None and not got[1] else key + (self.rr,), got)
         self.fallbacks += got[1]
-        return got[0]
+        return carry_state(got[0], self.rr, tops) if arb is not None and not got[1] else got[0]
+
+    def _grid(self) -> dict:
+        """The enabled PEs of the pass the registers set up (`pe_grid`, cached)."""
+        key = (self.raw["enable"], self.raw["up"], self.regs["run"]["accumulate"])
+        grid = self.grid_cache.get(key)
+        if grid is None:
+            grid = self.grid_cache[key] = pe_grid(self.cfg, self.regs)
+        return grid
+
+    def _tops(self) -> dict | None:
+        """Row -> sorted columns of the pass's top PEs; None when the grid is invalid
+        (the timing raises)."""
+        try:
+            grid = self._grid()
+        except ValueError:
+            return None
+        tops = {}
+        for (r, c), pe in sorted(grid.items()):
+            if pe.top:
+                tops.setdefault(r, []).append(c)
+        return tops
 
     def _gon_packets(self, grid: dict, total: int) -> int:
         """The GON packets of a pass: per top PE, its ``total`` psums in groups of
@@ -371,7 +397,7 @@ class Machine:
         return sum((phase + total - 1) // v + 1 for phase in phases)
 
     def run_pass(self) -> int:
-        regs, cfg = self.regs, self.cfg
+        regs = self.regs
         run = regs["run"]
         zero = [k for k in ("S", "W", "F", "U", "p", "q", "ring") if not run[k]]
         if zero and self.raw["enable"]:
@@ -381,10 +407,7 @@ class Machine:
         timing = self._timing(streams)
         self.rr = timing.rr
         S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
-        key = (self.raw["enable"], self.raw["up"], run["accumulate"])
-        grid = self.grid_cache.get(key)
-        if grid is None:
-            grid = self.grid_cache[key] = pe_grid(cfg, regs)
+        grid = self._grid()
         n_pe = len(grid)
         ops = F * S * q * p
         for kind in KINDS:

@@ -18,7 +18,10 @@ by the whole-layer predictions that rank its shortlist and by the final one.
   base and stride modulo ``gon_values`` and ``col0`` (each top PE's first slot in its
   group: where its `ommatidia.hw.noc.GonPacker` cuts packets);
 - the arbiter state the pass starts from (`reset_state` layout): the GLB read port's and
-  the GON's round-robin pointers, which carry over from the command before.
+  the GON's round-robin pointers, which carry over from the command before. The
+  recurrences read only part of it (`arbiter_key`), so a pass they time is keyed on that
+  part: a layer's passes of one shape, entered from the states other commands leave,
+  are then timed once, not once per state (AlexNet CONV3 on `eyeriss`: 3 timings, not 5).
 
 DMA commands are not memoized: their cycles depend on the DRAM data (RLC runs).
 """
@@ -26,8 +29,11 @@ DMA commands are not memoized: their cycles depend on the DRAM data (RLC runs).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
-__all__ = ["PassMemo", "PASS_MEMO", "unmemoized"]
+from .arbiters import _ORDER
+
+__all__ = ["PassMemo", "PASS_MEMO", "unmemoized", "arbiter_key", "carry_state"]
 
 
 class PassMemo:
@@ -40,8 +46,14 @@ class PassMemo:
         self.hits = self.misses = 0
         self._got = {}
 
-    def get(self, key):
-        got = self._got.get(key) if self.enabled else None
+    def get(self, *keys):
+        """The value of the first of ``keys`` held (None if none is): one hit or miss."""
+        got = None
+        if self.enabled:
+            for key in keys:
+                got = self._got.get(key)
+                if got is not None:
+                    break
         if got is None:
             self.misses += 1
         else:
@@ -58,6 +70,41 @@ class PassMemo:
     def clear(self) -> None:
         self._got.clear()
         self.hits = self.misses = 0
+
+
+def arbiter_key(rr: tuple, active, tops: dict) -> tuple | None:
+    """What of the arbiter state ``rr`` the recurrences (`ommatidia.gen.model.timing`)
+    read, for a pass whose senders ``active[e]`` have packets and whose top PEs sit in
+    ``tops`` (row -> sorted columns); None when it has no packets or no top (their
+    state then goes through unchanged).
+
+    - the GLB port's last grant only orders the senders in `round_robin`: the order of
+      the active ones after it;
+    - an X-bus pointer grants the first requesting top at or after it, else the first:
+      only the first top column at or after it (else the first) matters, and only on a
+      row with tops;
+    - the Y-bus pointer is not read (the recurrences give the Y-bus its first free
+      cycle).
+
+    The recurrences then take every decision alike from any state of one key; the state
+    they leave differs only where they leave the state as it was (`carry_state`)."""
+    if not any(active) or not tops:
+        return None
+    last, xptr, _ = rr
+    order = tuple(e for e in _ORDER[last] if active[e])
+    x = tuple((r, next((c for c in cols if c >= xptr[r]), cols[0]))
+              for r, cols in sorted(tops.items()))
+    return order, x
+
+
+def carry_state(time, rr: tuple, tops: dict):
+    """``time`` (a `ommatidia.gen.model.timing.PassTime` of a pass keyed by
+    `arbiter_key`) entered from state ``rr``: the X-bus pointers of rows without a top
+    are ``rr``'s (the recurrences grant every top's last psum, so the GLB port's last
+    grant, the Y-bus pointer and the other X-bus pointers are the pass's own)."""
+    glb, xptr, yptr = time.rr
+    xptr = tuple(x if r in tops else rr[1][r] for r, x in enumerate(xptr))
+    return dataclasses.replace(time, rr=(glb, xptr, yptr))
 
 
 PASS_MEMO = PassMemo()
