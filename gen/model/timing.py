@@ -398,7 +398,7 @@ class _Chain:
                 pe.tap_end.append(i)
             ks[lvl] = j + 1
             moved = True
-            if lvl:
+            if lvl and ks[lvl - 1] == j + 1:  # the level below waits for this link
                 todo.append(lvl - 1)
             if lvl == T:
                 gon = rnd.gon
@@ -415,7 +415,8 @@ class _Chain:
                 pe.freeze(acc, o)
             pe.final_O = o
             link[lvl] = o
-            todo.append(lvl + 1)
+            if top.done if lvl + 1 == T else ks[lvl + 2] == j:
+                todo.append(lvl + 1)
         return moved
 
     def granted(self, t: int) -> None:
