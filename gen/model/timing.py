@@ -693,13 +693,22 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
     for requests in the same cycle, which converges, a conflict at a time. A pass
     whose rounds never agree with their replay raises `Unordered` (the senders
     contend for the port too often: the filter and ifmap senders both reading a
-    new GLB word nearly every packet)."""
+    new GLB word nearly every packet); so does one whose second round still
+    disagrees on more than `GIVE_UP` grants (such passes were never seen to converge,
+    and the rounds cost half as much as the reference)."""
     plan = {}
     for n in range(rounds):
         got, log = _Round(cfg, regs, streams, rr, plan, n < rounds // 2).time()
         rr_plan = round_robin(log, rr[0])
         used = {(e, k): x for e in range(3) for k, x in enumerate(log[e])}
-        if all(used.get(k) == x for k, x in rr_plan.items()):
+        miss = sum(used.get(k) != x for k, x in rr_plan.items())
+        if not miss:
             return got
+        if n and miss > GIVE_UP:
+            break
         plan = rr_plan
     raise Unordered()
+
+
+GIVE_UP = 64
+"""GLB grants a second round may still disagree on before `pass_timing` gives up."""
