@@ -88,9 +88,10 @@ class Gon:
         self.t = 0
         self.tops = []
 
-    def step(self, horizon: int) -> bool:
+    def step(self, horizon: int, once: bool = False) -> bool:
         """Make the grants of the cycles with requests before ``horizon`` until a top's
-        output is done; whether it granted anything."""
+        output is done (``once``: only the first such cycle's); whether it granted
+        anything."""
         tops = [tp for tp in self.tops if not tp.done]
         self.tops = tops
         if not tops or max(self.t, min(tp.acc for tp in tops)) >= horizon:
@@ -137,6 +138,6 @@ class Gon:
                 finished |= g.done
             self.t = t + 1
             moved = True
-            if finished:
+            if finished or once:
                 self.tops = [tp for tp in tops if not tp.done]
                 return True
