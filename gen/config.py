@@ -187,6 +187,10 @@ class NoCConfig:
     ``psum_gin_values``: psums a psum GIN packet carries (likewise): the psum sender packs
     consecutive psums of one GLB word and one tag, and a queue at each PE hands them to
     the PE one a cycle. 1 is one psum a cycle.
+
+    ``gon_queue``: GON packets a queue after each top PE holds (after its packer), so
+    the top's MAC pipeline runs on while the GON's X-bus serves the other tops; 0 is no
+    queue (the top waits for the GON's grant).
     """
 
     row_id_bits: int = 4
@@ -194,10 +198,12 @@ class NoCConfig:
     filter_gin_values: int = 1
     gon_values: int = 1
     psum_gin_values: int = 1
+    gon_queue: int = 0
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
+        check_int("NoCConfig", "gon_queue", self.gon_queue, 0, 64)
         for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
             value = getattr(self, name)
             check_int("NoCConfig", name, value, 1, 64)
@@ -370,6 +376,7 @@ class ArrayConfig:
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
             "GON values/cycle": self.noc.gon_values,
+            "GON queue (packets)": self.noc.gon_queue,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),

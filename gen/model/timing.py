@@ -174,7 +174,8 @@ class Top:
     (``acc``); ``done`` while it has none. A grant hands the cycle to the chain.
     ``held``: the psum does not end its packet (`ommatidia.hw.noc.GonPacker`, psum ``j``
     of ``total`` at slot ``phase + j`` of a group of ``values``), so the packer takes it
-    at ``acc`` without the GON."""
+    at ``acc`` without the GON. With a GON queue (`ommatidia.hw.noc.GonQueue`) the grant
+    is the packet's entry into it."""
 
     def __init__(self, pe: PEState, chain):
         self.pe, self.chain = pe, chain
@@ -182,6 +183,9 @@ class Top:
         self.done = True
         self.held = False
         self.values, self.phase, self.total = 1, 0, 0
+        # with `NoCConfig.gon_queue`: the cycles its queued packets entered, and the cycles
+        # the X-bus took the packets that left
+        self.queue, self.taken = [], []
 
     def request(self, acc: int, j: int) -> None:
         """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
@@ -466,7 +470,7 @@ class _Round:
         self._load_filters()
         self.segments = _segments(sch)
         self.out_starts_tap = sch.starts_tap(sch.first_out)
-        self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
+        self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2], cfg.noc.gon_queue)
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
         gd, values = regs["gon_desc"], cfg.noc.gon_values
         for ch in self.chains:
@@ -643,9 +647,9 @@ class _Round:
                     ch.dirty = False
                     moved |= ch.advance()
             moved |= self.gon.step(self._horizon())
-            if self.finished == len(chains) and ifm.n == ifm.N:
+            if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued:
                 break
-            if not moved and not self.gon.step(1 << 62):
+            if not moved and not self.gon.step(1 << 62, once=True):
                 raise Unordered()
         return self._result(), self.port.log
 
