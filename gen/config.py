@@ -188,6 +188,10 @@ class NoCConfig:
     consecutive psums of one GLB word and one tag, and a queue at each PE hands them to
     the PE one a cycle. 1 is one psum a cycle.
 
+    ``psum_gin_queue``: psum GIN packets the queue in front of each PE holds (its
+    `PsumUnpacker`, only with ``psum_gin_values`` > 1), so the psum sender runs ahead of
+    a bottom PE by that many packets while the PE adds the psums of the ones before.
+
     ``gon_queue``: GON packets a queue after each top PE holds (after its packer), so
     the top's MAC pipeline runs on while the GON's X-bus serves the other tops; 0 is no
     queue (the top waits for the GON's grant).
@@ -199,11 +203,13 @@ class NoCConfig:
     gon_values: int = 1
     psum_gin_values: int = 1
     gon_queue: int = 0
+    psum_gin_queue: int = 2
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
         check_int("NoCConfig", "gon_queue", self.gon_queue, 0, 64)
+        check_int("NoCConfig", "psum_gin_queue", self.psum_gin_queue, 1, 64)
         for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
             value = getattr(self, name)
             check_int("NoCConfig", name, value, 1, 64)
@@ -377,6 +383,7 @@ class ArrayConfig:
             "filter GIN values/cycle": self.noc.filter_gin_values,
             "GON values/cycle": self.noc.gon_values,
             "GON queue (packets)": self.noc.gon_queue,
+            "psum GIN queue (packets)": self.noc.psum_gin_queue,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),

@@ -122,7 +122,8 @@ class PEArray(wiring.Component):
         GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
         ``noc.filter_gin_values`` of them in a `values_layout`,
         ``signed(act_bits)``, ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
-        of them, which a `PsumUnpacker` at each PE queues and hands on one a cycle)
+        of them, which a `PsumUnpacker` of ``noc.psum_gin_queue`` packets at each PE queues
+        and hands on one a cycle)
         with ``row`` and ``col`` tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
     gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
         Psums to the GLB, tagged with the ``row`` and ``col`` of their PE; with
@@ -221,7 +222,8 @@ class PEArray(wiring.Component):
                     wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
                 else:
                     m.submodules[f"unpacker_{r}_{c}"] = unpacker = PsumUnpacker(
-                        self._data_shapes["psum"], cfg.noc.psum_gin_values)
+                        self._data_shapes["psum"], cfg.noc.psum_gin_values,
+                        cfg.noc.psum_gin_queue)
                     wiring.connect(m, gins["psum"].o[r][c], unpacker.i)
                     wiring.connect(m, unpacker.o, links.gin[r][c])
                 wiring.connect(m, pe.psum_out, links.pe_out[r][c])

@@ -409,6 +409,26 @@ def test_psum_unpacker_random(n, seed):
     assert cycles - 8 <= len(want) + 3, cycles
 
 
+@pytest.mark.parametrize("depth", [2, 8])
+def test_psum_unpacker_runs_ahead_of_a_stalled_pe(depth):
+    """With the bottom PE not taking psums (busy with its MACs), the psum GIN still hands
+    ``depth`` packets to its `PsumUnpacker` (`NoCConfig.psum_gin_queue`), then waits; once
+    the PE takes psums they come out in order, one a cycle from the cycle after the first
+    packet is taken (cycle 1 to 24)."""
+    unpacker = PsumUnpacker(signed(24), 2, depth)
+    items = [{"n": 2, "values": [2 * k, 2 * k + 1]} for k in range(12)]
+    source = Source(unpacker.i, items, random.Random(0))
+    blocked = Sink(unpacker.o, random.Random(0), 1.0, "unpacker")
+    simulate_ports(unpacker, [source], [blocked], done=lambda: len(source.items) == 12 - depth,
+                   max_cycles=100)
+    assert len(source.items) == 12 - depth and blocked.got == []
+    unpacker = PsumUnpacker(signed(24), 2, depth)
+    source = Source(unpacker.i, items, random.Random(0))
+    sink = Sink(unpacker.o, random.Random(0), 0.0, "unpacker")
+    cycles = simulate_ports(unpacker, [source], [sink], done=lambda: len(sink.got) >= 24)
+    assert sink.got == list(range(24)) and cycles - 8 == 24, cycles
+
+
 @pytest.mark.parametrize("depth", [1, 3])
 def test_gon_queue_random(depth, seed):
     """GON packets through the queue in order under random idle and back-pressure; with

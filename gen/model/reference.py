@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
-from .timing import QUEUE, PassTime, pe_grid
+from .timing import PassTime, pe_grid
 
 __all__ = ["reference_pass"]
 
@@ -76,6 +76,7 @@ class _Reference:
         self.depth = cfg.noc.gon_queue
         self.gq = {rc: [] for rc in self.pack}
         # with psum GIN packets, each bottom's `PsumUnpacker`: psums left per packet
+        self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {rc: [] for rc, pe in self.grid.items() if pe.gin} \
             if cfg.noc.psum_gin_values > 1 else None
         self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
@@ -228,7 +229,7 @@ class _Reference:
                 elif e == 1:
                     ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
                 elif self.queues is not None:
-                    ok = len(self.queues[rc]) < QUEUE
+                    ok = len(self.queues[rc]) < self.psum_depth
                 else:
                     ok = pe.take
                 if ok:

@@ -18,10 +18,7 @@ from .arbiters import Gon, Port, round_robin
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 
-__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing", "QUEUE"]
-
-QUEUE = 2
-"""Packets the queue in front of a bottom PE holds (`ommatidia.hw.noc.PsumUnpacker`)."""
+__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing"]
 
 
 class Unordered(Exception):
@@ -482,6 +479,7 @@ class _Round:
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
         # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
         # taken, the psums ending a packet and the cycles they were taken
+        self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
 
@@ -566,16 +564,18 @@ class _Round:
 
     def _queue_psums(self) -> bool:
         """The psum sender's packets, in stream order, each taken by a bottom's queue of
-        `QUEUE` packets once it has room (the cycle after the bottom took the last psum
-        of the packet `QUEUE` before); its psums can be taken from the cycle after."""
+        ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
+        the last psum of the packet that many before); its psums can be taken from the
+        cycle after."""
         psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        depth = self.psum_depth
         moved = False
         while psm.n < psm.N:
             group = self.groups[2][psm.tag[psm.n]]
             room = []
             for pe in group:
                 q = self.queues[id(pe)]
-                m = len(q["last"]) - QUEUE
+                m = len(q["last"]) - depth
                 if m < 0:
                     room.append(0)
                 elif m < len(q["done"]):
