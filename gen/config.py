@@ -400,16 +400,18 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4, gon_values=2,
-                                                  psum_gin_values=2, gon_queue=8))
+                                                  psum_gin_values=2, gon_queue=8,
+                                                  psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
 52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
 packet, and the psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
 after each PE holds a whole output's psums of a 16-filter PE (the depth that paid most on
-AlexNet CONV1-5, docs/performance.md). Assumed, not read from the paper: its
-GIN and GON data bus widths could not be looked up here; 64 bits is the width of
-Eyeriss's DRAM bus, GLB word and local psum link."""
+AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
+each PE lets the psum sender run ahead of the bottom PEs (likewise). Assumed, not read
+from the paper: its GIN and GON data bus widths could not be looked up here; 64 bits is
+the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
     EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,
