@@ -187,6 +187,14 @@ class NoCConfig:
     ``psum_gin_values``: psums a psum GIN packet carries (likewise): the psum sender packs
     consecutive psums of one GLB word and one tag, and a queue at each PE hands them to
     the PE one a cycle. 1 is one psum a cycle.
+
+    ``psum_gin_queue``: psum GIN packets the queue in front of each PE holds (its
+    `PsumUnpacker`, only with ``psum_gin_values`` > 1), so the psum sender runs ahead of
+    a bottom PE by that many packets while the PE adds the psums of the ones before.
+
+    ``gon_queue``: GON packets a queue after each top PE holds (after its packer), so
+    the top's MAC pipeline runs on while the GON's X-bus serves the other tops; 0 is no
+    queue (the top waits for the GON's grant).
     """
 
     row_id_bits: int = 4
@@ -194,10 +202,14 @@ class NoCConfig:
     filter_gin_values: int = 1
     gon_values: int = 1
     psum_gin_values: int = 1
+    gon_queue: int = 0
+    psum_gin_queue: int = 2
 
     def __post_init__(self):
         check_int("NoCConfig", "row_id_bits", self.row_id_bits, 1, 16)
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
+        check_int("NoCConfig", "gon_queue", self.gon_queue, 0, 64)
+        check_int("NoCConfig", "psum_gin_queue", self.psum_gin_queue, 1, 64)
         for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
             value = getattr(self, name)
             check_int("NoCConfig", name, value, 1, 64)
@@ -370,6 +382,8 @@ class ArrayConfig:
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
             "GON values/cycle": self.noc.gon_values,
+            "GON queue (packets)": self.noc.gon_queue,
+            "psum GIN queue (packets)": self.noc.psum_gin_queue,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
                              f"{self.rlc.pairs_per_word},{self.rlc.word_bits}",
             "clock_mhz": self.clock_mhz, "peak GMAC/s": round(self.peak_gmacs, 2),
@@ -386,14 +400,18 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4, gon_values=2,
-                                                  psum_gin_values=2))
+                                                  psum_gin_values=2, gon_queue=8,
+                                                  psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
 52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
-packet, and the psum GIN and the GON two 32-bit psums a packet. Assumed, not read from the paper: its
-GIN and GON data bus widths could not be looked up here; 64 bits is the width of
-Eyeriss's DRAM bus, GLB word and local psum link."""
+packet, and the psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
+after each PE holds a whole output's psums of a 16-filter PE (the depth that paid most on
+AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
+each PE lets the psum sender run ahead of the bottom PEs (likewise). Assumed, not read
+from the paper: its GIN and GON data bus widths could not be looked up here; 64 bits is
+the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
     EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,

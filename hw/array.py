@@ -75,7 +75,7 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .noc import (GIN, GON, GonPacker, MulticastFork, PsumLinks, PsumUnpacker,
+from .noc import (GIN, GON, GonPacker, GonQueue, MulticastFork, PsumLinks, PsumUnpacker,
                   gin_packet_layout, gon_packet_layout, values_layout)
 from .pe import PE, pe_run_layout
 
@@ -123,12 +123,14 @@ class PEArray(wiring.Component):
         GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
         ``noc.filter_gin_values`` of them in a `values_layout`,
         ``signed(act_bits)``, ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
-        of them, which a `PsumUnpacker` at each PE queues and hands on one a cycle)
+        of them, which a `PsumUnpacker` of ``noc.psum_gin_queue`` packets at each PE queues
+        and hands on one a cycle)
         with ``row`` and ``col`` tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
     gon : Out(stream of gon_packet_layout(signed(psum_bits), rows, cols))
         Psums to the GLB, tagged with the ``row`` and ``col`` of their PE; with
         ``noc.gon_values`` > 1 packets of up to that many (`values_layout`), each
-        top PE's gathered by a `GonPacker`.
+        top PE's gathered by a `GonPacker`; with ``noc.gon_queue`` > 0 each PE's
+        packets wait in a `GonQueue` of that many for the GON.
     gon_phase : In(ArrayLayout(range(gon_values), cols)), only with ``gon_values`` > 1
         The slot of each column's first psum in its group of ``gon_values`` slots.
     filter_row_id, ifmap_row_id, psum_row_id : In(ArrayLayout(row_id_bits, rows))
@@ -221,19 +223,25 @@ class PEArray(wiring.Component):
                     wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
                 else:
                     m.submodules[f"unpacker_{r}_{c}"] = unpacker = PsumUnpacker(
-                        self._data_shapes["psum"], cfg.noc.psum_gin_values)
+                        self._data_shapes["psum"], cfg.noc.psum_gin_values,
+                        cfg.noc.psum_gin_queue)
                     wiring.connect(m, gins["psum"].o[r][c], unpacker.i)
                     wiring.connect(m, unpacker.o, links.gin[r][c])
                 wiring.connect(m, pe.psum_out, links.pe_out[r][c])
                 wiring.connect(m, links.pe_in[r][c], pe.psum_in)
-                if V == 1:
-                    wiring.connect(m, links.gon[r][c], gon.i[r][c])
-                else:
+                out = links.gon[r][c]
+                if V > 1:
                     m.submodules[f"packer_{r}_{c}"] = packer = GonPacker(
                         self._data_shapes["psum"], V, len(total))
-                    wiring.connect(m, links.gon[r][c], packer.i)
-                    wiring.connect(m, packer.o, gon.i[r][c])
+                    wiring.connect(m, out, packer.i)
                     m.d.comb += [packer.phase.eq(self.gon_phase[c]), packer.total.eq(total)]
+                    out = packer.o
+                if cfg.noc.gon_queue:
+                    m.submodules[f"gon_queue_{r}_{c}"] = queue = GonQueue(
+                        self._gon_shape, cfg.noc.gon_queue)
+                    wiring.connect(m, out, queue.i)
+                    out = queue.o
+                wiring.connect(m, out, gon.i[r][c])
 
                 branch = fork.o[r * cols + c]
                 enable = self.enable[r][c]

@@ -31,7 +31,8 @@ psums to PE (r - 1, c) over a local link (`LocalPsumLink`, `PsumLinks`), and
 the top row of a PE set (its logical row 0) sends them to the GON, which
 brings them from any PE to one GLB-side stream tagged with the source PE
 (`gon_packet_layout`). Its arbitration is round-robin at both levels (see
-`GON`).
+`GON`). A `GonQueue` after a top PE lets it compute on while its X-bus serves the
+other tops of its row.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from ommatidia.gen.config import check_int
 __all__ = [
     "values_layout", "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
-    "StreamArbiter", "GON", "GonPacker", "PsumUnpacker", "LocalPsumLink", "PsumLinks",
+    "StreamArbiter", "GON", "GonPacker", "GonQueue", "PsumUnpacker", "LocalPsumLink", "PsumLinks",
 ]
 
 MAX_DIM = 256
@@ -581,6 +582,39 @@ class GonPacker(wiring.Component):
                 m.d.sync += count.eq(0)
             with m.Else():
                 m.d.sync += [count.eq(count + 1), Array(held)[count].eq(self.i.payload)]
+        return m
+
+
+class GonQueue(wiring.Component):
+    """A queue of ``depth`` GON packets after a top PE (after its `GonPacker`), so the
+    top's MAC pipeline runs on while the GON's X-bus serves the other tops of its row.
+
+    A `SyncFIFO`: a packet taken at one cycle is offered to the X-bus from the next; a
+    full queue takes a packet again the cycle after its head is taken.
+
+    Members
+    -------
+    i : In(stream of data_shape)
+    o : Out(stream of data_shape)
+    """
+
+    def __init__(self, data_shape, depth: int):
+        _check_shape("GonQueue", "data_shape", data_shape)
+        check_int("GonQueue", "depth", depth, 1, MAX_DIM)
+        self._shape, self._depth = data_shape, depth
+        super().__init__({
+            "i": In(stream.Signature(data_shape)),
+            "o": Out(stream.Signature(data_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(self._shape).width,
+                                                   depth=self._depth)
+        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
+                     self.i.ready.eq(queue.w_rdy),
+                     self.o.payload.eq(queue.r_data), self.o.valid.eq(queue.r_rdy),
+                     queue.r_en.eq(self.o.ready)]
         return m
 
 

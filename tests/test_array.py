@@ -10,6 +10,7 @@ Every pass's GON psums are checked bit-exact against `conv2d_psums` over the
 channels done so far, and the layer's against the whole `conv2d_psums`.
 """
 
+import dataclasses
 import gc
 import random
 import sys
@@ -159,6 +160,18 @@ def test_random_layers(trial, seed):
     print(f"{describe(sched)}; idle {idle}, stall {stall}")
     psums, results, counters, cycles = simulate(sched, seed=seed, idle=idle, stall=stall)
     print(f"{cycles} cycles, {layer.macs} MACs, counters {counters}")
+    check_layer(sched, psums, results, counters)
+
+
+def test_random_layer_with_a_gon_queue(seed):
+    """A random layer on the tiny array with a queue of 2 GON packets after each top PE
+    (`NoCConfig.gon_queue`), under idle and heavy GON back-pressure: bit-exact."""
+    rng = np.random.default_rng(seed)
+    cfg = dataclasses.replace(TINY, noc=dataclasses.replace(TINY.noc, gon_queue=2))
+    layer, p, q = random_layer(cfg, rng)
+    sched = random_schedule(cfg, rng, layer, p, q)
+    print(describe(sched))
+    psums, results, counters, cycles = simulate(sched, seed=seed, idle=0.2, stall=0.7)
     check_layer(sched, psums, results, counters)
 
 

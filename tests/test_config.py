@@ -79,6 +79,20 @@ def test_noc_config_rejects_packet_values(name, values, message):
         NoCConfig(**{name: values})
 
 
+@pytest.mark.parametrize("depth, message", [(-1, "at least 0"), (65, "at most 64"),
+                                            (2.0, "must be an integer")])
+def test_noc_config_rejects_gon_queue(depth, message):
+    with pytest.raises(ValueError, match=f"NoCConfig.gon_queue .*{message}"):
+        NoCConfig(gon_queue=depth)
+
+
+@pytest.mark.parametrize("depth, message", [(0, "at least 1"), (65, "at most 64"),
+                                            (True, "must be an integer")])
+def test_noc_config_rejects_psum_gin_queue(depth, message):
+    with pytest.raises(ValueError, match=f"NoCConfig.psum_gin_queue .*{message}"):
+        NoCConfig(psum_gin_queue=depth)
+
+
 def test_filter_gin_values_fit_a_glb_word():
     """At most the weights of one GLB word: 4 16-bit weights of a 64-bit word on
     `eyeriss`, 8 8-bit ones on `tiny`."""

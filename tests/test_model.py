@@ -207,6 +207,49 @@ def test_recurrences_match_the_reference_with_wide_packets(seed):
         assert fast.state == ref.state
 
 
+def with_gon_queue(base, name, depth, values):
+    """``base`` with a queue of ``depth`` GON packets after each top PE
+    (`NoCConfig.gon_queue`), ``values`` psums a GON and a psum GIN packet."""
+    return dataclasses.replace(base, name=name, noc=dataclasses.replace(
+        base.noc, gon_queue=depth, gon_values=values, psum_gin_values=values))
+
+
+def test_recurrences_match_the_reference_with_a_gon_queue(seed):
+    """With a queue of 1-3 GON packets after each top PE and 1 or 2 psums a packet, the
+    recurrences time every pass exactly like the cycle-level reference, every counter
+    (stalls included) equal."""
+    rng = np.random.default_rng(seed)
+    for base, depth, values in ((TINY, 2, 2), (SMALL, 3, 2), (TINY, 1, 1), (SMALL, 2, 1)):
+        cfg = with_gon_queue(base, base.name, depth, values)
+        prog = random_program(rng, cfg)
+        fast, ref = predict(prog), predict(prog, reference=True)
+        assert fast.cycles == ref.cycles, f"{prog.layer} on {cfg.noc}"
+        assert fast.counters == ref.counters, f"{prog.layer} on {cfg.noc}"
+
+
+def with_psum_gin_queue(base, name, depth, values, gon_queue=0):
+    """``base`` with a queue of ``depth`` psum GIN packets in front of each PE
+    (`NoCConfig.psum_gin_queue`) of ``values`` psums, as many a GON packet, and a GON
+    queue of ``gon_queue``."""
+    return dataclasses.replace(base, name=name, noc=dataclasses.replace(
+        base.noc, psum_gin_queue=depth, psum_gin_values=values, gon_values=values,
+        gon_queue=gon_queue))
+
+
+def test_recurrences_match_the_reference_with_a_psum_gin_queue(seed):
+    """With a queue of 1, 3, 4 or 8 psum GIN packets of 2 psums in front of each PE
+    (with and without a GON queue), the recurrences time every pass exactly like the
+    cycle-level reference, every counter (stalls included) equal."""
+    rng = np.random.default_rng(seed)
+    for base, depth, values, gon_queue in ((TINY, 1, 2, 0), (SMALL, 4, 2, 2), (TINY, 8, 2, 8),
+                                           (SMALL, 3, 2, 0)):
+        cfg = with_psum_gin_queue(base, base.name, depth, values, gon_queue)
+        prog = random_program(rng, cfg)
+        fast, ref = predict(prog), predict(prog, reference=True)
+        assert fast.cycles == ref.cycles, f"{prog.layer} on {cfg.noc}"
+        assert fast.counters == ref.counters, f"{prog.layer} on {cfg.noc}"
+
+
 def test_columns_free_before_the_gon_takes_the_psums():
     """A column retires at the last issue of its tap, not when the GON has taken the
     output's psums: here (one row of four one-PE chains, two ifmap multicast groups,
@@ -299,3 +342,47 @@ def test_model_with_a_wide_filter_gin(seed, build_dir):
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
     compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)
+
+
+@pytest.mark.verilog
+def test_model_with_a_gon_queue(seed, build_dir):
+    """`tiny` with a queue of 2 GON packets after each top PE (`NoCConfig.gon_queue`) and
+    2 psums a GON and a psum GIN packet: the ofmaps bit-exact, the model's cycles and
+    every counter (stalls included) equal to the Verilog's."""
+    compare_exactly(with_gon_queue(TINY, "tiny_gonq", 2, 2), seed, build_dir)
+
+
+@pytest.mark.verilog
+def test_model_with_a_psum_gin_queue(seed, build_dir):
+    """`tiny` with a queue of 5 psum GIN packets in front of each PE
+    (`NoCConfig.psum_gin_queue`; 2 by default) and 2 psums a psum GIN and a GON packet:
+    the ofmaps bit-exact, the model's cycles and every counter (stalls included) equal to
+    the Verilog's. The first layer's psum sender (two R segments, two strips) runs ahead:
+    1,600 cycles with the queue of 5, 1,602 with 2, 1,702 with 1."""
+    cfg = with_psum_gin_queue(TINY, "tiny_psumq", 5, 2)
+    layer = ConvLayer(N=1, C=1, M=9, H=5, W=3, R=5, S=2, U=1, P=2)
+    rng = np.random.default_rng(0)
+    x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.0)
+    w = random_values(rng, TINY.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+    mapping = Mapping(p=6, q=1, strips=((0, 3), (3, 2)), segments=((0, 3), (3, 2)), stack=1,
+                      blocks=1, n_chunk=1, m_chunk=2, c_chunk=1)
+    first = compile_layer(cfg, layer, x, w, mapping=mapping)
+    compare_exactly(cfg, seed, build_dir, first)
+
+
+def compare_exactly(cfg, seed, build_dir, first=None):
+    """``first`` (or a random layer) and two random layers on ``cfg`` (ifmap zeros 0, 50
+    and 0 %) in one Verilator simulation: bit-exact, the model's cycles and every counter
+    equal to the RTL's."""
+    from ommatidia.sim.accelerator import run_layers
+    rng = np.random.default_rng(seed)
+    if first is None:
+        first = random_program(rng, cfg, zeros=0.0, width=10)
+    progs = [first] + [random_program(rng, cfg, zeros=z, width=10) for z in (0.5, 0.0)]
+    runs = run_layers(cfg, progs, build_dir=build_dir)
+    compare(progs, runs, tolerance=0)
+    state = None
+    for prog, run in zip(progs, runs):
+        pred = predict(prog, state=state)
+        state = pred.state
+        assert pred.counters == {k: run.counters[k] for k in pred.counters}, prog.layer

@@ -14,6 +14,7 @@ from collections import deque
 
 import pytest
 from amaranth import Fragment, Module, Signal, signed
+from amaranth.lib import wiring
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
@@ -21,8 +22,9 @@ from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.multicast import PESet, plan_multicast
 from ommatidia.sim.noc_model import (expected_deliveries, random_ids, random_tag,
                                       targets_of)
-from ommatidia.hw.noc import (GIN, GON, GonPacker, LocalPsumLink, MulticastController,
-                              PsumLinks, PsumUnpacker, gin_packet_layout)
+from ommatidia.hw.noc import (GIN, GON, GonPacker, GonQueue, LocalPsumLink,
+                              MulticastController, PsumLinks, PsumUnpacker, gin_packet_layout,
+                              values_layout)
 
 DATA_BITS = 16
 
@@ -405,6 +407,93 @@ def test_psum_unpacker_random(n, seed):
         cycles = simulate_ports(unpacker, [source], [sink], done=lambda: len(sink.got) >= len(want))
         assert sink.got == want
     assert cycles - 8 <= len(want) + 3, cycles
+
+
+@pytest.mark.parametrize("depth", [2, 8])
+def test_psum_unpacker_runs_ahead_of_a_stalled_pe(depth):
+    """With the bottom PE not taking psums (busy with its MACs), the psum GIN still hands
+    ``depth`` packets to its `PsumUnpacker` (`NoCConfig.psum_gin_queue`), then waits; once
+    the PE takes psums they come out in order, one a cycle from the cycle after the first
+    packet is taken (cycle 1 to 24)."""
+    unpacker = PsumUnpacker(signed(24), 2, depth)
+    items = [{"n": 2, "values": [2 * k, 2 * k + 1]} for k in range(12)]
+    source = Source(unpacker.i, items, random.Random(0))
+    blocked = Sink(unpacker.o, random.Random(0), 1.0, "unpacker")
+    simulate_ports(unpacker, [source], [blocked], done=lambda: len(source.items) == 12 - depth,
+                   max_cycles=100)
+    assert len(source.items) == 12 - depth and blocked.got == []
+    unpacker = PsumUnpacker(signed(24), 2, depth)
+    source = Source(unpacker.i, items, random.Random(0))
+    sink = Sink(unpacker.o, random.Random(0), 0.0, "unpacker")
+    cycles = simulate_ports(unpacker, [source], [sink], done=lambda: len(sink.got) >= 24)
+    assert sink.got == list(range(24)) and cycles - 8 == 24, cycles
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_gon_queue_random(depth, seed):
+    """GON packets through the queue in order under random idle and back-pressure; with
+    neither, each offered the cycle after it was taken, one a cycle from two slots on."""
+    rng = random.Random(seed)
+    queue = GonQueue(values_layout(signed(24), 2), depth)
+    packets = [[rng.randrange(-(1 << 23), 1 << 23) for _ in range(rng.randint(1, 2))]
+               for _ in range(30)]
+    items = [{"n": len(p), "values": p + [0] * (2 - len(p))} for p in packets]
+    for idle, stall in ((0.3, 0.5), (0.0, 0.0)):
+        source = Source(queue.i, items, random.Random(rng.random()), idle)
+        sink = Sink(queue.o, random.Random(rng.random()), stall, "queue",
+                    lambda p: [p["values"][j] for j in range(p.n)])
+        cycles = simulate_ports(queue, [source], [sink],
+                                done=lambda: len(sink.got) >= len(packets))
+        assert sink.got == packets
+    # a full queue takes no packet in the cycle its head leaves: one queue slot is half rate
+    assert cycles - 8 == (len(packets) if depth > 1 else 2 * len(packets) - 1), cycles
+
+
+def packer_and_queue(depth: int):
+    """A top PE's GON path: its `GonPacker` of 2 psums, then a `GonQueue` of ``depth``
+    packets (none for 0)."""
+    m = Module()
+    m.submodules.packer = packer = GonPacker(signed(24), 2, 8)
+    out = packer.o
+    if depth:
+        m.submodules.queue = queue = GonQueue(out.payload.shape(), depth)
+        wiring.connect(m, out, queue.i)
+        out = queue.o
+    return m, packer, out
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_gon_queue_lets_the_top_run_on(depth):
+    """With the GON's X-bus serving other tops (never ready here), a top PE without a
+    queue gets rid of one psum (its packer holds it) and its MAC pipeline freezes; with a
+    queue of ``depth`` packets it hands on ``2 * depth + 1`` psums, then the queue lets
+    them out in order once the X-bus takes them."""
+    m, packer, out = packer_and_queue(depth)
+    source = Source(packer.i, list(range(20)), random.Random(0))
+    blocked = Sink(out, random.Random(0), 1.0, "queue")
+    held = Held(phase=(packer.phase, 0), total=(packer.total, 20))
+    taken = 1 + 2 * depth
+    simulate_ports(m, [held, source], [blocked], done=lambda: len(source.items) == 20 - taken,
+                   max_cycles=100)
+    assert len(source.items) == 20 - taken and blocked.got == []
+    m, packer, out = packer_and_queue(depth)
+    source = Source(packer.i, list(range(20)), random.Random(0))
+    blocked = Sink(out, random.Random(0), 1.0, "queue")
+    sink = Sink(out, random.Random(0), 0.0, "queue", lambda p: list(p["values"]))
+
+    class Release:
+        """The X-bus blocked for 40 cycles, then ready every cycle."""
+        cycle = 0
+
+        def drive(self, ctx):
+            (blocked if self.cycle < 40 else sink).drive(ctx)
+
+        def sample(self, ctx):
+            (blocked if self.cycle < 40 else sink).sample(ctx)
+            self.cycle += 1
+
+    simulate_ports(m, [held, source], [Release()], done=lambda: len(sink.got) >= 10)
+    assert sink.got == [[2 * k, 2 * k + 1] for k in range(10)]
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 3), (3, 4)])

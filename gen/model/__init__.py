@@ -59,8 +59,10 @@ Cycle formulas (derived from the RTL, checked against Verilator)
     emits them at its own last tap; a PE adds the psum from below after its
     own MACs for that output, so every PE of a chain works on the same output
     at once and a level lags the one below by a few cycles, not an output;
-  * room for its psums: a link holds one psum; the GON takes one psum a
-    cycle from all the top PEs, round-robin, so PEs freeze while waiting.
+  * room for its psums: a link holds one psum; the GON takes one packet a
+    cycle from all the top PEs, round-robin, so PEs freeze while waiting (with
+    ``noc.gon_queue`` = D, a top's packet enters its queue of D at once when it
+    has room, and the X-bus takes queue heads from the cycle after).
 
   Each psum chain (a column of PEs linked by ``up``) runs each output's plain
   operations as soon as their columns are in, then its last ``p`` operations

@@ -77,16 +77,22 @@ class Gon:
 
     ``tops`` holds the outputs waiting for the GON (`ommatidia.gen.model.timing.Top`:
     ``pe``, ``acc``, ``done``, ``held``, ``grant``); a held psum (its packer takes it,
-    the GON carries it in the packet of a later one) is granted at ``acc``."""
+    the GON carries it in the packet of a later one) is granted at ``acc``. With a queue
+    of ``depth`` packets after each top (`ommatidia.hw.noc.GonQueue`), a top's packet
+    enters its queue at the first cycle from ``acc`` the queue has room (``grant``: the
+    top's pipeline runs on) and the X-bus arbiter takes queue heads from the cycle after
+    they entered; a slot frees the cycle after its packet is taken."""
 
-    def __init__(self, rows: int, cols: int, xptr, yptr: int):
+    def __init__(self, rows: int, cols: int, xptr, yptr: int, depth: int = 0):
         self.rows, self.cols = rows, cols
+        self.depth = depth
         self.xbusy = [set() for _ in range(rows)]
         self.ybusy = set()
         self.xptr, self.yptr = list(xptr), yptr
         self.y_last = -1
         self.t = 0
         self.tops = []
+        self.queued = []  # with a queue: the tops whose queue holds packets
 
     def step(self, horizon: int, once: bool = False) -> bool:
         """Make the grants of the cycles with requests before ``horizon`` until a top's
@@ -94,6 +100,8 @@ class Gon:
         anything."""
         tops = [tp for tp in self.tops if not tp.done]
         self.tops = tops
+        if self.depth:
+            return self._step_queued(tops, horizon, once)
         if not tops or max(self.t, min(tp.acc for tp in tops)) >= horizon:
             return False
         rows = {}
@@ -115,25 +123,11 @@ class Gon:
                 busy = self.xbusy[r]
                 if t in busy:
                     continue
-                ptr, g = self.xptr[r], None
-                for tp in row:
-                    if tp.acc <= t and not tp.done and not tp.held:
-                        if tp.pe.c >= ptr:
-                            g = tp
-                            break
-                        if g is None:
-                            g = tp
+                g = self._pick(r, [tp for tp in row if tp.acc <= t and not tp.done
+                                   and not tp.held])
                 if g is None:
                     continue
-                self.xptr[r] = 0 if g.pe.c == self.cols - 1 else g.pe.c + 1
-                y = t + 1
-                while y in self.ybusy:
-                    y += 1
-                self.ybusy.add(y)
-                busy.update(range(t, y))
-                if y > self.y_last:
-                    self.y_last = y
-                    self.yptr = 0 if r == self.rows - 1 else r + 1
+                self._take(r, g, t)
                 g.grant(t)
                 finished |= g.done
             self.t = t + 1
@@ -141,3 +135,78 @@ class Gon:
             if finished or once:
                 self.tops = [tp for tp in tops if not tp.done]
                 return True
+
+    def _pick(self, r: int, row):
+        """The X-bus arbiter's grant among ``row`` (in column order), round-robin."""
+        ptr, g = self.xptr[r], None
+        for tp in row:
+            if tp.pe.c >= ptr:
+                return tp
+            if g is None:
+                g = tp
+        return g
+
+    def _take(self, r: int, g, t: int) -> None:
+        """Row ``r``'s X-bus takes ``g``'s packet at ``t``; the Y-bus the first free cycle
+        after."""
+        self.xptr[r] = 0 if g.pe.c == self.cols - 1 else g.pe.c + 1
+        y = t + 1
+        while y in self.ybusy:
+            y += 1
+        self.ybusy.add(y)
+        self.xbusy[r].update(range(t, y))
+        if y > self.y_last:
+            self.y_last = y
+            self.yptr = 0 if r == self.rows - 1 else r + 1
+
+    def _enter(self, tops) -> bool:
+        """Every request whose queue entry is known, entered (held ones taken by the
+        packer at ``acc``): a top's packet enters at ``acc`` once its queue has room,
+        the cycle after the take of the packet ``depth`` before it. Entries of different
+        tops do not interact, so this needs no horizon. Whether any entered."""
+        moved = False
+        for tp in tops:
+            while not tp.done and (tp.held or len(tp.queue) < self.depth):
+                t = tp.acc
+                if not tp.held:
+                    if len(tp.taken) + len(tp.queue) >= self.depth:
+                        t = max(t, tp.taken[len(tp.taken) + len(tp.queue) - self.depth] + 1)
+                    if not tp.queue:
+                        self.queued.append(tp)
+                    tp.queue.append(t)
+                tp.grant(t)
+                moved = True
+        return moved
+
+    def _step_queued(self, tops, horizon: int, once: bool) -> bool:
+        """`step` with a queue after each top: the requests whose entries are known enter
+        their queues; then, cycle by cycle, each X-bus takes a queue head that entered
+        before the cycle, until a take lets a waiting request enter."""
+        if self._enter(tops):
+            self.tops = [tp for tp in self.tops if not tp.done]
+            return True
+        moved = False
+        while self.queued:
+            t = max(self.t, min(tp.queue[0] for tp in self.queued) + 1)
+            if t >= horizon:
+                return moved
+            rows = {}
+            for tp in self.queued:
+                if tp.queue[0] < t:
+                    rows.setdefault(tp.pe.r, []).append(tp)
+            for r, row in rows.items():
+                if t in self.xbusy[r]:
+                    continue
+                row.sort(key=lambda tp: tp.pe.c)
+                g = self._pick(r, row)
+                self._take(r, g, t)
+                g.queue.pop(0)
+                g.taken.append(t)
+                if not g.queue:
+                    self.queued.remove(g)
+            self.t = t + 1
+            moved = True
+            if once or self._enter(tops):
+                self.tops = [tp for tp in self.tops if not tp.done]
+                return True
+        return moved

@@ -7,7 +7,7 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 `ommatidia.gen.model.reference.reference_pass`) reads, and on nothing else:
 
 - the configuration (array size, spad depths, NoC ID widths, values per filter packet
-  and per GON packet: a frozen `ArrayConfig`) and whether the reference times it;
+  and per GON packet, the GON queue's depth: a frozen `ArrayConfig`) and whether the reference times it;
 - the raw ``run``, ``enable`` and ``up`` registers and the six multicast ID registers;
 - per sender the loop counts, strides, tag repeat and tag count of its descriptor (the
   packet count and each packet's tag index), which packets start a new GLB word and

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
-from .timing import QUEUE, PassTime, pe_grid
+from .timing import PassTime, pe_grid
 
 __all__ = ["reference_pass"]
 
@@ -72,7 +72,11 @@ class _Reference:
         self.pack = {rc: [(gd["base"] + (rc[1] - gd["col0"]) * gd["stride"]) % v, 0, 0]
                      for rc, pe in self.grid.items() if pe.top}  # phase, psum j, held
         self.xn, self.xn_next, self.yn = [1] * self.rows, [1] * self.rows, 1
+        # with `NoCConfig.gon_queue`, each top's queue of GON packets (their psum counts)
+        self.depth = cfg.noc.gon_queue
+        self.gq = {rc: [] for rc in self.pack}
         # with psum GIN packets, each bottom's `PsumUnpacker`: psums left per packet
+        self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {rc: [] for rc, pe in self.grid.items() if pe.gin} \
             if cfg.noc.psum_gin_values > 1 else None
         self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
@@ -137,9 +141,12 @@ class _Reference:
         xg = {}
         for r in range(self.rows):
             if (not self.xo[r]) or yg == r:
-                valid = [c for c in range(self.cols) if (r, c) in pes and grid[r, c].top
-                         and pes[r, c].state == _COMPUTING and pes[r, c].out_valid()
-                         and self._closes((r, c))]
+                if self.depth:
+                    valid = [c for c in range(self.cols) if self.gq.get((r, c))]
+                else:
+                    valid = [c for c in range(self.cols) if (r, c) in pes and grid[r, c].top
+                             and pes[r, c].state == _COMPUTING and pes[r, c].out_valid()
+                             and self._closes((r, c))]
                 if valid:
                     after = [c for c in valid if c >= self.xptr[r]]
                     xg[r] = after[0] if after else valid[0]
@@ -165,11 +172,20 @@ class _Reference:
             out = pe.out_valid()
             if out:
                 if g.top:
-                    ready = xg.get(rc[0]) == rc[1] if self._closes(rc) else True
+                    closes = self._closes(rc)
+                    if not closes:
+                        ready = True
+                    elif self.depth:
+                        ready = len(self.gq[rc]) < self.depth
+                    else:
+                        ready = xg.get(rc[0]) == rc[1]
                     if ready:
                         pack = self.pack[rc]
-                        if self._closes(rc):
-                            self.xn_next[rc[0]] = pack[2] + 1
+                        if closes:
+                            if self.depth:
+                                self.gq[rc].append(pack[2] + 1)
+                            else:
+                                self.xn_next[rc[0]] = pack[2] + 1
                             pack[2] = 0
                         else:
                             pack[2] += 1
@@ -213,7 +229,7 @@ class _Reference:
                 elif e == 1:
                     ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
                 elif self.queues is not None:
-                    ok = len(self.queues[rc]) < QUEUE
+                    ok = len(self.queues[rc]) < self.psum_depth
                 else:
                     ok = pe.take
                 if ok:
@@ -287,6 +303,8 @@ class _Reference:
             if (not self.xo[r]) or yg == r:
                 self.xo[r] = r in xg
                 self.xn[r] = self.xn_next[r]
+                if r in xg and self.depth:
+                    self.xn[r] = self.gq[r, xg[r]].pop(0)
                 if r in xg:
                     self.xptr[r] = 0 if xg[r] == self.cols - 1 else xg[r] + 1
         self.rx_glb = rx_accept

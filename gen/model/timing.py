@@ -20,10 +20,7 @@ from .arbiters import Gon, Port, round_robin
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 
-__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing", "QUEUE"]
-
-QUEUE = 2
-"""Packets the queue in front of a bottom PE holds (`ommatidia.hw.noc.PsumUnpacker`)."""
+__all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing"]
 
 
 class Unordered(Exception):
@@ -177,7 +174,8 @@ class Top:
     (``acc``); ``done`` while it has none. A grant hands the cycle to the chain.
     ``held``: the psum does not end its packet (`ommatidia.hw.noc.GonPacker`, psum ``j``
     of ``total`` at slot ``phase + j`` of a group of ``values``), so the packer takes it
-    at ``acc`` without the GON."""
+    at ``acc`` without the GON. With a GON queue (`ommatidia.hw.noc.GonQueue`) the grant
+    is the packet's entry into it."""
 
     def __init__(self, pe: PEState, chain):
         self.pe, self.chain = pe, chain
@@ -185,6 +183,9 @@ class Top:
         self.done = True
         self.held = False
         self.values, self.phase, self.total = 1, 0, 0
+        # with `NoCConfig.gon_queue`: the cycles its queued packets entered, and the cycles
+        # the X-bus took the packets that left
+        self.queue, self.taken = [], []
 
     def request(self, acc: int, j: int) -> None:
         """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
@@ -473,7 +474,7 @@ class _Round:
         self._load_filters()
         self.segments = _segments(sch)
         self.out_starts_tap = sch.starts_tap(sch.first_out)
-        self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2])
+        self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2], cfg.noc.gon_queue)
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
         gd, values = regs["gon_desc"], cfg.noc.gon_values
         for ch in self.chains:
@@ -485,6 +486,7 @@ class _Round:
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
         # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
         # taken, the psums ending a packet and the cycles they were taken
+        self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
 
@@ -571,16 +573,18 @@ class _Round:
 
     def _queue_psums(self) -> bool:
         """The psum sender's packets, in stream order, each taken by a bottom's queue of
-        `QUEUE` packets once it has room (the cycle after the bottom took the last psum
-        of the packet `QUEUE` before); its psums can be taken from the cycle after."""
+        ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
+        the last psum of the packet that many before); its psums can be taken from the
+        cycle after."""
         psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        depth = self.psum_depth
         moved = False
         while psm.n < psm.N:
             group = self.groups[2][psm.tag[psm.n]]
             room = []
             for pe in group:
                 q = self.queues[id(pe)]
-                m = len(q["last"]) - QUEUE
+                m = len(q["last"]) - depth
                 if m < 0:
                     room.append(0)
                 elif m < len(q["done"]):
@@ -652,7 +656,7 @@ class _Round:
                     ch.dirty = False
                     moved |= ch.advance()
             moved |= self.gon.step(self._horizon())
-            if self.finished == len(chains) and ifm.n == ifm.N:
+            if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued:
                 break
             if not moved and not self.gon.step(1 << 62, once=True):
                 raise Unordered()
