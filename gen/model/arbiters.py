@@ -7,7 +7,7 @@ is carried from pass to pass and from one program to the next.
 
 from __future__ import annotations
 
-__all__ = ["reset_state", "Port", "round_robin", "Gon"]
+__all__ = ["reset_state", "Port", "round_robin", "Gon", "SENDER_ORDER"]
 
 
 def reset_state(cfg) -> tuple:
@@ -50,7 +50,7 @@ def round_robin(log, last: int) -> dict:
     heads = [q[0] if q else never for q in queues]
     t = min(heads)
     while t < never:
-        for e in _ORDER[last]:
+        for e in SENDER_ORDER[last]:
             if heads[e] <= t:
                 break
         else:
@@ -64,7 +64,7 @@ def round_robin(log, last: int) -> dict:
     return out
 
 
-_ORDER = [[c for c in ((last + j) % 5 for j in range(1, 6)) if c < 3] for last in range(5)]
+SENDER_ORDER = [[c for c in ((last + j) % 5 for j in range(1, 6)) if c < 3] for last in range(5)]
 """The senders in the round-robin order after ``last`` (the port's requesters are the
 three senders and `DMAOut`, 4)."""
 

@@ -7,7 +7,8 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 `ommatidia.gen.model.reference.reference_pass`) reads, and on nothing else:
 
 - the configuration (array size, spad depths, NoC ID widths, values per filter packet
-  and per GON packet, the GON queue's depth: a frozen `ArrayConfig`) and whether the reference times it;
+  and per GON packet, the GON and psum GIN queues' depths: a frozen `ArrayConfig`) and
+  whether the reference times it;
 - the raw ``run``, ``enable`` and ``up`` registers and the six multicast ID registers;
 - per sender the loop counts, strides, tag repeat and tag count of its descriptor (the
   packet count and each packet's tag index), which packets start a new GLB word and
@@ -31,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from .arbiters import _ORDER
+from .arbiters import SENDER_ORDER
 
 __all__ = ["PassMemo", "PASS_MEMO", "unmemoized", "arbiter_key", "carry_state"]
 
@@ -91,7 +92,7 @@ def arbiter_key(rr: tuple, active, tops: dict) -> tuple | None:
     if not any(active) or not tops:
         return None
     last, xptr, _ = rr
-    order = tuple(e for e in _ORDER[last] if active[e])
+    order = tuple(e for e in SENDER_ORDER[last] if active[e])
     x = tuple((r, next((c for c in cols if c >= xptr[r]), cols[0]))
               for r, cols in sorted(tops.items()))
     return order, x
