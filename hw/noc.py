@@ -585,6 +585,14 @@ class GonPacker(wiring.Component):
         return m
 
 
+def _packet_fifo(m: Module, i, shape, depth: int) -> fifo.SyncFIFO:
+    """A `SyncFIFO` of ``depth`` packets of ``shape`` (submodule ``queue`` of ``m``) that
+    input stream ``i`` writes."""
+    m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(shape).width, depth=depth)
+    m.d.comb += [queue.w_data.eq(i.payload), queue.w_en.eq(i.valid), i.ready.eq(queue.w_rdy)]
+    return queue
+
+
 class GonQueue(wiring.Component):
     """A queue of ``depth`` GON packets after a top PE (after its `GonPacker`), so the
     top's MAC pipeline runs on while the GON's X-bus serves the other tops of its row.
@@ -609,11 +617,8 @@ class GonQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(self._shape).width,
-                                                   depth=self._depth)
-        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
-                     self.i.ready.eq(queue.w_rdy),
-                     self.o.payload.eq(queue.r_data), self.o.valid.eq(queue.r_rdy),
+        queue = _packet_fifo(m, self.i, self._shape, self._depth)
+        m.d.comb += [self.o.payload.eq(queue.r_data), self.o.valid.eq(queue.r_rdy),
                      queue.r_en.eq(self.o.ready)]
         return m
 
@@ -641,10 +646,7 @@ class PsumUnpacker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = fifo.SyncFIFO(width=Shape.cast(self._layout).width,
-                                                   depth=self._depth)
-        m.d.comb += [queue.w_data.eq(self.i.payload), queue.w_en.eq(self.i.valid),
-                     self.i.ready.eq(queue.w_rdy)]
+        queue = _packet_fifo(m, self.i, self._layout, self._depth)
         head = self._layout(queue.r_data)
         lane = Signal(range(self._n))
         m.d.comb += [self.o.valid.eq(queue.r_rdy),
