@@ -59,7 +59,7 @@ def emit(component, name: str, *, flat: bool = False) -> str:
     try:
         if flat:
             return verilog.convert(component, name=name, emit_src=False)
-        return _fill_loops(_yosys(_Modules(name).rtlil(component)))
+        return _fill_loops(_yosys(_drop_aliases(_Modules(name).rtlil(component))))
     finally:
         if saved is None:
             del os.environ["AMARANTH_USE_YOSYS"]
@@ -90,6 +90,37 @@ def _yosys(rtlil_text: str) -> str:
               "opt_clean -purge", "write_verilog -norename"]
     # Yosys warns that not every process becomes Verilog; Amaranth ignores it too.
     return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+
+
+_WIRE = re.compile(r"^  wire width \d+ (?:signed )?(\\\S+)\n", re.M)
+_TOKEN = re.compile(r"\\\S+")
+_CONNECT = re.compile(r"^connect (\\\S+) ", re.M)
+
+
+def _drop_aliases(text: str) -> str:
+    """``text`` (RTLIL) without the wires that only alias part of another and are read
+    nowhere: Amaranth writes one for every field of a `lib.data` view and every element
+    of an array (``\\o__payload.values[0]``), for waveforms; in the hierarchical
+    Verilog they were a quarter of the eyeriss accelerator's bytes. Ports stay."""
+    modules = text.split("\nend\n")
+    for k, module in enumerate(modules):
+        uses = {}
+        for token in _TOKEN.findall(module):
+            uses[token] = uses.get(token, 0) + 1
+        driven = set(_CONNECT.findall(module))
+        dead = {w for w in _WIRE.findall(module) if uses[w] == 2 and w in driven}
+        if not dead:
+            continue
+        lines = module.split("\n")
+        keep = []
+        for line in lines:
+            if line.startswith(("  wire ", "connect ")):
+                name = line.split(" ")[-1 if line[0] == " " else 1]
+                if name in dead:
+                    continue
+            keep.append(line)
+        modules[k] = "\n".join(keep)
+    return "\nend\n".join(modules)
 
 
 def module_count(text: str) -> dict[str, int]:
