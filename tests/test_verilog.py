@@ -99,3 +99,30 @@ def test_generate_writes_the_system_with_the_dram_of_the_simulation_tests(tmp_pa
     assert module_count(text)[DRAM_MODULE] == 1
     assert f".WORDS(32'd{DRAM_WORDS})" in text
     assert len(text) < 1_000_000
+
+
+def test_view_fields_read_nowhere_are_not_written_but_read_ones_are():
+    from amaranth.lib import data
+
+    class Pair(wiring.Component):
+        i: In(data.ArrayLayout(8, 2))
+        o: Out(8)
+        unread: Out(1)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.o.eq(self.i[1])
+            return m
+
+    text = emit(Pair(), "pair")
+    assert "i[0]" not in text
+    assert re.search(r"assign o = i\[15:8\];", text)
+    assert re.search(r"^\s*input \[15:0\] i;", text, re.M)
+    assert re.search(r"^\s*output unread;", text, re.M)
+    rtlil = ("module \\m\n  wire width 8 input 0 \\a\n  wire width 4 \\a.lo\n"
+             "  wire width 4 \\a.hi\n  wire width 4 output 1 \\b\n"
+             "connect \\a.lo \\a [3:0]\nconnect \\a.hi \\a [7:4]\nconnect \\b \\a.hi\nend\n")
+    from ommatidia.gen.verilog import _drop_aliases
+    kept = _drop_aliases(rtlil)
+    assert "\\a.lo" not in kept
+    assert kept.count("\\a.hi") == 3
