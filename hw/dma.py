@@ -6,16 +6,19 @@ stream of ``dram_bits`` words (either side may stall). A command
 
 - raw (``rlc = 0``): word ``k`` goes to GLB word ``glb + k``;
 - RLC (``rlc = 1``): the words feed an `ommatidia.hw.rlc.RLCDecoder` told
-  ``n`` values; the values, truncated to ``act_bits``, are packed into the
-  activation slots of GLB words ``glb, glb + 1, ...`` (`ommatidia.hw.glb`);
-  the last word is written with only its filled slots' bytes. Words left
-  after the term word are read and dropped; a malformed stream, or one
-  whose ``words`` end before its term word, raises the sticky ``error``
-  until the next command and ends the command.
+  ``n`` values, emitting ``(run, level)`` pairs; the values, truncated to
+  ``act_bits``, are packed into the activation slots of GLB words ``glb,
+  glb + 1, ...`` (`ommatidia.hw.glb`), a pair at a time: its run's zeros are
+  slots left zero, its level the next slot. The last word is written with
+  only its filled slots' bytes. Words left after the term word are read
+  and dropped; a malformed stream, or one whose ``words`` end before its
+  term word, raises the sticky ``error`` until the next command and ends
+  the command.
 
 Requests run ahead of responses with no limit; the GLB write is one register
-stage, so a raw copy moves one word a cycle and a decode one value a cycle
-when neither side stalls.
+stage, so when neither side stalls a raw copy moves one word a cycle and a
+decode one pair a cycle, or a cycle per GLB word the pair completes when that
+is more (a run crossing two word boundaries writes two words).
 
 Without the RLC codec (``ArrayConfig.rlc_codec`` false, for the smallest
 FPGAs) `DMAIn` only copies raw words (the ``rlc`` flag is ignored: the

@@ -281,7 +281,9 @@ class RLCDecoder(wiring.Component):
         have = Signal()
         word = Signal(rlc_word_layout(fmt))
         slot = Signal(range(P + 1))
-        zeros = Signal(fmt.run_bits)
+        # zeros of the current pair emitted so far (none when emitting whole pairs)
+        zeros = Const(0, fmt.run_bits) if self._pairs else Signal(fmt.run_bits)
+        clear = [] if self._pairs else [zeros.eq(0)]
         left = Signal(self._count_bits)
         fault = Signal(RLCFault)
 
@@ -321,7 +323,7 @@ class RLCDecoder(wiring.Component):
         with m.If(self.start.valid & self.start.ready):
             m.d.sync += [
                 running.eq(1), draining.eq(0), have.eq(0), left.eq(self.start.payload),
-                slot.eq(0), zeros.eq(0), fault.eq(RLCFault.NONE),
+                slot.eq(0), *clear, fault.eq(RLCFault.NONE),
             ]
         with m.Elif(running & ~have):
             # LOAD: waiting for the next word
@@ -342,7 +344,7 @@ class RLCDecoder(wiring.Component):
             # EMIT: one value of the current pair, or the pair
             m.d.sync += left.eq(left - step)
             with m.If(at_level):
-                m.d.sync += [zeros.eq(0), slot.eq(slot + 1)]
+                m.d.sync += [*clear, slot.eq(slot + 1)]
                 with m.If(word_used & word.term):
                     stop(RLCFault.EARLY_TERM, drain=0)
                 with m.Elif(word_used & ~reserved_ok):
@@ -350,8 +352,9 @@ class RLCDecoder(wiring.Component):
                 with m.Elif(word_used):
                     m.d.comb += self.i.ready.eq(1)
                     m.d.sync += [word.eq(self.i.payload), have.eq(self.i.valid), slot.eq(0)]
-            with m.Else():
-                m.d.sync += zeros.eq(zeros + 1)
+            if not self._pairs:
+                with m.Else():
+                    m.d.sync += zeros.eq(zeros + 1)
         with m.Elif(draining):
             # DRAIN: after a fault, consume words up to a term word
             m.d.comb += self.i.ready.eq(1)
