@@ -179,8 +179,8 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int
     """Rough (cycles, DRAM words) of a mapping, to rank candidates (`_costs`): per pass
     the slowest of PE compute, ifmap, filter and psum delivery, or ``pass_cycles``, the
     model's time of a pass with its filter load from the cost model (a pass without, at
-    batch > 1, scaled as the quick formula scales it); DMA one ifmap value and one raw
-    filter word a cycle."""
+    batch > 1, scaled as the quick formula scales it); DMA one ifmap RLC pair (a value,
+    on all-nonzero data) and one raw filter word a cycle."""
     fields = _shape_fields(cfg, layer, m.p, m.q, m.strips, m.segments, m.stack, m.blocks)
     arrays = {k: np.array([v], dtype=np.int64) for k, v in fields.items()}
     if pass_cycles is not None:
@@ -244,8 +244,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     group's steps, its filter groups side by side where their psum regions allow, the
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
     commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
-    of every round (ifmap values through the RLC decoder one a cycle, raw filter words one
-    a cycle, the ofmap psums one a cycle) and the program words, on all-nonzero data."""
+    of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
+    all-nonzero data; raw filter words one a cycle, the ofmap psums one a cycle) and the
+    program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P

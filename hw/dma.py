@@ -6,16 +6,19 @@ stream of ``dram_bits`` words (either side may stall). A command
 
 - raw (``rlc = 0``): word ``k`` goes to GLB word ``glb + k``;
 - RLC (``rlc = 1``): the words feed an `ommatidia.hw.rlc.RLCDecoder` told
-  ``n`` values; the values, truncated to ``act_bits``, are packed into the
-  activation slots of GLB words ``glb, glb + 1, ...`` (`ommatidia.hw.glb`);
-  the last word is written with only its filled slots' bytes. Words left
-  after the term word are read and dropped; a malformed stream, or one
-  whose ``words`` end before its term word, raises the sticky ``error``
-  until the next command and ends the command.
+  ``n`` values, emitting ``(run, level)`` pairs; the values, truncated to
+  ``act_bits``, are packed into the activation slots of GLB words ``glb,
+  glb + 1, ...`` (`ommatidia.hw.glb`), a pair at a time: its run's zeros are
+  slots left zero, its level the next slot. The last word is written with
+  only its filled slots' bytes. Words left after the term word are read
+  and dropped; a malformed stream, or one whose ``words`` end before its
+  term word, raises the sticky ``error`` until the next command and ends
+  the command.
 
 Requests run ahead of responses with no limit; the GLB write is one register
-stage, so a raw copy moves one word a cycle and a decode one value a cycle
-when neither side stalls.
+stage, so when neither side stalls a raw copy moves one word a cycle and a
+decode one pair a cycle, or a cycle per GLB word the pair completes when that
+is more (a run crossing two word boundaries writes two words).
 
 Without the RLC codec (``ArrayConfig.rlc_codec`` false, for the smallest
 FPGAs) `DMAIn` only copies raw words (the ``rlc`` flag is ignored: the
@@ -84,7 +87,7 @@ class DMAIn(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
         })
-        self._decoder = (RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1)
+        self._decoder = (RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1, pairs=True)
                          if cfg.rlc_codec else None)
 
     def elaborate(self, platform):
@@ -92,8 +95,6 @@ class DMAIn(wiring.Component):
         if not cfg.rlc_codec:
             return self._elaborate_raw()
         a = elem_addr_bits(cfg) + 1
-        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-        per = cfg.dram_bits // slot
         m = Module()
         m.submodules.decoder = dec = self._decoder
 
@@ -153,27 +154,58 @@ class DMAIn(wiring.Component):
             with m.If(self.dram_data.valid & self.dram_data.ready):
                 m.d.sync += resp_left.eq(resp_left - 1)
 
-            acc = Signal(cfg.dram_bits)
-            fill = Signal(range(per + 1))
-            m.d.comb += dec.o.ready.eq(room)
-            value = Signal(signed(slot))
-            m.d.comb += value.eq(dec.o.payload[:cfg.pe.act_bits].as_signed())
             with m.If(dec.error):
                 m.d.sync += values_left.eq(0)
-            filled = Cat((fill >= k if k else Const(1, 1)).replicate(slot // 8)
-                         for k in range(per))
-            with m.If(dec.o.valid & dec.o.ready):
-                new = acc | (value.as_unsigned() << (fill * slot))[:cfg.dram_bits]
-                full = (fill + 1 == per) | (values_left == 1)
-                m.d.sync += values_left.eq(values_left - 1)
-                with m.If(full):
-                    m.d.sync += [w.valid.eq(1), w.payload.addr.eq(glb_addr),
-                                 w.payload.data.eq(new),
-                                 w.payload.mask.eq(filled),
-                                 glb_addr.eq(glb_addr + 1), acc.eq(0), fill.eq(0)]
-                with m.Else():
-                    m.d.sync += [acc.eq(new), fill.eq(fill + 1)]
+            self._place(m, values_left, glb_addr)
         return m
+
+    def _place(self, m, values_left, glb_addr):
+        """Places the decoder's ``(run, level)`` pairs into the activation slots of the GLB
+        word being assembled: the run's zeros are slots left zero, the level goes in the
+        next slot. The GLB takes one write a cycle, so a pair takes one cycle, or one per
+        word it completes when that is more: the word the run leaves is written the cycle
+        the level goes into the next one, whole words of zeros one a cycle before it. A
+        word is written when its last slot is filled or with the command's last value
+        (then only its filled slots' bytes)."""
+        cfg, dec, w = self._cfg, self._decoder, self.glb
+        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        room = ~w.valid | w.ready
+        acc = Signal(cfg.dram_bits)
+        fill = Signal(range(per))
+        done = Signal(cfg.rlc.run_bits)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [acc.eq(0), fill.eq(0), done.eq(0)]
+
+        pair = dec.o.payload
+        step = pair.run + 1
+        last = values_left == step
+        pos = Signal(range(per + cfg.rlc.max_run + 1))
+        at = Signal(range(per))
+        take = Signal()
+        m.d.comb += [pos.eq(fill + pair.run - done),
+                     at.eq(Mux(pos < per, pos, pos - per)),
+                     take.eq((pos < per) | (pos < 2 * per - 1) & ~last),
+                     dec.o.ready.eq(room & take)]
+        value = Signal(signed(slot))
+        m.d.comb += value.eq(pair.level[:cfg.pe.act_bits].as_signed())
+        filled = Cat((at >= k if k else Const(1, 1)).replicate(slot // 8) for k in range(per))
+        write = [w.valid.eq(1), w.payload.addr.eq(glb_addr), glb_addr.eq(glb_addr + 1),
+                 acc.eq(0), fill.eq(0)]
+
+        with m.If(dec.o.valid & room):
+            with m.If(pos >= per):
+                # the run fills the rest of the word being assembled
+                m.d.sync += [*write, w.payload.data.eq(acc), w.payload.mask.eq(-1)]
+            with m.If(take):
+                new = Mux(pos < per, acc, 0) | (value.as_unsigned() << (at * slot))[:cfg.dram_bits]
+                m.d.sync += [values_left.eq(values_left - step), done.eq(0)]
+                with m.If((at == per - 1) | last):
+                    m.d.sync += [*write, w.payload.data.eq(new), w.payload.mask.eq(filled)]
+                with m.Else():
+                    m.d.sync += [acc.eq(new), fill.eq(at + 1)]
+            with m.Else():
+                m.d.sync += done.eq(done + per - fill)
 
     def _elaborate_raw(self):
         """Without the codec: every command is a raw copy."""

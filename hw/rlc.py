@@ -192,7 +192,7 @@ class RLCEncoder(wiring.Component):
 
 
 class RLCDecoder(wiring.Component):
-    """Streaming RLC decoder: coded words in, exactly ``n`` values out.
+    """Streaming RLC decoder: coded words in, exactly ``n`` values (or their pairs) out.
 
     A ``start`` transfer gives ``n``, clears the fault and abandons any stream
     in progress (it waits only for a value already offered on ``o`` to be
@@ -200,6 +200,11 @@ class RLCDecoder(wiring.Component):
     one value per cycle while ``i`` keeps up and ``o`` is not stalled; a stream
     costs ``n + 2`` cycles from ``start`` (one to load the first word, one to
     check the term word after the last value).
+
+    With ``pairs`` it emits each ``(run, level)`` pair, standing for ``run + 1``
+    values, as one transfer instead: a stream of ``k`` pairs costs ``k + 2``
+    cycles. Validation, faults and draining are the same in both modes; a pair
+    is emitted only when all its values would be.
 
     Malformed streams (see the module docstring) set ``fault`` at the first
     word that shows it; ``error`` stays high until the next ``start``. The
@@ -214,6 +219,8 @@ class RLCDecoder(wiring.Component):
     fmt : RLCFormat
     count_bits : int
         Width of ``n``.
+    pairs : bool
+        Emit pairs instead of values.
 
     Members
     -------
@@ -221,8 +228,8 @@ class RLCDecoder(wiring.Component):
         Stream length ``n``.
     i : In(stream of rlc_word_layout(fmt))
         Coded words.
-    o : Out(stream of signed(level_bits))
-        Values.
+    o : Out(stream of signed(level_bits)), or of rlc_pair_layout(fmt) with ``pairs``
+        Values, or pairs.
     busy : Out(1)
         High from ``start`` until the term word is consumed.
     remaining : Out(unsigned(count_bits))
@@ -233,14 +240,19 @@ class RLCDecoder(wiring.Component):
         The first fault of that stream.
     """
 
-    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS):
+    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS,
+                 pairs: bool = False):
         _check(fmt, count_bits)
+        if not isinstance(pairs, bool):
+            raise TypeError(f"pairs must be a bool, not {pairs!r}")
         self._fmt = fmt
         self._count_bits = count_bits
+        self._pairs = pairs
         super().__init__({
             "start": In(stream.Signature(unsigned(count_bits))),
             "i": In(stream.Signature(rlc_word_layout(fmt))),
-            "o": Out(stream.Signature(signed(fmt.level_bits))),
+            "o": Out(stream.Signature(rlc_pair_layout(fmt) if pairs
+                                      else signed(fmt.level_bits))),
             "busy": Out(1),
             "remaining": Out(count_bits),
             "error": Out(1),
@@ -255,6 +267,10 @@ class RLCDecoder(wiring.Component):
     def count_bits(self) -> int:
         return self._count_bits
 
+    @property
+    def pairs(self) -> bool:
+        return self._pairs
+
     def elaborate(self, platform):
         fmt = self._fmt
         P = fmt.pairs_per_word
@@ -265,7 +281,9 @@ class RLCDecoder(wiring.Component):
         have = Signal()
         word = Signal(rlc_word_layout(fmt))
         slot = Signal(range(P + 1))
-        zeros = Signal(fmt.run_bits)
+        # zeros of the current pair emitted so far (none when emitting whole pairs)
+        zeros = Const(0, fmt.run_bits) if self._pairs else Signal(fmt.run_bits)
+        clear = [] if self._pairs else [zeros.eq(0)]
         left = Signal(self._count_bits)
         fault = Signal(RLCFault)
 
@@ -284,12 +302,14 @@ class RLCDecoder(wiring.Component):
         active = running & have
         at_end = left == 0
         overrun = (zeros == 0) & (run >= left)
-        at_level = zeros == run
-        word_used = at_level & (slot == P - 1) & (left != 1)
+        # A transfer ends the pair when it carries the whole pair or the pair's level.
+        at_level = Const(1) if self._pairs else zeros == run
+        step = run + 1 if self._pairs else Const(1)
+        word_used = at_level & (slot == P - 1) & (left != step)
 
         m.d.comb += [
             self.o.valid.eq(active & ~at_end & ~overrun & (fault == RLCFault.NONE)),
-            self.o.payload.eq(Mux(at_level, level, 0)),
+            self.o.payload.eq(Cat(run, level) if self._pairs else Mux(at_level, level, 0)),
             self.start.ready.eq(~self.o.valid | self.o.ready),
             self.busy.eq(running | draining),
             self.remaining.eq(left),
@@ -303,7 +323,7 @@ class RLCDecoder(wiring.Component):
         with m.If(self.start.valid & self.start.ready):
             m.d.sync += [
                 running.eq(1), draining.eq(0), have.eq(0), left.eq(self.start.payload),
-                slot.eq(0), zeros.eq(0), fault.eq(RLCFault.NONE),
+                slot.eq(0), *clear, fault.eq(RLCFault.NONE),
             ]
         with m.Elif(running & ~have):
             # LOAD: waiting for the next word
@@ -321,10 +341,10 @@ class RLCDecoder(wiring.Component):
         with m.Elif(active & overrun):
             stop(RLCFault.OVERRUN, drain=~word.term)
         with m.Elif(self.o.valid & self.o.ready):
-            # EMIT: one value of the current pair
-            m.d.sync += left.eq(left - 1)
+            # EMIT: one value of the current pair, or the pair
+            m.d.sync += left.eq(left - step)
             with m.If(at_level):
-                m.d.sync += [zeros.eq(0), slot.eq(slot + 1)]
+                m.d.sync += [*clear, slot.eq(slot + 1)]
                 with m.If(word_used & word.term):
                     stop(RLCFault.EARLY_TERM, drain=0)
                 with m.Elif(word_used & ~reserved_ok):
@@ -332,8 +352,9 @@ class RLCDecoder(wiring.Component):
                 with m.Elif(word_used):
                     m.d.comb += self.i.ready.eq(1)
                     m.d.sync += [word.eq(self.i.payload), have.eq(self.i.valid), slot.eq(0)]
-            with m.Else():
-                m.d.sync += zeros.eq(zeros + 1)
+            if not self._pairs:
+                with m.Else():
+                    m.d.sync += zeros.eq(zeros + 1)
         with m.Elif(draining):
             # DRAIN: after a fault, consume words up to a term word
             m.d.comb += self.i.ready.eq(1)

@@ -17,9 +17,12 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from ommatidia.gen.config import TINY
-from ommatidia.gen.rlc import encode
-from ommatidia.hw.dma import DMAIn, DMAOut
+from ommatidia.gen.config import PRESETS, TINY
+from ommatidia.gen.model.dram import SYSTEM_DRAM, DramTiming
+from ommatidia.gen.model.machine import Machine
+from ommatidia.gen.program import _packer
+from ommatidia.gen.rlc import encode, pack
+from ommatidia.hw.dma import DMAIn, DMAOut, dma_cmd_layout
 from ommatidia.hw.glb import GLB, slot_bits
 from ommatidia.sim.array_model import random_values
 from ommatidia.sim.golden import output_stage
@@ -281,3 +284,144 @@ def test_dma_out_one_value_a_cycle(rlc):
         assert writes[-1] == 23 and done == [0, 24]
     else:
         assert fires == [] and writes == list(range(4, 11)) and done == [0, 11]
+
+
+def time_dma(cfg, dram, cmd, latency=1, interval=1):
+    """One `DMAIn` command taken at cycle 0 from an always-ready GLB and a DRAM that
+    answers request ``k`` (asked for at ``a_k``) from cycle ``max(a_k + latency, answer of
+    k - 1 + interval)``, as `ommatidia.gen.model.dram.DramTiming` says. Returns the cycle
+    ``busy`` falls, the GLB writes ``(cycle, addr, data, mask)`` and the cycles a pair is
+    taken from the decoder."""
+    dut = DMAIn(cfg)
+    dec = dut._decoder
+    got = {"writes": [], "pairs": []}
+
+    async def bench(ctx):
+        ctx.set(dut.glb.ready, 1)
+        ctx.set(dut.dram_addr.ready, 1)
+        ctx.set(dut.cmd.payload, cmd)
+        ctx.set(dut.cmd.valid, 1)
+        answers = deque()
+        last = None
+        for cycle in range(500):
+            offer = bool(answers) and answers[0][0] <= cycle
+            ctx.set(dut.dram_data.valid, offer)
+            if offer:
+                ctx.set(dut.dram_data.payload, dram[answers[0][1]])
+            _, _, ask, addr, taken, write, w, pair, busy = await ctx.tick().sample(
+                dut.dram_addr.valid, dut.dram_addr.payload, dut.dram_data.ready,
+                dut.glb.valid, dut.glb.payload, dec.o.valid & dec.o.ready, dut.busy)
+            ctx.set(dut.cmd.valid, 0)
+            if ask:
+                last = max(cycle + latency, last + interval) if answers or last else \
+                    cycle + latency
+                answers.append((last, addr))
+            if offer and taken:
+                answers.popleft()
+            if write:
+                got["writes"].append((cycle, w.addr, w.data, w.mask))
+            if pair:
+                got["pairs"].append(cycle)
+            if cycle and not busy:
+                got["done"] = cycle
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got["done"], got["writes"], got["pairs"]
+
+
+def word(*slots):
+    """A GLB word of 8-bit activation slots, slot 0 first."""
+    return sum((v & 0xff) << (8 * k) for k, v in enumerate(slots))
+
+
+def test_dma_in_places_a_pair_a_cycle():
+    """Pairs (0, 1) (2, 2) (5, 3) | (20, 4) (1, 5) (0, 6) | (2, 7) term: 37 values, 8 to a
+    GLB word. Taken at 0, the command asks for word 0 at 1, the decoder loads it at 2 and
+    offers a pair a cycle from 3: (0, 1) to slot 0 at 3, (2, 2) to slot 3 at 4, (5, 3)'s
+    run crosses a word boundary: GLB word 0 is written (out of the DMA's register at 6)
+    as the 3 goes to slot 1 of word 1, at 5. (20, 4)'s run crosses two: word 1 at 6, the
+    zeros of word 2 at 7 with the 4 to slot 6 of word 3. (1, 5) crosses one: word 3 and the
+    5 to slot 0 of word 4 at 8; (0, 6) at 9; (2, 7), the last, to slot 4 at 10, written
+    with the bytes of slots 0..4 only (11). The decoder checks the term word at 11,
+    ``busy`` falls at 12: 8 cycles of pairs (values one a cycle took 37) and 4, what
+    the model counts."""
+    cfg = TINY
+    pairs = [(0, 1), (2, 2), (5, 3), (20, 4), (1, 5), (0, 6), (2, 7)]
+    dram = dict(enumerate(pack(pairs, cfg.rlc), start=40))
+    cmd = {"dram": 40, "glb": 100, "words": 3, "n": 37, "rlc": 1}
+    done, writes, taken = time_dma(cfg, dram, cmd)
+    assert taken == [3, 4, 5, 7, 8, 9, 10] and done == 12
+    assert writes == [(6, 100, word(1, 0, 0, 2), 0xff), (7, 101, word(0, 3), 0xff),
+                      (8, 102, 0, 0xff), (9, 103, word(0, 0, 0, 0, 0, 0, 4), 0xff),
+                      (11, 104, word(5, 6, 0, 0, 7), 0x1f)]
+    assert model_cycles(cfg, dram, cmd) == 3 + done
+
+
+def test_dma_in_last_pair_crossing_words():
+    """One word, (15, 9) (10, -1), 27 values: (15, 9) from slot 0 puts its 9 in slot 7 of
+    the next word, so the zero word 0 goes at 3 and word 1 with the 9 at 4; the last pair
+    (10, -1) crosses a word and ends the stream: the zero word 2 at 5, then the -1 in
+    slot 2 of word 3, written with 3 bytes, at 6; ``busy`` falls at 8."""
+    cfg = TINY
+    dram = dict(enumerate(pack([(15, 9), (10, -1)], cfg.rlc)))
+    cmd = {"dram": 0, "glb": 7, "words": 1, "n": 27, "rlc": 1}
+    done, writes, taken = time_dma(cfg, dram, cmd)
+    assert taken == [4, 6] and done == 8
+    assert writes == [(4, 7, 0, 0xff), (5, 8, word(0, 0, 0, 0, 0, 0, 0, 9), 0xff),
+                      (6, 9, 0, 0xff), (7, 10, word(0, 0, -1), 0x07)]
+    assert model_cycles(cfg, dram, cmd) == 3 + done
+
+
+def test_dma_in_waits_for_slow_dram_words():
+    """The first stream with a word every 4 cycles: word 1 comes at 6, after (5, 3) was
+    taken at 5 (the decoder loads it at 6, one cycle later than with the DRAM keeping up),
+    word 2 at 10, when (0, 6) would be taken anyway: ``busy`` falls at 13; with a latency
+    of 5 every word comes in time but the first, loaded at 6: 4 cycles later than at 1."""
+    cfg = TINY
+    pairs = [(0, 1), (2, 2), (5, 3), (20, 4), (1, 5), (0, 6), (2, 7)]
+    dram = dict(enumerate(pack(pairs, cfg.rlc), start=40))
+    cmd = {"dram": 40, "glb": 100, "words": 3, "n": 37, "rlc": 1}
+    for latency, interval, want in ((1, 4, 13), (5, 1, 16)):
+        done, writes, _ = time_dma(cfg, dram, cmd, latency, interval)
+        assert done == want and len(writes) == 5
+        assert model_cycles(cfg, dram, cmd, DramTiming(read_latency=latency,
+                                                       read_interval=interval)) == 3 + done
+
+
+@pytest.mark.parametrize("preset", ["tiny", "eyeriss"])
+def test_dma_in_cycles_match_the_model(preset, seed):
+    """Random streams (0 to 95 % zeros, some with spare words after the term word that are
+    read and dropped) on DRAMs of random latency and bandwidth: the GLB holds the values
+    and the model's cycles (`ommatidia.gen.model.machine.Machine.dma_in`, 3 of them the
+    controller's) are the DMA's."""
+    cfg = PRESETS[preset]
+    rng = np.random.default_rng(seed)
+    slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+    for _ in range(6):
+        n = int(rng.integers(1, 120))
+        values = random_values(rng, cfg.pe.act_bits, (n,), rng.uniform(0, 0.95), False)
+        coded = encode(values, cfg.rlc)
+        spare = int(rng.integers(0, 3))
+        dram = dict(enumerate(coded + [int(x) for x in rng.integers(0, 1 << 62, spare)]))
+        cmd = {"dram": 0, "glb": 3, "words": len(dram), "n": n, "rlc": 1}
+        timing = DramTiming(read_latency=int(rng.integers(1, 6)),
+                            read_interval=int(rng.integers(1, 4)))
+        done, writes, _ = time_dma(cfg, dram, cmd, timing.read_latency, timing.read_interval)
+        glb = {}
+        for _, addr, data, mask in writes:
+            keep = sum(0xff << (8 * k) for k in range(cfg.dram_bits // 8) if mask >> k & 1)
+            glb[addr] = glb.get(addr, 0) & ~keep | data & keep
+        per = cfg.dram_bits // slot
+        got = [(glb[3 + k // per] >> (slot * (k % per))) & ((1 << slot) - 1) for k in range(n)]
+        assert got == [int(v) & ((1 << slot) - 1) for v in values]
+        assert model_cycles(cfg, dram, cmd, timing) == 3 + done, f"{timing}, n = {n}"
+
+
+def model_cycles(cfg, dram, cmd, timing=SYSTEM_DRAM):
+    machine = Machine(cfg, dram, values=False, dram=timing)
+    machine.set("dma_in", _packer(dma_cmd_layout(cfg))(cmd))
+    return machine.dma_in()

@@ -4,7 +4,7 @@
   start commands, back-pressure and resets, never emits more than ``n``
   values, emits nothing after a fault, and keeps the valid/ready rules on its
   output: proved for all time (k-induction, through its ``remaining`` count:
-  values emitted + remaining == n).
+  values emitted + remaining == n), emitting values and emitting pairs.
 - The encoder keeps the valid/ready rules on its output: proved.
 - Encoder into decoder with free values, idle and back-pressure, streams of
   n <= 7 back to back (``count_bits`` = 3): decode(encode(x)) == x, no fault,
@@ -75,7 +75,7 @@ class DecoderHarness(Elaboratable):
         with m.If(dut.start.valid & dut.start.ready):
             m.d.sync += [n.eq(dut.start.payload), count.eq(0)]
         with m.Elif(dut.o.valid & dut.o.ready):
-            m.d.sync += count.eq(count + 1)
+            m.d.sync += count.eq(count + (dut.o.payload.run + 1 if dut.pairs else 1))
         m.d.comb += [
             Assert(count + dut.remaining == n, "count + remaining != n"),
             Assert(count + self.bound_slack <= n, "more than n values"),
@@ -170,9 +170,11 @@ class RoundTripHarness(Elaboratable):
 SYN = "smtbmc --syn yices"
 
 
-def test_decoder_bounded_and_stream_rules_proved(build_dir):
-    prove(DecoderHarness(RLCDecoder(FMT, count_bits=COUNT_BITS)),
-          name="rlc_decoder", depth=4, build_dir=build_dir)
+@pytest.mark.parametrize("pairs", [False, True], ids=["values", "pairs"])
+def test_decoder_bounded_and_stream_rules_proved(build_dir, pairs):
+    """Emitting pairs, a pair counts its ``run + 1`` values."""
+    prove(DecoderHarness(RLCDecoder(FMT, count_bits=COUNT_BITS, pairs=pairs)),
+          name="rlc_decoder_pairs" if pairs else "rlc_decoder", depth=4, build_dir=build_dir)
 
 
 def test_encoder_stream_rules_proved(build_dir):

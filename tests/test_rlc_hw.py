@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import RLCFormat
-from ommatidia.gen.rlc import RLCFault, decode_stream, encode
+from ommatidia.gen.rlc import RLCFault, decode_stream, encode, encode_pairs
 from ommatidia.hw.rlc import RLCDecoder, RLCEncoder, rlc_word_layout
 from ommatidia.sim.rlc_cases import corrupt_streams, random_values, stream_cases
 
@@ -71,13 +71,14 @@ def simulate_encoder(fmt, cases, *, seed, idle, stall):
     return out, cycles
 
 
-def simulate_decoder(fmt, streams, *, seed, idle, stall):
-    """Feed ``(words, n)`` streams to an RLCDecoder.
+def simulate_decoder(fmt, streams, *, seed, idle, stall, pairs=False):
+    """Feed ``(words, n)`` streams to an RLCDecoder (emitting pairs with ``pairs``).
 
-    Returns per stream a dict: values, fault, words_used, done (went idle; else
-    still waiting for words after all were offered), cycles (start to idle).
+    Returns per stream a dict: values (pairs expanded), fault, words_used, done (went
+    idle; else still waiting for words after all were offered), cycles (start to idle),
+    transfers on ``o``.
     """
-    dut = RLCDecoder(fmt, count_bits=12)
+    dut = RLCDecoder(fmt, count_bits=12, pairs=pairs)
     layout = rlc_word_layout(fmt)
     rng = random.Random(seed)
     results = []
@@ -88,7 +89,7 @@ def simulate_decoder(fmt, streams, *, seed, idle, stall):
             ctx.set(dut.start.payload, n)
             await ctx.tick().until(dut.start.ready)
             ctx.set(dut.start.valid, 0)
-            idx, holding, values, count, quiet = 0, False, [], 0, 0
+            idx, holding, values, count, quiet, transfers = 0, False, [], 0, 0, 0
             done, fault_word = False, None
             while True:
                 if fault_word is None and ctx.get(dut.error):
@@ -105,14 +106,15 @@ def simulate_decoder(fmt, streams, *, seed, idle, stall):
                 ctx.set(dut.o.ready, ready)
                 i_fire = holding and ctx.get(dut.i.ready)
                 o_fire = ready and ctx.get(dut.o.valid)
-                value = ctx.get(dut.o.payload) if o_fire else None
+                out = ctx.get(dut.o.payload) if o_fire else None
                 assert not (ctx.get(dut.error) and ctx.get(dut.o.valid)), "value after a fault"
                 await ctx.tick()
                 count += 1
                 if i_fire:
                     idx, holding = idx + 1, False
                 if o_fire:
-                    values.append(value)
+                    values += [0] * out.run + [out.level] if pairs else [out]
+                    transfers += 1
                     assert len(values) <= n, f"decoder emitted more than n = {n} values"
                 quiet = 0 if (i_fire or o_fire or idx < len(words)) else quiet + 1
                 if quiet > MAX_WAIT:
@@ -125,6 +127,7 @@ def simulate_decoder(fmt, streams, *, seed, idle, stall):
                 "error": bool(ctx.get(dut.error)), "fault_word": fault_word,
                 "words_used": idx, "done": done,
                 "cycles": count, "waiting": bool(ctx.get(dut.i.ready)),
+                "transfers": transfers,
             })
 
     sim = Simulator(dut)
@@ -158,12 +161,13 @@ def test_encoder_matches_reference_with_backpressure(name, seed):
         assert got == encode(values, fmt), f"values {values.tolist()}"
 
 
+@pytest.mark.parametrize("pairs", [False, True], ids=["values", "pairs"])
 @pytest.mark.parametrize("name", list(FORMATS))
-def test_decoder_matches_reference_with_backpressure(name, seed):
+def test_decoder_matches_reference_with_backpressure(name, pairs, seed):
     fmt = FORMATS[name]
     cases = stream_cases(fmt, seed)
     streams = [(encode(v, fmt), len(v)) for v in cases]
-    results = simulate_decoder(fmt, streams, seed=seed, idle=0.4, stall=0.3)
+    results = simulate_decoder(fmt, streams, seed=seed, idle=0.4, stall=0.3, pairs=pairs)
     check_decoded(fmt, streams, results)
     for values, got in zip(cases, results):
         assert got["values"] == values.tolist() and got["fault"] == RLCFault.NONE
@@ -187,6 +191,21 @@ def test_throughput_one_value_per_cycle(name, seed):
             f"decoder took {res['cycles']} cycles for {len(values)} values")
 
 
+@pytest.mark.parametrize("name", ["eyeriss", "one-pair"])
+def test_throughput_one_pair_per_cycle(name, seed):
+    """Emitting pairs, without idle or back-pressure: a stream of ``k`` canonical pairs
+    takes exactly ``k + 2`` cycles after the start handshake, ``k`` transfers."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(seed)
+    cases = [random_values(rng, fmt, 300, z) for z in (0.0, 0.5, 0.9, 1.0)]
+    streams = [(encode(v, fmt), len(v)) for v in cases]
+    results = simulate_decoder(fmt, streams, seed=seed, idle=0, stall=0, pairs=True)
+    check_decoded(fmt, streams, results)
+    for values, res in zip(cases, results):
+        k = len(encode_pairs(values, fmt))
+        assert (res["transfers"], res["cycles"]) == (k, k + 2), f"{len(values)} values"
+
+
 # Malformed streams, one per fault. FMT: pairs of (run 2 bits, level 4 bits), two per
 # 16-bit word, reserved bits 12..14, term bit 15.
 FMT = FORMATS["small"]
@@ -203,11 +222,21 @@ def w(*pairs, term=False, reserved=0):
 GOOD = ([w((0, 3), (1, -2)), w((3, 0), term=True)], 7)   # 3, 0, -2, 0, 0, 0, 0
 
 
+def run_both(fmt, streams, **kw):
+    """Decode ``streams`` emitting values and emitting pairs; both as the model says, with
+    the same values, faults and words used (the cycles aside); returns the first."""
+    results = [simulate_decoder(fmt, streams, pairs=pairs, **kw) for pairs in (False, True)]
+    for got in results:
+        check_decoded(fmt, streams, got)
+    drop = ("cycles", "transfers")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in results[0]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in results[1]]
+    return results[0]
+
+
 def run_bad_then_good(bad):
-    """Decode ``bad`` then the good stream; return both results (checked against the model)."""
-    streams = [bad, GOOD]
-    results = simulate_decoder(FMT, streams, seed=1, idle=0.2, stall=0.2)
-    check_decoded(FMT, streams, results)
+    """Decode ``bad`` then the good stream, both modes; return the bad one's result."""
+    results = run_both(FMT, [bad, GOOD], seed=1, idle=0.2, stall=0.2)
     assert results[1]["values"] == [3, 0, -2, 0, 0, 0, 0] and not results[1]["error"]
     return results[0]
 
@@ -259,8 +288,7 @@ def test_bad_reserved_bits():
 def test_start_aborts_a_stream_in_progress():
     """A start while a stream is half decoded abandons it; the next stream decodes."""
     streams = [([w((0, 1), (0, 2))], 6), ([w((0, 1))], 6), GOOD]
-    results = simulate_decoder(FMT, streams, seed=3, idle=0, stall=0)
-    check_decoded(FMT, streams, results)
+    results = run_both(FMT, streams, seed=3, idle=0, stall=0)
     assert [r["done"] for r in results] == [False, False, True]
     assert results[2]["values"] == [3, 0, -2, 0, 0, 0, 0]
 
@@ -270,7 +298,6 @@ def test_corrupted_streams_match_model(name, seed):
     """Random bit flips, dropped and extra words, wrong n: the decoder does what the model says."""
     fmt = FORMATS[name]
     streams = corrupt_streams(fmt, seed)
-    results = simulate_decoder(fmt, streams, seed=seed, idle=0.2, stall=0.2)
-    check_decoded(fmt, streams, results)
+    results = run_both(fmt, streams, seed=seed, idle=0.2, stall=0.2)
     faults = {r["fault"] for r in results}
     assert len(faults) >= 3, f"the corruptions exercised only {faults}"

@@ -24,7 +24,7 @@ from .dram import SYSTEM_DRAM, DramTiming, Writes
 from .memo import PASS_MEMO, arbiter_key, carry_state
 from .pe import Schedule
 from .reference import reference_pass
-from .rlc import rlc_decode
+from .rlc import rlc_decode, rlc_steps
 from .timing import PassTime, Unordered, pass_timing, pe_grid
 
 __all__ = ["Machine"]
@@ -109,9 +109,9 @@ class Machine:
     def _read_extra(self, addr: int, steps: list, term: int, tail: int, after) -> int:
         """Cycles a ``DMA_IN`` of words ``addr ..`` takes more on this DRAM than on the
         System's: each word is taken when it has come and ``steps`` cycles after the one
-        before (a decoded word's values; 1 for a raw or drained word); the command ends
-        ``tail`` cycles after word ``term`` is taken (its last values) or with its last
-        word; no read burst goes out before ``after`` (write bursts)."""
+        before (a decoded word's cycles, `rlc_steps`; 1 for a raw or drained word); the
+        command ends ``tail`` cycles after word ``term`` is taken (its pairs) or with its
+        last word; no read burst goes out before ``after`` (write bursts)."""
         def finish(timing, after=None):
             c = timing.taken(addr, steps, not_before=after)
             return max(c[term] + tail, c[-1])
@@ -134,16 +134,15 @@ class Machine:
             self.acc["glb"] += n
             if not nwords:
                 return 4, [], 0, 0
-            cycles = n + 4
+            steps = rlc_steps(stream[:end + 1], n, fmt, per).tolist()
+            cycles = sum(steps) + 4
             drained = nwords > end + 1
             if not drained and self.dram_timing.is_system:
                 return 3 + cycles, [], 0, 0
-            values = [sum(((w >> (k * fmt.pair_bits)) & fmt.max_run) + 1
-                          for k in range(fmt.pairs_per_word)) for w in stream[:end]]
-            before = sum(values)
+            before = sum(steps[:end])
             if drained:
                 cycles = max(cycles, before + nwords - end - 1 + 3)
-            return 3 + cycles, values + [1] * (nwords - end), end, n - before + 1
+            return 3 + cycles, steps[:end] + [1] * (nwords - end), end, steps[end] + 1
         if self.values and nwords:
             for k in range(nwords):
                 self.glb[(cmd["glb"] + k) % len(self.glb)] = self.dram.get(cmd["dram"] + k, 0)

@@ -1,5 +1,6 @@
-"""The model's RLC arithmetic on DRAM streams: word counts of the canonical code and a
-vectorised decoder (the codec itself is `ommatidia.gen.rlc`)."""
+"""The model's RLC arithmetic on DRAM streams: word counts of the canonical code, a
+vectorised decoder and the cycles `ommatidia.hw.dma.DMAIn` spends on each word (the
+codec itself is `ommatidia.gen.rlc`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from ommatidia.gen.arith import wrap
 from ommatidia.gen.rlc import decode as rlc_reference
 
-__all__ = ["rlc_words", "rlc_decode"]
+__all__ = ["rlc_words", "rlc_decode", "rlc_steps"]
 
 
 def rlc_words(values, fmt) -> int:
@@ -50,3 +51,27 @@ def rlc_decode(words: list, n: int, fmt) -> np.ndarray:
     out = np.zeros(n, dtype=np.int64)
     out[ends[:j + 1] - 1] = levels[:j + 1]
     return out
+
+
+def rlc_steps(words: list, n: int, fmt, per: int) -> np.ndarray:
+    """Cycles `ommatidia.hw.dma.DMAIn` spends on each word of an RLC stream of ``n``
+    values, ``per`` to a GLB word (none after the one in which the ``n``-th value is
+    made): a pair a cycle, or a cycle per GLB word it completes when more
+    (a word is written when its last slot is filled or with the ``n``-th value)."""
+    P = fmt.pairs_per_word
+    if not words or n == 0:
+        return np.zeros(len(words), dtype=np.int64)
+    w = np.array(words, dtype=np.uint64 if fmt.word_bits <= 64 else object)
+    k = np.arange(P) * fmt.pair_bits
+    if w.dtype != object:
+        k = k.astype(np.uint64)
+    runs = ((w[:, None] >> k) & fmt.max_run).astype(np.int64).reshape(-1)
+    ends = np.cumsum(runs + 1)
+    j = min(int(np.searchsorted(ends, n)), len(ends) - 1)
+    ends = ends[:j + 1]
+    written = ends // per - np.concatenate(([0], ends[:-1])) // per
+    if ends[-1] >= n:
+        written[-1] += n % per != 0
+    cost = np.maximum(written, 1)
+    cost = np.concatenate((cost, np.zeros(len(words) * P - len(cost), dtype=np.int64)))
+    return cost.reshape(-1, P).sum(axis=1)
