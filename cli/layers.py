@@ -144,10 +144,12 @@ def cmd_map(args) -> int:
     if not 0 <= args.zeros <= 1:
         raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
     check_scale(cfg, layer)
+    _check_ifmap_coding(args)
     x, w = model_data(cfg, layer, args.zeros, args.seed)
     dram = _dram_timing(args, cfg)
     out = layer_prediction(cfg, layer, x, w, p=args.p, q=args.q,
-                           data={"zeros": args.zeros, "seed": args.seed}, dram=dram)
+                           data={"zeros": args.zeros, "seed": args.seed}, dram=dram,
+                           ifmap_coding=args.ifmap_coding)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -160,7 +162,8 @@ def cmd_map(args) -> int:
     print(f"  replication   x{d['replication']['channels']} on channels (stacked), "
           f"x{d['replication']['filters']} on filters (side by side): "
           f"{d['pe_set_on_array'][0]}x{d['pe_set_on_array'][1]} PEs in use")
-    print(f"  p, q          {d['p']} filters, {d['q']} channels per PE")
+    print(f"  p, q          {d['p']} filters, {d['q']} channels per PE; {args.ifmap_coding} "
+          f"ifmap in DRAM")
     r = d["rounds"]
     print(f"  passes        {out['passes']} in {out['rounds']} rounds ({r['images']} image(s), "
           f"{r['filter_groups']} filter group(s), {r['channel_groups_per_load']} channel "
@@ -171,6 +174,13 @@ def cmd_map(args) -> int:
     print("  accesses      " + ", ".join(f"{k} {acc[k]}" for k in acc))
     print("  energy (MAC=1) " + ", ".join(f"{k} {en[k]:.3g}" for k in en))
     return 0
+
+
+def _check_ifmap_coding(args) -> None:
+    from ommatidia.gen.packing import IFMAP_CODINGS
+    if args.ifmap_coding not in IFMAP_CODINGS:
+        raise CLIError(f"--ifmap-coding must be one of {', '.join(IFMAP_CODINGS)}, "
+                       f"not {args.ifmap_coding!r}")
 
 
 def _dram_timing(args, cfg):
@@ -231,6 +241,7 @@ def cmd_run(args) -> int:
         raise CLIError(f"--stall-rate must be in 0..255, not {args.stall_rate}")
     if not 0 <= args.zeros <= 1:
         raise CLIError(f"--zeros must be in 0..1, not {args.zeros}")
+    _check_ifmap_coding(args)
     output_file(args.out, "--out")
     output_file(args.report, "--report")
     output_file(args.vcd, "--vcd")
@@ -246,7 +257,8 @@ def cmd_run(args) -> int:
         ifmap = _load_int_array(args.ifmap, "--ifmap", (layer.N, layer.C, layer.H, layer.W))
         weights = _load_int_array(args.weights, "--weights", (layer.M, layer.C, layer.R, layer.S))
     bias = _load_int_array(args.bias, "--bias", (layer.M,)) if args.bias else None
-    prog = compile_layer(cfg, layer, ifmap, weights, bias=bias, relu=args.relu, shift=args.shift)
+    prog = compile_layer(cfg, layer, ifmap, weights, bias=bias, relu=args.relu, shift=args.shift,
+                         ifmap_coding=args.ifmap_coding)
     d = prog.mapping.describe(layer)
     print(f"layer {args.layer} on {cfg.name} ({cfg.rows}x{cfg.cols} PEs): E={layer.E} F={layer.F},"
           f" {layer.macs} MACs; PE set {layer.R}x{layer.E} as {d['pe_set_on_array'][0]}x"
@@ -254,7 +266,7 @@ def cmd_run(args) -> int:
           f"{d['segments']}, replicated x{d['replication']['channels']} on channels, "
           f"x{d['replication']['filters']} on filters), p={d['p']} q={d['q']}, "
           f"{prog.passes} passes in {len(prog.rounds)} rounds; program {prog.program_words} words, "
-          f"DRAM image {prog.dram_words} words", flush=True)
+          f"DRAM image {prog.dram_words} words ({args.ifmap_coding} ifmap)", flush=True)
     print(f"building and simulating the Verilog ({args.sim}; progress every "
           f"{PROGRESS:,} cycles in {args.build}/system_*/test.log) ...", flush=True)
     start = time.monotonic()

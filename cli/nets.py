@@ -160,10 +160,12 @@ def cmd_net_run(args) -> int:
                       images_per_run=RUN_IMAGES)
     for row in result["layers"]:
         i, ok = row["layer"], row["bit_exact"]
+        raw = row["input"]["coding"] == "raw"
         if conv is not None:
+            coding = "raw ifmap" if raw else f"RLC ratio {row['rlc_ratio']:.2f}"
             print(f"layer {i}: {'bit-exact' if ok else 'DIFFERS'}; {row['cycles']} cycles, "
                   f"PE utilization {row['pe_utilization']:.1%}, gated MACs "
-                  f"{row['gated_fraction']:.1%}, RLC ratio {row['rlc_ratio']:.2f}, DRAM words "
+                  f"{row['gated_fraction']:.1%}, {coding}, DRAM words "
                   f"{row['dram_words_read']} read {row['dram_words_written']} written")
         else:
             print(f"layer {i}: {'bit-exact with' if ok else 'DIFFERS from'} the golden model")
@@ -171,7 +173,8 @@ def cmd_net_run(args) -> int:
         bounds = [f"{b:.2f}" if b is not None else "inf"
                   for b in (s["pair_bound_ratio"], s["bound_ratio"])]
         print(f"  input: {s['values']} values read, zeros {s['zeros']:.1%} with padding "
-              f"({s['zeros_unpadded']:.1%} without); RLC ratio {s['rlc_ratio']:.2f}, entropy "
+              f"({s['zeros_unpadded']:.1%} without); RLC ratio {s['rlc_ratio']:.2f}"
+              f"{' if coded (stored raw)' if raw else ''}, entropy "
               f"bounds {bounds[0]} (run/level pairs) {bounds[1]} (values)")
     preds = result["predictions"]
     print(f"predicted: {' '.join(str(int(p)) for p in preds[:32])}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ommatidia.gen.config import PRESETS
+from ommatidia.gen.packing import IFMAP_CODINGS
 from ommatidia.toolchain import SIMULATORS
 
 from .configure import add_config_options, cmd_config
@@ -153,6 +154,7 @@ def _add_map(sub) -> None:
                         "(RLC sizes; default 0.5)")
     p.add_argument("--seed", type=int, default=1, help="random data seed (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_ifmap_coding(p)
     p.add_argument("--dram-latency", type=int, metavar="N",
                    help="DRAM read latency: cycles from a request to its word (default 1, the "
                         "System's DRAM); with --axi from the AR to the first R beat (default 2, "
@@ -191,7 +193,15 @@ def _add_run(sub) -> None:
                    help="stall the DRAM port K/256 of the cycles (default 0)")
     p.add_argument("--build", default="build", help="build folder (default: build)")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    _add_ifmap_coding(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_ifmap_coding(p) -> None:
+    p.add_argument("--ifmap-coding", default="rlc", metavar="{" + ",".join(IFMAP_CODINGS) + "}",
+                   help="how the layer's ifmap is stored in DRAM: rlc (RLC-coded, as a layer "
+                        "before writes it; the default) or raw (packed, as the host writes a "
+                        "first layer's input)")
 
 
 def _add_net(sub) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from .config import ArrayConfig
 from .mapper import Mapping, search
 from .model import predict
+from .packing import raw_ifmap
 from .program import LayerProgram, assemble, build_rounds, check_inputs
 
 __all__ = ["ModelCost", "plan_layer", "compile_layer"]
@@ -23,16 +24,17 @@ __all__ = ["ModelCost", "plan_layer", "compile_layer"]
 
 class ModelCost:
     """The cost of a mapping from the analytical model (`ommatidia.gen.model`), on
-    all-ones data (no zeros: the slowest RLC): the mapper's `ommatidia.gen.mapper.Cost`."""
+    all-ones data (no zeros: the slowest RLC), the ifmaps stored as ``ifmap_coding``
+    says: the mapper's `ommatidia.gen.mapper.Cost`."""
 
-    def __init__(self, cfg: ArrayConfig, layer):
-        self.cfg, self.layer = cfg, layer
+    def __init__(self, cfg: ArrayConfig, layer, ifmap_coding: str = "rlc"):
+        self.cfg, self.layer, self.ifmap_coding = cfg, layer, ifmap_coding
 
     def _program(self, layer, m: Mapping, accumulate: bool = False) -> LayerProgram:
         x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
         w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
         rounds = build_rounds(self.cfg, layer, m, accumulate=accumulate)
-        return assemble(self.cfg, layer, m, rounds, x, w)
+        return assemble(self.cfg, layer, m, rounds, x, w, ifmap_coding=self.ifmap_coding)
 
     def rounds(self, m: Mapping) -> list:
         return build_rounds(self.cfg, self.layer, m)
@@ -68,27 +70,37 @@ class ModelCost:
         return max(passes) if passes else 0
 
 
-def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None):
-    """The best `Mapping` of ``layer`` on ``cfg`` by the model, and its compiled rounds.
+def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None,
+               ifmap_coding: str = "rlc"):
+    """The best `Mapping` of ``layer`` on ``cfg`` by the model, its ifmap stored as
+    ``ifmap_coding`` says, and its compiled rounds.
 
     Raises ValueError naming the limit when no mapping fits.
     """
-    return search(cfg, layer, ModelCost(cfg, layer), p=p, q=q)
+    return search(cfg, layer, ModelCost(cfg, layer, ifmap_coding), p=p, q=q,
+                  ifmap_coding=ifmap_coding)
 
 
 def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: bool = False,
                   shift: int = 0, p: int | None = None, q: int | None = None,
-                  mapping=None) -> LayerProgram:
+                  mapping=None, ifmap_coding: str = "rlc") -> LayerProgram:
     """The program and DRAM image of ``layer`` (a `ConvLayer`) on ``cfg``, mapped by
     `plan_layer` (``p`` and ``q`` fixed if given) or by ``mapping``.
 
+    ``ifmap_coding`` says how the input ifmap is stored in DRAM: ``"rlc"`` (RLC-coded,
+    as the layer before's ``DMA_OUT`` writes it) or ``"raw"`` (packed in activation
+    slots like the filters, for an input the host writes, such as a network's first
+    layer); without `ArrayConfig.rlc_codec` it is raw either way.
+
     Raises ValueError, naming the limit, when the data does not fit the
-    preset's bit widths or no mapping fits the array, the PEs and the GLB.
+    preset's bit widths, ``ifmap_coding`` is neither, or no mapping fits the array,
+    the PEs and the GLB.
     """
+    raw_ifmap(cfg, ifmap_coding)
     ifmap, weights, bias = check_inputs(cfg, layer, ifmap, weights, bias, shift)
     if mapping is None:
-        mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
+        mapping, rounds = plan_layer(cfg, layer, p=p, q=q, ifmap_coding=ifmap_coding)
     else:
         rounds = build_rounds(cfg, layer, mapping)
     return assemble(cfg, layer, mapping, rounds, ifmap, weights, bias=bias, relu=relu,
-                    shift=shift)
+                    shift=shift, ifmap_coding=ifmap_coding)

@@ -41,7 +41,7 @@ from ommatidia.hw.glb import glb_words
 from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
-from .packing import elements_per_word, word_count
+from .packing import elements_per_word, raw_ifmap, word_count
 
 __all__ = ["Mapping", "Piece", "Step", "Cost", "split", "groups_of", "search", "candidates",
            "estimate", "check_fits"]
@@ -175,19 +175,22 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     return psums + filters + ifmaps
 
 
-def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int, int]:
+def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
+             ifmap_coding: str = "rlc") -> tuple[int, int]:
     """Rough (cycles, DRAM words) of a mapping, to rank candidates (`_costs`): per pass
     the slowest of PE compute, ifmap, filter and psum delivery, or ``pass_cycles``, the
     model's time of a pass with its filter load from the cost model (a pass without, at
     batch > 1, scaled as the quick formula scales it); DMA one ifmap RLC pair (a value,
-    on all-nonzero data) and one raw filter word a cycle."""
+    on all-nonzero data), or one raw word with ``ifmap_coding`` ``"raw"``, and one raw
+    filter word a cycle."""
     fields = _shape_fields(cfg, layer, m.p, m.q, m.strips, m.segments, m.stack, m.blocks)
     arrays = {k: np.array([v], dtype=np.int64) for k, v in fields.items()}
     if pass_cycles is not None:
         arrays["rest"] = pass_cycles * arrays["rest"] // arrays["first"]
         arrays["first"] = np.full_like(arrays["first"], pass_cycles)
     cycles, dram = _costs(cfg, layer, arrays, *(np.array([x]) for x in
-                                                 (m.n_chunk, m.m_chunk, m.c_chunk)))
+                                                 (m.n_chunk, m.m_chunk, m.c_chunk)),
+                          raw=raw_ifmap(cfg, ifmap_coding))
     return int(cycles[0]), int(dram[0])
 
 
@@ -238,15 +241,15 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     return fields
 
 
-def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
+def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     """(cycles, DRAM words) of the mappings of shapes ``f`` (`_shape_fields`, as arrays
     with one row per mapping) and round sizes ``n``, ``m``, ``c``: the passes (each filter
     group's steps, its filter groups side by side where their psum regions allow, the
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
     commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
-    all-nonzero data; raw filter words one a cycle, the ofmap psums one a cycle) and the
-    program words, on all-nonzero data."""
+    all-nonzero data, or with ``raw`` packed ifmap words one a cycle; raw filter words one
+    a cycle, the ofmap psums one a cycle) and the program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -274,13 +277,10 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
     psums = N * M * E * F
     outs = N * mgroups * nstrips
-    if cfg.rlc_codec:
-        ifmap_words = ifmap_values // cfg.rlc.pairs_per_word + regions_i
-        out_words = psums // cfg.rlc.pairs_per_word + outs
-    else:
-        ifmap_words = ifmap_values // per["ifmap"] + regions_i
-        out_words = psums // per["ifmap"] + outs
-    ifmap_cycles = ifmap_values if cfg.rlc_codec else ifmap_words
+    raw = raw or not cfg.rlc_codec
+    ifmap_words = ifmap_values // (per["ifmap"] if raw else cfg.rlc.pairs_per_word) + regions_i
+    out_words = psums // (cfg.rlc.pairs_per_word if cfg.rlc_codec else per["ifmap"]) + outs
+    ifmap_cycles = ifmap_words if raw else ifmap_values
     cycles = pass_cycles + tags + sets_cycles * passes \
         + ifmap_cycles + filter_words + DMA_COMMAND * (regions_f + regions_i) \
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
@@ -289,15 +289,15 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     return cycles, filter_words + ifmap_words + out_words + program
 
 
-def candidates(cfg: ArrayConfig, layer):
+def candidates(cfg: ArrayConfig, layer, *, ifmap_coding: str = "rlc"):
     """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
-    delivery) fit, best estimate first."""
-    ranked = _ranked(cfg, layer)
+    delivery) fit, best estimate first (the ifmaps stored as ``ifmap_coding`` says)."""
+    ranked = _ranked(cfg, layer, raw=raw_ifmap(cfg, ifmap_coding))
     return [ranked.mapping(k) for k in range(len(ranked))]
 
 
 def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
-            only_q: int | None = None) -> _Ranked:
+            only_q: int | None = None, raw: bool = False) -> _Ranked:
     """`candidates` (those with ``p`` = ``only_p`` and ``q`` = ``only_q`` if given) in the
     same order (`estimate`, then larger ``p`` and ``q``, then enumeration order), worked
     out on arrays: one row per PE-set shape and round size.
@@ -345,7 +345,7 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in f.items()}
-    cycles, dram = _costs(cfg, layer, f, n, m, c)
+    cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
     order = np.lexsort((np.arange(len(index)), -f["q"], -f["p"], dram, cycles))
     return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1),
                    cycles[order])
@@ -425,15 +425,17 @@ class Cost(Protocol):
 
 
 def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
-           q: int | None = None):
+           q: int | None = None, ifmap_coding: str = "rlc"):
     """The best `Mapping` of ``layer`` on ``cfg`` that compiles, ranked by ``cost``, and
-    its compiled rounds.
+    its compiled rounds; the estimates count the ifmaps stored as ``ifmap_coding`` says
+    (`ommatidia.gen.packing.IFMAP_CODINGS`), as ``cost`` must.
 
     The candidates are ranked by `estimate`; the best few PE-set shapes are timed by
     ``cost.pass_cycles``, and the best of them (the six best for small layers) whole by
     ``cost.whole``, which has the last word: fewest cycles, then fewest DRAM words.
     Raises ValueError naming the limit when no mapping fits.
     """
+    raw = raw_ifmap(cfg, ifmap_coding)
     _check_widths(cfg, layer)
     width = layer.W + 2 * layer.P
     if p is not None or q is not None:
@@ -444,7 +446,7 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
         PERun(S=layer.S, W=width, U=layer.U, p=p or 1, q=q or 1).check(cfg.pe)
     if not _pq_options(cfg, layer):
         PERun(S=layer.S, W=width, U=layer.U, p=1, q=1).check(cfg.pe)
-    options = _ranked(cfg, layer, p, q)
+    options = _ranked(cfg, layer, p, q, raw)
     if not len(options):
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
                          f"image, filter group and channel group per round the GLB needs "
@@ -457,7 +459,7 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
         except ValueError as exc:
             error = error or exc
             continue
-        cycles, dram = estimate(cfg, layer, m, pass_cycles)
+        cycles, dram = estimate(cfg, layer, m, pass_cycles, ifmap_coding=ifmap_coding)
         ranked.append(((cycles, dram), m))
     ranked.sort(key=lambda x: x[0])
     if ranked:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["word_count", "elements_per_word", "pack_slots", "unpack_slots"]
+__all__ = ["IFMAP_CODINGS", "word_count", "elements_per_word", "pack_slots", "unpack_slots",
+           "raw_ifmap"]
+
+IFMAP_CODINGS = ("rlc", "raw")
+"""How a layer's input ifmap is stored in DRAM: RLC-coded (as the ``DMA_OUT`` of the
+layer before writes it) or packed raw in activation slots (an input the host writes,
+such as a network's first layer, whose values are seldom zero)."""
 
 
 def word_count(n: int, per_word: int) -> int:
@@ -23,9 +29,20 @@ def elements_per_word(cfg) -> dict:
     return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
 
 
+def raw_ifmap(cfg, ifmap_coding: str) -> bool:
+    """Whether the ifmap regions are packed raw: ``ifmap_coding`` is ``"raw"`` or the array
+    has no RLC codec (`ArrayConfig.rlc_codec`). ValueError unless ``ifmap_coding`` is one
+    of `IFMAP_CODINGS`."""
+    if not isinstance(ifmap_coding, str) or ifmap_coding not in IFMAP_CODINGS:
+        raise ValueError(f"ifmap_coding must be one of {', '.join(map(repr, IFMAP_CODINGS))},"
+                         f" not {ifmap_coding!r}")
+    return ifmap_coding == "raw" or not cfg.rlc_codec
+
+
 def pack_slots(cfg, kind: str, values) -> list:
     """``values`` packed into the ``kind`` slots of DRAM words, lowest slot first: filters,
-    and without `ArrayConfig.rlc_codec` ifmaps and the ofmaps `DMAOut` writes."""
+    raw ifmaps (`raw_ifmap`), and without `ArrayConfig.rlc_codec` the ofmaps `DMAOut`
+    writes."""
     per = elements_per_word(cfg)[kind]
     slot = cfg.dram_bits // per
     if cfg.dram_bits > 64:

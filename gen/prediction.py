@@ -46,9 +46,11 @@ def check_scale(cfg, layer) -> None:
 
 
 def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int | None = None,
-                     data: dict | None = None, dram: DramTiming = SYSTEM_DRAM) -> dict:
-    """The mapping of ``layer`` on ``cfg`` (``p`` and ``q`` fixed if given), its rounds and
-    the model's cycles, PE utilization, accesses and energy, on ``ifmap`` and ``weights``.
+                     data: dict | None = None, dram: DramTiming = SYSTEM_DRAM,
+                     ifmap_coding: str = "rlc") -> dict:
+    """The mapping of ``layer`` on ``cfg`` (``p`` and ``q`` fixed if given, the ifmap stored
+    as ``ifmap_coding`` says), its rounds and the model's cycles, PE utilization, accesses
+    and energy, on ``ifmap`` and ``weights``.
 
     ``data`` (what the data is, e.g. its fraction of zeros and its seed) is copied into
     the record before the model's figures; ``dram`` is the DRAM timing the model assumes
@@ -57,7 +59,7 @@ def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int
     more than about a minute (`fewest_passes` above `MAX_PASSES`).
     """
     check_scale(cfg, layer)
-    prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q)
+    prog = compile_layer(cfg, layer, ifmap, weights, p=p, q=q, ifmap_coding=ifmap_coding)
     model = predict(prog, dram=dram)
     return {
         "preset": cfg.name, "array": [cfg.rows, cfg.cols],
@@ -65,7 +67,7 @@ def layer_prediction(cfg, layer, ifmap, weights, *, p: int | None = None, q: int
         "macs": layer.macs, "mapping": prog.mapping.describe(layer), "passes": prog.passes,
         "rounds": len(prog.rounds),
         "glb_words_used": max(r.glb_words for r in prog.rounds),
-        "program_words": prog.program_words,
+        "program_words": prog.program_words, "ifmap_coding": ifmap_coding,
         **(data or {}),
         "model": {"cycles": model.cycles, "pe_utilization": model.pe_utilization,
                   "accesses": model.accesses, "energy": energy(model.accesses)},

@@ -5,8 +5,8 @@ passes, descriptors and tag tables) and `assemble` emits the DRAM image
 (`ommatidia.gen.compiler.compile_layer` does both, mapping the layer first):
 
 - word 0 on: the program (docs/program.md);
-- then the filters (raw) and the padded ifmap rows of each strip (RLC-coded),
-  each region stored once, which the program's ``DMA_IN`` commands copy into
+- then the filters (raw) and the padded ifmap rows of each strip (RLC-coded, or
+  packed raw with ``ifmap_coding="raw"``), each region stored once, which the program's ``DMA_IN`` commands copy into
   the GLB at the start of each round (or channel chunk of a round);
 - then one region per (image, filter group, strip) where ``DMA_OUT`` writes
   the ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
@@ -28,7 +28,7 @@ from amaranth.lib import data
 
 from .config import ArrayConfig
 from .mapper import groups_of
-from .packing import elements_per_word, pack_slots, unpack_slots, word_count
+from .packing import elements_per_word, pack_slots, raw_ifmap, unpack_slots, word_count
 
 __all__ = ["OutputStage", "OutputRegion", "PassSpec", "Load", "Round", "LayerProgram",
            "build_rounds", "check_inputs", "assemble", "pack_command"]
@@ -309,7 +309,9 @@ class LayerProgram:
 
     ``inputs`` maps each filter region ``("filter", m0, c0)`` and ifmap region
     ``("ifmap", n, c0, h0, rows)`` to its DRAM place (``dram``, ``words``) and
-    `DMAIn` fields (``n`` values, ``rlc``).
+    `DMAIn` fields (``n`` values, ``rlc``); ``ifmap_rlc_words`` counts the ifmap
+    regions' words, RLC-coded or raw as ``ifmap_coding`` asked
+    (`ommatidia.gen.packing.raw_ifmap`).
     """
 
     cfg: ArrayConfig
@@ -325,6 +327,7 @@ class LayerProgram:
     ifmap_values: int = 0
     ifmap_rlc_words: int = 0
     inputs: dict = field(default_factory=dict)
+    ifmap_coding: str = "rlc"
 
     @property
     def passes(self) -> int:
@@ -365,11 +368,11 @@ class LayerProgram:
 
 class _Inputs:
     """The filter and ifmap regions in DRAM, each stored once (filters raw, ifmaps
-    RLC-coded, or packed raw without `ArrayConfig.rlc_codec`), with the `DMAIn`
-    command that loads each into the GLB."""
+    RLC-coded, or packed raw when ``raw``), with the `DMAIn` command that loads each
+    into the GLB."""
 
-    def __init__(self, cfg, layer, ifmap, weights):
-        self.cfg, self.layer = cfg, layer
+    def __init__(self, cfg, layer, ifmap, weights, raw: bool):
+        self.cfg, self.layer, self.raw = cfg, layer, raw
         self.per = elements_per_word(cfg)
         P = layer.P
         self.padded = np.pad(ifmap, ((0, 0), (0, 0), (P, P), (P, P)))
@@ -398,10 +401,10 @@ class _Inputs:
         if key not in self.where:
             x = self.padded[n, c0:c0 + q, h0:h0 + rows, :]
             values = x.transpose(2, 1, 0).reshape(-1)
-            if self.cfg.rlc_codec:
-                self._put(key, encode(values, self.cfg.rlc), len(values), 1)
-            else:
+            if self.raw:
                 self._put(key, pack_slots(self.cfg, "ifmap", values), len(values), 0)
+            else:
+                self._put(key, encode(values, self.cfg.rlc), len(values), 1)
             data = self.where[key]
             self.values += len(values)
             self.coded += data["words"]
@@ -544,12 +547,13 @@ def check_inputs(cfg: ArrayConfig, layer, ifmap, weights, bias=None, shift: int 
 
 
 def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=None,
-             relu: bool = False, shift: int = 0) -> LayerProgram:
+             relu: bool = False, shift: int = 0, ifmap_coding: str = "rlc") -> LayerProgram:
     """The program and DRAM image of ``layer`` under ``mapping`` and its ``rounds``
-    (`build_rounds`), for inputs that passed `check_inputs`."""
+    (`build_rounds`), for inputs that passed `check_inputs`, the ifmap stored as
+    ``ifmap_coding`` says (`ommatidia.gen.packing.IFMAP_CODINGS`)."""
     stage = OutputStage(tuple(int(b) for b in bias) if bias is not None else (), bool(relu),
                         shift)
-    inputs = _Inputs(cfg, layer, ifmap, weights)
+    inputs = _Inputs(cfg, layer, ifmap, weights, raw_ifmap(cfg, ifmap_coding))
     prog, _ = _emit(cfg, layer, mapping, rounds, stage, inputs, 0)
     prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, len(prog))
     words = {len(prog) + a: w for a, w in inputs.words.items()}
@@ -557,7 +561,7 @@ def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=N
     regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
     _check_dram(cfg, max(r.dram + r.words for r in outputs))
     return LayerProgram(cfg, layer, mapping, rounds, ifmap, weights, stage, words, len(prog),
-                        outputs, inputs.values, inputs.coded, regions)
+                        outputs, inputs.values, inputs.coded, regions, ifmap_coding)
 
 
 def _check_dram(cfg, end: int) -> None:

@@ -5,7 +5,10 @@ the generated `System` under Verilator, compared bit-exact with the golden
 model, and predicted by the analytical model (`ommatidia.gen.model`). The
 ifmaps are random with Eyeriss's measured sparsity per layer (docs/architecture.md,
 "The reference": ~0 % zeros in CONV1, 39 % in CONV2, 73-79 % in CONV3-5), the
-weights random 8-bit values, the output stage ReLU and a shift of 8.
+weights random 8-bit values, the output stage ReLU and a shift of 8. CONV1's
+ifmap, the network's input that the host writes, is stored raw in DRAM; the
+others RLC-coded, as the ``DMA_OUT`` of the layer before writes them
+(`RAW_INPUT`).
 
 FC6-FC8 are weight-bound (one DMA word per four weights and no reuse at batch
 1): at full size FC6 alone streams 9.4 M DRAM words, hours in the simulator, so
@@ -27,7 +30,7 @@ import time
 
 import numpy as np
 
-__all__ = ["SPARSITY", "BENCH_DRAM_WORDS", "run_bench", "main"]
+__all__ = ["SPARSITY", "RAW_INPUT", "BENCH_DRAM_WORDS", "run_bench", "main"]
 
 BENCH_DRAM_WORDS = 1 << 20
 """Simulated DRAM of the bench (8 MiB): every layer runs on one Verilator build."""
@@ -36,17 +39,22 @@ SPARSITY = {"CONV1": 0.0, "CONV2": 0.39, "CONV3": 0.73, "CONV4": 0.79, "CONV5": 
             "FC6": 0.5, "FC7": 0.5, "FC8": 0.5}
 """Fraction of zero ifmap values per layer (Eyeriss's measurements for CONV1-5)."""
 
+RAW_INPUT = frozenset({"CONV1"})
+"""Layers whose ifmap the host writes (the network's input, no zeros to code), stored
+raw (``ifmap_coding="raw"``); every other layer's is RLC-coded."""
+
 
 def compile_bench_layer(cfg, name, layer, *, seed: int):
     """``layer`` compiled with the bench's data: random 8-bit ifmaps with Eyeriss's measured
-    sparsity for ``name`` (`SPARSITY`) and random weights drawn with ``seed``, ReLU and a
-    shift of 8."""
+    sparsity for ``name`` (`SPARSITY`), stored raw for the first layer (`RAW_INPUT`), and
+    random weights drawn with ``seed``, ReLU and a shift of 8."""
     from ommatidia.gen.compiler import compile_layer
     from ommatidia.sim.array_model import random_values
     rng = np.random.default_rng(seed)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), SPARSITY[name])
     w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
-    return compile_layer(cfg, layer, x, w, relu=True, shift=8)
+    return compile_layer(cfg, layer, x, w, relu=True, shift=8,
+                         ifmap_coding="raw" if name in RAW_INPUT else "rlc")
 
 
 def bench_layer(cfg, name, layer, *, seed: int, sim: str, build_dir, log=print,

@@ -8,7 +8,11 @@ sparsity against gated MACs, and RLC compression against its entropy bounds.
 The statistics are taken on the values a layer's DMA reads from DRAM: the
 RLC-coded ifmap regions of the layer programs (`LayerProgram.inputs`,
 decoded), that is the ifmap with its zero padding over the rows the PE sets
-read, one stream per (image, channel group, row strip). With ``n`` values of
+read, one stream per (image, channel group, row strip). The first layer's
+ifmap is stored raw on the accelerator
+(`ommatidia.sim.accelerator.input_coding`): its statistics are those of the
+same layer compiled with RLC-coded ifmaps, what RLC would make of it, and its
+``coding`` says ``raw``; its accesses are those of the raw programs. With ``n`` values of
 ``b = act_bits`` bits (raw size ``n * b``, as the RLC ratio counts it):
 
 - value-entropy bound: ``H0 = -sum_v p_v log2 p_v`` with ``p_v`` the empirical
@@ -126,13 +130,17 @@ def predicted_accesses(progs) -> dict:
     return {k: v.item() if hasattr(v, "item") else v for k, v in total.items()}
 
 
-def _programs(qnet, index: int, x, images_per_run: int) -> list:
+def _programs(qnet, index: int, x, images_per_run: int, ifmap_coding: str | None = None) -> list:
     """The programs of layer ``index`` on input ``x``, ``images_per_run`` images each, as
-    `ommatidia.sim.accelerator.hardware_conv` compiles them."""
+    `ommatidia.sim.accelerator.hardware_conv` compiles them (the ifmap stored as
+    ``ifmap_coding`` says if given)."""
     from ommatidia.gen.compiler import compile_layer
+    from ommatidia.sim.accelerator import input_coding
     layer, shape = qnet.layers[index], qnet.conv_layers(1)[index]
+    coding = ifmap_coding or input_coding(index)
     return [compile_layer(qnet.config, dataclasses.replace(shape, N=len(chunk)), chunk[:, cs],
-                          g.weights, bias=g.bias, relu=g.relu, shift=g.shift)
+                          g.weights, bias=g.bias, relu=g.relu, shift=g.shift,
+                          ifmap_coding=coding)
             for cs, g in layer.accelerator_layers()
             for chunk in (x[n0:n0 + images_per_run] for n0 in range(0, len(x), images_per_run))]
 
@@ -150,9 +158,11 @@ def net_layer_stats(qnet, images, ofmaps, images_per_run: int) -> list[dict]:
     out = []
     for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.conv_layers(1))):
         progs = _programs(qnet, i, pad(x, layer.host_pad), images_per_run)
+        coded = progs if progs[0].ifmap_coding == "rlc" else \
+            _programs(qnet, i, pad(x, layer.host_pad), images_per_run, "rlc")
         row = {"shape": {**{k: getattr(shape, k) for k in "CHWMRSUP"}, "E": shape.E,
                          "F": shape.F},
-               "input": layer_input_stats(progs, x)}
+               "input": {**layer_input_stats(coded, x), "coding": progs[0].ifmap_coding}}
         row["accesses"] = predicted_accesses(progs)
         out.append(row)
         x = host_after(layer, ofmaps[i], integer=True)

@@ -23,7 +23,8 @@ from ommatidia.hw.system import DRAM_WORDS
 from ommatidia.sim.array_model import layer_gated_macs
 from ommatidia.sim.golden import layer_ofmap
 
-__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "run_layers", "report", "hardware_conv"]
+__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "run_layers", "report", "hardware_conv",
+           "input_coding"]
 
 
 @dataclass
@@ -227,13 +228,22 @@ def _predicted(rep: dict, prog, state, *, stalls: bool):
     return pred.state
 
 
+def input_coding(index: int) -> str:
+    """How layer ``index`` of a network stores its ifmap in DRAM
+    (`ommatidia.gen.compiler.compile_layer`'s ``ifmap_coding``): the first layer's is the
+    network's input, which the host writes, raw; every later layer's is what the
+    ``DMA_OUT`` of the layer before writes, RLC-coded."""
+    return "raw" if index == 0 else "rlc"
+
+
 def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images_per_run=16,
                   watch=None):
     """A ``conv`` callable for `ommatidia.nn.quant.infer` that runs each layer on the
     generated Verilog: the images are cut into runs of ``images_per_run`` (so a run's
     ifmaps, filters and psums fit the GLB), all runs of a layer go to the simulator
     in one call (every group of a grouped layer, `QLayer.accelerator_layers`, a run of
-    its own), and each run's ofmap is checked against the golden model. The
+    its own), its ifmap stored as `input_coding` says, and each run's ofmap is checked
+    against the golden model. The
     reports of every call are kept in ``conv.reports`` (layer index -> list).
     ``watch(layer index, images done, images)``, if given, is called from a thread as
     the simulator finishes runs (`run_layers`)."""
@@ -249,7 +259,8 @@ def hardware_conv(qnet, *, sim: str = "verilator", build_dir="build/run", images
             chunk = x[n0:n0 + images_per_run]
             cl = dataclasses.replace(shape, N=len(chunk))
             progs.extend(compile_layer(cfg, cl, chunk[:, cs], g.weights, bias=g.bias,
-                                       relu=g.relu, shift=g.shift) for cs, g in groups)
+                                       relu=g.relu, shift=g.shift,
+                                       ifmap_coding=input_coding(index)) for cs, g in groups)
         def on_jobs(jobs_done, cycles):
             watch(index, min(len(x), jobs_done // len(groups) * images_per_run), len(x))
         runs = run_layers(cfg, progs, sim=sim, build_dir=build_dir,

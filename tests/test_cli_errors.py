@@ -126,6 +126,13 @@ def test_run_zeros_out_of_range(tmp_path, capsys, no_simulation, zeros):
     fails(capsys, run_args(tmp_path, "--zeros", zeros), "--zeros must be in 0..1", zeros)
 
 
+@pytest.mark.parametrize("coding", ["RLC", "zip", ""])
+def test_bad_ifmap_coding(tmp_path, capsys, no_simulation, coding):
+    fails(capsys, run_args(tmp_path, "--ifmap-coding", coding),
+          "--ifmap-coding must be one of rlc, raw", repr(coding))
+    fails(capsys, ["map", "--layer", LAYER, "--ifmap-coding", coding], "--ifmap-coding")
+
+
 def test_duplicate_layer_keys(capsys):
     fails(capsys, ["map", "--layer", "C=3,C=5,M=2,H=4,W=4,R=3,S=3"], "--layer gives C twice")
     fails(capsys, ["map", "--layer", "fc:C=3,M=2,M=4"], "--layer gives M twice")

@@ -41,7 +41,7 @@ def random_layer(rng, cfg, width=14) -> ConvLayer:
                              M=int(rng.integers(1, 10)), H=H, W=W, R=R, S=S, U=U, P=P)
 
 
-def random_program(rng, cfg, zeros=None, width=14):
+def random_program(rng, cfg, zeros=None, width=14, ifmap_coding="rlc"):
     """A compiled random layer with data, ifmap zeros 0 or 50 %, random output stage."""
     while True:
         layer = random_layer(rng, cfg, width)
@@ -52,7 +52,7 @@ def random_program(rng, cfg, zeros=None, width=14):
         bias = rng.integers(-(1 << 10), 1 << 10, layer.M) if rng.integers(2) else None
         try:
             return compile_layer(cfg, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
-                                 shift=int(rng.integers(0, 6)))
+                                 shift=int(rng.integers(0, 6)), ifmap_coding=ifmap_coding)
         except ValueError:
             continue
 
@@ -313,6 +313,21 @@ def compare(progs, runs, tolerance):
         assert abs(err) <= tolerance, f"{prog.layer}: model {pred.cycles}, RTL {rtl['cycles']}"
         for name in EXACT:
             assert pred.counters[name] == rtl[name], f"{prog.layer}: {name}"
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_model_with_raw_input_layers(seed, system_build):
+    """Layers whose ifmap the host writes raw (``ifmap_coding="raw"``, a network's first
+    layer) on `tiny` with the RLC codec, no zeros and 50 %: every ifmap ``DMA_IN`` raw,
+    the ofmaps bit-exact and the model's cycles and counters equal to the Verilog's."""
+    from ommatidia.sim.accelerator import run_layers
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, TINY, zeros=z, width=10, ifmap_coding="raw")
+             for z in (0.0, 0.5)]
+    for prog in progs:
+        assert not any(r["rlc"] for r in prog.inputs.values())
+    compare(progs, run_layers(TINY, progs, build_dir=system_build), tolerance=0)
 
 
 @pytest.mark.verilog

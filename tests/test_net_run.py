@@ -17,8 +17,9 @@ DATA = ROOT / "tests" / "data"
 @pytest.mark.verilog
 @pytest.mark.xdist_group("system_small")
 def test_net_run_on_verilog_is_bit_exact(tmp_path, small_system_build, capsys):
-    """Six held-out digits through CONV1, CONV2 and FC on the `small` preset's Verilog:
-    each layer's ofmap equals the golden model's, and the predictions are the golden ones."""
+    """Six held-out digits through CONV1, CONV2 and FC on the `small` preset's Verilog,
+    CONV1's ifmap stored raw: each layer's ofmap equals the golden model's, and the
+    predictions are the golden ones."""
     _, qnet, _ = digits.train_digits(seed=0, epochs=2)
     model = quant.save(qnet, tmp_path / "digits.npz")
     report = tmp_path / "net.json"
@@ -31,6 +32,7 @@ def test_net_run_on_verilog_is_bit_exact(tmp_path, small_system_build, capsys):
     golden, _ = quant.infer(qnet, digits.digits_data()[2][:6])
     assert rep["predictions"] == [int(p) for p in golden]
     assert all(layer["bit_exact"] for layer in rep["layers"])
+    assert [layer["input"]["coding"] for layer in rep["layers"]] == ["raw", "rlc", "rlc"]
     assert all(0 < layer["pe_utilization"] <= 1 for layer in rep["layers"])
 
 

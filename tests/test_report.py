@@ -191,7 +191,8 @@ def test_report_cli_rejects_a_report_without_layers(tmp_path, capsys):
 
 def test_net_run_golden_adds_the_statistics_and_report_reads_them(tmp_path, capsys):
     """`net run --sim golden` records each layer's input statistics; layer 0 reads the
-    quantized images unpadded, so its entropy is that of those pixels."""
+    quantized images unpadded, so its entropy is that of those pixels (as RLC would
+    code them: its ifmap is stored raw, and its ``coding`` says so)."""
     _, qnet, _ = digits.train_digits(seed=0, epochs=1)
     model = quant.save(qnet, tmp_path / "digits.npz")
     out = tmp_path / "net.json"
@@ -201,7 +202,7 @@ def test_net_run_golden_adds_the_statistics_and_report_reads_them(tmp_path, caps
     x = quant.quantize_input(qnet, digits.digits_data()[2][:3])
     pixels = x.reshape(-1)
     first = rep["layers"][0]["input"]
-    read = [int(v) for prog in report_module._programs(qnet, 0, x, 16)
+    read = [int(v) for prog in report_module._programs(qnet, 0, x, 16, "rlc")
             for key, where in prog.inputs.items() if where["rlc"]
             for v in prog.ifmap[key[1], key[2]:key[2] + where["n"] // (
                 prog.layer.W * key[4]), key[3]:key[3] + key[4]].transpose(2, 1, 0).reshape(-1)]
@@ -209,6 +210,7 @@ def test_net_run_golden_adds_the_statistics_and_report_reads_them(tmp_path, caps
     assert first["zeros_unpadded"] == pytest.approx(np.mean(pixels == 0))
     assert first["zeros"] == pytest.approx(np.mean(np.array(read) == 0))
     assert first["entropy_bits"] == pytest.approx(_counter_entropy(read))
+    assert [row["input"]["coding"] for row in rep["layers"]] == ["raw", "rlc", "rlc"]
     assert rep["preset"] == "small" and len(rep["layers"]) == 3
     assert all(0 < row["input"]["rlc_ratio"] for row in rep["layers"])
     capsys.readouterr()

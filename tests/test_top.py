@@ -67,6 +67,55 @@ def test_stride_two_and_one_filter_per_pass(seed):
                           layer_ofmap(prog))
 
 
+def test_raw_ifmap_is_packed_and_bit_exact(seed):
+    """``ifmap_coding="raw"`` (a first layer's input): each ifmap region holds the values
+    its RLC region (default coding, same mapping) decodes to, packed eight 8-bit values
+    a word lowest byte first, no RLC, fewer words (no zeros but the padding); on the System (DRAM stalls) the
+    ofmap is the golden one, the DMA reads the whole image and the model's cycles and
+    counters equal the RTL's."""
+    from ommatidia.gen.rlc import decode
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=2, C=3, M=3, H=4, W=7, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    coded = compile_layer(TINY, layer, x, w, relu=True, shift=3, p=2, q=2)
+    prog = compile_layer(TINY, layer, x, w, relu=True, shift=3, mapping=coded.mapping,
+                         ifmap_coding="raw")
+    ifmaps = [k for k in coded.inputs if k[0] == "ifmap"]
+    assert ifmaps and ifmaps == [k for k in prog.inputs if k[0] == "ifmap"]
+    for key in ifmaps:
+        r, c = prog.inputs[key], coded.inputs[key]
+        assert c["rlc"] == 1 and r["rlc"] == 0 and r["n"] == c["n"]
+        words = [prog.words[r["dram"] + k] for k in range(r["words"])]
+        assert len(words) == -(-r["n"] // 8)
+        raw = [(words[j // 8] >> 8 * (j % 8)) & 0xFF for j in range(r["n"])]
+        expect = decode([coded.words[c["dram"] + k] for k in range(c["words"])], c["n"],
+                        TINY.rlc)
+        assert [v - 256 if v > 127 else v for v in raw] == list(expect)
+    assert prog.ifmap_coding == "raw" and prog.ifmap_rlc_words < coded.ifmap_rlc_words
+    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog),
+                                               stall_rate=64, stall_seed=seed % 65535)
+    assert status == STATUS_DONE
+    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
+                          layer_ofmap(coded))
+    assert counters["dram_words_read"] == len(prog.words) - prog.program_words
+    (status, counters, _), = simulate_system(TINY, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    pred = predict(prog)
+    print(f"RTL {counters['cycles']} cycles, model {pred.cycles}")
+    assert pred.counters == counters | {k: pred.counters[k] for k in
+                                        ("pe_stall_cycles", "noc_stall_cycles")}
+
+
+def test_bad_ifmap_coding_is_rejected():
+    layer = ConvLayer(N=1, C=1, M=1, H=4, W=4, R=3, S=3)
+    x, w = np.zeros((1, 1, 4, 4), dtype=np.int64), np.zeros((1, 1, 3, 3), dtype=np.int64)
+    for bad in ("RLC", "zip", None, 1):
+        with pytest.raises(ValueError, match=f"ifmap_coding must be one of 'rlc', 'raw', "
+                                             f"not {bad!r}"):
+            compile_layer(TINY, layer, x, w, ifmap_coding=bad)
+
+
 def test_unknown_opcode_stops_with_error():
     """An opcode that is not in `Opcode` ends the run with the error bit, not a hang."""
     words = {0: pack_command(Opcode.SET, 1 << 8 | 5), 1: 0b111,
