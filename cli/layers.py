@@ -291,8 +291,10 @@ def cmd_run(args) -> int:
           f"{rep['gated_fraction']:.1%})")
     print(f"  PE utilization  {rep['pe_utilization']:.1%}")
     print(f"  DRAM words      {rep['dram_words_read']} read, {rep['dram_words_written']} written "
-          f"(+{rep['program_words']} program); RLC ratio {rep['rlc_ratio']:.2f} in, "
-          f"{rep['rlc_ratio_ofmap']:.2f} out")
+          f"(+{rep['program_words']} program); "
+          + ("raw ifmap in" if prog.ifmap_coding == "raw" else
+             f"RLC ratio {rep['rlc_ratio']:.2f} in")
+          + f", {rep['rlc_ratio_ofmap']:.2f} out")
     print(f"  GLB words       {rep['glb_reads']} read, {rep['glb_writes']} written")
     print(f"  simulation      {rep['wall_s']:.1f} s in the simulator "
           f"({rep['cpu_s']:.1f} s of CPU, {rep['cycles'] / max(rep['cpu_s'], 1e-3):,.0f} "

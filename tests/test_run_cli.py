@@ -50,6 +50,26 @@ def test_run_given_data_bit_exact_with_report(tmp_path, system_build, seed, caps
 
 @pytest.mark.verilog
 @pytest.mark.xdist_group("system_tiny")
+def test_run_with_a_raw_ifmap(tmp_path, system_build, capsys):
+    """``--ifmap-coding raw`` (a first layer's input): bit-exact, the model's cycles and
+    counters equal to the RTL's, and fewer DRAM words read than RLC on data without
+    zeros."""
+    read = {}
+    for coding in ("rlc", "raw"):
+        report = tmp_path / f"{coding}.json"
+        assert main(["run", "--preset", "tiny", "--layer", LAYER, "--seed", "3", "--zeros", "0",
+                     "--out", str(tmp_path / "y.npy"), "--report", str(report),
+                     "--ifmap-coding", coding, "--build", str(system_build)]) == 0
+        rep = json.loads(report.read_text())
+        assert rep["bit_exact"] is True and rep["model_exact"] is True
+        read[coding] = rep["dram_words_read"]
+    out = capsys.readouterr().out
+    assert "raw ifmap)" in out and "raw ifmap in" in out
+    assert read["raw"] < read["rlc"]
+
+
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
 def test_run_random_data_prints_seed(tmp_path, system_build, capsys):
     assert main(["run", "--preset", "tiny", "--layer", "C=1,M=2,H=3,W=5,R=2,S=2",
                  "--seed", "1234", "--out", str(tmp_path / "y.npy"),
