@@ -12,7 +12,8 @@ passes, descriptors and tag tables) and `assemble` emits the DRAM image
   the ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
 
 Without `ArrayConfig.rlc_codec` the ifmap rows are packed raw like the filters
-and the ofmap regions hold activations packed in activation slots.
+(as ``ifmap_coding="raw"`` packs them with it) and the ofmap regions hold
+activations packed in activation slots.
 
 `LayerProgram.ofmap` turns the DRAM words of those regions back into the
 (N, M, E, F) ofmap.
