@@ -12,8 +12,11 @@ Clients share one read port and one write port, each granted round-robin
 - a write client sends ``(addr, data, mask)`` on a stream; the word is written
   at the grant, only the bytes whose ``mask`` bit is set.
 
-Each port grants one request a cycle. A read during a write of the same
-address returns the old word.
+Each port grants one request a cycle. With ``cfg.glb_bank_reads`` each bank has
+its own read port instead, granting one read a cycle round-robin among the clients
+whose request addresses it (a request past the last bank addresses the last), so
+clients reading different banks are granted in the same cycle. A read during a
+write of the same address returns the old word.
 
 Elements are packed into words in power-of-two slots (`slot_bits`): 8-bit
 activations 8 to a 64-bit word, 24-bit psums 2. Element address ``ea`` of a
@@ -106,14 +109,14 @@ def _in_bank(addr, lo: int, hi: int):
 class GLB(wiring.Component):
     """Banked global buffer with ``readers`` read clients and ``writers`` write clients.
 
-    One read and one write a cycle in total, each port round-robin among its
-    clients; read data comes one cycle after the grant. See the module
-    docstring for the protocol and the element packing.
+    One read (with ``cfg.glb_bank_reads`` one per bank) and one write a cycle,
+    each port round-robin among its clients; read data comes one cycle after the
+    grant. See the module docstring for the protocol and the element packing.
 
     Parameters
     ----------
     cfg : ArrayConfig
-        ``glb_banks``, ``glb_bank_words``, ``dram_bits``.
+        ``glb_banks``, ``glb_bank_words``, ``glb_bank_reads``, ``dram_bits``.
     readers, writers : int
         Number of read and write clients.
 
@@ -137,17 +140,7 @@ class GLB(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._cfg
-        words, banks = cfg.glb_bank_words, cfg.glb_banks
         m = Module()
-
-        rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
-        raddr = Signal(word_addr_bits(cfg))
-        for r, g in zip(self.read, rgrant):
-            m.d.comb += r.addr.ready.eq(g)
-            with m.If(g):
-                m.d.comb += raddr.eq(r.addr.payload)
-        rany = Cat(rgrant).any()
-
         wgrant = round_robin(m, [w.valid for w in self.write], "wr")
         wreq = Signal(glb_write_layout(cfg))
         for w, g in zip(self.write, wgrant):
@@ -155,33 +148,71 @@ class GLB(wiring.Component):
             with m.If(g):
                 m.d.comb += wreq.eq(w.payload)
         wany = Cat(wgrant).any()
-
-        rbank = Signal(range(banks))
-        outs = []
-        for b in range(banks):
-            mem = Memory(shape=unsigned(cfg.dram_bits), depth=words, init=[])
+        ports = []
+        for b in range(cfg.glb_banks):
+            mem = Memory(shape=unsigned(cfg.dram_bits), depth=cfg.glb_bank_words, init=[])
             m.submodules[f"bank{b}"] = mem
-            rport = mem.read_port()
-            wport = mem.write_port(granularity=8)
-            lo, hi = b * words, (b + 1) * words
-            rhit, whit = _in_bank(raddr, lo, hi), _in_bank(wreq.addr, lo, hi)
+            lo, hi = b * cfg.glb_bank_words, (b + 1) * cfg.glb_bank_words
+            rport, wport = mem.read_port(), mem.write_port(granularity=8)
             m.d.comb += [
-                rport.addr.eq(raddr - lo),
-                rport.en.eq(rany & rhit),
                 wport.addr.eq(wreq.addr - lo),
                 wport.data.eq(wreq.data),
-                wport.en.eq(wreq.mask & (wany & whit).replicate(len(wport.en))),
+                wport.en.eq(wreq.mask & (wany & _in_bank(wreq.addr, lo, hi))
+                            .replicate(len(wport.en))),
             ]
+            ports.append((rport, lo, hi))
+        if cfg.glb_bank_reads:
+            self._bank_reads(m, ports)
+        else:
+            self._one_read(m, ports)
+        return m
+
+    def _bank_reads(self, m: Module, ports) -> None:
+        """A round-robin read grant per bank; each client's data from the bank that
+        granted it."""
+        banks = len(ports)
+        ready = [[] for _ in self.read]
+        rbank = [Signal(range(banks), name=f"rd{i}_bank") for i in range(len(self.read))]
+        for b, (rport, lo, hi) in enumerate(ports):
+            top = 1 << 62 if b == banks - 1 else hi
+            grant = round_robin(m, [r.addr.valid & _in_bank(r.addr.payload, lo, top)
+                                    for r in self.read], f"rd_bank{b}")
+            for i, (r, g) in enumerate(zip(self.read, grant)):
+                ready[i].append(g)
+                with m.If(g):
+                    m.d.comb += rport.addr.eq(r.addr.payload - lo)
+                    m.d.sync += rbank[i].eq(b)
+            m.d.comb += rport.en.eq(Cat(grant).any())
+        for r, g, bank in zip(self.read, ready, rbank):
+            m.d.comb += r.addr.ready.eq(Cat(g).any())
+            m.d.sync += r.valid.eq(r.addr.ready)
+            with m.Switch(bank):
+                for b, (rport, _, _) in enumerate(ports):
+                    with m.Case(b):
+                        m.d.comb += r.data.eq(rport.data)
+
+    def _one_read(self, m: Module, ports) -> None:
+        """One round-robin read grant a cycle for the whole GLB."""
+        cfg = self._cfg
+        banks = len(ports)
+        rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
+        raddr = Signal(word_addr_bits(cfg))
+        for r, g in zip(self.read, rgrant):
+            m.d.comb += r.addr.ready.eq(g)
+            with m.If(g):
+                m.d.comb += raddr.eq(r.addr.payload)
+        rany = Cat(rgrant).any()
+        rbank = Signal(range(banks))
+        for b, (rport, lo, hi) in enumerate(ports):
+            rhit = _in_bank(raddr, lo, hi)
+            m.d.comb += [rport.addr.eq(raddr - lo), rport.en.eq(rany & rhit)]
             with m.If(rany & rhit):
                 m.d.sync += rbank.eq(b)
-            outs.append(rport.data)
-
         rdata = Signal(cfg.dram_bits)
         with m.Switch(rbank):
-            for b in range(banks):
+            for b, (rport, _, _) in enumerate(ports):
                 with m.Case(b):
-                    m.d.comb += rdata.eq(outs[b])
+                    m.d.comb += rdata.eq(rport.data)
         for r, g in zip(self.read, rgrant):
             m.d.sync += r.valid.eq(g)
             m.d.comb += r.data.eq(rdata)
-        return m
