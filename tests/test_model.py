@@ -408,6 +408,19 @@ def test_model_with_a_psum_gin_queue(seed, build_dir):
     compare_exactly(cfg, seed, build_dir, first)
 
 
+@pytest.mark.verilog
+def test_model_with_bank_reads(seed, build_dir):
+    """`tiny` with a GLB read port per bank (`ArrayConfig.glb_bank_reads`): the first
+    layer laid out as for one read port (its senders share banks, granted round-robin in
+    each), the others with filters and ifmaps at bank boundaries (senders on different
+    banks granted in one cycle): the ofmaps bit-exact, the model's cycles and every
+    counter equal to the Verilog's."""
+    cfg = with_bank_reads(TINY, "tiny_banks")
+    rng = np.random.default_rng(seed + 1)
+    first = dataclasses.replace(random_program(rng, TINY, zeros=0.0, width=10), cfg=cfg)
+    compare_exactly(cfg, seed, build_dir, first)
+
+
 def compare_exactly(cfg, seed, build_dir, first=None):
     """``first`` (or a random layer) and two random layers on ``cfg`` (ifmap zeros 0, 50
     and 0 %) in one Verilator simulation: bit-exact, the model's cycles and every counter
