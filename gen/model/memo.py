@@ -18,12 +18,13 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 - the GON receiver's psum count and, with GON packets of ``gon_values`` > 1 psums, its
   base and stride modulo ``gon_values`` and ``col0`` (each top PE's first slot in its
   group: where its `ommatidia.hw.noc.GonPacker` cuts packets);
-- with `ArrayConfig.glb_bank_reads`, the GLB bank of each packet that reads a word;
+- with `ArrayConfig.glb_bank_reads`, the label of the GLB bank of each packet that reads
+  a word (`Machine._banks_read`: which reads share a bank, not which bank it is);
 - the arbiter state the pass starts from (`reset_state` layout): the GLB read port's
   (per bank) and the GON's round-robin pointers, which carry over from the command
-  before. The recurrences read only part of it (`arbiter_key`), so a pass they time is keyed on that
-  part: a layer's passes of one shape, entered from the states other commands leave,
-  are then timed once, not once per state (AlexNet CONV3 on `eyeriss`: 3 timings, not 5).
+  before. The recurrences read only part of it (`arbiter_key`), so a pass they time is
+  keyed on that part: a layer's passes of one shape, entered from the states other
+  commands leave, are then timed once, not once per state.
 
 DMA commands are not memoized: their cycles depend on the DRAM data (RLC runs).
 """
