@@ -140,7 +140,19 @@ class GLB(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._cfg
+        words, banks = cfg.glb_bank_words, cfg.glb_banks
+        banked = cfg.glb_bank_reads
         m = Module()
+
+        if not banked:
+            rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
+            raddr = Signal(word_addr_bits(cfg))
+            for r, g in zip(self.read, rgrant):
+                m.d.comb += r.addr.ready.eq(g)
+                with m.If(g):
+                    m.d.comb += raddr.eq(r.addr.payload)
+            rany = Cat(rgrant).any()
+
         wgrant = round_robin(m, [w.valid for w in self.write], "wr")
         wreq = Signal(glb_write_layout(cfg))
         for w, g in zip(self.write, wgrant):
@@ -148,71 +160,66 @@ class GLB(wiring.Component):
             with m.If(g):
                 m.d.comb += wreq.eq(w.payload)
         wany = Cat(wgrant).any()
-        ports = []
-        for b in range(cfg.glb_banks):
-            mem = Memory(shape=unsigned(cfg.dram_bits), depth=cfg.glb_bank_words, init=[])
+
+        rbank = Signal(range(banks))
+        outs, ready = [], [[] for _ in self.read]
+        for b in range(banks):
+            mem = Memory(shape=unsigned(cfg.dram_bits), depth=words, init=[])
             m.submodules[f"bank{b}"] = mem
-            lo, hi = b * cfg.glb_bank_words, (b + 1) * cfg.glb_bank_words
-            rport, wport = mem.read_port(), mem.write_port(granularity=8)
+            rport = mem.read_port()
+            wport = mem.write_port(granularity=8)
+            lo, hi = b * words, (b + 1) * words
+            if banked:
+                self._bank_read(m, rport, b, lo, 1 << 62 if b == banks - 1 else hi, ready)
+            else:
+                rhit = _in_bank(raddr, lo, hi)
+                m.d.comb += [rport.addr.eq(raddr - lo), rport.en.eq(rany & rhit)]
             m.d.comb += [
                 wport.addr.eq(wreq.addr - lo),
                 wport.data.eq(wreq.data),
                 wport.en.eq(wreq.mask & (wany & _in_bank(wreq.addr, lo, hi))
                             .replicate(len(wport.en))),
             ]
-            ports.append((rport, lo, hi))
-        if cfg.glb_bank_reads:
-            self._bank_reads(m, ports)
-        else:
-            self._one_read(m, ports)
-        return m
+            if not banked:
+                with m.If(rany & rhit):
+                    m.d.sync += rbank.eq(b)
+            outs.append(rport.data)
 
-    def _bank_reads(self, m: Module, ports) -> None:
-        """A round-robin read grant per bank; each client's data from the bank that
-        granted it."""
-        banks = len(ports)
-        ready = [[] for _ in self.read]
-        rbank = [Signal(range(banks), name=f"rd{i}_bank") for i in range(len(self.read))]
-        for b, (rport, lo, hi) in enumerate(ports):
-            top = 1 << 62 if b == banks - 1 else hi
-            grant = round_robin(m, [r.addr.valid & _in_bank(r.addr.payload, lo, top)
-                                    for r in self.read], f"rd_bank{b}")
-            for i, (r, g) in enumerate(zip(self.read, grant)):
-                ready[i].append(g)
-                with m.If(g):
-                    m.d.comb += rport.addr.eq(r.addr.payload - lo)
-                    m.d.sync += rbank[i].eq(b)
-            m.d.comb += rport.en.eq(Cat(grant).any())
-        for r, g, bank in zip(self.read, ready, rbank):
-            m.d.comb += r.addr.ready.eq(Cat(g).any())
-            m.d.sync += r.valid.eq(r.addr.ready)
-            with m.Switch(bank):
-                for b, (rport, _, _) in enumerate(ports):
-                    with m.Case(b):
-                        m.d.comb += r.data.eq(rport.data)
-
-    def _one_read(self, m: Module, ports) -> None:
-        """One round-robin read grant a cycle for the whole GLB."""
-        cfg = self._cfg
-        banks = len(ports)
-        rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
-        raddr = Signal(word_addr_bits(cfg))
-        for r, g in zip(self.read, rgrant):
-            m.d.comb += r.addr.ready.eq(g)
-            with m.If(g):
-                m.d.comb += raddr.eq(r.addr.payload)
-        rany = Cat(rgrant).any()
-        rbank = Signal(range(banks))
-        for b, (rport, lo, hi) in enumerate(ports):
-            rhit = _in_bank(raddr, lo, hi)
-            m.d.comb += [rport.addr.eq(raddr - lo), rport.en.eq(rany & rhit)]
-            with m.If(rany & rhit):
-                m.d.sync += rbank.eq(b)
+        if banked:
+            self._bank_data(m, ready, outs)
+            return m
         rdata = Signal(cfg.dram_bits)
         with m.Switch(rbank):
-            for b, (rport, _, _) in enumerate(ports):
+            for b in range(banks):
                 with m.Case(b):
-                    m.d.comb += rdata.eq(rport.data)
+                    m.d.comb += rdata.eq(outs[b])
         for r, g in zip(self.read, rgrant):
             m.d.sync += r.valid.eq(g)
             m.d.comb += r.data.eq(rdata)
+        return m
+
+    def _bank_read(self, m: Module, rport, b: int, lo: int, hi: int, ready) -> None:
+        """Bank ``b``'s read port: round-robin among the clients addressing ``lo .. hi``;
+        each client's grants go to ``ready``."""
+        grant = round_robin(m, [r.addr.valid & _in_bank(r.addr.payload, lo, hi)
+                                for r in self.read], f"rd_bank{b}")
+        for i, (r, g) in enumerate(zip(self.read, grant)):
+            ready[i].append(g)
+            with m.If(g):
+                m.d.comb += rport.addr.eq(r.addr.payload - lo)
+        m.d.comb += rport.en.eq(Cat(grant).any())
+
+    def _bank_data(self, m: Module, ready, outs) -> None:
+        """Each client's grant (from any bank) and, the cycle after, the word of the bank
+        that granted it."""
+        for i, (r, grants) in enumerate(zip(self.read, ready)):
+            bank = Signal(range(len(outs)), name=f"rd{i}_bank")
+            for b, g in enumerate(grants):
+                with m.If(g):
+                    m.d.sync += bank.eq(b)
+            m.d.comb += r.addr.ready.eq(Cat(grants).any())
+            m.d.sync += r.valid.eq(r.addr.ready)
+            with m.Switch(bank):
+                for b, data in enumerate(outs):
+                    with m.Case(b):
+                        m.d.comb += r.data.eq(data)
