@@ -400,8 +400,8 @@ class Machine:
         return time
 
     def _banks_read(self, streams):
-        """Labels of the GLB banks a pass's senders read (a table bank -> label, -1 for
-        the others) and a bank of each label: a pass is timed alike whatever banks it
+        """A bank of each label and the labels of the GLB banks a pass's senders read (a
+        table bank -> label, -1 for the others): a pass is timed alike whatever banks it
         reads as long as the same requests share one, so the memo keys it on the labels.
         Banks are labelled in order of first read (filter, ifmap, psum sender); when no
         two senders read one bank (a sender has one read at a time, so its own never
