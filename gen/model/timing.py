@@ -6,10 +6,10 @@ linked by ``up``) run their outputs as soon as their inputs are known; the GON
 (`ommatidia.gen.model.arbiters.Gon`) grants the tops' psums in cycle order. GLB
 read-port conflicts between the senders (per bank with ``cfg.glb_bank_reads``) are
 settled by replaying each round's requests through the round-robin arbiter until
-the grants agree (`pass_timing`). Passes the recurrences cannot order raise `Unordered` (no fixed
-point of the port in 10 rounds; a GON request that comes after the GON, with
-nothing else known, granted its cycle to another): the cycle-level reference
-(`ommatidia.gen.model.reference`) times them.
+the grants agree (`pass_timing`). Passes the recurrences cannot order raise
+`Unordered` (no fixed point of the port in 10 rounds; a GON request that comes after
+the GON, with nothing else known, granted its cycle to another): the cycle-level
+reference (`ommatidia.gen.model.reference`) times them.
 """
 
 from __future__ import annotations
