@@ -244,6 +244,10 @@ class ArrayConfig:
         Global buffer (GLB) size for ifmaps and psums, in bytes.
     glb_banks:
         Number of GLB banks.
+    glb_bank_reads:
+        Whether each GLB bank grants its own read a cycle (round-robin among the
+        clients addressing it), so clients reading different banks are served in the
+        same cycle; False: one read a cycle for the whole GLB.
     filter_glb_bytes:
         Filter part of the GLB, in bytes.
     dram_bits:
@@ -275,6 +279,7 @@ class ArrayConfig:
     noc: NoCConfig = field(default_factory=NoCConfig)
     glb_bytes: int = 100 * 1024
     glb_banks: int = 25
+    glb_bank_reads: bool = False
     filter_glb_bytes: int = 8 * 1024
     dram_bits: int = 64
     rlc: RLCFormat = field(default_factory=RLCFormat)
@@ -329,6 +334,9 @@ class ArrayConfig:
                     f"ArrayConfig.noc.{name} = {getattr(self.noc, name)} must be at "
                     f"most the {slots} psums of one {self.dram_bits}-bit GLB word")
         check_int(own, "glb_banks", self.glb_banks, 1, 256)
+        if not isinstance(self.glb_bank_reads, bool):
+            raise ValueError(f"ArrayConfig.glb_bank_reads must be True or False, "
+                             f"not {self.glb_bank_reads!r}")
         check_int(own, "glb_bytes", self.glb_bytes, 1, 1 << 26)
         check_int(own, "filter_glb_bytes", self.filter_glb_bytes, 0, 1 << 26)
         word_bytes = self.dram_bits // 8
@@ -399,9 +407,9 @@ def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-EYERISS = ArrayConfig(tag_depth=64, noc=NoCConfig(filter_gin_values=4, gon_values=2,
-                                                  psum_gin_values=2, gon_queue=8,
-                                                  psum_gin_queue=8))
+EYERISS = ArrayConfig(tag_depth=64, glb_bank_reads=True,
+                      noc=NoCConfig(filter_gin_values=4, gon_values=2, psum_gin_values=2,
+                                    gon_queue=8, psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
@@ -409,12 +417,13 @@ ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + co
 packet, and the psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
 after each PE holds a whole output's psums of a 16-filter PE (the depth that paid most on
 AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
-each PE lets the psum sender run ahead of the bottom PEs (likewise). Assumed, not read
+each PE lets the psum sender run ahead of the bottom PEs (likewise). Its GLB banks are
+independent SRAMs, each granting a read a cycle (``glb_bank_reads``). Assumed, not read
 from the paper: its GIN and GON data bus widths could not be looked up here; 64 bits is
 the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
-    EYERISS, name="tiny", rows=3, cols=4, tag_depth=None,
+    EYERISS, name="tiny", rows=3, cols=4, tag_depth=None, glb_bank_reads=False,
     pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=24, filter_spad_depth=48,
                 ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
                 max_ifmap_width=32),

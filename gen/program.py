@@ -236,6 +236,24 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     }
 
 
+def _load_layout(cfg, top: int, fsize: dict, isize: dict, spread: bool):
+    """GLB word bases of a load's filter and ifmap regions (sizes ``fsize``, ``isize``)
+    above the psums' ``top`` words, and the words used; ``spread`` starts the filters
+    and the ifmaps each at a bank boundary, so the three senders read different banks
+    (`ArrayConfig.glb_bank_reads`) at the cost of at most two banks' padding."""
+    def start(at):
+        return -(-at // cfg.glb_bank_words) * cfg.glb_bank_words if spread else at
+    at, fbase, ibase = start(top), {}, {}
+    for key, size in fsize.items():
+        fbase[key] = at
+        at += size
+    at = start(at) if fsize else at
+    for key, size in isize.items():
+        ibase[key] = at
+        at += size
+    return fbase, ibase, at
+
+
 def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) -> list[Round]:
     """The rounds, GLB layout and passes of ``mapping`` (data independent); with
     ``accumulate`` every pass adds to the psums in the GLB, the first step too (the
@@ -269,15 +287,13 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 loads, used = [], top
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
-                    at, fbase, ibase = top, {}, {}
-                    for m0, p in mgs:
-                        for cg in cgs:
-                            fbase[m0, cg] = at
-                            at += word_count(R * S * p * cgroups[cg], per["filter"])
-                    for n in images:
-                        for cg in cgs:
-                            ibase[n, cg] = at
-                            at += word_count(width * hs * cgroups[cg], per["ifmap"])
+                    fsize = {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
+                             for m0, p in mgs for cg in cgs}
+                    isize = {(n, cg): word_count(width * hs * cgroups[cg], per["ifmap"])
+                             for n in images for cg in cgs}
+                    fbase, ibase, at = _load_layout(cfg, top, fsize, isize, cfg.glb_bank_reads)
+                    if at > glb_words(cfg) and cfg.glb_bank_reads:
+                        fbase, ibase, at = _load_layout(cfg, top, fsize, isize, False)
                     if at > glb_words(cfg):
                         raise ValueError(f"a round needs {at} GLB words, the GLB has "
                                          f"{glb_words(cfg)}")

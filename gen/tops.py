@@ -80,7 +80,8 @@ TOPS: dict[str, tuple[Callable[[ArrayConfig], object], str]] = {
     "gin": (_gin, "the ifmap global input network: Y-bus, X-buses, multicast controllers"),
     "gon": (_gon, "the global output network: psums from every PE to one stream"),
     "array": (_array, "the PE array: PEs, filter/ifmap/psum GINs, local psum links, GON"),
-    "glb": (_glb, "the global buffer: banked SRAM, one read and one write port, round-robin"),
+    "glb": (_glb, "the global buffer: banked SRAM, one read (or one per bank) and one write port, "
+            "round-robin"),
     "pass": (_pass, "GLB + filter/ifmap/psum senders + GON receiver + PE array + DMA in/out"),
     "rlc-encoder": (_rlc_encoder, "run-length encoder of activations: values in, RLC words out"),
     "rlc-decoder": (_rlc_decoder, "run-length decoder of activations: RLC words in, values out"),

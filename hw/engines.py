@@ -374,8 +374,10 @@ class PassEngine(wiring.Component):
     run : In(pe_run_layout(cfg.pe))
     start : In(1)
     busy : Out(1)
-    glb_read, glb_write : Out(1)
-        A GLB read (write) is granted this cycle.
+    glb_read : Out(1), with ``cfg.glb_bank_reads`` Out(range(6))
+        GLB reads granted this cycle.
+    glb_write : Out(1)
+        A GLB write is granted this cycle.
     noc_stalls : Out(range(5))
         Senders and GON outputs holding a packet their network does not take this cycle.
     mac_cycles, gated_macs, stall_cycles : Out(cfg.pe.counter_bits)
@@ -413,7 +415,7 @@ class PassEngine(wiring.Component):
         members["run"] = In(pe_run_layout(cfg.pe))
         members["start"] = In(1)
         members["busy"] = Out(1)
-        members["glb_read"] = Out(1)
+        members["glb_read"] = Out(range(6) if cfg.glb_bank_reads else 1)
         members["glb_write"] = Out(1)
         members["noc_stalls"] = Out(range(len(GIN_KINDS) + 2))
         for name in COUNTERS:
@@ -477,7 +479,9 @@ class PassEngine(wiring.Component):
         for name in COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(array, name))
         m.d.comb += [
-            self.glb_read.eq(Cat(r.addr.valid & r.addr.ready for r in glb.read).any()),
+            self.glb_read.eq(sum(r.addr.valid & r.addr.ready for r in glb.read)
+                             if cfg.glb_bank_reads else
+                             Cat(r.addr.valid & r.addr.ready for r in glb.read).any()),
             self.glb_write.eq(Cat(w.valid & w.ready for w in glb.write).any()),
             self.noc_stalls.eq(sum((s.o.valid & ~s.o.ready for s in senders.values()),
                                    start=array.gon.valid & ~array.gon.ready)),

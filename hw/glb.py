@@ -12,8 +12,11 @@ Clients share one read port and one write port, each granted round-robin
 - a write client sends ``(addr, data, mask)`` on a stream; the word is written
   at the grant, only the bytes whose ``mask`` bit is set.
 
-Each port grants one request a cycle. A read during a write of the same
-address returns the old word.
+Each port grants one request a cycle. With ``cfg.glb_bank_reads`` each bank has
+its own read port instead, granting one read a cycle round-robin among the clients
+whose request addresses it (a request past the last bank addresses the last), so
+clients reading different banks are granted in the same cycle. A read during a
+write of the same address returns the old word.
 
 Elements are packed into words in power-of-two slots (`slot_bits`): 8-bit
 activations 8 to a 64-bit word, 24-bit psums 2. Element address ``ea`` of a
@@ -106,14 +109,14 @@ def _in_bank(addr, lo: int, hi: int):
 class GLB(wiring.Component):
     """Banked global buffer with ``readers`` read clients and ``writers`` write clients.
 
-    One read and one write a cycle in total, each port round-robin among its
-    clients; read data comes one cycle after the grant. See the module
-    docstring for the protocol and the element packing.
+    One read (with ``cfg.glb_bank_reads`` one per bank) and one write a cycle,
+    each port round-robin among its clients; read data comes one cycle after the
+    grant. See the module docstring for the protocol and the element packing.
 
     Parameters
     ----------
     cfg : ArrayConfig
-        ``glb_banks``, ``glb_bank_words``, ``dram_bits``.
+        ``glb_banks``, ``glb_bank_words``, ``glb_bank_reads``, ``dram_bits``.
     readers, writers : int
         Number of read and write clients.
 
@@ -138,15 +141,17 @@ class GLB(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         words, banks = cfg.glb_bank_words, cfg.glb_banks
+        banked = cfg.glb_bank_reads
         m = Module()
 
-        rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
-        raddr = Signal(word_addr_bits(cfg))
-        for r, g in zip(self.read, rgrant):
-            m.d.comb += r.addr.ready.eq(g)
-            with m.If(g):
-                m.d.comb += raddr.eq(r.addr.payload)
-        rany = Cat(rgrant).any()
+        if not banked:
+            rgrant = round_robin(m, [r.addr.valid for r in self.read], "rd")
+            raddr = Signal(word_addr_bits(cfg))
+            for r, g in zip(self.read, rgrant):
+                m.d.comb += r.addr.ready.eq(g)
+                with m.If(g):
+                    m.d.comb += raddr.eq(r.addr.payload)
+            rany = Cat(rgrant).any()
 
         wgrant = round_robin(m, [w.valid for w in self.write], "wr")
         wreq = Signal(glb_write_layout(cfg))
@@ -157,25 +162,32 @@ class GLB(wiring.Component):
         wany = Cat(wgrant).any()
 
         rbank = Signal(range(banks))
-        outs = []
+        outs, ready = [], [[] for _ in self.read]
         for b in range(banks):
             mem = Memory(shape=unsigned(cfg.dram_bits), depth=words, init=[])
             m.submodules[f"bank{b}"] = mem
             rport = mem.read_port()
             wport = mem.write_port(granularity=8)
             lo, hi = b * words, (b + 1) * words
-            rhit, whit = _in_bank(raddr, lo, hi), _in_bank(wreq.addr, lo, hi)
+            if banked:
+                self._bank_read(m, rport, b, lo, 1 << 62 if b == banks - 1 else hi, ready)
+            else:
+                rhit = _in_bank(raddr, lo, hi)
+                m.d.comb += [rport.addr.eq(raddr - lo), rport.en.eq(rany & rhit)]
             m.d.comb += [
-                rport.addr.eq(raddr - lo),
-                rport.en.eq(rany & rhit),
                 wport.addr.eq(wreq.addr - lo),
                 wport.data.eq(wreq.data),
-                wport.en.eq(wreq.mask & (wany & whit).replicate(len(wport.en))),
+                wport.en.eq(wreq.mask & (wany & _in_bank(wreq.addr, lo, hi))
+                            .replicate(len(wport.en))),
             ]
-            with m.If(rany & rhit):
-                m.d.sync += rbank.eq(b)
+            if not banked:
+                with m.If(rany & rhit):
+                    m.d.sync += rbank.eq(b)
             outs.append(rport.data)
 
+        if banked:
+            self._bank_data(m, ready, outs)
+            return m
         rdata = Signal(cfg.dram_bits)
         with m.Switch(rbank):
             for b in range(banks):
@@ -185,3 +197,29 @@ class GLB(wiring.Component):
             m.d.sync += r.valid.eq(g)
             m.d.comb += r.data.eq(rdata)
         return m
+
+    def _bank_read(self, m: Module, rport, b: int, lo: int, hi: int, ready) -> None:
+        """Bank ``b``'s read port: round-robin among the clients addressing ``lo .. hi``;
+        each client's grants go to ``ready``."""
+        grant = round_robin(m, [r.addr.valid & _in_bank(r.addr.payload, lo, hi)
+                                for r in self.read], f"rd_bank{b}")
+        for i, (r, g) in enumerate(zip(self.read, grant)):
+            ready[i].append(g)
+            with m.If(g):
+                m.d.comb += rport.addr.eq(r.addr.payload - lo)
+        m.d.comb += rport.en.eq(Cat(grant).any())
+
+    def _bank_data(self, m: Module, ready, outs) -> None:
+        """Each client's grant (from any bank) and, the cycle after, the word of the bank
+        that granted it."""
+        for i, (r, grants) in enumerate(zip(self.read, ready)):
+            bank = Signal(range(len(outs)), name=f"rd{i}_bank")
+            for b, g in enumerate(grants):
+                with m.If(g):
+                    m.d.sync += bank.eq(b)
+            m.d.comb += r.addr.ready.eq(Cat(grants).any())
+            m.d.sync += r.valid.eq(r.addr.ready)
+            with m.Switch(bank):
+                for b, data in enumerate(outs):
+                    with m.Case(b):
+                        m.d.comb += r.data.eq(data)

@@ -41,6 +41,7 @@ def test_pe_config_rejects(kwargs, words):
     (dict(dram_addr_bits=33), ["dram_addr_bits", "at most 32", "33"]),
     (dict(tag_depth=0), ["tag_depth", "at least 1", "0"]),
     (dict(rlc_codec=1), ["rlc_codec", "True or False", "1"]),
+    (dict(glb_bank_reads="yes"), ["glb_bank_reads", "True or False", "yes"]),
 ])
 def test_array_config_rejects(kwargs, words):
     with pytest.raises(ValueError) as exc:
@@ -158,6 +159,7 @@ def test_lean_knob_defaults():
     assert dataclasses.replace(TINY, tag_depth=5).tags == 5
     lean = [name for name, cfg in PRESETS.items() if not cfg.rlc_codec or not cfg.counter_bits]
     assert lean == ["icebreaker"]
+    assert [name for name, cfg in PRESETS.items() if cfg.glb_bank_reads] == ["eyeriss"]
 
 
 def test_image_beyond_dram_addr_bits_is_rejected(seed):

@@ -1,5 +1,6 @@
 """The round-robin arbiters a pass contends for: the GLB read port shared by the
-three senders (and `DMAOut`), and the GON's X-bus and Y-bus arbiters.
+three senders (and `DMAOut`), one per GLB bank with ``cfg.glb_bank_reads``, and the
+GON's X-bus and Y-bus arbiters.
 
 Their pointers survive ``start``, so the arbiter state (`reset_state` layout)
 is carried from pass to pass and from one program to the next.
@@ -7,47 +8,76 @@ is carried from pass to pass and from one program to the next.
 
 from __future__ import annotations
 
-__all__ = ["reset_state", "Port", "round_robin", "Gon", "SENDER_ORDER"]
+import numpy as np
+
+__all__ = ["reset_state", "glb_bank", "Port", "round_robin", "Gon", "SENDER_ORDER"]
 
 
 def reset_state(cfg) -> tuple:
-    """Arbiter state after reset: GLB reader last granted (the `DMAOut`, 4), the GON's
-    X-bus round-robin pointers (one per row) and its Y-bus pointer."""
-    return (4, (0,) * cfg.rows, 0)
+    """Arbiter state after reset: GLB reader last granted (the `DMAOut`, 4; with
+    ``glb_bank_reads`` a tuple of it per bank), the GON's X-bus round-robin pointers
+    (one per row) and its Y-bus pointer."""
+    return ((4,) * cfg.glb_banks if cfg.glb_bank_reads else 4, (0,) * cfg.rows, 0)
+
+
+def glb_bank(cfg, word):
+    """The GLB bank of word address ``word`` (an int or a numpy array): a word past the
+    last bank is read by the last (`ommatidia.hw.glb.GLB`)."""
+    if isinstance(word, int):
+        return min(word // cfg.glb_bank_words, cfg.glb_banks - 1)
+    return np.minimum(np.asarray(word, dtype=np.int64) // cfg.glb_bank_words,
+                      cfg.glb_banks - 1)
 
 
 class Port:
-    """The GLB read port: one grant a cycle. A request waits as long as ``plan`` says
-    (the round-robin wait of the same request in a previous round; with ``shift``
-    False only if it comes in the same cycle), then for a free cycle; ``log`` records
-    per sender (request cycle, grant) in request order."""
+    """The GLB read port (per bank: ``bank`` in `grant` says which): one grant a cycle. A
+    request waits as long as ``plan`` says (the round-robin wait of the same request in
+    a previous round; with ``shift`` False only if it comes in the same cycle), then for
+    a free cycle of its bank; ``log`` records per sender (request cycle, grant) in
+    request order, ``banks`` its banks, ``last`` per bank the last (grant, sender)."""
 
     def __init__(self, plan=None, shift: bool = True):
-        self.used = set()
+        self.used = {}
         self.plan = plan or {}
         self.shift = shift
         self.log = [[], [], []]
+        self.banks = [[], [], []]
+        self.last = {}
 
-    def grant(self, sender: int, t: int) -> int:
+    def grant(self, sender: int, t: int, bank: int = 0) -> int:
         k = len(self.log[sender])
         planned = self.plan.get((sender, k))
         g = t
         if planned is not None and (self.shift or planned[0] == t):
             g += planned[1] - planned[0]
-        while g in self.used:
+        used = self.used.setdefault(bank, set())
+        while g in used:
             g += 1
-        self.used.add(g)
+        used.add(g)
         self.log[sender].append((t, g))
+        self.banks[sender].append(bank)
+        self.last[bank] = max(self.last.get(bank, (-1, 0)), (g, sender))
         return g
 
 
-def round_robin(log, last: int) -> dict:
+def round_robin(log, last, banks=None) -> dict:
     """The grants the RTL's round-robin port makes for the requests of ``log`` (per
     sender, its request cycles in order; each waits for the previous one's grant):
-    (sender, k) -> (request cycle, grant)."""
-    queues = [[t for t, _ in reqs] for reqs in log]
+    (sender, k) -> (request cycle, grant). With ``banks`` (per sender, each request's
+    bank) one port per bank, ``last`` per bank."""
+    if banks is None:
+        return _round_robin([[(k, t) for k, (t, _) in enumerate(reqs)] for reqs in log], last)
+    out = {}
+    for b in sorted({b for bs in banks for b in bs}):
+        out.update(_round_robin([[(k, t) for k, ((t, _), x) in enumerate(zip(reqs, bs))
+                                  if x == b] for reqs, bs in zip(log, banks)], last[b]))
+    return out
+
+
+def _round_robin(queues, last: int) -> dict:
+    """`round_robin` of one port: ``queues`` per sender its (k, request cycle)."""
     pos, out, never = [0, 0, 0], {}, 1 << 62
-    heads = [q[0] if q else never for q in queues]
+    heads = [q[0][1] if q else never for q in queues]
     t = min(heads)
     while t < never:
         for e in SENDER_ORDER[last]:
@@ -56,10 +86,11 @@ def round_robin(log, last: int) -> dict:
         else:
             t = min(heads)
             continue
-        out[e, pos[e]] = (queues[e][pos[e]], t)
+        k, req = queues[e][pos[e]]
+        out[e, k] = (req, t)
         last = e
         pos[e] += 1
-        heads[e] = max(queues[e][pos[e]], t + 1) if pos[e] < len(queues[e]) else never
+        heads[e] = max(queues[e][pos[e]][1], t + 1) if pos[e] < len(queues[e]) else never
         t += 1
     return out
 

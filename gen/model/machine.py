@@ -11,6 +11,8 @@ into the GLB.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ommatidia.gen.arith import saturate, wrap
@@ -18,7 +20,7 @@ from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode as rlc_encode
 from ommatidia.gen.rlc import encode_pairs
 
-from .arbiters import reset_state
+from .arbiters import glb_bank, reset_state
 from .decode import KINDS, unpacker
 from .dram import SYSTEM_DRAM, DramTiming, Writes
 from .memo import PASS_MEMO, arbiter_key, carry_state
@@ -36,7 +38,7 @@ class Machine:
     def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
                  dram: DramTiming = SYSTEM_DRAM):
         from ommatidia.hw.engines import data_bits, gin_values, tag_depth
-        from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits
+        from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits, word_addr_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
@@ -54,6 +56,7 @@ class Machine:
         self.slot = {k: slot_bits(b, cfg.dram_bits) for k, b in self.bits.items()}
         self.per = {k: cfg.dram_bits // s for k, s in self.slot.items()}
         self.abits = elem_addr_bits(cfg)
+        self.word_mask = (1 << word_addr_bits(cfg)) - 1
         self.tag_depth = tag_depth(cfg)
         self.glb = np.zeros(glb_words(cfg), dtype=np.uint64)
         self.filters = ((), np.zeros((0, 0), dtype=np.int64))
@@ -184,11 +187,22 @@ class Machine:
         times = [e - (len(z) - 1) for e in ends[:words - 1]]
         return times + [0] * (words - len(times))
 
+    def _dma_out_reads(self, glb: int, words: int) -> None:
+        """The GLB read port's state after the `DMAOut` read ``words`` words from
+        ``glb``: it granted the `DMAOut` (4) last; with `ArrayConfig.glb_bank_reads`,
+        in each bank it read."""
+        if not self.cfg.glb_bank_reads:
+            self.rr = (4,) + self.rr[1:]
+            return
+        read = set(glb_bank(self.cfg, (glb + np.arange(words)) & self.word_mask).tolist())
+        self.rr = (tuple(4 if b in read else x for b, x in enumerate(self.rr[0])),) \
+            + self.rr[1:]
+
     def _dma_out(self) -> int:
         """The System's cycles of a ``DMA_OUT``."""
         cmd, cfg = self.regs["dma_out"], self.cfg
         n, per = cmd["n"], self.per["psum"]
-        self.rr = (4,) + self.rr[1:]
+        self._dma_out_reads(cmd["glb"], n if not cmd["rlc"] else -(-n // per))
         if not cmd["rlc"]:
             self.count["glb_reads"] += n
             self.count["dram_words_written"] += n
@@ -289,6 +303,8 @@ class Machine:
             out[kind] = {"addr": addr, "word": word, "miss": miss, "tag": tag, "n": values,
                          "targets": targets, "shape": shape["key"],
                          "route": self._route(key, shape["tag"], targets)}
+            if self.cfg.glb_bank_reads:
+                out[kind]["bank"] = glb_bank(self.cfg, word)
         return out
 
     @staticmethod
@@ -336,32 +352,70 @@ class Machine:
         return got
 
     def _timing(self, streams) -> PassTime:
+        banked = self.cfg.glb_bank_reads
+        if banked:
+            used, lut = self._banks_read(streams)
         keys = [self.raw[name] for name in ("run", "enable", "up", "filter_row_id",
                                             "filter_col_id", "ifmap_row_id", "ifmap_col_id",
                                             "psum_row_id", "psum_col_id")]
         for kind in KINDS:
             st = streams[kind]
             keys.append((st["shape"], st["miss"].tobytes(), tuple(st["targets"].items()),
-                         None if st["n"] is None else st["n"].tobytes()))
+                         None if st["n"] is None else st["n"].tobytes(),
+                         lut[st["bank"][st["miss"]]].tobytes() if banked else None))
         gd, v = self.regs["gon_desc"], self.cfg.noc.gon_values
         phase = (gd["base"] % v, gd["col0"], gd["stride"] % v) if v > 1 else None
         key = (self.cfg, self.reference, tuple(keys), gd["count"], phase)
+        whole = key + (self.rr, lut.tobytes() if banked else None)
         tops = self._tops()
+        rr, banks = self.rr, None
+        if banked:
+            rr = (tuple(self.rr[0][b] for b in used),) + self.rr[1:]  # one bank per label
+            banks = [set(lut[streams[k]["bank"][streams[k]["miss"]]].tolist()) for k in KINDS]
         arb = None if self.reference or tops is None else \
-            arbiter_key(self.rr, [len(streams[k]["word"]) > 0 for k in KINDS], tops)
+            arbiter_key(rr, [len(streams[k]["word"]) > 0 for k in KINDS], tops, banks)
         fast = key + ("recurrences", arb)
-        got = PASS_MEMO.get(fast, key + (self.rr,)) if arb is not None else \
-            PASS_MEMO.get(key + (self.rr,))
+        got = PASS_MEMO.get(fast, whole) if arb is not None else PASS_MEMO.get(whole)
         if got is None:
             try:
                 if self.reference:
                     raise Unordered()
                 got = (pass_timing(self.cfg, self.regs, streams, self.rr), False)
+                if banked and arb is not None:  # the last grants kept per label
+                    glb = tuple(got[0].rr[0][b] for b in used)
+                    got = (dataclasses.replace(got[0], rr=(glb,) + got[0].rr[1:]), False)
             except Unordered:
                 got = (reference_pass(self.cfg, self.regs, streams, self.rr), True)
-            PASS_MEMO.put(fast if arb is not None and not got[1] else key + (self.rr,), got)
+            PASS_MEMO.put(fast if arb is not None and not got[1] else whole, got)
         self.fallbacks += got[1]
-        return carry_state(got[0], self.rr, tops) if arb is not None and not got[1] else got[0]
+        if arb is None or got[1]:
+            return got[0]
+        time = carry_state(got[0], rr, tops, banks)
+        if banked:
+            glb = list(self.rr[0])
+            for b in np.flatnonzero(lut >= 0).tolist():
+                glb[b] = time.rr[0][lut[b]]
+            time = dataclasses.replace(time, rr=(tuple(glb),) + time.rr[1:])
+        return time
+
+    def _banks_read(self, streams):
+        """A bank of each label and the labels of the GLB banks a pass's senders read (a
+        table bank -> label, -1 for the others): a pass is timed alike whatever banks it
+        reads as long as the same requests share one, so the memo keys it on the labels.
+        Banks are labelled in order of first read (filter, ifmap, psum sender); when no
+        two senders read one bank (a sender has one read at a time, so its own never
+        contend), all of a sender's banks take one label, its own."""
+        read = [streams[k]["bank"][streams[k]["miss"]] for k in KINDS]
+        lut = np.full(self.cfg.glb_banks, -1, dtype=np.int64)
+        sets = [set(r.tolist()) for r in read if len(r)]
+        if sum(map(len, sets)) == len(set().union(*sets)):
+            for i, banks in enumerate(sets):
+                lut[list(banks)] = i
+        else:
+            used = list(dict.fromkeys(np.concatenate(read).tolist()))
+            lut[used] = np.arange(len(used))
+        labels = int(lut.max()) + 1
+        return [int(np.flatnonzero(lut == i)[0]) for i in range(labels)], lut
 
     def _grid(self) -> dict:
         """The enabled PEs of the pass the registers set up (`pe_grid`, cached)."""

@@ -18,11 +18,13 @@ by the whole-layer predictions that rank its shortlist and by the final one.
 - the GON receiver's psum count and, with GON packets of ``gon_values`` > 1 psums, its
   base and stride modulo ``gon_values`` and ``col0`` (each top PE's first slot in its
   group: where its `ommatidia.hw.noc.GonPacker` cuts packets);
-- the arbiter state the pass starts from (`reset_state` layout): the GLB read port's and
-  the GON's round-robin pointers, which carry over from the command before. The
-  recurrences read only part of it (`arbiter_key`), so a pass they time is keyed on that
-  part: a layer's passes of one shape, entered from the states other commands leave,
-  are then timed once, not once per state (AlexNet CONV3 on `eyeriss`: 3 timings, not 5).
+- with `ArrayConfig.glb_bank_reads`, the label of the GLB bank of each packet that reads
+  a word (`Machine._banks_read`: which reads share a bank, not which bank it is);
+- the arbiter state the pass starts from (`reset_state` layout): the GLB read port's
+  (per bank) and the GON's round-robin pointers, which carry over from the command
+  before. The recurrences read only part of it (`arbiter_key`), so a pass they time is
+  keyed on that part: a layer's passes of one shape, entered from the states other
+  commands leave, are then timed once, not once per state.
 
 DMA commands are not memoized: their cycles depend on the DRAM data (RLC runs).
 """
@@ -73,14 +75,16 @@ class PassMemo:
         self.hits = self.misses = 0
 
 
-def arbiter_key(rr: tuple, active, tops: dict) -> tuple | None:
+def arbiter_key(rr: tuple, active, tops: dict, banks=None) -> tuple | None:
     """What of the arbiter state ``rr`` the recurrences (`ommatidia.gen.model.timing`)
     read, for a pass whose senders ``active[e]`` have packets and whose top PEs sit in
     ``tops`` (row -> sorted columns); None when it has no packets or no top (their
-    state then goes through unchanged).
+    state then goes through unchanged). ``banks``: with `ArrayConfig.glb_bank_reads`,
+    per sender the set of GLB banks it reads.
 
     - the GLB port's last grant only orders the senders in `round_robin`: the order of
-      the active ones after it;
+      the active ones after it (per bank: of those reading the bank, for the banks
+      read);
     - an X-bus pointer grants the first requesting top at or after it, else the first:
       only the first top column at or after it (else the first) matters, and only on a
       row with tops;
@@ -92,18 +96,26 @@ def arbiter_key(rr: tuple, active, tops: dict) -> tuple | None:
     if not any(active) or not tops:
         return None
     last, xptr, _ = rr
-    order = tuple(e for e in SENDER_ORDER[last] if active[e])
+    if banks is None:
+        order = tuple(e for e in SENDER_ORDER[last] if active[e])
+    else:
+        order = tuple((b, tuple(e for e in SENDER_ORDER[last[b]] if b in banks[e]))
+                      for b in sorted(set().union(*banks)))
     x = tuple((r, next((c for c in cols if c >= xptr[r]), cols[0]))
               for r, cols in sorted(tops.items()))
     return order, x
 
 
-def carry_state(time, rr: tuple, tops: dict):
+def carry_state(time, rr: tuple, tops: dict, banks=None):
     """``time`` (a `ommatidia.gen.model.timing.PassTime` of a pass keyed by
     `arbiter_key`) entered from state ``rr``: the X-bus pointers of rows without a top
     are ``rr``'s (the recurrences grant every top's last psum, so the GLB port's last
-    grant, the Y-bus pointer and the other X-bus pointers are the pass's own)."""
+    grant, the Y-bus pointer and the other X-bus pointers are the pass's own); with
+    ``banks`` (`arbiter_key`) so are the last grants of the GLB banks no sender reads."""
     glb, xptr, yptr = time.rr
+    if banks is not None:
+        read = set().union(*banks)
+        glb = tuple(g if b in read else rr[0][b] for b, g in enumerate(glb))
     xptr = tuple(x if r in tops else rr[1][r] for r, x in enumerate(xptr))
     return dataclasses.replace(time, rr=(glb, xptr, yptr))
 

@@ -10,6 +10,7 @@ PEs, as the RTL's registers do at the clock edge.
 
 from __future__ import annotations
 
+from .arbiters import glb_bank
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 from .timing import PassTime, pe_grid
@@ -80,7 +81,13 @@ class _Reference:
         self.queues = {rc: [] for rc, pe in self.grid.items() if pe.gin} \
             if cfg.noc.psum_gin_values > 1 else None
         self.rx_running, self.rx_glb, self.rx_total = self.count != 0, False, 0
-        self.glb_last, self.pending, self.t = rr[0], True, 0
+        self.pending, self.t = True, 0
+        # the GLB reader last granted; with `ArrayConfig.glb_bank_reads` per bank, and the
+        # bank of each sender's packet words
+        self.banked = cfg.glb_bank_reads
+        self.glb_last = list(rr[0]) if self.banked else rr[0]
+        for s in self.snd:
+            s["bank"] = [int(b) for b in glb_bank(cfg, s["word"])] if self.banked else None
 
     def run_pass(self) -> PassTime:
         while self._busy():
@@ -95,7 +102,8 @@ class _Reference:
             self._update_pes()
             self.pending = False
             self.t += 1
-        return PassTime(self.t + 4, (self.glb_last, tuple(self.xptr), self.yptr),
+        glb = tuple(self.glb_last) if self.banked else self.glb_last
+        return PassTime(self.t + 4, (glb, tuple(self.xptr), self.yptr),
                         sum(pe.stalls for pe in self.pes.values()),
                         sum(s["stalls"] for s in self.snd))
 
@@ -112,21 +120,34 @@ class _Reference:
                 w = s["word"][s["n"]]
                 s["hit"] = (s["glbv"] and s["req"] == w) or s["cache"] == w
 
-    def _glb_grant(self):
-        """The sender the GLB port grants this cycle (round-robin over 5), or None: a
+    def _glb_grant(self) -> set:
+        """The senders the GLB port grants this cycle (round-robin over 5; with
+        `ArrayConfig.glb_bank_reads` one per bank, among those requesting its words): a
         sender requests the word of its next packet when it is not at hand, or, while
         it sends a packet, the word of the packet after it when that differs."""
-        reqs = []
+        reqs = {}
         for e, s in enumerate(self.snd):
             s["ahead"] = s["emit"] and s["n"] + 1 < s["N"] \
                 and s["word"][s["n"] + 1] != s["word"][s["n"]]
             if s["ahead"] or (s["running"] and not s["hit"] and not s["wait"]):
-                reqs.append(e)
-        for j in range(1, 6):
-            if (self.glb_last + j) % 5 in reqs:
-                self.glb_last = (self.glb_last + j) % 5
-                return self.glb_last
-        return None
+                bank = 0 if s["bank"] is None else s["bank"][s["n"] + s["ahead"]]
+                reqs.setdefault(bank, []).append(e)
+        if not self.banked:
+            last = self.glb_last
+            for j in range(1, 6):
+                if (last + j) % 5 in reqs.get(0, ()):
+                    self.glb_last = (last + j) % 5
+                    return {self.glb_last}
+            return set()
+        grant = set()
+        for bank, senders in reqs.items():
+            last = self.glb_last[bank]
+            for j in range(1, 6):
+                if (last + j) % 5 in senders:
+                    self.glb_last[bank] = (last + j) % 5
+                    grant.add(self.glb_last[bank])
+                    break
+        return grant
 
     def _gon_grants(self):
         """Whether the Y-bus has room, the row it grants, and per row the column its
@@ -274,9 +295,9 @@ class _Reference:
                 s["o"], s["pkt"] = True, s["n"]
                 s["n"] += 1
                 s["running"] = s["n"] < s["N"]
-                if s["ahead"] and grant == e:
+                if s["ahead"] and e in grant:
                     s["wait"], s["req"], s["glbv"] = True, s["word"][s["n"]], True
-            elif s["running"] and not s["hit"] and not s["wait"] and grant == e:
+            elif s["running"] and not s["hit"] and not s["wait"] and e in grant:
                 s["wait"], s["req"], s["glbv"] = True, s["word"][s["n"]], True
 
     def _update_links(self) -> None:

@@ -4,12 +4,12 @@ Each PE follows the rules of `ommatidia.gen.model.pe`; the senders deliver one
 packet a cycle to every target that has room; psum chains (columns of PEs
 linked by ``up``) run their outputs as soon as their inputs are known; the GON
 (`ommatidia.gen.model.arbiters.Gon`) grants the tops' psums in cycle order. GLB
-read-port conflicts between the senders are settled by replaying each round's
-requests through the round-robin arbiter until the grants agree
-(`pass_timing`). Passes the recurrences cannot order raise `Unordered` (no fixed
-point of the port in 10 rounds; a GON request that comes after the GON, with
-nothing else known, granted its cycle to another): the cycle-level reference
-(`ommatidia.gen.model.reference`) times them.
+read-port conflicts between the senders (per bank with ``cfg.glb_bank_reads``) are
+settled by replaying each round's requests through the round-robin arbiter until
+the grants agree (`pass_timing`). Passes the recurrences cannot order raise
+`Unordered` (no fixed point of the port in 10 rounds; a GON request that comes after
+the GON, with nothing else known, granted its cycle to another): the cycle-level
+reference (`ommatidia.gen.model.reference`) times them.
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ class Sender:
         self.values = stream["n"]
         self.N = len(self.word)
         self.miss = stream["miss"]
+        # with `ArrayConfig.glb_bank_reads`, each packet's GLB bank (its word's port)
+        self.bank = stream.get("bank")
         self.port = port
         self.n = 0
         self.e = self.d = -1
@@ -155,13 +157,16 @@ class Sender:
         if n == 0:
             e = self.first + 1
         elif self.miss[n]:
-            g = self.port.grant(self.index, self.e)
+            g = self.port.grant(self.index, self.e, self.bank_of(n))
             self.last_grant = max(self.last_grant, g)
             e = max(g + 1, self.d)
         else:
             e = max(self.e + 1, self.d)
         self.e = e
         return e
+
+    def bank_of(self, n: int) -> int:
+        return 0 if self.bank is None else int(self.bank[n])
 
     def deliver(self, d: int) -> None:
         self.stalls += d - self.e - 1
@@ -223,7 +228,7 @@ def first_grants(senders) -> None:
     """At the pass start every sender with packets requests a GLB word."""
     for e, s in enumerate(senders):
         if s.N:
-            s.first = s.last_grant = s.port.grant(e, 0)
+            s.first = s.last_grant = s.port.grant(e, 0, s.bank_of(0))
 
 
 def _segments(sch: Schedule) -> list:
@@ -645,8 +650,8 @@ class _Round:
                     h = v
         return h
 
-    def time(self) -> tuple[PassTime, list]:
-        """The `PassTime` and the GLB port's request log."""
+    def time(self) -> tuple[PassTime, Port]:
+        """The `PassTime` and the GLB port (its request log)."""
         ifm, chains = self.ifm, self.chains
         while True:
             moved = self._deliver_ifmaps()
@@ -660,7 +665,7 @@ class _Round:
                 break
             if not moved and not self.gon.step(1 << 62, once=True):
                 raise Unordered()
-        return self._result(), self.port.log
+        return self._result(), self.port
 
     def _result(self) -> PassTime:
         sch, run, pes = self.sch, self.run, self.pes
@@ -683,8 +688,14 @@ class _Round:
                 ends.append(s.d + 1)
         if self.regs["gon_desc"]["count"]:
             ends.append(self.gon.y_last + 3)
-        granted = [(s.last_grant, e) for e, s in enumerate(self.snd) if s.N]
-        glb = max(granted)[1] if granted else self.rr[0]
+        if isinstance(self.rr[0], tuple):
+            glb = list(self.rr[0])
+            for b, (_, e) in self.port.last.items():
+                glb[b] = e
+            glb = tuple(glb)
+        else:
+            granted = [(s.last_grant, e) for e, s in enumerate(self.snd) if s.N]
+            glb = max(granted)[1] if granted else self.rr[0]
         gon = self.gon
         return PassTime(max(ends) + 4, (glb, tuple(gon.xptr), gon.yptr), pe_stalls,
                         sum(s.stalls for s in self.snd))
@@ -702,8 +713,9 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
     and the rounds cost half as much as the reference)."""
     plan = {}
     for n in range(rounds):
-        got, log = _Round(cfg, regs, streams, rr, plan, n < rounds // 2).time()
-        rr_plan = round_robin(log, rr[0])
+        got, port = _Round(cfg, regs, streams, rr, plan, n < rounds // 2).time()
+        log = port.log
+        rr_plan = round_robin(log, rr[0], port.banks if cfg.glb_bank_reads else None)
         used = {(e, k): x for e in range(3) for k, x in enumerate(log[e])}
         miss = sum(used.get(k) != x for k, x in rr_plan.items())
         if not miss:
