@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from ommatidia.hw.engines import tag_depth
-from ommatidia.hw.glb import glb_words
+from ommatidia.hw.glb import filter_glb_words, glb_words
 from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
@@ -164,7 +164,8 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m``."""
+    """GLB words of the largest round of ``m`` (its filters' too without a filter GLB;
+    with one, `_filter_need` is checked apart)."""
     per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
@@ -172,7 +173,25 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
     filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
     ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
-    return psums + filters + ifmaps
+    return psums + ifmaps + (0 if filter_glb_words(cfg) else filters)
+
+
+def _filter_need(cfg, layer, m: Mapping) -> int:
+    """Filter GLB words of the largest load of ``m`` (at most its filter groups by its
+    channel groups of filter regions)."""
+    per = elements_per_word(cfg)
+    return m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
+
+
+def _fits(cfg, layer, m: Mapping) -> str | None:
+    """Why ``m``'s largest round does not fit the GLB or the filter GLB, or None."""
+    need, fneed, fw = _glb_need(cfg, layer, m), _filter_need(cfg, layer, m), \
+        filter_glb_words(cfg)
+    if need > glb_words(cfg):
+        return f"the GLB needs {need} words, it has {glb_words(cfg)}"
+    if fw and fneed > fw:
+        return f"the filter GLB needs {fneed} words, it has {fw}"
+    return None
 
 
 def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int, int]:
@@ -245,7 +264,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
     commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
-    all-nonzero data; raw filter words one a cycle, the ofmap psums one a cycle) and the
+    all-nonzero data; raw filter words one a cycle, none where a load's filters fit half
+    the filter GLB and load behind the passes, the ofmap psums one a cycle) and the
     program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
@@ -272,6 +292,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
+    fw = filter_glb_words(cfg)
+    hidden = (m * c * f["filter_w"] <= fw // 2) if fw else np.zeros_like(filter_words, bool)
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     if cfg.rlc_codec:
@@ -282,7 +304,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
         out_words = psums // per["ifmap"] + outs
     ifmap_cycles = ifmap_values if cfg.rlc_codec else ifmap_words
     cycles = pass_cycles + tags + sets_cycles * passes \
-        + ifmap_cycles + filter_words + DMA_COMMAND * (regions_f + regions_i) \
+        + ifmap_cycles + np.where(hidden, 0, filter_words) \
+        + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
@@ -341,8 +364,10 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    need = n * m * f["psum_w"][shape] + c * (m * f["filter_w"][shape] + n * f["ifmap_w"][shape])
-    index = np.flatnonzero(need <= glb_words(cfg))
+    fw = filter_glb_words(cfg)
+    fneed = c * m * f["filter_w"][shape]
+    need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] + (0 if fw else fneed)
+    index = np.flatnonzero((need <= glb_words(cfg)) & (fneed <= (fw if fw else fneed)))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in f.items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c)
@@ -447,9 +472,8 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     options = _ranked(cfg, layer, p, q)
     if not len(options):
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
-                         f"image, filter group and channel group per round the GLB needs "
-                         f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
-                         f" it has {glb_words(cfg)}")
+                         f"image, filter group and channel group per round "
+                         f"{_fits(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))}")
     error, ranked = None, []
     for m in _shortlist(options):
         try:
@@ -529,10 +553,9 @@ def check_fits(cfg: ArrayConfig, layer) -> None:
     GLB: the limits `search` starts from, without its search."""
     _check_widths(cfg, layer)
     PERun(S=layer.S, W=layer.W + 2 * layer.P, U=layer.U, p=1, q=1).check(cfg.pe)
-    need = _glb_need(cfg, layer, _smallest(cfg, layer, 1, 1))
-    if need > glb_words(cfg):
-        raise ValueError(f"with one filter, channel and image per round the GLB needs {need} "
-                         f"words, it has {glb_words(cfg)}")
+    why = _fits(cfg, layer, _smallest(cfg, layer, 1, 1))
+    if why:
+        raise ValueError(f"with one filter, channel and image per round {why}")
 
 
 def _smallest(cfg, layer, p: int, q: int) -> Mapping:

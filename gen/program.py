@@ -115,12 +115,17 @@ class PassSpec:
 
 @dataclass(frozen=True)
 class Load:
-    """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
-    region (n, cg), and the passes that run on them."""
+    """A channel chunk of a round: GLB word base of each filter region (m0, cg) (with a
+    filter GLB, its word in the filter GLB) and ifmap region (n, cg), and the passes that
+    run on them. With a filter GLB, ``half`` is the half its filters sit in (None: they
+    take more than half, from word 0) and ``kept`` says they are the previous load's,
+    still there."""
 
     filters: dict
     ifmaps: dict
     passes: tuple
+    half: int | None = None
+    kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,9 +248,11 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
     Raises ValueError when a round does not fit the GLB or a pass's deliveries do not
     fit the tag tables or multicast IDs.
     """
-    from ommatidia.hw.glb import glb_words
+    from ommatidia.hw.glb import filter_glb_words, glb_words
     from ommatidia.hw.pe import PERun
     per = elements_per_word(cfg)
+    fw = filter_glb_words(cfg)
+    prev = None     # the previous load's filter regions (m0, cg), half, filter bases
     S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
     cgroups = dict(groups_of(layer.C, mapping.q))
@@ -269,10 +276,31 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     at, fbase, ibase = top, {}, {}
-                    for m0, p in mgs:
-                        for cg in cgs:
-                            fbase[m0, cg] = at
-                            at += word_count(R * S * p * cgroups[cg], per["filter"])
+                    half, kept = None, False
+                    if fw:
+                        keys = tuple((m0, cg) for m0, _ in mgs for cg in cgs)
+                        need = sum(word_count(R * S * p * cgroups[cg], per["filter"])
+                                   for m0, p in mgs for cg in cgs)
+                        if need > fw:
+                            raise ValueError(f"a load needs {need} filter GLB words, the "
+                                             f"filter GLB has {fw}")
+                        if prev is not None and prev[0] == keys:
+                            kept, half, fbase = True, prev[1], dict(prev[2])
+                        else:
+                            if need <= fw // 2:
+                                half = 1 - prev[1] if prev is not None and prev[1] is not None \
+                                    else 0
+                            fat = 0 if half is None else half * (fw // 2)
+                            for m0, p in mgs:
+                                for cg in cgs:
+                                    fbase[m0, cg] = fat
+                                    fat += word_count(R * S * p * cgroups[cg], per["filter"])
+                        prev = (keys, half, fbase)
+                    else:
+                        for m0, p in mgs:
+                            for cg in cgs:
+                                fbase[m0, cg] = at
+                                at += word_count(R * S * p * cgroups[cg], per["filter"])
                     for n in images:
                         for cg in cgs:
                             ibase[n, cg] = at
@@ -298,7 +326,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
                                                     load, psums, hs)
                                 passes.append(PassSpec(n, blk, st, config, descs, run))
-                    loads.append(Load(fbase, ibase, tuple(passes)))
+                    loads.append(Load(fbase, ibase, tuple(passes), half, kept))
                 rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads), used))
     return rounds
 
@@ -434,20 +462,46 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return -(-where["n"] // per["ifmap"]) if where["rlc"] and cfg.rlc_codec \
             else where["words"]
 
-    def dma_in(where, glb):
+    def dma_in(where, glb, background=False):
         """A ``DMA_IN`` of ``where`` to GLB word ``glb``; a ``DMA_OUT`` still draining
         the words it writes goes back to the foreground."""
         if draining is not None and glb < draining[2] and draining[1] < glb + glb_words(where):
             prog[draining[0]] = pack_command(Opcode.DMA_OUT)
         return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
-            + [pack_command(Opcode.DMA_IN)]
+            + [pack_command(Opcode.DMA_IN, int(background))]
 
-    def loads(rnd, load) -> list:
-        """The ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
+    from ommatidia.hw.glb import filter_glb_words, glb_words as main_words
+    fbase = main_words(cfg) if filter_glb_words(cfg) else 0
+    order = [(r, li) for r, rnd in enumerate(rounds) for li in range(len(rnd.loads))]
+    position = {key: i for i, key in enumerate(order)}
+    behind = set()  # the loads whose filters load in the background during the last one's
+    for (r0, l0), (r1, l1) in zip(order, order[1:]):
+        cur, nxt_load = rounds[r0].loads[l0], rounds[r1].loads[l1]
+        if fbase and not nxt_load.kept and cur.passes and None not in (cur.half, nxt_load.half) \
+                and cur.half != nxt_load.half:
+            behind.add((r1, l1))
+
+    def filters(rnd, load) -> list:
+        """The filter regions of a load, (region, GLB word), one per run of regions
+        next to each other in DRAM and in the filter GLB."""
+        out = []
+        for (m0, cg), glb in load.filters.items():
+            where = inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg])
+            if fbase and out and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
+                    and out[-1][1] + out[-1][0]["words"] == fbase + glb:
+                last, at = out[-1]
+                out[-1] = ({**last, "words": last["words"] + where["words"],
+                            "n": last["n"] + where["n"]}, at)
+            else:
+                out.append((where, fbase + glb))
+        return out
+
+    def loads(r, li) -> list:
+        """The foreground ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
+        rnd, load = rounds[r], rounds[r].loads[li]
         e0, es = rnd.strip
         h0, hs = e0 * U, (es - 1) * U + R
-        return [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
-                for (m0, cg), glb in load.filters.items()] + \
+        return ([] if load.kept or (r, li) in behind else filters(rnd, load)) + \
             [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
              for (n, cg), glb in load.ifmaps.items()]
 
@@ -460,11 +514,16 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     for r, rnd in enumerate(rounds):
         e0, es = rnd.strip
         for li, load in enumerate(rnd.loads):
-            for where, glb in loads(rnd, load)[ahead if li == 0 else 0:]:
+            for where, glb in loads(r, li)[ahead if li == 0 else 0:]:
                 prog += dma_in(where, glb)
             if load.passes:
                 draining = None
-            for ps in load.passes:
+            i = position[r, li]
+            ahead_f = []    # the next load's filters, spread over this load's passes
+            if i + 1 < len(order) and order[i + 1] in behind:
+                r1, l1 = order[i + 1]
+                ahead_f = filters(rounds[r1], rounds[r1].loads[l1])
+            for j, ps in enumerate(load.passes):
                 for name, value in ps.config.items():
                     if current.get(name) != value:
                         prog += put(name, value)
@@ -481,6 +540,9 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                     prog += put(f"{kind}_desc", ps.descs[kind])
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))
+                for k, (where, glb) in enumerate(ahead_f):
+                    if k * len(load.passes) // len(ahead_f) == j:
+                        prog += dma_in(where, glb, background=True)
                 prog.append(pack_command(Opcode.PASS))
         # The psums highest in the GLB go out first (their DRAM regions one after another),
         # so the last DMA_OUT, which drains beside the next round's loads, reads the
@@ -495,7 +557,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
             top += words
             _check_dram(cfg, top)
         outputs += sorted(outs, key=lambda o: (o.n, o.m0))
-        nxt = loads(rounds[r + 1], rounds[r + 1].loads[0]) if r + 1 < len(rounds) else []
+        nxt = loads(r + 1, 0) if r + 1 < len(rounds) else []
         ahead = 0
         for j, region in enumerate(outs):
             n_out, glb = es * F * region.p, rnd.psums[region.n, region.m0]

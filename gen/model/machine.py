@@ -36,7 +36,7 @@ class Machine:
     def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
                  dram: DramTiming = SYSTEM_DRAM):
         from ommatidia.hw.engines import data_bits, gin_values, tag_depth
-        from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits
+        from ommatidia.hw.glb import elem_addr_bits, filter_glb_words, glb_words, slot_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
@@ -55,7 +55,8 @@ class Machine:
         self.per = {k: cfg.dram_bits // s for k, s in self.slot.items()}
         self.abits = elem_addr_bits(cfg)
         self.tag_depth = tag_depth(cfg)
-        self.glb = np.zeros(glb_words(cfg), dtype=np.uint64)
+        self.glb = np.zeros(glb_words(cfg) + filter_glb_words(cfg), dtype=np.uint64)
+        self.fglb = (glb_words(cfg), filter_glb_words(cfg))  # the filter GLB's words
         self.filters = ((), np.zeros((0, 0), dtype=np.int64))
         self.filter_rows = {}
         self.rr = reset_state(cfg)
@@ -75,7 +76,9 @@ class Machine:
     def _read(self, kind: str, addr: np.ndarray) -> np.ndarray:
         """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width."""
         per, slot = self.per[kind], self.slot[kind]
-        word = self.glb[(addr // per) % len(self.glb)]
+        base, n = self.fglb
+        word = self.glb[base + (addr // per) % n] if kind == "filter" and n else \
+            self.glb[(addr // per) % len(self.glb)]
         shift = ((addr % per) * slot).astype(np.uint64)
         raw = ((word >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
         return wrap(raw, self.bits[kind])
