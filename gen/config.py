@@ -245,11 +245,11 @@ class ArrayConfig:
     glb_banks:
         Number of GLB banks.
     filter_glb_bytes:
-        Filter GLB, in bytes (Eyeriss: 8 KiB): a memory of its own that only ``DMA_IN``
-        writes (GLB word addresses from ``glb_words`` on) and only the filter sender
-        reads, in two halves so that a background ``DMA_IN`` loads the next pass's
-        filters into one while a pass reads the other (docs/program.md). 0: none, the
-        filters sit in the GLB.
+        Filter GLB, in bytes (Eyeriss: 8 KiB): a memory of its own at the GLB word
+        addresses after the GLB's, which only ``DMA_IN`` writes and only the filter
+        sender reads, in two halves so that a background ``DMA_IN`` loads the next
+        load's filters into one while the passes read the other (docs/program.md).
+        Filters that take more than a half sit in the GLB. 0: none.
     dram_bits:
         Width of the DRAM port (Eyeriss: 64).
     rlc:
@@ -344,11 +344,6 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.filter_glb_bytes = {self.filter_glb_bytes} must be a multiple "
                 f"of 2 * dram_bits/8 = {2 * word_bytes} (two halves of whole words)")
-        if self.filter_glb_bytes > self.glb_bytes:
-            raise ValueError(
-                f"ArrayConfig.filter_glb_bytes = {self.filter_glb_bytes} must be at most "
-                f"glb_bytes = {self.glb_bytes}: the filter sender's reads take their turn "
-                f"on the GLB's read port with a GLB word address")
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
                 or not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")

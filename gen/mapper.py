@@ -164,8 +164,8 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m`` (its filters' too without a filter GLB;
-    with one, `_filter_need` is checked apart)."""
+    """GLB words of the largest round of ``m`` (its filters' unless they fit half the
+    filter GLB)."""
     per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
@@ -173,25 +173,14 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
     filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
     ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
-    return psums + ifmaps + (0 if filter_glb_words(cfg) else filters)
-
-
-def _filter_need(cfg, layer, m: Mapping) -> int:
-    """Filter GLB words of the largest load of ``m`` (at most its filter groups by its
-    channel groups of filter regions)."""
-    per = elements_per_word(cfg)
-    return m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
+    return psums + ifmaps + (0 if filters <= filter_glb_words(cfg) // 2 else filters)
 
 
 def _fits(cfg, layer, m: Mapping) -> str | None:
-    """Why ``m``'s largest round does not fit the GLB or the filter GLB, or None."""
-    need, fneed, fw = _glb_need(cfg, layer, m), _filter_need(cfg, layer, m), \
-        filter_glb_words(cfg)
-    if need > glb_words(cfg):
-        return f"the GLB needs {need} words, it has {glb_words(cfg)}"
-    if fw and fneed > fw:
-        return f"the filter GLB needs {fneed} words, it has {fw}"
-    return None
+    """Why ``m``'s largest round does not fit the GLB, or None."""
+    need = _glb_need(cfg, layer, m)
+    return f"the GLB needs {need} words, it has {glb_words(cfg)}" \
+        if need > glb_words(cfg) else None
 
 
 def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None) -> tuple[int, int]:
@@ -292,8 +281,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
-    fw = filter_glb_words(cfg)
-    hidden = (m * c * f["filter_w"] <= fw // 2) if fw else np.zeros_like(filter_words, bool)
+    hidden = m * c * f["filter_w"] <= filter_glb_words(cfg) // 2
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     if cfg.rlc_codec:
@@ -364,10 +352,10 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    fw = filter_glb_words(cfg)
     fneed = c * m * f["filter_w"][shape]
-    need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] + (0 if fw else fneed)
-    index = np.flatnonzero((need <= glb_words(cfg)) & (fneed <= (fw if fw else fneed)))
+    need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
+        + np.where(fneed <= filter_glb_words(cfg) // 2, 0, fneed)
+    index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in f.items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c)

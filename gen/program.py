@@ -115,11 +115,10 @@ class PassSpec:
 
 @dataclass(frozen=True)
 class Load:
-    """A channel chunk of a round: GLB word base of each filter region (m0, cg) (with a
-    filter GLB, its word in the filter GLB) and ifmap region (n, cg), and the passes that
-    run on them. With a filter GLB, ``half`` is the half its filters sit in (None: they
-    take more than half, from word 0) and ``kept`` says they are the previous load's,
-    still there."""
+    """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
+    region (n, cg), and the passes that run on them. ``half`` is the half of the filter
+    GLB its filters sit in (None: in the GLB, as without a filter GLB or when they take
+    more than a half), ``kept`` says they are the previous load's, still there."""
 
     filters: dict
     ifmaps: dict
@@ -277,25 +276,18 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     at, fbase, ibase = top, {}, {}
                     half, kept = None, False
-                    if fw:
-                        keys = tuple((m0, cg) for m0, _ in mgs for cg in cgs)
-                        need = sum(word_count(R * S * p * cgroups[cg], per["filter"])
-                                   for m0, p in mgs for cg in cgs)
-                        if need > fw:
-                            raise ValueError(f"a load needs {need} filter GLB words, the "
-                                             f"filter GLB has {fw}")
-                        if prev is not None and prev[0] == keys:
-                            kept, half, fbase = True, prev[1], dict(prev[2])
-                        else:
-                            if need <= fw // 2:
-                                half = 1 - prev[1] if prev is not None and prev[1] is not None \
-                                    else 0
-                            fat = 0 if half is None else half * (fw // 2)
-                            for m0, p in mgs:
-                                for cg in cgs:
-                                    fbase[m0, cg] = fat
-                                    fat += word_count(R * S * p * cgroups[cg], per["filter"])
-                        prev = (keys, half, fbase)
+                    keys = tuple((m0, cg) for m0, _ in mgs for cg in cgs)
+                    need = sum(word_count(R * S * p * cgroups[cg], per["filter"])
+                               for m0, p in mgs for cg in cgs)
+                    if fw and prev is not None and prev[0] == keys and prev[1] is not None:
+                        kept, half, fbase = True, prev[1], dict(prev[2])
+                    elif fw and need <= fw // 2:
+                        half = 1 - prev[1] if prev is not None and prev[1] is not None else 0
+                        fat = glb_words(cfg) + half * (fw // 2)
+                        for m0, p in mgs:
+                            for cg in cgs:
+                                fbase[m0, cg] = fat
+                                fat += word_count(R * S * p * cgroups[cg], per["filter"])
                     else:
                         for m0, p in mgs:
                             for cg in cgs:
@@ -327,6 +319,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                                     load, psums, hs)
                                 passes.append(PassSpec(n, blk, st, config, descs, run))
                     loads.append(Load(fbase, ibase, tuple(passes), half, kept))
+                    prev = (keys, half, fbase)
                 rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads), used))
     return rounds
 
@@ -470,14 +463,12 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
             + [pack_command(Opcode.DMA_IN, int(background))]
 
-    from ommatidia.hw.glb import filter_glb_words, glb_words as main_words
-    fbase = main_words(cfg) if filter_glb_words(cfg) else 0
     order = [(r, li) for r, rnd in enumerate(rounds) for li in range(len(rnd.loads))]
     position = {key: i for i, key in enumerate(order)}
     behind = set()  # the loads whose filters load in the background during the last one's
     for (r0, l0), (r1, l1) in zip(order, order[1:]):
         cur, nxt_load = rounds[r0].loads[l0], rounds[r1].loads[l1]
-        if fbase and not nxt_load.kept and cur.passes and None not in (cur.half, nxt_load.half) \
+        if not nxt_load.kept and cur.passes and None not in (cur.half, nxt_load.half) \
                 and cur.half != nxt_load.half:
             behind.add((r1, l1))
 
@@ -487,13 +478,14 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         out = []
         for (m0, cg), glb in load.filters.items():
             where = inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg])
-            if fbase and out and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
-                    and out[-1][1] + out[-1][0]["words"] == fbase + glb:
+            if load.half is not None and out \
+                    and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
+                    and out[-1][1] + out[-1][0]["words"] == glb:
                 last, at = out[-1]
                 out[-1] = ({**last, "words": last["words"] + where["words"],
                             "n": last["n"] + where["n"]}, at)
             else:
-                out.append((where, fbase + glb))
+                out.append((where, glb))
         return out
 
     def loads(r, li) -> list:

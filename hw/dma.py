@@ -36,8 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .glb import GLBReadSignature, dma_addr_bits, elem_addr_bits, glb_write_layout, slot_bits, \
-    word_addr_bits
+from .glb import GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits, word_addr_bits
 from .rlc import RLCDecoder, RLCEncoder
 
 __all__ = ["DRAM_ADDR_BITS", "READ_AHEAD", "dma_cmd_layout", "DMAIn", "output_stage_layout",
@@ -52,11 +51,11 @@ its request, so three keep one word a cycle going out."""
 
 
 def dma_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """A DMA command: DRAM word address, GLB word address (`dma_addr_bits`: the filter
-    GLB's words follow the GLB's), DRAM words, values, RLC flag."""
+    """A DMA command: DRAM word address, GLB word address (the filter GLB's words follow
+    the GLB's), DRAM words, values, RLC flag."""
     a = elem_addr_bits(cfg) + 1
     return data.StructLayout({"dram": unsigned(cfg.dram_addr_bits),
-                              "glb": unsigned(dma_addr_bits(cfg)),
+                              "glb": unsigned(word_addr_bits(cfg)),
                               "words": unsigned(a), "n": unsigned(a), "rlc": 1})
 
 
@@ -70,7 +69,7 @@ class DMAIn(wiring.Component):
     dram_addr : Out(stream of unsigned(cfg.dram_addr_bits))
     dram_data : In(stream of unsigned(dram_bits))
         Responses in request order.
-    glb : Out(stream of glb_write_layout(cfg, dma_addr_bits(cfg)))
+    glb : Out(stream of glb_write_layout(cfg))
     busy : Out(1)
         From the command until its last GLB write is taken and every word is read.
     error : Out(1)
@@ -85,7 +84,7 @@ class DMAIn(wiring.Component):
             "cmd": In(stream.Signature(dma_cmd_layout(cfg))),
             "dram_addr": Out(stream.Signature(unsigned(cfg.dram_addr_bits))),
             "dram_data": In(stream.Signature(unsigned(cfg.dram_bits))),
-            "glb": Out(stream.Signature(glb_write_layout(cfg, dma_addr_bits(cfg)))),
+            "glb": Out(stream.Signature(glb_write_layout(cfg))),
             "busy": Out(1),
             "error": Out(1),
         })
@@ -104,7 +103,7 @@ class DMAIn(wiring.Component):
         req_left, resp_left = Signal(a), Signal(a)
         values_left = Signal(a)
         start_pending = Signal()
-        glb_addr = Signal(dma_addr_bits(cfg))
+        glb_addr = Signal(word_addr_bits(cfg))
         w = self.glb
         room = ~w.valid | w.ready
         with m.If(w.ready):
@@ -216,7 +215,7 @@ class DMAIn(wiring.Component):
         m = Module()
         dram = Signal(cfg.dram_addr_bits)
         req_left, resp_left = Signal(a), Signal(a)
-        glb_addr = Signal(dma_addr_bits(cfg))
+        glb_addr = Signal(word_addr_bits(cfg))
         w = self.glb
         with m.If(w.ready):
             m.d.sync += w.valid.eq(0)

@@ -27,7 +27,7 @@ from .dma import (DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
                   dma_out_cmd_layout, dram_write_layout)
 from .filter_glb import FilterGLB, filter_addr_bits
 from .glb import GLB, GLBReadSignature, elem_addr_bits, filter_glb_words, glb_words, \
-    glb_write_layout, slot_bits, word_addr_bits
+    glb_write_layout, slot_bits
 from .noc import gin_packet_layout, gon_packet_layout, values_layout
 from .pe import pe_run_layout
 
@@ -430,7 +430,7 @@ class PassEngine(wiring.Component):
 
     def _filter_glb(self, m, dma, glb):
         """The `FilterGLB` (None without one): `DMAIn` writes to GLB words from `glb_words`
-        on go to it, the others to the GLB."""
+        on go to it, the others to the GLB; the filter sender reads those words from it."""
         cfg = self._cfg
         if not filter_glb_words(cfg):
             wiring.connect(m, dma.glb, glb.write[2])
@@ -443,7 +443,7 @@ class PassEngine(wiring.Component):
             fglb.write.payload.addr.eq((w.payload.addr - gw)[:filter_addr_bits(cfg)]),
             fglb.write.payload.data.eq(w.payload.data), fglb.write.payload.mask.eq(w.payload.mask),
             main.valid.eq(w.valid & ~to_filters),
-            main.payload.addr.eq(w.payload.addr[:word_addr_bits(cfg)]),
+            main.payload.addr.eq(w.payload.addr),
             main.payload.data.eq(w.payload.data), main.payload.mask.eq(w.payload.mask),
             w.ready.eq(Mux(to_filters, fglb.write.ready, main.ready)),
         ]
@@ -472,13 +472,16 @@ class PassEngine(wiring.Component):
             m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(
                 cfg, bits[kind], gin_values(cfg)[kind])
             if n == 0 and fglb is not None:
-                r = glb.read[0]
+                r, gw, from_f = glb.read[0], glb_words(cfg), Signal()
+                grant = r.addr.valid & r.addr.ready
                 m.d.comb += [r.addr.valid.eq(s.glb.addr.valid),
                              r.addr.payload.eq(s.glb.addr.payload),
                              s.glb.addr.ready.eq(r.addr.ready), s.glb.valid.eq(r.valid),
-                             fglb.addr.eq(s.glb.addr.payload),
-                             fglb.en.eq(r.addr.valid & r.addr.ready),
-                             s.glb.data.eq(fglb.data)]
+                             fglb.addr.eq((s.glb.addr.payload - gw)[:filter_addr_bits(cfg)]),
+                             fglb.en.eq(grant & (s.glb.addr.payload >= gw)),
+                             s.glb.data.eq(Mux(from_f, fglb.data, r.data))]
+                with m.If(grant):
+                    m.d.sync += from_f.eq(s.glb.addr.payload >= gw)
             else:
                 wiring.connect(m, s.glb, glb.read[n])
             wiring.connect(m, s.o, getattr(array, kind))

@@ -3,13 +3,14 @@
 Eyeriss v1 keeps its filters apart from the ifmaps and psums (8 kB in two banks, one
 preloaded for the next pass while the other feeds the current one). Here, with
 ``ArrayConfig.filter_glb_bytes`` > 0, `FilterGLB` holds `filter_glb_words` words of
-``dram_bits``: `DMAIn` writes it (its GLB word addresses from `glb_words` on land here),
-and only the filter sender reads it. A write never waits, and a read never meets
+``dram_bits`` at the GLB word addresses after the GLB's (`glb_words` on): `DMAIn` writes
+it and only the filter sender reads it. A write never waits, and a read never meets
 another, so a ``DMA_IN`` in the background fills one half while a pass reads the other.
 
-The filter sender's reads still take their turn on the GLB's read port (its grant is
-the filter GLB's read enable, its ``valid`` the response's), so a pass's timing is the
-same as with the filters in the GLB: only where they are written changes.
+The filter sender's reads still take their turn on the GLB's read port (its grant of a
+word from `glb_words` on is the filter GLB's read enable, the GLB's ``valid`` the
+response's), so a pass's timing is the same wherever its filters are, and filters that
+do not fit stay in the GLB.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import ArrayConfig
 
 __all__ = ["GLB", "GLBReadSignature", "glb_write_layout", "glb_words", "filter_glb_words",
-           "dma_addr_bits", "word_addr_bits",
+           "word_addr_bits",
            "elem_addr_bits", "slot_bits", "round_robin"]
 
 
@@ -45,14 +45,10 @@ def filter_glb_words(cfg: ArrayConfig) -> int:
     return cfg.filter_glb_bytes * 8 // cfg.dram_bits
 
 
-def dma_addr_bits(cfg: ArrayConfig) -> int:
-    """Width of a ``DMA_IN``'s GLB word address: the GLB's words, then the filter GLB's."""
-    return max(1, (glb_words(cfg) + filter_glb_words(cfg) - 1).bit_length())
-
-
 def word_addr_bits(cfg: ArrayConfig) -> int:
-    """Width of a GLB word address."""
-    return max(1, (glb_words(cfg) - 1).bit_length())
+    """Width of a GLB word address: the GLB's words, then the filter GLB's (words
+    `glb_words` on, which `DMAIn` writes and the filter sender reads there)."""
+    return max(1, (glb_words(cfg) + filter_glb_words(cfg) - 1).bit_length())
 
 
 def elem_addr_bits(cfg: ArrayConfig) -> int:

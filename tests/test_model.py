@@ -386,3 +386,21 @@ def compare_exactly(cfg, seed, build_dir, first=None):
         pred = predict(prog, state=state)
         state = pred.state
         assert pred.counters == {k: run.counters[k] for k in pred.counters}, prog.layer
+
+
+@pytest.mark.verilog
+def test_model_with_a_filter_glb(seed, build_dir):
+    """`tiny` with a filter GLB of 64 words (`ArrayConfig.filter_glb_bytes`): a layer of
+    six loads whose filters fit half of it, each load's filters loaded by a background
+    ``DMA_IN`` beside the passes of the one before, then two random layers: the ofmaps
+    bit-exact, the model's cycles and every counter equal to the Verilog's."""
+    cfg = dataclasses.replace(TINY, name="tiny_fglb", filter_glb_bytes=512)
+    layer = ConvLayer(N=1, C=3, M=5, H=4, W=7, R=3, S=3, U=1, P=1)
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.5)
+    w = random_values(rng, TINY.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+    mapping = Mapping(p=2, q=2, strips=((0, 4),), segments=((0, 3),), stack=1,
+                      blocks=1, n_chunk=1, m_chunk=1, c_chunk=1)
+    first = compile_layer(cfg, layer, x, w, mapping=mapping)
+    assert sum(1 for c in decode(cfg, first.words) if c.op == "DMA_IN" and c.value) == 5
+    compare_exactly(cfg, seed, build_dir, first)

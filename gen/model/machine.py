@@ -76,9 +76,7 @@ class Machine:
     def _read(self, kind: str, addr: np.ndarray) -> np.ndarray:
         """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width."""
         per, slot = self.per[kind], self.slot[kind]
-        base, n = self.fglb
-        word = self.glb[base + (addr // per) % n] if kind == "filter" and n else \
-            self.glb[(addr // per) % len(self.glb)]
+        word = self.glb[(addr // per) % len(self.glb)]
         shift = ((addr % per) * slot).astype(np.uint64)
         raw = ((word >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
         return wrap(raw, self.bits[kind])
