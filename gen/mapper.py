@@ -164,8 +164,8 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m`` (its filters' unless they fit half the
-    filter GLB)."""
+    """GLB words of the largest round of ``m`` (its filters' unless they are staged
+    through the filter GLB, `_staged`)."""
     per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
@@ -173,7 +173,16 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
     filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
     ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
-    return psums + ifmaps + (0 if filters <= filter_glb_words(cfg) // 2 else filters)
+    staged = _staged(cfg, len(m.segments), m.blocks, m.stack,
+                     word_count(layer.R * layer.S * m.p * m.q, per["filter"]))
+    return psums + ifmaps + (0 if staged else filters)
+
+
+def _staged(cfg, segments, blocks, stack, filter_w):
+    """Whether a pass's filters (``blocks`` by ``stack`` regions of ``filter_w`` words) go
+    through half the filter GLB, loaded in the background during the pass before
+    (`ommatidia.gen.program._stage_filters`; not where R is split into segments)."""
+    return (segments == 1) & (blocks * stack * filter_w <= filter_glb_words(cfg) // 2)
 
 
 def _fits(cfg, layer, m: Mapping) -> str | None:
@@ -253,8 +262,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
     commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
-    all-nonzero data; raw filter words one a cycle, none where a load's filters fit half
-    the filter GLB and load behind the passes, the ofmap psums one a cycle) and the
+    all-nonzero data; raw filter words one a cycle, none where they are staged through
+    the filter GLB behind the passes, the ofmap psums one a cycle) and the
     program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
@@ -281,7 +290,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
-    hidden = m * c * f["filter_w"] <= filter_glb_words(cfg) // 2
+    hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     if cfg.rlc_codec:
@@ -352,9 +361,10 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    fneed = c * m * f["filter_w"][shape]
+    staged = _staged(cfg, f["segments"][shape], f["blocks"][shape], f["stack"][shape],
+                     f["filter_w"][shape])
     need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
-        + np.where(fneed <= filter_glb_words(cfg) // 2, 0, fneed)
+        + np.where(staged, 0, c * m * f["filter_w"][shape])
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in f.items()}

@@ -103,7 +103,8 @@ def _set(reg: int, value: int, width: int) -> list[int]:
 @dataclass(frozen=True)
 class PassSpec:
     """One ``PASS``: image ``n``, the filter groups ``blocks`` (m0, p) side by side, the
-    `ommatidia.gen.mapper.Step` stacked in each, and everything the program sets for it."""
+    `ommatidia.gen.mapper.Step` stacked in each, and everything the program sets for it;
+    ``loads``, the filter regions (m0, cg) it needs loaded into the filter GLB."""
 
     n: int
     blocks: tuple
@@ -111,20 +112,19 @@ class PassSpec:
     config: dict
     descs: dict
     run: object
+    loads: tuple = ()
 
 
 @dataclass(frozen=True)
 class Load:
     """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
-    region (n, cg), and the passes that run on them. ``half`` is the half of the filter
-    GLB its filters sit in (None: in the GLB, as without a filter GLB or when they take
-    more than a half), ``kept`` says they are the previous load's, still there."""
+    region (n, cg), and the passes that run on them. ``staged``: its filters go through
+    the filter GLB pass by pass (`_stage_filters`), not into the GLB."""
 
     filters: dict
     ifmaps: dict
     passes: tuple
-    half: int | None = None
-    kept: bool = False
+    staged: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,43 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     }
 
 
+def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
+    """The filter GLB places of a load's filter regions, staged pass by pass: each pass
+    that loads filters (an image's first) gets its regions (m0, cg) in one half of the
+    filter GLB, the next such pass in the other half, unless they are the previous such
+    pass's (kept where they are). Returns (GLB word of each region, the regions each
+    (filter group block, step) loads, the last pass's (regions, half, places)), or None
+    when the load's filters cannot be staged: no filter GLB, a pass's regions take more
+    than a half, or a region serves two passes (R split into segments)."""
+    from ommatidia.hw.glb import filter_glb_words, glb_words
+    per, fw = elements_per_word(cfg), filter_glb_words(cfg)
+    if not fw:
+        return None
+    p_of = dict(mgs)
+    sets = [tuple((m0, cg) for m0, _ in blk for cg in sorted({pc.cg for pc in st.pieces}))
+            for blk in blocks for st in steps]
+
+    def words(key):
+        return word_count(layer.R * layer.S * p_of[key[0]] * cgroups[key[1]], per["filter"])
+    every = [k for keys in sets for k in keys]
+    if len(every) != len(set(every)) or any(sum(map(words, keys)) > fw // 2 for keys in sets):
+        return None
+    fbase, loads = {}, []
+    for keys in sets:
+        if prev is not None and prev[0] == keys:
+            fbase.update(prev[2])
+            loads.append(())
+            continue
+        half = 1 - prev[1] if prev is not None else 0
+        at = glb_words(cfg) + half * (fw // 2)
+        for key in keys:
+            fbase[key] = at
+            at += words(key)
+        prev = (keys, half, {k: fbase[k] for k in keys})
+        loads.append(keys)
+    return fbase, loads, prev
+
+
 def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) -> list[Round]:
     """The rounds, GLB layout and passes of ``mapping`` (data independent); with
     ``accumulate`` every pass adds to the psums in the GLB, the first step too (the
@@ -247,11 +284,10 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
     Raises ValueError when a round does not fit the GLB or a pass's deliveries do not
     fit the tag tables or multicast IDs.
     """
-    from ommatidia.hw.glb import filter_glb_words, glb_words
+    from ommatidia.hw.glb import glb_words
     from ommatidia.hw.pe import PERun
     per = elements_per_word(cfg)
-    fw = filter_glb_words(cfg)
-    prev = None     # the previous load's filter regions (m0, cg), half, filter bases
+    prev = None     # the last staged pass's filter regions, half, places
     S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
     cgroups = dict(groups_of(layer.C, mapping.q))
@@ -275,20 +311,11 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     at, fbase, ibase = top, {}, {}
-                    half, kept = None, False
-                    keys = tuple((m0, cg) for m0, _ in mgs for cg in cgs)
-                    need = sum(word_count(R * S * p * cgroups[cg], per["filter"])
-                               for m0, p in mgs for cg in cgs)
-                    if fw and prev is not None and prev[0] == keys and prev[1] is not None:
-                        kept, half, fbase = True, prev[1], dict(prev[2])
-                    elif fw and need <= fw // 2:
-                        half = 1 - prev[1] if prev is not None and prev[1] is not None else 0
-                        fat = glb_words(cfg) + half * (fw // 2)
-                        for m0, p in mgs:
-                            for cg in cgs:
-                                fbase[m0, cg] = fat
-                                fat += word_count(R * S * p * cgroups[cg], per["filter"])
+                    staged = _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev)
+                    if staged is not None:
+                        fbase, staging, prev = staged
                     else:
+                        prev, staging = None, [()] * (len(blocks) * len(steps))
                         for m0, p in mgs:
                             for cg in cgs:
                                 fbase[m0, cg] = at
@@ -303,7 +330,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                     used = max(used, at)
                     load = Load(fbase, ibase, ())
                     passes = []
-                    for blk in blocks:
+                    for bi, blk in enumerate(blocks):
                         for si, st in enumerate(steps):
                             key = (st, len(blk), es)
                             if key not in plans:
@@ -317,9 +344,10 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                 run.check(cfg.pe)
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
                                                     load, psums, hs)
-                                passes.append(PassSpec(n, blk, st, config, descs, run))
-                    loads.append(Load(fbase, ibase, tuple(passes), half, kept))
-                    prev = (keys, half, fbase)
+                                passes.append(PassSpec(n, blk, st, config, descs, run,
+                                                       staging[bi * len(steps) + si]
+                                                       if ni == 0 else ()))
+                    loads.append(Load(fbase, ibase, tuple(passes), staged is not None))
                 rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads), used))
     return rounds
 
@@ -463,23 +491,12 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
             + [pack_command(Opcode.DMA_IN, int(background))]
 
-    order = [(r, li) for r, rnd in enumerate(rounds) for li in range(len(rnd.loads))]
-    position = {key: i for i, key in enumerate(order)}
-    behind = set()  # the loads whose filters load in the background during the last one's
-    for (r0, l0), (r1, l1) in zip(order, order[1:]):
-        cur, nxt_load = rounds[r0].loads[l0], rounds[r1].loads[l1]
-        if not nxt_load.kept and cur.passes and None not in (cur.half, nxt_load.half) \
-                and cur.half != nxt_load.half:
-            behind.add((r1, l1))
-
-    def filters(rnd, load) -> list:
-        """The filter regions of a load, (region, GLB word), one per run of regions
-        next to each other in DRAM and in the filter GLB."""
+    def merged(regions) -> list:
+        """(region, GLB word) pairs, one per run of regions next to each other in DRAM
+        and in the GLB."""
         out = []
-        for (m0, cg), glb in load.filters.items():
-            where = inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg])
-            if load.half is not None and out \
-                    and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
+        for where, glb in regions:
+            if out and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
                     and out[-1][1] + out[-1][0]["words"] == glb:
                 last, at = out[-1]
                 out[-1] = ({**last, "words": last["words"] + where["words"],
@@ -488,14 +505,32 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 out.append((where, glb))
         return out
 
+    # Staged filters (`_stage_filters`) are stored in DRAM in the order the passes load
+    # them, and each pass's load in the background before the pass before it (the
+    # layer's first in the foreground with its load).
+    passes = [(r, li, j) for r, rnd in enumerate(rounds) for li, ld in enumerate(rnd.loads)
+              for j in range(len(ld.passes))]
+    before, first = {}, {}
+    for i, (r, li, j) in enumerate(passes):
+        rnd, load = rounds[r], rounds[r].loads[li]
+        regions = merged([(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]),
+                           load.filters[m0, cg]) for m0, cg in load.passes[j].loads])
+        if regions:
+            if i:
+                before.setdefault(passes[i - 1], []).extend(regions)
+            else:
+                first[r, li] = regions
+
     def loads(r, li) -> list:
         """The foreground ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
         rnd, load = rounds[r], rounds[r].loads[li]
         e0, es = rnd.strip
         h0, hs = e0 * U, (es - 1) * U + R
-        return ([] if load.kept or (r, li) in behind else filters(rnd, load)) + \
-            [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
-             for (n, cg), glb in load.ifmaps.items()]
+        filters = first.get((r, li), []) if load.staged else \
+            [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
+             for (m0, cg), glb in load.filters.items()]
+        return filters + [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
+                          for (n, cg), glb in load.ifmaps.items()]
 
     prog, outputs, current = [], [], {}
     top = data_base + len(inputs.words)
@@ -510,11 +545,6 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 prog += dma_in(where, glb)
             if load.passes:
                 draining = None
-            i = position[r, li]
-            ahead_f = []    # the next load's filters, spread over this load's passes
-            if i + 1 < len(order) and order[i + 1] in behind:
-                r1, l1 = order[i + 1]
-                ahead_f = filters(rounds[r1], rounds[r1].loads[l1])
             for j, ps in enumerate(load.passes):
                 for name, value in ps.config.items():
                     if current.get(name) != value:
@@ -532,9 +562,8 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                     prog += put(f"{kind}_desc", ps.descs[kind])
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))
-                for k, (where, glb) in enumerate(ahead_f):
-                    if k * len(load.passes) // len(ahead_f) == j:
-                        prog += dma_in(where, glb, background=True)
+                for where, glb in before.get((r, li, j), []):
+                    prog += dma_in(where, glb, background=True)
                 prog.append(pack_command(Opcode.PASS))
         # The psums highest in the GLB go out first (their DRAM regions one after another),
         # so the last DMA_OUT, which drains beside the next round's loads, reads the

@@ -160,24 +160,49 @@ def test_layer_with_background_filter_loads_and_dram_stalls(seed):
 
 
 def test_filters_kept_from_one_load_to_the_next(seed):
-    """Two strips of one filter group and one channel group: the second load's filters
-    are the first's, still in the filter GLB, and are not loaded again; a layer whose
+    """Two strips of one filter group and one channel group: the second load's pass needs
+    the first's filters, still in the filter GLB, and loads none; a layer whose pass
     filters do not fit half the filter GLB keeps them in the GLB as without one. Both
     bit-exact, the model equal to the RTL."""
     small = dataclasses.replace(TINY, name="tiny_fglb_small", filter_glb_bytes=64)
-    for cfg, strips, kept in ((FTINY, ((0, 2), (2, 2)), True), (small, ((0, 4),), False)):
+    for cfg, strips, staged in ((FTINY, ((0, 2), (2, 2)), True), (small, ((0, 4),), False)):
         prog = _layer(seed, cfg, strips, M=2, C=2)
         loads = [ld for r in prog.rounds for ld in r.loads]
-        assert [ld.kept for ld in loads] == ([False, True] if kept else [False])
-        assert all((ld.half is None) != kept for ld in loads)
-        filter_words = sum(c.words for c in decode(cfg, prog.words) if c.op == "SET"
-                           and c.reg == "dma_in")  # one SET per DMA_IN
+        assert [ld.staged for ld in loads] == [staged] * len(loads)
+        assert [bool(ps.loads) for ld in loads for ps in ld.passes] == \
+            ([True, False] if staged else [False])
+        dma_ins = sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN")
+        assert dma_ins == (3 if staged else 2)  # the filters once, the ifmap per strip
         (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
         assert status == STATUS_DONE
         ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
         assert np.array_equal(ofmap, layer_ofmap(prog))
         assert predict(prog).counters == counters
-        print(f"{cfg.name}: {counters['cycles']} cycles, {filter_words} SET dma_in words")
+        print(f"{cfg.name}: {counters['cycles']} cycles, {dma_ins} DMA_INs")
+
+
+def test_two_images_and_two_strips_staged(seed):
+    """Two images a round (the second image's passes load no filters), two filter groups
+    and two channel groups a load, two strips: every pass that loads filters but the
+    first gets them from a background ``DMA_IN`` before the pass before it; bit-exact
+    with DRAM stalls, the model equal to the RTL without."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=2, C=3, M=5, H=5, W=7, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.4)
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    mapping = Mapping(p=2, q=2, strips=((0, 3), (3, 2)), segments=((0, 3),), stack=1,
+                      blocks=1, n_chunk=2, m_chunk=2, c_chunk=2)
+    prog = compile_layer(FTINY, layer, x, w, mapping=mapping)
+    loading = [ps for r in prog.rounds for ld in r.loads for ps in ld.passes if ps.loads]
+    background = [c for c in decode(FTINY, prog.words) if c.op == "DMA_IN" and c.value]
+    assert len(background) == len(loading) - 1 > 0
+    (status, _, mem), = simulate_system(FTINY, prog.words, region_addrs(prog),
+                                        stall_rate=64, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE
+    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
+                          layer_ofmap(prog))
+    (status, counters, _), = simulate_system(FTINY, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE and predict(prog).counters == counters
 
 
 @pytest.mark.verilog
