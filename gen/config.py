@@ -248,8 +248,8 @@ class ArrayConfig:
         Filter GLB, in bytes (Eyeriss: 8 KiB): a memory of its own at the GLB word
         addresses after the GLB's, which only ``DMA_IN`` writes and only the filter
         sender reads, in two halves so that a background ``DMA_IN`` loads the next
-        load's filters into one while the passes read the other (docs/program.md).
-        Filters that take more than a half sit in the GLB. 0: none.
+        pass's filters into one while the current pass reads the other
+        (docs/program.md). Filters that take more than a half sit in the GLB. 0: none.
     dram_bits:
         Width of the DRAM port (Eyeriss: 64).
     rlc:
