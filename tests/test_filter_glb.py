@@ -115,6 +115,20 @@ def test_pass_beside_a_background_dma_in_counted_by_hand(n):
     assert cycles[True] < cycles[False]
 
 
+def test_model_refuses_a_pass_beside_a_background_dma_in_into_the_glb():
+    """A pass beside a background ``DMA_IN`` into the GLB (not the filter GLB) would share
+    the GLB's write port with the GON receiver, which the model does not time: it raises;
+    into the filter GLB it does not."""
+    body = _first_pass(_layer(1))
+
+    def words(glb, first=()):
+        return dict(enumerate(body + list(first) + _dma_in(True, 50, glb)
+                              + [pack_command(Opcode.PASS), pack_command(Opcode.DONE)]))
+    with pytest.raises(ValueError, match="background DMA_IN into the GLB"):
+        predict_words(FTINY, words(0))
+    assert predict_words(FTINY, words(glb_words(FTINY))).passes == 1
+
+
 def test_error_stop_beside_a_background_dma_in():
     """An unknown opcode after a background ``DMA_IN`` of 100 words stops the controller
     with ``error`` while the DMA runs: words 0..4 are asked for at 0..4 (the unknown one

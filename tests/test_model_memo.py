@@ -141,12 +141,14 @@ def test_the_memo_keys_on_the_filter_packets():
 def test_alexnet_conv3_times_each_distinct_pass_once():
     """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
     model probes, the program, the model's exact prediction), from an empty memo, times
-    at most 16 passes of its 368 and of the probes' (6 probes, each one pass; the layer's
+    at most 24 passes of its 529 and of the probes' (6 probes, each one pass; the layer's
     first pass and its first adding psums, the others taken from the memo, the probe of
     the chosen mapping among them; its passes go to the cycle reference, as the GLB port
     does not settle in the recurrences, and are keyed on the whole arbiter state, so a
     few are timed again from another state): counted, not timed, so a loaded machine
-    cannot fail it. The whole took 11.9 s of CPU on a loaded machine (13 passes timed)."""
+    cannot fail it. The whole took 11.9 s of CPU on a loaded machine (13 passes timed) with
+    368 passes of p = 24; with the filter GLB's staged filters the mapper picks p = 17
+    (a last filter group of 10): 16.4 s, 23 passes timed."""
     layer = ALEXNET["CONV3"]
     rng = np.random.default_rng(1)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)
@@ -156,5 +158,5 @@ def test_alexnet_conv3_times_each_distinct_pass_once():
     out = layer_prediction(EYERISS, layer, x, w)
     print(f"AlexNet CONV3 mapped and modelled in {time.process_time() - start:.2f} s of CPU, "
           f"{out['model']['cycles']} cycles, {PASS_MEMO.misses} passes timed")
-    assert PASS_MEMO.misses <= 16 and out["passes"] >= 20 * PASS_MEMO.misses, \
+    assert PASS_MEMO.misses <= 24 and out["passes"] >= 20 * PASS_MEMO.misses, \
         (PASS_MEMO.misses, out["passes"])
