@@ -249,7 +249,11 @@ class ArrayConfig:
         clients addressing it), so clients reading different banks are served in the
         same cycle; False: one read a cycle for the whole GLB.
     filter_glb_bytes:
-        Filter part of the GLB, in bytes.
+        Filter GLB, in bytes (Eyeriss: 8 KiB): a memory of its own at the GLB word
+        addresses after the GLB's, which only ``DMA_IN`` writes and only the filter
+        sender reads, in two halves so that a background ``DMA_IN`` loads the next
+        pass's filters into one while the current pass reads the other
+        (docs/program.md). Filters that take more than a half sit in the GLB. 0: none.
     dram_bits:
         Width of the DRAM port (Eyeriss: 64).
     rlc:
@@ -280,7 +284,7 @@ class ArrayConfig:
     glb_bytes: int = 100 * 1024
     glb_banks: int = 25
     glb_bank_reads: bool = False
-    filter_glb_bytes: int = 8 * 1024
+    filter_glb_bytes: int = 0
     dram_bits: int = 64
     rlc: RLCFormat = field(default_factory=RLCFormat)
     clock_mhz: float = 200.0
@@ -344,6 +348,10 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.glb_bytes = {self.glb_bytes} must be a multiple of "
                 f"glb_banks * dram_bits/8 = {self.glb_banks * word_bytes}")
+        if self.filter_glb_bytes % (2 * word_bytes):
+            raise ValueError(
+                f"ArrayConfig.filter_glb_bytes = {self.filter_glb_bytes} must be a multiple "
+                f"of 2 * dram_bits/8 = {2 * word_bytes} (two halves of whole words)")
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
                 or not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")
@@ -386,7 +394,8 @@ class ArrayConfig:
                                          f"{self.pe.ifmap_spad_depth}/{self.pe.psum_spad_depth}",
             "max S": self.pe.max_filter_width, "max W": self.pe.max_ifmap_width,
             "glb": f"{_size(self.glb_bytes)} in {self.glb_banks} banks"
-                   f" + {_size(self.filter_glb_bytes)} filters",
+                   + (f" + {_size(self.filter_glb_bytes)} filters"
+                      if self.filter_glb_bytes else ""),
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
             "GON values/cycle": self.noc.gon_values,
@@ -407,10 +416,11 @@ def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-EYERISS = ArrayConfig(tag_depth=64, glb_bank_reads=True,
+EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=True,
                       noc=NoCConfig(filter_gin_values=4, gon_values=2, psum_gin_values=2,
                                     gon_queue=8, psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
+filter GLB (8 KiB, two halves) is a memory of its own, filled in the background. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
 52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
@@ -428,7 +438,7 @@ TINY = dataclasses.replace(
                 ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
                 max_ifmap_width=32),
     noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    glb_bytes=8 * 1024, glb_banks=4, filter_glb_bytes=1024,
+    glb_bytes=8 * 1024, glb_banks=4, filter_glb_bytes=0,
     rlc=RLCFormat(run_bits=5, level_bits=8, pairs_per_word=3, word_bits=64),
     clock_mhz=50.0)
 """Small enough for fast tests: 3x4 PEs, 8-bit data."""
@@ -447,7 +457,7 @@ ICEBREAKER = dataclasses.replace(
                 ifmap_spad_depth=3, psum_spad_depth=2, max_filter_width=3, max_ifmap_width=8,
                 counter_bits=0),
     noc=NoCConfig(row_id_bits=1, col_id_bits=1),
-    glb_bytes=256, glb_banks=1, filter_glb_bytes=64, clock_mhz=12.0,
+    glb_bytes=256, glb_banks=1, clock_mhz=12.0,
     counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
 """The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
 DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,

@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from ommatidia.hw.engines import tag_depth
-from ommatidia.hw.glb import glb_words
+from ommatidia.hw.glb import filter_glb_words, glb_words
 from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
@@ -164,7 +164,8 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m``."""
+    """GLB words of the largest round of ``m`` (its filters' unless they are staged
+    through the filter GLB, `_staged`)."""
     per = elements_per_word(cfg)
     width = layer.W + 2 * layer.P
     es = max(s for _, s in m.strips)
@@ -172,7 +173,23 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
     psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
     filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
     ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
-    return psums + filters + ifmaps
+    staged = _staged(cfg, len(m.segments), m.blocks, m.stack,
+                     word_count(layer.R * layer.S * m.p * m.q, per["filter"]))
+    return psums + ifmaps + (0 if staged else filters)
+
+
+def _staged(cfg, segments, blocks, stack, filter_w):
+    """Whether a pass's filters (``blocks`` by ``stack`` regions of ``filter_w`` words) go
+    through half the filter GLB, loaded in the background during the pass before
+    (`ommatidia.gen.program._stage_filters`; not where R is split into segments)."""
+    return (segments == 1) & (blocks * stack * filter_w <= filter_glb_words(cfg) // 2)
+
+
+def _fits(cfg, layer, m: Mapping) -> str | None:
+    """Why ``m``'s largest round does not fit the GLB, or None."""
+    need = _glb_need(cfg, layer, m)
+    return f"the GLB needs {need} words, it has {glb_words(cfg)}" \
+        if need > glb_words(cfg) else None
 
 
 def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
@@ -249,7 +266,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     commands (a ``TAG`` and a ``BIAS`` one cycle each from the program prefetch), the DMA
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
     all-nonzero data, or with ``raw`` packed ifmap words one a cycle; raw filter words one
-    a cycle, the ofmap psums one a cycle) and the program words, on all-nonzero data."""
+    a cycle, none where they are staged through the filter GLB behind the passes, the
+    ofmap psums one a cycle) and the program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -275,6 +293,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
+    hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     raw = raw or not cfg.rlc_codec
@@ -282,7 +301,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     out_words = psums // (cfg.rlc.pairs_per_word if cfg.rlc_codec else per["ifmap"]) + outs
     ifmap_cycles = ifmap_words if raw else ifmap_values
     cycles = pass_cycles + tags + sets_cycles * passes \
-        + ifmap_cycles + filter_words + DMA_COMMAND * (regions_f + regions_i) \
+        + ifmap_cycles + np.where(hidden, 0, filter_words) \
+        + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
@@ -341,7 +361,10 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    need = n * m * f["psum_w"][shape] + c * (m * f["filter_w"][shape] + n * f["ifmap_w"][shape])
+    staged = _staged(cfg, f["segments"][shape], f["blocks"][shape], f["stack"][shape],
+                     f["filter_w"][shape])
+    need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
+        + np.where(staged, 0, c * m * f["filter_w"][shape])
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in f.items()}
@@ -449,9 +472,8 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     options = _ranked(cfg, layer, p, q, raw)
     if not len(options):
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
-                         f"image, filter group and channel group per round the GLB needs "
-                         f"{_glb_need(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))} words,"
-                         f" it has {glb_words(cfg)}")
+                         f"image, filter group and channel group per round "
+                         f"{_fits(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))}")
     error, ranked = None, []
     for m in _shortlist(options):
         try:
@@ -531,10 +553,9 @@ def check_fits(cfg: ArrayConfig, layer) -> None:
     GLB: the limits `search` starts from, without its search."""
     _check_widths(cfg, layer)
     PERun(S=layer.S, W=layer.W + 2 * layer.P, U=layer.U, p=1, q=1).check(cfg.pe)
-    need = _glb_need(cfg, layer, _smallest(cfg, layer, 1, 1))
-    if need > glb_words(cfg):
-        raise ValueError(f"with one filter, channel and image per round the GLB needs {need} "
-                         f"words, it has {glb_words(cfg)}")
+    why = _fits(cfg, layer, _smallest(cfg, layer, 1, 1))
+    if why:
+        raise ValueError(f"with one filter, channel and image per round {why}")
 
 
 def _smallest(cfg, layer, p: int, q: int) -> Mapping:

@@ -104,7 +104,8 @@ def _set(reg: int, value: int, width: int) -> list[int]:
 @dataclass(frozen=True)
 class PassSpec:
     """One ``PASS``: image ``n``, the filter groups ``blocks`` (m0, p) side by side, the
-    `ommatidia.gen.mapper.Step` stacked in each, and everything the program sets for it."""
+    `ommatidia.gen.mapper.Step` stacked in each, and everything the program sets for it;
+    ``loads``, the filter regions (m0, cg) it needs loaded into the filter GLB."""
 
     n: int
     blocks: tuple
@@ -112,16 +113,19 @@ class PassSpec:
     config: dict
     descs: dict
     run: object
+    loads: tuple = ()
 
 
 @dataclass(frozen=True)
 class Load:
     """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
-    region (n, cg), and the passes that run on them."""
+    region (n, cg), and the passes that run on them. ``staged``: its filters go through
+    the filter GLB pass by pass (`_stage_filters`), not into the GLB."""
 
     filters: dict
     ifmaps: dict
     passes: tuple
+    staged: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,43 @@ def _load_layout(cfg, top: int, fsize: dict, isize: dict, spread: bool):
     return fbase, ibase, at
 
 
+def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
+    """The filter GLB places of a load's filter regions, staged pass by pass: each pass
+    that loads filters (an image's first) gets its regions (m0, cg) in one half of the
+    filter GLB, the next such pass in the other half, unless they are the previous such
+    pass's (kept where they are). Returns (GLB word of each region, the regions each
+    (filter group block, step) loads, the last pass's (regions, half, places)), or None
+    when the load's filters cannot be staged: no filter GLB, a pass's regions take more
+    than a half, or a region serves two passes (R split into segments)."""
+    from ommatidia.hw.glb import filter_glb_words, glb_words
+    per, fw = elements_per_word(cfg), filter_glb_words(cfg)
+    if not fw:
+        return None
+    p_of = dict(mgs)
+    sets = [tuple((m0, cg) for m0, _ in blk for cg in sorted({pc.cg for pc in st.pieces}))
+            for blk in blocks for st in steps]
+
+    def words(key):
+        return word_count(layer.R * layer.S * p_of[key[0]] * cgroups[key[1]], per["filter"])
+    every = [k for keys in sets for k in keys]
+    if len(every) != len(set(every)) or any(sum(map(words, keys)) > fw // 2 for keys in sets):
+        return None
+    fbase, loads = {}, []
+    for keys in sets:
+        if prev is not None and prev[0] == keys:
+            fbase.update(prev[2])
+            loads.append(())
+            continue
+        half = 1 - prev[1] if prev is not None else 0
+        at = glb_words(cfg) + half * (fw // 2)
+        for key in keys:
+            fbase[key] = at
+            at += words(key)
+        prev = (keys, half, {k: fbase[k] for k in keys})
+        loads.append(keys)
+    return fbase, loads, prev
+
+
 def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) -> list[Round]:
     """The rounds, GLB layout and passes of ``mapping`` (data independent); with
     ``accumulate`` every pass adds to the psums in the GLB, the first step too (the
@@ -265,6 +306,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
     from ommatidia.hw.glb import glb_words
     from ommatidia.hw.pe import PERun
     per = elements_per_word(cfg)
+    prev = None     # the last staged pass's filter regions, half, places
     S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
     cgroups = dict(groups_of(layer.C, mapping.q))
@@ -287,20 +329,27 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 loads, used = [], top
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
-                    fsize = {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
-                             for m0, p in mgs for cg in cgs}
                     isize = {(n, cg): word_count(width * hs * cgroups[cg], per["ifmap"])
                              for n in images for cg in cgs}
+                    staged = _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev)
+                    if staged is not None:
+                        fsize, (fstaged, staging, prev) = {}, staged
+                    else:
+                        prev, staging = None, [()] * (len(blocks) * len(steps))
+                        fsize = {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
+                                 for m0, p in mgs for cg in cgs}
                     fbase, ibase, at = _load_layout(cfg, top, fsize, isize, cfg.glb_bank_reads)
                     if at > glb_words(cfg) and cfg.glb_bank_reads:
                         fbase, ibase, at = _load_layout(cfg, top, fsize, isize, False)
+                    if staged is not None:
+                        fbase = fstaged
                     if at > glb_words(cfg):
                         raise ValueError(f"a round needs {at} GLB words, the GLB has "
                                          f"{glb_words(cfg)}")
                     used = max(used, at)
                     load = Load(fbase, ibase, ())
                     passes = []
-                    for blk in blocks:
+                    for bi, blk in enumerate(blocks):
                         for si, st in enumerate(steps):
                             key = (st, len(blk), es)
                             if key not in plans:
@@ -314,8 +363,10 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                 run.check(cfg.pe)
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
                                                     load, psums, hs)
-                                passes.append(PassSpec(n, blk, st, config, descs, run))
-                    loads.append(Load(fbase, ibase, tuple(passes)))
+                                passes.append(PassSpec(n, blk, st, config, descs, run,
+                                                       staging[bi * len(steps) + si]
+                                                       if ni == 0 else ()))
+                    loads.append(Load(fbase, ibase, tuple(passes), staged is not None))
                 rounds.append(Round(images, (e0, es), mgs, psums, tuple(loads), used))
     return rounds
 
@@ -454,22 +505,54 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return -(-where["n"] // per["ifmap"]) if where["rlc"] and cfg.rlc_codec \
             else where["words"]
 
-    def dma_in(where, glb):
+    def dma_in(where, glb, background=False):
         """A ``DMA_IN`` of ``where`` to GLB word ``glb``; a ``DMA_OUT`` still draining
         the words it writes goes back to the foreground."""
         if draining is not None and glb < draining[2] and draining[1] < glb + glb_words(where):
             prog[draining[0]] = pack_command(Opcode.DMA_OUT)
         return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
-            + [pack_command(Opcode.DMA_IN)]
+            + [pack_command(Opcode.DMA_IN, int(background))]
 
-    def loads(rnd, load) -> list:
-        """The ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
+    def merged(regions) -> list:
+        """(region, GLB word) pairs, one per run of regions next to each other in DRAM
+        and in the GLB."""
+        out = []
+        for where, glb in regions:
+            if out and out[-1][0]["dram"] + out[-1][0]["words"] == where["dram"] \
+                    and out[-1][1] + out[-1][0]["words"] == glb:
+                last, at = out[-1]
+                out[-1] = ({**last, "words": last["words"] + where["words"],
+                            "n": last["n"] + where["n"]}, at)
+            else:
+                out.append((where, glb))
+        return out
+
+    # Staged filters (`_stage_filters`) are stored in DRAM in the order the passes load
+    # them, and each pass's load in the background before the pass before it (the
+    # layer's first in the foreground with its load).
+    passes = [(r, li, j) for r, rnd in enumerate(rounds) for li, ld in enumerate(rnd.loads)
+              for j in range(len(ld.passes))]
+    before, first = {}, {}
+    for i, (r, li, j) in enumerate(passes):
+        rnd, load = rounds[r], rounds[r].loads[li]
+        regions = merged([(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]),
+                           load.filters[m0, cg]) for m0, cg in load.passes[j].loads])
+        if regions:
+            if i:
+                before.setdefault(passes[i - 1], []).extend(regions)
+            else:
+                first[r, li] = regions
+
+    def loads(r, li) -> list:
+        """The foreground ``DMA_IN``\\ s of a channel chunk of a round: (region, GLB word)."""
+        rnd, load = rounds[r], rounds[r].loads[li]
         e0, es = rnd.strip
         h0, hs = e0 * U, (es - 1) * U + R
-        return [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
-                for (m0, cg), glb in load.filters.items()] + \
-            [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
-             for (n, cg), glb in load.ifmaps.items()]
+        filters = first.get((r, li), []) if load.staged else \
+            [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
+             for (m0, cg), glb in load.filters.items()]
+        return filters + [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
+                          for (n, cg), glb in load.ifmaps.items()]
 
     prog, outputs, current = [], [], {}
     top = data_base + len(inputs.words)
@@ -480,11 +563,11 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     for r, rnd in enumerate(rounds):
         e0, es = rnd.strip
         for li, load in enumerate(rnd.loads):
-            for where, glb in loads(rnd, load)[ahead if li == 0 else 0:]:
+            for where, glb in loads(r, li)[ahead if li == 0 else 0:]:
                 prog += dma_in(where, glb)
             if load.passes:
                 draining = None
-            for ps in load.passes:
+            for j, ps in enumerate(load.passes):
                 for name, value in ps.config.items():
                     if current.get(name) != value:
                         prog += put(name, value)
@@ -501,6 +584,8 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                     prog += put(f"{kind}_desc", ps.descs[kind])
                 prog += put("gon_desc", ps.descs["gon"])
                 prog += put("run", ps.run.fields(cfg.pe))
+                for where, glb in before.get((r, li, j), []):
+                    prog += dma_in(where, glb, background=True)
                 prog.append(pack_command(Opcode.PASS))
         # The psums highest in the GLB go out first (their DRAM regions one after another),
         # so the last DMA_OUT, which drains beside the next round's loads, reads the
@@ -515,7 +600,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
             top += words
             _check_dram(cfg, top)
         outputs += sorted(outs, key=lambda o: (o.n, o.m0))
-        nxt = loads(rounds[r + 1], rounds[r + 1].loads[0]) if r + 1 < len(rounds) else []
+        nxt = loads(r + 1, 0) if r + 1 < len(rounds) else []
         ahead = 0
         for j, region in enumerate(outs):
             n_out, glb = es * F * region.p, rnd.psums[region.n, region.m0]

@@ -51,7 +51,8 @@ its request, so three keep one word a cycle going out."""
 
 
 def dma_cmd_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """A DMA command: DRAM word address, GLB word address, DRAM words, values, RLC flag."""
+    """A DMA command: DRAM word address, GLB word address (the filter GLB's words follow
+    the GLB's), DRAM words, values, RLC flag."""
     a = elem_addr_bits(cfg) + 1
     return data.StructLayout({"dram": unsigned(cfg.dram_addr_bits),
                               "glb": unsigned(word_addr_bits(cfg)),

@@ -25,7 +25,9 @@ from ommatidia.gen.config import ArrayConfig
 from .array import COUNTERS, GIN_KINDS, PEArray
 from .dma import (DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
                   dma_out_cmd_layout, dram_write_layout)
-from .glb import GLB, GLBReadSignature, elem_addr_bits, glb_write_layout, slot_bits
+from .filter_glb import FilterGLB, filter_addr_bits
+from .glb import GLB, GLBReadSignature, elem_addr_bits, filter_glb_words, glb_words, \
+    glb_write_layout, slot_bits
 from .noc import gin_packet_layout, gon_packet_layout, values_layout
 from .pe import pe_run_layout
 
@@ -375,9 +377,9 @@ class PassEngine(wiring.Component):
     start : In(1)
     busy : Out(1)
     glb_read : Out(1), with ``cfg.glb_bank_reads`` Out(range(6))
-        GLB reads granted this cycle.
-    glb_write : Out(1)
-        A GLB write is granted this cycle.
+        GLB and filter GLB reads granted this cycle.
+    glb_write : Out(2)
+        GLB and filter GLB writes this cycle.
     noc_stalls : Out(range(5))
         Senders and GON outputs holding a packet their network does not take this cycle.
     mac_cycles, gated_macs, stall_cycles : Out(cfg.pe.counter_bits)
@@ -416,7 +418,7 @@ class PassEngine(wiring.Component):
         members["start"] = In(1)
         members["busy"] = Out(1)
         members["glb_read"] = Out(range(6) if cfg.glb_bank_reads else 1)
-        members["glb_write"] = Out(1)
+        members["glb_write"] = Out(2)
         members["noc_stalls"] = Out(range(len(GIN_KINDS) + 2))
         for name in COUNTERS:
             members[name] = Out(cfg.pe.counter_bits)
@@ -425,6 +427,55 @@ class PassEngine(wiring.Component):
     @property
     def array(self) -> PEArray:
         return self._array
+
+    def _filter_glb(self, m, dma, glb):
+        """The `FilterGLB` (None without one): `DMAIn` writes to GLB words from `glb_words`
+        on go to it, the others to the GLB; the filter sender reads those words from it."""
+        cfg = self._cfg
+        if not filter_glb_words(cfg):
+            wiring.connect(m, dma.glb, glb.write[2])
+            return None
+        m.submodules.filter_glb = fglb = FilterGLB(cfg)
+        w, gw, main = dma.glb, glb_words(cfg), glb.write[2]
+        to_filters = w.payload.addr >= gw
+        m.d.comb += [
+            fglb.write.valid.eq(w.valid & to_filters),
+            fglb.write.payload.addr.eq((w.payload.addr - gw)[:filter_addr_bits(cfg)]),
+            fglb.write.payload.data.eq(w.payload.data), fglb.write.payload.mask.eq(w.payload.mask),
+            main.valid.eq(w.valid & ~to_filters),
+            main.payload.addr.eq(w.payload.addr),
+            main.payload.data.eq(w.payload.data), main.payload.mask.eq(w.payload.mask),
+            w.ready.eq(Mux(to_filters, fglb.write.ready, main.ready)),
+        ]
+        return fglb
+
+    def _filter_reads(self, m, s, r, fglb):
+        """The filter sender ``s``'s reads: of GLB words to the GLB's read client ``r``,
+        of filter GLB words (from `glb_words` on) to the `FilterGLB`. With
+        ``cfg.glb_bank_reads`` the filter GLB's read port is its own, so such a read is
+        granted whenever it comes (returned: 1 in a cycle granting one); without, it
+        still waits for the GLB's one read grant (returned: 0, counted there)."""
+        cfg, gw, from_f = self._cfg, glb_words(self._cfg), Signal()
+        to_f = s.addr.payload >= gw
+        m.d.comb += [r.addr.payload.eq(s.addr.payload),
+                     fglb.addr.eq((s.addr.payload - gw)[:filter_addr_bits(cfg)]),
+                     s.data.eq(Mux(from_f, fglb.data, r.data))]
+        if not cfg.glb_bank_reads:
+            grant = r.addr.valid & r.addr.ready
+            m.d.comb += [r.addr.valid.eq(s.addr.valid), s.addr.ready.eq(r.addr.ready),
+                         s.valid.eq(r.valid), fglb.en.eq(grant & to_f)]
+            with m.If(grant):
+                m.d.sync += from_f.eq(to_f)
+            return 0
+        own, f_valid = Signal(), Signal()
+        m.d.comb += [own.eq(s.addr.valid & to_f), fglb.en.eq(own),
+                     r.addr.valid.eq(s.addr.valid & ~to_f),
+                     s.addr.ready.eq(Mux(to_f, 1, r.addr.ready)),
+                     s.valid.eq(r.valid | f_valid)]
+        m.d.sync += f_valid.eq(own)
+        with m.If(s.addr.valid & s.addr.ready):
+            m.d.sync += from_f.eq(to_f)
+        return own
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -441,14 +492,18 @@ class PassEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.dma_cmd), dma.cmd)
         wiring.connect(m, dma.dram_addr, wiring.flipped(self.dram_addr))
         wiring.connect(m, wiring.flipped(self.dram_data), dma.dram_data)
-        wiring.connect(m, dma.glb, glb.write[2])
         m.d.comb += [self.dma_busy.eq(dma.busy), self.dma_error.eq(dma.error)]
+        fglb = self._filter_glb(m, dma, glb)
+        own = 0
         bits = data_bits(cfg)
         senders = {}
         for n, kind in enumerate(GIN_KINDS):
             m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(
                 cfg, bits[kind], gin_values(cfg)[kind])
-            wiring.connect(m, s.glb, glb.read[n])
+            if n == 0 and fglb is not None:
+                own = self._filter_reads(m, s.glb, glb.read[0], fglb)
+            else:
+                wiring.connect(m, s.glb, glb.read[n])
             wiring.connect(m, s.o, getattr(array, kind))
             m.d.comb += [s.desc.eq(getattr(self, f"{kind}_desc")), s.start.eq(self.start),
                          s.tag_w.payload.eq(self.tag_w.payload),
@@ -479,10 +534,11 @@ class PassEngine(wiring.Component):
         for name in COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(array, name))
         m.d.comb += [
-            self.glb_read.eq(sum(r.addr.valid & r.addr.ready for r in glb.read)
+            self.glb_read.eq(sum(r.addr.valid & r.addr.ready for r in glb.read) + own
                              if cfg.glb_bank_reads else
                              Cat(r.addr.valid & r.addr.ready for r in glb.read).any()),
-            self.glb_write.eq(Cat(w.valid & w.ready for w in glb.write).any()),
+            self.glb_write.eq(Cat(w.valid & w.ready for w in glb.write).any()
+                              + (fglb.write.valid if fglb is not None else 0)),
             self.noc_stalls.eq(sum((s.o.valid & ~s.o.ready for s in senders.values()),
                                    start=array.gon.valid & ~array.gon.ready)),
         ]

@@ -33,7 +33,8 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-__all__ = ["GLB", "GLBReadSignature", "glb_write_layout", "glb_words", "word_addr_bits",
+__all__ = ["GLB", "GLBReadSignature", "glb_write_layout", "glb_words", "filter_glb_words",
+           "word_addr_bits",
            "elem_addr_bits", "slot_bits", "round_robin"]
 
 
@@ -42,9 +43,15 @@ def glb_words(cfg: ArrayConfig) -> int:
     return cfg.glb_banks * cfg.glb_bank_words
 
 
+def filter_glb_words(cfg: ArrayConfig) -> int:
+    """Words in the filter GLB (0: none)."""
+    return cfg.filter_glb_bytes * 8 // cfg.dram_bits
+
+
 def word_addr_bits(cfg: ArrayConfig) -> int:
-    """Width of a GLB word address."""
-    return max(1, (glb_words(cfg) - 1).bit_length())
+    """Width of a GLB word address: the GLB's words, then the filter GLB's (words
+    `glb_words` on, which `DMAIn` writes and the filter sender reads there)."""
+    return max(1, (glb_words(cfg) + filter_glb_words(cfg) - 1).bit_length())
 
 
 def elem_addr_bits(cfg: ArrayConfig) -> int:
@@ -63,9 +70,10 @@ def slot_bits(bits: int, word_bits: int = 64) -> int:
     return slot
 
 
-def glb_write_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """Payload of a GLB write: word address, word, byte mask."""
-    return data.StructLayout({"addr": unsigned(word_addr_bits(cfg)),
+def glb_write_layout(cfg: ArrayConfig, addr_bits: int | None = None) -> data.StructLayout:
+    """Payload of a GLB write: word address (``addr_bits`` wide, `word_addr_bits` by
+    default), word, byte mask."""
+    return data.StructLayout({"addr": unsigned(addr_bits or word_addr_bits(cfg)),
                               "data": unsigned(cfg.dram_bits),
                               "mask": unsigned(cfg.dram_bits // 8)})
 

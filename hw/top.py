@@ -9,7 +9,8 @@ docs/program.md documents it. Commands:
           the next ``k`` words, least significant first, become the register
 ``TAG``   bits 55..0 a `tag_write_layout` write of one sender's tag table
 ``BIAS``  bits 55..0 a `bias_write_layout` write of the output stage's bias
-``DMA_IN``  run the ``dma_in`` register as a `DMAIn` command; wait for it
+``DMA_IN``  run the ``dma_in`` register as a `DMAIn` command; wait for it, or
+          raw with bit 0 set (*background*) go on while it runs
 ``PASS``  start the engines on the registers; wait until the array is idle
 ``DMA_OUT`` run the ``dma_out`` register as a `DMAOut` command; wait for it, or
           with bit 0 set (*background*) go on while it drains
@@ -22,6 +23,14 @@ it; a ``PASS``, ``BIAS`` (the output stage's table), ``DMA_OUT`` or ``DONE`` wai
 until it has drained, and ``busy`` stays high until it has (after an ``error``
 too). Built with ``overlap=False`` (the AXI top, whose master issues a read burst
 only once every write has its response) the controller ignores bit 0.
+
+A background ``DMA_IN`` (raw: its copy cannot fail) writes the DRAM read port's words
+into the GLB or the filter GLB; the commands after it run beside it, the fetch waits
+for it (it shares the read port), another ``DMA_IN`` and ``DONE`` wait until it has
+ended, and a ``PASS`` waits for it only if it was started before the previous
+``PASS``: the compiler loads the next pass's filters into one half of the filter GLB
+while the current pass reads the other. ``busy`` stays high until it has ended.
+``overlap=False`` ignores bit 0 here too.
 
 An unknown opcode, or an RLC stream the `DMAIn` finds malformed, stops the
 controller with ``error``. Other commands run one after another, a ``TAG``, ``BIAS``
@@ -121,8 +130,8 @@ class Accelerator(wiring.Component):
     ----------
     cfg : ArrayConfig
     overlap : bool
-        Honour the background bit of ``DMA_OUT`` (off: every ``DMA_OUT`` in the
-        foreground).
+        Honour the background bit of ``DMA_OUT`` and ``DMA_IN`` (off: every DMA command in
+        the foreground).
     """
 
     def __init__(self, cfg: ArrayConfig, *, overlap: bool = True):
@@ -156,13 +165,20 @@ class Accelerator(wiring.Component):
         """True for a ``DMA_OUT`` command word that runs in the background."""
         return (word[56:64] == Opcode.DMA_OUT) & word[0] if self._overlap else Const(0, 1)
 
-    def _command(self, m, word, pop, regs, target, chunk, left, fetching):
+    def _background_in(self, word, reg):
+        """True for a ``DMA_IN`` command word that runs in the background (raw only)."""
+        rlc = data.View(self._shapes["dma_in"], reg[:_width(self._shapes["dma_in"])]).rlc
+        return word[0] & ~rlc if self._overlap else Const(0, 1)
+
+    def _command(self, m, word, pop, regs, target, chunk, left, fetching, fresh):
         """Runs command word ``word``, taking it from the FIFO (``pop``) once started; a
         ``DMA_IN`` or foreground ``DMA_OUT`` once no program word is on its way
         (``fetching`` low); a ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` once the
-        `DMAOut` is idle."""
+        `DMAOut` is idle; a ``DONE``, or a ``PASS`` unless ``fresh`` (the `DMAIn` was
+        started since the last ``PASS``), once the `DMAIn` is idle."""
         eng = self._engine
         out_idle = ~eng.dma_out_busy
+        in_idle = ~eng.dma_busy
         with m.Switch(word[56:64]):
             with m.Case(Opcode.SET):
                 m.d.comb += pop.eq(1)
@@ -180,10 +196,14 @@ class Accelerator(wiring.Component):
                              eng.dma_cmd.payload.eq(regs["dma_in"])]
                 with m.If(eng.dma_cmd.valid & eng.dma_cmd.ready):
                     m.d.comb += pop.eq(1)
-                    m.next = "WAIT_DMA_IN"
+                    with m.If(self._background_in(word, regs["dma_in"])):
+                        m.d.sync += fresh.eq(1)
+                    with m.Else():
+                        m.next = "WAIT_DMA_IN"
             with m.Case(Opcode.PASS):
-                with m.If(out_idle):
+                with m.If(out_idle & (in_idle | fresh)):
                     m.d.comb += [pop.eq(1), eng.start.eq(1)]
+                    m.d.sync += fresh.eq(0)
                     m.next = "WAIT_PASS"
             with m.Case(Opcode.DMA_OUT):
                 background = self._background(word)
@@ -194,7 +214,7 @@ class Accelerator(wiring.Component):
                     with m.If(~background):
                         m.next = "WAIT_DMA_OUT"
             with m.Case(Opcode.DONE):
-                with m.If(out_idle):
+                with m.If(out_idle & in_idle):
                     m.d.comb += pop.eq(1)
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
@@ -214,6 +234,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
 
         running, active, fsm_run, out_wait = Signal(), Signal(), Signal(), Signal()
+        fresh = Signal()
         start = Signal()
         m.d.comb += start.eq(self.start & ~running)
         m.submodules.prefetch = q = ResetInserter(start)(
@@ -287,7 +308,7 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [pc.eq(self.prog), left.eq(0), self.done.eq(0),
-                                 self.error.eq(0), stopped.eq(0), operands.eq(0)]
+                                 self.error.eq(0), stopped.eq(0), operands.eq(0), fresh.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(q.r_rdy & (left != 0)):
@@ -298,7 +319,7 @@ class Accelerator(wiring.Component):
                                 m.d.sync += regs[name].word_select(chunk, 64).eq(word)
                     m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
                 with m.Elif(q.r_rdy):
-                    self._command(m, word, pop, regs, target, chunk, left, fetching)
+                    self._command(m, word, pop, regs, target, chunk, left, fetching, fresh)
             with m.State("WAIT_DMA_IN"):
                 with m.If(~eng.dma_busy):
                     with m.If(eng.dma_error):
@@ -313,7 +334,7 @@ class Accelerator(wiring.Component):
                 with m.If(~eng.dma_out_busy):
                     m.next = "RUN"
         m.d.comb += [active.eq(~fsm.ongoing("IDLE")),
-                     running.eq(active | fetching | eng.dma_out_busy),
+                     running.eq(active | fetching | eng.dma_out_busy | eng.dma_busy),
                      fsm_run.eq(fsm.ongoing("RUN")), out_wait.eq(fsm.ongoing("WAIT_DMA_OUT")),
                      self.busy.eq(running)]
 

@@ -235,10 +235,12 @@ def with_bank_reads(base, name):
 def test_recurrences_match_the_reference_with_bank_reads(seed):
     """With a GLB read port per bank, the recurrences time every pass exactly like the
     cycle-level reference (every counter and the per-bank arbiter state handed on equal),
-    on the GON and psum GIN queues of `eyeriss` too."""
+    on the GON and psum GIN queues of `eyeriss` too and beside a filter GLB (its own
+    read port)."""
     rng = np.random.default_rng(seed)
     for base in (TINY, SMALL, with_psum_gin_queue(TINY, "tiny", 4, 2, 4),
-                 dataclasses.replace(TINY, glb_banks=2)):
+                 dataclasses.replace(TINY, glb_banks=2),
+                 dataclasses.replace(TINY, filter_glb_bytes=512)):
         cfg = with_bank_reads(base, base.name)
         state = None
         for _ in range(3):
@@ -452,3 +454,25 @@ def compare_exactly(cfg, seed, build_dir, first=None):
         pred = predict(prog, state=state)
         state = pred.state
         assert pred.counters == {k: run.counters[k] for k in pred.counters}, prog.layer
+
+
+@pytest.mark.verilog
+@pytest.mark.parametrize("bank_reads", [False, True], ids=["one_port", "banks"])
+def test_model_with_a_filter_glb(seed, build_dir, bank_reads):
+    """`tiny` with a filter GLB of 64 words (`ArrayConfig.filter_glb_bytes`), with one
+    GLB read port or one per bank (`ArrayConfig.glb_bank_reads`: the filter GLB's read
+    port then its own): a layer of six loads whose filters fit half of it, each load's
+    filters loaded by a background ``DMA_IN`` beside the passes of the one before, then
+    two random layers: the ofmaps bit-exact, the model's cycles and every counter equal
+    to the Verilog's."""
+    cfg = dataclasses.replace(TINY, name="tiny_fglb_banks" if bank_reads else "tiny_fglb",
+                              filter_glb_bytes=512, glb_bank_reads=bank_reads)
+    layer = ConvLayer(N=1, C=3, M=5, H=4, W=7, R=3, S=3, U=1, P=1)
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.5)
+    w = random_values(rng, TINY.pe.weight_bits, (layer.M, layer.C, layer.R, layer.S))
+    mapping = Mapping(p=2, q=2, strips=((0, 4),), segments=((0, 3),), stack=1,
+                      blocks=1, n_chunk=1, m_chunk=1, c_chunk=1)
+    first = compile_layer(cfg, layer, x, w, mapping=mapping)
+    assert sum(1 for c in decode(cfg, first.words) if c.op == "DMA_IN" and c.value) == 5
+    compare_exactly(cfg, seed, build_dir, first)

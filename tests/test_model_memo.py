@@ -175,13 +175,14 @@ def test_the_memo_keys_on_the_filter_packets():
 def test_alexnet_conv3_times_each_distinct_pass_once():
     """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
     model probes, the program, the model's exact prediction), from an empty memo, times
-    at most 12 passes of its 368 and of the probes' (6 probes, each one pass; the layer's
+    at most 12 passes of its 512 and of the probes' (6 probes, each one pass; the layer's
     first pass and its first adding psums, the others taken from the memo, the probe of
     the chosen mapping among them): with a read port per GLB bank its senders read
     different banks, the recurrences time every pass (none falls back to the cycle
     reference) and the memo keys them on which requests share a bank, not on the banks:
-    counted, not timed, so a loaded machine cannot fail it. The whole took 2.4 s of CPU
-    (9 passes timed; 11.9 s and 13 with one read port, every pass on the reference)."""
+    counted, not timed, so a loaded machine cannot fail it. The whole took 2.9 s of CPU
+    (7 passes timed, beside the filter GLB; 11.9 s and 13 with one read port, every pass
+    on the reference)."""
     layer = ALEXNET["CONV3"]
     rng = np.random.default_rng(1)
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)

@@ -36,7 +36,11 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   background (bit 0, on the System's DRAM only: docs/program.md) it takes one
   cycle, asks nothing of the fetch, and drains beside the commands after it; the
   next ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` runs no sooner than ``c - 3``
-  cycles after its command word (``c`` the cycles above).
+  cycles after its command word (``c`` the cycles above). A raw ``DMA_IN`` with
+  bit 0 (System only) likewise takes one cycle and runs beside the commands after
+  it; the fetch asks for nothing until it has ended, and the next ``DMA_IN``,
+  ``DONE`` and a ``PASS`` after the next ``PASS`` run no sooner than ``c - 3``
+  cycles after its command word.
 - ``PASS``: ``4 +`` the first cycle the engines are idle, from a per-output
   max-plus recurrence over the PEs (`ommatidia.gen.model.timing`). Each PE
   issues one operation a cycle (``F*S*q*p`` of them; a zero activation still
@@ -127,7 +131,7 @@ class Prediction:
     """What `predict` gives for a program.
 
     ``commands`` lists (opcode, cycles) per command in program order (a background
-    ``DMA_OUT`` counts the cycles the command after it waits for it to drain);
+    ``DMA_OUT`` or ``DMA_IN`` counts the cycles a command after it waits for it);
     ``by_op`` sums them per opcode; ``counters`` predicts `ommatidia.hw.top.COUNTERS`; ``accesses``
     and ``energy`` are per memory level (see the module docstring); ``exact`` is False
     when some data-dependent counter is a worst case (``values=False``);
@@ -172,15 +176,28 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     t = k = 0
     drained = 0     # the first cycle the DMAOut is idle
     out = None      # the last background DMA_OUT's index in commands
+    idle = 0        # the first cycle the DMAIn is idle
+    inb = None      # the last background DMA_IN's index in commands
+    fresh = False   # it started after the last PASS
+    into_glb = False    # it writes the GLB, not the filter GLB
     for cmd in program:
         m.count["program_words"] += cmd.words
         x = max(t, fetch.ready(k))
         background = cmd.op == "DMA_OUT" and cmd.value and dram.bus == "port"
+        background_in = cmd.op == "DMA_IN" and cmd.value and dram.bus == "port" \
+            and not m.regs["dma_in"]["rlc"]
         if cmd.op == "DMA_IN" or cmd.op == "DMA_OUT" and not background:
             x = fetch.hold(x)
-        wait = 0
+        wait = wait_in = 0
         if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE") and drained > x:
             x, wait = drained, drained - x
+        if (cmd.op in ("DMA_IN", "DONE") or cmd.op == "PASS" and not fresh) and idle > x:
+            x, wait_in = idle, idle - x
+        if cmd.op == "PASS":
+            if into_glb and x < idle:
+                raise ValueError("a PASS beside a background DMA_IN into the GLB (not the "
+                                 "filter GLB) is not modelled")
+            fresh = False
         fetch.run(k, x)
         for i in range(1, cmd.words):
             x = max(x + 1, fetch.ready(k + i))
@@ -197,6 +214,10 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
                 m.bias[cmd.value["index"]] = cmd.value["value"]
         elif background:
             drained = x + m.dma_out(x) - 3
+        elif background_in:
+            idle = x + m.dma_in(x + 1) - 3
+            fetch.release(idle - 1)
+            fresh, into_glb = True, m.regs["dma_in"]["glb"] < m.fglb[0]
         elif cmd.op in ("DMA_IN", "DMA_OUT"):
             end = x + (m.dma_in(x + 1) if cmd.op == "DMA_IN" else m.dma_out(x)) - 2
             fetch.release(end - 2)
@@ -208,9 +229,13 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
             end = max(end, last)
         if wait:
             commands[out] = ("DMA_OUT", commands[out][1] + wait)
+        if wait_in:
+            commands[inb] = ("DMA_IN", commands[inb][1] + wait_in)
         if background:
             out = len(commands)
-        commands.append((cmd.op, end - t - wait))
+        if background_in:
+            inb = len(commands)
+        commands.append((cmd.op, end - t - wait - wait_in))
         t, k = end, k + cmd.words
     total = sum(c for _, c in commands)
     by_op = {}

@@ -1,5 +1,6 @@
 """The round-robin arbiters a pass contends for: the GLB read port shared by the
-three senders (and `DMAOut`), one per GLB bank with ``cfg.glb_bank_reads``, and the
+three senders (and `DMAOut`), one per GLB bank with ``cfg.glb_bank_reads`` (and the
+filter GLB's, which only the filter sender reads), and the
 GON's X-bus and Y-bus arbiters.
 
 Their pointers survive ``start``, so the arbiter state (`reset_state` layout)
@@ -10,23 +11,30 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reset_state", "glb_bank", "Port", "round_robin", "Gon", "SENDER_ORDER"]
+__all__ = ["reset_state", "read_ports", "glb_bank", "Port", "round_robin", "Gon", "SENDER_ORDER"]
 
 
 def reset_state(cfg) -> tuple:
     """Arbiter state after reset: GLB reader last granted (the `DMAOut`, 4; with
     ``glb_bank_reads`` a tuple of it per bank), the GON's X-bus round-robin pointers
     (one per row) and its Y-bus pointer."""
-    return ((4,) * cfg.glb_banks if cfg.glb_bank_reads else 4, (0,) * cfg.rows, 0)
+    return ((4,) * read_ports(cfg) if cfg.glb_bank_reads else 4, (0,) * cfg.rows, 0)
+
+
+def read_ports(cfg) -> int:
+    """The read arbiters with ``glb_bank_reads``: one per GLB bank, and the filter GLB's
+    (`ommatidia.hw.filter_glb`; only the filter sender reads it, so it grants at once)."""
+    return cfg.glb_banks + (cfg.filter_glb_bytes * 8 // cfg.dram_bits > 0)
 
 
 def glb_bank(cfg, word):
-    """The GLB bank of word address ``word`` (an int or a numpy array): a word past the
-    last bank is read by the last (`ommatidia.hw.glb.GLB`)."""
+    """The read arbiter (`read_ports`) of word address ``word`` (an int or a numpy
+    array): its GLB bank, the filter GLB's (``glb_banks``) for a word past the GLB's
+    when there is one, else the last bank (`ommatidia.hw.glb.GLB`)."""
+    last = read_ports(cfg) - 1
     if isinstance(word, int):
-        return min(word // cfg.glb_bank_words, cfg.glb_banks - 1)
-    return np.minimum(np.asarray(word, dtype=np.int64) // cfg.glb_bank_words,
-                      cfg.glb_banks - 1)
+        return min(word // cfg.glb_bank_words, last)
+    return np.minimum(np.asarray(word, dtype=np.int64) // cfg.glb_bank_words, last)
 
 
 class Port:

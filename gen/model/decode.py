@@ -45,7 +45,7 @@ def unpacker(shape):
 class Command:
     """One decoded command: opcode name, word address, words it spans (command word and
     operands), and for ``SET`` the register and its raw value, for ``TAG`` / ``BIAS``
-    the unpacked write, for ``DMA_OUT`` its background bit."""
+    the unpacked write, for ``DMA_OUT`` and ``DMA_IN`` its background bit."""
 
     op: str
     pc: int
@@ -79,9 +79,9 @@ def decode(cfg, words: dict) -> list[Command]:
             out.append(Command("TAG", pc, 1, None, tag_un(low)))
         elif op == Opcode.BIAS:
             out.append(Command("BIAS", pc, 1, None, bias_un(low)))
-        elif op == Opcode.DMA_OUT:
-            out.append(Command("DMA_OUT", pc, 1, None, low & 1))
-        elif op in (Opcode.DMA_IN, Opcode.PASS, Opcode.DONE):
+        elif op in (Opcode.DMA_OUT, Opcode.DMA_IN):
+            out.append(Command(Opcode(op).name, pc, 1, None, low & 1))
+        elif op in (Opcode.PASS, Opcode.DONE):
             out.append(Command(Opcode(op).name, pc, 1))
             if op == Opcode.DONE:
                 return out

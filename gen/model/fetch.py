@@ -5,7 +5,8 @@ runs, in blocks of ``block`` (`ommatidia.hw.top.FETCH_BLOCK`) words one a cycle,
 a block once every word asked for has come and the FIFO has room for it
 (``depth``, `ommatidia.hw.top.PREFETCH_WORDS`, words held or asked for); it asks
 for none from the cycle a ``DMA_IN`` or foreground ``DMA_OUT`` is next to run until
-it has ended (a block is cut there), and none once the ``DONE`` has come. Such a
+it has ended (a block is cut there; a background ``DMA_IN`` too, it uses the read
+port), and none once the ``DONE`` has come. Such a
 command runs once every word asked for has come; a background ``DMA_OUT`` holds
 nothing (it does not use the read port).
 

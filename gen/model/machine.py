@@ -20,7 +20,7 @@ from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode as rlc_encode
 from ommatidia.gen.rlc import encode_pairs
 
-from .arbiters import glb_bank, reset_state
+from .arbiters import glb_bank, read_ports, reset_state
 from .decode import KINDS, unpacker
 from .dram import SYSTEM_DRAM, DramTiming, Writes
 from .memo import PASS_MEMO, arbiter_key, carry_state
@@ -38,7 +38,8 @@ class Machine:
     def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
                  dram: DramTiming = SYSTEM_DRAM):
         from ommatidia.hw.engines import data_bits, gin_values, tag_depth
-        from ommatidia.hw.glb import elem_addr_bits, glb_words, slot_bits, word_addr_bits
+        from ommatidia.hw.glb import elem_addr_bits, filter_glb_words, glb_words, slot_bits, \
+            word_addr_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
@@ -58,7 +59,8 @@ class Machine:
         self.abits = elem_addr_bits(cfg)
         self.word_mask = (1 << word_addr_bits(cfg)) - 1
         self.tag_depth = tag_depth(cfg)
-        self.glb = np.zeros(glb_words(cfg), dtype=np.uint64)
+        self.glb = np.zeros(glb_words(cfg) + filter_glb_words(cfg), dtype=np.uint64)
+        self.fglb = (glb_words(cfg), filter_glb_words(cfg))  # the filter GLB's words
         self.filters = ((), np.zeros((0, 0), dtype=np.int64))
         self.filter_rows = {}
         self.rr = reset_state(cfg)
@@ -406,7 +408,7 @@ class Machine:
         two senders read one bank (a sender has one read at a time, so its own never
         contend), all of a sender's banks take one label, its own."""
         read = [streams[k]["bank"][streams[k]["miss"]] for k in KINDS]
-        lut = np.full(self.cfg.glb_banks, -1, dtype=np.int64)
+        lut = np.full(read_ports(self.cfg), -1, dtype=np.int64)
         sets = [set(r.tolist()) for r in read if len(r)]
         if sum(map(len, sets)) == len(set().union(*sets)):
             for i, banks in enumerate(sets):
