@@ -173,6 +173,21 @@ def test_layer_with_background_filter_loads_and_dram_stalls(seed):
     assert stalled | {"cycles": 0} == counters | {"cycles": 0}
 
 
+def test_layer_with_a_read_port_per_glb_bank(seed):
+    """With `ArrayConfig.glb_bank_reads` the filter GLB's read port is its own (the filter
+    sender's reads of it granted as they come, beside the GLB banks' reads): six staged
+    loads, the ofmap the golden one and the model's cycles and counters equal the RTL's."""
+    cfg = dataclasses.replace(FTINY, name="tiny_fglb_banks", glb_bank_reads=True)
+    prog = _layer(seed, cfg)
+    assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
+    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    print(f"{counters['cycles']} cycles")
+    assert predict(prog).counters == counters
+
+
 def test_filters_kept_from_one_load_to_the_next(seed):
     """Two strips of one filter group and one channel group: the second load's pass needs
     the first's filters, still in the filter GLB, and loads none; a layer whose pass
