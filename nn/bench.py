@@ -144,7 +144,8 @@ def model_row(cfg, name, layer, *, seed: int) -> dict:
             "pe_utilization": layer.macs / (cfg.num_pes * pred.cycles),
             "dram_words": words, "program_words": c["program_words"],
             "dram_values_per_mac": words * cfg.dram_bits / 16 / layer.macs,
-            "mapping": prog.mapping.describe(layer), "passes": prog.passes}
+            "mapping": prog.mapping.describe(layer), "passes": prog.passes,
+            "commands": dict(pred.by_op)}
 
 
 def model_table(rows, cfg) -> str:
@@ -180,8 +181,11 @@ def run_model(names, *, batch: int = 1, seed: int = 1, out="build/bench", log=pr
         layer = dataclasses.replace(ALEXNET[name], N=batch)
         t0 = time.monotonic()
         rows.append(model_row(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name)))
-        log(f"{name}: {rows[-1]['cycles']} cycles, {rows[-1]['pe_utilization']:.1%} "
-            f"({time.monotonic() - t0:.0f} s)", flush=True)
+        r = rows[-1]
+        shares = ", ".join(f"{op} {c / r['cycles']:.1%}" for op, c in
+                           sorted(r["commands"].items(), key=lambda kv: -kv[1]) if c)
+        log(f"{name}: {r['cycles']} cycles, {r['pe_utilization']:.1%} "
+            f"({time.monotonic() - t0:.0f} s); cycles by command: {shares}", flush=True)
     (out / f"alexnet_model_b{batch}.md").write_text(model_table(rows, EYERISS))
     return rows
 
