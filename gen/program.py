@@ -490,12 +490,13 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     cgroups = dict(groups_of(layer.C, mapping.q))
 
     packers = {name: _packer(shape) for name, shape in shapes.items()}
+    widths = {name: _width(shape) for name, shape in shapes.items()}
 
     def put(name, value):
         if name in ("dma_in", "dma_out"):
             _check_dram(cfg, value["dram"] + value.get("words", 0))
         bits = value if isinstance(value, int) else packers[name](value)
-        return _set(reg[name], bits, _width(shapes[name]))
+        return _set(reg[name], bits, widths[name])
 
     per = elements_per_word(cfg)
     draining = None     # the last background DMA_OUT: its word's index, its GLB words

@@ -67,6 +67,7 @@ class Machine:
         self.targets_cache = {}
         self.route_cache = {}
         self.grid_cache = {}
+        self.chain_cache = {}
         self.shape_cache = {}
         self.count = {k: 0 for k in ("macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
                                      "noc_stall_cycles", "glb_reads", "glb_writes",
@@ -528,31 +529,48 @@ class Machine:
         Wt = Wt.reshape(len(rcs), *sch.filter_shape)
         cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
         win = X[:, cols, :]
-        own = np.einsum("nfsc,nsck->nfk", win, Wt)
+        own = np.matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p))
         zeros = int(np.count_nonzero(win == 0)) * p
-        pin = gather("psum", F * p).reshape(len(rcs), F, p) \
-            if any(pe.gin for pe in grid.values()) else None
-        index = {rc: n for n, rc in enumerate(rcs)}
-        out = {}
-        for rc in sorted(rcs, key=lambda x: (x[1], -x[0])):
-            pe, n = grid[rc], index[rc]
-            if pe.below is not None:
-                out[rc] = own[n] + out.pop((rc[0] + 1, rc[1]))
-            elif pe.gin:
-                out[rc] = own[n] + pin[n]
-            else:
-                out[rc] = own[n]
+        tops, order, starts, gin = self._chains(grid, rcs)
+        if gin:
+            own[gin] += gather("psum", F * p).reshape(len(rcs), F, p)[gin]
         gd = regs["gon_desc"]
         amask = (1 << self.abits) - 1
-        counts = {}
-        for rc in sorted(out):
-            c = rc[1]
-            psums = wrap(out[rc].reshape(-1), cfg.pe.psum_bits)
-            k0 = counts.get(c, 0)
-            addr = (gd["base"] + (c - gd["col0"]) * gd["stride"] + k0
-                    + np.arange(len(psums))) & amask
-            counts[c] = k0 + len(psums)
+        counts, spans = {}, []
+        for rc in tops:
+            k0 = counts.get(rc[1], 0)
+            spans.append((gd["base"] + (rc[1] - gd["col0"]) * gd["stride"] + k0, F * p))
+            counts[rc[1]] = k0 + F * p
+        if not tops:
+            return zeros
+        psums = wrap(np.add.reduceat(own[order], starts).reshape(-1), cfg.pe.psum_bits)
+        addrs = [(a + np.arange(n)) & amask for a, n in spans]
+        addr = np.concatenate(addrs)
+        ends = sorted((a & amask, n) for a, n in spans)
+        if all(a + n <= amask + 1 for a, n in ends) \
+                and all(a0 + n0 <= a1 for (a0, n0), (a1, _) in zip(ends, ends[1:])):
             self._write_slots("psum", addr, psums)
+        else:  # a slot written twice: the later write wins, as one top after another
+            for a, v in zip(addrs, np.split(psums, np.cumsum([len(a) for a in addrs])[:-1])):
+                self._write_slots("psum", a, v)
         return zeros
 
-
+    def _chains(self, grid, rcs) -> tuple:
+        """The psum chains of a pass's PEs (cached per grid): the top PEs in order, the
+        indices into ``rcs`` of each top's chain one after another, where each chain
+        starts, and the PEs adding psums from the GLB (`gather` of the psum sender)."""
+        key = (self.raw["enable"], self.raw["up"], self.regs["run"]["accumulate"])
+        got = self.chain_cache.get(key)
+        if got is None:
+            index = {rc: n for n, rc in enumerate(rcs)}
+            out = {}
+            for rc in sorted(rcs, key=lambda x: (x[1], -x[0])):
+                below = out.pop((rc[0] + 1, rc[1])) if grid[rc].below is not None else []
+                out[rc] = [index[rc]] + below
+            tops = sorted(out)
+            sizes = [len(out[rc]) for rc in tops]
+            got = (tops, [n for rc in tops for n in out[rc]],
+                   np.cumsum([0] + sizes[:-1]).astype(np.int64),
+                   [index[rc] for rc in rcs if grid[rc].gin and grid[rc].below is None])
+            self.chain_cache[key] = got
+        return got
