@@ -139,7 +139,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert (cfg.glb_banks, cfg.glb_bank_words, cfg.dram_bits) == (25, 512, 64)
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)
     assert cfg.peak_gmacs == pytest.approx(33.6)
-    assert cfg.noc.filter_gin_values == 8  # a 128-bit filter GIN (the chip: 64), from the filter GLB
+    assert cfg.noc.filter_gin_values == 8  # a 128-bit filter GIN (the chip: 64)
     assert cfg.noc.gon_values == cfg.noc.psum_gin_values == 2  # a 64-bit GON, psum GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
