@@ -175,9 +175,12 @@ class NoCConfig:
     (row tag, column tag) and the all-ones tag is broadcast.
 
     ``filter_gin_values``: weights a filter GIN packet carries (a power of two, at
-    most the weight slots of one GLB word, `ArrayConfig` checks): the filter sender
-    packs consecutive weights of one GLB word and one tag, and the PE writes them into
-    its filter spad in one cycle. 1 is one weight a cycle.
+    most the weight slots of one GLB word, `ArrayConfig` checks; more with a filter GLB,
+    whose words then hold ``filter_gin_values`` weights, several GLB words, so the
+    filter sender reads that many a cycle): the filter sender packs consecutive weights
+    of one GLB word (filter GLB word) and one tag, and the PE writes them into its
+    filter spad in one cycle. Filters that stay in the GLB go at most a GLB word's
+    weights a packet. 1 is one weight a cycle.
 
     ``gon_values``: psums a GON packet carries (a power of two, at most the psum slots
     of one GLB word): a packer after each top PE gathers its consecutive psums of one
@@ -254,6 +257,9 @@ class ArrayConfig:
         sender reads, in two halves so that a background ``DMA_IN`` loads the next
         pass's filters into one while the current pass reads the other
         (docs/program.md). Filters that take more than a half sit in the GLB. 0: none.
+        Its words are wide enough for a filter GIN packet (``noc.filter_gin_values``
+        weights, `ommatidia.hw.glb.filter_glb_word` GLB words; ``DMA_IN`` writes one GLB
+        word of one at a time), so it must be a multiple of two of them.
     dram_bits:
         Width of the DRAM port (Eyeriss: 64).
     rlc:
@@ -327,10 +333,11 @@ class ArrayConfig:
                 f"ArrayConfig.rlc.level_bits = {self.rlc.level_bits} must hold an activation "
                 f"of pe.act_bits = {self.pe.act_bits}")
         slots = self.dram_bits // _slot(self.pe.weight_bits)
-        if self.noc.filter_gin_values > slots:
+        if self.noc.filter_gin_values > slots and not self.filter_glb_bytes:
             raise ValueError(
                 f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
-                f"most the {slots} weights of one {self.dram_bits}-bit GLB word")
+                f"most the {slots} weights of one {self.dram_bits}-bit GLB word (without a "
+                f"filter GLB, filter_glb_bytes = 0)")
         slots = self.dram_bits // _slot(self.pe.psum_bits)
         for name in ("gon_values", "psum_gin_values"):
             if getattr(self.noc, name) > slots:
@@ -352,6 +359,12 @@ class ArrayConfig:
             raise ValueError(
                 f"ArrayConfig.filter_glb_bytes = {self.filter_glb_bytes} must be a multiple "
                 f"of 2 * dram_bits/8 = {2 * word_bytes} (two halves of whole words)")
+        wide = max(1, self.noc.filter_gin_values * _slot(self.pe.weight_bits) // self.dram_bits)
+        if self.filter_glb_bytes % (2 * wide * word_bytes):
+            raise ValueError(
+                f"ArrayConfig.filter_glb_bytes = {self.filter_glb_bytes} must be a multiple of "
+                f"2 * {wide} * dram_bits/8 = {2 * wide * word_bytes} (two halves of whole filter "
+                f"GLB words of the noc.filter_gin_values = {self.noc.filter_gin_values} weights)")
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
                 or not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise ValueError(f"ArrayConfig.clock_mhz must be positive, not {self.clock_mhz!r}")
@@ -417,7 +430,7 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=True,
-                      noc=NoCConfig(filter_gin_values=4, gon_values=2, psum_gin_values=2,
+                      noc=NoCConfig(filter_gin_values=8, gon_values=2, psum_gin_values=2,
                                     gon_queue=8, psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 filter GLB (8 KiB, two halves) is a memory of its own, filled in the background. The

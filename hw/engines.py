@@ -26,8 +26,8 @@ from .array import COUNTERS, GIN_KINDS, PEArray
 from .dma import (DMAIn, DMAOut, bias_write_layout, dma_cmd_layout,
                   dma_out_cmd_layout, dram_write_layout)
 from .filter_glb import FilterGLB, filter_addr_bits
-from .glb import GLB, GLBReadSignature, elem_addr_bits, filter_glb_words, glb_words, \
-    glb_write_layout, slot_bits
+from .glb import GLB, GLBReadSignature, elem_addr_bits, filter_glb_word, filter_glb_words, \
+    glb_words, glb_write_layout, slot_bits
 from .noc import gin_packet_layout, gon_packet_layout, values_layout
 from .pe import pe_run_layout
 
@@ -96,7 +96,10 @@ class SendEngine(wiring.Component):
     A packet carries one element, or with ``values`` > 1 (`values_layout`) up to
     ``values`` consecutive elements of the innermost loop when its stride is 1:
     as many as remain in the GLB word, in the innermost loop and under the tag
-    (``repeat`` counts elements), so a packet never straddles a word or a tag.
+    (``repeat`` counts elements), so a packet never straddles a word or a tag. With
+    ``wide`` = k > 1 (the filter sender beside a filter GLB of `filter_glb_word` k) the
+    words from GLB word ``wide_from`` on are read k GLB words at a time (the filter
+    GLB's words), so its packets there take up to ``values`` of k words' elements.
     ``busy`` is high from the cycle after ``start``
     until the last packet is taken.
 
@@ -107,24 +110,26 @@ class SendEngine(wiring.Component):
         Tag table writes, always accepted.
     start : In(1)
     busy : Out(1)
-    glb : Out(GLBReadSignature(cfg))
+    glb : Out(GLBReadSignature(cfg, wide))
     o : Out(stream of gin_packet_layout(signed(bits), ...))
     """
 
-    def __init__(self, cfg: ArrayConfig, bits: int, values: int = 1):
+    def __init__(self, cfg: ArrayConfig, bits: int, values: int = 1, wide: int = 1,
+                 wide_from: int = 0):
         self._cfg = cfg
         self._bits = bits
         self._slot = slot_bits(bits, cfg.dram_bits)
-        if values > cfg.dram_bits // self._slot:
+        if values > wide * cfg.dram_bits // self._slot:
             raise ValueError(f"SendEngine values = {values} exceeds the "
-                             f"{cfg.dram_bits // self._slot} elements of a GLB word")
-        self._values = values
+                             f"{wide * cfg.dram_bits // self._slot} elements of {wide} GLB "
+                             f"words")
+        self._values, self._wide, self._wide_from = values, wide, wide_from
         super().__init__({
             "desc": In(send_desc_layout(cfg)),
             "tag_w": In(stream.Signature(tag_write_layout(cfg))),
             "start": In(1),
             "busy": Out(1),
-            "glb": Out(GLBReadSignature(cfg)),
+            "glb": Out(GLBReadSignature(cfg, wide)),
             "o": Out(stream.Signature(gin_packet_layout(values_layout(signed(bits), values),
                                                         cfg.noc.row_id_bits,
                                                         cfg.noc.col_id_bits))),
@@ -149,14 +154,14 @@ class SendEngine(wiring.Component):
         ptr = [Signal(a, name=f"p{k}") for k in range(3)]
         rep = Signal(a + 1)
         tag = Signal(range(tag_depth(cfg)))
-        cache, cache_addr, cache_ok = Signal(cfg.dram_bits), Signal(len(self.glb.addr.payload)), \
-            Signal()
+        cache, cache_addr, cache_ok = Signal(len(self.glb.data)), \
+            Signal(len(self.glb.addr.payload)), Signal()
         waiting, req_addr = Signal(), Signal(len(self.glb.addr.payload))
 
         m.d.comb += tr.addr.eq(tag)
         ea = Signal(a)
         m.d.comb += ea.eq(ptr[2] + tr.data.offset)
-        waddr, slot = ea[shift:], ea[:shift]
+        waddr, slot, room = self._word(m, ea, shift, "")
         fresh = self.glb.valid & (req_addr == waddr)
         hit = fresh | (cache_ok & (cache_addr == waddr))
         word = Mux(self.glb.valid, self.glb.data, cache)
@@ -177,7 +182,7 @@ class SendEngine(wiring.Component):
             m.d.comb += n.eq(1)
         else:
             pack = desc.stride[2] == 1
-            joins = [pack & (slot + j < (1 << shift)) & (idx[2] + j < desc.count[2])
+            joins = [pack & (slot + j < room) & (idx[2] + j < desc.count[2])
                      & (rep + j < desc.repeat) for j in range(1, V)]
             m.d.comb += n.eq(1 + sum(joins))
 
@@ -210,7 +215,7 @@ class SendEngine(wiring.Component):
         m.d.comb += tn.addr.eq(nxt_tag)
         nxt_ea = Signal(a)
         m.d.comb += nxt_ea.eq(nxt_ptr[2] + tn.data.offset)
-        nxt_waddr = nxt_ea[shift:]
+        nxt_waddr = self._word(m, nxt_ea, shift, "nxt_")[0]
 
         with m.If(self.start):
             m.d.sync += [running.eq((desc.count[0] != 0) & (desc.count[1] != 0)
@@ -246,6 +251,26 @@ class SendEngine(wiring.Component):
             with m.If(self.glb.addr.ready):
                 m.d.sync += [waiting.eq(1), req_addr.eq(waddr)]
         return m
+
+    def _word(self, m, ea, shift, name):
+        """Element ``ea``'s word (the GLB word address its read asks for), its slot in the
+        word and the word's elements: a GLB word, or from ``wide_from`` on one of
+        ``wide`` GLB words counted from there."""
+        if self._wide == 1:
+            return ea[shift:], ea[:shift], 1 << shift
+        lw = (self._wide - 1).bit_length()
+        word = ea[shift:]
+        rel = Signal(len(word), name=f"{name}rel")
+        waddr = Signal(len(word), name=f"{name}waddr")
+        slot = Signal(shift + lw, name=f"{name}slot")
+        room = Signal(shift + lw + 1, name=f"{name}room")
+        m.d.comb += rel.eq(word - self._wide_from)
+        with m.If(word >= self._wide_from):
+            m.d.comb += [waddr.eq(word - rel[:lw]), slot.eq(Cat(ea[:shift], rel[:lw])),
+                         room.eq(1 << (shift + lw))]
+        with m.Else():
+            m.d.comb += [waddr.eq(word), slot.eq(ea[:shift]), room.eq(1 << shift)]
+        return waddr, slot, room
 
 
 class GONReceiver(wiring.Component):
@@ -498,8 +523,9 @@ class PassEngine(wiring.Component):
         bits = data_bits(cfg)
         senders = {}
         for n, kind in enumerate(GIN_KINDS):
+            wide = filter_glb_word(cfg) if n == 0 else 1
             m.submodules[f"{kind}_sender"] = s = senders[kind] = SendEngine(
-                cfg, bits[kind], gin_values(cfg)[kind])
+                cfg, bits[kind], gin_values(cfg)[kind], wide, glb_words(cfg))
             if n == 0 and fglb is not None:
                 own = self._filter_reads(m, s.glb, glb.read[0], fglb)
             else:

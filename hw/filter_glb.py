@@ -12,6 +12,11 @@ their turn on it (its grant of a word from `glb_words` on is the filter GLB's re
 enable, the GLB's ``valid`` the response's), so a pass's timing is the same wherever its
 filters are; with a read arbiter per GLB bank the filter GLB's read port is its own and
 grants each read as it comes. Filters that do not fit stay in the GLB.
+
+Its words are `filter_glb_word` GLB words wide, so that one read holds a filter GIN
+packet of ``noc.filter_gin_values`` weights (more than a GLB word's with 16-bit
+weights on a 64-bit DRAM port): a write fills one GLB word of one (its byte mask moved
+to that word's place), a read returns the whole word holding GLB word ``addr``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .glb import filter_glb_words, glb_write_layout
+from .glb import filter_glb_word, filter_glb_words, glb_write_layout
 
 __all__ = ["FilterGLB", "filter_addr_bits"]
 
@@ -34,16 +39,18 @@ def filter_addr_bits(cfg: ArrayConfig) -> int:
 
 
 class FilterGLB(wiring.Component):
-    """`filter_glb_words` words, one write port (always ready) and one read port.
+    """`filter_glb_words` GLB words in words of `filter_glb_word`, one write port (always
+    ready) and one read port.
 
     Members
     -------
     write : In(stream of glb_write_layout(cfg, filter_addr_bits(cfg)))
-        Written at once, the bytes whose ``mask`` bit is set.
+        Written at once, the bytes whose ``mask`` bit is set of GLB word ``addr``.
     addr : In(filter_addr_bits(cfg))
     en : In(1)
-        Reads word ``addr``; ``data`` holds it from the next cycle.
-    data : Out(cfg.dram_bits)
+        Reads the word holding GLB word ``addr``; ``data`` holds it from the next cycle
+        (GLB word ``k`` of it in bits ``k * dram_bits`` on).
+    data : Out(filter_glb_word(cfg) * cfg.dram_bits)
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -56,21 +63,24 @@ class FilterGLB(wiring.Component):
             "write": In(stream.Signature(glb_write_layout(cfg, filter_addr_bits(cfg)))),
             "addr": In(filter_addr_bits(cfg)),
             "en": In(1),
-            "data": Out(cfg.dram_bits),
+            "data": Out(filter_glb_word(cfg) * cfg.dram_bits),
         })
 
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        m.submodules.mem = mem = Memory(shape=unsigned(cfg.dram_bits),
-                                        depth=filter_glb_words(cfg), init=[])
+        k = filter_glb_word(cfg)
+        lw = (k - 1).bit_length()
+        m.submodules.mem = mem = Memory(shape=unsigned(k * cfg.dram_bits),
+                                        depth=filter_glb_words(cfg) // k, init=[])
         rport = mem.read_port()
         wport = mem.write_port(granularity=8)
         w = self.write
+        mask = w.payload.mask & w.valid.replicate(len(w.payload.mask))
         m.d.comb += [
             w.ready.eq(1),
-            wport.addr.eq(w.payload.addr), wport.data.eq(w.payload.data),
-            wport.en.eq(w.payload.mask & w.valid.replicate(len(wport.en))),
-            rport.addr.eq(self.addr), rport.en.eq(self.en), self.data.eq(rport.data),
+            wport.addr.eq(w.payload.addr[lw:]), wport.data.eq(w.payload.data.replicate(k)),
+            wport.en.eq(mask << (w.payload.addr[:lw] * len(mask)) if lw else mask),
+            rport.addr.eq(self.addr[lw:]), rport.en.eq(self.en), self.data.eq(rport.data),
         ]
         return m

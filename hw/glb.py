@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.gen.config import ArrayConfig
 
 __all__ = ["GLB", "GLBReadSignature", "glb_write_layout", "glb_words", "filter_glb_words",
-           "word_addr_bits",
+           "filter_glb_word", "word_addr_bits",
            "elem_addr_bits", "slot_bits", "round_robin"]
 
 
@@ -46,6 +46,16 @@ def glb_words(cfg: ArrayConfig) -> int:
 def filter_glb_words(cfg: ArrayConfig) -> int:
     """Words in the filter GLB (0: none)."""
     return cfg.filter_glb_bytes * 8 // cfg.dram_bits
+
+
+def filter_glb_word(cfg: ArrayConfig) -> int:
+    """GLB words (of ``dram_bits``) in one filter GLB word: enough for the
+    ``noc.filter_gin_values`` weights of a filter GIN packet, at least one (and one
+    without a filter GLB, whose filters stay in GLB words)."""
+    if not filter_glb_words(cfg):
+        return 1
+    return max(1, cfg.noc.filter_gin_values * slot_bits(cfg.pe.weight_bits, cfg.dram_bits)
+               // cfg.dram_bits)
 
 
 def word_addr_bits(cfg: ArrayConfig) -> int:
@@ -79,11 +89,12 @@ def glb_write_layout(cfg: ArrayConfig, addr_bits: int | None = None) -> data.Str
 
 
 class GLBReadSignature(wiring.Signature):
-    """A GLB read client (its side): ``addr`` request stream; ``data``, ``valid`` response."""
+    """A GLB read client (its side): ``addr`` request stream; ``data``, ``valid`` response
+    (``words`` GLB words wide: the filter sender's, `filter_glb_word`)."""
 
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(self, cfg: ArrayConfig, words: int = 1):
         super().__init__({"addr": Out(stream.Signature(unsigned(word_addr_bits(cfg)))),
-                          "data": In(cfg.dram_bits),
+                          "data": In(words * cfg.dram_bits),
                           "valid": In(1)})
 
 

@@ -96,10 +96,21 @@ def test_noc_config_rejects_psum_gin_queue(depth, message):
 
 def test_filter_gin_values_fit_a_glb_word():
     """At most the weights of one GLB word: 4 16-bit weights of a 64-bit word on
-    `eyeriss`, 8 8-bit ones on `tiny`."""
+    `eyeriss` without its filter GLB, 8 8-bit ones on `tiny`; with a filter GLB, whose
+    words then hold a packet's weights (`eyeriss`: 8, two GLB words), its two halves
+    must be whole filter GLB words."""
     eyeriss, tiny = preset("eyeriss"), preset("tiny")
+    assert eyeriss.noc.filter_gin_values == 8 and eyeriss.filter_glb_bytes == 8192
     with pytest.raises(ValueError, match="noc.filter_gin_values = 8 must be at most the 4"):
-        dataclasses.replace(eyeriss, noc=dataclasses.replace(eyeriss.noc, filter_gin_values=8))
+        dataclasses.replace(eyeriss, filter_glb_bytes=0)
+    dataclasses.replace(eyeriss, filter_glb_bytes=32)
+    with pytest.raises(ValueError, match=r"filter_glb_bytes = 16 must be a multiple of "
+                                         r"2 \* 2 \* dram_bits/8 = 32"):
+        dataclasses.replace(eyeriss, filter_glb_bytes=16)
+    with pytest.raises(ValueError, match=r"filter_glb_bytes = 32 must be a multiple of "
+                                         r"2 \* 4 \* dram_bits/8 = 64"):
+        dataclasses.replace(eyeriss, filter_glb_bytes=32,
+                            noc=dataclasses.replace(eyeriss.noc, filter_gin_values=16))
     dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=8))
     with pytest.raises(ValueError, match="at most the 8 weights"):
         dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=16))
@@ -128,7 +139,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert (cfg.glb_banks, cfg.glb_bank_words, cfg.dram_bits) == (25, 512, 64)
     assert cfg.rlc == RLCFormat(5, 16, 3, 64)
     assert cfg.peak_gmacs == pytest.approx(33.6)
-    assert cfg.noc.filter_gin_values == 4  # a 64-bit filter GIN
+    assert cfg.noc.filter_gin_values == 8  # a 128-bit filter GIN (the chip: 64)
     assert cfg.noc.gon_values == cfg.noc.psum_gin_values == 2  # a 64-bit GON, psum GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)

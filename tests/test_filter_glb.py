@@ -188,6 +188,28 @@ def test_layer_with_a_read_port_per_glb_bank(seed):
     assert predict(prog).counters == counters
 
 
+@pytest.mark.parametrize("bank_reads", [False, True], ids=["one_port", "banks"])
+def test_layer_with_wide_filter_glb_words(seed, bank_reads):
+    """16 weights a filter GIN packet (`NoCConfig.filter_gin_values`), twice a GLB word's
+    8-bit weights: the filter GLB's words are two GLB words (`DMAIn` writing one of them
+    at a time) and the filter sender reads one a request. Six staged loads, with one GLB
+    read port or one per bank: the ofmap the golden one, the model's cycles and counters
+    equal the RTL's, and fewer GLB reads than with 8 weights a packet."""
+    cfg = dataclasses.replace(FTINY, name="tiny_fglb_wide", glb_bank_reads=bank_reads,
+                              noc=dataclasses.replace(FTINY.noc, filter_gin_values=16))
+    prog = _layer(seed, cfg)
+    assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
+    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert predict(prog).counters == counters
+    narrow = dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, filter_gin_values=8))
+    before = predict(_layer(seed, narrow)).counters["glb_reads"]
+    print(f"{counters['cycles']} cycles, GLB reads {before} -> {counters['glb_reads']}")
+    assert counters["glb_reads"] < before
+
+
 def test_filters_kept_from_one_load_to_the_next(seed):
     """Two strips of one filter group and one channel group: the second load's pass needs
     the first's filters, still in the filter GLB, and loads none; a layer whose pass

@@ -457,16 +457,20 @@ def compare_exactly(cfg, seed, build_dir, first=None):
 
 
 @pytest.mark.verilog
-@pytest.mark.parametrize("bank_reads", [False, True], ids=["one_port", "banks"])
-def test_model_with_a_filter_glb(seed, build_dir, bank_reads):
+@pytest.mark.parametrize("bank_reads, values", [(False, 1), (True, 1), (True, 16)],
+                         ids=["one_port", "banks", "wide"])
+def test_model_with_a_filter_glb(seed, build_dir, bank_reads, values):
     """`tiny` with a filter GLB of 64 words (`ArrayConfig.filter_glb_bytes`), with one
     GLB read port or one per bank (`ArrayConfig.glb_bank_reads`: the filter GLB's read
-    port then its own): a layer of six loads whose filters fit half of it, each load's
-    filters loaded by a background ``DMA_IN`` beside the passes of the one before, then
-    two random layers: the ofmaps bit-exact, the model's cycles and every counter equal
-    to the Verilog's."""
-    cfg = dataclasses.replace(TINY, name="tiny_fglb_banks" if bank_reads else "tiny_fglb",
-                              filter_glb_bytes=512, glb_bank_reads=bank_reads)
+    port then its own), and with 16 weights a filter GIN packet (filter GLB words of two
+    GLB words; filters in the GLB go 8 a packet): a layer of six loads whose filters fit
+    half of it, each load's filters loaded by a background ``DMA_IN`` beside the passes
+    of the one before, then two random layers: the ofmaps bit-exact, the model's cycles
+    and every counter equal to the Verilog's."""
+    name = {1: "tiny_fglb_banks" if bank_reads else "tiny_fglb", 16: "tiny_fglb_wide"}
+    cfg = dataclasses.replace(TINY, name=name[values], filter_glb_bytes=512,
+                              glb_bank_reads=bank_reads,
+                              noc=dataclasses.replace(TINY.noc, filter_gin_values=values))
     layer = ConvLayer(N=1, C=3, M=5, H=4, W=7, R=3, S=3, U=1, P=1)
     rng = np.random.default_rng(seed)
     x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.5)

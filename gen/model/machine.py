@@ -38,8 +38,8 @@ class Machine:
     def __init__(self, cfg, words: dict, values: bool, reference: bool = False,
                  dram: DramTiming = SYSTEM_DRAM):
         from ommatidia.hw.engines import data_bits, gin_values, tag_depth
-        from ommatidia.hw.glb import elem_addr_bits, filter_glb_words, glb_words, slot_bits, \
-            word_addr_bits
+        from ommatidia.hw.glb import elem_addr_bits, filter_glb_word, filter_glb_words, \
+            glb_words, slot_bits, word_addr_bits
         from ommatidia.hw.top import REGISTERS, register_shapes
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
@@ -61,6 +61,7 @@ class Machine:
         self.tag_depth = tag_depth(cfg)
         self.glb = np.zeros(glb_words(cfg) + filter_glb_words(cfg), dtype=np.uint64)
         self.fglb = (glb_words(cfg), filter_glb_words(cfg))  # the filter GLB's words
+        self.fwide = filter_glb_word(cfg)  # GLB words in a filter GLB word
         self.filters = ((), np.zeros((0, 0), dtype=np.int64))
         self.filter_rows = {}
         self.rr = reset_state(cfg)
@@ -293,6 +294,9 @@ class Machine:
             off = np.array([x["offset"] for x in entries], dtype=np.int64)
             addr = (desc["base"] + shape["pattern"] + off[shape["tag"]]) & amask
             word = addr // self.per[kind]
+            if kind == "filter" and self.fwide > 1:
+                fw = word >= self.fglb[0]
+                word = word - np.where(fw, (word - self.fglb[0]) % self.fwide, 0)
             tag, values = shape["tags"], None
             if self.gin_values[kind] > 1 and desc["stride"][2] == 1 and shape["n"]:
                 start = self._packets(word, desc, self.gin_values[kind])
