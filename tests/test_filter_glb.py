@@ -173,17 +173,24 @@ def test_layer_with_background_filter_loads_and_dram_stalls(seed):
     assert stalled | {"cycles": 0} == counters | {"cycles": 0}
 
 
+def _staged_golden(cfg, prog) -> dict:
+    """Runs ``prog`` (five background DMA_INs) on the System; asserts the golden ofmap and
+    returns the RTL's counters."""
+    assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
+    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
+    assert status == STATUS_DONE
+    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    return counters
+
+
 def test_layer_with_a_read_port_per_glb_bank(seed):
     """With `ArrayConfig.glb_bank_reads` the filter GLB's read port is its own (the filter
     sender's reads of it granted as they come, beside the GLB banks' reads): six staged
     loads, the ofmap the golden one and the model's cycles and counters equal the RTL's."""
     cfg = dataclasses.replace(FTINY, name="tiny_fglb_banks", glb_bank_reads=True)
     prog = _layer(seed, cfg)
-    assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
-    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
-    assert status == STATUS_DONE
-    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-    assert np.array_equal(ofmap, layer_ofmap(prog))
+    counters = _staged_golden(cfg, prog)
     print(f"{counters['cycles']} cycles")
     assert predict(prog).counters == counters
 
@@ -198,11 +205,7 @@ def test_layer_with_wide_filter_glb_words(seed, bank_reads):
     cfg = dataclasses.replace(FTINY, name="tiny_fglb_wide", glb_bank_reads=bank_reads,
                               noc=dataclasses.replace(FTINY.noc, filter_gin_values=16))
     prog = _layer(seed, cfg)
-    assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
-    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
-    assert status == STATUS_DONE
-    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-    assert np.array_equal(ofmap, layer_ofmap(prog))
+    counters = _staged_golden(cfg, prog)
     assert predict(prog).counters == counters
     narrow = dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, filter_gin_values=8))
     before = predict(_layer(seed, narrow)).counters["glb_reads"]
