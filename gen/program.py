@@ -6,8 +6,9 @@ passes, descriptors and tag tables) and `assemble` emits the DRAM image
 
 - word 0 on: the program (docs/program.md);
 - then the filters (raw) and the padded ifmap rows of each strip (RLC-coded, or
-  packed raw with ``ifmap_coding="raw"``), each region stored once, which the program's ``DMA_IN`` commands copy into
-  the GLB at the start of each round (or channel chunk of a round);
+  packed raw with ``ifmap_coding="raw"``), each region stored once, which the
+  program's ``DMA_IN`` commands copy into the GLB at the start of each round (or
+  channel chunk of a round);
 - then one region per (image, filter group, strip) where ``DMA_OUT`` writes
   the ofmap, RLC-coded, in the psum layout ``[e][f][k]``.
 

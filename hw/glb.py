@@ -239,6 +239,6 @@ class GLB(wiring.Component):
             m.d.comb += r.addr.ready.eq(Cat(grants).any())
             m.d.sync += r.valid.eq(r.addr.ready)
             with m.Switch(bank):
-                for b, data in enumerate(outs):
+                for b, word in enumerate(outs):
                     with m.Case(b):
-                        m.d.comb += r.data.eq(data)
+                        m.d.comb += r.data.eq(word)

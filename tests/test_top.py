@@ -70,8 +70,8 @@ def test_stride_two_and_one_filter_per_pass(seed):
 def test_raw_ifmap_is_packed_and_bit_exact(seed):
     """``ifmap_coding="raw"`` (a first layer's input): each ifmap region holds the values
     its RLC region (default coding, same mapping) decodes to, packed eight 8-bit values
-    a word lowest byte first, no RLC, fewer words (no zeros but the padding); on the System (DRAM stalls) the
-    ofmap is the golden one, the DMA reads the whole image and the model's cycles and
+    a word lowest byte first, no RLC, fewer words (no zeros but the padding); on the
+    System (DRAM stalls) the ofmap is the golden one, the DMA reads the whole image and the model's cycles and
     counters equal the RTL's."""
     from ommatidia.gen.rlc import decode
     rng = np.random.default_rng(seed)
