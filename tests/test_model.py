@@ -181,15 +181,22 @@ def test_recurrences_match_the_cycle_reference(seed):
     included, and the arbiter state handed to the next layer the same."""
     rng = np.random.default_rng(seed)
     for cfg in (TINY, SMALL):
-        state = None
-        for _ in range(4):
-            prog = random_program(rng, cfg)
-            fast = predict(prog, state=state)
-            ref = predict(prog, reference=True, state=state)
-            state = ref.state
-            assert ref.fallback_passes == ref.passes
-            assert fast.counters == ref.counters, f"{prog.layer}: {fast.cycles} vs {ref.cycles}"
-            assert fast.state == ref.state
+        _recurrences_equal_the_reference(rng, cfg, 4)
+
+
+def _recurrences_equal_the_reference(rng, cfg, layers: int) -> None:
+    """``layers`` random layers on ``cfg`` one after another, each timed by the model and by
+    the cycle reference from the arbiter state the reference left: every counter and the
+    state handed on equal."""
+    state = None
+    for _ in range(layers):
+        prog = random_program(rng, cfg)
+        fast = predict(prog, state=state)
+        ref = predict(prog, reference=True, state=state)
+        state = ref.state
+        assert ref.fallback_passes == ref.passes
+        assert fast.counters == ref.counters, f"{prog.layer}: {fast.cycles} vs {ref.cycles}"
+        assert fast.state == ref.state
 
 
 def test_recurrences_match_the_reference_with_wide_packets(seed):
@@ -241,15 +248,7 @@ def test_recurrences_match_the_reference_with_bank_reads(seed):
     for base in (TINY, SMALL, with_psum_gin_queue(TINY, "tiny", 4, 2, 4),
                  dataclasses.replace(TINY, glb_banks=2),
                  dataclasses.replace(TINY, filter_glb_bytes=512)):
-        cfg = with_bank_reads(base, base.name)
-        state = None
-        for _ in range(3):
-            prog = random_program(rng, cfg)
-            fast = predict(prog, state=state)
-            ref = predict(prog, reference=True, state=state)
-            state = ref.state
-            assert fast.counters == ref.counters, f"{prog.layer}: {fast.cycles} vs {ref.cycles}"
-            assert fast.state == ref.state
+        _recurrences_equal_the_reference(rng, with_bank_reads(base, base.name), 3)
 
 
 def test_one_bank_reads_like_one_port(seed):
