@@ -6,12 +6,14 @@ Fixtures live in ``conftest.py``; no test module imports another.
 
 import pathlib
 
+import numpy as np
 from amaranth.sim import Simulator
 
 from ommatidia.explore.rtl import random_layer as explore_random_layer
-from ommatidia.hw.system import STATUS_BUSY, System
+from ommatidia.hw.system import STATUS_BUSY, STATUS_DONE, System
 from ommatidia.hw.top import COUNTERS
 from ommatidia.sim.array_model import random_values
+from ommatidia.sim.golden import layer_ofmap
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -113,3 +115,19 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
 def region_addrs(prog):
     """DRAM addresses of the ofmap regions of a `LayerProgram`."""
     return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]
+
+
+def run_layer_golden(cfg, prog, *, both=None):
+    """Runs ``prog``'s layer once on the `System` and asserts it ends done with the golden
+    ofmap. Returns its counters, the ofmap regions' DRAM words and, with ``both`` (the
+    accelerator's engine -> two of its signals), the cycles both were high (else None)."""
+    trace = []
+    probe = None if both is None else (lambda dut: list(both(dut._accel.engine)))
+    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog),
+                                               probe=probe, trace=trace)
+    assert status == STATUS_DONE
+    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
+    assert np.array_equal(ofmap, layer_ofmap(prog))
+    beside = None if both is None else sum(1 for a, b in trace if a and b)
+    return counters, mem, beside
+

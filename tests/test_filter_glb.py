@@ -19,7 +19,7 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import region_addrs, simulate_system
+from helpers import region_addrs, run_layer_golden, simulate_system
 
 FTINY = dataclasses.replace(TINY, name="tiny_fglb", filter_glb_bytes=4096)
 """`tiny` with a filter GLB of 512 words (two halves of 256)."""
@@ -152,17 +152,8 @@ def test_layer_with_background_filter_loads_and_dram_stalls(seed):
     same ofmap and counters but the cycles."""
     prog = _layer(seed)
     assert sum(1 for c in decode(FTINY, prog.words) if c.op == "DMA_IN" and c.value) == 5
-    trace = []
-
-    def probe(dut):
-        eng = dut._accel.engine
-        return [eng.busy, eng.dma_busy]
-    (status, counters, mem), = simulate_system(FTINY, prog.words, region_addrs(prog),
-                                               probe=probe, trace=trace)
-    assert status == STATUS_DONE
-    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-    assert np.array_equal(ofmap, layer_ofmap(prog))
-    beside = sum(1 for passing, dma in trace if passing and dma)
+    counters, mem, beside = run_layer_golden(FTINY, prog,
+                                             both=lambda eng: (eng.busy, eng.dma_busy))
     print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAIn busy")
     assert beside > 0
     assert predict(prog).counters == counters
@@ -177,11 +168,7 @@ def _staged_golden(cfg, prog) -> dict:
     """Runs ``prog`` (five background DMA_INs) on the System; asserts the golden ofmap and
     returns the RTL's counters."""
     assert sum(1 for c in decode(cfg, prog.words) if c.op == "DMA_IN" and c.value) == 5
-    (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
-    assert status == STATUS_DONE
-    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-    assert np.array_equal(ofmap, layer_ofmap(prog))
-    return counters
+    return run_layer_golden(cfg, prog)[0]
 
 
 def test_layer_with_a_read_port_per_glb_bank(seed):

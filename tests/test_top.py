@@ -20,7 +20,7 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import region_addrs, simulate_system
+from helpers import region_addrs, run_layer_golden, simulate_system
 
 
 def random_program(seed, **overrides):
@@ -331,17 +331,8 @@ def test_dma_out_beside_the_next_rounds_dma_in_with_dram_stalls(seed):
     the cycles."""
     prog = random_program(seed, N=1, C=2, M=4, H=10, W=5)
     assert len(prog.rounds) > 1
-    trace = []
-
-    def probe(dut):
-        eng = dut._accel.engine
-        return [eng.dma_busy, eng.dma_out_busy]
-    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog),
-                                               probe=probe, trace=trace)
-    assert status == STATUS_DONE
-    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
-                          layer_ofmap(prog))
-    beside = sum(1 for dma_in, dma_out in trace if dma_in and dma_out)
+    counters, mem, beside = run_layer_golden(
+        TINY, prog, both=lambda eng: (eng.dma_busy, eng.dma_out_busy))
     print(f"{len(prog.rounds)} rounds, {counters['cycles']} cycles, {beside} with DMA_IN "
           f"and DMA_OUT busy")
     assert beside > 0
