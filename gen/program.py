@@ -29,6 +29,7 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from .config import ArrayConfig
+from .banks import glb_banks, pass_banks
 from .mapper import groups_of
 from .packing import elements_per_word, pack_slots, raw_ifmap, unpack_slots, word_count
 
@@ -500,7 +501,6 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return _set(reg[name], bits, widths[name])
 
     per = elements_per_word(cfg)
-    draining = None     # the last background DMA_OUT: its word's index, its GLB words
 
     def glb_words(where) -> int:
         """The GLB words a ``DMA_IN`` of ``where`` writes."""
@@ -508,10 +508,9 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
             else where["words"]
 
     def dma_in(where, glb, background=False):
-        """A ``DMA_IN`` of ``where`` to GLB word ``glb``; a ``DMA_OUT`` still draining
-        the words it writes goes back to the foreground."""
-        if draining is not None and glb < draining[2] and draining[1] < glb + glb_words(where):
-            prog[draining[0]] = pack_command(Opcode.DMA_OUT)
+        """A ``DMA_IN`` of ``where`` to GLB word ``glb``, after the last ``DMA_OUT`` if it
+        may still read the words it writes (`_Outputs.guard`)."""
+        outs.guard(prog, glb, glb + glb_words(where))
         return put("dma_in", {**where, "dram": data_base + where["dram"], "glb": glb}) \
             + [pack_command(Opcode.DMA_IN, int(background))]
 
@@ -556,19 +555,20 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         return filters + [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
                           for (n, cg), glb in load.ifmaps.items()]
 
-    prog, outputs, current = [], [], {}
-    top = data_base + len(inputs.words)
-    pack_tag, pack_bias = _packer(tag_write_layout(cfg)), _packer(bias_write_layout(cfg))
+    prog, current = [], {}
+    pack_tag = _packer(tag_write_layout(cfg))
+    outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
+                    _packer(bias_write_layout(cfg)))
     tag_words = {}
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
     for r, rnd in enumerate(rounds):
         e0, es = rnd.strip
+        final = _final_regions(rnd) if cfg.glb_bank_reads else {}
+        pending = []    # regions whose psums are final, not yet sent out
         for li, load in enumerate(rnd.loads):
             for where, glb in loads(r, li)[ahead if li == 0 else 0:]:
                 prog += dma_in(where, glb)
-            if load.passes:
-                draining = None
             for j, ps in enumerate(load.passes):
                 for name, value in ps.config.items():
                     if current.get(name) != value:
@@ -588,44 +588,126 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 prog += put("run", ps.run.fields(cfg.pe))
                 for where, glb in before.get((r, li, j), []):
                     prog += dma_in(where, glb, background=True)
+                if pending:  # a final region's DMA_OUT beside this pass, on other banks
+                    mine = pass_banks(cfg, layer, mapping, rnd, load, ps)
+                    o = next((o for o in pending if not outs.banks(rnd, o) & mine), None)
+                    if o is not None:
+                        pending.remove(o)
+                        outs.emit(prog, rnd, o, beside=True)
+                outs.passed()
                 prog.append(pack_command(Opcode.PASS))
-        # The psums highest in the GLB go out first (their DRAM regions one after another),
-        # so the last DMA_OUT, which drains beside the next round's loads, reads the
-        # words they are least likely to overwrite; `outputs` lists them image by image.
-        outs = []
-        for n, m0, p in sorted(((n, m0, p) for n in rnd.images for m0, p in rnd.mgroups),
-                               key=lambda o: -rnd.psums[o[0], o[1]]):
-            n_out = es * F * p
-            words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
-                     else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
-            outs.append(OutputRegion(n, m0, p, top, words, e0, es))
-            top += words
-            _check_dram(cfg, top)
-        outputs += sorted(outs, key=lambda o: (o.n, o.m0))
+                if li == len(rnd.loads) - 1:
+                    pending += final.get(j, [])
+        # The rest go out highest in the GLB first, so the last DMA_OUT, which drains
+        # beside the next round's loads, reads the words they are least likely to
+        # overwrite; but one on banks the next round's first pass leaves goes last, beside
+        # that pass too.
+        rest = sorted(pending if final else [(n, m0, p) for n in rnd.images
+                                             for m0, p in rnd.mgroups],
+                      key=lambda o: -rnd.psums[o[0], o[1]])
         nxt = loads(r + 1, 0) if r + 1 < len(rounds) else []
+        after = pass_banks(cfg, layer, mapping, rounds[r + 1], rounds[r + 1].loads[0],
+                            rounds[r + 1].loads[0].passes[0]) \
+            if final and r + 1 < len(rounds) and rounds[r + 1].loads[0].passes else None
+        free = [o for o in rest if after is not None and not outs.banks(rnd, o) & after]
+        if free and free[-1] != rest[-1]:   # the last one beside the next round's pass
+            rest.remove(free[-1])
+            rest.append(free[-1])
         ahead = 0
-        for j, region in enumerate(outs):
-            n_out, glb = es * F * region.p, rnd.psums[region.n, region.m0]
-            for k in range(region.p):
-                b = int(stage.bias[region.m0 + k]) if stage.bias else 0
-                prog.append(pack_command(Opcode.BIAS, pack_bias({"index": k, "value": b})))
-            prog += put("dma_out", {"glb": glb, "dram": region.dram, "n": n_out, "rlc": 1,
-                                    "stage": {"shift": stage.shift, "relu": int(stage.relu),
-                                              "p": region.p}})
-            draining = (len(prog), glb, glb + word_count(n_out, per["psum"]))
-            prog.append(pack_command(Opcode.DMA_OUT, 1))
+        for j, o in enumerate(rest):
+            outs.emit(prog, rnd, o, beside=j == len(rest) - 1 and after is not None
+                      and not outs.banks(rnd, o) & after)
             # The next round's first DMA_INs run while it drains, as many as take about
             # as long, none writing psums this or a later DMA_OUT reads.
-            later = max(rnd.psums[o.n, o.m0] + word_count(es * F * o.p, per["psum"])
-                        for o in outs[j:])
-            budget = n_out + 8
+            later = max(outs.words(rnd, o2)[1] for o2 in rest[j:])
+            budget = es * F * o[2] + 8
             while ahead < len(nxt) and budget > 0 and nxt[ahead][1] >= later:
                 where, glb = nxt[ahead]
                 prog += dma_in(where, glb)
                 budget -= (where["n"] if where["rlc"] and cfg.rlc_codec else where["words"]) + 7
                 ahead += 1
     prog.append(pack_command(Opcode.DONE))
-    return prog, outputs
+    return prog, sorted(outs.regions, key=lambda o: (o.n, o.m0, o.e0))
+
+
+def _final_regions(rnd) -> dict:
+    """Index of a pass in the round's last channel chunk -> the psum regions (n, m0, p)
+    it makes final (their last pass)."""
+    last = {}
+    for j, ps in enumerate(rnd.loads[-1].passes):
+        for m0, p in ps.blocks:
+            last[ps.n, m0, p] = j
+    out = {}
+    for o, j in last.items():
+        out.setdefault(j, []).append(o)
+    return out
+
+
+class _Outputs:
+    """The ``DMA_OUT``\\ s of `_emit`: each region's DRAM place in the order they are
+    emitted, and the last one while it may still drain (what a ``DMA_IN`` must not
+    overwrite; with bit 1 set, the pass after it runs beside it)."""
+
+    def __init__(self, cfg, layer, stage, top: int, put, pack_bias):
+        from ommatidia.hw.top import Opcode
+        self.cfg, self.layer, self.stage, self.top = cfg, layer, stage, top
+        self.put, self.pack_bias, self.op = put, pack_bias, Opcode
+        self.regions = []
+        self.drain = None   # {"at": its command word, "lo", "hi", "beside", "passed", "bias"}
+
+    def words(self, rnd, o) -> tuple:
+        """The GLB words (first, past the last) of region ``o`` = (n, m0, p) of ``rnd``."""
+        lo = rnd.psums[o[0], o[1]]
+        n_out = rnd.strip[1] * self.layer.F * o[2]
+        return lo, lo + word_count(n_out, elements_per_word(self.cfg)["psum"])
+
+    def banks(self, rnd, o) -> set:
+        return glb_banks(self.cfg, *self.words(rnd, o))
+
+    def emit(self, prog: list, rnd, o, beside: bool) -> None:
+        """The ``BIAS`` writes, ``SET dma_out`` and background ``DMA_OUT`` of region ``o``;
+        with ``beside`` (bit 1) the next ``PASS`` does not wait for it."""
+        cfg, stage, (n, m0, p) = self.cfg, self.stage, o
+        e0, es = rnd.strip
+        n_out = es * self.layer.F * p
+        words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
+                 else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
+        self.regions.append(OutputRegion(n, m0, p, self.top, words, e0, es))
+        bias = [int(stage.bias[m0 + k]) if stage.bias else 0 for k in range(p)]
+        for k, b in enumerate(bias):
+            prog.append(pack_command(self.op.BIAS, self.pack_bias({"index": k, "value": b})))
+        prog += self.put("dma_out", {"glb": rnd.psums[n, m0], "dram": self.top, "n": n_out,
+                                     "rlc": 1, "stage": {"shift": stage.shift,
+                                                         "relu": int(stage.relu), "p": p}})
+        self.top += words
+        _check_dram(cfg, self.top)
+        lo, hi = self.words(rnd, o)
+        self.drain = {"at": len(prog), "lo": lo, "hi": hi, "beside": beside, "passed": False,
+                      "bias": bias[0]}
+        prog.append(pack_command(self.op.DMA_OUT, 1 | int(beside) << 1))
+
+    def passed(self) -> None:
+        """A ``PASS`` comes next: the last ``DMA_OUT`` has drained before it starts, or,
+        with bit 1, before the ``PASS`` after it."""
+        d = self.drain
+        if d is not None and (not d["beside"] or d["passed"]):
+            self.drain = None
+        elif d is not None:
+            d["passed"] = True
+
+    def guard(self, prog: list, lo: int, hi: int) -> None:
+        """Before a ``DMA_IN`` writing GLB words ``lo .. hi - 1``: if the last ``DMA_OUT``
+        may still read them, it goes back to the foreground, or, once a pass ran beside
+        it, a ``BIAS`` rewriting its first entry waits for it."""
+        d = self.drain
+        if d is None or not (lo < d["hi"] and d["lo"] < hi):
+            return
+        if d["passed"]:
+            prog.append(pack_command(self.op.BIAS, self.pack_bias({"index": 0,
+                                                                   "value": d["bias"]})))
+        else:
+            prog[d["at"]] = pack_command(self.op.DMA_OUT)
+        self.drain = None
 
 
 def check_inputs(cfg: ArrayConfig, layer, ifmap, weights, bias=None, shift: int = 0):

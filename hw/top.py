@@ -20,8 +20,9 @@ docs/program.md documents it. Commands:
 A background ``DMA_OUT`` reads the GLB read port and writes the DRAM write port,
 which a ``DMA_IN``, ``SET``, ``TAG`` and the fetch do not use, so they run beside
 it; a ``PASS``, ``BIAS`` (the output stage's table), ``DMA_OUT`` or ``DONE`` waits
-until it has drained, and ``busy`` stays high until it has (after an ``error``
-too). Built with ``overlap=False`` (the AXI top, whose master issues a read burst
+until it has drained, but the first ``PASS`` after one with bit 1 set (the compiler
+sets it only where that pass reads no GLB bank the ``DMAOut`` reads and writes none
+of its words), and ``busy`` stays high until it has (after an ``error`` too). Built with ``overlap=False`` (the AXI top, whose master issues a read burst
 only once every write has its response) the controller ignores bit 0.
 
 A background ``DMA_IN`` (raw: its copy cannot fail) writes the DRAM read port's words
@@ -170,12 +171,13 @@ class Accelerator(wiring.Component):
         rlc = data.View(self._shapes["dma_in"], reg[:_width(self._shapes["dma_in"])]).rlc
         return word[0] & ~rlc if self._overlap else Const(0, 1)
 
-    def _command(self, m, word, pop, regs, target, chunk, left, fetching, fresh):
+    def _command(self, m, word, pop, regs, target, chunk, left, fetching, fresh, beside):
         """Runs command word ``word``, taking it from the FIFO (``pop``) once started; a
         ``DMA_IN`` or foreground ``DMA_OUT`` once no program word is on its way
-        (``fetching`` low); a ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` once the
-        `DMAOut` is idle; a ``DONE``, or a ``PASS`` unless ``fresh`` (the `DMAIn` was
-        started since the last ``PASS``), once the `DMAIn` is idle."""
+        (``fetching`` low); a ``BIAS``, ``DMA_OUT`` or ``DONE``, or a ``PASS`` unless
+        ``beside`` (the last ``DMA_OUT`` had bit 1 set and no ``PASS`` started since),
+        once the `DMAOut` is idle; a ``DONE``, or a ``PASS`` unless ``fresh`` (the
+        `DMAIn` was started since the last ``PASS``), once the `DMAIn` is idle."""
         eng = self._engine
         out_idle = ~eng.dma_out_busy
         in_idle = ~eng.dma_busy
@@ -201,9 +203,9 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.next = "WAIT_DMA_IN"
             with m.Case(Opcode.PASS):
-                with m.If(out_idle & (in_idle | fresh)):
+                with m.If((out_idle | beside) & (in_idle | fresh)):
                     m.d.comb += [pop.eq(1), eng.start.eq(1)]
-                    m.d.sync += fresh.eq(0)
+                    m.d.sync += [fresh.eq(0), beside.eq(0)]
                     m.next = "WAIT_PASS"
             with m.Case(Opcode.DMA_OUT):
                 background = self._background(word)
@@ -211,6 +213,7 @@ class Accelerator(wiring.Component):
                              eng.dma_out_cmd.payload.eq(regs["dma_out"])]
                 with m.If(eng.dma_out_cmd.valid & eng.dma_out_cmd.ready):
                     m.d.comb += pop.eq(1)
+                    m.d.sync += beside.eq(background & word[1])
                     with m.If(~background):
                         m.next = "WAIT_DMA_OUT"
             with m.Case(Opcode.DONE):
@@ -234,7 +237,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += getattr(eng, name).as_value().eq(regs[name][:_width(shape)])
 
         running, active, fsm_run, out_wait = Signal(), Signal(), Signal(), Signal()
-        fresh = Signal()
+        fresh, beside = Signal(), Signal()
         start = Signal()
         m.d.comb += start.eq(self.start & ~running)
         m.submodules.prefetch = q = ResetInserter(start)(
@@ -308,7 +311,8 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [pc.eq(self.prog), left.eq(0), self.done.eq(0),
-                                 self.error.eq(0), stopped.eq(0), operands.eq(0), fresh.eq(0)]
+                                 self.error.eq(0), stopped.eq(0), operands.eq(0), fresh.eq(0),
+                                 beside.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(q.r_rdy & (left != 0)):
@@ -319,7 +323,8 @@ class Accelerator(wiring.Component):
                                 m.d.sync += regs[name].word_select(chunk, 64).eq(word)
                     m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
                 with m.Elif(q.r_rdy):
-                    self._command(m, word, pop, regs, target, chunk, left, fetching, fresh)
+                    self._command(m, word, pop, regs, target, chunk, left, fetching, fresh,
+                                  beside)
             with m.State("WAIT_DMA_IN"):
                 with m.If(~eng.dma_busy):
                     with m.If(eng.dma_error):

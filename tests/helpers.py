@@ -7,9 +7,13 @@ Fixtures live in ``conftest.py``; no test module imports another.
 import pathlib
 
 import numpy as np
+from amaranth import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from ommatidia.explore.rtl import random_layer as explore_random_layer
+from ommatidia.gen.compiler import compile_layer
+from ommatidia.gen.layer import ConvLayer
+from ommatidia.gen.mapper import Mapping
 from ommatidia.hw.system import STATUS_BUSY, STATUS_DONE, System
 from ommatidia.hw.top import COUNTERS
 from ommatidia.sim.array_model import random_values
@@ -58,12 +62,16 @@ async def read_word(ctx, port, addr, rng=None, idle=0):
 
 
 def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1,
-                    probe=None, trace=None):
+                    probe=None, trace=None, reset_at=None):
     """Load ``words`` into a `System`'s DRAM, run ``runs`` times; returns
     [(status, counters, {addr: word of ``reads``})]. ``words`` may be a list: an image
     loaded before each run (one run each). With ``probe`` (the `System` -> signals), ``trace`` gets
-    their values on every cycle the accelerator is busy."""
+    their values on every cycle the accelerator is busy. With ``reset_at`` the first run
+    is cut by a reset of the whole `System` (its DRAM keeps its words) ``reset_at``
+    cycles after ``start``, and started again."""
     dut = System(cfg, 4096)
+    rst = Signal()
+    top = dut if reset_at is None else ResetInserter(rst)(dut)
     out = []
     images = words if isinstance(words, list) else [words] + [{}] * (runs - 1)
 
@@ -84,6 +92,13 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
                 await ctx.tick()
                 cycles += 1
                 assert cycles < SYSTEM_LIMIT, "the accelerator did not finish"
+                if cycles == reset_at and image is images[0]:
+                    ctx.set(rst, 1)
+                    await ctx.tick()
+                    ctx.set(rst, 0)
+                    ctx.set(dut.start, 1)
+                    await ctx.tick()
+                    ctx.set(dut.start, 0)
             counters = {name: ctx.get(dut.counters[i]) for i, name in enumerate(COUNTERS)}
             mem = {}
             ctx.set(dut.mem_rdata.ready, 1)
@@ -97,7 +112,7 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
                 await ctx.tick()
             out.append((ctx.get(dut.status), counters, mem))
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     if probe is not None:
@@ -110,6 +125,22 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
         sim.add_process(watch)
     sim.run()
     return out
+
+
+def beside_program(cfg, seed, N=2):
+    """A layer on ``cfg`` (`tiny` with ``glb_bank_reads``: 4 banks of 256 GLB words) of
+    one round an image, each of four filter groups of 2 whose psum regions of 120 GLB
+    words sit at 0, 120, 240 and 360: the region at 0 goes out beside the pass of the one
+    at 360 (banks 0 and 1), and the last one (at 360) beside the next image's first pass
+    (writing the one at 0)."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=N, C=2, M=8, H=4, W=30, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    mapping = Mapping(p=2, q=2, strips=((0, 4),), segments=((0, 3),), stack=1, blocks=1,
+                      n_chunk=1, m_chunk=4, c_chunk=1)
+    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
+                         relu=True, shift=2, mapping=mapping)
 
 
 def region_addrs(prog):

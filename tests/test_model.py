@@ -25,6 +25,8 @@ from ommatidia.gen.rlc import encode
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
+from helpers import beside_program
+
 EXACT = ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes", "dram_words_read",
          "dram_words_written", "program_words")
 
@@ -429,23 +431,26 @@ def test_model_with_bank_reads(seed, build_dir):
     """`tiny` with a GLB read port per bank (`ArrayConfig.glb_bank_reads`): the first
     layer laid out as for one read port (its senders share banks, granted round-robin in
     each), the others with filters and ifmaps at bank boundaries (senders on different
-    banks granted in one cycle): the ofmaps bit-exact, the model's cycles and every
-    counter equal to the Verilog's."""
+    banks granted in one cycle), the second with three ``DMA_OUT``\\ s beside passes on
+    other banks (`helpers.beside_program`): the ofmaps bit-exact, the model's cycles and
+    every counter equal to the Verilog's."""
     cfg = with_bank_reads(TINY, "tiny_banks")
     rng = np.random.default_rng(seed + 1)
     first = dataclasses.replace(random_program(rng, TINY, zeros=0.0, width=10), cfg=cfg)
-    compare_exactly(cfg, seed, build_dir, first)
+    beside = beside_program(cfg, seed)
+    assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
+    compare_exactly(cfg, seed, build_dir, first, beside)
 
 
-def compare_exactly(cfg, seed, build_dir, first=None):
-    """``first`` (or a random layer) and two random layers on ``cfg`` (ifmap zeros 0, 50
-    and 0 %) in one Verilator simulation: bit-exact, the model's cycles and every counter
-    equal to the RTL's."""
+def compare_exactly(cfg, seed, build_dir, first=None, *more):
+    """``first`` (or a random layer), ``more`` and two random layers on ``cfg`` (ifmap
+    zeros 0, 50 and 0 %) in one Verilator simulation: bit-exact, the model's cycles and
+    every counter equal to the RTL's."""
     from ommatidia.sim.accelerator import run_layers
     rng = np.random.default_rng(seed)
     if first is None:
         first = random_program(rng, cfg, zeros=0.0, width=10)
-    progs = [first] + [random_program(rng, cfg, zeros=z, width=10) for z in (0.5, 0.0)]
+    progs = [first, *more] + [random_program(rng, cfg, zeros=z, width=10) for z in (0.5, 0.0)]
     runs = run_layers(cfg, progs, build_dir=build_dir)
     compare(progs, runs, tolerance=0)
     state = None

@@ -7,6 +7,8 @@ ofmap read back from DRAM is compared bit-exact with `golden.conv2d`, and the
 counters with what the layer and the image imply.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import region_addrs, run_layer_golden, simulate_system
+from helpers import beside_program, region_addrs, run_layer_golden, simulate_system
 
 
 def random_program(seed, **overrides):
@@ -337,3 +339,97 @@ def test_dma_out_beside_the_next_rounds_dma_in_with_dram_stalls(seed):
           f"and DMA_OUT busy")
     assert beside > 0
     _model_and_slow_dram(prog, counters, mem, seed)
+
+
+BANKS = dataclasses.replace(TINY, name="tiny_banks", glb_bank_reads=True)
+"""`tiny` with a GLB read port per bank (4 banks of 256 words)."""
+
+
+def _without_bit_1(words: dict, cfg=BANKS) -> dict:
+    """``words`` with bit 1 of every ``DMA_OUT`` cleared (each ``PASS`` waits for it)."""
+    out = dict(words)
+    for cmd in decode(cfg, words):
+        if cmd.op == "DMA_OUT":
+            out[cmd.pc] = words[cmd.pc] & ~2
+    return out
+
+
+def test_dma_out_beside_a_pass_on_other_banks(seed):
+    """A ``DMA_OUT`` with bit 1 lets the next ``PASS`` start while it drains (cycles with a
+    pass and the `DMAOut` busy); the compiler sets it where the pass reads no bank it
+    reads and writes none of its words: the ofmap is the golden one, the model's cycles
+    and counters equal the RTL's, and the run is shorter than with every ``PASS`` waiting
+    (the same DRAM words). With 40 % DRAM stalls the same ofmap and counters but the
+    cycles."""
+    prog = beside_program(BANKS, seed)
+    assert [c.value for c in decode(BANKS, prog.words) if c.op == "DMA_OUT"].count(3) == 3
+    counters, mem, beside = run_layer_golden(BANKS, prog,
+                                             both=lambda eng: (eng.busy, eng.dma_out_busy))
+    assert predict(prog).counters == counters
+    plain = _without_bit_1(prog.words)
+    (status, waited, pmem), = simulate_system(BANKS, plain, region_addrs(prog))
+    print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAOut busy; "
+          f"{waited['cycles']} with every PASS waiting")
+    assert beside > 0 and status == STATUS_DONE and pmem == mem
+    assert waited["cycles"] > counters["cycles"]
+    assert predict_words(BANKS, plain).counters == waited
+    (status, stalled, smem), = simulate_system(BANKS, prog.words, region_addrs(prog),
+                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE and smem == mem
+    assert stalled["cycles"] > counters["cycles"]
+    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+
+
+def test_reset_while_a_pass_runs_beside_a_dma_out(seed):
+    """A reset of the `System` in the middle of a pass beside a draining ``DMA_OUT``, then
+    ``start``: the layer runs again from a clean controller, with the golden ofmap and
+    the cycles and counters of a run without the reset (the model's)."""
+    prog = beside_program(BANKS, seed, N=1)
+    trace = []
+    (_, counters, mem), = simulate_system(
+        BANKS, prog.words, region_addrs(prog), trace=trace,
+        probe=lambda dut: [dut._accel.engine.busy, dut._accel.engine.dma_out_busy])
+    both = [c for c, (a, b) in enumerate(trace) if a and b]
+    assert both
+    (status, again, amem), = simulate_system(BANKS, prog.words, region_addrs(prog),
+                                             reset_at=both[len(both) // 2])
+    assert status == STATUS_DONE and amem == mem
+    assert again == counters == predict(prog).counters
+
+
+def test_model_refuses_a_pass_beside_a_dma_out_on_its_banks():
+    """The model times a ``PASS`` beside a ``DMA_OUT`` only where they share no GLB bank
+    and the pass writes none of its words: a ``DMA_OUT`` of GLB words 0.. with bit 1
+    before a pass writing psums there raises ValueError; the same from GLB word 256 (bank
+    1, which the pass leaves) is timed, the ``PASS`` starting while it drains, as on the
+    RTL."""
+    body = _first_pass_words(beside_program(BANKS, 1, N=1))
+    for glb in (0, 256):
+        shapes = register_shapes(BANKS)
+        out = _packer(shapes["dma_out"])({"glb": glb, "dram": 3000, "n": 150, "rlc": 0,
+                                          "stage": {"shift": 0, "relu": 0, "p": 1}})
+        words = dict(enumerate([pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_out")),
+                                out & (1 << 64) - 1, out >> 64, pack_command(Opcode.DMA_OUT, 3),
+                                *body, pack_command(Opcode.DONE)]))
+        if glb == 0:
+            with pytest.raises(ValueError, match="PASS beside a DMA_OUT of GLB words 0..149"):
+                predict_words(BANKS, words)
+            continue
+        trace = []
+        (status, counters, _), = simulate_system(
+            BANKS, words, [], trace=trace,
+            probe=lambda dut: [dut._accel.engine.start, dut._accel.engine.dma_out_busy])
+        assert status == STATUS_DONE
+        assert any(go and busy for go, busy in trace), "the PASS waited for the DMA_OUT"
+        assert predict_words(BANKS, words).counters == counters
+
+
+def _first_pass_words(prog) -> list:
+    """The ``SET``\\ s, ``TAG``\\ s and ``PASS`` of ``prog``'s first pass (no DMA)."""
+    body = []
+    for cmd in decode(prog.cfg, prog.words):
+        if cmd.op == "SET" and cmd.reg not in ("dma_in", "dma_out") or cmd.op in ("TAG", "PASS"):
+            body += [prog.words[cmd.pc + k] for k in range(cmd.words)]
+        if cmd.op == "PASS":
+            return body
+    raise AssertionError("no PASS")

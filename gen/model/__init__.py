@@ -36,7 +36,9 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   background (bit 0, on the System's DRAM only: docs/program.md) it takes one
   cycle, asks nothing of the fetch, and drains beside the commands after it; the
   next ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` runs no sooner than ``c - 3``
-  cycles after its command word (``c`` the cycles above). A raw ``DMA_IN`` with
+  cycles after its command word (``c`` the cycles above), but a ``PASS`` after one
+  with bit 1 set, which starts at once and is timed as alone: it reads no GLB bank
+  the ``DMA_OUT`` reads and writes none of its words (checked: ValueError). A raw ``DMA_IN`` with
   bit 0 (System only) likewise takes one cycle and runs beside the commands after
   it; the fetch asks for nothing until it has ended, and the next ``DMA_IN``,
   ``DONE`` and a ``PASS`` after the next ``PASS`` run no sooner than ``c - 3``
@@ -180,16 +182,18 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     inb = None      # the last background DMA_IN's index in commands
     fresh = False   # it started after the last PASS
     into_glb = False    # it writes the GLB, not the filter GLB
+    beside = None   # what the last DMA_OUT reads, when the next PASS may run beside it
     for cmd in program:
         m.count["program_words"] += cmd.words
         x = max(t, fetch.ready(k))
-        background = cmd.op == "DMA_OUT" and cmd.value and dram.bus == "port"
+        background = cmd.op == "DMA_OUT" and cmd.value & 1 and dram.bus == "port"
         background_in = cmd.op == "DMA_IN" and cmd.value and dram.bus == "port" \
             and not m.regs["dma_in"]["rlc"]
         if cmd.op == "DMA_IN" or cmd.op == "DMA_OUT" and not background:
             x = fetch.hold(x)
         wait = wait_in = 0
-        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE") and drained > x:
+        if cmd.op in ("PASS", "BIAS", "DMA_OUT", "DONE") and drained > x \
+                and not (cmd.op == "PASS" and beside is not None):
             x, wait = drained, drained - x
         if (cmd.op in ("DMA_IN", "DONE") or cmd.op == "PASS" and not fresh) and idle > x:
             x, wait_in = idle, idle - x
@@ -214,15 +218,18 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
                 m.bias[cmd.value["index"]] = cmd.value["value"]
         elif background:
             drained = x + m.dma_out(x) - 3
+            beside = m.out_reads() if cmd.value & 2 else None
         elif background_in:
             idle = x + m.dma_in(x + 1) - 3
             fetch.release(idle - 1)
             fresh, into_glb = True, m.regs["dma_in"]["glb"] < m.fglb[0]
         elif cmd.op in ("DMA_IN", "DMA_OUT"):
+            beside = None if cmd.op == "DMA_OUT" else beside
             end = x + (m.dma_in(x + 1) if cmd.op == "DMA_IN" else m.dma_out(x)) - 2
             fetch.release(end - 2)
         elif cmd.op == "PASS":
-            end = x + m.run_pass() - 2
+            end = x + m.run_pass(beside if beside is not None and drained > x else None) - 2
+            beside = None
         else:
             extra, last = fetch.done()
             m.count["program_words"] += extra

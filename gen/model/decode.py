@@ -45,7 +45,8 @@ def unpacker(shape):
 class Command:
     """One decoded command: opcode name, word address, words it spans (command word and
     operands), and for ``SET`` the register and its raw value, for ``TAG`` / ``BIAS``
-    the unpacked write, for ``DMA_OUT`` and ``DMA_IN`` its background bit."""
+    the unpacked write, for ``DMA_IN`` its background bit, for ``DMA_OUT`` its background
+    bit (0) and its bit 1 (beside the next ``PASS``)."""
 
     op: str
     pc: int
@@ -80,7 +81,8 @@ def decode(cfg, words: dict) -> list[Command]:
         elif op == Opcode.BIAS:
             out.append(Command("BIAS", pc, 1, None, bias_un(low)))
         elif op in (Opcode.DMA_OUT, Opcode.DMA_IN):
-            out.append(Command(Opcode(op).name, pc, 1, None, low & 1))
+            out.append(Command(Opcode(op).name, pc, 1, None, low & (3 if op == Opcode.DMA_OUT
+                                                                     else 1)))
         elif op in (Opcode.PASS, Opcode.DONE):
             out.append(Command(Opcode(op).name, pc, 1))
             if op == Opcode.DONE:

@@ -456,7 +456,43 @@ class Machine:
                   for pe in grid.values() if pe.top]
         return sum((phase + total - 1) // v + 1 for phase in phases)
 
-    def run_pass(self) -> int:
+    def out_reads(self) -> tuple:
+        """The GLB banks and words (first, past the last) the ``DMA_OUT`` in the registers
+        reads."""
+        cmd = self.regs["dma_out"]
+        words = -(-cmd["n"] // self.per["psum"]) if cmd["rlc"] else cmd["n"]
+        read = (cmd["glb"] + np.arange(words)) & self.word_mask
+        return set(glb_bank(self.cfg, read).tolist()), cmd["glb"], cmd["glb"] + words
+
+    def _check_beside(self, streams, grid, reads) -> None:
+        """ValueError unless a pass beside a draining ``DMA_OUT`` (``reads``, `out_reads`)
+        reads none of its GLB banks (each bank's reads are granted round-robin, which the
+        pass's timing would then not follow) and writes none of its words."""
+        banks, lo, hi = reads
+        gw = self.fglb[0]
+        shared = set()
+        if self.cfg.glb_bank_reads:
+            for kind in KINDS:
+                word = streams[kind]["word"]
+                shared |= banks & set(glb_bank(self.cfg, word[word < gw]).tolist())
+        elif any(len(streams[k]["word"]) for k in KINDS):
+            shared = banks
+        gd, per, F, p = self.regs["gon_desc"], self.per["psum"], self.regs["run"]["F"], \
+            self.regs["run"]["p"]
+        firsts, counts = [], {}
+        for (_, c), pe in sorted(grid.items()):
+            if pe.top and gd["count"]:
+                k0 = counts.get(c, 0)
+                firsts.append(gd["base"] + (c - gd["col0"]) * gd["stride"] + k0)
+                counts[c] = k0 + F * p
+        writes = any(a // per < hi and lo <= (a + F * p - 1) // per for a in firsts)
+        if shared or writes:
+            raise ValueError(f"a PASS beside a DMA_OUT of GLB words {lo}..{hi - 1} reads its "
+                             f"banks {sorted(shared)} or writes its words: not modelled")
+
+    def run_pass(self, beside: tuple | None = None) -> int:
+        """The cycles of the ``PASS`` in the registers; ``beside``: what a ``DMA_OUT``
+        draining beside it reads (`out_reads`)."""
         regs = self.regs
         run = regs["run"]
         zero = [k for k in ("S", "W", "F", "U", "p", "q", "ring") if not run[k]]
@@ -464,6 +500,8 @@ class Machine:
             raise ValueError(f"PASS with {', '.join(zero)} = 0 in the run register: the "
                              f"enabled PEs would never finish")
         streams = self._streams()
+        if beside is not None:
+            self._check_beside(streams, self._grid(), beside)
         timing = self._timing(streams)
         self.rr = timing.rr
         S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
