@@ -267,7 +267,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
     all-nonzero data, or with ``raw`` packed ifmap words one a cycle; raw filter words one
     a cycle, none where they are staged through the filter GLB behind the passes, the
-    ofmap psums one a cycle) and the program words, on all-nonzero data."""
+    ofmap psums one a cycle, with `ArrayConfig.glb_bank_reads` those of all but two
+    regions a round beside a pass each) and the program words, on all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -304,6 +305,10 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
         + ifmap_cycles + np.where(hidden, 0, filter_words) \
         + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
+    if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
+        beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
+        cycles = cycles - (cnt * np.minimum(f["e"] * F * f["p"][:, None], f["rest"])).sum(
+            axis=1) * beside * nrounds * mrounds
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
     return cycles, filter_words + ifmap_words + out_words + program

@@ -80,9 +80,11 @@ def test_every_channel_and_filter_row_is_computed_exactly_once(layer):
 
 def test_alexnet_conv2_folds_into_14_and_13_columns():
     """Eyeriss's example (survey section V): CONV2's 5x27 set on 12x14 PEs becomes strips
-    of 14 and 13 ofmap rows, replicated on channels to fill the rows."""
+    of 14 and 13 ofmap rows, replicated on channels to fill the rows (with 16 filters a
+    pass; the model, on all-ones data, now ranks 8 filters a pass on two 7-row strips
+    side by side first: more psum regions a round, so more drain beside the passes)."""
     layer = ConvLayer(N=1, C=48, M=256, H=27, W=27, R=5, S=5, U=1, P=2)
-    mapping, rounds = plan_layer(EYERISS, layer)
+    mapping, rounds = plan_layer(EYERISS, layer, p=16)
     d = mapping.describe(layer)
     assert d["strips"] == [14, 13]
     assert d["segments"] == [5]
