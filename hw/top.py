@@ -13,7 +13,8 @@ docs/program.md documents it. Commands:
           raw with bit 0 set (*background*) go on while it runs
 ``PASS``  start the engines on the registers; wait until the array is idle
 ``DMA_OUT`` run the ``dma_out`` register as a `DMAOut` command; wait for it, or
-          with bit 0 set (*background*) go on while it drains
+          with bit 0 set (*background*) go on while it drains; bit 1: the next
+          ``PASS`` need not wait for it
 ``DONE``  stop with ``done``
 ========  ==================================================================
 
