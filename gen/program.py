@@ -563,7 +563,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
     for r, rnd in enumerate(rounds):
-        e0, es = rnd.strip
+        es = rnd.strip[1]
         final = _final_regions(rnd) if cfg.glb_bank_reads else {}
         pending = []    # regions whose psums are final, not yet sent out
         for li, load in enumerate(rnd.loads):

@@ -23,8 +23,9 @@ which a ``DMA_IN``, ``SET``, ``TAG`` and the fetch do not use, so they run besid
 it; a ``PASS``, ``BIAS`` (the output stage's table), ``DMA_OUT`` or ``DONE`` waits
 until it has drained, but the first ``PASS`` after one with bit 1 set (the compiler
 sets it only where that pass reads no GLB bank the ``DMAOut`` reads and writes none
-of its words), and ``busy`` stays high until it has (after an ``error`` too). Built with ``overlap=False`` (the AXI top, whose master issues a read burst
-only once every write has its response) the controller ignores bit 0.
+of its words), and ``busy`` stays high until it has (after an ``error`` too).
+Built with ``overlap=False`` (the AXI top, whose master issues a read burst only once
+every write has its response) the controller ignores bits 0 and 1.
 
 A background ``DMA_IN`` (raw: its copy cannot fail) writes the DRAM read port's words
 into the GLB or the filter GLB; the commands after it run beside it, the fetch waits
