@@ -287,3 +287,68 @@ def test_raw_ifmap_counted_by_the_estimate_and_the_model(capsys):
     err = capsys.readouterr().err
     assert err == "ommatidia map: error: --ifmap-coding must be one of rlc, raw, not 'zip'\n"
     print(saved, dram)
+
+
+def test_pass_floor_is_below_the_pass_cycles(seed):
+    """`ModelCost.pass_floor`, the bound `search` skips probes by, is never above the
+    model's cycles of the pass it bounds, on random layers and their shortlisted shapes."""
+    import random
+
+    from ommatidia.gen.compiler import ModelCost
+    from ommatidia.gen.config import SMALL
+    from ommatidia.gen.mapper import _ranked, _shortlist
+    rng = random.Random(seed)
+    checked = 0
+    for _ in range(6):
+        R, S = rng.randint(1, 4), rng.randint(1, 4)
+        layer = ConvLayer(N=1, C=rng.randint(1, 8), M=rng.randint(1, 16),
+                          H=rng.randint(max(R, S), 16), W=rng.randint(max(R, S), 16),
+                          R=R, S=S, U=rng.randint(1, 2), P=rng.randint(0, 1))
+        cfg = rng.choice([TINY, SMALL])
+        cost = ModelCost(cfg, layer)
+        for m in _shortlist(_ranked(cfg, layer)):
+            try:
+                cycles = cost.pass_cycles(m)
+            except ValueError:
+                continue
+            assert cost.pass_floor(m) <= cycles, (layer, m)
+            checked += 1
+    assert checked
+
+
+def test_search_skips_probes_without_changing_its_choice():
+    """AlexNet CONV1 on `eyeriss`: `search` probes 2 of its 8 shortlisted shapes (the
+    others' pass floors put them beyond a near tie) and picks what it picks probing all."""
+    from ommatidia.gen.compiler import ModelCost
+    from ommatidia.gen.mapper import search
+    from ommatidia.nn.alexnet import ALEXNET
+
+    class Counting(ModelCost):
+        probed = 0
+
+        def pass_cycles(self, m):
+            Counting.probed += 1
+            return super().pass_cycles(m)
+
+    class Unbounded:
+        """The same cost model without `pass_floor`: every shape probed."""
+
+        def __init__(self, cost):
+            self.cost = cost
+
+        def pass_cycles(self, m):
+            return self.cost.pass_cycles(m)
+
+        def whole(self, m):
+            return self.cost.whole(m)
+
+        def rounds(self, m):
+            return self.cost.rounds(m)
+
+    layer = ALEXNET["CONV1"]
+    cost = Counting(EYERISS, layer)
+    skipping, _ = search(EYERISS, layer, cost)
+    assert Counting.probed == 2
+    everything, _ = search(EYERISS, layer, Unbounded(cost))
+    assert Counting.probed == 2 + 8
+    assert skipping == everything
