@@ -352,3 +352,25 @@ def test_search_skips_probes_without_changing_its_choice():
     everything, _ = search(EYERISS, layer, Unbounded(cost))
     assert Counting.probed == 2 + 8
     assert skipping == everything
+
+
+@pytest.mark.parametrize("coding", ["rlc", "raw"])
+def test_relocated_program_is_the_one_emitted_at_its_place(seed, coding):
+    """`assemble` emits a program once with its data at DRAM word 0 and moves its DMA
+    addresses: the image is word for word the program emitted at the data's place."""
+    from ommatidia.gen import program as P
+    from ommatidia.sim.array_model import model_data
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=2, C=int(rng.integers(2, 7)), M=int(rng.integers(2, 9)), H=9, W=8,
+                      R=3, S=int(rng.integers(1, 4)), U=1, P=1)
+    x, w = model_data(TINY, layer, 0.5, seed)
+    m, rounds = plan_layer(TINY, layer, ifmap_coding=coding)
+    got = P.assemble(TINY, layer, m, rounds, x, w, ifmap_coding=coding)
+    inputs = P._Inputs(TINY, layer, x, w, coding == "raw")
+    stage = P.OutputStage((), False, 0)
+    first, _ = P._emit(TINY, layer, m, rounds, stage, inputs, 0)
+    prog, outputs = P._emit(TINY, layer, m, rounds, stage, inputs, len(first))
+    words = {len(prog) + a: v for a, v in inputs.words.items()}
+    words.update(enumerate(prog))
+    assert got.words == words
+    assert list(got.outputs) == outputs
