@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv`` (default: ``sys.argv``); its exit status. A user error
     (`CLIError`, ValueError, OSError such as FileNotFoundError) prints one line and gives
     2; a closed standard output (``| head``) only silences the rest of the output."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     args = parser.parse_args(argv)
     stdout = sys.stdout
     sys.stdout = _ClosedPipeSafe(stdout)

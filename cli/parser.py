@@ -65,10 +65,12 @@ def _add_pe(sub) -> None:
     p.set_defaults(func=cmd_pe)
 
 
-def _add_synth(sub, tops) -> None:
-    from ommatidia.boards.synth import TARGETS
+def _add_synth(sub, tops, full: bool = True) -> None:
     p = sub.add_parser("synth", help="synthesise a component with Yosys and nextpnr: "
                                      "resources, Fmax, timing")
+    if not full:
+        return
+    from ommatidia.boards.synth import TARGETS
     add_config_options(p, None, preset=False)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--target", required=True, choices=list(TARGETS))
@@ -88,11 +90,13 @@ def _add_synth(sub, tops) -> None:
     p.set_defaults(func=cmd_synth)
 
 
-def _add_build(sub) -> None:
-    from ommatidia.boards.board import BOARDS
-    from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
+def _add_build(sub, full: bool = True) -> None:
     p = sub.add_parser("build", help="build a board's bitstream with amaranth-boards, Yosys "
                                      "and nextpnr: the accelerator behind a UART")
+    if not full:
+        return
+    from ommatidia.boards.board import BOARDS
+    from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
     p.add_argument("--board", required=True, choices=list(BOARDS),
                    help="; ".join(f"{k}: {v.title}, preset {v.preset}, {v.clock_mhz:g} MHz"
                                   for k, v in BOARDS.items()))
@@ -256,11 +260,13 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _add_sweep(sub) -> None:
-    from ommatidia.explore.resources import FAMILIES
+def _add_sweep(sub, full: bool = True) -> None:
     p = sub.add_parser("sweep", help="sweep configurations over a network's layers through the "
                                      "mapper and the model on Dask: CSV, Pareto front, FPGA "
                                      "resources (docs/sweep.md)")
+    if not full:
+        return
+    from ommatidia.explore.resources import FAMILIES
     add_config_options(p)
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a configuration field and its values (repeatable; every combination "
@@ -286,8 +292,11 @@ def _add_sweep(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand, each with its command in ``func``."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, each with its command in ``func``; given the
+    ``command`` to run, ``synth``, ``build`` and ``sweep`` (unless it is one of them) only
+    by name and help: their options import the board, synthesis and resource back-ends,
+    which the other commands do not need."""
     from ommatidia.gen.tops import TOPS
     parser = argparse.ArgumentParser(
         prog="ommatidia",
@@ -297,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_generate(sub, TOPS)
     _add_pe(sub)
-    _add_synth(sub, TOPS)
-    _add_build(sub)
+    _add_synth(sub, TOPS, command in (None, "synth"))
+    _add_build(sub, command in (None, "build"))
     _add_rlc(sub)
     _add_map(sub)
     _add_run(sub)
     _add_net(sub)
     _add_report(sub)
-    _add_sweep(sub)
+    _add_sweep(sub, command in (None, "sweep"))
     return parser

@@ -49,6 +49,16 @@ class ModelCost:
         c = pr.counters
         return pr.cycles, c["dram_words_read"] + c["dram_words_written"] + c["program_words"]
 
+    def pass_floor(self, m: Mapping) -> int:
+        """Cycles `pass_cycles` is never below: the PE with the probe's first channel and
+        filter group issues its ``F * S * q * p`` operations one a cycle (0 where
+        `pass_cycles` may give 0)."""
+        layer = self.layer
+        es = max(s for _, s in m.strips)
+        if es != layer.E and (es - 1) * layer.U + layer.R - 2 * layer.P < 1:
+            return 0
+        return layer.F * layer.S * min(m.q, layer.C) * min(m.p, layer.M)
+
     def pass_cycles(self, m: Mapping) -> int:
         """Cycles of a ``PASS`` of ``m`` (its widest strip, filters loaded, adding to the
         psums of the step before, as most steps do), from the model run on a one-pass

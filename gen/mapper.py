@@ -445,6 +445,9 @@ class Cost(Protocol):
         """Cycles of a ``PASS`` of ``m`` (filters loaded, adding to psums); ValueError when
         ``m`` does not compile."""
 
+    def pass_floor(self, m: Mapping) -> int:
+        """(Optional) cycles ``pass_cycles(m)`` is never below, found without timing."""
+
     def whole(self, m: Mapping) -> tuple[int, int]:
         """(cycles, DRAM words) of the whole layer under ``m``; inf when it does not compile."""
 
@@ -479,28 +482,80 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
         raise ValueError(f"no mapping of {layer} fits: with p = {p or 1}, q = {q or 1} and one "
                          f"image, filter group and channel group per round "
                          f"{_fits(cfg, layer, _smallest(cfg, layer, p or 1, q or 1))}")
-    error, ranked = None, []
-    for m in _shortlist(options):
-        try:
-            pass_cycles = cost.pass_cycles(m)
-        except ValueError as exc:
-            error = error or exc
-            continue
-        cycles, dram = estimate(cfg, layer, m, pass_cycles, ifmap_coding=ifmap_coding)
-        ranked.append(((cycles, dram), m))
-    ranked.sort(key=lambda x: x[0])
+    probes = _Probes(cfg, layer, cost, _shortlist(options), ifmap_coding)
+    ranked = probes.ranked()
+    judged = 0
     if ranked:
         best = ranked[0][0][0]
         near = sum(1 for (c, _), _ in ranked[:JUDGED] if c <= best * (1 + JUDGE_MARGIN))
         judged = 6 if best < FULL_MODEL_CYCLES else near if near > 1 else 0
         ranked = sorted(((cost.whole(m), m) for _, m in ranked[:judged]),
                         key=lambda x: x[0]) + ranked[judged:]
-    for _, m in ranked + [(None, options.mapping(k)) for k in range(min(64, len(options)))]:
+    error, k = None, 0
+    while True:
+        if k == 1 and probes.skipped:  # the best failed: every shape ranked, as if all probed
+            ranked = ranked[:judged] + probes.ranked(everything=True)[judged:]
+        tail = [(None, options.mapping(i)) for i in range(min(64, len(options)))]
+        if k == len(ranked) + len(tail):
+            break
+        m = (ranked + tail)[k][1]
+        k += 1
         try:
             return m, cost.rounds(m)
         except ValueError as exc:
             error = error or exc
-    raise ValueError(f"no mapping of {layer} compiles; the best one failed with: {error}")
+    raise ValueError(f"no mapping of {layer} compiles; the best one failed with: "
+                     f"{probes.error or error}")
+
+
+class _Probes:
+    """The shortlisted shapes' estimates with the cost model's pass cycles, best first;
+    a shape whose estimate with its `Cost.pass_floor` (cycles no pass of it can beat)
+    is beyond `JUDGE_MARGIN` of the best estimate so far, when at least
+    `FULL_MODEL_CYCLES`, is not probed (AlexNet CONV1 on `eyeriss`: 2 of 8): it can be
+    neither the best nor a near tie, so `search` picks as it would have (the skipped
+    ones are probed, and ranked in their place, if the best does not compile)."""
+
+    def __init__(self, cfg, layer, cost, shortlist: list, ifmap_coding: str):
+        self.cfg, self.layer, self.cost, self.coding = cfg, layer, cost, ifmap_coding
+        self.got, self.errors = {}, {}
+        floor = getattr(cost, "pass_floor", None)
+        order = list(range(len(shortlist)))
+        bounds = {}
+        if floor is not None:
+            bounds = {i: self._estimate(m, floor(m)) for i, m in enumerate(shortlist)}
+            order.sort(key=lambda i: bounds[i])
+        self.skipped = []
+        for i in order:
+            best = min((c for c, _ in self.got.values()), default=None)
+            if bounds and best is not None and best[0] >= FULL_MODEL_CYCLES \
+                    and bounds[i][0] > best[0] * (1 + JUDGE_MARGIN):
+                self.skipped = [(j, shortlist[j]) for j in order[order.index(i):]]
+                break
+            self._probe(i, shortlist[i])
+
+    def _estimate(self, m: Mapping, pass_cycles: int) -> tuple[int, int]:
+        return estimate(self.cfg, self.layer, m, pass_cycles, ifmap_coding=self.coding)
+
+    def _probe(self, i: int, m: Mapping) -> None:
+        try:
+            self.got[i] = (self._estimate(m, self.cost.pass_cycles(m)), m)
+        except ValueError as exc:
+            self.errors[i] = exc
+
+    @property
+    def error(self):
+        """The first probe's error in shortlist order (None if none failed)."""
+        return self.errors[min(self.errors)] if self.errors else None
+
+    def ranked(self, everything: bool = False) -> list:
+        """(estimate, mapping) of the probed shapes (all of them when ``everything``),
+        best first, ties in shortlist order."""
+        if everything:
+            for i, m in self.skipped:
+                self._probe(i, m)
+            self.skipped = []
+        return [self.got[i] for i in sorted(self.got, key=lambda i: (self.got[i][0], i))]
 
 
 FULL_MODEL_CYCLES = 200_000

@@ -22,7 +22,7 @@ activations packed in activation slots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from amaranth import Shape
@@ -740,14 +740,44 @@ def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=N
     stage = OutputStage(tuple(int(b) for b in bias) if bias is not None else (), bool(relu),
                         shift)
     inputs = _Inputs(cfg, layer, ifmap, weights, raw_ifmap(cfg, ifmap_coding))
-    prog, _ = _emit(cfg, layer, mapping, rounds, stage, inputs, 0)
-    prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, len(prog))
+    prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, 0)
+    base = len(prog)
+    # the ofmap regions follow the input regions, more of which were known at the end
+    out = base + len(inputs.words) - min(r.dram for r in outputs)
+    if out + max(r.dram + r.words for r in outputs) <= 1 << cfg.dram_addr_bits:
+        _relocate(cfg, prog, base, out)
+        outputs = [replace(r, dram=out + r.dram) for r in outputs]
+    else:  # emitted again at its place, to fail as that emission does
+        prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, base)
     words = {len(prog) + a: w for a, w in inputs.words.items()}
     words.update(enumerate(prog))
     regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
     _check_dram(cfg, max(r.dram + r.words for r in outputs))
     return LayerProgram(cfg, layer, mapping, rounds, ifmap, weights, stage, words, len(prog),
                         outputs, inputs.values, inputs.coded, regions, ifmap_coding)
+
+
+def _relocate(cfg, prog: list, base: int, out: int) -> None:
+    """Move the DRAM addresses of a program emitted with its data at word 0 (`_emit`) in
+    place: its ``DMA_IN`` addresses up by ``base``, its ``DMA_OUT`` ones by ``out``. Its length
+    does not depend on where the data sits, so it is emitted once, not once more to learn
+    its length."""
+    from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
+    shapes = register_shapes(cfg)
+    shift = {REGISTERS.index(name): by << dict(shapes[name])["dram"].offset
+             for name, by in (("dma_in", base), ("dma_out", out))}
+    mask = (1 << 64) - 1
+    i = 0
+    while i < len(prog):
+        w = prog[i]
+        if w >> 56 != Opcode.SET:
+            i += 1
+            continue
+        n, reg = (w >> 8) & 0xFF, w & 0xFF
+        if reg in shift:
+            value = sum(prog[i + 1 + k] << (64 * k) for k in range(n)) + shift[reg]
+            prog[i + 1:i + 1 + n] = [(value >> (64 * k)) & mask for k in range(n)]
+        i += 1 + n
 
 
 def _check_dram(cfg, end: int) -> None:

@@ -289,3 +289,90 @@ def test_raw_ifmap_counted_by_the_estimate_and_the_model(capsys):
     err = capsys.readouterr().err
     assert err == "ommatidia map: error: --ifmap-coding must be one of rlc, raw, not 'zip'\n"
     print(saved, dram)
+
+
+def test_pass_floor_is_below_the_pass_cycles(seed):
+    """`ModelCost.pass_floor`, the bound `search` skips probes by, is never above the
+    model's cycles of the pass it bounds, on random layers and their shortlisted shapes."""
+    import random
+
+    from ommatidia.gen.compiler import ModelCost
+    from ommatidia.gen.config import SMALL
+    from ommatidia.gen.mapper import _ranked, _shortlist
+    rng = random.Random(seed)
+    checked = 0
+    for _ in range(6):
+        R, S = rng.randint(1, 4), rng.randint(1, 4)
+        layer = ConvLayer(N=1, C=rng.randint(1, 8), M=rng.randint(1, 16),
+                          H=rng.randint(max(R, S), 16), W=rng.randint(max(R, S), 16),
+                          R=R, S=S, U=rng.randint(1, 2), P=rng.randint(0, 1))
+        cfg = rng.choice([TINY, SMALL])
+        cost = ModelCost(cfg, layer)
+        for m in _shortlist(_ranked(cfg, layer)):
+            try:
+                cycles = cost.pass_cycles(m)
+            except ValueError:
+                continue
+            assert cost.pass_floor(m) <= cycles, (layer, m)
+            checked += 1
+    assert checked
+
+
+def test_search_skips_probes_without_changing_its_choice():
+    """AlexNet CONV1 on `eyeriss`: `search` probes 2 of its 8 shortlisted shapes (the
+    others' pass floors put them beyond a near tie) and picks what it picks probing all."""
+    from ommatidia.gen.compiler import ModelCost
+    from ommatidia.gen.mapper import search
+    from ommatidia.nn.alexnet import ALEXNET
+
+    class Counting(ModelCost):
+        probed = 0
+
+        def pass_cycles(self, m):
+            Counting.probed += 1
+            return super().pass_cycles(m)
+
+    class Unbounded:
+        """The same cost model without `pass_floor`: every shape probed."""
+
+        def __init__(self, cost):
+            self.cost = cost
+
+        def pass_cycles(self, m):
+            return self.cost.pass_cycles(m)
+
+        def whole(self, m):
+            return self.cost.whole(m)
+
+        def rounds(self, m):
+            return self.cost.rounds(m)
+
+    layer = ALEXNET["CONV1"]
+    cost = Counting(EYERISS, layer)
+    skipping, _ = search(EYERISS, layer, cost)
+    assert Counting.probed == 2
+    everything, _ = search(EYERISS, layer, Unbounded(cost))
+    assert Counting.probed == 2 + 8
+    assert skipping == everything
+
+
+@pytest.mark.parametrize("coding", ["rlc", "raw"])
+def test_relocated_program_is_the_one_emitted_at_its_place(seed, coding):
+    """`assemble` emits a program once with its data at DRAM word 0 and moves its DMA
+    addresses: the image is word for word the program emitted at the data's place."""
+    from ommatidia.gen import program as P
+    from ommatidia.sim.array_model import model_data
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=2, C=int(rng.integers(2, 7)), M=int(rng.integers(2, 9)), H=9, W=8,
+                      R=3, S=int(rng.integers(1, 4)), U=1, P=1)
+    x, w = model_data(TINY, layer, 0.5, seed)
+    m, rounds = plan_layer(TINY, layer, ifmap_coding=coding)
+    got = P.assemble(TINY, layer, m, rounds, x, w, ifmap_coding=coding)
+    inputs = P._Inputs(TINY, layer, x, w, coding == "raw")
+    stage = P.OutputStage((), False, 0)
+    first, _ = P._emit(TINY, layer, m, rounds, stage, inputs, 0)
+    prog, outputs = P._emit(TINY, layer, m, rounds, stage, inputs, len(first))
+    words = {len(prog) + a: v for a, v in inputs.words.items()}
+    words.update(enumerate(prog))
+    assert got.words == words
+    assert list(got.outputs) == outputs

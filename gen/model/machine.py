@@ -31,6 +31,11 @@ from .timing import PassTime, Unordered, pass_timing, pe_grid
 
 __all__ = ["Machine"]
 
+PASS_REGISTERS = ("filter_desc", "ifmap_desc", "psum_desc", "gon_desc", "run", "enable", "up",
+                  "filter_row_id", "filter_col_id", "ifmap_row_id", "ifmap_col_id",
+                  "psum_row_id", "psum_col_id")
+"""The registers a ``PASS`` reads (`ommatidia.hw.top.REGISTERS` but the DMA commands)."""
+
 
 class Machine:
     """The accelerator's architectural state as the program changes it."""
@@ -70,6 +75,7 @@ class Machine:
         self.grid_cache = {}
         self.chain_cache = {}
         self.shape_cache = {}
+        self.walk_cache = {}
         self.count = {k: 0 for k in ("macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
                                      "noc_stall_cycles", "glb_reads", "glb_writes",
                                      "dram_words_read", "dram_words_written", "program_words")}
@@ -358,8 +364,12 @@ class Machine:
         self.route_cache[key] = got
         return got
 
-    def _timing(self, streams) -> PassTime:
+    def _pass_key(self, streams) -> dict:
+        """What the memo keys a pass on apart from the arbiter state, and what `_timing`
+        needs of the pass to key it on that state (the same for every pass with these
+        registers and streams: `_walk` keeps it)."""
         banked = self.cfg.glb_bank_reads
+        used = lut = banks = None
         if banked:
             used, lut = self._banks_read(streams)
         keys = [self.raw[name] for name in ("run", "enable", "up", "filter_row_id",
@@ -372,15 +382,26 @@ class Machine:
                          lut[st["bank"][st["miss"]]].tobytes() if banked else None))
         gd, v = self.regs["gon_desc"], self.cfg.noc.gon_values
         phase = (gd["base"] % v, gd["col0"], gd["stride"] % v) if v > 1 else None
-        key = (self.cfg, self.reference, tuple(keys), gd["count"], phase)
-        whole = key + (self.rr, lut.tobytes() if banked else None)
-        tops = self._tops()
-        rr, banks = self.rr, None
+        if banked:
+            banks = [set(lut[streams[k]["bank"][streams[k]["miss"]]].tolist()) for k in KINDS]
+        return {"key": (self.cfg, self.reference, tuple(keys), gd["count"], phase),
+                "lut": lut.tobytes() if banked else None, "used": used, "labels": lut,
+                "banks": banks, "tops": self._tops(),
+                "active": [len(streams[k]["word"]) > 0 for k in KINDS]}
+
+    def _timing(self, streams, static: dict) -> PassTime:
+        """The pass's `PassTime` from the memo, else timed (and memoized); ``static``: its
+        `_pass_key`."""
+        banked = self.cfg.glb_bank_reads
+        used, lut, banks, tops = static["used"], static["labels"], static["banks"], \
+            static["tops"]
+        key = static["key"]
+        whole = key + (self.rr, static["lut"])
+        rr = self.rr
         if banked:
             rr = (tuple(self.rr[0][b] for b in used),) + self.rr[1:]  # one bank per label
-            banks = [set(lut[streams[k]["bank"][streams[k]["miss"]]].tolist()) for k in KINDS]
         arb = None if self.reference or tops is None else \
-            arbiter_key(rr, [len(streams[k]["word"]) > 0 for k in KINDS], tops, banks)
+            arbiter_key(rr, static["active"], tops, banks)
         fast = key + ("recurrences", arb)
         got = PASS_MEMO.get(fast, whole) if arb is not None else PASS_MEMO.get(whole)
         if got is None:
@@ -499,25 +520,23 @@ class Machine:
         if zero and self.raw["enable"]:
             raise ValueError(f"PASS with {', '.join(zero)} = 0 in the run register: the "
                              f"enabled PEs would never finish")
-        streams = self._streams()
+        walk = self._walk()
+        streams = walk["streams"]
         if beside is not None:
             self._check_beside(streams, self._grid(), beside)
-        timing = self._timing(streams)
+        timing = self._timing(streams, walk["key"])
         self.rr = timing.rr
         S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
         grid = self._grid()
         n_pe = len(grid)
         ops = F * S * q * p
-        for kind in KINDS:
-            st = streams[kind]
-            self.count["glb_reads"] += int(st["miss"].sum())
-            self.acc["glb"] += len(st["addr"])
-            self.acc["noc"] += st["route"]["delivered"]
-        links = sum(1 for pe in grid.values() if not pe.top)
-        gon = regs["gon_desc"]["count"]
-        self.count["glb_writes"] += self._gon_packets(grid, F * p) if gon else 0
-        self.acc["glb"] += gon
-        self.acc["noc"] += links * F * p + gon
+        if walk["counts"] is None:
+            walk["counts"] = self._counts(streams, grid)
+        reads, glb, noc, writes = walk["counts"]
+        self.count["glb_reads"] += reads
+        self.count["glb_writes"] += writes
+        self.acc["glb"] += glb
+        self.acc["noc"] += noc
         self.count["macs"] += n_pe * ops
         self.count["pe_stall_cycles"] += timing.pe_stalls
         self.count["noc_stall_cycles"] += timing.noc_stalls
@@ -529,6 +548,33 @@ class Machine:
         self.count["mac_cycles"] += n_pe * ops - zeros
         self.acc["spad"] += n_pe * (F * S * q + 3 * ops - 2 * F * p) - zeros + loads
         return timing.cycles
+
+    def _walk(self) -> dict:
+        """What a ``PASS`` reads of the registers and tag tables, worked out once per
+        distinct set of them (a layer's passes repeat a few: CONV3 on ``eyeriss``, 26 of
+        512): its streams (`_streams`), its memo key but the arbiter state (`_pass_key`)
+        and its GLB reads, GLB accesses, NoC deliveries and GLB writes. Only the data and
+        the arbiter state differ between passes of one walk."""
+        key = tuple(self.raw[name] for name in PASS_REGISTERS) + tuple(
+            tuple((t, e["row"], e["col"], e["offset"]) for t, e in table.items())
+            for table in self.tags)
+        got = self.walk_cache.get(key)
+        if got is None:
+            streams = self._streams()
+            got = self.walk_cache[key] = {"streams": streams, "key": self._pass_key(streams),
+                                          "counts": None}
+        return got
+
+    def _counts(self, streams, grid) -> tuple:
+        """A pass's GLB reads, GLB accesses, NoC deliveries and GLB writes."""
+        run = self.regs["run"]
+        F, p = run["F"], run["p"]
+        links = sum(1 for pe in grid.values() if not pe.top)
+        gon = self.regs["gon_desc"]["count"]
+        return (sum(int(streams[k]["miss"].sum()) for k in KINDS),
+                sum(len(streams[k]["addr"]) for k in KINDS) + gon,
+                sum(streams[k]["route"]["delivered"] for k in KINDS) + links * F * p + gon,
+                self._gon_packets(grid, F * p) if gon else 0)
 
     def _compute(self, streams, grid) -> int:
         """Runs the pass on the data, psums into the GLB; returns the zero-gated MACs."""

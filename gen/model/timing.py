@@ -518,19 +518,20 @@ class _Round:
             pe.prev = pe.C0 - 1
 
     def _deliver_ifmaps(self) -> bool:
-        sch, ifm, chain_of = self.sch, self.ifm, self.chain_of
-        q = sch.q
+        ifm, chain_of = self.ifm, self.chain_of
+        q, ring = self.sch.q, self.sch.ring
         moved = False
         if self.ifm_wait is not None:
             pe, y = self.ifm_wait
             if y >= len(pe.ret):  # the packet still waits for that PE's ring slot
                 return False
             self.ifm_wait = None
-        while ifm.n < ifm.N:
-            group = self.groups[1][ifm.tag[ifm.n]]
+        groups, tags, N = self.groups[1], ifm.tag, ifm.N
+        while ifm.n < N:
+            group = groups[tags[ifm.n]]
             ready = []
             for pe in group:
-                y = sch.waits_for(pe.nv // q)
+                y = pe.nv // q - ring  # `Schedule.waits_for`
                 if y < 0:
                     ready.append(1)
                 elif y < len(pe.ret):
@@ -541,8 +542,9 @@ class _Round:
             e = ifm.emit()
             d = e + 1
             for pe, rv in zip(group, ready):
-                take = max(e + 1, rv)
-                d = max(d, take)
+                take = rv if rv > e + 1 else e + 1
+                if take > d:
+                    d = take
                 pe.nv += 1
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
@@ -631,12 +633,13 @@ class _Round:
     def free_columns(self, pe: PEState, f: int) -> None:
         """Free the ring columns output ``f`` is done with whose freeing taps' last
         issues are known."""
-        sch = self.sch
-        for x in range(len(pe.ret) - sch.column(f, 0), sch.U):
-            s = sch.freeing_tap(x)
-            if s >= len(pe.tap_end):
+        U, last = self.sch.U, self.sch.S - 1
+        ret, ends = pe.ret, pe.tap_end
+        for x in range(len(ret) - f * U, U):  # from `Schedule.column(f, 0)`
+            s = x if x < last else last  # `Schedule.freeing_tap`
+            if s >= len(ends):
                 return
-            pe.ret.append(pe.tap_end[s])
+            ret.append(ends[s])
 
     def _horizon(self) -> int:
         """No GON request can come before this cycle: a chain that is not finished and
