@@ -193,8 +193,10 @@ def _pass_plan(cfg, layer, step, nblocks: int, es: int):
 
 
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
-    """Descriptors and tag tables of a pass; addresses are absolute GLB elements (base 0,
-    the tag offsets point into the regions)."""
+    """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
+    absolute GLB element of the tag's region (`_relative`). The ifmap tags go ifmap row
+    by ifmap row across the stacked sets (each column of the stream serves the rows
+    every set's first PE columns need first), the filter tags PE row by PE row."""
     from ommatidia.hw.engines import tag_depth
     per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
@@ -224,7 +226,9 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
     (fbase, ftags), (ibase, itags), (pbase, ptags) = (
         _relative(tags(kind, keyed)) for kind, keyed in
-        (("filter", sorted(fkeys.items())), ("ifmap", sorted(ikeys.items())), ("psum", pkeys)))
+        (("filter", sorted(fkeys.items())),
+         ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
+         ("psum", pkeys)))
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
     es = sets[0].cols
     return {
