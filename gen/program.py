@@ -194,9 +194,10 @@ def _pass_plan(cfg, layer, step, nblocks: int, es: int):
 
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
-    absolute GLB element of the tag's region (`_relative`). The ifmap tags go ifmap row
-    by ifmap row across the stacked sets (each column of the stream serves the rows
-    every set's first PE columns need first), the filter tags PE row by PE row."""
+    absolute GLB element of the tag's region (`_relative`). The filter tags go from the
+    bottom PE row up (the bottom row starts each output's psum chain, so it starts its
+    MACs first) and the ifmap tags ifmap row by ifmap row across the stacked sets (each
+    column of the stream serves first the rows every set's first PE columns need)."""
     from ommatidia.hw.engines import tag_depth
     per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
@@ -226,7 +227,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
     (fbase, ftags), (ibase, itags), (pbase, ptags) = (
         _relative(tags(kind, keyed)) for kind, keyed in
-        (("filter", sorted(fkeys.items())),
+        (("filter", sorted(fkeys.items(), reverse=True)),
          ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
          ("psum", pkeys)))
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
