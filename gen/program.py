@@ -194,8 +194,11 @@ def _pass_plan(cfg, layer, step, nblocks: int, es: int):
 
 
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
-    """Descriptors and tag tables of a pass; addresses are absolute GLB elements (base 0,
-    the tag offsets point into the regions)."""
+    """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
+    absolute GLB element of the tag's region (`_relative`). The filter tags go from the
+    bottom PE row up (the bottom row starts each output's psum chain, so it starts its
+    MACs first) and the ifmap tags ifmap row by ifmap row across the stacked sets (each
+    column of the stream serves first the rows every set's first PE columns need)."""
     from ommatidia.hw.engines import tag_depth
     per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
@@ -223,23 +226,34 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
         if not s.psum_from_below:
             for e in range(s.cols):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
-    ftags = tags("filter", sorted(fkeys.items()))
-    itags = tags("ifmap", sorted(ikeys.items()))
-    ptags = tags("psum", pkeys)
+    (fbase, ftags), (ibase, itags), (pbase, ptags) = (
+        _relative(tags(kind, keyed)) for kind, keyed in
+        (("filter", sorted(fkeys.items(), reverse=True)),
+         ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
+         ("psum", pkeys)))
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
     es = sets[0].cols
     return {
-        "filter": {"base": 0, "count": [len(ftags), 1, p * q * S], "stride": [0, 0, 1],
+        "filter": {"base": fbase, "count": [len(ftags), 1, p * q * S], "stride": [0, 0, 1],
                    "repeat": p * q * S, "tags": len(ftags)} if run.load_filter else none,
-        "ifmap": {"base": 0, "count": [width, len(itags), q], "stride": [hs * q, 0, 1],
+        "ifmap": {"base": ibase, "count": [width, len(itags), q], "stride": [hs * q, 0, 1],
                   "repeat": q, "tags": len(itags)},
-        "psum": {"base": 0, "count": [F, len(ptags), p], "stride": [p, 0, 1], "repeat": p,
+        "psum": {"base": pbase, "count": [F, len(ptags), p], "stride": [p, 0, 1], "repeat": p,
                  "tags": len(ptags)} if run.accumulate else none,
         "gon": {"base": psums[n, blocks[0][0]] * per["psum"], "col0": 0, "stride": F * p,
                 "count": es * F * p * len(blocks)},
         "tags": {"filter": ftags if run.load_filter else [], "ifmap": itags,
                  "psum": ptags if run.accumulate else []},
     }
+
+
+def _relative(entries: list) -> tuple[int, list]:
+    """A sender's base (its lowest tag offset) and its tag entries with offsets counted
+    from it: passes that read regions laid out alike at other GLB places (other filter
+    groups' psums, the other filter GLB half, other images' ifmaps) then have the same
+    tag tables, which the program does not write again."""
+    base = min((offset for _, _, offset in entries), default=0)
+    return base, [(row, col, offset - base) for row, col, offset in entries]
 
 
 def _load_layout(cfg, top: int, fsize: dict, isize: dict, spread: bool):
@@ -481,6 +495,22 @@ class _Inputs:
         return self.where[key]
 
 
+def _changes(cfg, ps: PassSpec, current: dict, held: dict) -> tuple[list, list]:
+    """The registers (name, value) and tag entries (engine, index, entry) of pass ``ps``
+    that differ from what the program last wrote (``current``, ``held``; updated): tag
+    table entries and registers hold across passes."""
+    regs = [(name, value) for name, value in ps.config.items()]
+    regs += [(f"{kind}_desc", ps.descs[kind]) for kind in ("filter", "ifmap", "psum")]
+    regs += [("gon_desc", ps.descs["gon"]), ("run", ps.run.fields(cfg.pe))]
+    regs = [(name, value) for name, value in regs if current.get(name) != value]
+    current.update(regs)
+    tags = [(engine, index, entry) for engine, kind in enumerate(("filter", "ifmap", "psum"))
+            for index, entry in enumerate(ps.descs["tags"][kind])
+            if held.get((engine, index)) != entry]
+    held.update(((engine, index), entry) for engine, index, entry in tags)
+    return regs, tags
+
+
 def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     """The program for ``rounds``, with the input regions at ``data_base`` on and the
     ofmap regions after them; returns (program, outputs)."""
@@ -560,6 +590,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
                     _packer(bias_write_layout(cfg)))
     tag_words = {}
+    held = {}   # (engine, index) -> the tag entry the program last wrote there
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
     for r, rnd in enumerate(rounds):
@@ -570,22 +601,17 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
             for where, glb in loads(r, li)[ahead if li == 0 else 0:]:
                 prog += dma_in(where, glb)
             for j, ps in enumerate(load.passes):
-                for name, value in ps.config.items():
-                    if current.get(name) != value:
-                        prog += put(name, value)
-                        current[name] = value
-                for engine, kind in enumerate(("filter", "ifmap", "psum")):
-                    for index, (row, col, offset) in enumerate(ps.descs["tags"][kind]):
-                        key = (engine, index, row, col, offset)
-                        word = tag_words.get(key)
-                        if word is None:  # passes repeat their tags: pack each once
-                            word = tag_words[key] = pack_command(Opcode.TAG, pack_tag(
-                                {"engine": engine, "index": index,
-                                 "entry": {"row": row, "col": col, "offset": offset}}))
-                        prog.append(word)
-                    prog += put(f"{kind}_desc", ps.descs[kind])
-                prog += put("gon_desc", ps.descs["gon"])
-                prog += put("run", ps.run.fields(cfg.pe))
+                regs, tags = _changes(cfg, ps, current, held)
+                for engine, index, entry in tags:
+                    word = tag_words.get((engine, index, entry))
+                    if word is None:  # passes repeat their tags: pack each once
+                        row, col, offset = entry
+                        word = tag_words[engine, index, entry] = pack_command(
+                            Opcode.TAG, pack_tag({"engine": engine, "index": index, "entry": {
+                                "row": row, "col": col, "offset": offset}}))
+                    prog.append(word)
+                for name, value in regs:
+                    prog += put(name, value)
                 for where, glb in before.get((r, li, j), []):
                     prog += dma_in(where, glb, background=True)
                 if pending:  # a final region's DMA_OUT beside this pass, on other banks

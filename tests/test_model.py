@@ -100,6 +100,36 @@ def test_decode_gives_back_the_registers(seed):
                 assert packed == value, f"pass {k} {name}"
 
 
+def test_program_writes_only_what_changes(seed):
+    """No ``TAG`` writes the entry its table holds and no ``SET`` of a pass register the
+    value it holds (the program's own earlier writes), and a layer whose passes differ
+    only in their filter groups' psum places and their strips writes its tags before its
+    first pass only."""
+    rng = np.random.default_rng(seed)
+    for cfg in (TINY, SMALL):
+        prog = random_program(rng, cfg)
+        held, first = {}, None
+        for k, cmd in enumerate(decode(cfg, prog.words)):
+            if cmd.op == "TAG":
+                key = ("tag", cmd.value["engine"], cmd.value["index"])
+                value = cmd.value["entry"]
+            elif cmd.op == "SET" and cmd.reg not in ("dma_in", "dma_out"):
+                key, value = cmd.reg, cmd.value
+            else:
+                if cmd.op == "PASS" and first is None:
+                    first = k
+                continue
+            assert held.get(key) != value, f"command {k} writes {key} again"
+            held[key] = value
+    layer = ConvLayer(N=1, C=2, M=6, H=5, W=5, R=3, S=3, U=1, P=1)
+    prog = compile_layer(TINY, layer, np.ones((1, 2, 5, 5), dtype=np.int64),
+                         np.ones((6, 2, 3, 3), dtype=np.int64), p=2, q=2)
+    cmds = decode(TINY, prog.words)
+    passes = [k for k, c in enumerate(cmds) if c.op == "PASS"]
+    assert len(passes) == 6     # 3 filter groups x 2 strips
+    assert all(c.op != "TAG" for c in cmds[passes[0]:])
+
+
 def test_counters_follow_from_the_layer(seed):
     """MACs, zero-gated MACs, ofmap RLC words and program words equal what the layer, its
     data and the golden ofmap imply; a one-round layer reads each input region once."""
