@@ -65,6 +65,14 @@ class PEConfig:
     counter_bits:
         Width of the PE's performance counters (MACs, gated MACs, stalls), which
         count modulo ``2**counter_bits``; 0 leaves them out.
+    lanes:
+        MAC lanes of the PE (a power of two, at most 16, dividing ``psum_spad_depth``;
+        Eyeriss v2's SIMD PE has 2): each ifmap value read multiplies ``lanes`` weights
+        of the filters sharing it when a run's ``p`` is a multiple of ``lanes`` (else
+        the run does one filter a cycle). The filter spad's banks (`ommatidia.hw.pe.PE`'s
+        ``filter_values``) must be at least ``lanes``. The last (tap, channel)'s ``p``
+        operations, which take and emit psums one a cycle, run one filter each
+        (`ommatidia.gen.model.pe.Schedule`).
     """
 
     act_bits: int = 16
@@ -76,6 +84,7 @@ class PEConfig:
     max_filter_width: int = 11
     max_ifmap_width: int = 256
     counter_bits: int = 32
+    lanes: int = 1
 
     def __post_init__(self):
         own = "PEConfig"
@@ -107,6 +116,12 @@ class PEConfig:
                 f"PEConfig.max_ifmap_width must be at least max_filter_width = "
                 f"{self.max_filter_width}, not {self.max_ifmap_width}")
         check_int(own, "counter_bits", self.counter_bits, 0, 64)
+        check_int(own, "lanes", self.lanes, 1, 16)
+        if self.lanes & (self.lanes - 1):
+            raise ValueError(f"PEConfig.lanes must be a power of two, not {self.lanes}")
+        if self.psum_spad_depth % self.lanes:
+            raise ValueError(f"PEConfig.lanes = {self.lanes} must divide psum_spad_depth = "
+                             f"{self.psum_spad_depth} (one psum spad bank a lane)")
 
     @property
     def product_bits(self) -> int:
@@ -323,6 +338,11 @@ class ArrayConfig:
                 f"ArrayConfig.cols = {self.cols} needs column IDs 0..{self.cols - 1} below the "
                 f"broadcast tag {self.noc.col_broadcast} of noc.col_id_bits = "
                 f"{self.noc.col_id_bits}")
+        if self.noc.filter_gin_values < self.pe.lanes:
+            raise ValueError(
+                f"ArrayConfig.pe.lanes = {self.pe.lanes} needs as many filter spad banks: "
+                f"noc.filter_gin_values must be at least {self.pe.lanes}, not "
+                f"{self.noc.filter_gin_values}")
         check_int(own, "dram_bits", self.dram_bits, 8, 1024)
         if self.dram_bits != self.rlc.word_bits:
             raise ValueError(
@@ -393,9 +413,14 @@ class ArrayConfig:
         return self.glb_bytes // (self.glb_banks * self.dram_bits // 8)
 
     @property
+    def macs_per_cycle(self) -> int:
+        """Peak MACs a cycle: ``pe.lanes`` per PE."""
+        return self.num_pes * self.pe.lanes
+
+    @property
     def peak_gmacs(self) -> float:
-        """Peak throughput: one MAC per PE per cycle."""
-        return self.num_pes * self.clock_mhz / 1000
+        """Peak throughput: ``pe.lanes`` MACs per PE per cycle."""
+        return self.macs_per_cycle * self.clock_mhz / 1000
 
     def describe(self) -> dict:
         """Flat summary of the parameters, for listings and reports."""
