@@ -161,6 +161,17 @@ class PERun:
         return pe_run_layout(cfg).const(self.fields(cfg))
 
 
+def _shift_add(a: Value, w: Value) -> Value:
+    """``a * w`` (both signed) as the sum of ``w``'s bits' partial products: logic that
+    synthesis does not map to a DSP block (`PEConfig.lut_mul_lanes`)."""
+    top = len(w) - 1
+    terms = [Mux(w[i], a << i, 0) for i in range(top)] + [Mux(w[top], -(a << top), 0)]
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                 for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
 class _Spads(NamedTuple):
     """Write and read ports of the PE's three scratchpads (the filter and psum spads' per
     bank)."""
@@ -395,7 +406,7 @@ class PE(wiring.Component):
             mine = 1 if L == 1 else ~accum.single | (accum.k[:bits] == n)
             m.d.comb += [
                 spads.psum_rd[n].addr.eq(r.mul.k[bits:]),
-                acc[n].eq(Mux(accum.first, 0, r.accum_psum[n]) + accum.pin
+                acc[n].eq(Mux(accum.first, 0, r.accum_psum[n]) + (accum.pin if L == 1 else 0)
                           + Mux(accum.zero, 0, r.accum_prod[n])),
                 spads.psum_wr[n].addr.eq(accum.k[bits:]),
                 spads.psum_wr[n].data.eq(acc[n]),
@@ -405,7 +416,7 @@ class PE(wiring.Component):
                    for n in range(L)]
         m.d.comb += [
             self.psum_out.valid.eq(r.v_accum & accum.last),
-            self.psum_out.payload.eq(acc[0] if L == 1 else Array(acc)[accum.k[:bits]]),
+            self.psum_out.payload.eq(acc[0] if L == 1 else Array(acc)[accum.k[:bits]] + accum.pin),
         ]
         return acc, forward
 
@@ -430,7 +441,9 @@ class PE(wiring.Component):
                 w = Array(b.data for b in banks)[r.read_block] if len(banks) > 1 else banks[0].data
                 m.d.sync += [
                     r.mul_w[n].eq(w if L == 1 else Mux(r.weight.single, one, w)),
-                    r.accum_prod[n].eq(r.mul.act * r.mul_w[n]),
+                    r.accum_prod[n].eq(_shift_add(r.mul.act, r.mul_w[n])
+                                       if n >= L - self._cfg.lut_mul_lanes
+                                       else r.mul.act * r.mul_w[n]),
                     r.accum_psum[n].eq(Mux(forward[n], acc[n], spads.psum_rd[n].data)),
                 ]
 

@@ -225,8 +225,8 @@ def test_psum_in_is_added_at_the_last_tap():
     assert seen["out"] == [100 + macs, 200 + macs] * run.F
 
 
-def _lanes_cfg(lanes: int):
-    return dataclasses.replace(TINY.pe, lanes=lanes)
+def _lanes_cfg(lanes: int, lut_mul_lanes: int = 0):
+    return dataclasses.replace(TINY.pe, lanes=lanes, lut_mul_lanes=lut_mul_lanes)
 
 
 def _grouped_case(cfg, rng, lanes: int, **kwargs) -> PECase:
@@ -237,11 +237,12 @@ def _grouped_case(cfg, rng, lanes: int, **kwargs) -> PECase:
             return case
 
 
-@pytest.mark.parametrize("lanes, values", [(2, 2), (4, 4), (2, 8)])
-def test_pe_lanes_random_runs(lanes, values, seed):
-    """A PE of 2 or 4 MAC lanes, random runs (p a multiple of lanes or not), random packet
-    sizes and back-pressure: the golden psums, every MAC and gated MAC counted."""
-    cfg = _lanes_cfg(lanes)
+@pytest.mark.parametrize("lanes, values, lut_mul_lanes", [(2, 2, 0), (4, 4, 2), (2, 8, 0)])
+def test_pe_lanes_random_runs(lanes, values, lut_mul_lanes, seed):
+    """A PE of 2 or 4 MAC lanes (two of them multiplying by shift and add), random runs (p
+    a multiple of lanes or not), random packet sizes and back-pressure: the golden psums,
+    every MAC and gated MAC counted."""
+    cfg = _lanes_cfg(lanes, lut_mul_lanes)
     rng = np.random.default_rng(seed)
     cases = [_grouped_case(cfg, rng, lanes) for _ in range(4)]
     cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(2)]
@@ -297,6 +298,7 @@ def test_pe_lanes_zero_activation_gates_every_lane(seed):
     (dict(lanes=3), "lanes must be a power of two"),
     (dict(lanes=32), "lanes"),
     (dict(lanes=16), "must divide psum_spad_depth"),
+    (dict(lanes=2, lut_mul_lanes=3), "lut_mul_lanes must be at most 2"),
 ])
 def test_pe_config_rejects_bad_lanes(kwargs, message):
     with pytest.raises(ValueError, match=message):
