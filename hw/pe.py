@@ -28,6 +28,13 @@ after the PE's own MACs for that output (as Eyeriss does) lets every PE of a
 psum chain work on the same output at once: a PE waits for the PE below only
 at its last tap, not before its first.
 
+MAC lanes (`PEConfig.lanes`): with ``p`` a multiple of ``lanes`` an operation does the
+``lanes`` filters ``k .. k + lanes - 1`` with one ifmap value, their weights read from
+``lanes`` filter spad banks and their psums from ``lanes`` psum spad banks (filter
+``k`` in bank ``k % lanes``); the last (tap, channel)'s operations, and every one of a
+run of another ``p``, are single: filter ``k`` on lane ``k % lanes``, its weight
+broadcast to the lanes (`ommatidia.gen.model.pe.Schedule`).
+
 Pipeline, one stage a cycle: issue (ifmap spad read) -> read (zero test
 registered; filter spad read unless the activation is zero) -> weight (spad
 data registered, so no block-RAM output feeds the multiplier) -> multiply
