@@ -513,10 +513,11 @@ no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured
 ORANGECRAB = dataclasses.replace(
     TINY, name="orangecrab", rows=4, cols=2,
     noc=NoCConfig(row_id_bits=3, col_id_bits=3, filter_gin_values=4),
-    clock_mhz=52.0, counter_bits=32,
+    clock_mhz=44.0, counter_bits=32,
     pe=dataclasses.replace(TINY.pe, counter_bits=24, lanes=4, lut_mul_lanes=1))
-"""The OrangeCrab 25F (ECP5-25F) at 52 MHz from the EHXPLLL (the board's oscillator is
-48 MHz; docs/fpga.md, Clock): 4x2 PEs of 4 MAC lanes, 32 MACs/cycle. The 25F has 28
+"""The OrangeCrab 25F (ECP5-25F) at 44 MHz from the EHXPLLL (the board's oscillator is
+48 MHz; docs/fpga.md, Clock): 4x2 PEs of 4 MAC lanes, 32 MACs/cycle, 1.41 GMAC/s. At 52
+MHz it routed at 45.88 MHz (the filter sender's packets of 4 weights). The 25F has 28
 MULT18X18D: three lanes of each PE multiply in one (24, and one for the UART bridge's
 receiver), the fourth in logic (`PEConfig.lut_mul_lanes`; about 300 LUT4 for an 8x8
 multiply), and filter packets carry 4 weights (a filter spad bank a lane). Before the
