@@ -69,8 +69,8 @@ class PEConfig:
         MAC lanes of the PE (a power of two, at most 16, dividing ``psum_spad_depth``;
         Eyeriss v2's SIMD PE has 2): each ifmap value read multiplies ``lanes`` weights
         of the filters sharing it when a run's ``p`` is a multiple of ``lanes`` (else
-        the run does one filter a cycle). The filter spad's banks (`ommatidia.hw.pe.PE`'s
-        ``filter_values``) must be at least ``lanes``. The last (tap, channel)'s ``p``
+        the run does one filter a cycle), from ``lanes`` filter spad banks (at least; more
+        when a filter packet carries more weights, `ommatidia.hw.pe.PE`). The last (tap, channel)'s ``p``
         operations, which take and emit psums one a cycle, run one filter each
         (`ommatidia.gen.model.pe.Schedule`).
     lut_mul_lanes:
@@ -344,11 +344,6 @@ class ArrayConfig:
                 f"ArrayConfig.cols = {self.cols} needs column IDs 0..{self.cols - 1} below the "
                 f"broadcast tag {self.noc.col_broadcast} of noc.col_id_bits = "
                 f"{self.noc.col_id_bits}")
-        if self.noc.filter_gin_values < self.pe.lanes:
-            raise ValueError(
-                f"ArrayConfig.pe.lanes = {self.pe.lanes} needs as many filter spad banks: "
-                f"noc.filter_gin_values must be at least {self.pe.lanes}, not "
-                f"{self.noc.filter_gin_values}")
         check_int(own, "dram_bits", self.dram_bits, 8, 1024)
         if self.dram_bits != self.rlc.word_bits:
             raise ValueError(

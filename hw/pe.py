@@ -276,9 +276,9 @@ class PE(wiring.Component):
         Widths and scratchpad depths.
     filter_values : int
         Weights a filter packet carries at most (`NoCConfig.filter_gin_values`, a
-        power of two, at least ``cfg.lanes``): the filter spad is that many banks
-        (weight ``a`` in bank ``a % filter_values``), so a packet is written in one
-        cycle and the ``lanes`` weights of an operation are read in one.
+        power of two): the filter spad is that many banks, or ``cfg.lanes`` if more
+        (weight ``a`` in bank ``a % banks``), so a packet is written in one cycle and
+        the ``lanes`` weights of an operation are read in one.
 
     Members
     -------
@@ -308,11 +308,9 @@ class PE(wiring.Component):
         check_int("PE", "filter_values", filter_values, 1, 64)
         if filter_values & (filter_values - 1):
             raise ValueError(f"PE filter_values must be a power of two, not {filter_values}")
-        if filter_values < cfg.lanes:
-            raise ValueError(f"PE filter_values must be at least cfg.lanes = {cfg.lanes} "
-                             f"(a filter spad bank a lane), not {filter_values}")
         self._cfg = cfg
         self._values = filter_values
+        self._banks = max(filter_values, cfg.lanes)
         super().__init__({
             "run": In(stream.Signature(pe_run_layout(cfg))),
             "filter": In(stream.Signature(values_layout(signed(cfg.weight_bits),
@@ -335,7 +333,7 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spads = self._scratchpads(m)
-        r = _Registers(self._cfg, self._values)
+        r = _Registers(self._cfg, self._banks)
         ctl = self._issue_stage(m, r, spads)
         acc, forward = self._accumulate_stage(m, r, spads, ctl)
         self._pipeline(m, r, spads, ctl, acc, forward)
@@ -348,7 +346,7 @@ class PE(wiring.Component):
 
     def _scratchpads(self, m: Module) -> _Spads:
         """Filter, ifmap and psum spads; only the filter spad reads synchronously."""
-        cfg, V = self._cfg, self._values
+        cfg, V = self._cfg, self._banks
         filter_wr, filter_rd = [], []
         for b in range(V):
             bank = Memory(shape=signed(cfg.weight_bits), depth=-(-cfg.filter_spad_depth // V),
@@ -383,7 +381,7 @@ class PE(wiring.Component):
         can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
         issue = can_issue & advance
         act = Signal(signed(self._cfg.act_bits))
-        lane_bits = (self._values - 1).bit_length()
+        lane_bits = (self._banks - 1).bit_length()
         group_bits = (self._cfg.lanes - 1).bit_length()
         read = advance & r.v_read & ~r.read.zero
         m.d.comb += [
@@ -508,13 +506,18 @@ class PE(wiring.Component):
         """Write the filter stream into the filter spad (in ``LOAD_FILTER``): the ``n``
         weights of a packet go to weights ``filter_load ..``, each in its bank."""
         take = self.filter.valid & self.filter.ready
-        V = self._values
-        if V == 1:
+        V, B = self._values, self._banks
+        if B == 1:
             wr = spads.filter_wr[0]
             m.d.comb += [wr.addr.eq(r.filter_load), wr.data.eq(self.filter.payload),
                          wr.en.eq(take)]
             return
-        bits = (V - 1).bit_length()
+        bits = (B - 1).bit_length()
+        if V == 1:
+            for b, wr in enumerate(spads.filter_wr):
+                m.d.comb += [wr.addr.eq(r.filter_load[bits:]), wr.data.eq(self.filter.payload),
+                             wr.en.eq(take & (r.filter_load[:bits] == b))]
+            return
         values = Array(self.filter.payload["values"][j] for j in range(V))
         for b, wr in enumerate(spads.filter_wr):
             lane = Signal(bits, name=f"filter_lane{b}")
