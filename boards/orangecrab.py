@@ -1,5 +1,5 @@
-"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at 52 MHz, from the board's 48 MHz oscillator
-through the EHXPLLL.
+"""OrangeCrab r0.2 25F: an LFE5U-25F-8MG285 at 44 MHz, from the board's 48 MHz oscillator
+through the EHXPLLL (the `orangecrab` preset's 4x2 PEs of 4 MAC lanes routed at 45.88 MHz).
 
 The board's USB port goes to the FPGA itself, not to a USB-serial chip, so the
 host link is a UART on Feather pins 0 and 1 (a 3.3 V USB-serial adapter).
@@ -16,7 +16,7 @@ BOARD = dict(
     title="OrangeCrab r0.2 25F (LFE5U-25F-8MG285)",
     platform=OrangeCrabR0_2_25FPlatform,
     preset="orangecrab",
-    clock_mhz=52.0,
+    clock_mhz=44.0,
     dram_words=4096,
     target="ecp5-25f",
     uart_pins=("0", "1", ("io", 0)),

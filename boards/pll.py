@@ -1,4 +1,4 @@
-"""The board clock: the FPGA's PLL multiplies the board oscillator up to the design's clock.
+"""The board clock: the FPGA's PLL makes the design's clock from the board oscillator.
 
 `ecp5_pll` and `ice40_pll` choose the dividers of an ECP5 EHXPLLL and an iCE40
 SB_PLL40 for an output frequency within each family's limits (`ECP5_LIMITS`,

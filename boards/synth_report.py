@@ -88,7 +88,7 @@ def report_row(b, report: dict) -> dict:
     failed build's ``{"error": ...}``)."""
     cfg = b.config
     row = {"board": b.title, "preset": f"`{cfg.name}` {cfg.rows}x{cfg.cols}",
-           "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.num_pes,
+           "array": f"{cfg.rows}x{cfg.cols}", "pes": cfg.num_pes, "macs": cfg.macs_per_cycle,
            "clock": f"{b.clock_mhz:g}", "osc": f"{b.osc_mhz:g}",
            "peer": PEERS.get(b.make_platform().device)}
     if "error" in report:

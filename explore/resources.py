@@ -9,7 +9,8 @@ configuration is estimated as ``rows * cols`` PEs, plus the NoC, plus the rest
 - the PE: the measured PE nearest in activation width, with the measured growth per
   ifmap spad entry and per psum spad entry (from the ``tiny`` PE with each spad
   doubled; a growth below zero, synthesis noise, counts as none) times the widths'
-  ratio;
+  ratio; each MAC lane past the first (`PEConfig.lanes`) adds `LANE` and takes a DSP
+  block, or `LUT_MUL` instead of the DSP for a lane of ``lut_mul_lanes``;
 - the NoC (GINs, GON, psum links): the measured arrays less their PEs, a line
   through the two sizes in the number of PEs, times the ratio of the buses' widths
   (weights, activations, two psum buses);
@@ -35,6 +36,18 @@ RESOURCE_COLUMNS = {"lut4": "luts", "ff": "ffs", "dsp": "dsps", "bram": "ebr"}
 DP16KD on ECP5, SB_RAM40_4K on iCE40)."""
 
 _KEYS = tuple(RESOURCE_COLUMNS.values())
+
+LANE = {"ecp5": {"luts": 200, "ffs": 60, "dsps": 1, "ebr": 0},
+        "ice40": {"luts": 165, "ffs": 67, "dsps": 1, "ebr": 0}}
+"""What a MAC lane adds to a PE: Yosys (``synth_ecp5``, ``synth_ice40 -dsp``) of one PE
+without counters (`tiny`'s on ECP5: 472 -> 1071 LUT4, 346 -> 525 FF, 1 -> 4 MULT18X18D;
+`icebreaker`'s with 4 psum spad entries on iCE40: 336 -> 830 LUT4, 284 -> 486 FF, 1 -> 4
+SB_MAC16), over the 3 lanes added."""
+
+LUT_MUL = {"ecp5": {"luts": 320, "ffs": 0, "dsps": -1, "ebr": 0},
+           "ice40": {"luts": 168, "ffs": 28, "dsps": -1, "ebr": 0}}
+"""What a lane of ``lut_mul_lanes`` adds to a lane: the same PEs with 2 of their 4 lanes
+multiplying in logic (ECP5: 1711 LUT4, 2 MULT18X18D; iCE40: 1166 LUT4, 2 SB_MAC16)."""
 
 
 @functools.cache
@@ -71,6 +84,8 @@ def _pe(family: str, pe) -> dict:
         for key in ("luts", "ffs"):
             per_entry = max(0.0, (grown["resources"][key] - tiny["resources"][key]) / entries)
             out[key] += per_entry * scale * delta
+    for key in _KEYS:
+        out[key] += (pe.lanes - 1) * LANE[family][key] + pe.lut_mul_lanes * LUT_MUL[family][key]
     return {key: max(0.0, out[key]) for key in _KEYS}
 
 

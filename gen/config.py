@@ -65,6 +65,18 @@ class PEConfig:
     counter_bits:
         Width of the PE's performance counters (MACs, gated MACs, stalls), which
         count modulo ``2**counter_bits``; 0 leaves them out.
+    lanes:
+        MAC lanes of the PE (a power of two, at most 16, dividing ``psum_spad_depth``;
+        Eyeriss v2's SIMD PE has 2): each ifmap value read multiplies ``lanes`` weights
+        of the filters sharing it when a run's ``p`` is a multiple of ``lanes`` (else
+        the run does one filter a cycle), from ``lanes`` filter spad banks (at least; more
+        when a filter packet carries more weights, `ommatidia.hw.pe.PE`). The last (tap, channel)'s ``p``
+        operations, which take and emit psums one a cycle, run one filter each
+        (`ommatidia.gen.model.pe.Schedule`).
+    lut_mul_lanes:
+        Lanes (the last ones) whose multiplier is shift-and-add logic instead of a
+        multiply that synthesis maps to a DSP block: for FPGAs with fewer multipliers
+        than MAC lanes (the OrangeCrab's ECP5-25F has 28). At most ``lanes``.
     """
 
     act_bits: int = 16
@@ -76,6 +88,8 @@ class PEConfig:
     max_filter_width: int = 11
     max_ifmap_width: int = 256
     counter_bits: int = 32
+    lanes: int = 1
+    lut_mul_lanes: int = 0
 
     def __post_init__(self):
         own = "PEConfig"
@@ -107,6 +121,13 @@ class PEConfig:
                 f"PEConfig.max_ifmap_width must be at least max_filter_width = "
                 f"{self.max_filter_width}, not {self.max_ifmap_width}")
         check_int(own, "counter_bits", self.counter_bits, 0, 64)
+        check_int(own, "lanes", self.lanes, 1, 16)
+        if self.lanes & (self.lanes - 1):
+            raise ValueError(f"PEConfig.lanes must be a power of two, not {self.lanes}")
+        if self.psum_spad_depth % self.lanes:
+            raise ValueError(f"PEConfig.lanes = {self.lanes} must divide psum_spad_depth = "
+                             f"{self.psum_spad_depth} (one psum spad bank a lane)")
+        check_int(own, "lut_mul_lanes", self.lut_mul_lanes, 0, self.lanes)
 
     @property
     def product_bits(self) -> int:
@@ -393,9 +414,14 @@ class ArrayConfig:
         return self.glb_bytes // (self.glb_banks * self.dram_bits // 8)
 
     @property
+    def macs_per_cycle(self) -> int:
+        """Peak MACs a cycle: ``pe.lanes`` per PE."""
+        return self.num_pes * self.pe.lanes
+
+    @property
     def peak_gmacs(self) -> float:
-        """Peak throughput: one MAC per PE per cycle."""
-        return self.num_pes * self.clock_mhz / 1000
+        """Peak throughput: ``pe.lanes`` MACs per PE per cycle."""
+        return self.macs_per_cycle * self.clock_mhz / 1000
 
     def describe(self) -> dict:
         """Flat summary of the parameters, for listings and reports."""
@@ -480,13 +506,21 @@ no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured
 6480. With the default knobs a 2x2 array needed 11640 cells."""
 
 ORANGECRAB = dataclasses.replace(
-    TINY, name="orangecrab", rows=4, cols=4, noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    clock_mhz=52.0, counter_bits=32, pe=dataclasses.replace(TINY.pe, counter_bits=24))
-"""The OrangeCrab 25F (ECP5-25F): the largest array that fits, at 52 MHz from the EHXPLLL
-(the board's oscillator is 48 MHz; docs/fpga.md, Clock). Its counters are 32 bits wide
-and its PEs' 24 (a layer on the board's 4096 DRAM words stays far below either): with
-48- and 32-bit counters the 4x4 array with the controller's program prefetch needed
-24355 of the 25F's 24288 TRELLIS_COMB and did not place."""
+    TINY, name="orangecrab", rows=4, cols=2,
+    noc=NoCConfig(row_id_bits=3, col_id_bits=3, filter_gin_values=4),
+    clock_mhz=44.0, counter_bits=32,
+    pe=dataclasses.replace(TINY.pe, counter_bits=24, lanes=4, lut_mul_lanes=1))
+"""The OrangeCrab 25F (ECP5-25F) at 44 MHz from the EHXPLLL (the board's oscillator is
+48 MHz; docs/fpga.md, Clock): 4x2 PEs of 4 MAC lanes, 32 MACs/cycle, 1.41 GMAC/s. At 52
+MHz it routed at 45.88 MHz (the filter sender's packets of 4 weights). The 25F has 28
+MULT18X18D: three lanes of each PE multiply in one (24, and one for the UART bridge's
+receiver), the fourth in logic (`PEConfig.lut_mul_lanes`; about 300 LUT4 for an 8x8
+multiply), and filter packets carry 4 weights (a filter spad bank a lane). Before the
+lanes it was 4x4 PEs of one lane (16 MACs/cycle, 18919 LUT4 slots, 17 multipliers, 54.12
+MHz). Its counters are 32 bits wide and its PEs' 24 (a layer on the board's 4096 DRAM
+words stays far below either): with 48- and 32-bit counters the 4x4 array with the
+controller's program prefetch needed 24355 of the 25F's 24288 TRELLIS_COMB and did not
+place."""
 
 ULX3S = dataclasses.replace(
     TINY, name="ulx3s", rows=8, cols=8, noc=NoCConfig(row_id_bits=4, col_id_bits=4),

@@ -237,8 +237,9 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     sizes = sorted({s for _, s in strips}, reverse=True)
     kinds = [(sum(1 for _, s in strips if s == e), e) for e in sizes] + [(0, 1)] * (2 - len(sizes))
     cnt, es, hs, first, rest, tags = ([] for _ in range(6))
+    group = cfg.pe.lanes if p % cfg.pe.lanes == 0 else 1
     for count, e in kinds:
-        compute = F * S * p * q
+        compute = F * ((S * q - 1) * p // group + p)
         ifmap = width * ((e - 1) * U + seg_rows) * stack * q
         psum = F * e * blocks * p
         filt = seg_rows * stack * blocks * S * p * q

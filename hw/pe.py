@@ -28,6 +28,13 @@ after the PE's own MACs for that output (as Eyeriss does) lets every PE of a
 psum chain work on the same output at once: a PE waits for the PE below only
 at its last tap, not before its first.
 
+MAC lanes (`PEConfig.lanes`): with ``p`` a multiple of ``lanes`` an operation does the
+``lanes`` filters ``k .. k + lanes - 1`` with one ifmap value, their weights read from
+``lanes`` filter spad banks and their psums from ``lanes`` psum spad banks (filter
+``k`` in bank ``k % lanes``); the last (tap, channel)'s operations, and every one of a
+run of another ``p``, are single: filter ``k`` on lane ``k % lanes``, its weight
+broadcast to the lanes (`ommatidia.gen.model.pe.Schedule`).
+
 Pipeline, one stage a cycle: issue (ifmap spad read) -> read (zero test
 registered; filter spad read unless the activation is zero) -> weight (spad
 data registered, so no block-RAM output feeds the multiplier) -> multiply
@@ -62,8 +69,11 @@ def _bits(limit: int) -> int:
     return max(1, limit.bit_length())
 
 
-pe_event_layout = data.StructLayout({"mac": 1, "gated": 1, "stall": 1})
-"""A PE's counter events of one cycle: a MAC done, a MAC gated, a stall cycle."""
+def pe_event_layout(lanes: int = 1) -> data.StructLayout:
+    """A PE's counter events of one cycle: MACs done, MACs gated (up to ``lanes`` each),
+    a stall cycle."""
+    return data.StructLayout({"mac": unsigned(_bits(lanes)), "gated": unsigned(_bits(lanes)),
+                              "stall": 1})
 
 
 def pe_run_layout(cfg: PEConfig) -> data.StructLayout:
@@ -158,15 +168,27 @@ class PERun:
         return pe_run_layout(cfg).const(self.fields(cfg))
 
 
+def _shift_add(a: Value, w: Value) -> Value:
+    """``a * w`` (both signed) as the sum of ``w``'s bits' partial products: logic that
+    synthesis does not map to a DSP block (`PEConfig.lut_mul_lanes`)."""
+    top = len(w) - 1
+    terms = [Mux(w[i], a << i, 0) for i in range(top)] + [Mux(w[top], -(a << top), 0)]
+    while len(terms) > 1:
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                 for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
 class _Spads(NamedTuple):
-    """Write and read ports of the PE's three scratchpads (the filter spad's per bank)."""
+    """Write and read ports of the PE's three scratchpads (the filter and psum spads' per
+    bank)."""
 
     filter_wr: list
     filter_rd: list
     ifmap_wr: WritePort
     ifmap_rd: ReadPort
-    psum_wr: WritePort
-    psum_rd: ReadPort
+    psum_wr: list
+    psum_rd: list
 
 
 class _Registers:
@@ -208,7 +230,7 @@ class _Registers:
         # registered) -> multiply (product registered) -> accumulate.
         op = data.StructLayout({
             "act": signed(cfg.act_bits), "zero": 1, "k": self.k.shape(), "first": 1, "last": 1,
-            "pin": signed(cfg.psum_bits),
+            "pin": signed(cfg.psum_bits), **({"single": 1} if cfg.lanes > 1 else {}),
         })
         self.read, self.weight, self.mul, self.accum = (
             Signal(op, name=f"{n}_op", reset_less=True)
@@ -216,10 +238,21 @@ class _Registers:
         self.v_read, self.v_weight, self.v_mul, self.v_accum = (
             Signal(name=f"{n}_valid") for n in ("read", "weight", "mul", "accum"))
         self.read_filter_addr = Signal.like(self.filter_addr, reset_less=True)
+        L = cfg.lanes
+        self.read_block = Signal(range(values // L), reset_less=True)
         self.read_lane = Signal(range(values), reset_less=True)
-        self.mul_w = Signal(signed(cfg.weight_bits), reset_less=True)
-        self.accum_prod = Signal(signed(cfg.product_bits), reset_less=True)
-        self.accum_psum = Signal(signed(cfg.psum_bits), reset_less=True)
+        # Lanes: p a multiple of lanes runs in groups of lanes filters (``grouped``), the
+        # last group at k_gmax; a single operation (the last tap's, or any when not
+        # grouped) does filter k on lane k % lanes, its weight broadcast to every lane.
+        self.k_gmax = Signal.like(self.run.p)
+        self.grouped = Signal()
+
+        def lanes(name, shape):
+            return [Signal(shape, name=name if L == 1 else f"{name}{n}", reset_less=True)
+                    for n in range(L)]
+        self.mul_w = lanes("mul_w", signed(cfg.weight_bits))
+        self.accum_prod = lanes("accum_prod", signed(cfg.product_bits))
+        self.accum_psum = lanes("accum_psum", signed(cfg.psum_bits))
 
 
 class _Issue(NamedTuple):
@@ -231,6 +264,7 @@ class _Issue(NamedTuple):
     advance: Value
     issue: Value
     act: Signal
+    single: Value
 
 
 class PE(wiring.Component):
@@ -242,8 +276,9 @@ class PE(wiring.Component):
         Widths and scratchpad depths.
     filter_values : int
         Weights a filter packet carries at most (`NoCConfig.filter_gin_values`, a
-        power of two): the filter spad is that many banks (weight ``a`` in bank
-        ``a % filter_values``), so a packet is written in one cycle.
+        power of two): the filter spad is that many banks, or ``cfg.lanes`` if more
+        (weight ``a`` in bank ``a % banks``), so a packet is written in one cycle and
+        the ``lanes`` weights of an operation are read in one.
 
     Members
     -------
@@ -260,7 +295,7 @@ class PE(wiring.Component):
     mac_cycles, gated_macs, stall_cycles : Out(cfg.counter_bits)
         Since reset: MACs done, MACs skipped by zero gating, and busy cycles in
         which no operation issued because a stream was empty or blocked.
-    events : Out(pe_event_layout)
+    events : Out(pe_event_layout(cfg.lanes))
         This cycle's increments of the three counters, for an array that counts
         its PEs' events together (`ommatidia.hw.array.PEArray`) instead of summing
         their counters: the PE's own counters then drive nothing and synthesis
@@ -275,6 +310,7 @@ class PE(wiring.Component):
             raise ValueError(f"PE filter_values must be a power of two, not {filter_values}")
         self._cfg = cfg
         self._values = filter_values
+        self._banks = max(filter_values, cfg.lanes)
         super().__init__({
             "run": In(stream.Signature(pe_run_layout(cfg))),
             "filter": In(stream.Signature(values_layout(signed(cfg.weight_bits),
@@ -287,7 +323,7 @@ class PE(wiring.Component):
             "mac_cycles": Out(cfg.counter_bits),
             "gated_macs": Out(cfg.counter_bits),
             "stall_cycles": Out(cfg.counter_bits),
-            "events": Out(pe_event_layout),
+            "events": Out(pe_event_layout(cfg.lanes)),
         })
 
     @property
@@ -297,7 +333,7 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spads = self._scratchpads(m)
-        r = _Registers(self._cfg, self._values)
+        r = _Registers(self._cfg, self._banks)
         ctl = self._issue_stage(m, r, spads)
         acc, forward = self._accumulate_stage(m, r, spads, ctl)
         self._pipeline(m, r, spads, ctl, acc, forward)
@@ -310,7 +346,7 @@ class PE(wiring.Component):
 
     def _scratchpads(self, m: Module) -> _Spads:
         """Filter, ifmap and psum spads; only the filter spad reads synchronously."""
-        cfg, V = self._cfg, self._values
+        cfg, V = self._cfg, self._banks
         filter_wr, filter_rd = [], []
         for b in range(V):
             bank = Memory(shape=signed(cfg.weight_bits), depth=-(-cfg.filter_spad_depth // V),
@@ -320,12 +356,15 @@ class PE(wiring.Component):
             filter_rd.append(bank.read_port(domain="sync"))
         m.submodules.ifmap_spad = ifmap_spad = Memory(
             shape=signed(cfg.act_bits), depth=cfg.ifmap_spad_depth, init=[])
-        m.submodules.psum_spad = psum_spad = Memory(
-            shape=signed(cfg.psum_bits), depth=cfg.psum_spad_depth, init=[])
+        L = cfg.lanes
+        psum_wr, psum_rd = [], []
+        for b in range(L):
+            bank = Memory(shape=signed(cfg.psum_bits), depth=cfg.psum_spad_depth // L, init=[])
+            m.submodules["psum_spad" if L == 1 else f"psum_spad_{b}"] = bank
+            psum_wr.append(bank.write_port())
+            psum_rd.append(bank.read_port(domain="comb"))
         ifmap_wr = ifmap_spad.write_port()
         ifmap_rd = ifmap_spad.read_port(domain="comb")
-        psum_wr = psum_spad.write_port()
-        psum_rd = psum_spad.read_port(domain="comb")
         return _Spads(filter_wr, filter_rd, ifmap_wr, ifmap_rd, psum_wr, psum_rd)
 
     def _issue_stage(self, m: Module, r: _Registers, spads: _Spads) -> _Issue:
@@ -334,14 +373,16 @@ class PE(wiring.Component):
         run, s, c, k = r.run, r.s, r.c, r.k
         first_tap = (s == 0) & (c == 0)
         last_tap = (s == r.s_max) & (c == r.c_max)
-        last_k = k == r.k_max
+        single = last_tap | ~r.grouped
+        last_k = k == (r.k_max if self._cfg.lanes == 1 else Mux(single, r.k_max, r.k_gmax))
         need_psum = last_tap & run.accumulate
 
         advance = ~(r.v_accum & r.accum.last & ~self.psum_out.ready)
         can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
         issue = can_issue & advance
         act = Signal(signed(self._cfg.act_bits))
-        lane_bits = (self._values - 1).bit_length()
+        lane_bits = (self._banks - 1).bit_length()
+        group_bits = (self._cfg.lanes - 1).bit_length()
         read = advance & r.v_read & ~r.read.zero
         m.d.comb += [
             spads.ifmap_rd.addr.eq(r.tap_row + c),
@@ -350,26 +391,37 @@ class PE(wiring.Component):
         ]
         for rd in spads.filter_rd:
             m.d.comb += [rd.addr.eq(r.read_filter_addr[lane_bits:]), rd.en.eq(read)]
-        if lane_bits:
+        if lane_bits > group_bits:
+            with m.If(read):
+                m.d.sync += r.read_block.eq(r.read_filter_addr[group_bits:lane_bits])
+        if lane_bits and group_bits:
             with m.If(read):
                 m.d.sync += r.read_lane.eq(r.read_filter_addr[:lane_bits])
-        return _Issue(first_tap, last_tap, last_k, advance, issue, act)
+        return _Issue(first_tap, last_tap, last_k, advance, issue, act, single)
 
     def _accumulate_stage(self, m: Module, r: _Registers, spads: _Spads, ctl: _Issue):
         """Accumulate stage: product plus (forwarded) psum to the psum spad; at the last tap
         plus the psum in, and out."""
-        accum = r.accum
-        acc = Signal(signed(self._cfg.psum_bits))
-        forward = r.v_accum & ~accum.last & (accum.k == r.mul.k)
+        accum, L = r.accum, self._cfg.lanes
+        bits = (L - 1).bit_length()
+        acc = [Signal(signed(self._cfg.psum_bits), name="acc" if L == 1 else f"acc{n}")
+               for n in range(L)]
+        forward = r.v_accum & ~accum.last & (accum.k[bits:] == r.mul.k[bits:])
+        for n in range(L):
+            mine = 1 if L == 1 else ~accum.single | (accum.k[:bits] == n)
+            m.d.comb += [
+                spads.psum_rd[n].addr.eq(r.mul.k[bits:]),
+                acc[n].eq(Mux(accum.first, 0, r.accum_psum[n]) + (accum.pin if L == 1 else 0)
+                          + Mux(accum.zero, 0, r.accum_prod[n])),
+                spads.psum_wr[n].addr.eq(accum.k[bits:]),
+                spads.psum_wr[n].data.eq(acc[n]),
+                spads.psum_wr[n].en.eq(r.v_accum & ~accum.last & ctl.advance & mine),
+            ]
+        forward = [forward if L == 1 else forward & (~accum.single | (accum.k[:bits] == n))
+                   for n in range(L)]
         m.d.comb += [
-            spads.psum_rd.addr.eq(r.mul.k),
-            acc.eq(Mux(accum.first, 0, r.accum_psum) + accum.pin
-                   + Mux(accum.zero, 0, r.accum_prod)),
-            spads.psum_wr.addr.eq(accum.k),
-            spads.psum_wr.data.eq(acc),
-            spads.psum_wr.en.eq(r.v_accum & ~accum.last & ctl.advance),
             self.psum_out.valid.eq(r.v_accum & accum.last),
-            self.psum_out.payload.eq(acc),
+            self.psum_out.payload.eq(acc[0] if L == 1 else Array(acc)[accum.k[:bits]] + accum.pin),
         ]
         return acc, forward
 
@@ -384,18 +436,30 @@ class PE(wiring.Component):
                 r.read.pin.eq(Mux(r.run.accumulate & ctl.last_tap, self.psum_in.payload, 0)),
                 r.read_filter_addr.eq(r.filter_addr),
                 r.weight.eq(r.read), r.mul.eq(r.weight), r.accum.eq(r.mul),
-                r.mul_w.eq(Array(rd.data for rd in spads.filter_rd)[r.read_lane]
-                           if self._values > 1 else spads.filter_rd[0].data),
-                r.accum_prod.eq(r.mul.act * r.mul_w),
-                r.accum_psum.eq(Mux(forward, acc, spads.psum_rd.data)),
             ]
+            L, rd = self._cfg.lanes, spads.filter_rd
+            if L > 1:
+                m.d.sync += r.read.single.eq(ctl.single)
+                one = Array(b.data for b in rd)[r.read_lane]
+            for n in range(L):
+                banks = rd[n::L]
+                w = Array(b.data for b in banks)[r.read_block] if len(banks) > 1 else banks[0].data
+                m.d.sync += [
+                    r.mul_w[n].eq(w if L == 1 else Mux(r.weight.single, one, w)),
+                    r.accum_prod[n].eq(_shift_add(r.mul.act, r.mul_w[n])
+                                       if n >= L - self._cfg.lut_mul_lanes
+                                       else r.mul.act * r.mul_w[n]),
+                    r.accum_psum[n].eq(Mux(forward[n], acc[n], spads.psum_rd[n].data)),
+                ]
 
     def _issue_loop(self, m: Module, r: _Registers, ctl: _Issue):
         """Step the loop nest f, s, c, k; after each output, slide the window U columns."""
         run, f, s, c, k = r.run, r.f, r.s, r.c, r.k
         base, window_row, tap_row = r.base, r.window_row, r.tap_row
+        L = self._cfg.lanes
+        step = 1 if L == 1 else Mux(ctl.single, 1, L)
         with m.If(ctl.issue):
-            m.d.sync += k.eq(k + 1)
+            m.d.sync += k.eq(k + step)
             with m.If(ctl.last_k):
                 m.d.sync += k.eq(0)
                 m.d.sync += c.eq(c + 1)
@@ -419,7 +483,7 @@ class PE(wiring.Component):
                         ]
                         with m.If(f == r.f_max):
                             m.d.sync += r.computing.eq(0)
-            m.d.sync += r.filter_addr.eq(Mux(ctl.last_k & ctl.last_tap, 0, r.filter_addr + 1))
+            m.d.sync += r.filter_addr.eq(Mux(ctl.last_k & ctl.last_tap, 0, r.filter_addr + step))
 
     def _ifmap_loader(self, m: Module, r: _Registers, spads: _Spads):
         """Write the ifmap stream into the ring, ``q`` values a column, up to ``load_limit``."""
@@ -442,13 +506,18 @@ class PE(wiring.Component):
         """Write the filter stream into the filter spad (in ``LOAD_FILTER``): the ``n``
         weights of a packet go to weights ``filter_load ..``, each in its bank."""
         take = self.filter.valid & self.filter.ready
-        V = self._values
-        if V == 1:
+        V, B = self._values, self._banks
+        if B == 1:
             wr = spads.filter_wr[0]
             m.d.comb += [wr.addr.eq(r.filter_load), wr.data.eq(self.filter.payload),
                          wr.en.eq(take)]
             return
-        bits = (V - 1).bit_length()
+        bits = (B - 1).bit_length()
+        if V == 1:
+            for b, wr in enumerate(spads.filter_wr):
+                m.d.comb += [wr.addr.eq(r.filter_load[bits:]), wr.data.eq(self.filter.payload),
+                             wr.en.eq(take & (r.filter_load[:bits] == b))]
+            return
         values = Array(self.filter.payload["values"][j] for j in range(V))
         for b, wr in enumerate(spads.filter_wr):
             lane = Signal(bits, name=f"filter_lane{b}")
@@ -470,6 +539,8 @@ class PE(wiring.Component):
                         run.eq(self.run.payload),
                         r.s_max.eq(self.run.payload.S - 1), r.c_max.eq(self.run.payload.q - 1),
                         r.k_max.eq(self.run.payload.p - 1), r.f_max.eq(self.run.payload.F - 1),
+                        r.k_gmax.eq(self.run.payload.p - self._cfg.lanes),
+                        r.grouped.eq(self.run.payload.p % self._cfg.lanes == 0),
                         r.ring_max.eq(self.run.payload.ring_entries - 1),
                         r.loaded.eq(0), r.load_limit.eq(self.run.payload.ring), r.load_c.eq(0),
                         r.load_addr.eq(0),
@@ -505,12 +576,13 @@ class PE(wiring.Component):
 
     def _counters(self, m: Module, r: _Registers, ctl: _Issue, stalled):
         """Count MACs done, MACs gated on a zero activation, and stall cycles."""
-        ev = self.events
-        m.d.comb += [ev.gated.eq(r.v_accum & ctl.advance & r.accum.zero),
-                     ev.mac.eq(r.v_accum & ctl.advance & ~r.accum.zero),
+        ev, L = self.events, self._cfg.lanes
+        macs = 1 if L == 1 else Mux(r.accum.single, 1, L)
+        m.d.comb += [ev.gated.eq(Mux(r.v_accum & ctl.advance & r.accum.zero, macs, 0)),
+                     ev.mac.eq(Mux(r.v_accum & ctl.advance & ~r.accum.zero, macs, 0)),
                      ev.stall.eq(stalled)]
         for name, event in (("mac_cycles", ev.mac), ("gated_macs", ev.gated),
                             ("stall_cycles", ev.stall)):
             counter = getattr(self, name)
             with m.If(event):
-                m.d.sync += counter.eq(counter + 1)
+                m.d.sync += counter.eq(counter + event)

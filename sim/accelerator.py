@@ -48,7 +48,7 @@ class LayerRun:
 def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
     """The JSON report of a run: layer, mapping, counters and derived figures."""
     cfg, layer = prog.cfg, prog.layer
-    pes = cfg.rows * cfg.cols
+    peak = cfg.macs_per_cycle
     ofmap_values = layer.N * layer.M * layer.E * layer.F
     out = {
         "preset": cfg.name,
@@ -60,7 +60,7 @@ def report(prog, counters: dict, ofmap_words: int, bit_exact: bool) -> dict:
         **{k: int(v) for k, v in counters.items()},
         "layer_macs": layer.macs,
         "expected_gated_macs": layer_gated_macs(layer, prog.ifmap),
-        "pe_utilization": (counters["macs"] / (pes * counters["cycles"])
+        "pe_utilization": (counters["macs"] / (peak * counters["cycles"])
                            if counters["cycles"] else 0.0),
         "gated_fraction": counters["gated_macs"] / counters["macs"] if counters["macs"] else 0.0,
         "rlc_ratio": (prog.ifmap_values * cfg.pe.act_bits) / (prog.ifmap_rlc_words * cfg.dram_bits)

@@ -246,6 +246,22 @@ def test_recurrences_match_the_reference_with_wide_packets(seed):
         assert fast.state == ref.state
 
 
+def with_lanes(base, name, lanes, values=None):
+    """``base`` with PEs of ``lanes`` MAC lanes (`PEConfig.lanes`) and, given, filter packets
+    of ``values`` weights."""
+    return dataclasses.replace(
+        base, name=name, pe=dataclasses.replace(base.pe, lanes=lanes),
+        noc=dataclasses.replace(base.noc, filter_gin_values=values or base.noc.filter_gin_values))
+
+
+def test_recurrences_match_the_reference_with_lanes(seed):
+    """PEs of 2 or 4 MAC lanes (runs of p a multiple of lanes in groups, others one filter
+    an operation): the recurrences time every pass like the cycle-level reference."""
+    rng = np.random.default_rng(seed)
+    for base, lanes, values in ((TINY, 2, 2), (TINY, 4, None), (SMALL, 4, 4)):
+        _recurrences_equal_the_reference(rng, with_lanes(base, base.name, lanes, values), 3)
+
+
 def with_gon_queue(base, name, depth, values):
     """``base`` with a queue of ``depth`` GON packets after each top PE
     (`NoCConfig.gon_queue`), ``values`` psums a GON and a psum GIN packet."""
@@ -428,6 +444,14 @@ def test_model_with_a_wide_filter_gin(seed, build_dir):
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
     compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)
+
+
+@pytest.mark.verilog
+def test_model_with_lanes(seed, build_dir):
+    """`tiny` with PEs of 4 MAC lanes (filter packets of one weight, a filter spad bank a
+    lane): three random layers (p a multiple of 4 or not) bit-exact, the model's cycles
+    and every counter equal to the Verilog's."""
+    compare_exactly(with_lanes(TINY, "tiny_lanes", 4), seed, build_dir)
 
 
 @pytest.mark.verilog

@@ -1,5 +1,6 @@
 """PE in the Amaranth simulator against the golden row convolution."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -222,3 +223,85 @@ def test_psum_in_is_added_at_the_last_tap():
     assert seen["out_before"] == 0
     macs = run.S * run.q
     assert seen["out"] == [100 + macs, 200 + macs] * run.F
+
+
+def _lanes_cfg(lanes: int, lut_mul_lanes: int = 0):
+    return dataclasses.replace(TINY.pe, lanes=lanes, lut_mul_lanes=lut_mul_lanes)
+
+
+def _grouped_case(cfg, rng, lanes: int, **kwargs) -> PECase:
+    """A random case whose ``p`` is a multiple of ``lanes`` (so the lanes work in groups)."""
+    while True:
+        case = random_pe_case(cfg, rng, max_width=16, **kwargs)
+        if case.run.p % lanes == 0:
+            return case
+
+
+@pytest.mark.parametrize("lanes, values, lut_mul_lanes",
+                         [(2, 2, 0), (4, 4, 2), (2, 8, 0), (4, 1, 0), (4, 2, 1)])
+def test_pe_lanes_random_runs(lanes, values, lut_mul_lanes, seed):
+    """A PE of 2 or 4 MAC lanes (some multiplying by shift and add), filter packets of up
+    to 1-8 weights (fewer than the lanes too: the spad has a bank a lane), random runs (p
+    a multiple of lanes or not) and back-pressure: the golden psums, every MAC and gated
+    MAC counted."""
+    cfg = _lanes_cfg(lanes, lut_mul_lanes)
+    rng = np.random.default_rng(seed)
+    cases = [_grouped_case(cfg, rng, lanes) for _ in range(4)]
+    cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(2)]
+    cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
+                                filters=cases[-1].filters))
+    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.3, stall=0.3,
+                                    values=values)
+    check(cases, results)
+    assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
+    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_pe_lanes_issue_lanes_macs_a_cycle(lanes, seed):
+    """Streams that keep up, p a multiple of lanes: an output takes (S*q - 1)*p/lanes + p
+    cycles (the last tap's p psums go out one a cycle), not S*q*p."""
+    cfg = dataclasses.replace(EYERISS.pe, lanes=lanes)
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=64, U=1, p=8, q=4, accumulate=True)
+    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
+    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
+    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
+    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    results, cycles, counters = simulate(PE(cfg, lanes), [case], seed=seed, idle=0, stall=0,
+                                         values=lanes, whole=True)
+    check([case], results)
+    issues = run.F * ((run.S * run.q - 1) * run.p // lanes + run.p)
+    load = run.p * run.q * run.S // lanes
+    print(f"{run.macs} MACs in {issues} operations, {cycles} cycles with the filter load")
+    assert issues + load <= cycles <= issues + load + 16, (cycles, issues, load)
+    assert counters["mac_cycles"] == run.macs
+
+
+def test_pe_lanes_zero_activation_gates_every_lane(seed):
+    """A zero ifmap value skips all the lanes' MACs: gated MACs = zeros met times p."""
+    cfg = _lanes_cfg(2)
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=30, U=2, p=4, q=2)
+    ifmap = np.where(rng.random((run.q, run.W)) < 0.8, 0, rng.integers(-128, 128, (run.q, run.W)))
+    filters = rng.integers(-128, 128, size=(run.p, run.q, run.S))
+    case = PECase(run, ifmap, filters, None, cfg.psum_bits)
+    results, _, counters = simulate(PE(cfg, 2), [case], seed=seed, idle=0.2, stall=0.2,
+                                    values=2)
+    check([case], results)
+    zeros_met = sum(int(ifmap[c, f * run.U + s] == 0)
+                    for f in range(run.F) for s in range(run.S) for c in range(run.q)) * run.p
+    assert zeros_met > 0
+    assert counters["gated_macs"] == zeros_met
+    assert counters["mac_cycles"] == run.macs - zeros_met
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lanes=3), "lanes must be a power of two"),
+    (dict(lanes=32), "lanes"),
+    (dict(lanes=16), "must divide psum_spad_depth"),
+    (dict(lanes=2, lut_mul_lanes=3), "lut_mul_lanes must be at most 2"),
+])
+def test_pe_config_rejects_bad_lanes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY.pe, **kwargs)

@@ -252,7 +252,7 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     dram_words = counters["dram_words_read"] + counters["dram_words_written"]
     accesses = {"dram": dram_words * cfg.dram_bits // cfg.pe.act_bits, "glb": m.acc["glb"],
                 "noc": m.acc["noc"], "spad": m.acc["spad"], "mac": counters["mac_cycles"]}
-    util = counters["macs"] / (cfg.rows * cfg.cols * total) if total else 0.0
+    util = counters["macs"] / (cfg.macs_per_cycle * total) if total else 0.0
     return Prediction(total, tuple(commands), by_op, counters, accesses, energy(accesses), util,
                       sum(1 for op, _ in commands if op == "PASS"), m.exact,
                       m.fallbacks, m.rr)

@@ -2,8 +2,12 @@
 (`ommatidia.gen.model.timing`) and its cycle-level reference
 (`ommatidia.gen.model.reference`), read from the RTL of `ommatidia.hw.pe`.
 
-A PE runs ``F`` outputs of ``S*q*p`` operations each, one issued a cycle in
-the order f, s, c, k (tap, channel, filter; k innermost). Operation ``j`` of
+A PE runs ``F`` outputs of ``S*q*p`` MACs each, one operation issued a cycle in
+the order f, s, c, k (tap, channel, filter; k innermost). A PE of ``lanes`` MAC
+lanes whose ``p`` is a multiple of ``lanes`` does ``lanes`` filters (``k .. k + lanes -
+1``) in one operation, except in the output's last (tap, channel), whose operations
+take and emit a psum each: they do one filter each, so an output is ``(S*q - 1) * p /
+lanes + p`` operations. Another ``p`` runs one filter an operation (`Schedule.group`). Operation ``j`` of
 output ``f`` reads ifmap column ``f*U + s``; the ifmap spad is a ring of
 ``ring = ifmap_spad_depth // q`` columns, and a column may load only once the
 column ``ring`` before it is freed. Output ``f`` frees its ``U`` new columns
@@ -37,21 +41,30 @@ class Schedule:
     p: int
     q: int
     ring: int
+    lanes: int = 1
+    group: int = field(init=False)
+    """Filters of an operation before the last (tap, channel): ``lanes`` when it divides
+    ``p``, else 1."""
     tap_ops: int = field(init=False)
-    """Operations of one tap, ``q*p``."""
+    """Operations of one tap but the last, ``q*p/group``."""
     ops: int = field(init=False)
-    """Operations of one output, ``S*q*p``."""
+    """MACs (filter weights) of one output, ``S*q*p``."""
+    issues: int = field(init=False)
+    """Operations of one output, ``(S*q - 1) * p/group + p`` (``ops`` with one lane)."""
     first_out: int = field(init=False)
-    """Index of the first operation that emits a psum out, ``ops - p``."""
+    """Index of the first operation that emits a psum out, ``issues - p``."""
 
     def __post_init__(self):
-        object.__setattr__(self, "tap_ops", self.q * self.p)
-        object.__setattr__(self, "ops", self.S * self.tap_ops)
-        object.__setattr__(self, "first_out", self.ops - self.p)
+        group = self.lanes if self.p % self.lanes == 0 else 1
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "tap_ops", self.q * self.p // group)
+        object.__setattr__(self, "ops", self.S * self.q * self.p)
+        object.__setattr__(self, "issues", (self.S * self.q - 1) * self.p // group + self.p)
+        object.__setattr__(self, "first_out", self.issues - self.p)
 
     @classmethod
-    def of(cls, run: dict) -> Schedule:
-        return cls(*(run[k] for k in ("S", "F", "U", "p", "q", "ring")))
+    def of(cls, run: dict, lanes: int = 1) -> Schedule:
+        return cls(*(run[k] for k in ("S", "F", "U", "p", "q", "ring")), lanes)
 
     @property
     def one_tap(self) -> bool:
@@ -64,17 +77,21 @@ class Schedule:
         return (self.S, self.q, self.p)
 
     def tap(self, j: int) -> int:
-        return j // self.tap_ops
+        return min(j // self.tap_ops, self.S - 1)
+
+    def tap_start(self, s: int) -> int:
+        """The first operation of tap ``s`` (``issues`` for ``s = S``)."""
+        return self.issues if s >= self.S else s * self.tap_ops
 
     def column(self, f: int, j: int) -> int:
         """The ifmap column operation ``j`` of output ``f`` reads."""
-        return f * self.U + j // self.tap_ops
+        return f * self.U + self.tap(j)
 
     def starts_tap(self, j: int) -> bool:
-        return j % self.tap_ops == 0
+        return j == self.tap_start(self.tap(j))
 
     def ends_tap(self, j: int) -> bool:
-        return (j + 1) % self.tap_ops == 0
+        return j + 1 == self.tap_start(self.tap(j) + 1)
 
     def takes_psum(self, j: int) -> bool:
         """Whether operation ``j`` adds a psum in (when the PE accumulates): the last tap's."""

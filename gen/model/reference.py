@@ -59,7 +59,7 @@ class _Reference:
 
     def __init__(self, cfg, regs, streams, rr):
         self.run = regs["run"]
-        self.sch = Schedule.of(self.run)
+        self.sch = Schedule.of(self.run, cfg.pe.lanes)
         self.rows, self.cols = cfg.rows, cfg.cols
         self.grid = pe_grid(cfg, regs)
         self.pes = {rc: _RefPE(pe.acc) for rc, pe in self.grid.items()}
@@ -362,7 +362,7 @@ class _Reference:
             if sch.ends_tap(pe.j):
                 pe.load_limit = sch.load_limit(pe.f, sch.tap(pe.j))
             pe.j += 1
-            if pe.j == sch.ops:
+            if pe.j == sch.issues:
                 pe.j, pe.f = 0, pe.f + 1
                 pe.computing = pe.f < sch.F
         elif not pe.computing and all(x is None for x in pe.pipe) \

@@ -237,7 +237,7 @@ def _segments(sch: Schedule) -> list:
     block waits for or -1, whether it ends its tap)."""
     segs, j = [], 0
     for s in range(sch.S):
-        lo, hi = max(j, s * sch.tap_ops), min(sch.first_out, (s + 1) * sch.tap_ops)
+        lo, hi = max(j, sch.tap_start(s)), min(sch.first_out, sch.tap_start(s + 1))
         if lo < hi:
             segs.append((hi - lo, s if sch.starts_tap(lo) else -1, sch.ends_tap(hi - 1)))
             j = hi
@@ -463,7 +463,7 @@ class _Round:
 
     def __init__(self, cfg, regs, streams, rr, plan, shift: bool):
         self.run, self.regs, self.rr = regs["run"], regs, rr
-        self.sch = sch = Schedule.of(self.run)
+        self.sch = sch = Schedule.of(self.run, cfg.pe.lanes)
         self.pes = pes = pe_grid(cfg, regs)
         self.port = Port(plan, shift)
         self.snd = [Sender(streams[kind], self.port, e) for e, kind in enumerate(KINDS)]
@@ -673,7 +673,7 @@ class _Round:
     def _result(self) -> PassTime:
         sch, run, pes = self.sch, self.run, self.pes
         for pe in pes.values():
-            if len(pe.A) <= sch.column(sch.F - 1, sch.ops - 1):
+            if len(pe.A) <= sch.column(sch.F - 1, sch.issues - 1):
                 raise Unordered()
         ends = [1]
         W = run["W"]
@@ -683,7 +683,7 @@ class _Round:
                 raise ValueError(f"PE ({pe.r}, {pe.c}) receives {len(pe.A)} ifmap columns, "
                                  f"the run needs W = {W}")
             ends.append(max(pe.final_O + 1, pe.A[-1]) + 1)
-            pe_stalls += pe.final_I + 1 - pe.C0 - sch.F * sch.ops
+            pe_stalls += pe.final_I + 1 - pe.C0 - sch.F * sch.issues
             if run["load_filter"]:
                 pe_stalls += pe.C0 - 1 - pe.fp
         for s in self.snd:
