@@ -23,15 +23,19 @@ __all__ = ["ModelCost", "plan_layer", "compile_layer"]
 
 
 class ModelCost:
-    """The cost of a mapping from the analytical model (`ommatidia.gen.model`), on
-    all-ones data (no zeros: the slowest RLC), the ifmaps stored as ``ifmap_coding``
-    says: the mapper's `ommatidia.gen.mapper.Cost`."""
+    """The cost of a mapping from the analytical model (`ommatidia.gen.model`), the ifmaps
+    stored as ``ifmap_coding`` says: the mapper's `ommatidia.gen.mapper.Cost`. Whole
+    layers are timed on ``ifmap`` when given (its zeros decide the RLC ``DMA_IN``
+    cycles and words), else on all-ones data (no zeros: the slowest RLC); a pass's
+    cycles do not depend on the data."""
 
-    def __init__(self, cfg: ArrayConfig, layer, ifmap_coding: str = "rlc"):
+    def __init__(self, cfg: ArrayConfig, layer, ifmap_coding: str = "rlc", ifmap=None):
         self.cfg, self.layer, self.ifmap_coding = cfg, layer, ifmap_coding
+        self.ifmap = ifmap
 
     def _program(self, layer, m: Mapping, accumulate: bool = False) -> LayerProgram:
-        x = np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
+        x = self.ifmap if self.ifmap is not None and layer == self.layer else \
+            np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
         w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
         rounds = build_rounds(self.cfg, layer, m, accumulate=accumulate)
         return assemble(self.cfg, layer, m, rounds, x, w, ifmap_coding=self.ifmap_coding)
@@ -81,13 +85,14 @@ class ModelCost:
 
 
 def plan_layer(cfg: ArrayConfig, layer, *, p: int | None = None, q: int | None = None,
-               ifmap_coding: str = "rlc"):
+               ifmap_coding: str = "rlc", ifmap=None):
     """The best `Mapping` of ``layer`` on ``cfg`` by the model, its ifmap stored as
-    ``ifmap_coding`` says, and its compiled rounds.
+    ``ifmap_coding`` says, and its compiled rounds; the whole layers the model times are
+    run on ``ifmap`` when given (`ModelCost`).
 
     Raises ValueError naming the limit when no mapping fits.
     """
-    return search(cfg, layer, ModelCost(cfg, layer, ifmap_coding), p=p, q=q,
+    return search(cfg, layer, ModelCost(cfg, layer, ifmap_coding, ifmap), p=p, q=q,
                   ifmap_coding=ifmap_coding)
 
 
@@ -109,7 +114,8 @@ def compile_layer(cfg: ArrayConfig, layer, ifmap, weights, *, bias=None, relu: b
     raw_ifmap(cfg, ifmap_coding)
     ifmap, weights, bias = check_inputs(cfg, layer, ifmap, weights, bias, shift)
     if mapping is None:
-        mapping, rounds = plan_layer(cfg, layer, p=p, q=q, ifmap_coding=ifmap_coding)
+        mapping, rounds = plan_layer(cfg, layer, p=p, q=q, ifmap_coding=ifmap_coding,
+                                     ifmap=ifmap)
     else:
         rounds = build_rounds(cfg, layer, mapping)
     return assemble(cfg, layer, mapping, rounds, ifmap, weights, bias=bias, relu=relu,
