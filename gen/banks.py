@@ -8,7 +8,7 @@ from __future__ import annotations
 from .mapper import groups_of
 from .packing import elements_per_word, word_count
 
-__all__ = ["glb_banks", "pass_banks"]
+__all__ = ["glb_banks", "pass_banks", "split_layout", "split_load_layout"]
 
 
 def glb_banks(cfg, lo: int, hi: int) -> set:
@@ -22,7 +22,7 @@ def glb_banks(cfg, lo: int, hi: int) -> set:
 
 def pass_banks(cfg, layer, mapping, rnd, load, ps) -> set:
     """The GLB banks a pass may read or write: its psum regions, and every ifmap region
-    and filter region in the GLB of its load."""
+    and its filter groups' filter regions in the GLB of its load."""
     per, cgroups = elements_per_word(cfg), dict(groups_of(layer.C, mapping.q))
     es, p_of = rnd.strip[1], dict(rnd.mgroups)
     hs, width = (es - 1) * layer.U + layer.R, layer.W + 2 * layer.P
@@ -32,7 +32,58 @@ def pass_banks(cfg, layer, mapping, rnd, load, ps) -> set:
         out |= glb_banks(cfg, lo, lo + word_count(es * layer.F * p, per["psum"]))
     for (_, cg), lo in load.ifmaps.items():
         out |= glb_banks(cfg, lo, lo + word_count(width * hs * cgroups[cg], per["ifmap"]))
+    mine = {m0 for m0, _ in ps.blocks}
     for (m0, cg), lo in load.filters.items():
+        if m0 not in mine:
+            continue
         words = word_count(layer.R * layer.S * p_of[m0] * cgroups[cg], per["filter"])
         out |= glb_banks(cfg, lo, lo + words)
     return out
+
+
+def split_layout(cfg, layer, mgs, blocks, es, psums, sizes, packed: bool):
+    """With a read port per GLB bank, more than one block of filter groups and loads
+    (``sizes``: filter and ifmap sizes per channel chunk) that fit only ``packed`` (not
+    at bank boundaries): the psum bases with the last block's regions at the GLB's end
+    above the loads, that block's filters just below them, so the next round's first
+    pass reads no bank of theirs and one drains beside it (`ommatidia.gen.program`).
+    None unless every load fits so, the other filters and the ifmaps a bank below."""
+    from ommatidia.hw.glb import glb_words
+    if not cfg.glb_bank_reads or len(blocks) < 2 or not packed:
+        return None
+    per = elements_per_word(cfg)
+    last = {m0 for m0, _ in blocks[-1]}
+    size = {key: word_count(es * layer.F * dict(mgs)[key[1]], per["psum"]) for key in psums}
+    high = sum(w for key, w in size.items() if key[1] in last)
+    at, lo, out = 0, glb_words(cfg) - high, {}
+    for key in psums:
+        if key[1] not in last:
+            out[key], at = at, at + size[key]
+    for key in psums:
+        if key[1] in last:
+            out[key], lo = lo, lo + size[key]
+    split = {"psums": out, "low": at, "high": glb_words(cfg) - high, "last": last}
+    bank = split["high"] // cfg.glb_bank_words
+    for fsize, isize in sizes:
+        below = at + sum(isize.values()) + sum(w for key, w in fsize.items()
+                                                if key[0] not in last)
+        if split_load_layout(cfg, split, fsize, isize)[2] > split["high"] \
+                or (below - 1) // cfg.glb_bank_words >= bank:
+            return None
+    return split
+
+
+def split_load_layout(cfg, split, fsize: dict, isize: dict):
+    """A load's filter and ifmap GLB bases and its end in a `split_layout` round: the
+    other blocks' filters, the ifmaps, then the last block's filters, from the low
+    psums' end up."""
+    at, fbase, ibase = split["low"], {}, {}
+    for key, size in fsize.items():
+        if key[0] not in split["last"]:
+            fbase[key], at = at, at + size
+    for key, size in isize.items():
+        ibase[key], at = at, at + size
+    for key, size in fsize.items():
+        if key[0] in split["last"]:
+            fbase[key], at = at, at + size
+    return fbase, ibase, at

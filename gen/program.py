@@ -29,7 +29,7 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from .config import ArrayConfig
-from .banks import glb_banks, pass_banks
+from .banks import glb_banks, pass_banks, split_layout, split_load_layout
 from .mapper import groups_of
 from .packing import elements_per_word, pack_slots, raw_ifmap, unpack_slots, word_count
 
@@ -342,6 +342,19 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                         psums[n, m0] = top
                         top += word_count(es * F * p, per["psum"])
                 blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p, per["psum"])
+                sizes = []
+                for steps in chunks:
+                    cgs = sorted({pc.cg for st in steps for pc in st.pieces})
+                    sizes.append((
+                        {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
+                         for m0, p in mgs for cg in cgs},
+                        {(n, cg): word_count(width * hs * cgroups[cg], per["ifmap"])
+                         for n in images for cg in cgs}))
+                packed = any(_load_layout(cfg, top, f, i, True)[2] > glb_words(cfg)
+                             for f, i in sizes)
+                split = split_layout(cfg, layer, mgs, blocks, es, psums, sizes, packed)
+                if split is not None:
+                    psums = split["psums"]
                 loads, used = [], top
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
@@ -357,6 +370,8 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                     fbase, ibase, at = _load_layout(cfg, top, fsize, isize, cfg.glb_bank_reads)
                     if at > glb_words(cfg) and cfg.glb_bank_reads:
                         fbase, ibase, at = _load_layout(cfg, top, fsize, isize, False)
+                    if split is not None:
+                        fbase, ibase, at = split_load_layout(cfg, split, fsize, isize)
                     if staged is not None:
                         fbase = fstaged
                     if at > glb_words(cfg):
@@ -645,9 +660,11 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                       and not outs.banks(rnd, o) & after)
             # The next round's first DMA_INs run while it drains, as many as take about
             # as long, none writing psums this or a later DMA_OUT reads.
-            later = max(outs.words(rnd, o2)[1] for o2 in rest[j:])
+            later = [outs.words(rnd, o2) for o2 in rest[j:]]
             budget = es * F * o[2] + 8
-            while ahead < len(nxt) and budget > 0 and nxt[ahead][1] >= later:
+            while ahead < len(nxt) and budget > 0 and not any(
+                    lo < nxt[ahead][1] + glb_words(nxt[ahead][0]) and nxt[ahead][1] < hi
+                    for lo, hi in later):
                 where, glb = nxt[ahead]
                 prog += dma_in(where, glb)
                 budget -= (where["n"] if where["rlc"] and cfg.rlc_codec else where["words"]) + 7

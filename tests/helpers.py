@@ -143,6 +143,21 @@ def beside_program(cfg, seed, N=2):
                          relu=True, shift=2, mapping=mapping)
 
 
+def split_program(cfg, seed, N=2):
+    """A layer on ``cfg`` (`tiny` with ``glb_bank_reads``) of one round an image, each of
+    three filter groups of 4 (one a pass) whose psums and loads fit the GLB only packed:
+    the last group's psum region sits at the GLB's end above the loads
+    (`ommatidia.gen.program`, `_split`), so it drains beside the next image's first pass."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=N, C=1, M=12, H=4, W=24, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    mapping = Mapping(p=4, q=1, strips=((0, 4),), segments=((0, 3),), stack=1, blocks=1,
+                      n_chunk=1, m_chunk=3, c_chunk=1)
+    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
+                         relu=True, shift=2, mapping=mapping)
+
+
 def region_addrs(prog):
     """DRAM addresses of the ofmap regions of a `LayerProgram`."""
     return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]

@@ -25,7 +25,7 @@ from ommatidia.gen.rlc import encode
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import beside_program
+from helpers import beside_program, split_program
 
 EXACT = ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes", "dram_words_read",
          "dram_words_written", "program_words")
@@ -486,14 +486,15 @@ def test_model_with_bank_reads(seed, build_dir):
     layer laid out as for one read port (its senders share banks, granted round-robin in
     each), the others with filters and ifmaps at bank boundaries (senders on different
     banks granted in one cycle), the second with three ``DMA_OUT``\\ s beside passes on
-    other banks (`helpers.beside_program`): the ofmaps bit-exact, the model's cycles and
+    other banks (`helpers.beside_program`), the third with its last psum region at the
+    GLB's end (`helpers.split_program`): the ofmaps bit-exact, the model's cycles and
     every counter equal to the Verilog's."""
     cfg = with_bank_reads(TINY, "tiny_banks")
     rng = np.random.default_rng(seed + 1)
     first = dataclasses.replace(random_program(rng, TINY, zeros=0.0, width=10), cfg=cfg)
     beside = beside_program(cfg, seed)
     assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
-    compare_exactly(cfg, seed, build_dir, first, beside)
+    compare_exactly(cfg, seed, build_dir, first, beside, split_program(cfg, seed))
 
 
 def compare_exactly(cfg, seed, build_dir, first=None, *more):

@@ -22,7 +22,8 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import beside_program, region_addrs, run_layer_golden, simulate_system
+from helpers import (beside_program, region_addrs, run_layer_golden, simulate_system,
+                     split_program)
 
 
 def random_program(seed, **overrides):
@@ -380,11 +381,40 @@ def test_dma_out_beside_a_pass_on_other_banks(seed):
     assert stalled | {"cycles": 0} == counters | {"cycles": 0}
 
 
-def test_reset_while_a_pass_runs_beside_a_dma_out(seed):
+def test_last_region_at_the_glb_end_drains_beside_the_next_rounds_pass(seed):
+    """Where the loads fit only packed, the last filter group's psum region sits at the
+    GLB's end, above every load; its ``DMA_OUT`` has bit 1 and drains beside the next
+    round's first pass (cycles with a pass and the `DMAOut` busy): the ofmap is the
+    golden one and the model's cycles and counters equal the RTL's, with 40 % DRAM
+    stalls the same ofmap and counters but the cycles."""
+    from ommatidia.hw.glb import glb_words
+    prog = split_program(BANKS, seed)
+    for rnd in prog.rounds:
+        high = rnd.psums[0 if rnd is prog.rounds[0] else 1, 8]
+        assert all(base < high for load in rnd.loads
+                   for base in [*load.ifmaps.values(), *load.filters.values()])
+        assert high + 192 == glb_words(BANKS)
+    cmds = decode(BANKS, prog.words)
+    first = [i for i, c in enumerate(cmds) if c.op == "PASS"][3]     # round 1's first
+    assert [c.value for c in cmds[:first] if c.op == "DMA_OUT"][-1] == 3
+    counters, mem, beside = run_layer_golden(BANKS, prog,
+                                             both=lambda eng: (eng.busy, eng.dma_out_busy))
+    print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAOut busy")
+    assert beside > 0
+    assert predict(prog).counters == counters
+    (status, stalled, smem), = simulate_system(BANKS, prog.words, region_addrs(prog),
+                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE and smem == mem
+    assert stalled["cycles"] > counters["cycles"]
+    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+
+
+@pytest.mark.parametrize("make", [beside_program, split_program], ids=["beside", "split"])
+def test_reset_while_a_pass_runs_beside_a_dma_out(seed, make):
     """A reset of the `System` in the middle of a pass beside a draining ``DMA_OUT``, then
     ``start``: the layer runs again from a clean controller, with the golden ofmap and
     the cycles and counters of a run without the reset (the model's)."""
-    prog = beside_program(BANKS, seed, N=1)
+    prog = make(BANKS, seed, N=1 if make is beside_program else 2)
     trace = []
     (_, counters, mem), = simulate_system(
         BANKS, prog.words, region_addrs(prog), trace=trace,
