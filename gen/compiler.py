@@ -2,7 +2,7 @@
 
 `compile_layer` maps the layer (`ommatidia.gen.mapper.search`, ranked by the
 analytical model through `ModelCost`), builds its rounds
-(`ommatidia.gen.program.build_rounds`) and assembles the DRAM image
+(`ommatidia.gen.rounds.build_rounds`) and assembles the DRAM image
 (`ommatidia.gen.program.assemble`). The layers of the compiler depend one way:
 mapper <- program <- model <- compiler.
 """
@@ -17,7 +17,8 @@ from .config import ArrayConfig
 from .mapper import Mapping, search
 from .model import predict
 from .packing import raw_ifmap
-from .program import LayerProgram, assemble, build_rounds, check_inputs
+from .program import LayerProgram, assemble, check_inputs
+from .rounds import build_rounds
 
 __all__ = ["ModelCost", "plan_layer", "compile_layer"]
 

@@ -181,7 +181,7 @@ def _glb_need(cfg, layer, m: Mapping) -> int:
 def _staged(cfg, segments, blocks, stack, filter_w):
     """Whether a pass's filters (``blocks`` by ``stack`` regions of ``filter_w`` words) go
     through half the filter GLB, loaded in the background during the pass before
-    (`ommatidia.gen.program._stage_filters`; not where R is split into segments)."""
+    (`ommatidia.gen.rounds._stage_filters`; not where R is split into segments)."""
     return (segments == 1) & (blocks * stack * filter_w <= filter_glb_words(cfg) // 2)
 
 

@@ -10,7 +10,7 @@ a delivery list whose rows are not evenly spaced or are sent more than once.
 A `GONReceiver` writes the GON's psums back at ``base + e*stride + count[e]``.
 `PassEngine` composes the GLB, the three senders, the receiver, the
 `PEArray` and the DMA engines of `ommatidia.hw.dma`;
-`ommatidia.gen.program.build_rounds` computes the GLB layout, descriptors and tag tables.
+`ommatidia.gen.rounds.build_rounds` computes the GLB layout, descriptors and tag tables.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Whole passes in hardware: GLB + address generators + GON receiver + PE array (+ DMA).
 
 A testbench plays the controller only. The rounds, GLB layout, descriptors
-and tag tables are the compiler's (`ommatidia.gen.program.build_rounds`, for
+and tag tables are the compiler's (`ommatidia.gen.rounds.build_rounds`, for
 the mapper's mapping or a fixed one). For each load of a round the testbench
 fills the GLB with the filters and padded ifmaps through the host write port
 (packed in slots by `ommatidia.gen.packing.pack_slots`), or through the DMA
@@ -27,7 +27,7 @@ from ommatidia.gen.config import SMALL, TINY
 from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import Mapping, groups_of
 from ommatidia.gen.packing import elements_per_word, pack_slots, word_count
-from ommatidia.gen.program import build_rounds
+from ommatidia.gen.rounds import build_rounds
 from ommatidia.gen.rlc import decode
 from ommatidia.hw.array import COUNTERS, GIN_KINDS
 from ommatidia.hw.engines import PassEngine
