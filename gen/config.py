@@ -69,10 +69,10 @@ class PEConfig:
         MAC lanes of the PE (a power of two, at most 16, dividing ``psum_spad_depth``;
         Eyeriss v2's SIMD PE has 2): each ifmap value read multiplies ``lanes`` weights
         of the filters sharing it when a run's ``p`` is a multiple of ``lanes`` (else
-        the run does one filter a cycle), from ``lanes`` filter spad banks (at least; more
-        when a filter packet carries more weights, `ommatidia.hw.pe.PE`). The last (tap, channel)'s ``p``
-        operations, which take and emit psums one a cycle, run one filter each
-        (`ommatidia.gen.model.pe.Schedule`).
+        the run does one filter a cycle), from ``lanes`` filter spad banks (at least;
+        more when a filter packet carries more weights, `ommatidia.hw.pe.PE`). The last
+        (tap, channel)'s ``p`` operations, which take and emit psums one a cycle, run
+        one filter each (`ommatidia.gen.model.pe.Schedule`).
     lut_mul_lanes:
         Lanes (the last ones) whose multiplier is shift-and-add logic instead of a
         multiply that synthesis maps to a DSP block: for FPGAs with fewer multipliers

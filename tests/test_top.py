@@ -74,8 +74,8 @@ def test_raw_ifmap_is_packed_and_bit_exact(seed):
     """``ifmap_coding="raw"`` (a first layer's input): each ifmap region holds the values
     its RLC region (default coding, same mapping) decodes to, packed eight 8-bit values
     a word lowest byte first, no RLC, fewer words (no zeros but the padding); on the
-    System (DRAM stalls) the ofmap is the golden one, the DMA reads the whole image and the model's cycles and
-    counters equal the RTL's."""
+    System (DRAM stalls) the ofmap is the golden one, the DMA reads the whole image and
+    the model's cycles and counters equal the RTL's."""
     from ommatidia.gen.rlc import decode
     rng = np.random.default_rng(seed)
     layer = ConvLayer(N=2, C=3, M=3, H=4, W=7, R=3, S=3, U=1, P=1)

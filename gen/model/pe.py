@@ -7,8 +7,8 @@ the order f, s, c, k (tap, channel, filter; k innermost). A PE of ``lanes`` MAC
 lanes whose ``p`` is a multiple of ``lanes`` does ``lanes`` filters (``k .. k + lanes -
 1``) in one operation, except in the output's last (tap, channel), whose operations
 take and emit a psum each: they do one filter each, so an output is ``(S*q - 1) * p /
-lanes + p`` operations. Another ``p`` runs one filter an operation (`Schedule.group`). Operation ``j`` of
-output ``f`` reads ifmap column ``f*U + s``; the ifmap spad is a ring of
+lanes + p`` operations. Another ``p`` runs one filter an operation (`Schedule.group`).
+Operation ``j`` of output ``f`` reads ifmap column ``f*U + s``; the ifmap spad is a ring of
 ``ring = ifmap_spad_depth // q`` columns, and a column may load only once the
 column ``ring`` before it is freed. Output ``f`` frees its ``U`` new columns
 ``f*U .. f*U + U - 1`` in order, column ``f*U + x`` at the last issue of tap
