@@ -127,35 +127,45 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
     return out
 
 
+def _mapped_program(cfg, seed, layer, mapping):
+    """``layer`` compiled on ``cfg`` with ``mapping``: random 8-bit data (ifmaps of a
+    random zero share), a bias, ReLU and a shift of 2."""
+    rng = np.random.default_rng(seed)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
+                         relu=True, shift=2, mapping=mapping)
+
+
 def beside_program(cfg, seed, N=2):
     """A layer on ``cfg`` (`tiny` with ``glb_bank_reads``: 4 banks of 256 GLB words) of
     one round an image, each of four filter groups of 2 whose psum regions of 120 GLB
     words sit at 0, 120, 240 and 360: the region at 0 goes out beside the pass of the one
     at 360 (banks 0 and 1), and the last one (at 360) beside the next image's first pass
     (writing the one at 0)."""
-    rng = np.random.default_rng(seed)
-    layer = ConvLayer(N=N, C=2, M=8, H=4, W=30, R=3, S=3, U=1, P=1)
-    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
-    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
-    mapping = Mapping(p=2, q=2, strips=((0, 4),), segments=((0, 3),), stack=1, blocks=1,
-                      n_chunk=1, m_chunk=4, c_chunk=1)
-    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
-                         relu=True, shift=2, mapping=mapping)
+    return _mapped_program(cfg, seed, ConvLayer(N=N, C=2, M=8, H=4, W=30, R=3, S=3, U=1, P=1),
+                           Mapping(p=2, q=2, strips=((0, 4),), segments=((0, 3),), stack=1,
+                                   blocks=1, n_chunk=1, m_chunk=4, c_chunk=1))
 
 
 def split_program(cfg, seed, N=2):
     """A layer on ``cfg`` (`tiny` with ``glb_bank_reads``) of one round an image, each of
     three filter groups of 4 (one a pass) whose psums and loads fit the GLB only packed:
     the last group's psum region sits at the GLB's end above the loads
-    (`ommatidia.gen.program`, `_split`), so it drains beside the next image's first pass."""
-    rng = np.random.default_rng(seed)
-    layer = ConvLayer(N=N, C=1, M=12, H=4, W=24, R=3, S=3, U=1, P=1)
-    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), rng.uniform(0, 0.9))
-    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
-    mapping = Mapping(p=4, q=1, strips=((0, 4),), segments=((0, 3),), stack=1, blocks=1,
-                      n_chunk=1, m_chunk=3, c_chunk=1)
-    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
-                         relu=True, shift=2, mapping=mapping)
+    (`ommatidia.gen.banks.split_layout`), so it drains beside the next image's first pass."""
+    return _mapped_program(cfg, seed, ConvLayer(N=N, C=1, M=12, H=4, W=24, R=3, S=3, U=1, P=1),
+                           Mapping(p=4, q=1, strips=((0, 4),), segments=((0, 3),), stack=1,
+                                   blocks=1, n_chunk=1, m_chunk=3, c_chunk=1))
+
+
+def assert_same_under_dram_stalls(cfg, prog, counters, mem, seed):
+    """With DRAM stalls on both ports (40 %) ``prog`` ends done with the same ofmap
+    regions ``mem`` and the same ``counters``, in more cycles."""
+    (status, stalled, smem), = simulate_system(cfg, prog.words, region_addrs(prog),
+                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+    assert status == STATUS_DONE and smem == mem
+    assert stalled["cycles"] > counters["cycles"]
+    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
 
 
 def region_addrs(prog):

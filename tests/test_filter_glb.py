@@ -19,7 +19,7 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import region_addrs, run_layer_golden, simulate_system
+from helpers import assert_same_under_dram_stalls, region_addrs, run_layer_golden, simulate_system
 
 FTINY = dataclasses.replace(TINY, name="tiny_fglb", filter_glb_bytes=4096)
 """`tiny` with a filter GLB of 512 words (two halves of 256)."""
@@ -157,11 +157,7 @@ def test_layer_with_background_filter_loads_and_dram_stalls(seed):
     print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAIn busy")
     assert beside > 0
     assert predict(prog).counters == counters
-    (status, stalled, smem), = simulate_system(FTINY, prog.words, region_addrs(prog),
-                                               stall_rate=102, stall_seed=seed % 65521 + 1)
-    assert status == STATUS_DONE and smem == mem
-    assert stalled["cycles"] > counters["cycles"]
-    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+    assert_same_under_dram_stalls(FTINY, prog, counters, mem, seed)
 
 
 def _staged_golden(cfg, prog) -> dict:

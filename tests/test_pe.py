@@ -125,10 +125,7 @@ def test_pe_loads_a_wide_packet_a_cycle(seed):
     cfg = EYERISS.pe
     rng = np.random.default_rng(seed)
     run = PERun(S=3, W=32, U=1, p=16, q=4, accumulate=True)
-    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
-    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
-    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
-    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    case = _full_range_case(cfg, rng, run)
     results, cycles, counters = simulate(PE(cfg, 4), [case], seed=seed, idle=0, stall=0,
                                          values=4, whole=True)
     check([case], results)
@@ -137,15 +134,20 @@ def test_pe_loads_a_wide_packet_a_cycle(seed):
     assert cycles <= run.macs + load // 4 + 16, (cycles, run.macs)
 
 
+def _full_range_case(cfg, rng, run: PERun) -> PECase:
+    """A case of ``run`` with 16-bit ifmaps and filters and 32-bit psums in, all random."""
+    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
+    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
+    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
+    return PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+
+
 def test_pe_one_mac_per_cycle(seed):
     """A long row with streams that keep up: cycles <= MACs + a small constant."""
     cfg = EYERISS.pe
     rng = np.random.default_rng(seed)
     run = PERun(S=3, W=cfg.max_ifmap_width, U=1, p=4, q=4, accumulate=True)
-    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
-    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
-    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
-    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    case = _full_range_case(cfg, rng, run)
     results, cycles, counters = simulate(PE(cfg), [case], seed=seed, idle=0, stall=0)
     check([case], results)
     load = run.p * run.q * run.S
@@ -267,10 +269,7 @@ def test_pe_lanes_issue_lanes_macs_a_cycle(lanes, seed):
     cfg = dataclasses.replace(EYERISS.pe, lanes=lanes)
     rng = np.random.default_rng(seed)
     run = PERun(S=3, W=64, U=1, p=8, q=4, accumulate=True)
-    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
-    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
-    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
-    case = PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+    case = _full_range_case(cfg, rng, run)
     results, cycles, counters = simulate(PE(cfg, lanes), [case], seed=seed, idle=0, stall=0,
                                          values=lanes, whole=True)
     check([case], results)

@@ -22,8 +22,8 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import (beside_program, region_addrs, run_layer_golden, simulate_system,
-                     split_program)
+from helpers import (assert_same_under_dram_stalls, beside_program, region_addrs,
+                     run_layer_golden, simulate_system, split_program)
 
 
 def random_program(seed, **overrides):
@@ -215,11 +215,7 @@ def _model_and_slow_dram(prog, counters, mem, seed):
     pred = predict(prog)
     assert pred.counters == counters | {k: pred.counters[k] for k in
                                         ("pe_stall_cycles", "noc_stall_cycles")}
-    (status, stalled, smem), = simulate_system(TINY, prog.words, region_addrs(prog),
-                                               stall_rate=102, stall_seed=seed % 65521 + 1)
-    assert status == STATUS_DONE and smem == mem
-    assert stalled["cycles"] > counters["cycles"]
-    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+    assert_same_under_dram_stalls(TINY, prog, counters, mem, seed)
 
 
 def _dma_program(background, *, tail=(), n_out=40, n_in=30, again=()):
@@ -374,11 +370,7 @@ def test_dma_out_beside_a_pass_on_other_banks(seed):
     assert beside > 0 and status == STATUS_DONE and pmem == mem
     assert waited["cycles"] > counters["cycles"]
     assert predict_words(BANKS, plain).counters == waited
-    (status, stalled, smem), = simulate_system(BANKS, prog.words, region_addrs(prog),
-                                               stall_rate=102, stall_seed=seed % 65521 + 1)
-    assert status == STATUS_DONE and smem == mem
-    assert stalled["cycles"] > counters["cycles"]
-    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+    assert_same_under_dram_stalls(BANKS, prog, counters, mem, seed)
 
 
 def test_last_region_at_the_glb_end_drains_beside_the_next_rounds_pass(seed):
@@ -402,11 +394,7 @@ def test_last_region_at_the_glb_end_drains_beside_the_next_rounds_pass(seed):
     print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAOut busy")
     assert beside > 0
     assert predict(prog).counters == counters
-    (status, stalled, smem), = simulate_system(BANKS, prog.words, region_addrs(prog),
-                                               stall_rate=102, stall_seed=seed % 65521 + 1)
-    assert status == STATUS_DONE and smem == mem
-    assert stalled["cycles"] > counters["cycles"]
-    assert stalled | {"cycles": 0} == counters | {"cycles": 0}
+    assert_same_under_dram_stalls(BANKS, prog, counters, mem, seed)
 
 
 @pytest.mark.parametrize("make", [beside_program, split_program], ids=["beside", "split"])
