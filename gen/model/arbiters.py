@@ -52,6 +52,13 @@ class Port:
         self.banks = [[], [], []]
         self.last = {}
 
+    causal = False
+
+    def take(self, s, n: int) -> int:
+        """The grant of sender ``s``'s word request for packet ``n`` (at ``s.e``)."""
+        g = s.gq.pop(n, None)
+        return self.grant(s.index, s.e, s.bank_of(n)) if g is None else g
+
     def grant(self, sender: int, t: int, bank: int = 0) -> int:
         k = len(self.log[sender])
         planned = self.plan.get((sender, k))

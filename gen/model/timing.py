@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .arbiters import Gon, Port, round_robin
+from .causal import CausalPort, Sender
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
 
@@ -54,7 +55,7 @@ class PEState:
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
                  "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
-                 "ordered", "fp")
+                 "ordered", "fp", "loaded")
 
     def __init__(self, r: int, c: int):
         self.r, self.c = r, c
@@ -67,6 +68,7 @@ class PEState:
         self.last_take = -1
         self.final_O = self.final_I = 0
         self.tap_end = []
+        self.loaded = True
 
     def next_free(self, t: int) -> int:
         """First cycle from ``t`` not frozen by a psum waiting at the accumulate stage."""
@@ -133,47 +135,6 @@ class PEState:
         self.fr = [x for x in self.fr if x[1] > self.prev - 2 * PIPELINE_STAGES]
 
 
-class Sender:
-    """Timing of one sender's packets: emission ``e`` (registered, valid from ``e + 1``)
-    and delivery ``d`` (the cycle the last target takes it)."""
-
-    def __init__(self, stream, port, index: int):
-        self.index = index
-        self.word, self.tag, self.targets = stream["word"], stream["tag"], stream["targets"]
-        self.values = stream["n"]
-        self.N = len(self.word)
-        self.miss = stream["miss"]
-        # with `ArrayConfig.glb_bank_reads`, each packet's GLB bank (its word's port)
-        self.bank = stream.get("bank")
-        self.port = port
-        self.n = 0
-        self.e = self.d = -1
-        self.first = 0
-        self.stalls = 0
-        self.last_grant = -1
-
-    def emit(self) -> int:
-        n = self.n
-        if n == 0:
-            e = self.first + 1
-        elif self.miss[n]:
-            g = self.port.grant(self.index, self.e, self.bank_of(n))
-            self.last_grant = max(self.last_grant, g)
-            e = max(g + 1, self.d)
-        else:
-            e = max(self.e + 1, self.d)
-        self.e = e
-        return e
-
-    def bank_of(self, n: int) -> int:
-        return 0 if self.bank is None else int(self.bank[n])
-
-    def deliver(self, d: int) -> None:
-        self.stalls += d - self.e - 1
-        self.d = d
-        self.n += 1
-
-
 class Top:
     """The GON request of a chain's top PE: its psum out waiting at the accumulate stage
     (``acc``); ``done`` while it has none. A grant hands the cycle to the chain.
@@ -228,7 +189,7 @@ def first_grants(senders) -> None:
     """At the pass start every sender with packets requests a GLB word."""
     for e, s in enumerate(senders):
         if s.N:
-            s.first = s.last_grant = s.port.grant(e, 0, s.bank_of(0))
+            s.gq[0] = s.port.grant(e, 0, s.bank_of(0))
 
 
 def _segments(sch: Schedule) -> list:
@@ -282,6 +243,7 @@ class _Chain:
         self.link = [0] * len(pes)
         self.taken = None
         self.top = Top(pes[-1], self)
+        self.loaded = False  # every PE has its weights
         # ifmap columns came in since `advance` last ran from the main loop: its only input
         # no caller of `advance` hands it (psum packets and GON grants call it)
         self.dirty = True
@@ -320,6 +282,10 @@ class _Chain:
     def advance(self, levels=None) -> bool:
         """Time as much of the chain as the known inputs allow; whether anything moved.
         ``levels``: the only levels new inputs may let go (all by default)."""
+        if not self.loaded:
+            if not all(pe.loaded for pe in self.pes):
+                return False
+            self.loaded = True
         rnd, sch = self.rnd, self.rnd.sch
         moved = False
         F = sch.F
@@ -465,18 +431,26 @@ class _Round:
         self.run, self.regs, self.rr = regs["run"], regs, rr
         self.sch = sch = Schedule.of(self.run, cfg.pe.lanes)
         self.pes = pes = pe_grid(cfg, regs)
-        self.port = Port(plan, shift)
+        self.port = Port(plan, shift) if plan is not None else None
         self.snd = [Sender(streams[kind], self.port, e) for e, kind in enumerate(KINDS)]
         for kind, s in zip(KINDS, self.snd):
             for group in s.targets.values():
                 for rc in group:
                     if rc not in pes:
                         raise ValueError(f"a {kind} tag reaches PE {rc}, which is not enabled")
-        first_grants(self.snd)
+        if self.port is None:
+            self.port = CausalPort(self.snd, rr[0])
+            for s in self.snd:
+                s.port = s.port or self.port
+        else:
+            first_grants(self.snd)
         self.groups = [{t: [pes[rc] for rc in g] for t, g in s.targets.items()}
                        for s in self.snd]  # per sender and tag index, the PEs it reaches
         self.fs, self.ifm, self.psm = self.snd
-        self._load_filters()
+        self.fs.ready_lb = lambda: 0
+        self.ifm.ready_lb = self._ifmap_ready_lb
+        self.psm.ready_lb = self._psum_ready_lb
+        self._start_filters()
         self.segments = _segments(sch)
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2], cfg.noc.gon_queue)
@@ -495,27 +469,88 @@ class _Round:
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
 
-    def _load_filters(self) -> None:
-        """Every PE computes from the cycle after its last weight is taken."""
-        pes, fs = self.pes, self.fs
+    def _start_filters(self) -> None:
+        """Every PE computes from the cycle after its last weight is taken (cycle 1
+        without a filter load); until then it is not ``loaded``."""
+        for pe in self.pes.values():
+            pe.C0, pe.prev = 1, 0
+            pe.loaded = not (self.run["load_filter"] and self.fs.N)
+        self.loading = not all(pe.loaded for pe in self.pes.values())
+
+    def _send_filters(self) -> bool:
+        """The filter packets, never refused, as far as the GLB port grants them."""
+        if not self.loading:
+            return False
+        pes, fs, chain_of = self.pes, self.fs, self.chain_of
+        count = self.run["filter_count"]
+        values = fs.values
+        moved = False
+        while fs.n < fs.N:
+            e = fs.emit()
+            if e is None:
+                return moved
+            n = 1 if values is None else int(values[fs.n])
+            for rc in fs.targets[fs.tag[fs.n]]:
+                pe = pes[rc]
+                if pe.nf < count:
+                    pe.fp += 1
+                    if count <= pe.nf + n:
+                        pe.C0, pe.prev, pe.loaded = e + 2, e + 1, True
+                        chain_of[id(pe)].dirty = True
+                pe.nf += n
+            fs.deliver(e + 1)
+            moved = True
         for pe in pes.values():
-            pe.C0 = 1
-        if self.run["load_filter"]:
-            count = self.run["filter_count"]
-            values = fs.values
-            while fs.n < fs.N:
-                e = fs.emit()
-                n = 1 if values is None else int(values[fs.n])
-                for rc in fs.targets[fs.tag[fs.n]]:
-                    pe = pes[rc]
-                    if pe.nf < count:
-                        pe.fp += 1
-                        if count <= pe.nf + n:
-                            pe.C0 = e + 2
-                    pe.nf += n
-                fs.deliver(e + 1)
-        for pe in pes.values():
-            pe.prev = pe.C0 - 1
+            if not pe.loaded:
+                pe.loaded = chain_of[id(pe)].dirty = True
+        self.loading = False
+        return True
+
+    def issue_lb(self, pe: PEState) -> int:
+        """A lower bound on the cycle of ``pe``'s next issue not timed yet (after its last
+        weight: at least two cycles after the filter sender's next emission)."""
+        if pe.loaded:
+            return pe.prev + 1
+        return max(self.fs.e, 0) + 3
+
+    def _ifmap_ready_lb(self) -> int:
+        """A lower bound on the cycle the targets of the next ifmap packet take it: each
+        takes it once its ring has room (`_deliver_ifmaps`), the issue freeing the column
+        known, or held by a tap's last issue not yet in ``ret``, or still to come."""
+        ifm = self.ifm
+        q, ring, U, last = self.sch.q, self.sch.ring, self.sch.U, self.sch.S - 1
+        lb = 0
+        for pe in self.groups[1][ifm.tag[ifm.n]]:
+            y = pe.nv // q - ring
+            if y < 0:
+                continue
+            if y < len(pe.ret):
+                r = pe.ret[y]
+            else:
+                x = len(pe.ret) - self.chain_of[id(pe)].f * U
+                s = x if x < last else last
+                ends = pe.tap_end
+                r = ends[s] if 0 <= x < U and s < len(ends) else self.issue_lb(pe)
+            if r + 1 > lb:
+                lb = r + 1
+        return lb
+
+    def _psum_ready_lb(self) -> int:
+        """A lower bound on the cycle the bottoms of the next psum packet take it: an issue
+        of theirs (into their queue: the cycle after they took a psum)."""
+        psm = self.psm
+        lb = 0
+        for pe in self.groups[2][psm.tag[psm.n]]:
+            if self.queues is not None:
+                q = self.queues[id(pe)]
+                m = len(q["last"]) - self.psum_depth
+                r = 0 if m < 0 else q["done"][m] + 1 if m < len(q["done"]) else \
+                    self.issue_lb(pe) + 1
+            else:
+                r = self.issue_lb(pe)
+            if r > lb:
+                lb = r
+        return lb
 
     def _deliver_ifmaps(self) -> bool:
         ifm, chain_of = self.ifm, self.chain_of
@@ -540,6 +575,8 @@ class _Round:
                     self.ifm_wait = (pe, y)
                     return moved
             e = ifm.emit()
+            if e is None:
+                return moved
             d = e + 1
             for pe, rv in zip(group, ready):
                 take = rv if rv > e + 1 else e + 1
@@ -566,6 +603,8 @@ class _Round:
             if not all(chain_of[id(pe)].wants_psum(pe) for pe in group):
                 return moved
             e = psm.emit()
+            if e is None:
+                return moved
             d = e + 1
             for pe in group:
                 ch = chain_of[id(pe)]
@@ -600,6 +639,8 @@ class _Round:
                     return moved
             n = 1 if values is None else int(values[psm.n])
             e = psm.emit()
+            if e is None:
+                return moved
             d = e + 1
             for pe, r in zip(group, room):
                 t = max(e + 1, r)
@@ -648,7 +689,8 @@ class _Round:
         h, F, ahead = 1 << 62, self.sch.F, self.sch.first_out + PIPELINE_STAGES + 1
         for ch in self.chains:
             if ch.f != F and ch.top.done:
-                v = ch.pes[-1].prev + (ahead if ch.stage == _PLAIN else PIPELINE_STAGES + 1)
+                top = ch.pes[-1]
+                v = (top.prev if top.loaded else self.issue_lb(top) - 1) + (ahead if ch.stage == _PLAIN else PIPELINE_STAGES + 1)
                 if v < h:
                     h = v
         return h
@@ -657,14 +699,16 @@ class _Round:
         """The `PassTime` and the GLB port (its request log)."""
         ifm, chains = self.ifm, self.chains
         while True:
-            moved = self._deliver_ifmaps()
+            moved = self._send_filters()
+            moved |= self._deliver_ifmaps()
             moved |= self._send_psums()
             for ch in chains:
                 if ch.dirty:  # a chain without new columns would not move
                     ch.dirty = False
                     moved |= ch.advance()
             moved |= self.gon.step(self._horizon())
-            if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued:
+            if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued \
+                    and not self.loading:
                 break
             if not moved and not self.gon.step(1 << 62, once=True):
                 raise Unordered()
@@ -714,6 +758,12 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
     new GLB word nearly every packet); so does one whose second round still
     disagrees on more than `GIVE_UP` grants (such passes were never seen to converge,
     and the rounds cost half as much as the reference)."""
+    try:
+        got, port = _Round(cfg, regs, streams, rr, None, True).time()
+        if _agrees(cfg, port, rr):
+            return got
+    except Unordered:
+        pass
     plan = {}
     for n in range(rounds):
         got, port = _Round(cfg, regs, streams, rr, plan, n < rounds // 2).time()
@@ -727,6 +777,13 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
             break
         plan = rr_plan
     raise Unordered()
+
+
+def _agrees(cfg, port, rr) -> bool:
+    """Whether the grants ``port`` made are the RTL's round-robin grants of its requests."""
+    log = port.log
+    rr_plan = round_robin(log, rr[0], port.banks if cfg.glb_bank_reads else None)
+    return all(rr_plan.get((e, k)) == x for e in range(3) for k, x in enumerate(log[e]))
 
 
 GIVE_UP = 64
