@@ -5,11 +5,12 @@ packet a cycle to every target that has room; psum chains (columns of PEs
 linked by ``up``) run their outputs as soon as their inputs are known; the GON
 (`ommatidia.gen.model.arbiters.Gon`) grants the tops' psums in cycle order. GLB
 read-port conflicts between the senders (per bank with ``cfg.glb_bank_reads``) are
-settled by replaying each round's requests through the round-robin arbiter until
-the grants agree (`pass_timing`). Passes the recurrences cannot order raise
-`Unordered` (no fixed point of the port in 10 rounds; a GON request that comes after
-the GON, with nothing else known, granted its cycle to another): the cycle-level
-reference (`ommatidia.gen.model.reference`) times them.
+settled in cycle order as the recurrences go (`ommatidia.gen.model.causal`), else by
+replaying each round's requests through the round-robin arbiter until the grants
+agree (`pass_timing`). Passes the recurrences cannot order raise `Unordered` (no fixed
+point of the port in 10 rounds; a GON request that comes after the GON, with nothing
+else known, granted its cycle to another): the cycle-level reference
+(`ommatidia.gen.model.reference`) times them.
 """
 
 from __future__ import annotations
@@ -416,9 +417,9 @@ class _Chain:
 class _Round:
     """One round of the timing of a ``PASS`` from its registers and sender streams
     (``Machine._streams`` of `ommatidia.gen.model.machine`), the GLB port answering
-    from ``plan``.
+    from ``plan`` (None: in cycle order, `CausalPort`).
 
-    Filters go first (never refused). Then, as far as the known times allow: the
+    Filters go first (never refused; a PE computes once it has its weights). Then, as far as the known times allow: the
     ifmap packets in stream order (each waits until every target has room in its
     ring: the issue of the operation that freed column ``x - ring``); each chain's
     outputs (`_Chain`): the plain operations once their columns are in, then the
@@ -749,7 +750,10 @@ class _Round:
 
 
 def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
-    """Cycles of one ``PASS``, its GLB port grants iterated to the round-robin fixed
+    """Cycles of one ``PASS``: first with the GLB port granting in cycle order
+    (`ommatidia.gen.model.causal.CausalPort`; kept when its grants are the round-robin
+    replay of its requests), else, when a grant waits for a sender whose next request
+    cannot be bounded, its GLB port grants iterated to the round-robin fixed
     point: each round replays the previous round's fetch requests through the RTL's
     round-robin arbiter. Rounds keep each request's wait; after half of them only
     for requests in the same cycle, which converges, a conflict at a time. A pass
