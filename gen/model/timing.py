@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .arbiters import Gon, Port, round_robin
+from .bounds import _LAST, _PLAIN, Bounds
 from .causal import CausalPort, Sender
 from .decode import KINDS
 from .pe import PIPELINE_STAGES, Schedule
@@ -218,7 +219,6 @@ def _chains(pes: dict) -> list:
     return chains
 
 
-_PLAIN, _LAST = 0, 1
 
 
 class _Chain:
@@ -414,7 +414,7 @@ class _Chain:
         self.advance((len(self.pes) - 1,))
 
 
-class _Round:
+class _Round(Bounds):
     """One round of the timing of a ``PASS`` from its registers and sender streams
     (``Machine._streams`` of `ommatidia.gen.model.machine`), the GLB port answering
     from ``plan`` (None: in cycle order, `CausalPort`).
@@ -506,52 +506,6 @@ class _Round:
                 pe.loaded = chain_of[id(pe)].dirty = True
         self.loading = False
         return True
-
-    def issue_lb(self, pe: PEState) -> int:
-        """A lower bound on the cycle of ``pe``'s next issue not timed yet (after its last
-        weight: at least two cycles after the filter sender's next emission)."""
-        if pe.loaded:
-            return pe.prev + 1
-        return max(self.fs.e, 0) + 3
-
-    def _ifmap_ready_lb(self) -> int:
-        """A lower bound on the cycle the targets of the next ifmap packet take it: each
-        takes it once its ring has room (`_deliver_ifmaps`), the issue freeing the column
-        known, or held by a tap's last issue not yet in ``ret``, or still to come."""
-        ifm = self.ifm
-        q, ring, U, last = self.sch.q, self.sch.ring, self.sch.U, self.sch.S - 1
-        lb = 0
-        for pe in self.groups[1][ifm.tag[ifm.n]]:
-            y = pe.nv // q - ring
-            if y < 0:
-                continue
-            if y < len(pe.ret):
-                r = pe.ret[y]
-            else:
-                x = len(pe.ret) - self.chain_of[id(pe)].f * U
-                s = x if x < last else last
-                ends = pe.tap_end
-                r = ends[s] if 0 <= x < U and s < len(ends) else self.issue_lb(pe)
-            if r + 1 > lb:
-                lb = r + 1
-        return lb
-
-    def _psum_ready_lb(self) -> int:
-        """A lower bound on the cycle the bottoms of the next psum packet take it: an issue
-        of theirs (into their queue: the cycle after they took a psum)."""
-        psm = self.psm
-        lb = 0
-        for pe in self.groups[2][psm.tag[psm.n]]:
-            if self.queues is not None:
-                q = self.queues[id(pe)]
-                m = len(q["last"]) - self.psum_depth
-                r = 0 if m < 0 else q["done"][m] + 1 if m < len(q["done"]) else \
-                    self.issue_lb(pe) + 1
-            else:
-                r = self.issue_lb(pe)
-            if r > lb:
-                lb = r
-        return lb
 
     def _deliver_ifmaps(self) -> bool:
         ifm, chain_of = self.ifm, self.chain_of
