@@ -106,8 +106,10 @@ class DramTiming:
 
     @property
     def is_system(self) -> bool:
-        """True when the model's own formulas hold unchanged."""
-        return self == SYSTEM_DRAM
+        """True when the model's own formulas hold unchanged (``write_latency`` is only
+        the AXI top's: ``ommatidia map`` passes its default 2 on the word port too)."""
+        return self == SYSTEM_DRAM or (self.bus == "port" and self.read_latency == 1
+                                       and self.read_interval == 1)
 
     @property
     def lanes(self) -> int:
