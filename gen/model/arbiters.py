@@ -135,6 +135,9 @@ class Gon:
         self.xbusy = [set() for _ in range(rows)]
         self.ybusy = set()
         self.xptr, self.yptr = list(xptr), yptr
+        # the rows whose pointer is still the pass's first; per row the requests its
+        # pointer chose among then (columns) and the one it chose
+        self.fresh, self.picks = set(range(rows)), {}
         self.y_last = -1
         self.t = 0
         self.tops = []
@@ -187,15 +190,19 @@ class Gon:
         ptr, g = self.xptr[r], None
         for tp in row:
             if tp.pe.c >= ptr:
-                return tp
+                g = tp
+                break
             if g is None:
                 g = tp
+        if g is not None and len(row) > 1 and r in self.fresh:
+            self.picks[r] = (tuple(tp.pe.c for tp in row), g.pe.c)
         return g
 
     def _take(self, r: int, g, t: int) -> None:
         """Row ``r``'s X-bus takes ``g``'s packet at ``t``; the Y-bus the first free cycle
         after."""
         self.xptr[r] = 0 if g.pe.c == self.cols - 1 else g.pe.c + 1
+        self.fresh.discard(r)
         y = t + 1
         while y in self.ybusy:
             y += 1

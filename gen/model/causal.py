@@ -115,6 +115,8 @@ class CausalPort:
                 for b in s.requests[1]:
                     readers[b] = readers.get(b, 0) + 1
         self.shared = {b for b, k in readers.items() if k > 1}
+        # per bank whose first grant chose between requests: the senders and the one chosen
+        self.picks = {}
 
     def take(self, s, n: int):
         """The grant of sender ``s``'s word request for packet ``n`` (the one it waits for),
@@ -175,6 +177,8 @@ class CausalPort:
                 if e in ready:
                     s, k, req = ready[e]
                     break
+            if len(ready) > 1 and b not in self.prev:
+                self.picks[b] = (frozenset(ready), e)
             self._grant(s, k, b, req, c)
             if s is want and k == n:
                 return True

@@ -403,18 +403,25 @@ class Machine:
         arb = None if self.reference or tops is None else \
             arbiter_key(rr, static["active"], tops, banks)
         fast = key + ("recurrences", arb)
-        got = PASS_MEMO.get(fast, whole) if arb is not None else PASS_MEMO.get(whole)
+        picked = key + ("picks",)  # timed from states that decide alike (`picks_hold`)
+        got = PASS_MEMO.get(fast, whole, picks=(picked, rr)) if arb is not None else \
+            PASS_MEMO.get(whole)
         if got is None:
             try:
                 if self.reference:
                     raise Unordered()
                 got = (pass_timing(self.cfg, self.regs, streams, self.rr), False)
-                if banked and arb is not None:  # the last grants kept per label
+                if banked and arb is not None:  # the last grants and picks kept per label
                     glb = tuple(got[0].rr[0][b] for b in used)
-                    got = (dataclasses.replace(got[0], rr=(glb,) + got[0].rr[1:]), False)
+                    picks = got[0].picks and ({int(lut[b]): v for b, v in got[0].picks[0].items()},
+                                              got[0].picks[1])
+                    got = (dataclasses.replace(got[0], rr=(glb,) + got[0].rr[1:], picks=picks),
+                           False)
             except Unordered:
                 got = (reference_pass(self.cfg, self.regs, streams, self.rr), True)
             PASS_MEMO.put(fast if arb is not None and not got[1] else whole, got)
+            if arb is not None and got[0].picks is not None:
+                PASS_MEMO.add(picked, got)
         self.fallbacks += got[1]
         if arb is None or got[1]:
             return got[0]

@@ -36,7 +36,7 @@ import dataclasses
 
 from .arbiters import SENDER_ORDER
 
-__all__ = ["PassMemo", "PASS_MEMO", "unmemoized", "arbiter_key", "carry_state"]
+__all__ = ["PassMemo", "PASS_MEMO", "unmemoized", "arbiter_key", "carry_state", "picks_hold"]
 
 
 class PassMemo:
@@ -49,14 +49,19 @@ class PassMemo:
         self.hits = self.misses = 0
         self._got = {}
 
-    def get(self, *keys):
-        """The value of the first of ``keys`` held (None if none is): one hit or miss."""
+    def get(self, *keys, picks=None):
+        """The value of the first of ``keys`` held, else (``picks``: a key and an arbiter
+        state) the first value added (`add`) under that key whose ``picks`` hold from the
+        state (`picks_hold`); None if none: one hit or miss."""
         got = None
         if self.enabled:
             for key in keys:
                 got = self._got.get(key)
                 if got is not None:
                     break
+            if got is None and picks is not None:
+                got = next((v for v in self._got.get(picks[0], ())
+                            if picks_hold(v[0].picks, picks[1])), None)
         if got is None:
             self.misses += 1
         else:
@@ -69,6 +74,11 @@ class PassMemo:
         if len(self._got) >= self.most:
             self._got.clear()
         self._got[key] = value
+
+    def add(self, key, value) -> None:
+        """``value`` one more of those held under ``key``."""
+        if self.enabled:
+            self.put(key, self._got.get(key, []) + [value])
 
     def clear(self) -> None:
         self._got.clear()
@@ -104,6 +114,25 @@ def arbiter_key(rr: tuple, active, tops: dict, banks=None) -> tuple | None:
     x = tuple((r, next((c for c in cols if c >= xptr[r]), cols[0]))
               for r, cols in sorted(tops.items()))
     return order, x
+
+
+def picks_hold(picks, rr: tuple) -> bool:
+    """Whether the recurrences, started from arbiter state ``rr`` (`arbiter_key`'s, one GLB
+    bank per label), take the decisions ``picks`` records of the state they started from
+    (`ommatidia.gen.model.timing.PassTime.picks`): per bank whose first grant chose among
+    senders, the one it chose; per X-bus row whose first grant chose among tops, the one
+    it chose (later decisions read only the pass's own grants). They then time the pass
+    alike from ``rr``."""
+    glb, rows = picks
+    last = rr[0]
+    for b, (ready, chosen) in glb.items():
+        if next(e for e in SENDER_ORDER[last[b] if isinstance(last, tuple) else last]
+                if e in ready) != chosen:
+            return False
+    for r, (cols, chosen) in rows.items():
+        if next((c for c in cols if c >= rr[1][r]), cols[0]) != chosen:
+            return False
+    return True
 
 
 def carry_state(time, rr: tuple, tops: dict, banks=None):

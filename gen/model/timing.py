@@ -15,7 +15,7 @@ else known, granted its cycle to another): the cycle-level reference
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .arbiters import Gon, Port, round_robin
 from .bounds import _LAST, _PLAIN, Bounds
@@ -33,12 +33,15 @@ class Unordered(Exception):
 @dataclass
 class PassTime:
     """What the timing of one pass gives: ``PASS`` command cycles, the arbiter state
-    after it (GLB reader last granted, X-bus pointers, Y-bus pointer), stall counters."""
+    after it (GLB reader last granted, X-bus pointers, Y-bus pointer), stall counters;
+    ``picks``: what the recurrences read of the arbiter state they started from (with
+    the port granted in cycle order; None otherwise, `ommatidia.gen.model.memo.picks_hold`)."""
 
     cycles: int
     rr: tuple
     pe_stalls: int
     noc_stalls: int
+    picks: tuple | None = field(default=None, compare=False)
 
 
 class PEState:
@@ -699,8 +702,9 @@ class _Round(Bounds):
             granted = [(s.last_grant, e) for e, s in enumerate(self.snd) if s.N]
             glb = max(granted)[1] if granted else self.rr[0]
         gon = self.gon
+        picks = (self.port.picks, gon.picks) if self.port.causal else None
         return PassTime(max(ends) + 4, (glb, tuple(gon.xptr), gon.yptr), pe_stalls,
-                        sum(s.stalls for s in self.snd))
+                        sum(s.stalls for s in self.snd), picks)
 
 
 def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
