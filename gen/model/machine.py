@@ -100,8 +100,15 @@ class Machine:
         words = (addr // per) % len(self.glb)
         shift = ((addr % per) * slot).astype(np.uint64)
         v = (np.asarray(values, dtype=np.int64).astype(np.uint64) & mask) << shift
-        np.bitwise_and.at(self.glb, words, ~(mask << shift))
-        np.bitwise_or.at(self.glb, words, v)
+        clear = mask << shift
+        if len(words) > 1 and not (words[1:] >= words[:-1]).all():
+            order = np.argsort(words, kind="stable")
+            words, v, clear = words[order], v[order], clear[order]
+        if len(words):  # per word: every slot written cleared, then the values or-ed in
+            starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+            w = words[starts]
+            self.glb[w] = (self.glb[w] & ~np.bitwise_or.reduceat(clear, starts)) \
+                | np.bitwise_or.reduceat(v, starts)
 
     # -- commands
 
