@@ -186,8 +186,9 @@ class CausalPort:
 
 def _view(s, b: int) -> tuple:
     """Sender ``s`` as the port sees it for bank ``b``: its first word request not
-    granted yet when its cycle is known, as (packet, cycle), else None; and a lower bound on the cycle of its next request for ``b`` whose cycle is not
-    known (`NEVER`: none). ``s.ready_lb()``: a lower bound on the cycle the targets take
+    granted yet when its cycle is known, as (packet, cycle), else None; and a lower
+    bound on the cycle of its next request for ``b`` whose cycle is not known
+    (`NEVER`: none). ``s.ready_lb()``: a lower bound on the cycle the targets take
     packet ``s.n`` (the next to be delivered)."""
     n, N = s.n, s.N
     if n >= N:

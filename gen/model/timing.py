@@ -422,13 +422,13 @@ class _Round(Bounds):
     (``Machine._streams`` of `ommatidia.gen.model.machine`), the GLB port answering
     from ``plan`` (None: in cycle order, `CausalPort`).
 
-    Filters go first (never refused; a PE computes once it has its weights). Then, as far as the known times allow: the
-    ifmap packets in stream order (each waits until every target has room in its
-    ring: the issue of the operation that freed column ``x - ring``); each chain's
-    outputs (`_Chain`): the plain operations once their columns are in, then the
-    last ``p`` operations psum by psum, the bottom's taken from the psum sender's
-    packets in stream order, each handed up the links, the top's registered with the
-    GON, which grants them in cycle order.
+    Filters in stream order (never refused; a PE computes from the cycle after its last
+    weight), and, as far as the known times allow: the ifmap packets in stream order
+    (each waits until every target has room in its ring: the issue of the operation
+    that freed column ``x - ring``); each chain's outputs (`_Chain`): the plain
+    operations once their columns are in, then the last ``p`` operations psum by psum,
+    the bottom's taken from the psum sender's packets in stream order, each handed up
+    the links, the top's registered with the GON, which grants them in cycle order.
     """
 
     def __init__(self, cfg, regs, streams, rr, plan, shift: bool):
@@ -648,7 +648,8 @@ class _Round(Bounds):
         for ch in self.chains:
             if ch.f != F and ch.top.done:
                 top = ch.pes[-1]
-                v = (top.prev if top.loaded else self.issue_lb(top) - 1) + (ahead if ch.stage == _PLAIN else PIPELINE_STAGES + 1)
+                prev = top.prev if top.loaded else self.issue_lb(top) - 1
+                v = prev + (ahead if ch.stage == _PLAIN else PIPELINE_STAGES + 1)
                 if v < h:
                     h = v
         return h
