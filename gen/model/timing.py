@@ -526,7 +526,7 @@ class _Round:
             if y >= len(pe.ret):  # the packet still waits for that PE's ring slot
                 return False
             self.ifm_wait = None
-        groups, tags, N = self.groups[1], ifm.tag, ifm.N
+        groups, tags, N, values = self.groups[1], ifm.tag, ifm.N, ifm.values
         while ifm.n < N:
             group = groups[tags[ifm.n]]
             ready = []
@@ -539,13 +539,14 @@ class _Round:
                 else:
                     self.ifm_wait = (pe, y)
                     return moved
+            n = 1 if values is None else int(values[ifm.n])
             e = ifm.emit()
             d = e + 1
             for pe, rv in zip(group, ready):
                 take = rv if rv > e + 1 else e + 1
                 if take > d:
                     d = take
-                pe.nv += 1
+                pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
                     chain_of[id(pe)].dirty = True
