@@ -9,7 +9,8 @@ from ommatidia.sim.runner import run_cocotb
 
 
 def run_pe(preset_name, sim, seed, build_dir, cases=8):
-    """The preset's PE as the array holds it: eyeriss takes 4 weights a filter packet."""
+    """The preset's PE as the array holds it: eyeriss takes 8 weights a filter packet and 4
+    activations of a column an ifmap packet."""
     cfg = preset(preset_name)
     path = write(PE(cfg.pe, cfg.noc.filter_gin_values, cfg.noc.ifmap_gin_values), "pe",
                  build_dir)
