@@ -203,6 +203,11 @@ class NoCConfig:
     filter spad in one cycle. Filters that stay in the GLB go at most a GLB word's
     weights a packet. 1 is one weight a cycle.
 
+    ``ifmap_gin_values``: activations an ifmap GIN packet carries (a power of two, at
+    most the activation slots of one GLB word): the ifmap sender packs consecutive
+    channels of one ifmap column of one GLB word and one tag (at most ``q`` a packet),
+    and the PE writes them into its ifmap spad in one cycle. 1 is one value a cycle.
+
     ``gon_values``: psums a GON packet carries (a power of two, at most the psum slots
     of one GLB word): a packer after each top PE gathers its consecutive psums of one
     aligned group of a GLB word, and the GON receiver writes them in one masked write.
@@ -224,6 +229,7 @@ class NoCConfig:
     row_id_bits: int = 4
     col_id_bits: int = 5
     filter_gin_values: int = 1
+    ifmap_gin_values: int = 1
     gon_values: int = 1
     psum_gin_values: int = 1
     gon_queue: int = 0
@@ -234,7 +240,7 @@ class NoCConfig:
         check_int("NoCConfig", "col_id_bits", self.col_id_bits, 1, 16)
         check_int("NoCConfig", "gon_queue", self.gon_queue, 0, 64)
         check_int("NoCConfig", "psum_gin_queue", self.psum_gin_queue, 1, 64)
-        for name in ("filter_gin_values", "gon_values", "psum_gin_values"):
+        for name in ("filter_gin_values", "ifmap_gin_values", "gon_values", "psum_gin_values"):
             value = getattr(self, name)
             check_int("NoCConfig", name, value, 1, 64)
             if value & (value - 1):
@@ -359,6 +365,11 @@ class ArrayConfig:
                 f"ArrayConfig.noc.filter_gin_values = {self.noc.filter_gin_values} must be at "
                 f"most the {slots} weights of one {self.dram_bits}-bit GLB word (without a "
                 f"filter GLB, filter_glb_bytes = 0)")
+        slots = self.dram_bits // _slot(self.pe.act_bits)
+        if self.noc.ifmap_gin_values > slots:
+            raise ValueError(
+                f"ArrayConfig.noc.ifmap_gin_values = {self.noc.ifmap_gin_values} must be at "
+                f"most the {slots} activations of one {self.dram_bits}-bit GLB word")
         slots = self.dram_bits // _slot(self.pe.psum_bits)
         for name in ("gon_values", "psum_gin_values"):
             if getattr(self.noc, name) > slots:
@@ -437,6 +448,7 @@ class ArrayConfig:
                       if self.filter_glb_bytes else ""),
             "dram_bits": self.dram_bits,
             "filter GIN values/cycle": self.noc.filter_gin_values,
+            "ifmap GIN values/cycle": self.noc.ifmap_gin_values,
             "GON values/cycle": self.noc.gon_values,
             "GON queue (packets)": self.noc.gon_queue,
             "psum GIN queue (packets)": self.noc.psum_gin_queue,
@@ -456,14 +468,16 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=True,
-                      noc=NoCConfig(filter_gin_values=8, gon_values=2, psum_gin_values=2,
-                                    gon_queue=8, psum_gin_queue=8))
+                      noc=NoCConfig(filter_gin_values=8, ifmap_gin_values=4, gon_values=2,
+                                    psum_gin_values=2, gon_queue=8, psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 filter GLB (8 KiB, two halves) is a memory of its own, filled in the background. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
 ifmap rows each) stack in the 12 rows as on Eyeriss (the default, 2 * (rows + cols) =
-52, holds three). The filter GIN carries one 64-bit GLB word, four 16-bit weights a
-packet, and the psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
+52, holds three). The filter GIN carries a filter GLB word, eight 16-bit weights a
+packet, the ifmap GIN one 64-bit GLB word, up to four 16-bit activations of a column a
+packet (so CONV3-5 take q = 3-4 channels a PE without waiting on the ifmaps), and the
+psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
 after each PE holds a whole output's psums of a 16-filter PE (the depth that paid most on
 AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
 each PE lets the psum sender run ahead of the bottom PEs (likewise). Its GLB banks are

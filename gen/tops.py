@@ -11,7 +11,7 @@ __all__ = ["TOPS", "build_top", "build_verilog_top", "companion_files", "write_c
 
 def _pe(cfg: ArrayConfig):
     from ommatidia.hw.pe import PE
-    return PE(cfg.pe, cfg.noc.filter_gin_values)
+    return PE(cfg.pe, cfg.noc.filter_gin_values, cfg.noc.ifmap_gin_values)
 
 
 def _gin(cfg: ArrayConfig):

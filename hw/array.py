@@ -122,7 +122,8 @@ class PEArray(wiring.Component):
     filter, ifmap, psum : In(stream of gin_packet_layout)
         GIN packets from the GLB: ``data`` (``signed(weight_bits)``, or up to
         ``noc.filter_gin_values`` of them in a `values_layout`,
-        ``signed(act_bits)``, ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
+        ``signed(act_bits)`` or up to ``noc.ifmap_gin_values`` of them (one ifmap
+        column's channels), ``signed(psum_bits)`` or up to ``noc.psum_gin_values``
         of them, which a `PsumUnpacker` of ``noc.psum_gin_queue`` packets at each PE queues
         and hands on one a cycle)
         with ``row`` and ``col`` tags of ``noc.row_id_bits`` and ``noc.col_id_bits``.
@@ -157,7 +158,7 @@ class PEArray(wiring.Component):
         rb, cb = noc.row_id_bits, noc.col_id_bits
         self._data_shapes = {"filter": values_layout(signed(pe.weight_bits),
                                                      noc.filter_gin_values),
-                             "ifmap": signed(pe.act_bits),
+                             "ifmap": values_layout(signed(pe.act_bits), noc.ifmap_gin_values),
                              "psum": signed(pe.psum_bits)}
         self._gon_shape = values_layout(signed(pe.psum_bits), noc.gon_values)
         self._gin_shapes = dict(self._data_shapes)
@@ -176,7 +177,8 @@ class PEArray(wiring.Component):
         for name in COUNTERS:
             members[name] = Out(cfg.pe.counter_bits)
         super().__init__(members)
-        self._pes = [[PE(pe, noc.filter_gin_values) for _ in range(cols)] for _ in range(rows)]
+        self._pes = [[PE(pe, noc.filter_gin_values, noc.ifmap_gin_values) for _ in range(cols)]
+                     for _ in range(rows)]
 
     @property
     def cfg(self) -> ArrayConfig:

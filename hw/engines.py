@@ -48,7 +48,8 @@ def data_bits(cfg: ArrayConfig) -> dict:
 
 def gin_values(cfg: ArrayConfig) -> dict:
     """Values a packet of each GIN kind carries at most (`NoCConfig`)."""
-    return {"filter": cfg.noc.filter_gin_values, "ifmap": 1, "psum": cfg.noc.psum_gin_values}
+    return {"filter": cfg.noc.filter_gin_values, "ifmap": cfg.noc.ifmap_gin_values,
+            "psum": cfg.noc.psum_gin_values}
 
 
 def tag_entry_layout(cfg: ArrayConfig) -> data.StructLayout:

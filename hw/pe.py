@@ -14,7 +14,9 @@ Streams and orders
 - ``ifmap``: ``W*q`` activations, column-major: for x in 0..W-1, for c.
   The ifmap spad is a ring of ``ifmap_spad_depth // q`` columns (a sliding
   window); a column is overwritten only once every output has used it, so the
-  next window loads while the current one computes.
+  next window loads while the current one computes. With ``ifmap_values`` > 1 a
+  packet carries up to that many consecutive channels of one column (never two
+  columns' values), written in one cycle into the spad's banks.
 - ``psum_in``: ``p`` psums per output (for f, for k), when ``accumulate`` is set,
   taken by the operations of the last tap.
 - ``psum_out``: ``p`` psums per output (for f, for k).
@@ -51,7 +53,7 @@ from typing import NamedTuple
 
 from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import PEConfig, check_int
@@ -180,13 +182,12 @@ def _shift_add(a: Value, w: Value) -> Value:
 
 
 class _Spads(NamedTuple):
-    """Write and read ports of the PE's three scratchpads (the filter and psum spads' per
-    bank)."""
+    """Write and read ports of the PE's three scratchpads (per bank)."""
 
     filter_wr: list
     filter_rd: list
-    ifmap_wr: WritePort
-    ifmap_rd: ReadPort
+    ifmap_wr: list
+    ifmap_rd: list
     psum_wr: list
     psum_rd: list
 
@@ -279,13 +280,18 @@ class PE(wiring.Component):
         power of two): the filter spad is that many banks, or ``cfg.lanes`` if more
         (weight ``a`` in bank ``a % banks``), so a packet is written in one cycle and
         the ``lanes`` weights of an operation are read in one.
+    ifmap_values : int
+        Activations an ifmap packet carries at most (`NoCConfig.ifmap_gin_values`, a
+        power of two): the ifmap spad is that many banks (entry ``a`` in bank
+        ``a % ifmap_values``), so a packet of one column's channels is written in one
+        cycle.
 
     Members
     -------
     run : In(stream of pe_run_layout)
         A run configuration; accepted when the PE is idle.
     filter : In(stream of values_layout(signed(weight_bits), filter_values))
-    ifmap : In(stream of signed(act_bits))
+    ifmap : In(stream of values_layout(signed(act_bits), ifmap_values))
     psum_in : In(stream of signed(psum_bits))
     psum_out : Out(stream of signed(psum_bits))
     busy : Out(1)
@@ -302,20 +308,22 @@ class PE(wiring.Component):
         removes them.
     """
 
-    def __init__(self, cfg: PEConfig, filter_values: int = 1):
+    def __init__(self, cfg: PEConfig, filter_values: int = 1, ifmap_values: int = 1):
         if not isinstance(cfg, PEConfig):
             raise TypeError(f"PE takes a PEConfig, not {cfg!r}")
-        check_int("PE", "filter_values", filter_values, 1, 64)
-        if filter_values & (filter_values - 1):
-            raise ValueError(f"PE filter_values must be a power of two, not {filter_values}")
+        for name, value in (("filter_values", filter_values), ("ifmap_values", ifmap_values)):
+            check_int("PE", name, value, 1, 64)
+            if value & (value - 1):
+                raise ValueError(f"PE {name} must be a power of two, not {value}")
         self._cfg = cfg
         self._values = filter_values
+        self._ifmap_values = ifmap_values
         self._banks = max(filter_values, cfg.lanes)
         super().__init__({
             "run": In(stream.Signature(pe_run_layout(cfg))),
             "filter": In(stream.Signature(values_layout(signed(cfg.weight_bits),
                                                         filter_values))),
-            "ifmap": In(stream.Signature(signed(cfg.act_bits))),
+            "ifmap": In(stream.Signature(values_layout(signed(cfg.act_bits), ifmap_values))),
             "psum_in": In(stream.Signature(signed(cfg.psum_bits))),
             "psum_out": Out(stream.Signature(signed(cfg.psum_bits))),
             "busy": Out(1),
@@ -354,8 +362,14 @@ class PE(wiring.Component):
             m.submodules["filter_spad" if V == 1 else f"filter_spad_{b}"] = bank
             filter_wr.append(bank.write_port())
             filter_rd.append(bank.read_port(domain="sync"))
-        m.submodules.ifmap_spad = ifmap_spad = Memory(
-            shape=signed(cfg.act_bits), depth=cfg.ifmap_spad_depth, init=[])
+        ifmap_wr, ifmap_rd = [], []
+        IV = self._ifmap_values
+        for b in range(IV):
+            bank = Memory(shape=signed(cfg.act_bits), depth=-(-cfg.ifmap_spad_depth // IV),
+                          init=[])
+            m.submodules["ifmap_spad" if IV == 1 else f"ifmap_spad_{b}"] = bank
+            ifmap_wr.append(bank.write_port())
+            ifmap_rd.append(bank.read_port(domain="comb"))
         L = cfg.lanes
         psum_wr, psum_rd = [], []
         for b in range(L):
@@ -363,8 +377,6 @@ class PE(wiring.Component):
             m.submodules["psum_spad" if L == 1 else f"psum_spad_{b}"] = bank
             psum_wr.append(bank.write_port())
             psum_rd.append(bank.read_port(domain="comb"))
-        ifmap_wr = ifmap_spad.write_port()
-        ifmap_rd = ifmap_spad.read_port(domain="comb")
         return _Spads(filter_wr, filter_rd, ifmap_wr, ifmap_rd, psum_wr, psum_rd)
 
     def _issue_stage(self, m: Module, r: _Registers, spads: _Spads) -> _Issue:
@@ -384,11 +396,15 @@ class PE(wiring.Component):
         lane_bits = (self._banks - 1).bit_length()
         group_bits = (self._cfg.lanes - 1).bit_length()
         read = advance & r.v_read & ~r.read.zero
-        m.d.comb += [
-            spads.ifmap_rd.addr.eq(r.tap_row + c),
-            act.eq(spads.ifmap_rd.data),
-            self.psum_in.ready.eq(issue & need_psum),
-        ]
+        m.d.comb += self.psum_in.ready.eq(issue & need_psum)
+        if len(spads.ifmap_rd) == 1:
+            m.d.comb += [spads.ifmap_rd[0].addr.eq(r.tap_row + c), act.eq(spads.ifmap_rd[0].data)]
+        else:
+            bits = (len(spads.ifmap_rd) - 1).bit_length()
+            addr = Signal.like(r.tap_row)
+            m.d.comb += [addr.eq(r.tap_row + c),
+                         act.eq(Array(rd.data for rd in spads.ifmap_rd)[addr[:bits]])]
+            m.d.comb += [rd.addr.eq(addr[bits:]) for rd in spads.ifmap_rd]
         for rd in spads.filter_rd:
             m.d.comb += [rd.addr.eq(r.read_filter_addr[lane_bits:]), rd.en.eq(read)]
         if lane_bits > group_bits:
@@ -486,20 +502,35 @@ class PE(wiring.Component):
             m.d.sync += r.filter_addr.eq(Mux(ctl.last_k & ctl.last_tap, 0, r.filter_addr + step))
 
     def _ifmap_loader(self, m: Module, r: _Registers, spads: _Spads):
-        """Write the ifmap stream into the ring, ``q`` values a column, up to ``load_limit``."""
+        """Write the ifmap stream into the ring, ``q`` values a column, up to ``load_limit``;
+        a packet of ``n`` values (one column's) goes to entries ``load_addr ..``, each in
+        its bank."""
         run = r.run
-        m.d.comb += [
-            self.ifmap.ready.eq(r.loading & (r.loaded < run.W) & (r.loaded < r.load_limit)),
-            spads.ifmap_wr.addr.eq(r.load_addr),
-            spads.ifmap_wr.data.eq(self.ifmap.payload),
-            spads.ifmap_wr.en.eq(self.ifmap.valid & self.ifmap.ready),
-        ]
-        with m.If(self.ifmap.valid & self.ifmap.ready):
+        take = self.ifmap.valid & self.ifmap.ready
+        m.d.comb += self.ifmap.ready.eq(r.loading & (r.loaded < run.W) &
+                                        (r.loaded < r.load_limit))
+        IV = self._ifmap_values
+        if IV == 1:
+            n = 1
+            wr = spads.ifmap_wr[0]
+            m.d.comb += [wr.addr.eq(r.load_addr), wr.data.eq(self.ifmap.payload),
+                         wr.en.eq(take)]
+        else:
+            n = self.ifmap.payload.n
+            bits = (IV - 1).bit_length()
+            values = Array(self.ifmap.payload["values"][j] for j in range(IV))
+            for b, wr in enumerate(spads.ifmap_wr):
+                lane = Signal(bits, name=f"ifmap_lane{b}")
+                m.d.comb += [lane.eq(b - r.load_addr[:bits]),
+                             wr.addr.eq((r.load_addr + lane)[bits:]),
+                             wr.data.eq(values[lane]),
+                             wr.en.eq(take & (lane < n))]
+        with m.If(take):
             m.d.sync += [
-                r.load_c.eq(r.load_c + 1),
-                r.load_addr.eq(Mux(r.load_addr == r.ring_max, 0, r.load_addr + 1)),
+                r.load_c.eq(r.load_c + n),
+                r.load_addr.eq(Mux(r.load_addr + n > r.ring_max, 0, r.load_addr + n)),
             ]
-            with m.If(r.load_c == r.c_max):
+            with m.If(r.load_c + n > r.c_max):
                 m.d.sync += [r.load_c.eq(0), r.loaded.eq(r.loaded + 1)]
 
     def _filter_loader(self, m: Module, r: _Registers, spads: _Spads):

@@ -30,7 +30,7 @@ def run_pe(cfg, run, *, zeros: float, seed: int, sim: str = "verilator", build_r
     report (None when the simulation wrote none), its path and the build folder.
     """
     build = pathlib.Path(build_root) / f"pe_{cfg.name}_{sim}"
-    path = write(PE(cfg.pe, cfg.noc.filter_gin_values), "pe", build)
+    path = write(PE(cfg.pe, cfg.noc.filter_gin_values, cfg.noc.ifmap_gin_values), "pe", build)
     report_path = pathlib.Path(report_path or build / "report.json").resolve()
     report_path.parent.mkdir(parents=True, exist_ok=True)
     spec = {"S": run.S, "W": run.W, "U": run.U, "p": run.p, "q": run.q,

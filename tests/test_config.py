@@ -72,7 +72,8 @@ def test_noc_config_rejects():
         NoCConfig(row_id_bits=0)
 
 
-@pytest.mark.parametrize("name", ["filter_gin_values", "gon_values", "psum_gin_values"])
+@pytest.mark.parametrize("name", ["filter_gin_values", "ifmap_gin_values", "gon_values",
+                                  "psum_gin_values"])
 @pytest.mark.parametrize("values, message", [(0, "at least 1"), (3, "power of two"),
                                              (128, "at most 64")])
 def test_noc_config_rejects_packet_values(name, values, message):
@@ -116,6 +117,19 @@ def test_filter_gin_values_fit_a_glb_word():
         dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, filter_gin_values=16))
 
 
+def test_ifmap_gin_values_fit_a_glb_word():
+    """At most the activations of one GLB word: 4 16-bit ones of a 64-bit word on
+    `eyeriss` (its preset), 8 8-bit ones on `tiny`."""
+    eyeriss, tiny = preset("eyeriss"), preset("tiny")
+    assert eyeriss.noc.ifmap_gin_values == 4
+    with pytest.raises(ValueError, match="noc.ifmap_gin_values = 8 must be at most the 4 "
+                                         "activations of one 64-bit GLB word"):
+        dataclasses.replace(eyeriss, noc=dataclasses.replace(eyeriss.noc, ifmap_gin_values=8))
+    dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, ifmap_gin_values=8))
+    with pytest.raises(ValueError, match="at most the 8 activations"):
+        dataclasses.replace(tiny, noc=dataclasses.replace(tiny.noc, ifmap_gin_values=16))
+
+
 def test_gon_values_fit_a_glb_word():
     """At most the psums of one GLB word: 2 32-bit psum slots of a 64-bit word on
     `eyeriss` (and on `tiny`, whose 24-bit psums take 32-bit slots)."""
@@ -141,6 +155,7 @@ def test_eyeriss_preset_matches_the_chip():
     assert cfg.peak_gmacs == pytest.approx(33.6)
     assert cfg.noc.filter_gin_values == 8  # a 128-bit filter GIN (the chip: 64)
     assert cfg.noc.gon_values == cfg.noc.psum_gin_values == 2  # a 64-bit GON, psum GIN
+    assert cfg.noc.ifmap_gin_values == 4  # a 64-bit ifmap GIN
     # With S = 3: p <= 24 filters and q <= 4 channels fit, as in the paper.
     assert cfg.pe.fits(S=3, p=24, q=3) and cfg.pe.fits(S=3, p=18, q=4)
     assert not cfg.pe.fits(S=3, p=25, q=1) and not cfg.pe.fits(S=3, p=1, q=5)

@@ -247,6 +247,29 @@ def test_recurrences_match_the_reference_with_wide_packets(seed):
         assert fast.state == ref.state
 
 
+def with_ifmap_packets(base, name, values):
+    """``base`` with ifmap GIN packets of up to ``values`` activations
+    (`NoCConfig.ifmap_gin_values`)."""
+    return dataclasses.replace(base, name=name, noc=dataclasses.replace(
+        base.noc, ifmap_gin_values=values))
+
+
+def test_recurrences_match_the_reference_with_ifmap_packets(seed):
+    """With 2-8 activations an ifmap packet (one column's channels), beside wide filter and
+    psum packets, the recurrences time every pass like the cycle-level reference, every
+    counter equal."""
+    rng = np.random.default_rng(seed)
+    wide = dataclasses.replace(TINY, noc=dataclasses.replace(
+        TINY.noc, filter_gin_values=8, psum_gin_values=2, gon_values=2))
+    for cfg in (with_ifmap_packets(TINY, "tiny", 4), with_ifmap_packets(SMALL, "small", 2),
+                with_ifmap_packets(wide, "tiny", 8)):
+        _recurrences_equal_the_reference(rng, cfg, 2)
+        for q in (4, 3):
+            prog = columns_program(cfg, seed, q)
+            fast, ref = predict(prog), predict(prog, reference=True)
+            assert fast.counters == ref.counters, f"q = {q}: {fast.cycles} vs {ref.cycles}"
+
+
 def with_lanes(base, name, lanes, values=None):
     """``base`` with PEs of ``lanes`` MAC lanes (`PEConfig.lanes`) and, given, filter packets
     of ``values`` weights."""
@@ -480,6 +503,27 @@ def test_model_with_a_wide_filter_gin(seed, build_dir):
     rng = np.random.default_rng(seed)
     progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
     compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)
+
+
+@pytest.mark.verilog
+def test_model_with_ifmap_packets(seed, build_dir):
+    """`tiny` with ifmap GIN packets of up to 4 activations of a column
+    (`NoCConfig.ifmap_gin_values`), 8 weights a filter packet and 2 psums a psum GIN and a
+    GON packet: three random layers bit-exact, the model's cycles and every counter equal
+    to the Verilog's."""
+    cfg = with_ifmap_packets(dataclasses.replace(TINY, noc=dataclasses.replace(
+        TINY.noc, filter_gin_values=8, gon_values=2, psum_gin_values=2)), "tiny_ifmap", 4)
+    compare_exactly(cfg, seed, build_dir, *(columns_program(cfg, seed, q) for q in (4, 3)))
+
+
+def columns_program(cfg, seed, q):
+    """A layer run with ``q`` channels a PE (columns of ``q`` activations: with 3, some
+    split at GLB word boundaries), ifmap zeros 50 %."""
+    rng = np.random.default_rng(seed + q)
+    layer = ConvLayer(N=1, C=2 * q, M=3, H=5, W=8, R=3, S=3, U=1, P=1)
+    x = random_values(rng, cfg.pe.act_bits, (1, layer.C, 5, 8), 0.5)
+    w = random_values(rng, cfg.pe.weight_bits, (3, layer.C, 3, 3))
+    return compile_layer(cfg, layer, x, w, relu=True, shift=3, p=2, q=q)
 
 
 @pytest.mark.verilog

@@ -25,11 +25,20 @@ def packets(weights: list, values: int, rng: random.Random | None) -> list:
     return out
 
 
+def column_packets(case: PECase, values: int, rng: random.Random | None) -> list:
+    """``case``'s ifmap stream as packets of 1..``values`` activations of one column each
+    (random sizes, so the spad's write address takes every bank alignment; full
+    without ``rng``)."""
+    stream, q = [int(v) for v in case.ifmap_stream()], case.run.q
+    return [p for x in range(0, len(stream), q) for p in packets(stream[x:x + q], values, rng)]
+
+
 def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: float,
-             values: int = 1, whole: bool = False):
+             values: int = 1, whole: bool = False, ifmap_values: int = 1):
     """Run ``cases`` back to back; return (psums per case, cycles, counters). With
     ``values`` > 1 the filters go in packets of up to that many weights (all full but
-    the last with ``whole``)."""
+    the last with ``whole``); with ``ifmap_values`` > 1 the ifmaps in packets of up to
+    that many of one column (full with ``whole``)."""
     rng = random.Random(seed)
     cfg = pe.cfg
     sim = Simulator(pe)
@@ -59,7 +68,11 @@ def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: floa
     async def feed_ifmap(ctx):
         tx = StreamSender(pe.ifmap, random.Random(rng.random()), idle)
         for case in cases:
-            await tx.send_all(ctx, case.ifmap_stream())
+            if ifmap_values == 1:
+                await tx.send_all(ctx, case.ifmap_stream())
+            else:
+                await tx.send_all(ctx, column_packets(case, ifmap_values, None if whole
+                                                      else random.Random(rng.random())))
 
     async def feed_psum(ctx):
         tx = StreamSender(pe.psum_in, random.Random(rng.random()), idle)
@@ -116,6 +129,23 @@ def test_pe_wide_filter_packets(preset, values, seed):
     results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.3, stall=0.3,
                                     values=values)
     check(cases, results)
+    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+@pytest.mark.parametrize("preset, values", [("tiny", 2), ("tiny", 4), ("eyeriss", 4)])
+def test_pe_wide_ifmap_packets(preset, values, seed):
+    """Ifmaps in packets of 1..``values`` activations of one column (every bank alignment
+    of the ring), wide filter packets beside them, random back-pressure: the psums of
+    the golden row convolution, every MAC counted."""
+    cfg = PRESETS[preset].pe
+    rng = np.random.default_rng(seed)
+    cases = [random_pe_case(cfg, rng, max_width=16) for _ in range(5)]
+    cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
+                                filters=cases[-1].filters))
+    results, _, counters = simulate(PE(cfg, 2, values), cases, seed=seed, idle=0.3,
+                                    stall=0.3, values=2, ifmap_values=values)
+    check(cases, results)
+    assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
     assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
 
 

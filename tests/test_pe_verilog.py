@@ -9,9 +9,11 @@ from ommatidia.sim.runner import run_cocotb
 
 
 def run_pe(preset_name, sim, seed, build_dir, cases=8):
-    """The preset's PE as the array holds it: eyeriss takes 4 weights a filter packet."""
+    """The preset's PE as the array holds it: eyeriss takes 8 weights a filter packet and 4
+    activations of a column an ifmap packet."""
     cfg = preset(preset_name)
-    path = write(PE(cfg.pe, cfg.noc.filter_gin_values), "pe", build_dir)
+    path = write(PE(cfg.pe, cfg.noc.filter_gin_values, cfg.noc.ifmap_gin_values), "pe",
+                 build_dir)
     return run_cocotb(path, "pe", "ommatidia.sim.tb.tb_pe", sim=sim, build_dir=build_dir,
                       env={"OMMATIDIA_PRESET": preset_name, "OMMATIDIA_SEED": seed,
                            "OMMATIDIA_CASES": cases})

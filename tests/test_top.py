@@ -451,3 +451,21 @@ def _first_pass_words(prog) -> list:
         if cmd.op == "PASS":
             return body
     raise AssertionError("no PASS")
+
+
+@pytest.mark.parametrize("values, q", [(4, 4), (4, 3), (2, 2)])
+def test_ifmap_packets_of_a_column(values, q, seed):
+    """Ifmap GIN packets of up to ``values`` activations of one column
+    (`NoCConfig.ifmap_gin_values`; with ``q`` = 3 some columns split at GLB word
+    boundaries): the golden ofmap, the model's cycles and every counter equal to the
+    RTL's, and no more cycles than the same program with one value a packet."""
+    cfg = dataclasses.replace(TINY, noc=dataclasses.replace(TINY.noc, ifmap_gin_values=values))
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=2 * q, M=3, H=5, W=8, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (1, layer.C, 5, 8), 0.5)
+    w = random_values(rng, 8, (3, layer.C, 3, 3))
+    prog = compile_layer(cfg, layer, x, w, relu=True, shift=3, p=2, q=q)
+    counters, _, _ = run_layer_golden(cfg, prog)
+    assert predict(prog).counters == counters
+    one = compile_layer(TINY, layer, x, w, relu=True, shift=3, mapping=prog.mapping)
+    assert counters["cycles"] <= predict(one).cycles

@@ -55,8 +55,9 @@ Cycle formulas (derived from the RTL, checked against Verilator)
     is one weight, or with ``noc.filter_gin_values`` = N up to N consecutive
     weights of one GLB word and one tag (`Machine._packets`), all written into
     the PE's spad in the cycle it is taken;
-  * the ifmap column of each tap: the ifmap sender multicasts one value a
-    cycle and a packet waits until every target
+  * the ifmap column of each tap: the ifmap sender multicasts one packet a
+    cycle (one value, or with ``noc.ifmap_gin_values`` = N up to N channels of one
+    column, one GLB word and one tag, written at once) and a packet waits until every target
     has room in its ring of ``ifmap_spad_depth // q`` columns, which frees a
     column only when the PE has used it; since the stream is
     column-interleaved, every column waits for the slowest PE's ring;

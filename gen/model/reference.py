@@ -277,7 +277,7 @@ class _Reference:
                 if self.queues is not None:
                     self.queues[rc].append(n)
             elif e == 1:
-                pe.load_c += 1
+                pe.load_c += n
                 if pe.load_c == self.sch.q:
                     pe.load_c, pe.loaded = 0, pe.loaded + 1
 

@@ -519,7 +519,7 @@ class _Round(Bounds):
             if y >= len(pe.ret):  # the packet still waits for that PE's ring slot
                 return False
             self.ifm_wait = None
-        groups, tags, N = self.groups[1], ifm.tag, ifm.N
+        groups, tags, N, values = self.groups[1], ifm.tag, ifm.N, ifm.values
         while ifm.n < N:
             group = groups[tags[ifm.n]]
             ready = []
@@ -532,6 +532,7 @@ class _Round(Bounds):
                 else:
                     self.ifm_wait = (pe, y)
                     return moved
+            n = 1 if values is None else int(values[ifm.n])
             e = ifm.emit()
             if e is None:
                 return moved
@@ -540,7 +541,7 @@ class _Round(Bounds):
                 take = rv if rv > e + 1 else e + 1
                 if take > d:
                     d = take
-                pe.nv += 1
+                pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
                     chain_of[id(pe)].dirty = True

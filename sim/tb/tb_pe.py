@@ -20,6 +20,24 @@ from ommatidia.sim.pe_model import PECase, random_pe_case
 from ommatidia.sim.tb.streams import StreamSink, StreamSource, to_unsigned
 
 
+def _packets(values: list[int], n: int, bits: int, group: int) -> list[int]:
+    """``values`` as GIN packets of up to ``n`` values of one group of ``group``
+    (`ommatidia.hw.noc.values_layout`: the count ``n``, then lane ``j`` the ``j``-th)."""
+    if n == 1:
+        return values
+    count_bits = n.bit_length()
+    packets = []
+    for g in range(0, len(values), group):
+        block = values[g:g + group]
+        for i in range(0, len(block), n):
+            chunk = block[i:i + n]
+            word = len(chunk)
+            for j, v in enumerate(chunk):
+                word |= to_unsigned(v, bits) << (count_bits + j * bits)
+            packets.append(word)
+    return packets
+
+
 class TB:
     """Clock, reset and the PE's five streams."""
 
@@ -31,6 +49,7 @@ class TB:
             array = preset(os.environ["OMMATIDIA_PRESET"])
         self.cfg = array.pe
         self.filter_values = array.noc.filter_gin_values
+        self.ifmap_values = array.noc.ifmap_gin_values
         rng = random.Random(seed)
         clk = dut.clk
         self.run = StreamSource(dut, "run", clk)
@@ -48,20 +67,13 @@ class TB:
         await RisingEdge(self.dut.clk)
 
     def filter_packets(self, weights: list[int]) -> list[int]:
-        """``weights`` as filter GIN packets of up to `filter_values` weights
-        (`ommatidia.hw.noc.values_layout`: the count ``n``, then lane ``j`` the ``j``-th)."""
-        n = self.filter_values
-        if n == 1:
-            return weights
-        bits, count_bits = self.cfg.weight_bits, n.bit_length()
-        packets = []
-        for i in range(0, len(weights), n):
-            chunk = weights[i:i + n]
-            word = len(chunk)
-            for j, w in enumerate(chunk):
-                word |= to_unsigned(w, bits) << (count_bits + j * bits)
-            packets.append(word)
-        return packets
+        """``weights`` as filter GIN packets of up to `filter_values` weights."""
+        return _packets(weights, self.filter_values, self.cfg.weight_bits, len(weights))
+
+    def ifmap_packets(self, values: list[int], q: int) -> list[int]:
+        """An ifmap stream as GIN packets of up to `ifmap_values` activations of one
+        column (``q`` channels)."""
+        return _packets(values, self.ifmap_values, self.cfg.act_bits, q)
 
     async def execute(self, cases: list[PECase]) -> tuple[list[list[int]], int]:
         """Run ``cases`` back to back; return the psums of each and the cycles taken."""
@@ -73,7 +85,8 @@ class TB:
 
         filt = cocotb.start_soon(feed(self.filter, [self.filter_packets(c.filter_stream())
                                                     for c in cases if c.run.load_filter]))
-        ifm = cocotb.start_soon(feed(self.ifmap, [c.ifmap_stream() for c in cases]))
+        ifm = cocotb.start_soon(feed(self.ifmap, [self.ifmap_packets(c.ifmap_stream(), c.run.q)
+                                                  for c in cases]))
         pin = cocotb.start_soon(feed(self.psum_in, [c.psum_in_stream() for c in cases]))
         results = []
 
