@@ -205,8 +205,8 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
     if pass_cycles is not None:
         arrays["rest"] = pass_cycles * arrays["rest"] // arrays["first"]
         arrays["first"] = np.full_like(arrays["first"], pass_cycles)
-    cycles, dram = _costs(cfg, layer, arrays, *(np.array([x]) for x in
-                                                 (m.n_chunk, m.m_chunk, m.c_chunk)),
+    chunks = (np.array([x]) for x in (m.n_chunk, m.m_chunk, m.c_chunk))
+    cycles, dram = _costs(cfg, layer, _summed(layer, arrays), *chunks,
                           raw=raw_ifmap(cfg, ifmap_coding))
     return int(cycles[0]), int(dram[0])
 
@@ -259,8 +259,22 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     return fields
 
 
+def _summed(layer, f: dict) -> dict:
+    """``f`` (`_shape_fields` as arrays, one row per shape) with its per-strip-size fields
+    summed over the strips: what `_costs` needs of a shape as one number each."""
+    cnt = f["cnt"]
+    out = {k: f[k] for k in ("p", "q", "stack", "blocks", "segments", "mgroups", "ftags",
+                             "filter_w")}
+    out["nstrips"] = cnt.sum(axis=1)
+    for k in ("first", "rest", "tags", "hs"):
+        out[k] = (cnt * f[k]).sum(axis=1)
+    out["beside"] = (cnt * np.minimum(f["e"] * layer.F * f["p"][:, None], f["rest"])).sum(
+        axis=1)
+    return out
+
+
 def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
-    """(cycles, DRAM words) of the mappings of shapes ``f`` (`_shape_fields`, as arrays
+    """(cycles, DRAM words) of the mappings of shapes ``f`` (`_summed`, as arrays
     with one row per mapping) and round sizes ``n``, ``m``, ``c``: the passes (each filter
     group's steps, its filter groups side by side where their psum regions allow, the
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
@@ -282,18 +296,16 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     joined = (mrounds - 1) * -(-m // blocks) + -(-last // blocks) \
         + short * (-(-(last - 1) // blocks) + 1 - -(-last // blocks))
     bgroups = np.where(blocks > 1, joined, mgroups)
-    cnt, hs = f["cnt"], f["hs"]
-    nstrips = cnt.sum(axis=1)
-    runs = (cnt * (bgroups * steps)[:, None])
-    loaded = runs * nrounds[:, None]
-    unloaded = runs * (N - nrounds)[:, None]
-    pass_cycles = (loaded * f["first"] + unloaded * f["rest"]).sum(axis=1)
-    tags = (loaded * (f["tags"] + f["ftags"][:, None]) + unloaded * f["tags"]).sum(axis=1)
-    passes = runs.sum(axis=1) * N
+    nstrips = f["nstrips"]
+    runs = bgroups * steps
+    loaded, unloaded = runs * nrounds, runs * (N - nrounds)
+    pass_cycles = loaded * f["first"] + unloaded * f["rest"]
+    tags = loaded * (f["tags"] + f["ftags"] * nstrips) + unloaded * f["tags"]
+    passes = runs * nstrips * N
     sets_cycles, sets_words = PASS_SETS
     regions_f = nstrips * nrounds * mgroups * cgroups
     regions_i = mrounds * N * cgroups * nstrips
-    ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
+    ifmap_values = mrounds * N * C * width * f["hs"]
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
     hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
@@ -308,8 +320,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
         beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
-        cycles = cycles - (cnt * np.minimum(f["e"] * F * f["p"][:, None], f["rest"])).sum(
-            axis=1) * beside * nrounds * mrounds
+        cycles = cycles - f["beside"] * beside * nrounds * mrounds
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
     return cycles, filter_words + ifmap_words + out_words + program
@@ -367,15 +378,14 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    staged = _staged(cfg, f["segments"][shape], f["blocks"][shape], f["stack"][shape],
-                     f["filter_w"][shape])
+    staged = _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
     need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
         + np.where(staged, 0, c * m * f["filter_w"][shape])
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
-    f = {k: v[shape] for k, v in f.items()}
+    f = {k: v[shape] for k, v in _summed(layer, f).items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
-    order = np.lexsort((np.arange(len(index)), -f["q"], -f["p"], dram, cycles))
+    order = np.lexsort((-f["q"], -f["p"], dram, cycles))
     return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1),
                    cycles[order])
 
