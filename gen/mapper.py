@@ -330,7 +330,7 @@ def candidates(cfg: ArrayConfig, layer, *, ifmap_coding: str = "rlc"):
     """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
     delivery) fit, best estimate first (the ifmaps stored as ``ifmap_coding`` says)."""
     ranked = _ranked(cfg, layer, raw=raw_ifmap(cfg, ifmap_coding))
-    return [ranked.mapping(k) for k in range(len(ranked))]
+    return [ranked.mapping(k) for k in ranked.order()]
 
 
 def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
@@ -372,8 +372,8 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
                                                 blocks))
                     chunk_arrays.append(chunks)
     if not shapes:
-        return _Ranked([], np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
-                       np.zeros(0, dtype=np.int64))
+        empty = np.zeros(0, dtype=np.int64)
+        return _Ranked([], empty, np.zeros((0, 3), dtype=np.int64), empty, (empty,) * 4)
     counts = np.array([len(ch) for ch in chunk_arrays])
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
@@ -385,32 +385,54 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in _summed(layer, f).items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
-    order = np.lexsort((-f["q"], -f["p"], dram, cycles))
-    return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1),
-                   cycles[order])
+    return _Ranked(shapes, shape, np.stack([n, m, c], axis=1), cycles,
+                   (-f["q"], -f["p"], dram, cycles))
 
 
 @dataclass(frozen=True)
 class _Ranked:
-    """`candidates` best first, as the PE-set shape (`Mapping` fields ``p`` .. ``blocks``)
-    of each, its round sizes and its estimated cycles, making `Mapping` objects only of
-    those asked for."""
+    """`candidates` in enumeration order (rows of the same PE-set shape together), as the
+    PE-set shape (`Mapping` fields ``p`` .. ``blocks``) of each, its round sizes, its
+    estimated cycles and its rank keys (`np.lexsort`'s, the last first), making
+    `Mapping` objects only of those asked for and sorting only what is asked for."""
 
     shapes: list
     shape: np.ndarray
     chunks: np.ndarray
     cycles: np.ndarray
+    keys: tuple
 
     def __len__(self) -> int:
         return len(self.shape)
 
-    def mapping(self, k: int) -> Mapping:
-        return Mapping(*self.shapes[self.shape[k]], *(int(x) for x in self.chunks[k]))
+    def mapping(self, row: int) -> Mapping:
+        return Mapping(*self.shapes[self.shape[row]], *(int(x) for x in self.chunks[row]))
+
+    def _sorted(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` (ascending) best first: ties in enumeration order (lexsort is stable)."""
+        return rows[np.lexsort(tuple(k[rows] for k in self.keys))]
+
+    def order(self, most: int | None = None) -> list[int]:
+        """The rows best first (the best ``most``): all rows within the ``most``-th fewest
+        cycles, cycles being the first key, sorted."""
+        rows = np.arange(len(self))
+        if most is not None and most < len(rows):
+            rows = np.flatnonzero(self.cycles <= np.partition(self.cycles, most - 1)[most - 1])
+        return self._sorted(rows)[:most].tolist()
 
     def firsts(self) -> list[int]:
-        """The index of the best-ranked mapping of each PE-set shape, best first."""
-        _, first = np.unique(self.shape, return_index=True)
-        return sorted(first.tolist())
+        """The best row of each PE-set shape, best first: of its rows (``p`` and ``q``
+        alike) the first with its fewest cycles and, of those, its fewest DRAM words."""
+        if not len(self):
+            return []
+        cycles, dram = self.keys[3], self.keys[2]
+        starts = np.flatnonzero(np.diff(self.shape, prepend=-1))
+        group = np.cumsum(np.diff(self.shape, prepend=-1) != 0) - 1
+        fewest = cycles == np.minimum.reduceat(cycles, starts)[group]
+        least = np.minimum.reduceat(np.where(fewest, dram, np.iinfo(np.int64).max), starts)
+        rows = np.flatnonzero(fewest & (dram == least[group]))
+        rows = rows[np.diff(group[rows], prepend=-1) != 0]
+        return self._sorted(rows).tolist()
 
 
 def _steps_of(C: int, q, segments, stack, c_chunk):
@@ -507,7 +529,7 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     while True:
         if k == 1 and probes.skipped:  # the best failed: every shape ranked, as if all probed
             ranked = ranked[:judged] + probes.ranked(everything=True)[judged:]
-        tail = [(None, options.mapping(i)) for i in range(min(64, len(options)))]
+        tail = [(None, options.mapping(i)) for i in options.order(64)]
         if k == len(ranked) + len(tail):
             break
         m = (ranked + tail)[k][1]
@@ -623,7 +645,7 @@ def _shortlist(options: _Ranked, most: int = 6, per_family: int = 2) -> list:
     firsts = options.firsts()
     shapes = [options.mapping(k) for k in firsts]
     plain = [m for k, m in zip(firsts, shapes) if m.stack == 1 and m.blocks == 1
-             and options.cycles[k] <= PLAIN_MARGIN * options.cycles[0]]
+             and options.cycles[k] <= PLAIN_MARGIN * options.cycles.min()]
     out, families = [], {}
     for m in shapes:
         key = (m.q, m.strips, m.stack, m.blocks)
