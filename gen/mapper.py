@@ -644,8 +644,9 @@ def _shortlist(options: _Ranked, most: int = 6, per_family: int = 2) -> list:
     contention)."""
     firsts = options.firsts()
     shapes = [options.mapping(k) for k in firsts]
+    bound = PLAIN_MARGIN * options.cycles[firsts[0]]
     plain = [m for k, m in zip(firsts, shapes) if m.stack == 1 and m.blocks == 1
-             and options.cycles[k] <= PLAIN_MARGIN * options.cycles.min()]
+             and options.cycles[k] <= bound]
     out, families = [], {}
     for m in shapes:
         key = (m.q, m.strips, m.stack, m.blocks)
