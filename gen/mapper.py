@@ -205,8 +205,8 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
     if pass_cycles is not None:
         arrays["rest"] = pass_cycles * arrays["rest"] // arrays["first"]
         arrays["first"] = np.full_like(arrays["first"], pass_cycles)
-    cycles, dram = _costs(cfg, layer, arrays, *(np.array([x]) for x in
-                                                 (m.n_chunk, m.m_chunk, m.c_chunk)),
+    chunks = (np.array([x]) for x in (m.n_chunk, m.m_chunk, m.c_chunk))
+    cycles, dram = _costs(cfg, layer, _summed(layer, arrays), *chunks,
                           raw=raw_ifmap(cfg, ifmap_coding))
     return int(cycles[0]), int(dram[0])
 
@@ -259,8 +259,22 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     return fields
 
 
+def _summed(layer, f: dict) -> dict:
+    """``f`` (`_shape_fields` as arrays, one row per shape) with its per-strip-size fields
+    summed over the strips: what `_costs` needs of a shape as one number each."""
+    cnt = f["cnt"]
+    out = {k: f[k] for k in ("p", "q", "stack", "blocks", "segments", "mgroups", "ftags",
+                             "filter_w")}
+    out["nstrips"] = cnt.sum(axis=1)
+    for k in ("first", "rest", "tags", "hs"):
+        out[k] = (cnt * f[k]).sum(axis=1)
+    out["beside"] = (cnt * np.minimum(f["e"] * layer.F * f["p"][:, None], f["rest"])).sum(
+        axis=1)
+    return out
+
+
 def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
-    """(cycles, DRAM words) of the mappings of shapes ``f`` (`_shape_fields`, as arrays
+    """(cycles, DRAM words) of the mappings of shapes ``f`` (`_summed`, as arrays
     with one row per mapping) and round sizes ``n``, ``m``, ``c``: the passes (each filter
     group's steps, its filter groups side by side where their psum regions allow, the
     first image of a round loading the filters), their ``SET``, ``TAG`` and ``BIAS``
@@ -282,18 +296,16 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     joined = (mrounds - 1) * -(-m // blocks) + -(-last // blocks) \
         + short * (-(-(last - 1) // blocks) + 1 - -(-last // blocks))
     bgroups = np.where(blocks > 1, joined, mgroups)
-    cnt, hs = f["cnt"], f["hs"]
-    nstrips = cnt.sum(axis=1)
-    runs = (cnt * (bgroups * steps)[:, None])
-    loaded = runs * nrounds[:, None]
-    unloaded = runs * (N - nrounds)[:, None]
-    pass_cycles = (loaded * f["first"] + unloaded * f["rest"]).sum(axis=1)
-    tags = (loaded * (f["tags"] + f["ftags"][:, None]) + unloaded * f["tags"]).sum(axis=1)
-    passes = runs.sum(axis=1) * N
+    nstrips = f["nstrips"]
+    runs = bgroups * steps
+    loaded, unloaded = runs * nrounds, runs * (N - nrounds)
+    pass_cycles = loaded * f["first"] + unloaded * f["rest"]
+    tags = loaded * (f["tags"] + f["ftags"] * nstrips) + unloaded * f["tags"]
+    passes = runs * nstrips * N
     sets_cycles, sets_words = PASS_SETS
     regions_f = nstrips * nrounds * mgroups * cgroups
     regions_i = mrounds * N * cgroups * nstrips
-    ifmap_values = mrounds * N * C * width * (cnt * hs).sum(axis=1)
+    ifmap_values = mrounds * N * C * width * f["hs"]
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
     hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
@@ -308,8 +320,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
         + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
     if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
         beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
-        cycles = cycles - (cnt * np.minimum(f["e"] * F * f["p"][:, None], f["rest"])).sum(
-            axis=1) * beside * nrounds * mrounds
+        cycles = cycles - f["beside"] * beside * nrounds * mrounds
     program = tags + (sets_words + 1) * passes + 4 * (regions_f + regions_i + outs) \
         + N * M * nstrips
     return cycles, filter_words + ifmap_words + out_words + program
@@ -319,7 +330,7 @@ def candidates(cfg: ArrayConfig, layer, *, ifmap_coding: str = "rlc"):
     """Every mapping whose spads, largest GLB round and tag tables (counted one tag per
     delivery) fit, best estimate first (the ifmaps stored as ``ifmap_coding`` says)."""
     ranked = _ranked(cfg, layer, raw=raw_ifmap(cfg, ifmap_coding))
-    return [ranked.mapping(k) for k in range(len(ranked))]
+    return [ranked.mapping(k) for k in ranked.order()]
 
 
 def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
@@ -361,46 +372,67 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
                                                 blocks))
                     chunk_arrays.append(chunks)
     if not shapes:
-        return _Ranked([], np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64),
-                       np.zeros(0, dtype=np.int64))
+        empty = np.zeros(0, dtype=np.int64)
+        return _Ranked([], empty, np.zeros((0, 3), dtype=np.int64), empty, (empty,) * 4)
     counts = np.array([len(ch) for ch in chunk_arrays])
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    staged = _staged(cfg, f["segments"][shape], f["blocks"][shape], f["stack"][shape],
-                     f["filter_w"][shape])
+    staged = _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
     need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
         + np.where(staged, 0, c * m * f["filter_w"][shape])
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
-    f = {k: v[shape] for k, v in f.items()}
+    f = {k: v[shape] for k, v in _summed(layer, f).items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
-    order = np.lexsort((np.arange(len(index)), -f["q"], -f["p"], dram, cycles))
-    return _Ranked(shapes, shape[order], np.stack([n[order], m[order], c[order]], axis=1),
-                   cycles[order])
+    return _Ranked(shapes, shape, np.stack([n, m, c], axis=1), cycles,
+                   (-f["q"], -f["p"], dram, cycles))
 
 
 @dataclass(frozen=True)
 class _Ranked:
-    """`candidates` best first, as the PE-set shape (`Mapping` fields ``p`` .. ``blocks``)
-    of each, its round sizes and its estimated cycles, making `Mapping` objects only of
-    those asked for."""
+    """`candidates` in enumeration order (rows of the same PE-set shape together), as the
+    PE-set shape (`Mapping` fields ``p`` .. ``blocks``) of each, its round sizes, its
+    estimated cycles and its rank keys (`np.lexsort`'s, the last first), making
+    `Mapping` objects only of those asked for and sorting only what is asked for."""
 
     shapes: list
     shape: np.ndarray
     chunks: np.ndarray
     cycles: np.ndarray
+    keys: tuple
 
     def __len__(self) -> int:
         return len(self.shape)
 
-    def mapping(self, k: int) -> Mapping:
-        return Mapping(*self.shapes[self.shape[k]], *(int(x) for x in self.chunks[k]))
+    def mapping(self, row: int) -> Mapping:
+        return Mapping(*self.shapes[self.shape[row]], *(int(x) for x in self.chunks[row]))
+
+    def _sorted(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` (ascending) best first: ties in enumeration order (lexsort is stable)."""
+        return rows[np.lexsort(tuple(k[rows] for k in self.keys))]
+
+    def order(self, most: int | None = None) -> list[int]:
+        """The rows best first (the best ``most``): all rows within the ``most``-th fewest
+        cycles, cycles being the first key, sorted."""
+        rows = np.arange(len(self))
+        if most is not None and most < len(rows):
+            rows = np.flatnonzero(self.cycles <= np.partition(self.cycles, most - 1)[most - 1])
+        return self._sorted(rows)[:most].tolist()
 
     def firsts(self) -> list[int]:
-        """The index of the best-ranked mapping of each PE-set shape, best first."""
-        _, first = np.unique(self.shape, return_index=True)
-        return sorted(first.tolist())
+        """The best row of each PE-set shape, best first: of its rows (``p`` and ``q``
+        alike) the first with its fewest cycles and, of those, its fewest DRAM words."""
+        if not len(self):
+            return []
+        cycles, dram = self.keys[3], self.keys[2]
+        starts = np.flatnonzero(np.diff(self.shape, prepend=-1))
+        group = np.cumsum(np.diff(self.shape, prepend=-1) != 0) - 1
+        fewest = cycles == np.minimum.reduceat(cycles, starts)[group]
+        least = np.minimum.reduceat(np.where(fewest, dram, np.iinfo(np.int64).max), starts)
+        rows = np.flatnonzero(fewest & (dram == least[group]))
+        rows = rows[np.diff(group[rows], prepend=-1) != 0]
+        return self._sorted(rows).tolist()
 
 
 def _steps_of(C: int, q, segments, stack, c_chunk):
@@ -497,7 +529,7 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     while True:
         if k == 1 and probes.skipped:  # the best failed: every shape ranked, as if all probed
             ranked = ranked[:judged] + probes.ranked(everything=True)[judged:]
-        tail = [(None, options.mapping(i)) for i in range(min(64, len(options)))]
+        tail = [(None, options.mapping(i)) for i in options.order(64)]
         if k == len(ranked) + len(tail):
             break
         m = (ranked + tail)[k][1]
@@ -612,8 +644,9 @@ def _shortlist(options: _Ranked, most: int = 6, per_family: int = 2) -> list:
     contention)."""
     firsts = options.firsts()
     shapes = [options.mapping(k) for k in firsts]
+    bound = PLAIN_MARGIN * options.cycles[firsts[0]]
     plain = [m for k, m in zip(firsts, shapes) if m.stack == 1 and m.blocks == 1
-             and options.cycles[k] <= PLAIN_MARGIN * options.cycles[0]]
+             and options.cycles[k] <= bound]
     out, families = [], {}
     for m in shapes:
         key = (m.q, m.strips, m.stack, m.blocks)
