@@ -55,3 +55,22 @@ def test_gon_verilator(seed, build_dir):
                       env={"OMMATIDIA_ROWS": 3, "OMMATIDIA_COLS": 4,
                            "OMMATIDIA_DATA_BITS": 24, "OMMATIDIA_PACKETS": 10,
                            "OMMATIDIA_SEED": seed}) == 1
+
+
+@pytest.mark.verilog
+def test_optimize_build_compiles_with_the_make_variables(seed, tmp_path, monkeypatch):
+    """`run_cocotb(optimize=True)` hands `OPTIMIZE_MAKE` to the make that cocotb runs (gcc
+    would otherwise compile the model at Verilator's default -Os)."""
+    from ommatidia.sim import runner
+    monkeypatch.setattr(runner, "OPTIMIZE_MAKE", ["OPT_FAST=-O1"])
+    path = write(GON(2, 2, signed(24)), "gon", tmp_path)
+    assert run_cocotb(path, "gon", "ommatidia.sim.tb.tb_noc", sim="verilator",
+                      build_dir=tmp_path, testcase="gon_random", optimize=True,
+                      env={"OMMATIDIA_ROWS": 2, "OMMATIDIA_COLS": 2,
+                           "OMMATIDIA_DATA_BITS": 24, "OMMATIDIA_PACKETS": 10,
+                           "OMMATIDIA_SEED": seed}) == 1
+    model = ("Vtop__ALL.cpp", "Vtop___024root__")
+    compiles = [line for line in (tmp_path / "build.log").read_text().splitlines()
+                if line.startswith("c++ ") and "Slow" not in line
+                and line.split()[-1].startswith(model)]
+    assert compiles and all(" -O1 " in line for line in compiles), compiles

@@ -35,7 +35,8 @@ def rerun(build: pathlib.Path) -> str:
     run = json.loads(results.read_text())[0]
     cycles = run["counters"]["cycles"]
     return (f"{build}: {cycles} cycles, {run['run_cpu_s']:.3f} s of CPU, "
-            f"{cycles / run['run_cpu_s']:,.0f} cycles/s")
+            f"{cycles / run['run_cpu_s']:,.0f} cycles/s; {run['run_wall_s']:.3f} s wall, "
+            f"{cycles / run['run_wall_s']:,.0f} cycles/s, load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

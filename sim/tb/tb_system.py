@@ -182,15 +182,16 @@ async def layers(dut):
             await tb.reset(4)
         await tb.load(words, bulk)
         loaded = await tb.loaded(words) if job.get("verify_load") else None
-        run_cpu = time.process_time()
+        run_cpu, run_wall = time.process_time(), time.monotonic()
         waited, status = await tb.run(job["stall_rate"], job["stall_seed"], job["limit"],
                                       progress=job.get("progress", 0))
-        run_cpu = time.process_time() - run_cpu
+        run_cpu, run_wall = time.process_time() - run_cpu, time.monotonic() - run_wall
         regions = [await tb.read(a, n, bulk) for a, n in job["read"]]
         results.append({"status": status, "counters": tb.counters(COUNTERS),
                         "regions": regions, "interrupted": interrupted, "loaded": loaded,
                         "wall_s": time.monotonic() - wall,
-                        "cpu_s": time.process_time() - cpu, "run_cpu_s": run_cpu})
+                        "cpu_s": time.process_time() - cpu, "run_cpu_s": run_cpu,
+                        "run_wall_s": run_wall})
         dut._log.info(f"job {len(results)}/{len(jobs)}: status {status}, "
                       f"{results[-1]['counters']['cycles']} cycles")
     with open(os.environ["OMMATIDIA_RESULTS"], "w") as fp:
