@@ -362,6 +362,12 @@ class Accelerator(wiring.Component):
                      fsm_run.eq(fsm.ongoing("RUN")), out_wait.eq(fsm.ongoing("WAIT_DMA_OUT")),
                      self.busy.eq(running)]
 
+        self._counters(m, start, running, fetching)
+        return m
+
+    def _counters(self, m, start, running, fetching):
+        """The performance counters: cleared at ``start``, counting while ``running``."""
+        eng = self._engine
         counts = {name: Signal(self._cfg.counter_bits, name=f"count_{name}") for name in COUNTERS}
         events = {
             "cycles": running,
@@ -395,4 +401,3 @@ class Accelerator(wiring.Component):
         m.d.comb += counts["macs"].eq(counts["mac_cycles"] + counts["gated_macs"])
         for i, name in enumerate(COUNTERS):
             m.d.comb += self.counters[i].eq(counts[name])
-        return m
