@@ -194,10 +194,13 @@ class AXI4Master(wiring.Component):
         beats = Signal(range(max_burst + 1))
         words = Signal(range(lanes * max_burst + 1))
         first_lane = Signal(range(max(lanes, 2)))
+        # A request that extends the burst is at next_word: its page and lane come from
+        # that register, not through the adder from the request.
+        next_addr = self._byte_addr(m, next_word, "rd_next_byte_addr")
         extend = Signal()
         m.d.comb += extend.eq(is_open & req.valid & (req.payload == next_word)
-                              & (addr[:PAGE_BITS] != 0)
-                              & ~((lane == 0) & (beats == max_burst)))
+                              & (next_addr[:PAGE_BITS] != 0)
+                              & ~((self._lane(next_addr) == 0) & (beats == max_burst)))
 
         ar = self
         ar_desc = Signal(desc_layout)

@@ -209,13 +209,17 @@ class SendEngine(wiring.Component):
                          nxt_ptr[0].eq(step), nxt_ptr[1].eq(step), nxt_ptr[2].eq(step)]
         with m.Else():
             m.d.comb += final.eq(1)
-        with m.If(rep + n == desc.repeat):
-            m.d.comb += [nxt_rep.eq(0), nxt_tag.eq(Mux(tag + 1 == desc.tags, 0, tag + 1))]
+        # The next tag's entry is read before the packet's length decides whether the tag
+        # moves on (``advance``), so the GLB request does not wait for that read.
+        succ, advance = Signal.like(tag), Signal()
+        m.d.comb += [succ.eq(Mux(tag + 1 == desc.tags, 0, tag + 1)), tn.addr.eq(succ),
+                     advance.eq(rep + n == desc.repeat)]
+        with m.If(advance):
+            m.d.comb += [nxt_rep.eq(0), nxt_tag.eq(succ)]
         with m.Else():
             m.d.comb += [nxt_rep.eq(rep + n), nxt_tag.eq(tag)]
-        m.d.comb += tn.addr.eq(nxt_tag)
         nxt_ea = Signal(a)
-        m.d.comb += nxt_ea.eq(nxt_ptr[2] + tn.data.offset)
+        m.d.comb += nxt_ea.eq(nxt_ptr[2] + Mux(advance, tn.data.offset, tr.data.offset))
         nxt_waddr = self._word(m, nxt_ea, shift, "nxt_")[0]
 
         with m.If(self.start):

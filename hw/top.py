@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Const, Module, Mux, ResetInserter, Shape, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -113,6 +113,12 @@ def _width(shape) -> int:
     return Shape.cast(shape).width
 
 
+HEAD_LAYOUT = data.StructLayout({"op": 3, "bit0": 1})
+"""What the controller decides on in a program word, decoded as the word comes: ``op`` the
+opcode when it is one (1..7), else 0; ``bit0`` the word's bit 0 (a DMA command's
+background bit)."""
+
+
 class Accelerator(wiring.Component):
     """`PassEngine` + controller: runs the program at DRAM word ``prog`` after ``start``.
 
@@ -164,16 +170,16 @@ class Accelerator(wiring.Component):
     def engine(self) -> PassEngine:
         return self._engine
 
-    def _background(self, word):
+    def _background(self, head):
         """True for a ``DMA_OUT`` command word that runs in the background."""
-        return (word[56:64] == Opcode.DMA_OUT) & word[0] if self._overlap else Const(0, 1)
+        return (head.op == Opcode.DMA_OUT) & head.bit0 if self._overlap else Const(0, 1)
 
-    def _background_in(self, word, reg):
+    def _background_in(self, head, reg):
         """True for a ``DMA_IN`` command word that runs in the background (raw only)."""
         rlc = data.View(self._shapes["dma_in"], reg[:_width(self._shapes["dma_in"])]).rlc
-        return word[0] & ~rlc if self._overlap else Const(0, 1)
+        return head.bit0 & ~rlc if self._overlap else Const(0, 1)
 
-    def _command(self, m, word, pop, regs, target, chunk, left, fetching, fresh, beside):
+    def _command(self, m, word, head, pop, regs, target, chunk, left, fetching, fresh, beside):
         """Runs command word ``word``, taking it from the FIFO (``pop``) once started; a
         ``DMA_IN`` or foreground ``DMA_OUT`` once no program word is on its way
         (``fetching`` low); a ``BIAS``, ``DMA_OUT`` or ``DONE``, or a ``PASS`` unless
@@ -183,7 +189,7 @@ class Accelerator(wiring.Component):
         eng = self._engine
         out_idle = ~eng.dma_out_busy
         in_idle = ~eng.dma_busy
-        with m.Switch(word[56:64]):
+        with m.Switch(head.op):
             with m.Case(Opcode.SET):
                 m.d.comb += pop.eq(1)
                 m.d.sync += [target.eq(word[0:8]), chunk.eq(0), left.eq(word[8:24])]
@@ -200,7 +206,7 @@ class Accelerator(wiring.Component):
                              eng.dma_cmd.payload.eq(regs["dma_in"])]
                 with m.If(eng.dma_cmd.valid & eng.dma_cmd.ready):
                     m.d.comb += pop.eq(1)
-                    with m.If(self._background_in(word, regs["dma_in"])):
+                    with m.If(self._background_in(head, regs["dma_in"])):
                         m.d.sync += fresh.eq(1)
                     with m.Else():
                         m.next = "WAIT_DMA_IN"
@@ -210,7 +216,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += [fresh.eq(0), beside.eq(0)]
                     m.next = "WAIT_PASS"
             with m.Case(Opcode.DMA_OUT):
-                background = self._background(word)
+                background = self._background(head)
                 m.d.comb += [eng.dma_out_cmd.valid.eq(~fetching | background),
                              eng.dma_out_cmd.payload.eq(regs["dma_out"])]
                 with m.If(eng.dma_out_cmd.valid & eng.dma_out_cmd.ready):
@@ -242,11 +248,17 @@ class Accelerator(wiring.Component):
         fresh, beside = Signal(), Signal()
         start = Signal()
         m.d.comb += start.eq(self.start & ~running)
+        # The program words in a block RAM, and beside them in lock step what the controller
+        # decides on (HEAD_LAYOUT), small enough for LUT RAM: its output register is a
+        # flip-flop, so the fetch's request does not wait for the block RAM's output.
         m.submodules.prefetch = q = ResetInserter(start)(
             fifo.SyncFIFOBuffered(width=64, depth=PREFETCH_WORDS + 1))
+        m.submodules.prefetch_head = qh = ResetInserter(start)(
+            fifo.SyncFIFOBuffered(width=HEAD_LAYOUT.size, depth=PREFETCH_WORDS + 1))
         pop = Signal()
-        m.d.comb += q.r_en.eq(pop)
+        m.d.comb += [q.r_en.eq(pop), qh.r_en.eq(pop)]
         word = q.r_data
+        head = data.View(HEAD_LAYOUT, qh.r_data)
         target = Signal(8)
         chunk, left = Signal(16), Signal(16)
 
@@ -275,24 +287,29 @@ class Accelerator(wiring.Component):
                 with m.Default():
                     m.d.comb += stop_now.eq(1)
         dma_next = Signal()
-        m.d.comb += dma_next.eq(fsm_run & q.r_rdy & (left == 0)
-                                & ((word[56:64] == Opcode.DMA_IN)
-                                   | (word[56:64] == Opcode.DMA_OUT) & ~self._background(word)))
+        m.d.comb += dma_next.eq(fsm_run & qh.r_rdy & (left == 0)
+                                & ((head.op == Opcode.DMA_IN)
+                                   | (head.op == Opcode.DMA_OUT) & ~self._background(head)))
         cut = ~active | stopped | stop_now | dma_next | eng.dma_busy \
             | eng.dma_out_busy & out_wait
-        begin = (block == 0) & ~fetching & (q.level - pop <= PREFETCH_WORDS - FETCH_BLOCK)
+        room, room_if_pop = Signal(), Signal()
+        m.d.comb += [room.eq(qh.level <= PREFETCH_WORDS - FETCH_BLOCK),
+                     room_if_pop.eq(qh.level == PREFETCH_WORDS - FETCH_BLOCK + 1)]
+        begin = (block == 0) & ~fetching & (room | room_if_pop & pop)
         ask = Signal()
         m.d.comb += ask.eq(~cut & ((block != 0) | begin))
         wiring.connect(m, eng.dram_w, wiring.flipped(self.dram_w))
-        with m.If(ask):
-            m.d.comb += [self.dram_addr.valid.eq(1), self.dram_addr.payload.eq(pc)]
-        with m.Else():
-            m.d.comb += [self.dram_addr.valid.eq(eng.dram_addr.valid),
-                         self.dram_addr.payload.eq(eng.dram_addr.payload),
-                         eng.dram_addr.ready.eq(self.dram_addr.ready)]
+        # The DMA asks only while it is busy, when the fetch does not (``cut``): the address
+        # is the DMA's whenever it asks, so that it does not wait for ``ask``.
+        m.d.comb += [self.dram_addr.valid.eq(ask | eng.dram_addr.valid),
+                     self.dram_addr.payload.eq(Mux(eng.dram_addr.valid, eng.dram_addr.payload,
+                                                   pc)),
+                     eng.dram_addr.ready.eq(self.dram_addr.ready)]
         with m.If(fetching):
             m.d.comb += [self.dram_data.ready.eq(1), q.w_en.eq(self.dram_data.valid),
-                         q.w_data.eq(arriving)]
+                         q.w_data.eq(arriving), qh.w_en.eq(self.dram_data.valid),
+                         qh.w_data.eq(Cat(Mux(arriving[59:64] == 0, arriving[56:59], 0),
+                                          arriving[0]))]
         with m.Else():
             m.d.comb += [eng.dram_data.valid.eq(self.dram_data.valid),
                          eng.dram_data.payload.eq(self.dram_data.payload),
@@ -302,7 +319,7 @@ class Accelerator(wiring.Component):
             m.d.sync += block.eq(0)
         with m.Elif(sent):
             m.d.sync += [pc.eq(pc + 1), block.eq(Mux(block != 0, block, FETCH_BLOCK) - 1)]
-        m.d.sync += asked.eq(asked + sent - arrived)
+        m.d.sync += asked.eq(Mux(sent, asked + 1 - arrived, asked - arrived))
         with m.If(arrived):
             m.d.sync += operands.eq(Mux(operands != 0, operands - 1,
                                         Mux(arriving[56:64] == Opcode.SET, arriving[8:24], 0)))
@@ -317,15 +334,15 @@ class Accelerator(wiring.Component):
                                  beside.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
-                with m.If(q.r_rdy & (left != 0)):
+                with m.If(qh.r_rdy & (left != 0)):
                     m.d.comb += pop.eq(1)
                     with m.Switch(target):
                         for i, name in enumerate(self._shapes):
                             with m.Case(i):
                                 m.d.sync += regs[name].word_select(chunk, 64).eq(word)
                     m.d.sync += [chunk.eq(chunk + 1), left.eq(left - 1)]
-                with m.Elif(q.r_rdy):
-                    self._command(m, word, pop, regs, target, chunk, left, fetching, fresh,
+                with m.Elif(qh.r_rdy):
+                    self._command(m, word, head, pop, regs, target, chunk, left, fetching, fresh,
                                   beside)
             with m.State("WAIT_DMA_IN"):
                 with m.If(~eng.dma_busy):
@@ -345,6 +362,12 @@ class Accelerator(wiring.Component):
                      fsm_run.eq(fsm.ongoing("RUN")), out_wait.eq(fsm.ongoing("WAIT_DMA_OUT")),
                      self.busy.eq(running)]
 
+        self._counters(m, start, running, fetching)
+        return m
+
+    def _counters(self, m, start, running, fetching):
+        """The performance counters: cleared at ``start``, counting while ``running``."""
+        eng = self._engine
         counts = {name: Signal(self._cfg.counter_bits, name=f"count_{name}") for name in COUNTERS}
         events = {
             "cycles": running,
@@ -356,6 +379,15 @@ class Accelerator(wiring.Component):
             "program_words": fetching & self.dram_data.valid & self.dram_data.ready,
         }
         for name, event in events.items():
+            if name in ("noc_stall_cycles", "glb_reads", "glb_writes"):
+                # The engine's events come late in the cycle: counted the cycle after.
+                late = Signal(len(event), name=f"late_{name}")
+                m.d.sync += late.eq(Mux(running, event, 0))
+                with m.If(start):
+                    m.d.sync += counts[name].eq(0)
+                with m.Else():
+                    m.d.sync += counts[name].eq(counts[name] + late)
+                continue
             with m.If(start):
                 m.d.sync += counts[name].eq(0)
             with m.Elif(running):
@@ -369,4 +401,3 @@ class Accelerator(wiring.Component):
         m.d.comb += counts["macs"].eq(counts["mac_cycles"] + counts["gated_macs"])
         for i, name in enumerate(COUNTERS):
             m.d.comb += self.counters[i].eq(counts[name])
-        return m
