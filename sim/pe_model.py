@@ -71,7 +71,8 @@ def random_pe_case(cfg: PEConfig, rng: np.random.Generator, *, max_width: int | 
             q = int(rng.integers(1, cfg.ifmap_spad_depth // S + 1))
             p = int(rng.integers(1, min(cfg.psum_spad_depth, cfg.filter_spad_depth // (q * S)) + 1))
         ring = cfg.ifmap_spad_depth // q
-        U = int(rng.integers(1, min(ring, S + 1) + 1))
+        # U up to S + 2: strides past the filter row skip columns (1x1 stride-2 layers).
+        U = int(rng.integers(1, min(ring, S + 2) + 1))
         top = min(cfg.max_ifmap_width, max_width or cfg.max_ifmap_width)
         if top < S:
             continue

@@ -34,11 +34,13 @@ def column_packets(case: PECase, values: int, rng: random.Random | None) -> list
 
 
 def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: float,
-             values: int = 1, whole: bool = False, ifmap_values: int = 1):
+             values: int = 1, whole: bool = False, ifmap_values: int = 1,
+             max_cycles: int = 100_000):
     """Run ``cases`` back to back; return (psums per case, cycles, counters). With
     ``values`` > 1 the filters go in packets of up to that many weights (all full but
     the last with ``whole``); with ``ifmap_values`` > 1 the ifmaps in packets of up to
-    that many of one column (full with ``whole``)."""
+    that many of one column (full with ``whole``). A PE (or a stream) that hangs fails
+    after ``max_cycles``."""
     rng = random.Random(seed)
     cfg = pe.cfg
     sim = Simulator(pe)
@@ -87,6 +89,7 @@ def simulate(pe: PE, cases: list[PECase], *, seed: int, idle: float, stall: floa
     async def clock(ctx):
         async for _ in ctx.tick():
             state["cycles"] += 1
+            assert state["cycles"] < max_cycles, f"not done after {max_cycles} cycles"
 
     sim.add_testbench(control)
     for tb in (feed_filter, feed_ifmap, feed_psum, drain):
@@ -165,11 +168,41 @@ def test_pe_loads_a_wide_packet_a_cycle(seed):
 
 
 def _full_range_case(cfg, rng, run: PERun) -> PECase:
-    """A case of ``run`` with 16-bit ifmaps and filters and 32-bit psums in, all random."""
-    ifmap = rng.integers(-2**15, 2**15, size=(run.q, run.W))
-    filters = rng.integers(-2**15, 2**15, size=(run.p, run.q, run.S))
-    psum_in = rng.integers(-2**31, 2**31, size=(run.p, run.F))
+    """A case of ``run`` with ifmaps, filters and psums in (if ``accumulate``) over their
+    full ranges (``cfg``'s widths), all random."""
+    def draw(bits, shape):
+        return rng.integers(-2**(bits - 1), 2**(bits - 1), size=shape)
+    ifmap = draw(cfg.act_bits, (run.q, run.W))
+    filters = draw(cfg.weight_bits, (run.p, run.q, run.S))
+    psum_in = draw(cfg.psum_bits, (run.p, run.F)) if run.accumulate else None
     return PECase(run, ifmap, filters, psum_in, cfg.psum_bits)
+
+
+@pytest.mark.parametrize("preset, values, ifmap_values, shape", [
+    ("eyeriss", 8, 4, dict(S=1, W=8, U=2, p=1, q=4)),
+    ("eyeriss", 8, 4, dict(S=1, W=16, U=2, p=16, q=4, accumulate=True)),
+    ("eyeriss", 8, 4, dict(S=1, W=10, U=3, p=3, q=4, accumulate=True)),
+    ("eyeriss", 8, 2, dict(S=2, W=11, U=3, p=2, q=3)),
+    ("eyeriss", 1, 1, dict(S=1, W=9, U=2, p=2, q=2, accumulate=True)),
+    ("tiny", 1, 1, dict(S=1, W=8, U=2, p=2, q=2)),
+    ("tiny", 1, 1, dict(S=1, W=9, U=3, p=2, q=4, accumulate=True)),
+    ("tiny", 2, 4, dict(S=1, W=8, U=2, p=1, q=4)),
+    ("tiny", 1, 1, dict(S=2, W=12, U=4, p=1, q=3)),
+])
+def test_pe_stride_longer_than_the_filter_row(preset, values, ifmap_values, shape, seed):
+    """U > S (1x1 stride-2 convolutions): the windows skip columns, the last ones
+    trailing the last window; the run ends, the next run after it too, bit-exact, every
+    MAC counted, with and without back-pressure."""
+    cfg = PRESETS[preset].pe
+    rng = np.random.default_rng(seed)
+    run = PERun(**shape)
+    cases = [_full_range_case(cfg, rng, run), random_pe_case(cfg, rng, max_width=12)]
+    for idle in (0.0, 0.3):
+        results, _, counters = simulate(PE(cfg, values, ifmap_values), cases, seed=seed,
+                                        idle=idle, stall=idle, values=values,
+                                        ifmap_values=ifmap_values, max_cycles=5_000)
+        check(cases, results)
+        assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
 
 
 def test_pe_one_mac_per_cycle(seed):
