@@ -41,7 +41,7 @@ from ommatidia.hw.glb import filter_glb_words, glb_words
 from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
-from .packing import RegionWords, elements_per_word, raw_ifmap, word_count
+from .packing import RegionWords, elements_per_word, raw_ifmap
 
 __all__ = ["Mapping", "Piece", "Step", "Cost", "split", "groups_of", "search", "candidates",
            "estimate", "check_fits"]
