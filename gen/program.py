@@ -307,7 +307,6 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     pack_tag = _packer(tag_write_layout(cfg))
     outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
                     _packer(bias_write_layout(cfg)))
-    tag_words = {}
     held = {}   # (engine, index) -> the tag entry the program last wrote there
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
@@ -320,14 +319,10 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 prog += dma_in(where, glb)
             for j, ps in enumerate(load.passes):
                 regs, tags = _changes(cfg, ps, current, held)
-                for engine, index, entry in tags:
-                    word = tag_words.get((engine, index, entry))
-                    if word is None:  # passes repeat their tags: pack each once
-                        row, col, offset = entry
-                        word = tag_words[engine, index, entry] = pack_command(
-                            Opcode.TAG, pack_tag({"engine": engine, "index": index, "entry": {
-                                "row": row, "col": col, "offset": offset}}))
-                    prog.append(word)
+                for engine, index, (row, col, offset) in tags:
+                    prog.append(pack_command(Opcode.TAG, pack_tag({
+                        "engine": engine, "index": index,
+                        "entry": {"row": row, "col": col, "offset": offset}})))
                 for name, value in regs:
                     prog += put(name, value)
                 for where, glb in before.get((r, li, j), []):
