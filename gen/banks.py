@@ -6,7 +6,7 @@ round-robin, `ArrayConfig.glb_bank_reads`)."""
 from __future__ import annotations
 
 from .mapper import groups_of
-from .packing import elements_per_word, word_count
+from .packing import RegionWords
 
 __all__ = ["glb_banks", "pass_banks", "split_layout", "split_load_layout"]
 
@@ -23,21 +23,18 @@ def glb_banks(cfg, lo: int, hi: int) -> set:
 def pass_banks(cfg, layer, mapping, rnd, load, ps) -> set:
     """The GLB banks a pass may read or write: its psum regions, and every ifmap region
     and its filter groups' filter regions in the GLB of its load."""
-    per, cgroups = elements_per_word(cfg), dict(groups_of(layer.C, mapping.q))
+    size, cgroups = RegionWords(cfg, layer), dict(groups_of(layer.C, mapping.q))
     es, p_of = rnd.strip[1], dict(rnd.mgroups)
-    hs, width = (es - 1) * layer.U + layer.R, layer.W + 2 * layer.P
     out = set()
     for m0, p in ps.blocks:
         lo = rnd.psums[ps.n, m0]
-        out |= glb_banks(cfg, lo, lo + word_count(es * layer.F * p, per["psum"]))
+        out |= glb_banks(cfg, lo, lo + size.psum(es, p))
     for (_, cg), lo in load.ifmaps.items():
-        out |= glb_banks(cfg, lo, lo + word_count(width * hs * cgroups[cg], per["ifmap"]))
+        out |= glb_banks(cfg, lo, lo + size.ifmap(es, cgroups[cg]))
     mine = {m0 for m0, _ in ps.blocks}
     for (m0, cg), lo in load.filters.items():
-        if m0 not in mine:
-            continue
-        words = word_count(layer.R * layer.S * p_of[m0] * cgroups[cg], per["filter"])
-        out |= glb_banks(cfg, lo, lo + words)
+        if m0 in mine:
+            out |= glb_banks(cfg, lo, lo + size.filter(p_of[m0], cgroups[cg]))
     return out
 
 
@@ -51,9 +48,9 @@ def split_layout(cfg, layer, mgs, blocks, es, psums, sizes, packed: bool):
     from ommatidia.hw.glb import glb_words
     if not cfg.glb_bank_reads or len(blocks) < 2 or not packed:
         return None
-    per = elements_per_word(cfg)
+    region = RegionWords(cfg, layer)
     last = {m0 for m0, _ in blocks[-1]}
-    size = {key: word_count(es * layer.F * dict(mgs)[key[1]], per["psum"]) for key in psums}
+    size = {key: region.psum(es, dict(mgs)[key[1]]) for key in psums}
     high = sum(w for key, w in size.items() if key[1] in last)
     at, lo, out = 0, glb_words(cfg) - high, {}
     for key in psums:

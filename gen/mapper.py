@@ -41,7 +41,7 @@ from ommatidia.hw.glb import filter_glb_words, glb_words
 from ommatidia.hw.pe import PERun
 
 from .config import ArrayConfig
-from .packing import elements_per_word, raw_ifmap, word_count
+from .packing import RegionWords, elements_per_word, raw_ifmap
 
 __all__ = ["Mapping", "Piece", "Step", "Cost", "split", "groups_of", "search", "candidates",
            "estimate", "check_fits"]
@@ -166,15 +166,12 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 def _glb_need(cfg, layer, m: Mapping) -> int:
     """GLB words of the largest round of ``m`` (its filters' unless they are staged
     through the filter GLB, `_staged`)."""
-    per = elements_per_word(cfg)
-    width = layer.W + 2 * layer.P
+    size = RegionWords(cfg, layer)
     es = max(s for _, s in m.strips)
-    hs = (es - 1) * layer.U + layer.R
-    psums = m.n_chunk * m.m_chunk * word_count(es * layer.F * m.p, per["psum"])
-    filters = m.m_chunk * m.c_chunk * word_count(layer.R * layer.S * m.p * m.q, per["filter"])
-    ifmaps = m.n_chunk * m.c_chunk * word_count(width * hs * m.q, per["ifmap"])
-    staged = _staged(cfg, len(m.segments), m.blocks, m.stack,
-                     word_count(layer.R * layer.S * m.p * m.q, per["filter"]))
+    psums = m.n_chunk * m.m_chunk * size.psum(es, m.p)
+    filters = m.m_chunk * m.c_chunk * size.filter(m.p, m.q)
+    ifmaps = m.n_chunk * m.c_chunk * size.ifmap(es, m.q)
+    staged = _staged(cfg, len(m.segments), m.blocks, m.stack, size.filter(m.p, m.q))
     return psums + ifmaps + (0 if staged else filters)
 
 
@@ -229,7 +226,7 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     """What `_costs` needs of a PE-set shape: per strip size (at most two, widest first)
     its count, width ``e``, ifmap rows, the quick formula's pass cycles with and without
     the filter load and the pass's tags; the GLB words of one region of each kind."""
-    per = elements_per_word(cfg)
+    region = RegionWords(cfg, layer)
     U, R, S, F = layer.U, layer.R, layer.S, layer.F
     width = layer.W + 2 * layer.P
     seg_rows = max(s for _, s in segments)
@@ -253,9 +250,8 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     fields = {"p": p, "q": q, "stack": stack, "blocks": blocks, "segments": len(segments),
               "mgroups": -(-layer.M // p), "cnt": cnt, "e": es, "hs": hs, "first": first,
               "rest": rest, "tags": tags, "ftags": seg_rows * stack * blocks,
-              "psum_w": word_count(sizes[0] * F * p, per["psum"]),
-              "filter_w": word_count(R * S * p * q, per["filter"]),
-              "ifmap_w": word_count(width * hs[0] * q, per["ifmap"])}
+              "psum_w": region.psum(sizes[0], p), "filter_w": region.filter(p, q),
+              "ifmap_w": region.ifmap(sizes[0], q)}
     return fields
 
 

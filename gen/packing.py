@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IFMAP_CODINGS", "word_count", "elements_per_word", "pack_slots", "unpack_slots",
-           "raw_ifmap"]
+__all__ = ["IFMAP_CODINGS", "word_count", "elements_per_word", "RegionWords", "pack_slots",
+           "unpack_slots", "raw_ifmap"]
 
 IFMAP_CODINGS = ("rlc", "raw")
 """How a layer's input ifmap is stored in DRAM: RLC-coded (as the ``DMA_OUT`` of the
@@ -27,6 +27,28 @@ def elements_per_word(cfg) -> dict:
     from ommatidia.hw.engines import data_bits
     from ommatidia.hw.glb import slot_bits
     return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}
+
+
+class RegionWords:
+    """GLB words of a layer's regions, the one place their sizes are worked out (mapper
+    footprints, round layout, GLB banks, ``DMA_OUT`` ranges): a psum region holds an
+    ofmap strip of ``es`` rows of ``p`` filters, a filter region ``p`` filters of ``q``
+    channels, an ifmap region the ``(es - 1) U + R`` padded rows such a strip reads of
+    ``q`` channels."""
+
+    def __init__(self, cfg, layer):
+        self.layer, self.per = layer, elements_per_word(cfg)
+
+    def psum(self, es: int, p: int) -> int:
+        return word_count(es * self.layer.F * p, self.per["psum"])
+
+    def filter(self, p: int, q: int) -> int:
+        return word_count(self.layer.R * self.layer.S * p * q, self.per["filter"])
+
+    def ifmap(self, es: int, q: int) -> int:
+        layer = self.layer
+        rows = (es - 1) * layer.U + layer.R
+        return word_count((layer.W + 2 * layer.P) * rows * q, self.per["ifmap"])
 
 
 def raw_ifmap(cfg, ifmap_coding: str) -> bool:

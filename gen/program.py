@@ -31,7 +31,8 @@ from amaranth.lib import data
 from .config import ArrayConfig
 from .banks import glb_banks, pass_banks
 from .mapper import groups_of
-from .packing import elements_per_word, pack_slots, raw_ifmap, unpack_slots, word_count
+from .packing import (RegionWords, elements_per_word, pack_slots, raw_ifmap, unpack_slots,
+                      word_count)
 from .rounds import PassSpec
 
 __all__ = ["OutputStage", "OutputRegion", "LayerProgram", "check_inputs", "assemble",
@@ -251,7 +252,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
 
     def glb_words(where) -> int:
         """The GLB words a ``DMA_IN`` of ``where`` writes."""
-        return -(-where["n"] // per["ifmap"]) if where["rlc"] and cfg.rlc_codec \
+        return word_count(where["n"], per["ifmap"]) if where["rlc"] and cfg.rlc_codec \
             else where["words"]
 
     def dma_in(where, glb, background=False):
@@ -306,7 +307,6 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     pack_tag = _packer(tag_write_layout(cfg))
     outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
                     _packer(bias_write_layout(cfg)))
-    tag_words = {}
     held = {}   # (engine, index) -> the tag entry the program last wrote there
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
@@ -319,14 +319,10 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 prog += dma_in(where, glb)
             for j, ps in enumerate(load.passes):
                 regs, tags = _changes(cfg, ps, current, held)
-                for engine, index, entry in tags:
-                    word = tag_words.get((engine, index, entry))
-                    if word is None:  # passes repeat their tags: pack each once
-                        row, col, offset = entry
-                        word = tag_words[engine, index, entry] = pack_command(
-                            Opcode.TAG, pack_tag({"engine": engine, "index": index, "entry": {
-                                "row": row, "col": col, "offset": offset}}))
-                    prog.append(word)
+                for engine, index, (row, col, offset) in tags:
+                    prog.append(pack_command(Opcode.TAG, pack_tag({
+                        "engine": engine, "index": index,
+                        "entry": {"row": row, "col": col, "offset": offset}})))
                 for name, value in regs:
                     prog += put(name, value)
                 for where, glb in before.get((r, li, j), []):
@@ -396,6 +392,7 @@ class _Outputs:
     def __init__(self, cfg, layer, stage, top: int, put, pack_bias):
         from ommatidia.hw.top import Opcode
         self.cfg, self.layer, self.stage, self.top = cfg, layer, stage, top
+        self.size = RegionWords(cfg, layer)
         self.put, self.pack_bias, self.op = put, pack_bias, Opcode
         self.regions = []
         self.drain = None   # {"at": its command word, "lo", "hi", "beside", "passed", "bias"}
@@ -403,8 +400,7 @@ class _Outputs:
     def words(self, rnd, o) -> tuple:
         """The GLB words (first, past the last) of region ``o`` = (n, m0, p) of ``rnd``."""
         lo = rnd.psums[o[0], o[1]]
-        n_out = rnd.strip[1] * self.layer.F * o[2]
-        return lo, lo + word_count(n_out, elements_per_word(self.cfg)["psum"])
+        return lo, lo + self.size.psum(rnd.strip[1], o[2])
 
     def banks(self, rnd, o) -> set:
         return glb_banks(self.cfg, *self.words(rnd, o))
@@ -415,8 +411,8 @@ class _Outputs:
         cfg, stage, (n, m0, p) = self.cfg, self.stage, o
         e0, es = rnd.strip
         n_out = es * self.layer.F * p
-        words = (-(-n_out // cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
-                 else max(1, -(-n_out // elements_per_word(cfg)["ifmap"])))
+        words = (word_count(n_out, cfg.rlc.pairs_per_word) + 1 if cfg.rlc_codec
+                 else max(1, word_count(n_out, self.size.per["ifmap"])))
         self.regions.append(OutputRegion(n, m0, p, self.top, words, e0, es))
         bias = [int(stage.bias[m0 + k]) if stage.bias else 0 for k in range(p)]
         for k, b in enumerate(bias):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .config import ArrayConfig
 from .banks import split_layout, split_load_layout
 from .mapper import groups_of
-from .packing import elements_per_word, word_count
+from .packing import RegionWords, elements_per_word
 
 __all__ = ["PassSpec", "Load", "Round", "build_rounds"]
 
@@ -198,7 +198,7 @@ def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
     when the load's filters cannot be staged: no filter GLB, a pass's regions take more
     than a half, or a region serves two passes (R split into segments)."""
     from ommatidia.hw.glb import filter_glb_words, glb_words
-    per, fw = elements_per_word(cfg), filter_glb_words(cfg)
+    size, fw = RegionWords(cfg, layer), filter_glb_words(cfg)
     if not fw:
         return None
     p_of = dict(mgs)
@@ -206,7 +206,7 @@ def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
             for blk in blocks for st in steps]
 
     def words(key):
-        return word_count(layer.R * layer.S * p_of[key[0]] * cgroups[key[1]], per["filter"])
+        return size.filter(p_of[key[0]], cgroups[key[1]])
     every = [k for keys in sets for k in keys]
     if len(every) != len(set(every)) or any(sum(map(words, keys)) > fw // 2 for keys in sets):
         return None
@@ -236,7 +236,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
     """
     from ommatidia.hw.glb import glb_words
     from ommatidia.hw.pe import PERun
-    per = elements_per_word(cfg)
+    size = RegionWords(cfg, layer)
     prev = None     # the last staged pass's filter regions, half, places
     S, F, U, R = layer.S, layer.F, layer.U, layer.R
     width = layer.W + 2 * layer.P
@@ -255,16 +255,15 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 for n in images:
                     for m0, p in mgs:
                         psums[n, m0] = top
-                        top += word_count(es * F * p, per["psum"])
-                blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p, per["psum"])
+                        top += size.psum(es, p)
+                blocks = _blocks(mgs, mapping.blocks, lambda p: es * F * p,
+                                 size.per["psum"])
                 sizes = []
                 for steps in chunks:
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     sizes.append((
-                        {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
-                         for m0, p in mgs for cg in cgs},
-                        {(n, cg): word_count(width * hs * cgroups[cg], per["ifmap"])
-                         for n in images for cg in cgs}))
+                        {(m0, cg): size.filter(p, cgroups[cg]) for m0, p in mgs for cg in cgs},
+                        {(n, cg): size.ifmap(es, cgroups[cg]) for n in images for cg in cgs}))
                 packed = any(_load_layout(cfg, top, f, i, True)[2] > glb_words(cfg)
                              for f, i in sizes)
                 split = split_layout(cfg, layer, mgs, blocks, es, psums, sizes, packed)
@@ -273,14 +272,13 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                 loads, used = [], top
                 for ci, steps in enumerate(chunks):
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
-                    isize = {(n, cg): word_count(width * hs * cgroups[cg], per["ifmap"])
-                             for n in images for cg in cgs}
+                    isize = {(n, cg): size.ifmap(es, cgroups[cg]) for n in images for cg in cgs}
                     staged = _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev)
                     if staged is not None:
                         fsize, (fstaged, staging, prev) = {}, staged
                     else:
                         prev, staging = None, [()] * (len(blocks) * len(steps))
-                        fsize = {(m0, cg): word_count(R * S * p * cgroups[cg], per["filter"])
+                        fsize = {(m0, cg): size.filter(p, cgroups[cg])
                                  for m0, p in mgs for cg in cgs}
                     fbase, ibase, at = _load_layout(cfg, top, fsize, isize, cfg.glb_bank_reads)
                     if at > glb_words(cfg) and cfg.glb_bank_reads:
