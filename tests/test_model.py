@@ -619,3 +619,11 @@ def test_model_with_a_filter_glb(seed, build_dir, bank_reads, values):
     first = compile_layer(cfg, layer, x, w, mapping=mapping)
     assert sum(1 for c in decode(cfg, first.words) if c.op == "DMA_IN" and c.value) == 5
     compare_exactly(cfg, seed, build_dir, first)
+
+
+def test_model_refuses_streaming_filters():
+    """`PEConfig.stream_filters` is not timed yet (docs/preload.md): the model says so
+    rather than time the PE that waits for every weight."""
+    cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe, stream_filters=True))
+    with pytest.raises(ValueError, match="stream_filters is not modelled"):
+        predict_words(cfg, {})
