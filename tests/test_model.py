@@ -622,8 +622,30 @@ def test_model_with_a_filter_glb(seed, build_dir, bank_reads, values):
 
 
 def test_model_refuses_streaming_filters():
-    """`PEConfig.stream_filters` is not timed yet (docs/preload.md): the model says so
-    rather than time the PE that waits for every weight."""
+    """`PEConfig.stream_filters` is not timed by the recurrences yet (docs/preload.md):
+    the model says so rather than time the PE that waits for every weight."""
     cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe, stream_filters=True))
-    with pytest.raises(ValueError, match="stream_filters is not modelled"):
+    with pytest.raises(ValueError, match="stream_filters is timed only by the cycle-level"):
         predict_words(cfg, {})
+
+
+@pytest.mark.verilog
+def test_reference_with_streaming_filters(seed, build_dir):
+    """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load):
+    three random layers (compiled on `tiny`: the program does not change) bit-exact,
+    the cycle-level reference's cycles and every counter (stalls included) equal to the
+    Verilog's."""
+    from ommatidia.sim.accelerator import run_layers
+    cfg = dataclasses.replace(TINY, name="tiny_stream",
+                              pe=dataclasses.replace(TINY.pe, stream_filters=True))
+    rng = np.random.default_rng(seed)
+    progs = [dataclasses.replace(random_program(rng, TINY, zeros=z, width=10), cfg=cfg)
+             for z in (0.0, 0.5, 0.0)]
+    state = None
+    for prog, run in zip(progs, run_layers(cfg, progs, build_dir=build_dir)):
+        assert run.status == 2 and run.bit_exact
+        pred = predict(prog, reference=True, state=state)
+        state = pred.state
+        print(f"{prog.layer}: RTL {run.counters['cycles']} cycles, reference {pred.cycles}, "
+              f"without streaming {predict_words(TINY, prog.words).cycles}")
+        assert pred.counters == {k: run.counters[k] for k in pred.counters}, prog.layer
