@@ -218,11 +218,9 @@ def _predicted(rep: dict, prog, state, *, stalls: bool):
     """Add the analytical model's prediction of the run to its report: ``model_cycles``,
     ``model_counters`` and ``model_exact`` (cycles and every counter equal to the RTL's;
     the model assumes a DRAM port that never stalls, so with ``stalls`` it is a bound).
-    Returns the arbiter state the next layer of the same simulation starts from. PEs
-    that stream their filters (`PEConfig.stream_filters`) are timed by the cycle-level
-    reference: the recurrences do not time them yet."""
+    Returns the arbiter state the next layer of the same simulation starts from."""
     from ommatidia.gen.model import predict
-    pred = predict(prog, state=state, reference=prog.cfg.pe.stream_filters)
+    pred = predict(prog, state=state)
     rep["model_cycles"] = pred.cycles
     rep["model_counters"] = {k: int(v) for k, v in pred.counters.items()}
     rep["model_exact"] = (not stalls and pred.cycles == rep["cycles"]

@@ -621,31 +621,24 @@ def test_model_with_a_filter_glb(seed, build_dir, bank_reads, values):
     compare_exactly(cfg, seed, build_dir, first)
 
 
-def test_model_refuses_streaming_filters():
-    """`PEConfig.stream_filters` is not timed by the recurrences yet (docs/preload.md):
-    the model says so rather than time the PE that waits for every weight."""
-    cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe, stream_filters=True))
-    with pytest.raises(ValueError, match="stream_filters is timed only by the cycle-level"):
-        predict_words(cfg, {})
+
+def test_recurrences_match_the_reference_with_streaming_filters(seed):
+    """PEs that compute while their filters load (`PEConfig.stream_filters`), 1 and 2
+    lanes, filter packets of 1-8 weights: the recurrences time every pass like the
+    cycle-level reference, every counter (stalls included) and the state handed on
+    equal."""
+    rng = np.random.default_rng(seed)
+    for base, lanes, values in ((TINY, 1, 1), (SMALL, 1, 8), (TINY, 2, 2), (SMALL, 2, 1)):
+        cfg = dataclasses.replace(
+            base, pe=dataclasses.replace(base.pe, stream_filters=True, lanes=lanes),
+            noc=dataclasses.replace(base.noc, filter_gin_values=values))
+        _recurrences_equal_the_reference(rng, cfg, 2)
 
 
 @pytest.mark.verilog
-def test_reference_with_streaming_filters(seed, build_dir):
+def test_model_with_streaming_filters(seed, build_dir):
     """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load):
-    three random layers (compiled on `tiny`: the program does not change) bit-exact,
-    the cycle-level reference's cycles and every counter (stalls included) equal to the
-    Verilog's."""
-    from ommatidia.sim.accelerator import run_layers
-    cfg = dataclasses.replace(TINY, name="tiny_stream",
-                              pe=dataclasses.replace(TINY.pe, stream_filters=True))
-    rng = np.random.default_rng(seed)
-    progs = [dataclasses.replace(random_program(rng, TINY, zeros=z, width=10), cfg=cfg)
-             for z in (0.0, 0.5, 0.0)]
-    state = None
-    for prog, run in zip(progs, run_layers(cfg, progs, build_dir=build_dir)):
-        assert run.status == 2 and run.bit_exact
-        pred = predict(prog, reference=True, state=state)
-        state = pred.state
-        print(f"{prog.layer}: RTL {run.counters['cycles']} cycles, reference {pred.cycles}, "
-              f"without streaming {predict_words(TINY, prog.words).cycles}")
-        assert pred.counters == {k: run.counters[k] for k in pred.counters}, prog.layer
+    three random layers bit-exact, the model's cycles and every counter (stalls included)
+    equal to the Verilog's."""
+    compare_exactly(dataclasses.replace(TINY, name="tiny_stream", pe=dataclasses.replace(
+        TINY.pe, stream_filters=True)), seed, build_dir)

@@ -168,9 +168,6 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
     """`predict` for a raw DRAM image ``words`` (address -> 64-bit word) on ``cfg``."""
     if not isinstance(dram, DramTiming):
         raise TypeError(f"predict takes a DramTiming as dram, not {dram!r}")
-    if cfg.pe.stream_filters and not reference:
-        raise ValueError("predict: PEConfig.stream_filters is timed only by the cycle-level "
-                         "reference yet (reference=True; docs/preload.md)")
     from ommatidia.hw.top import FETCH_BLOCK, PREFETCH_WORDS
     m = Machine(cfg, words, values, reference, dram)
     program = decode(cfg, words)
