@@ -80,8 +80,7 @@ class PEConfig:
     stream_filters:
         Whether a run that loads filters computes while they come: an operation of its
         first output issues once the weights it reads are in, instead of every weight
-        first (docs/preload.md). Not yet timed by the model (`ommatidia.gen.model`
-        refuses it).
+        first (docs/preload.md).
     """
 
     act_bits: int = 16
