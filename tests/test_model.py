@@ -637,8 +637,10 @@ def test_recurrences_match_the_reference_with_streaming_filters(seed):
 
 @pytest.mark.verilog
 def test_model_with_streaming_filters(seed, build_dir):
-    """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load):
-    three random layers bit-exact, the model's cycles and every counter (stalls included)
-    equal to the Verilog's."""
-    compare_exactly(dataclasses.replace(TINY, name="tiny_stream", pe=dataclasses.replace(
-        TINY.pe, stream_filters=True)), seed, build_dir)
+    """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load) and
+    8 weights a filter packet (the filter tags' packets interleaved): three random layers
+    bit-exact, the model's cycles and every counter (stalls included) equal to the
+    Verilog's."""
+    compare_exactly(dataclasses.replace(
+        TINY, name="tiny_stream", pe=dataclasses.replace(TINY.pe, stream_filters=True),
+        noc=dataclasses.replace(TINY.noc, filter_gin_values=8)), seed, build_dir)

@@ -425,3 +425,19 @@ def test_streaming_filters_in_whole_passes(seed):
         cycles[stream_filters] = run.cycles
     print(f"cycles per pass {cycles[False]}, streaming {cycles[True]}")
     assert sum(cycles[True]) < sum(cycles[False])
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_streaming_filters_random_layers(trial, seed):
+    """Random small layers on `tiny` with `PEConfig.stream_filters` and 8 weights a filter
+    packet (the compiler then interleaves the filter tags' packets), all passes driven by
+    the engines: bit-exact."""
+    cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe, stream_filters=True),
+                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8))
+    rng = np.random.default_rng([seed, trial])
+    layer, p, q = random_layer(cfg, rng)
+    ifmap, weights = random_data(cfg, rng, layer)
+    mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
+    run = run_layer(cfg, layer, mapping, rounds, ifmap, weights)
+    print(f"{layer} p={p} q={q}: cycles per pass {run.cycles}")
+    check(cfg, layer, ifmap, weights, run)
