@@ -77,6 +77,10 @@ class PEConfig:
         Lanes (the last ones) whose multiplier is shift-and-add logic instead of a
         multiply that synthesis maps to a DSP block: for FPGAs with fewer multipliers
         than MAC lanes (the OrangeCrab's ECP5-25F has 28). At most ``lanes``.
+    stream_filters:
+        Whether a run that loads filters computes while they come: an operation of its
+        first output issues once the weights it reads are in, instead of every weight
+        first (docs/preload.md).
     """
 
     act_bits: int = 16
@@ -90,6 +94,7 @@ class PEConfig:
     counter_bits: int = 32
     lanes: int = 1
     lut_mul_lanes: int = 0
+    stream_filters: bool = False
 
     def __post_init__(self):
         own = "PEConfig"
@@ -128,6 +133,9 @@ class PEConfig:
             raise ValueError(f"PEConfig.lanes = {self.lanes} must divide psum_spad_depth = "
                              f"{self.psum_spad_depth} (one psum spad bank a lane)")
         check_int(own, "lut_mul_lanes", self.lut_mul_lanes, 0, self.lanes)
+        if not isinstance(self.stream_filters, bool):
+            raise ValueError(f"PEConfig.stream_filters must be a bool, not "
+                             f"{self.stream_filters!r}")
 
     @property
     def product_bits(self) -> int:

@@ -113,7 +113,10 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     absolute GLB element of the tag's region (`_relative`). The filter tags go from the
     bottom PE row up (the bottom row starts each output's psum chain, so it starts its
     MACs first) and the ifmap tags ifmap row by ifmap row across the stacked sets (each
-    column of the stream serves first the rows every set's first PE columns need)."""
+    column of the stream serves first the rows every set's first PE columns need). PEs
+    that compute while their filters load (`PEConfig.stream_filters`) get the filter
+    packets interleaved: ``filter_gin_values`` weights of each tag in turn, so every PE
+    row starts its first output early (docs/preload.md)."""
     from ommatidia.hw.engines import tag_depth
     per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
@@ -149,8 +152,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
     es = sets[0].cols
     return {
-        "filter": {"base": fbase, "count": [len(ftags), 1, p * q * S], "stride": [0, 0, 1],
-                   "repeat": p * q * S, "tags": len(ftags)} if run.load_filter else none,
+        "filter": _filter_desc(cfg, fbase, len(ftags), p * q * S) if run.load_filter else none,
         "ifmap": {"base": ibase, "count": [width, len(itags), q], "stride": [hs * q, 0, 1],
                   "repeat": q, "tags": len(itags)},
         "psum": {"base": pbase, "count": [F, len(ptags), p], "stride": [p, 0, 1], "repeat": p,
@@ -160,6 +162,22 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
         "tags": {"filter": ftags if run.load_filter else [], "ifmap": itags,
                  "psum": ptags if run.accumulate else []},
     }
+
+
+def _filter_desc(cfg, base: int, tags: int, weights: int) -> dict:
+    """The filter sender's descriptor: each tag's ``weights`` in turn, or with
+    `PEConfig.stream_filters` (and ``weights`` a multiple of a packet's ``V``) ``V`` of
+    each tag in turn, when packets carry several weights and that gives each PE row at
+    least half a weight a cycle. A rule of thumb from two measurements (docs/preload.md):
+    on `eyeriss` (8 weights a packet, 9-16 tags) it gains CONV2-5 1-4 %, on `tiny` (one a
+    packet, 2-3 tags) it cost layers 1-8 %: a row after row stream lets the bottom rows,
+    which start the psum chains, start sooner."""
+    V = cfg.noc.filter_gin_values
+    if cfg.pe.stream_filters and V > 1 and 1 < tags <= 2 * V and weights % V == 0:
+        return {"base": base, "count": [weights // V, tags, V], "stride": [V, 0, 1],
+                "repeat": V, "tags": tags}
+    return {"base": base, "count": [tags, 1, weights], "stride": [0, 0, 1],
+            "repeat": weights, "tags": tags}
 
 
 def _relative(entries: list) -> tuple[int, list]:

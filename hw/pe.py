@@ -10,7 +10,9 @@ Streams and orders
 ------------------
 - ``filter``: ``p*q*S`` weights, tap-major: for s, for c, for k. Loaded into
   the filter spad at the start of a run when ``load_filter`` is set; otherwise
-  the run reuses the filter rows already held (row stationarity).
+  the run reuses the filter rows already held (row stationarity). With
+  `PEConfig.stream_filters` the run computes while they load: an operation of the
+  first output, which reads the spad in load order, issues once its weights are in.
 - ``ifmap``: ``W*q`` activations, column-major: for x in 0..W-1, for c.
   The ifmap spad is a ring of ``ifmap_spad_depth // q`` columns (a sliding
   window); a column is overwritten only once every output has used it, so the
@@ -391,6 +393,11 @@ class PE(wiring.Component):
 
         advance = ~(r.v_accum & r.accum.last & ~self.psum_out.ready)
         can_issue = r.computing & (r.loaded > r.column) & (~need_psum | self.psum_in.valid)
+        if self._cfg.stream_filters:
+            L = self._cfg.lanes
+            last = r.filter_addr if L == 1 else Mux(single, r.filter_addr,
+                                                     r.filter_addr + L - 1)
+            can_issue &= last < r.filter_load
         issue = can_issue & advance
         act = Signal(signed(self._cfg.act_bits))
         lane_bits = (self._banks - 1).bit_length()
@@ -579,13 +586,20 @@ class PE(wiring.Component):
                         r.column.eq(0), r.window_row.eq(0), r.tap_row.eq(0),
                         r.filter_addr.eq(0), r.filter_load.eq(0), r.loading.eq(1),
                     ]
-                    with m.If(self.run.payload.load_filter):
-                        m.next = "LOAD_FILTER"
-                    with m.Else():
+                    if self._cfg.stream_filters:
                         m.d.sync += r.computing.eq(1)
                         m.next = "COMPUTE"
+                        with m.If(~self.run.payload.load_filter):
+                            m.d.sync += r.filter_load.eq(self.run.payload.filter_count)
+                    else:
+                        with m.If(self.run.payload.load_filter):
+                            m.next = "LOAD_FILTER"
+                        with m.Else():
+                            m.d.sync += r.computing.eq(1)
+                            m.next = "COMPUTE"
             with m.State("LOAD_FILTER"):
-                # LOAD_FILTER: p*q*S weights into the filter spad.
+                # LOAD_FILTER: p*q*S weights into the filter spad (unless they stream in
+                # during COMPUTE).
                 m.d.comb += [self.busy.eq(1), self.filter.ready.eq(1),
                              stalled.eq(~self.filter.valid)]
                 n = 1 if self._values == 1 else self.filter.payload.n
@@ -598,6 +612,11 @@ class PE(wiring.Component):
                 # COMPUTE: issue one operation a cycle until every output is out
                 # and the whole ifmap row is consumed.
                 m.d.comb += [self.busy.eq(1), stalled.eq(r.computing & ~ctl.issue)]
+                if self._cfg.stream_filters:
+                    n = 1 if self._values == 1 else self.filter.payload.n
+                    m.d.comb += self.filter.ready.eq(r.filter_load < run.filter_count)
+                    with m.If(self.filter.valid & self.filter.ready):
+                        m.d.sync += r.filter_load.eq(r.filter_load + n)
                 with m.If(~r.computing & ~r.v_read & ~r.v_weight & ~r.v_mul & ~r.v_accum &
                           (r.loaded == run.W)):
                     m.d.comb += self.done.eq(1)

@@ -15,6 +15,7 @@ against `conv2d_psums` over the channels and filter rows done so far; at the
 end the MAC counters.
 """
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -405,3 +406,38 @@ def test_layer_through_dma_in_and_out(seed):
         assert np.array_equal(decode(words, len(want), TINY.rlc), want), (r.n, r.m0)
     ofmap, _ = program.ofmap(lambda a, n: [run.dram_out.get(a + k, 0) for k in range(n)])
     assert np.array_equal(ofmap, golden)
+
+
+def test_streaming_filters_in_whole_passes(seed):
+    """`PEConfig.stream_filters` in the whole pass (filter multicast to PEs that compute
+    while their rows' weights come): every pass's psums bit-exact, and the layer's passes
+    take fewer cycles than with PEs that wait for every weight (the same rounds)."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=4, M=4, H=9, W=9, R=3, S=3, U=1, P=1)
+    ifmap, weights = random_data(TINY, rng, layer)
+    mapping, rounds = plan_layer(TINY, layer, p=2, q=2)
+    cycles = {}
+    for stream_filters in (False, True):
+        cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe,
+                                                               stream_filters=stream_filters))
+        run = run_layer(cfg, layer, mapping, rounds, ifmap, weights)
+        check(cfg, layer, ifmap, weights, run)
+        cycles[stream_filters] = run.cycles
+    print(f"cycles per pass {cycles[False]}, streaming {cycles[True]}")
+    assert sum(cycles[True]) < sum(cycles[False])
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_streaming_filters_random_layers(trial, seed):
+    """Random small layers on `tiny` with `PEConfig.stream_filters` and 8 weights a filter
+    packet (the compiler then interleaves the filter tags' packets), all passes driven by
+    the engines: bit-exact."""
+    cfg = dataclasses.replace(TINY, pe=dataclasses.replace(TINY.pe, stream_filters=True),
+                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8))
+    rng = np.random.default_rng([seed, trial])
+    layer, p, q = random_layer(cfg, rng)
+    ifmap, weights = random_data(cfg, rng, layer)
+    mapping, rounds = plan_layer(cfg, layer, p=p, q=q)
+    run = run_layer(cfg, layer, mapping, rounds, ifmap, weights)
+    print(f"{layer} p={p} q={q}: cycles per pass {run.cycles}")
+    check(cfg, layer, ifmap, weights, run)

@@ -352,3 +352,55 @@ def test_pe_lanes_issue_lanes_macs_a_cycle(lanes, seed):
 def test_pe_config_rejects_bad_lanes(kwargs, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TINY.pe, **kwargs)
+
+
+def _stream_cfg(pe, **kwargs):
+    return dataclasses.replace(pe, stream_filters=True, **kwargs)
+
+
+@pytest.mark.parametrize("preset, lanes, values", [("tiny", 1, 1), ("tiny", 1, 4),
+                                                   ("tiny", 2, 2), ("tiny", 4, 1),
+                                                   ("eyeriss", 1, 8)])
+def test_pe_streaming_filters_random_runs(preset, lanes, values, seed):
+    """`PEConfig.stream_filters`: filters coming while the PE computes (slow, bursty, in
+    packets of 1..``values``), 1-4 lanes, runs of p a multiple of lanes or not, row
+    stationarity kept: the golden psums, every MAC and gated MAC counted."""
+    cfg = _stream_cfg(PRESETS[preset].pe, lanes=lanes)
+    rng = np.random.default_rng(seed)
+    cases = [_grouped_case(cfg, rng, lanes) for _ in range(3)]
+    cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(3)]
+    cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
+                                filters=cases[-1].filters))
+    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.6, stall=0.3,
+                                    values=values)
+    check(cases, results)
+    assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
+    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_pe_streaming_filters_hide_the_load(lanes, seed):
+    """Streams that keep up, ``lanes`` weights a packet: without streaming the run takes
+    its p*q*S / lanes packet cycles and then its operations; with it, an operation issues
+    the cycle after its weights, so the load costs only the pipeline's few cycles."""
+    rng = np.random.default_rng(seed)
+    run = PERun(S=3, W=32, U=1, p=8, q=4, accumulate=True)
+    load = run.p * run.q * run.S // lanes
+    issues = run.F * ((run.S * run.q - 1) * run.p // lanes + run.p)
+    cycles = {}
+    for stream_filters in (False, True):
+        cfg = dataclasses.replace(EYERISS.pe, lanes=lanes, stream_filters=stream_filters)
+        case = _full_range_case(cfg, rng, run)
+        results, cycles[stream_filters], counters = simulate(
+            PE(cfg, lanes), [case], seed=seed, idle=0, stall=0, values=lanes, whole=True)
+        check([case], results)
+        assert counters["mac_cycles"] == run.macs
+    print(f"{issues} operations, {load} filter packets: {cycles[False]} cycles, "
+          f"{cycles[True]} streaming")
+    assert cycles[False] >= issues + load
+    assert cycles[True] <= max(issues, load) + 16
+
+
+def test_pe_config_rejects_a_non_bool_stream_filters():
+    with pytest.raises(ValueError, match="stream_filters must be a bool"):
+        dataclasses.replace(TINY.pe, stream_filters=1)

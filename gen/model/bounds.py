@@ -20,6 +20,8 @@ class Bounds:
         weight: at least two cycles after the filter sender's next emission)."""
         if pe.loaded:
             return pe.prev + 1
+        if self.stream and pe.wl:
+            return pe.wl[0][1]
         return max(self.fs.e, 0) + 3
 
     def _take_lb(self, pe) -> int:

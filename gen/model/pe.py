@@ -93,6 +93,13 @@ class Schedule:
     def ends_tap(self, j: int) -> bool:
         return j + 1 == self.tap_start(self.tap(j) + 1)
 
+    def weights_read(self, j: int) -> int:
+        """Weights of the first output loaded once operation ``j`` has read its own (they
+        load in the order it reads them): ``group`` a grouped operation, one a single."""
+        if j < self.first_out:
+            return (j + 1) * self.group
+        return self.first_out * self.group + j - self.first_out + 1
+
     def takes_psum(self, j: int) -> bool:
         """Whether operation ``j`` adds a psum in (when the PE accumulates): the last tap's."""
         return j >= self.first_out

@@ -61,6 +61,7 @@ class _Reference:
         self.run = regs["run"]
         self.sch = Schedule.of(self.run, cfg.pe.lanes)
         self.rows, self.cols = cfg.rows, cfg.cols
+        self.stream = cfg.pe.stream_filters
         self.grid = pe_grid(cfg, regs)
         self.pes = {rc: _RefPE(pe.acc) for rc, pe in self.grid.items()}
         self.order = sorted(self.pes)
@@ -227,7 +228,8 @@ class _Reference:
                         and rc not in ps["done"]
             else:
                 pin = True
-            can = pe.computing and pe.loaded > sch.column(pe.f, pe.j) and pin
+            can = pe.computing and pe.loaded > sch.column(pe.f, pe.j) and pin \
+                and (not self.stream or pe.filter_load >= sch.weights_read(pe.j))
             pe.issue = can and pe.advance
             pe.take = pe.issue and need
             if pe.computing and not pe.issue:
@@ -246,7 +248,8 @@ class _Reference:
                     continue
                 pe = self.pes[rc]
                 if e == 0:
-                    ok = pe.state == _LOADING
+                    ok = pe.state == _LOADING or self.stream and pe.state == _COMPUTING \
+                        and pe.filter_load < self.run["filter_count"]
                 elif e == 1:
                     ok = pe.loading and pe.loaded < W and pe.loaded < pe.load_limit
                 elif self.queues is not None:
@@ -271,7 +274,7 @@ class _Reference:
             pe = self.pes[rc]
             if e == 0:
                 pe.filter_load += n
-                if pe.filter_load >= self.run["filter_count"]:
+                if pe.filter_load >= self.run["filter_count"] and not self.stream:
                     pe.computing, pe.state = True, _COMPUTING
             elif e == 2:
                 if self.queues is not None:
@@ -342,10 +345,12 @@ class _Reference:
             if pe.state0 == _IDLE:
                 if self.pending:
                     pe.loading, pe.load_limit = True, self.sch.ring
-                    if self.run["load_filter"]:
+                    if self.run["load_filter"] and not self.stream:
                         pe.state = _LOADING
                     else:
                         pe.state, pe.computing = _COMPUTING, True
+                        if not self.run["load_filter"]:
+                            pe.filter_load = self.run["filter_count"]
                 continue
             if pe.state0 == _LOADING:
                 if pe.state == _LOADING:

@@ -60,7 +60,7 @@ class PEState:
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
                  "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
-                 "ordered", "fp", "loaded")
+                 "ordered", "fp", "loaded", "wl")
 
     def __init__(self, r: int, c: int):
         self.r, self.c = r, c
@@ -74,6 +74,7 @@ class PEState:
         self.final_O = self.final_I = 0
         self.tap_end = []
         self.loaded = True
+        self.wl = []  # streaming filters: (weights in, cycle they are counted) a packet
 
     def next_free(self, t: int) -> int:
         """First cycle from ``t`` not frozen by a psum waiting at the accumulate stage."""
@@ -350,6 +351,9 @@ class _Chain:
                         tmin = q["avail"][pe.np]
                 elif self.taken is None:
                     continue
+            w = rnd.weights_in(pe, self.f, sch.first_out + j)
+            if w > tmin:
+                tmin = w
             if lvl == 0 and pe.gin and queues is None:
                 i, self.taken = self.taken, None
             else:
@@ -469,6 +473,7 @@ class _Round(Bounds):
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
         # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
         # taken, the psums ending a packet and the cycles they were taken
+        self.stream = cfg.pe.stream_filters and self.run["load_filter"]
         self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
@@ -498,9 +503,11 @@ class _Round(Bounds):
                 pe = pes[rc]
                 if pe.nf < count:
                     pe.fp += 1
+                    pe.wl.append((pe.nf + n, e + 2))
                     if count <= pe.nf + n:
-                        pe.C0, pe.prev, pe.loaded = e + 2, e + 1, True
-                        chain_of[id(pe)].dirty = True
+                        if not self.stream:
+                            pe.C0, pe.prev = e + 2, e + 1
+                        pe.loaded = chain_of[id(pe)].dirty = True
                 pe.nf += n
             fs.deliver(e + 1)
             moved = True
@@ -567,7 +574,8 @@ class _Round(Bounds):
             d = e + 1
             for pe in group:
                 ch = chain_of[id(pe)]
-                ch.taken = pe.issue_one(max(e + 1, ch.column_wait(pe, ch.ks[0])))
+                ch.taken = pe.issue_one(max(e + 1, ch.column_wait(pe, ch.ks[0]), self.weights_in(
+                    pe, ch.f, self.sch.first_out + ch.ks[0])))
                 pe.np += 1
                 d = max(d, ch.taken)
             psm.deliver(d)
@@ -612,9 +620,27 @@ class _Round(Bounds):
             moved = True
         return moved
 
+    def weights_in(self, pe: PEState, f: int, j: int) -> int:
+        """First cycle operation ``j`` of output ``f`` may issue for its weights (0 unless
+        the PE streams its filters and ``f`` is the first output)."""
+        if not self.stream or f:
+            return 0
+        need = self.sch.weights_read(j)
+        return next(t for n, t in pe.wl if n >= need)
+
     def plain(self, pe: PEState, f: int) -> None:
         """Issue the operations of output ``f`` before its last ``p``."""
         A, base, ends = pe.A, self.sch.column(f, 0), pe.tap_end
+        if self.stream and not f:
+            j = 0
+            for n, col, ends_tap in self.segments:
+                t = A[base + col] if col >= 0 else 0
+                for j in range(j, j + n):
+                    t = pe.issue_one(max(t, self.weights_in(pe, f, j)))
+                j += 1
+                if ends_tap:
+                    ends.append(t)
+            return
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
             for n, col, ends_tap in self.segments:
@@ -688,7 +714,7 @@ class _Round(Bounds):
                                  f"the run needs W = {W}")
             ends.append(max(pe.final_O + 1, pe.A[-1]) + 1)
             pe_stalls += pe.final_I + 1 - pe.C0 - sch.F * sch.issues
-            if run["load_filter"]:
+            if run["load_filter"] and not self.stream:
                 pe_stalls += pe.C0 - 1 - pe.fp
         for s in self.snd:
             if s.N:
