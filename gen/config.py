@@ -476,6 +476,7 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=True,
+                      pe=PEConfig(stream_filters=True),
                       noc=NoCConfig(filter_gin_values=8, ifmap_gin_values=4, gon_values=2,
                                     psum_gin_values=2, gon_queue=8, psum_gin_queue=8))
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
@@ -489,7 +490,8 @@ psum GIN and the GON two 32-bit psums a packet; a queue of 8 GON packets
 after each PE holds a whole output's psums of a 16-filter PE (the depth that paid most on
 AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
 each PE lets the psum sender run ahead of the bottom PEs (likewise). Its GLB banks are
-independent SRAMs, each granting a read a cycle (``glb_bank_reads``). Assumed, not read
+independent SRAMs, each granting a read a cycle (``glb_bank_reads``). Its PEs compute
+while their filters load (``PEConfig.stream_filters``, docs/preload.md). Assumed, not read
 from the paper: its GIN and GON data bus widths could not be looked up here; 64 bits is
 the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 

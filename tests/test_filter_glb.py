@@ -178,6 +178,23 @@ def test_layer_with_a_read_port_per_glb_bank(seed):
     assert predict(prog).counters == counters
 
 
+def test_streaming_pes_beside_the_filter_glb(seed):
+    """PEs computing while their filters load (`PEConfig.stream_filters`, as on
+    `eyeriss`) from the filter GLB, a read port per bank: six staged loads, the ofmap the
+    golden one and the model's cycles and counters equal the RTL's, in fewer cycles than
+    PEs that wait for all their weights (a weight a packet, so the loads take long
+    enough to overlap)."""
+    cfg = dataclasses.replace(FTINY, name="tiny_fglb_stream", glb_bank_reads=True,
+                              pe=dataclasses.replace(FTINY.pe, stream_filters=True))
+    prog = _layer(seed, cfg)
+    counters = _staged_golden(cfg, prog)
+    assert predict(prog).counters == counters
+    waiting = dataclasses.replace(cfg, pe=FTINY.pe)
+    before = predict(_layer(seed, waiting)).counters["cycles"]
+    print(f"{before} -> {counters['cycles']} cycles")
+    assert counters["cycles"] < before
+
+
 @pytest.mark.parametrize("bank_reads", [False, True], ids=["one_port", "banks"])
 def test_layer_with_wide_filter_glb_words(seed, bank_reads):
     """16 weights a filter GIN packet (`NoCConfig.filter_gin_values`), twice a GLB word's
