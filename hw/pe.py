@@ -172,6 +172,19 @@ class PERun:
         return pe_run_layout(cfg).const(self.fields(cfg))
 
 
+def _banked(m: Module, name: str, bits: int, depth: int, banks: int, read_domain: str):
+    """A spad of ``depth`` signed ``bits``-bit entries in ``banks`` memories (entry ``i``
+    in bank ``i % banks``), so a packet of ``banks`` values is written in one cycle: each
+    bank's write and read port."""
+    wr, rd = [], []
+    for b in range(banks):
+        bank = Memory(shape=signed(bits), depth=-(-depth // banks), init=[])
+        m.submodules[name if banks == 1 else f"{name}_{b}"] = bank
+        wr.append(bank.write_port())
+        rd.append(bank.read_port(domain=read_domain))
+    return wr, rd
+
+
 def _shift_add(a: Value, w: Value) -> Value:
     """``a * w`` (both signed) as the sum of ``w``'s bits' partial products: logic that
     synthesis does not map to a DSP block (`PEConfig.lut_mul_lanes`)."""
@@ -356,29 +369,13 @@ class PE(wiring.Component):
 
     def _scratchpads(self, m: Module) -> _Spads:
         """Filter, ifmap and psum spads; only the filter spad reads synchronously."""
-        cfg, V = self._cfg, self._banks
-        filter_wr, filter_rd = [], []
-        for b in range(V):
-            bank = Memory(shape=signed(cfg.weight_bits), depth=-(-cfg.filter_spad_depth // V),
-                          init=[])
-            m.submodules["filter_spad" if V == 1 else f"filter_spad_{b}"] = bank
-            filter_wr.append(bank.write_port())
-            filter_rd.append(bank.read_port(domain="sync"))
-        ifmap_wr, ifmap_rd = [], []
-        IV = self._ifmap_values
-        for b in range(IV):
-            bank = Memory(shape=signed(cfg.act_bits), depth=-(-cfg.ifmap_spad_depth // IV),
-                          init=[])
-            m.submodules["ifmap_spad" if IV == 1 else f"ifmap_spad_{b}"] = bank
-            ifmap_wr.append(bank.write_port())
-            ifmap_rd.append(bank.read_port(domain="comb"))
-        L = cfg.lanes
-        psum_wr, psum_rd = [], []
-        for b in range(L):
-            bank = Memory(shape=signed(cfg.psum_bits), depth=cfg.psum_spad_depth // L, init=[])
-            m.submodules["psum_spad" if L == 1 else f"psum_spad_{b}"] = bank
-            psum_wr.append(bank.write_port())
-            psum_rd.append(bank.read_port(domain="comb"))
+        cfg = self._cfg
+        filter_wr, filter_rd = _banked(m, "filter_spad", cfg.weight_bits, cfg.filter_spad_depth,
+                                       self._banks, "sync")
+        ifmap_wr, ifmap_rd = _banked(m, "ifmap_spad", cfg.act_bits, cfg.ifmap_spad_depth,
+                                     self._ifmap_values, "comb")
+        psum_wr, psum_rd = _banked(m, "psum_spad", cfg.psum_bits, cfg.psum_spad_depth,
+                                   cfg.lanes, "comb")
         return _Spads(filter_wr, filter_rd, ifmap_wr, ifmap_rd, psum_wr, psum_rd)
 
     def _issue_stage(self, m: Module, r: _Registers, spads: _Spads) -> _Issue:
