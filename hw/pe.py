@@ -185,6 +185,16 @@ def _banked(m: Module, name: str, bits: int, depth: int, banks: int, read_domain
     return wr, rd
 
 
+def _write_packet(m: Module, ports, name: str, start: Value, values, n: Value, take: Value):
+    """Write a packet's ``n`` values to entries ``start ..`` of a spad banked over
+    ``ports`` (entry ``i`` in bank ``i % len(ports)``), each bank its value, in one cycle."""
+    bits = (len(ports) - 1).bit_length()
+    for b, wr in enumerate(ports):
+        lane = Signal(bits, name=f"{name}_lane{b}")
+        m.d.comb += [lane.eq(b - start[:bits]), wr.addr.eq((start + lane)[bits:]),
+                     wr.data.eq(values[lane]), wr.en.eq(take & (lane < n))]
+
+
 def _shift_add(a: Value, w: Value) -> Value:
     """``a * w`` (both signed) as the sum of ``w``'s bits' partial products: logic that
     synthesis does not map to a DSP block (`PEConfig.lut_mul_lanes`)."""
@@ -521,14 +531,8 @@ class PE(wiring.Component):
                          wr.en.eq(take)]
         else:
             n = self.ifmap.payload.n
-            bits = (IV - 1).bit_length()
             values = Array(self.ifmap.payload["values"][j] for j in range(IV))
-            for b, wr in enumerate(spads.ifmap_wr):
-                lane = Signal(bits, name=f"ifmap_lane{b}")
-                m.d.comb += [lane.eq(b - r.load_addr[:bits]),
-                             wr.addr.eq((r.load_addr + lane)[bits:]),
-                             wr.data.eq(values[lane]),
-                             wr.en.eq(take & (lane < n))]
+            _write_packet(m, spads.ifmap_wr, "ifmap", r.load_addr, values, n, take)
         with m.If(take):
             m.d.sync += [
                 r.load_c.eq(r.load_c + n),
@@ -554,12 +558,8 @@ class PE(wiring.Component):
                              wr.en.eq(take & (r.filter_load[:bits] == b))]
             return
         values = Array(self.filter.payload["values"][j] for j in range(V))
-        for b, wr in enumerate(spads.filter_wr):
-            lane = Signal(bits, name=f"filter_lane{b}")
-            m.d.comb += [lane.eq(b - r.filter_load[:bits]),
-                         wr.addr.eq((r.filter_load + lane)[bits:]),
-                         wr.data.eq(values[lane]),
-                         wr.en.eq(take & (lane < self.filter.payload.n))]
+        _write_packet(m, spads.filter_wr, "filter", r.filter_load, values,
+                      self.filter.payload.n, take)
 
     def _controller(self, m: Module, r: _Registers, ctl: _Issue):
         """Run controller (IDLE, LOAD_FILTER, COMPUTE); returns the stall condition."""
