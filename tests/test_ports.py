@@ -43,8 +43,11 @@ def test_streams_clock_and_reset_of_the_pe():
                                    "direction": "output"}
     by_name = {p["name"]: p for p in doc["ports"]}
     assert by_name["psum_out__ready"]["direction"] == "input"
-    assert by_name["ifmap__payload"] == {"name": "ifmap__payload", "direction": "input",
-                                         "width": 16, "signed": True}
+    # eyeriss's ifmap GIN packet: the count n (1..4), then 4 signed 16-bit activations.
+    ifmap = by_name["ifmap__payload"]
+    assert (ifmap["direction"], ifmap["width"], ifmap["signed"]) == ("input", 3 + 4 * 16, False)
+    assert [(f["name"], f["lsb"], f["width"], f["signed"]) for f in ifmap["fields"]] == \
+        [("n", 0, 3, False)] + [(f"values.{j}", 3 + 16 * j, 16, True) for j in range(4)]
     # eyeriss's filter GIN packet: the count n (1..8), then 8 signed 16-bit weights.
     filt = by_name["filter__payload"]
     assert (filt["width"], filt["signed"]) == (4 + 8 * 16, False)
