@@ -312,13 +312,20 @@ def test_pe_lanes_random_runs(lanes, values, lut_mul_lanes, seed):
     to 1-8 weights (fewer than the lanes too: the spad has a bank a lane), random runs (p
     a multiple of lanes or not) and back-pressure: the golden psums, every MAC and gated
     MAC counted."""
-    cfg = _lanes_cfg(lanes, lut_mul_lanes)
+    _check_grouped_runs(_lanes_cfg(lanes, lut_mul_lanes), lanes, values, seed, grouped=4,
+                        idle=0.3)
+
+
+def _check_grouped_runs(cfg, lanes, values, seed, *, grouped: int, idle: float):
+    """``grouped`` runs of p a multiple of ``lanes``, 6 - ``grouped`` random ones and one
+    keeping the last filters, streams idle ``idle`` of the time and back-pressure: the
+    golden psums, every MAC and gated MAC counted."""
     rng = np.random.default_rng(seed)
-    cases = [_grouped_case(cfg, rng, lanes) for _ in range(4)]
-    cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(2)]
+    cases = [_grouped_case(cfg, rng, lanes) for _ in range(grouped)]
+    cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(6 - grouped)]
     cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
                                 filters=cases[-1].filters))
-    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.3, stall=0.3,
+    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=idle, stall=0.3,
                                     values=values)
     check(cases, results)
     assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
@@ -366,17 +373,8 @@ def test_pe_streaming_filters_random_runs(preset, lanes, values, seed):
     """`PEConfig.stream_filters`: filters coming while the PE computes (slow, bursty, in
     packets of 1..``values``), 1-4 lanes, runs of p a multiple of lanes or not, row
     stationarity kept: the golden psums, every MAC and gated MAC counted."""
-    cfg = _stream_cfg(PRESETS[preset].pe, lanes=lanes)
-    rng = np.random.default_rng(seed)
-    cases = [_grouped_case(cfg, rng, lanes) for _ in range(3)]
-    cases += [random_pe_case(cfg, rng, max_width=16) for _ in range(3)]
-    cases.append(random_pe_case(cfg, rng, max_width=16, load_filter=False,
-                                filters=cases[-1].filters))
-    results, _, counters = simulate(PE(cfg, values), cases, seed=seed, idle=0.6, stall=0.3,
-                                    values=values)
-    check(cases, results)
-    assert counters["gated_macs"] == sum(c.expected_gated() for c in cases)
-    assert counters["mac_cycles"] + counters["gated_macs"] == sum(c.run.macs for c in cases)
+    _check_grouped_runs(_stream_cfg(PRESETS[preset].pe, lanes=lanes), lanes, values, seed,
+                        grouped=3, idle=0.6)
 
 
 @pytest.mark.parametrize("lanes", [1, 2])
