@@ -379,18 +379,15 @@ class Accelerator(wiring.Component):
             "program_words": fetching & self.dram_data.valid & self.dram_data.ready,
         }
         for name, event in events.items():
+            counting = running
             if name in ("noc_stall_cycles", "glb_reads", "glb_writes"):
                 # The engine's events come late in the cycle: counted the cycle after.
                 late = Signal(len(event), name=f"late_{name}")
                 m.d.sync += late.eq(Mux(running, event, 0))
-                with m.If(start):
-                    m.d.sync += counts[name].eq(0)
-                with m.Else():
-                    m.d.sync += counts[name].eq(counts[name] + late)
-                continue
+                event, counting = late, Const(1)
             with m.If(start):
                 m.d.sync += counts[name].eq(0)
-            with m.Elif(running):
+            with m.Elif(counting):
                 m.d.sync += counts[name].eq(counts[name] + event)
         for name, source in (("mac_cycles", eng.mac_cycles), ("gated_macs", eng.gated_macs),
                              ("pe_stall_cycles", eng.stall_cycles)):
