@@ -10,6 +10,7 @@ import dataclasses
 import time
 
 import numpy as np
+import pytest
 
 from ommatidia.gen.compiler import compile_layer
 from ommatidia.gen.config import EYERISS, SMALL, TINY
@@ -197,16 +198,18 @@ def test_alexnet_conv3_times_each_distinct_pass_once():
         (PASS_MEMO.misses, out["passes"])
 
 
-def test_alexnet_conv1_senders_sharing_a_bank_need_no_reference():
+@pytest.mark.parametrize("stream_filters", [True, False])
+def test_alexnet_conv1_senders_sharing_a_bank_need_no_reference(stream_filters):
     """AlexNet CONV1 on `eyeriss` as `make bench` compiles it: its round fills the GLB
     packed, so the filter, ifmap and psum senders share GLB banks at the regions' edges;
     with the port granted in cycle order (`gen.model.causal`) the recurrences time all
     its passes, none falls back to the cycle-level reference (70 of 96 did, about 2 s of
-    CPU each; its whole prediction now takes about 2 s from an empty memo). With PEs that
-    wait for their weights: streaming PEs (`PEConfig.stream_filters`, on in `eyeriss`)
-    send 28 of its passes to the reference again (docs/performance.md, issue 22)."""
+    CPU each). With streaming PEs (`PEConfig.stream_filters`, on in `eyeriss`) too: 28
+    of them did until a PE's operations not timed yet were bounded by the weights they
+    read (`Bounds.op_lb`)."""
     from ommatidia.nn.bench import compile_bench_layer
     PASS_MEMO.clear()
-    cfg = dataclasses.replace(EYERISS, pe=dataclasses.replace(EYERISS.pe, stream_filters=False))
+    cfg = dataclasses.replace(EYERISS, pe=dataclasses.replace(EYERISS.pe,
+                                                              stream_filters=stream_filters))
     pred = predict(compile_bench_layer(cfg, "CONV1", ALEXNET["CONV1"], seed=1))
     assert pred.fallback_passes == 0 and pred.passes == 96, (pred.fallback_passes, pred.passes)

@@ -17,12 +17,34 @@ class Bounds:
 
     def issue_lb(self, pe) -> int:
         """A lower bound on the cycle of ``pe``'s next issue not timed yet (after its last
-        weight: at least two cycles after the filter sender's next emission)."""
+        weight: at least two cycles after the filter sender's next emission; a streaming
+        PE's first operation after the weights it reads)."""
+        if self.stream and self._first_untimed(pe):
+            return self.op_lb(pe, 0)
         if pe.loaded:
             return pe.prev + 1
-        if self.stream and pe.wl:
-            return pe.wl[0][1]
         return max(self.fs.e, 0) + 3
+
+    def _first_untimed(self, pe) -> bool:
+        """Whether no operation of ``pe``'s first output is timed yet (its chain times
+        them once every PE of it has its weights)."""
+        ch = self.chain_of[id(pe)]
+        return ch.f == 0 and ch.stage == _PLAIN
+
+    def op_lb(self, pe, j: int) -> int:
+        """A lower bound on the cycle a streaming ``pe`` issues operation ``j`` of its first
+        output, not timed yet: ``j`` cycles after its first operation, and after the
+        weights ``j`` reads are counted (two cycles after the filter packet that
+        completes them; a packet not sent yet comes a cycle or more after the sender's
+        last one and carries at most `_fs_most` weights)."""
+        need = self.sch.weights_read(j)
+        wl = pe.wl
+        first = wl[0][1] if wl else max(self.fs.e, 0) + 3
+        for n, t in wl:
+            if n >= need:
+                return max(t, first + j)
+        packets = -(-(need - pe.nf) // self._fs_most)
+        return max(max(self.fs.e, 0) + packets + 2, first + j)
 
     def _take_lb(self, pe) -> int:
         """A lower bound on the cycle the bottom ``pe`` takes its next psum: one of an
@@ -31,6 +53,8 @@ class Bounds:
         emission)."""
         lb = self.issue_lb(pe)
         ch, sch = self.chain_of[id(pe)], self.sch
+        if self.stream and ch.f == 0 and ch.stage == _PLAIN:
+            lb = max(lb, self.op_lb(pe, sch.first_out))
         if pe.loaded and ch.stage == _PLAIN and sch.first_out and ch.f < sch.F:
             need = sch.column(ch.f, sch.first_out - 1)
             a = pe.A[need] if len(pe.A) > need else self._ifmap_emit_lb() + 2
@@ -69,7 +93,12 @@ class Bounds:
                 x = len(pe.ret) - self.chain_of[id(pe)].f * U
                 s = x if x < last else last
                 ends = pe.tap_end
-                r = ends[s] if 0 <= x < U and s < len(ends) else self.issue_lb(pe)
+                if 0 <= x < U and s < len(ends):
+                    r = ends[s]
+                elif 0 <= x < U and self.stream and self._first_untimed(pe):
+                    r = self.op_lb(pe, self.sch.tap_start(s + 1) - 1)
+                else:
+                    r = self.issue_lb(pe)
             if r + 1 > lb:
                 lb = r + 1
         return lb

@@ -455,6 +455,7 @@ class _Round(Bounds):
         self.groups = [{t: [pes[rc] for rc in g] for t, g in s.targets.items()}
                        for s in self.snd]  # per sender and tag index, the PEs it reaches
         self.fs, self.ifm, self.psm = self.snd
+        self._fs_most = 1 if self.fs.values is None else int(max(self.fs.values, default=1))
         self.fs.ready_lb = lambda: 0
         self.ifm.ready_lb = self._ifmap_ready_lb
         self.psm.ready_lb = self._psum_ready_lb
