@@ -633,11 +633,16 @@ class _Round(Bounds):
         """Issue the operations of output ``f`` before its last ``p``."""
         A, base, ends = pe.A, self.sch.column(f, 0), pe.tap_end
         if self.stream and not f:
-            j = 0
+            # `weights_in` of operation j, ``group`` weights an operation before the last p:
+            # the first packet that brings ``(j + 1) * group`` weights in
+            wl, group, w, j = pe.wl, self.sch.group, 0, 0
             for n, col, ends_tap in self.segments:
                 t = A[base + col] if col >= 0 else 0
                 for j in range(j, j + n):
-                    t = pe.issue_one(max(t, self.weights_in(pe, f, j)))
+                    need = (j + 1) * group
+                    while wl[w][0] < need:
+                        w += 1
+                    t = pe.issue_one(t if t > wl[w][1] else wl[w][1])
                 j += 1
                 if ends_tap:
                     ends.append(t)
