@@ -315,6 +315,10 @@ class ArrayConfig:
         Whether the DMA has the RLC decoder and encoder (`ommatidia.hw.rlc`). Without
         them ifmaps sit in DRAM packed raw like filters and ofmaps come back packed
         in activation slots; ``rlc`` then only describes the (unused) code.
+    rlc_decode_words:
+        Whether the ``DMA_IN``'s RLC decoder hands the DMA a coded word's pairs a cycle
+        (`ommatidia.hw.dma`): a DRAM word takes a cycle, or one per GLB word its pairs
+        complete when more (the GLB takes a write a cycle); False: a pair a cycle.
     """
 
     name: str = "eyeriss"
@@ -333,6 +337,7 @@ class ArrayConfig:
     dram_addr_bits: int = 32
     tag_depth: int | None = None
     rlc_codec: bool = True
+    rlc_decode_words: bool = False
 
     def __post_init__(self):
         own = "ArrayConfig"
@@ -415,6 +420,9 @@ class ArrayConfig:
         if not isinstance(self.rlc_codec, bool):
             raise ValueError(f"ArrayConfig.rlc_codec must be True or False, "
                              f"not {self.rlc_codec!r}")
+        if not isinstance(self.rlc_decode_words, bool):
+            raise ValueError(f"ArrayConfig.rlc_decode_words must be True or False, "
+                             f"not {self.rlc_decode_words!r}")
 
     @property
     def tags(self) -> int:
@@ -476,6 +484,7 @@ def _size(n: int) -> str:
 
 
 EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=True,
+                      rlc_decode_words=True,
                       pe=PEConfig(stream_filters=True),
                       noc=NoCConfig(filter_gin_values=8, ifmap_gin_values=4, gon_values=2,
                                     psum_gin_values=2, gon_queue=8, psum_gin_queue=8))
@@ -497,6 +506,7 @@ the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
 TINY = dataclasses.replace(
     EYERISS, name="tiny", rows=3, cols=4, tag_depth=None, glb_bank_reads=False,
+    rlc_decode_words=False,
     pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=24, filter_spad_depth=48,
                 ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
                 max_ifmap_width=32),

@@ -88,7 +88,8 @@ class DMAIn(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
         })
-        self._decoder = (RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1, pairs=True)
+        self._decoder = (RLCDecoder(cfg.rlc, count_bits=elem_addr_bits(cfg) + 1, pairs=True,
+                                    words=cfg.rlc_decode_words)
                          if cfg.rlc_codec else None)
 
     def elaborate(self, platform):
@@ -157,7 +158,10 @@ class DMAIn(wiring.Component):
 
             with m.If(dec.error):
                 m.d.sync += values_left.eq(0)
-            self._place(m, values_left, glb_addr)
+            if cfg.rlc_decode_words:
+                self._place_words(m, values_left, glb_addr)
+            else:
+                self._place(m, values_left, glb_addr)
         return m
 
     def _place(self, m, values_left, glb_addr):
@@ -207,6 +211,81 @@ class DMAIn(wiring.Component):
                     m.d.sync += [acc.eq(new), fill.eq(at + 1)]
             with m.Else():
                 m.d.sync += done.eq(done + per - fill)
+
+    def _place_words(self, m, values_left, glb_addr):
+        """`_place` for a coded word's pairs a transfer (`ArrayConfig.rlc_decode_words`):
+        in a cycle, the pairs of the word in order, as long as the GLB word they complete
+        is the cycle's only write; a pair that would complete a second one waits for the
+        next cycle (``skip``: the pairs of the word placed in earlier cycles). So a DRAM
+        word takes a cycle, or one per GLB word its pairs complete when more."""
+        cfg, dec, w = self._cfg, self._decoder, self.glb
+        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        room = ~w.valid | w.ready
+        acc = Signal(cfg.dram_bits)
+        fill = Signal(range(per))
+        done = Signal(cfg.rlc.run_bits)
+        skip = Signal(range(cfg.rlc.pairs_per_word + 1))
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [acc.eq(0), fill.eq(0), done.eq(0), skip.eq(0)]
+
+        group = dec.o.payload
+        first = group.first + skip
+        # along the pairs: the GLB word being assembled, its fill, the values left,
+        # whether the cycle has written, whether every pair so far is placed
+        word, f, left, wrote, going = acc, fill, values_left, Const(0), room
+        data_out, mask_out = Signal(cfg.dram_bits), Signal(cfg.dram_bits // 8)
+        placed_now = []
+        for k in range(cfg.rlc.pairs_per_word):
+            pair = group.pairs[k]
+            here = dec.o.valid & going & (k >= first) & (k < group.end)
+            last = left == pair.run + 1
+            d = Mux(k == first, done, 0)
+            pos = Signal(range(per + cfg.rlc.max_run + 1), name=f"pos{k}")
+            value = Signal(signed(slot), name=f"value{k}")
+            m.d.comb += [pos.eq(f + pair.run - d),
+                         value.eq(pair.level[:cfg.pe.act_bits].as_signed())]
+            inside = pos < per
+            at = Mux(inside, pos, pos - per)[:len(fill)]
+            shifted = (value.as_unsigned() << (at * slot))[:cfg.dram_bits]
+            # before the cycle's write: the level goes in this word (written when that
+            # completes it or ends the stream) or in the next with this one written, or
+            # only this word is written (the run goes past it); after it: the level goes
+            # in the new word if that writes nothing
+            placed = here & Mux(wrote, (pos < per - 1) & ~last,
+                                inside | (pos < 2 * per - 1) & ~last)
+            completes = inside & ((at == per - 1) | last)
+            write = here & ~wrote & (~inside | completes)
+            filled = Cat((at >= j if j else Const(1, 1)).replicate(slot // 8)
+                         for j in range(per))
+            with m.If(write):
+                m.d.comb += [data_out.eq(Mux(inside, word | shifted, word)),
+                             mask_out.eq(Mux(completes, filled, -1))]
+            with m.If(here & ~placed & ~wrote):
+                m.d.sync += done.eq(d + per - f)
+            with m.If(placed):
+                m.d.sync += done.eq(0)
+            nw = Signal(cfg.dram_bits, name=f"word{k}")
+            nf = Signal(range(per), name=f"fill{k}")
+            nl = Signal.like(values_left, name=f"left{k}")
+            m.d.comb += [
+                nw.eq(Mux(placed, Mux(inside, Mux(completes, 0, word | shifted), shifted),
+                          Mux(write, 0, word))),
+                nf.eq(Mux(placed, Mux(inside, Mux(completes, 0, pos + 1), pos - per + 1),
+                          Mux(write, 0, f))),
+                nl.eq(Mux(placed, left - pair.run - 1, left)),
+            ]
+            word, f, left = nw, nf, nl
+            wrote = wrote | write
+            going = going & ~(here & ~placed)
+            placed_now.append(placed)
+        with m.If(wrote):
+            m.d.sync += [w.valid.eq(1), w.payload.addr.eq(glb_addr), glb_addr.eq(glb_addr + 1),
+                         w.payload.data.eq(data_out), w.payload.mask.eq(mask_out)]
+        m.d.comb += dec.o.ready.eq(going)
+        with m.If(dec.o.valid & room):
+            m.d.sync += [acc.eq(word), fill.eq(f), values_left.eq(left),
+                         skip.eq(Mux(going, 0, skip + sum(placed_now)))]
 
     def _elaborate_raw(self):
         """Without the codec: every command is a raw copy."""

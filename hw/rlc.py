@@ -41,8 +41,8 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import RLCFormat
 
-__all__ = ["RLCFault", "rlc_pair_layout", "rlc_word_layout", "RLCEncoder", "RLCDecoder",
-           "COUNT_BITS"]
+__all__ = ["RLCFault", "rlc_pair_layout", "rlc_word_layout", "rlc_group_layout", "RLCEncoder",
+           "RLCDecoder", "COUNT_BITS"]
 
 COUNT_BITS = 24
 """Default width of the stream length ``n`` (up to 16 M values per stream)."""
@@ -61,6 +61,14 @@ class RLCFault(enum.IntEnum, shape=3):
 def rlc_pair_layout(fmt: RLCFormat) -> data.StructLayout:
     """One ``(run, level)`` pair: run in the low ``run_bits``, level above it."""
     return data.StructLayout({"run": unsigned(fmt.run_bits), "level": signed(fmt.level_bits)})
+
+
+def rlc_group_layout(fmt: RLCFormat) -> data.StructLayout:
+    """The pairs of one word that `RLCDecoder` hands on in one transfer with ``words``:
+    the word's pairs, of which slots ``first .. end - 1``."""
+    P = fmt.pairs_per_word
+    return data.StructLayout({"pairs": data.ArrayLayout(rlc_pair_layout(fmt), P),
+                              "first": range(P + 1), "end": range(P + 1)})
 
 
 def _reserved_bits(fmt: RLCFormat) -> int:
@@ -203,7 +211,9 @@ class RLCDecoder(wiring.Component):
 
     With ``pairs`` it emits each ``(run, level)`` pair, standing for ``run + 1``
     values, as one transfer instead: a stream of ``k`` pairs costs ``k + 2``
-    cycles. Validation, faults and draining are the same in both modes; a pair
+    cycles. With ``words`` it emits the pairs of a word it can emit, all in one
+    transfer (`rlc_group_layout`): a stream of ``w`` words costs ``w + 2``
+    cycles. Validation, faults and draining are the same in every mode; a pair
     is emitted only when all its values would be.
 
     Malformed streams (see the module docstring) set ``fault`` at the first
@@ -221,6 +231,8 @@ class RLCDecoder(wiring.Component):
         Width of ``n``.
     pairs : bool
         Emit pairs instead of values.
+    words : bool
+        Emit a word's pairs a transfer (implies ``pairs``).
 
     Members
     -------
@@ -228,8 +240,9 @@ class RLCDecoder(wiring.Component):
         Stream length ``n``.
     i : In(stream of rlc_word_layout(fmt))
         Coded words.
-    o : Out(stream of signed(level_bits)), or of rlc_pair_layout(fmt) with ``pairs``
-        Values, or pairs.
+    o : Out(stream of signed(level_bits)), of rlc_pair_layout(fmt) with ``pairs``, of
+        rlc_group_layout(fmt) with ``words``
+        Values, pairs, or a word's pairs.
     busy : Out(1)
         High from ``start`` until the term word is consumed.
     remaining : Out(unsigned(count_bits))
@@ -241,18 +254,21 @@ class RLCDecoder(wiring.Component):
     """
 
     def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS,
-                 pairs: bool = False):
+                 pairs: bool = False, words: bool = False):
         _check(fmt, count_bits)
-        if not isinstance(pairs, bool):
-            raise TypeError(f"pairs must be a bool, not {pairs!r}")
+        for name, flag in (("pairs", pairs), ("words", words)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {flag!r}")
         self._fmt = fmt
         self._count_bits = count_bits
-        self._pairs = pairs
+        self._pairs = pairs or words
+        self._words = words
+        payload = rlc_group_layout(fmt) if words else \
+            rlc_pair_layout(fmt) if pairs else signed(fmt.level_bits)
         super().__init__({
             "start": In(stream.Signature(unsigned(count_bits))),
             "i": In(stream.Signature(rlc_word_layout(fmt))),
-            "o": Out(stream.Signature(rlc_pair_layout(fmt) if pairs
-                                      else signed(fmt.level_bits))),
+            "o": Out(stream.Signature(payload)),
             "busy": Out(1),
             "remaining": Out(count_bits),
             "error": Out(1),
@@ -305,11 +321,15 @@ class RLCDecoder(wiring.Component):
         # A transfer ends the pair when it carries the whole pair or the pair's level.
         at_level = Const(1) if self._pairs else zeros == run
         step = run + 1 if self._pairs else Const(1)
-        word_used = at_level & (slot == P - 1) & (left != step)
+        end = slot + 1
+        if self._words:
+            step, end = self._group(m, word, slot, left)
+        word_used = at_level & (end == P) & (left != step)
 
         m.d.comb += [
             self.o.valid.eq(active & ~at_end & ~overrun & (fault == RLCFault.NONE)),
-            self.o.payload.eq(Cat(run, level) if self._pairs else Mux(at_level, level, 0)),
+            self.o.payload.eq(Cat(word.pairs, slot, end) if self._words else
+                              Cat(run, level) if self._pairs else Mux(at_level, level, 0)),
             self.start.ready.eq(~self.o.valid | self.o.ready),
             self.busy.eq(running | draining),
             self.remaining.eq(left),
@@ -344,7 +364,7 @@ class RLCDecoder(wiring.Component):
             # EMIT: one value of the current pair, or the pair
             m.d.sync += left.eq(left - step)
             with m.If(at_level):
-                m.d.sync += [*clear, slot.eq(slot + 1)]
+                m.d.sync += [*clear, slot.eq(end)]
                 with m.If(word_used & word.term):
                     stop(RLCFault.EARLY_TERM, drain=0)
                 with m.Elif(word_used & ~reserved_ok):
@@ -362,3 +382,24 @@ class RLCDecoder(wiring.Component):
                 m.d.sync += draining.eq(0)
 
         return m
+
+    def _group(self, m, word, slot, left):
+        """With ``words``: the pairs from ``slot`` on that the stream can take in one
+        transfer, each with values still to make and none past them (the one after is
+        checked as it is now, alone): their values (``step``) and the slot after the
+        last (``end``). The first is the one a pair transfer would carry."""
+        fmt = self._fmt
+        P, bits = fmt.pairs_per_word, self._count_bits
+        step, end = Signal(bits), Signal(range(P + 1))
+        rem, going, taken = left, Const(1), []
+        for k in range(P):
+            pair = word.pairs[k]
+            here = Signal(name=f"group{k}")
+            after = Signal(bits, name=f"group{k}_left")
+            m.d.comb += [here.eq((k >= slot) & going & (rem != 0) & (pair.run < rem)),
+                         after.eq(Mux(here, rem - pair.run - 1, rem))]
+            going = (k < slot) | here
+            rem = after
+            taken.append(here)
+        m.d.comb += [step.eq(left - rem), end.eq(slot + sum(taken))]
+        return step, end

@@ -361,6 +361,26 @@ def test_dma_in_places_a_pair_a_cycle():
     assert model_cycles(cfg, dram, cmd) == 3 + done
 
 
+def test_dma_in_places_a_coded_word_a_cycle():
+    """`test_dma_in_places_a_pair_a_cycle`'s stream with a coded word's pairs a cycle
+    (`ArrayConfig.rlc_decode_words`): word 0's three pairs at 3, completing GLB word 0
+    (written at 4) with the 3 in slot 1 of word 1; word 1 at 4-6: (20, 4)'s run writes
+    word 1 at 4 and the zero word 2 at 5 with the 4 to slot 6 of word 3; (1, 5) would
+    complete word 3, a second write, so it waits: at 6 it writes word 3 and (0, 6) joins
+    it in word 4; word 2's (2, 7) ends the stream at 7. ``busy`` falls at 9: 5 cycles
+    of words (8 of pairs), a cycle per GLB word written."""
+    cfg = replace(TINY, rlc_decode_words=True)
+    pairs = [(0, 1), (2, 2), (5, 3), (20, 4), (1, 5), (0, 6), (2, 7)]
+    dram = dict(enumerate(pack(pairs, cfg.rlc), start=40))
+    cmd = {"dram": 40, "glb": 100, "words": 3, "n": 37, "rlc": 1}
+    done, writes, taken = time_dma(cfg, dram, cmd)
+    assert taken == [3, 6, 7] and done == 9
+    assert writes == [(4, 100, word(1, 0, 0, 2), 0xff), (5, 101, word(0, 3), 0xff),
+                      (6, 102, 0, 0xff), (7, 103, word(0, 0, 0, 0, 0, 0, 4), 0xff),
+                      (8, 104, word(5, 6, 0, 0, 7), 0x1f)]
+    assert model_cycles(cfg, dram, cmd) == 3 + done
+
+
 def test_dma_in_last_pair_crossing_words():
     """One word, (15, 9) (10, -1), 27 values: (15, 9) from slot 0 puts its 9 in slot 7 of
     the next word, so the zero word 0 goes at 3 and word 1 with the 9 at 4; the last pair
@@ -392,16 +412,18 @@ def test_dma_in_waits_for_slow_dram_words():
                                                        read_interval=interval)) == 3 + done
 
 
+@pytest.mark.parametrize("words", [False, True], ids=["pairs", "words"])
 @pytest.mark.parametrize("preset", ["tiny", "eyeriss"])
-def test_dma_in_cycles_match_the_model(preset, seed):
+def test_dma_in_cycles_match_the_model(preset, words, seed):
     """Random streams (0 to 95 % zeros, some with spare words after the term word that are
     read and dropped) on DRAMs of random latency and bandwidth: the GLB holds the values
     and the model's cycles (`ommatidia.gen.model.machine.Machine.dma_in`, 3 of them the
-    controller's) are the DMA's."""
-    cfg = PRESETS[preset]
+    controller's) are the DMA's; placing a pair a cycle or a coded word's pairs a cycle
+    (`ArrayConfig.rlc_decode_words`)."""
+    cfg = replace(PRESETS[preset], rlc_decode_words=words)
     rng = np.random.default_rng(seed)
     slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-    for _ in range(6):
+    for _ in range(12 if words else 6):
         n = int(rng.integers(1, 120))
         values = random_values(rng, cfg.pe.act_bits, (n,), rng.uniform(0, 0.95), False)
         coded = encode(values, cfg.rlc)

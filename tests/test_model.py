@@ -655,12 +655,13 @@ def test_recurrences_match_the_reference_with_streaming_filters(seed):
 def test_model_with_streaming_filters(seed, build_dir):
     """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load) and
     the rest of `eyeriss`'s NoC and GLB: 8 weights a filter packet (the filter tags'
-    packets interleaved), 4 activations an ifmap packet, a GLB read port per bank; a
-    random layer, three ``DMA_OUT``\\ s beside passes, the last psum region at the GLB's
-    end and two random layers in one simulation: bit-exact, the model's cycles and every
-    counter (stalls included) equal to the Verilog's."""
+    packets interleaved), 4 activations an ifmap packet, a GLB read port per bank, the
+    RLC ``DMA_IN`` a coded word a cycle (`ArrayConfig.rlc_decode_words`); a random layer,
+    three ``DMA_OUT``\\ s beside passes, the last psum region at the GLB's end and two
+    random layers in one simulation: bit-exact, the model's cycles and every counter
+    (stalls included) equal to the Verilog's."""
     cfg = dataclasses.replace(
-        with_bank_reads(TINY, "tiny_stream"),
+        with_bank_reads(TINY, "tiny_stream"), rlc_decode_words=True,
         pe=dataclasses.replace(TINY.pe, stream_filters=True),
         noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4))
     compare_exactly(cfg, seed, build_dir, None, beside_program(cfg, seed),

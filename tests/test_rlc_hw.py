@@ -72,13 +72,14 @@ def simulate_encoder(fmt, cases, *, seed, idle, stall):
 
 
 def simulate_decoder(fmt, streams, *, seed, idle, stall, pairs=False):
-    """Feed ``(words, n)`` streams to an RLCDecoder (emitting pairs with ``pairs``).
+    """Feed ``(words, n)`` streams to an RLCDecoder (emitting pairs with ``pairs``, a
+    word's pairs a transfer with ``pairs="words"``).
 
     Returns per stream a dict: values (pairs expanded), fault, words_used, done (went
     idle; else still waiting for words after all were offered), cycles (start to idle),
     transfers on ``o``.
     """
-    dut = RLCDecoder(fmt, count_bits=12, pairs=pairs)
+    dut = RLCDecoder(fmt, count_bits=12, pairs=bool(pairs), words=pairs == "words")
     layout = rlc_word_layout(fmt)
     rng = random.Random(seed)
     results = []
@@ -113,7 +114,10 @@ def simulate_decoder(fmt, streams, *, seed, idle, stall, pairs=False):
                 if i_fire:
                     idx, holding = idx + 1, False
                 if o_fire:
-                    values += [0] * out.run + [out.level] if pairs else [out]
+                    group = [out.pairs[k] for k in range(out.first, out.end)] \
+                        if pairs == "words" else [out] if pairs else []
+                    values += [v for g in group for v in [0] * g.run + [g.level]] \
+                        if pairs else [out]
                     transfers += 1
                     assert len(values) <= n, f"decoder emitted more than n = {n} values"
                 quiet = 0 if (i_fire or o_fire or idx < len(words)) else quiet + 1
@@ -161,7 +165,7 @@ def test_encoder_matches_reference_with_backpressure(name, seed):
         assert got == encode(values, fmt), f"values {values.tolist()}"
 
 
-@pytest.mark.parametrize("pairs", [False, True], ids=["values", "pairs"])
+@pytest.mark.parametrize("pairs", [False, True, "words"], ids=["values", "pairs", "words"])
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_decoder_matches_reference_with_backpressure(name, pairs, seed):
     fmt = FORMATS[name]
@@ -206,6 +210,22 @@ def test_throughput_one_pair_per_cycle(name, seed):
         assert (res["transfers"], res["cycles"]) == (k, k + 2), f"{len(values)} values"
 
 
+@pytest.mark.parametrize("name", ["eyeriss", "small"])
+def test_throughput_one_word_per_cycle(name, seed):
+    """Emitting a word's pairs a transfer, without idle or back-pressure: a canonical
+    stream of ``k`` pairs (``ceil(k / pairs_per_word)`` words hold them) takes a cycle a
+    word and 2."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(seed)
+    cases = [random_values(rng, fmt, 300, z) for z in (0.0, 0.5, 0.9, 1.0)]
+    streams = [(encode(v, fmt), len(v)) for v in cases]
+    results = simulate_decoder(fmt, streams, seed=seed, idle=0, stall=0, pairs="words")
+    check_decoded(fmt, streams, results)
+    for values, res in zip(cases, results):
+        words = -(-len(encode_pairs(values, fmt)) // fmt.pairs_per_word)
+        assert (res["transfers"], res["cycles"]) == (words, words + 2), f"{len(values)} values"
+
+
 # Malformed streams, one per fault. FMT: pairs of (run 2 bits, level 4 bits), two per
 # 16-bit word, reserved bits 12..14, term bit 15.
 FMT = FORMATS["small"]
@@ -223,14 +243,17 @@ GOOD = ([w((0, 3), (1, -2)), w((3, 0), term=True)], 7)   # 3, 0, -2, 0, 0, 0, 0
 
 
 def run_both(fmt, streams, **kw):
-    """Decode ``streams`` emitting values and emitting pairs; both as the model says, with
-    the same values, faults and words used (the cycles aside); returns the first."""
-    results = [simulate_decoder(fmt, streams, pairs=pairs, **kw) for pairs in (False, True)]
+    """Decode ``streams`` emitting values, pairs and a word's pairs a transfer; each as
+    the model says, with the same values, faults and words used (the cycles aside);
+    returns the first."""
+    results = [simulate_decoder(fmt, streams, pairs=pairs, **kw)
+               for pairs in (False, True, "words")]
     for got in results:
         check_decoded(fmt, streams, got)
     drop = ("cycles", "transfers")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in results[0]] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in results[1]]
+    for other in results[1:]:
+        assert [{k: v for k, v in r.items() if k not in drop} for r in results[0]] == \
+            [{k: v for k, v in r.items() if k not in drop} for r in other]
     return results[0]
 
 

@@ -154,7 +154,7 @@ class Machine:
             self.acc["glb"] += n
             if not nwords:
                 return 4, [], 0, 0
-            steps = rlc_steps(stream[:end + 1], n, fmt, per).tolist()
+            steps = rlc_steps(stream[:end + 1], n, fmt, per, cfg.rlc_decode_words).tolist()
             cycles = sum(steps) + 4
             drained = nwords > end + 1
             if not drained and self.dram_timing.is_system:

@@ -53,11 +53,13 @@ def rlc_decode(words: list, n: int, fmt) -> np.ndarray:
     return out
 
 
-def rlc_steps(words: list, n: int, fmt, per: int) -> np.ndarray:
+def rlc_steps(words: list, n: int, fmt, per: int, whole: bool = False) -> np.ndarray:
     """Cycles `ommatidia.hw.dma.DMAIn` spends on each word of an RLC stream of ``n``
     values, ``per`` to a GLB word (none after the one in which the ``n``-th value is
     made): a pair a cycle, or a cycle per GLB word it completes when more
-    (a word is written when its last slot is filled or with the ``n``-th value)."""
+    (a word is written when its last slot is filled or with the ``n``-th value);
+    ``whole`` (`ArrayConfig.rlc_decode_words`): a word a cycle, or a cycle per GLB word
+    its pairs complete when more."""
     P = fmt.pairs_per_word
     if not words or n == 0:
         return np.zeros(len(words), dtype=np.int64)
@@ -72,6 +74,9 @@ def rlc_steps(words: list, n: int, fmt, per: int) -> np.ndarray:
     written = ends // per - np.concatenate(([0], ends[:-1])) // per
     if ends[-1] >= n:
         written[-1] += n % per != 0
-    cost = np.maximum(written, 1)
+    cost = written if whole else np.maximum(written, 1)
     cost = np.concatenate((cost, np.zeros(len(words) * P - len(cost), dtype=np.int64)))
-    return cost.reshape(-1, P).sum(axis=1)
+    cost = cost.reshape(-1, P).sum(axis=1)
+    if whole:
+        cost[:-(-(j + 1) // P)] = np.maximum(cost[:-(-(j + 1) // P)], 1)
+    return cost
