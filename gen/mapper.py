@@ -192,7 +192,10 @@ def _fits(cfg, layer, m: Mapping) -> str | None:
 def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
              ifmap_coding: str = "rlc") -> tuple[int, int]:
     """Rough (cycles, DRAM words) of a mapping, to rank candidates (`_costs`): per pass
-    the slowest of PE compute, ifmap, filter and psum delivery, or ``pass_cycles``, the
+    the slowest of PE compute, ifmap and psum delivery (ifmap packets of
+    `NoCConfig.ifmap_gin_values` activations) and the filter load (packets of
+    `NoCConfig.filter_gin_values` weights; beside the MACs with `PEConfig.stream_filters`,
+    before them otherwise), or ``pass_cycles``, the
     model's time of a pass with its filter load from the cost model (a pass without, at
     batch > 1, scaled as the quick formula scales it); DMA one ifmap RLC pair (a value,
     on all-nonzero data), or one raw word with ``ifmap_coding`` ``"raw"``, and one raw
@@ -237,14 +240,14 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     group = cfg.pe.lanes if p % cfg.pe.lanes == 0 else 1
     for count, e in kinds:
         compute = F * ((S * q - 1) * p // group + p)
-        ifmap = width * ((e - 1) * U + seg_rows) * stack * q
+        ifmap = width * ((e - 1) * U + seg_rows) * stack * -(-q // cfg.noc.ifmap_gin_values)
         psum = F * e * blocks * p
-        filt = seg_rows * stack * blocks * S * p * q
+        filt = -(-seg_rows * stack * blocks * S * p * q // cfg.noc.filter_gin_values)
         busy = max(compute, ifmap, psum) if slack else compute + ifmap
         cnt.append(count)
         es.append(e)
         hs.append((e - 1) * U + R)
-        first.append(busy + 40 + filt)
+        first.append(max(busy, filt) + 40 if cfg.pe.stream_filters else busy + 40 + filt)
         rest.append(busy + 40)
         tags.append(stack * ((e - 1) * U + seg_rows) + e * blocks)
     fields = {"p": p, "q": q, "stack": stack, "blocks": blocks, "segments": len(segments),

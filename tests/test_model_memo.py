@@ -176,13 +176,15 @@ def test_the_memo_keys_on_the_filter_packets():
 def test_alexnet_conv3_times_each_distinct_pass_once():
     """`layer_prediction` of AlexNet CONV3 on `eyeriss` (the mapper's search with its
     model probes, the program, the model's exact prediction), from an empty memo, times
-    at most 12 passes of its 512 and of the probes' (6 probes, each one pass; the layer's
-    first pass and its first adding psums, the others taken from the memo, the probe of
-    the chosen mapping among them): with a read port per GLB bank its senders read
-    different banks, the recurrences time every pass (none falls back to the cycle
-    reference) and the memo keys them on which requests share a bank, not on the banks:
-    counted, not timed, so a loaded machine cannot fail it. The whole took 2.3 s of CPU
-    (7 passes timed, beside the filter GLB; 2.8 s before the data's psums went by one
+    at most 14 passes of its 448 and of the probes' (6 probes, each one pass; the two
+    mappings the search times whole, 4 passes each, the others taken from the memo; the
+    program's passes all from the memo. 9 before the quick formula counted packets and
+    streaming PEs, docs/performance.md step 23: 5 probes, no mapping timed whole, the
+    program's 4): with a read port per GLB bank its senders read different banks, the
+    recurrences time every pass (none falls back to the cycle reference) and the memo
+    keys them on which requests share a bank, not on the banks: counted, not timed, so a
+    loaded machine cannot fail it. The whole took 5.1 s of CPU, loaded (2.3 s and 7
+    passes timed, beside the filter GLB; 2.8 s before the data's psums went by one
     matmul and one write a pass; 11.9 s and 13 timed with one read port, every pass on
     the reference)."""
     layer = ALEXNET["CONV3"]
@@ -194,7 +196,7 @@ def test_alexnet_conv3_times_each_distinct_pass_once():
     out = layer_prediction(EYERISS, layer, x, w)
     print(f"AlexNet CONV3 mapped and modelled in {time.process_time() - start:.2f} s of CPU, "
           f"{out['model']['cycles']} cycles, {PASS_MEMO.misses} passes timed")
-    assert PASS_MEMO.misses <= 12 and out["passes"] >= 20 * PASS_MEMO.misses, \
+    assert PASS_MEMO.misses <= 14 and out["passes"] >= 20 * PASS_MEMO.misses, \
         (PASS_MEMO.misses, out["passes"])
 
 
