@@ -18,7 +18,9 @@ stream of ``dram_bits`` words (either side may stall). A command
 Requests run ahead of responses with no limit; the GLB write is one register
 stage, so when neither side stalls a raw copy moves one word a cycle and a
 decode one pair a cycle, or a cycle per GLB word the pair completes when that
-is more (a run crossing two word boundaries writes two words).
+is more (a run crossing two word boundaries writes two words); with
+``ArrayConfig.rlc_decode_words`` one coded word's pairs a cycle, or a cycle per GLB
+word they complete when more.
 
 Without the RLC codec (``ArrayConfig.rlc_codec`` false, for the smallest
 FPGAs) `DMAIn` only copies raw words (the ``rlc`` flag is ignored: the
