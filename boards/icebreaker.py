@@ -12,6 +12,10 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 __all__ = ["BOARD"]
 
+_NO_COLLISION = " ".join(f"*.{path}/t:$memrd_v2" for path in (
+    "top.system", "accel.prefetch", "accel.prefetch_head", "bridge.fifo"))
+"""The read ports of the DRAM, the program prefetch's two FIFOs and the bridge's FIFO."""
+
 BOARD = dict(
     name="icebreaker",
     title="iCEBreaker (iCE40UP5K-SG48)",
@@ -30,9 +34,8 @@ BOARD = dict(
         # (it is empty or full then), nor the DRAM (the bridge reads or writes; the
         # accelerator's reads and its DMAOut's writes meet only in a program racing
         # a background DMA_OUT, which the compiler does not emit).
-        "setparam -set COLLISION_X_MASK 1'1 " + " ".join(
-            f"*.{path}/t:$memrd_v2" for path in ("top.system", "accel.prefetch",
-                                                 "accel.prefetch_head", "bridge.fifo")),
+        f"select -assert-count 4 {_NO_COLLISION}",
+        f"setparam -set COLLISION_X_MASK 1'1 {_NO_COLLISION}",
         # The PE's filter spad banks in block RAM instead of flip-flops.
         'setattr -set ram_style "block" m:filter_spad_*',
     ),
