@@ -58,6 +58,9 @@ class Board:
         UART baud rate.
     synth_opts : tuple
         Extra ``synth_ice40``/``synth_ecp5`` options of the board's build.
+    synth_script : tuple
+        Yosys commands run on the design before synthesis (after ``chformal -remove``):
+        attributes and parameters that steer how its memories map.
     array : tuple or None
         ``(rows, cols)`` replacing the preset's PE array (NoC IDs widened to fit), to
         find how large an array the part takes; None keeps the preset's.
@@ -77,6 +80,7 @@ class Board:
     uart_pins: tuple | None = None
     baud: int = 115200
     synth_opts: tuple = ()
+    synth_script: tuple = ()
     array: tuple | None = None
     custom: ArrayConfig | None = None
 
@@ -101,10 +105,10 @@ class Board:
         if self.uart_pins is not None and len(self.uart_pins) != 3:
             raise ValueError(f"{own}.uart_pins must be (rx, tx, connector), "
                              f"not {self.uart_pins!r}")
-        if not isinstance(self.synth_opts, tuple) or \
-                not all(isinstance(o, str) for o in self.synth_opts):
-            raise ValueError(f"{own}.synth_opts must be a tuple of strings, "
-                             f"not {self.synth_opts!r}")
+        for field in ("synth_opts", "synth_script"):
+            value = getattr(self, field)
+            if not isinstance(value, tuple) or not all(isinstance(o, str) for o in value):
+                raise ValueError(f"{own}.{field} must be a tuple of strings, not {value!r}")
         if self.array is not None:
             if not (isinstance(self.array, tuple) and len(self.array) == 2):
                 raise ValueError(f"{own}.array must be (rows, cols), not {self.array!r}")

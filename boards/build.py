@@ -108,7 +108,7 @@ def _overrides(b: Board, name: str, seed: int, allow_timing_fail: bool,
     if allow_timing_fail:
         nextpnr_opts.append("--timing-allow-fail")
     return {
-        "script_after_read": "chformal -remove",
+        "script_after_read": "\n".join(["chformal -remove", *b.synth_script]),
         "synth_opts": synth_cmd.split()[1:] + ["-run", ":map_ram"],
         "script_after_synth": "\n".join([
             "check -assert", f"{synth_cmd} -top {name} -run map_ram:", "check -assert",

@@ -527,16 +527,19 @@ SMALL = dataclasses.replace(
 ICEBREAKER = dataclasses.replace(
     TINY, name="icebreaker", rows=1, cols=1,
     pe=PEConfig(act_bits=8, weight_bits=8, psum_bits=16, filter_spad_depth=12,
-                ifmap_spad_depth=3, psum_spad_depth=2, max_filter_width=3, max_ifmap_width=8,
-                counter_bits=0),
+                ifmap_spad_depth=3, psum_spad_depth=4, max_filter_width=3, max_ifmap_width=8,
+                counter_bits=0, lanes=4),
     noc=NoCConfig(row_id_bits=1, col_id_bits=1),
     glb_bytes=256, glb_banks=1, clock_mhz=12.0,
-    counter_bits=0, dram_addr_bits=9, tag_depth=4, rlc_codec=False)
+    counter_bits=0, dram_addr_bits=9, tag_depth=1, rlc_codec=False)
 """The iCEBreaker (iCE40UP5K): the whole board top (accelerator, UART bridge, 512-word
-DRAM) fits only lean: one PE with 16-bit psums and spads 12/3/2, no performance counters,
-no RLC codec, 9-bit DRAM addresses, 4-entry tag tables, a 256-byte GLB. Measured: 4757 of
-5280 logic cells, 15.67 MHz at the board's 12 (no PLL: from 12 MHz the SB_PLL40 makes
-16.125 MHz at least); a 1x2 array packs into 5202 cells and does not place, a 2x2 needs
+DRAM) fits only lean: one PE of 4 MAC lanes (4 MACs/cycle, 4 of the 8 SB_MAC16) with
+16-bit psums and spads 12/3/4, no performance counters, no RLC codec, 9-bit DRAM
+addresses, one-entry tag tables (a 1x1 array needs no more: the mapper's passes and
+cycles are those of 4 entries), a 256-byte GLB. Measured: 5064 of 5280 logic cells,
+15.11 MHz at the board's 12 (no PLL: from 12 MHz the SB_PLL40 makes 16.125 MHz at
+least). One lane with 4-entry tag tables took 4757 cells before the program prefetch
+and 5528 after it; a 1x2 array packed into 5202 cells and did not place, a 2x2 needed
 6480. With the default knobs a 2x2 array needed 11640 cells."""
 
 ORANGECRAB = dataclasses.replace(

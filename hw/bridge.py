@@ -85,27 +85,30 @@ class _Command:
     def __init__(self, inq: fifo.SyncFIFOBuffered, tx_ready, counters: int, dram_bits: int,
                  addr_bits: int, timeout: int):
         word_bytes = dram_bits // 8
-        out_bits = max(dram_bits, COUNTER_BITS)
         self.inq = inq
         self.byte = inq.r_data
         self.got = Signal()
 
         self.cmd = Signal(8)
         self.reply_byte = Signal(8)
-        self.args = Signal(48)
+        # One shift register serves a command's arguments, a WRITE's word and the bytes an
+        # answer sends: bytes from the line enter at the top, bytes to it leave at the bottom.
+        self.buf = Signal(max(dram_bits, COUNTER_BITS))
+        self.args = self.buf[-48:]
+        """A WRITE's or READ's arguments once their six bytes are in."""
+        self.word = self.buf[-dram_bits:]
+        """A WRITE's word once its bytes are in."""
         self.arg_left = Signal(range(7))
         self.addr = Signal(addr_bits)
         self.n = Signal(16)
-        self.word = Signal(dram_bits)
         self.word_left = Signal(range(word_bytes + 1))
-        self.obuf = Signal(out_bits)
-        self.out_left = Signal(range(out_bits // 8 + 1))
+        self.out_left = Signal(range(len(self.buf) // 8 + 1))
         self.index = Signal(range(counters + 1))
 
         self.silent = Signal(range(max(timeout, 1) + 1))
         self.timed_out = Signal()
         self.sent_last = tx_ready & (self.out_left == 1)
-        """The transmitter takes the last byte of ``obuf`` this cycle."""
+        """The transmitter takes the last byte of ``buf`` this cycle."""
 
 
 class HostBridge(wiring.Component):
@@ -226,10 +229,10 @@ class HostBridge(wiring.Component):
             m.next = then
 
     def _send(self, m: Module, r: _Command):
-        """Offer the lowest byte of ``obuf`` on the tx stream; shift it out once taken."""
-        m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(r.obuf[:8])]
+        """Offer the lowest byte of ``buf`` on the tx stream; shift it out once taken."""
+        m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(r.buf[:8])]
         with m.If(self.o.ready):
-            m.d.sync += [r.obuf.eq(r.obuf >> 8), r.out_left.eq(r.out_left - 1)]
+            m.d.sync += [r.buf.eq(Cat(r.buf[8:], r.byte)), r.out_left.eq(r.out_left - 1)]
 
     def _parser_states(self, m: Module, r: _Command):
         """rx command parser: decode a command byte, collect WRITE's and READ's arguments."""
@@ -259,7 +262,7 @@ class HostBridge(wiring.Component):
             # ARGS: collecting addr (4 bytes) and n (2 bytes), little-endian
             self._receive(m, r)
             with m.If(r.got):
-                m.d.sync += [args.eq(Cat(args[8:], byte)), arg_left.eq(arg_left - 1)]
+                m.d.sync += [r.buf.eq(Cat(r.buf[8:], byte)), arg_left.eq(arg_left - 1)]
                 with m.If(arg_left == 1):
                     m.next = "DISPATCH"
             with m.Elif(r.timed_out):
@@ -286,7 +289,7 @@ class HostBridge(wiring.Component):
             # WRITE_DATA: collecting the bytes of the next word
             self._receive(m, r)
             with m.If(r.got):
-                m.d.sync += [r.word.eq(Cat(r.word[8:], r.byte)), r.word_left.eq(r.word_left - 1)]
+                m.d.sync += [r.buf.eq(Cat(r.buf[8:], r.byte)), r.word_left.eq(r.word_left - 1)]
                 with m.If(r.word_left == 1):
                     m.next = "WRITE_MEM"
             with m.Elif(r.timed_out):
@@ -314,7 +317,7 @@ class HostBridge(wiring.Component):
             # READ_DATA: wait for the word
             m.d.comb += self.mem_rdata.ready.eq(1)
             with m.If(self.mem_rdata.valid):
-                m.d.sync += [r.obuf.eq(self.mem_rdata.payload),
+                m.d.sync += [r.buf.eq(self.mem_rdata.payload),
                              r.out_left.eq(self._dram_bits // 8)]
                 m.next = "SEND_WORD"
         with m.State("SEND_WORD"):
@@ -341,7 +344,7 @@ class HostBridge(wiring.Component):
             with m.If(r.index == self._counters):
                 m.next = "IDLE"
             with m.Else():
-                m.d.sync += [r.obuf.eq(self.counters[r.index]), r.out_left.eq(COUNTER_BITS // 8),
+                m.d.sync += [r.buf.eq(self.counters[r.index]), r.out_left.eq(COUNTER_BITS // 8),
                              r.index.eq(r.index + 1)]
                 m.next = "SEND_COUNTER"
         with m.State("REPLY"):

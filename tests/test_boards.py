@@ -54,6 +54,8 @@ def test_board_validation():
         dataclasses.replace(good, preset="nope")
     with pytest.raises(ValueError, match="dram_words must be at least 1"):
         dataclasses.replace(good, dram_words=0)
+    with pytest.raises(ValueError, match=r"synth_script must be a tuple of strings, not 'x'"):
+        dataclasses.replace(good, synth_script="x")
     with pytest.raises(ValueError, match="unknown board 'nope'"):
         board.board("nope")
 
@@ -132,6 +134,13 @@ def test_build_plan(name, rx, tx, clock):
     assert f"synth_{b.family}{dsp} -top {top} -run map_ram:" in script
     if name == "icebreaker":
         assert "-dffe_min_ce_use 8" in dsp
+        # The memory directives run on the design as read, before synthesis.
+        head = script[:script.index(f"synth_{b.family}")]
+        assert "select -assert-count 4 *.top.system/t:$memrd_v2" in head
+        assert "setparam -set COLLISION_X_MASK 1'1 *.top.system/t:$memrd_v2" in head
+        assert 'setattr -set ram_style "block" m:filter_spad_*' in head
+    else:
+        assert "COLLISION_X_MASK" not in script
     assert script.count("check -assert") == 2 and "chformal -remove" in script
     shell = plan.files[f"build_{top}.sh"]
     assert f"--report {top}_report.json --seed 7 --router router1" in shell

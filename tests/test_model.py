@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ommatidia.gen.compiler import compile_layer
-from ommatidia.gen.config import EYERISS, SMALL, TINY
+from ommatidia.gen.config import EYERISS, ICEBREAKER, SMALL, TINY
 from ommatidia.gen.energy import EYERISS_COST
 from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import Mapping
@@ -551,6 +551,33 @@ def test_model_with_lanes(seed, build_dir):
 
 
 @pytest.mark.verilog
+def test_model_on_the_icebreaker_preset(seed, tmp_path):
+    """The `icebreaker` preset (one PE of 4 MAC lanes, one-entry tag tables, no RLC codec,
+    16-bit psums) with counters, which the preset leaves out and the comparison reads:
+    a layer of p = 4 (the lanes in groups), then random layers, bit-exact, the model's
+    cycles and every counter equal to the Verilog's."""
+    cfg = dataclasses.replace(ICEBREAKER, name="icebreaker_counted", counter_bits=32,
+                              pe=dataclasses.replace(ICEBREAKER.pe, counter_bits=24))
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=2, M=4, H=5, W=5, R=3, S=3, U=1, P=0)
+    x = random_values(rng, cfg.pe.act_bits, (1, 2, 5, 5), 0.5)
+    w = random_values(rng, cfg.pe.weight_bits, (4, 2, 3, 3))
+    progs = [compile_layer(cfg, layer, x, w, bias=[300, -200, 5, 0], relu=True, shift=3, p=4)]
+    while len(progs) < 4:
+        R, S, U, P = (int(v) for v in rng.integers(1, (4, 4, 3, 2)))
+        layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 4)),
+                          M=int(rng.integers(1, 9)), H=int(rng.integers(R, R + 4)),
+                          W=int(rng.integers(S, 7)), R=R, S=S, U=U, P=P)
+        x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.5)
+        w = random_values(rng, 8, (layer.M, layer.C, R, S))
+        try:
+            progs.append(compile_layer(cfg, layer, x, w, relu=True, shift=int(rng.integers(6))))
+        except ValueError:  # its DRAM image is larger than the 512 words
+            continue
+    compare_programs(cfg, progs, tmp_path)
+
+
+@pytest.mark.verilog
 def test_model_with_a_gon_queue(seed, build_dir):
     """`tiny` with a queue of 2 GON packets after each top PE (`NoCConfig.gon_queue`) and
     2 psums a GON and a psum GIN packet: the ofmaps bit-exact, the model's cycles and
@@ -597,11 +624,17 @@ def compare_exactly(cfg, seed, build_dir, first=None, *more):
     """``first`` (or a random layer), ``more`` and two random layers on ``cfg`` (ifmap
     zeros 0, 50 and 0 %) in one Verilator simulation: bit-exact, the model's cycles and
     every counter equal to the RTL's."""
-    from ommatidia.sim.accelerator import run_layers
     rng = np.random.default_rng(seed)
     if first is None:
         first = random_program(rng, cfg, zeros=0.0, width=10)
     progs = [first, *more] + [random_program(rng, cfg, zeros=z, width=10) for z in (0.5, 0.0)]
+    compare_programs(cfg, progs, build_dir)
+
+
+def compare_programs(cfg, progs, build_dir):
+    """``progs`` on ``cfg`` in one Verilator simulation: bit-exact, the model's cycles and
+    every counter equal to the RTL's."""
+    from ommatidia.sim.accelerator import run_layers
     runs = run_layers(cfg, progs, build_dir=build_dir)
     compare(progs, runs, tolerance=0)
     state = None

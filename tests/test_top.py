@@ -469,3 +469,23 @@ def test_ifmap_packets_of_a_column(values, q, seed):
     assert predict(prog).counters == counters
     one = compile_layer(TINY, layer, x, w, relu=True, shift=3, mapping=prog.mapping)
     assert counters["cycles"] <= predict(one).cycles
+
+
+def test_dram_never_reads_the_word_it_writes(seed):
+    """The iCEBreaker's build lets a DRAM read of the word written in the same cycle be
+    undefined (`ommatidia.boards.icebreaker`): a layer whose ``DMA_OUT``\\ s drain beside
+    the next passes, ``DMA_IN``\\ s and the fetch, with 25 % DRAM stalls, reads and writes
+    the DRAM in the same cycles but never the same word."""
+    prog = beside_program(BANKS, seed)
+
+    def probe(dut):
+        a = dut._accel
+        return [a.dram_addr.valid & a.dram_addr.ready, a.dram_addr.payload,
+                a.dram_w.valid & a.dram_w.ready, a.dram_w.payload.addr]
+    trace = []
+    (status, _, _), = simulate_system(BANKS, prog.words, [], stall_rate=64,
+                                      stall_seed=seed % 65535, probe=probe, trace=trace)
+    both = [(r, w) for read, r, write, w in trace if read and write]
+    print(f"{len(trace)} busy cycles, {len(both)} reading and writing the DRAM")
+    assert status == STATUS_DONE
+    assert all(r != w for r, w in both)
