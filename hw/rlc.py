@@ -287,6 +287,10 @@ class RLCDecoder(wiring.Component):
     def pairs(self) -> bool:
         return self._pairs
 
+    @property
+    def words(self) -> bool:
+        return self._words
+
     def elaborate(self, platform):
         fmt = self._fmt
         P = fmt.pairs_per_word

@@ -4,7 +4,7 @@
   start commands, back-pressure and resets, never emits more than ``n``
   values, emits nothing after a fault, and keeps the valid/ready rules on its
   output: proved for all time (k-induction, through its ``remaining`` count:
-  values emitted + remaining == n), emitting values and emitting pairs.
+  values emitted + remaining == n), emitting values, pairs and a word's pairs.
 - The encoder keeps the valid/ready rules on its output: proved.
 - Encoder into decoder with free values, idle and back-pressure, streams of
   n <= 7 back to back (``count_bits`` = 3): decode(encode(x)) == x, no fault,
@@ -19,7 +19,7 @@ stays up and the payload holds.
 """
 
 import pytest
-from amaranth import Elaboratable, Module, ResetSignal, Signal, Value, signed
+from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cover
 
@@ -75,13 +75,21 @@ class DecoderHarness(Elaboratable):
         with m.If(dut.start.valid & dut.start.ready):
             m.d.sync += [n.eq(dut.start.payload), count.eq(0)]
         with m.Elif(dut.o.valid & dut.o.ready):
-            m.d.sync += count.eq(count + (dut.o.payload.run + 1 if dut.pairs else 1))
+            m.d.sync += count.eq(count + _values(dut.o.payload, dut))
         m.d.comb += [
             Assert(count + dut.remaining == n, "count + remaining != n"),
             Assert(count + self.bound_slack <= n, "more than n values"),
             Assert(~(dut.error & dut.o.valid), "value offered after a fault"),
         ]
         return m
+
+
+def _values(payload, dut):
+    """The values one transfer on the decoder's ``o`` stands for."""
+    if dut.words:
+        return sum(Mux((k >= payload.first) & (k < payload.end), payload.pairs[k].run + 1, 0)
+                   for k in range(FMT.pairs_per_word))
+    return payload.run + 1 if dut.pairs else 1
 
 
 class EncoderHarness(Elaboratable):
@@ -170,11 +178,13 @@ class RoundTripHarness(Elaboratable):
 SYN = "smtbmc --syn yices"
 
 
-@pytest.mark.parametrize("pairs", [False, True], ids=["values", "pairs"])
+@pytest.mark.parametrize("pairs", [False, True, "words"], ids=["values", "pairs", "words"])
 def test_decoder_bounded_and_stream_rules_proved(build_dir, pairs):
-    """Emitting pairs, a pair counts its ``run + 1`` values."""
-    prove(DecoderHarness(RLCDecoder(FMT, count_bits=COUNT_BITS, pairs=pairs)),
-          name="rlc_decoder_pairs" if pairs else "rlc_decoder", depth=4, build_dir=build_dir)
+    """Emitting pairs, a pair counts its ``run + 1`` values; emitting a word's pairs, each
+    of slots ``first .. end - 1``."""
+    dut = RLCDecoder(FMT, count_bits=COUNT_BITS, pairs=bool(pairs), words=pairs == "words")
+    name = {False: "rlc_decoder", True: "rlc_decoder_pairs", "words": "rlc_decoder_words"}
+    prove(DecoderHarness(dut), name=name[pairs], depth=4, build_dir=build_dir)
 
 
 def test_encoder_stream_rules_proved(build_dir):
