@@ -680,5 +680,6 @@ def test_model_with_two_psums_a_dma_out_cycle(seed, build_dir):
         pe=dataclasses.replace(TINY.pe, stream_filters=True),
         noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4,
                                 gon_values=2, psum_gin_values=2))
-    compare_exactly(cfg, seed, build_dir, None, beside_program(cfg, seed),
-                    split_program(cfg, seed))
+    beside = beside_program(cfg, seed)
+    assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
+    compare_exactly(cfg, seed, build_dir, None, beside, split_program(cfg, seed))
