@@ -277,7 +277,9 @@ class DMAOut(wiring.Component):
     the codec they are packed into activation slots of DRAM words instead);
     ``words`` counts the words written by the last command. GLB words are read
     up to `READ_AHEAD` ahead into a FIFO, so a raw word or a psum goes out
-    every cycle while the DRAM takes them.
+    every cycle while the DRAM takes them; with ``cfg.dma_out_values`` = 2 a
+    GLB word of psums a cycle (the output stage on both, filters ``filt`` and
+    the next modulo ``p``, into an encoder taking two values a transfer).
 
     Members
     -------
