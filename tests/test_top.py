@@ -269,9 +269,9 @@ def test_rlc_dma_out_counted_by_hand(values, n, cycles):
     (every word asked for, 0..5, has come); one psum a cycle (`ArrayConfig.dma_out_values`
     = 1) it drains ``n + 5`` cycles (`tests/test_dma.py`), two ``ceil(n / 2) + 5``, and
     one more for 40, whose last transfer completes word 13 with pair 39 = 13 * 3 and
-    starts word 14 with pair 40, sent a cycle later; the ``DONE`` (come at 6) runs the cycle it is idle: 8 + 45 +
-    1 = 54 cycles for 40 psums, 53 for 39; 8 + 26 + 1 = 35 and 34 with two a cycle. The
-    model agrees and the DRAM words are the canonical code."""
+    starts word 14 with pair 40, sent a cycle later; the ``DONE`` (come at 6) runs the
+    cycle it is idle: 8 + 45 + 1 = 54 cycles for 40 psums, 53 for 39; 8 + 26 + 1 = 35 and
+    34 with two a cycle. The model agrees and the DRAM words are the canonical code."""
     from ommatidia.gen.rlc import encode
     from ommatidia.hw.dma import bias_write_layout
     cfg = dataclasses.replace(TINY, dma_out_values=values)
