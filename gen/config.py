@@ -319,6 +319,11 @@ class ArrayConfig:
         Whether the ``DMA_IN``'s RLC decoder hands the DMA a coded word's pairs a cycle
         (`ommatidia.hw.dma`): a DRAM word takes a cycle, or one per GLB word its pairs
         complete when more (the GLB takes a write a cycle); False: a pair a cycle.
+    dma_out_values:
+        Psums the ``DMA_OUT`` takes a cycle through the output stage and the RLC encoder:
+        1, or the psums of one GLB word (a whole word a cycle, the encoder taking that
+        many values and making up to that many pairs a cycle); more than 1 needs the
+        RLC codec and at most ``rlc.pairs_per_word``.
     """
 
     name: str = "eyeriss"
@@ -338,6 +343,7 @@ class ArrayConfig:
     tag_depth: int | None = None
     rlc_codec: bool = True
     rlc_decode_words: bool = False
+    dma_out_values: int = 1
 
     def __post_init__(self):
         own = "ArrayConfig"
@@ -423,6 +429,19 @@ class ArrayConfig:
         if not isinstance(self.rlc_decode_words, bool):
             raise ValueError(f"ArrayConfig.rlc_decode_words must be True or False, "
                              f"not {self.rlc_decode_words!r}")
+        check_int(own, "dma_out_values", self.dma_out_values, 1)
+        psums = self.dram_bits // _slot(self.pe.psum_bits)
+        if self.dma_out_values not in (1, psums):
+            raise ValueError(
+                f"ArrayConfig.dma_out_values = {self.dma_out_values} must be 1 or the {psums} "
+                f"psums of one {self.dram_bits}-bit GLB word")
+        if self.dma_out_values > 1 and not self.rlc_codec:
+            raise ValueError(f"ArrayConfig.dma_out_values = {self.dma_out_values} needs the "
+                             f"RLC codec (rlc_codec = True); without it at most 1")
+        if self.dma_out_values > self.rlc.pairs_per_word:
+            raise ValueError(
+                f"ArrayConfig.dma_out_values = {self.dma_out_values} must be at most the "
+                f"rlc.pairs_per_word = {self.rlc.pairs_per_word} pairs of an RLC word")
 
     @property
     def tags(self) -> int:
@@ -466,6 +485,7 @@ class ArrayConfig:
             "filter GIN values/cycle": self.noc.filter_gin_values,
             "ifmap GIN values/cycle": self.noc.ifmap_gin_values,
             "GON values/cycle": self.noc.gon_values,
+            "DMA_OUT psums/cycle": self.dma_out_values,
             "GON queue (packets)": self.noc.gon_queue,
             "psum GIN queue (packets)": self.noc.psum_gin_queue,
             "rlc (R,L,P,W)": f"{self.rlc.run_bits},{self.rlc.level_bits},"
@@ -487,7 +507,8 @@ EYERISS = ArrayConfig(filter_glb_bytes=8 * 1024, tag_depth=64, glb_bank_reads=Tr
                       rlc_decode_words=True,
                       pe=PEConfig(stream_filters=True),
                       noc=NoCConfig(filter_gin_values=8, ifmap_gin_values=4, gon_values=2,
-                                    psum_gin_values=2, gon_queue=8, psum_gin_queue=8))
+                                    psum_gin_values=2, gon_queue=8, psum_gin_queue=8),
+                      dma_out_values=2)
 """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit data, spads 224/12/24, 108 KiB GLB. The
 filter GLB (8 KiB, two halves) is a memory of its own, filled in the background. The
 senders' tag tables hold 64 entries, so four 3x13 PE sets of AlexNet's CONV3-5 (15
@@ -500,7 +521,9 @@ after each PE holds a whole output's psums of a 16-filter PE (the depth that pai
 AlexNet CONV1-5, docs/performance.md), and a queue of 8 psum GIN packets in front of
 each PE lets the psum sender run ahead of the bottom PEs (likewise). Its GLB banks are
 independent SRAMs, each granting a read a cycle (``glb_bank_reads``). Its PEs compute
-while their filters load (``PEConfig.stream_filters``, docs/preload.md). Assumed, not read
+while their filters load (``PEConfig.stream_filters``, docs/preload.md), and its
+``DMA_OUT`` drains a GLB word of two psums a cycle (``dma_out_values``), so a background
+one ends within the next pass. Assumed, not read
 from the paper: its GIN and GON data bus widths could not be looked up here; 64 bits is
 the width of Eyeriss's DRAM bus, GLB word and local psum link."""
 
@@ -511,7 +534,7 @@ TINY = dataclasses.replace(
                 ifmap_spad_depth=12, psum_spad_depth=8, max_filter_width=5,
                 max_ifmap_width=32),
     noc=NoCConfig(row_id_bits=3, col_id_bits=3),
-    glb_bytes=8 * 1024, glb_banks=4, filter_glb_bytes=0,
+    glb_bytes=8 * 1024, glb_banks=4, filter_glb_bytes=0, dma_out_values=1,
     rlc=RLCFormat(run_bits=5, level_bits=8, pairs_per_word=3, word_bits=64),
     clock_mhz=50.0)
 """Small enough for fast tests: 3x4 PEs, 8-bit data."""

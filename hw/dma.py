@@ -358,7 +358,9 @@ class DMAOut(wiring.Component):
     the codec they are packed into activation slots of DRAM words instead);
     ``words`` counts the words written by the last command. GLB words are read
     up to `READ_AHEAD` ahead into a FIFO, so a raw word or a psum goes out
-    every cycle while the DRAM takes them.
+    every cycle while the DRAM takes them; with ``cfg.dma_out_values`` = 2 a
+    GLB word of psums a cycle (the output stage on both, filters ``filt`` and
+    the next modulo ``p``, into an encoder taking two values a transfer).
 
     Members
     -------
@@ -384,7 +386,12 @@ class DMAOut(wiring.Component):
             "busy": Out(1),
             "words": Out(a),
         })
-        self._encoder = RLCEncoder(cfg.rlc, count_bits=a) if cfg.rlc_codec else None
+        if not cfg.rlc_codec:
+            self._encoder = None
+        elif cfg.dma_out_values == 1:
+            self._encoder = RLCEncoder(cfg.rlc, count_bits=a)
+        else:
+            self._encoder = RLCEncoder(cfg.rlc, count_bits=a, values=cfg.dma_out_values)
 
     def elaborate(self, platform):
         cfg, enc = self._cfg, self._encoder
@@ -444,22 +451,32 @@ class DMAOut(wiring.Component):
                          glb_addr.eq(glb_addr + 1)]
         cur, have = q.r_data, q.r_rdy
 
-        z = self._output_stage(m, cmd, cur, k, filt, slot,
-                               cfg.pe.act_bits if enc is not None else aslot)
+        V = cfg.dma_out_values
+        filts = [filt]
+        for _ in range(V):
+            filts.append(Mux(filts[-1] + 1 == cmd.stage.p, 0, filts[-1] + 1))
+        zs = self._output_stage(m, cmd, cur, [(k, filt)] if V == 1 else list(enumerate(filts[:V])),
+                                slot, cfg.pe.act_bits if enc is not None else aslot)
+        z = zs[0]
         dram_write = [o.valid.eq(1), o.payload.addr.eq(dram_addr),
                       dram_addr.eq(dram_addr + 1), self.words.eq(self.words + 1)]
         with m.If(cmd.rlc):
             if enc is not None:
-                m.d.comb += [enc.i.valid.eq(have), enc.i.payload.eq(z)]
+                m.d.comb += [enc.i.valid.eq(have),
+                             enc.i.payload.eq(z if V == 1 else Cat(zs))]
                 take = enc.i.ready
             else:
                 take = room
             with m.If(have & take):
-                m.d.sync += [left.eq(left - 1), k.eq(k + 1),
-                             filt.eq(Mux(filt + 1 == cmd.stage.p, 0, filt + 1))]
-                with m.If((k == per - 1) | (left == 1)):
+                if V > 1:
+                    # a whole GLB word of psums to the encoder
                     m.d.comb += pop.eq(1)
-                    m.d.sync += k.eq(0)
+                    m.d.sync += [left.eq(Mux(left > V, left - V, 0)), filt.eq(filts[V])]
+                else:
+                    m.d.sync += [left.eq(left - 1), k.eq(k + 1), filt.eq(filts[1])]
+                    with m.If((k == per - 1) | (left == 1)):
+                        m.d.comb += pop.eq(1)
+                        m.d.sync += k.eq(0)
                 if enc is None:
                     self._pack(m, z, aslot, aper, left == 1, dram_write)
         with m.Else():
@@ -483,32 +500,35 @@ class DMAOut(wiring.Component):
         with m.If((fill == aper - 1) | last):
             m.d.sync += [*dram_write, fill.eq(0)]
 
-    def _output_stage(self, m, cmd, cur, k, filt, slot, z_bits):
-        """The output stage on psum slot ``k`` of ``cur``: bias of filter ``filt``, ReLU,
-        rounding shift and saturation to an activation, sign-extended to ``z_bits``."""
+    def _output_stage(self, m, cmd, cur, slots, slot, z_bits):
+        """The output stage on psum slots ``k`` of ``cur``, ``(k, filt)`` in ``slots``: bias
+        of filter ``filt``, ReLU, rounding shift and saturation to an activation,
+        sign-extended to ``z_bits``; a bias table read port a slot."""
         cfg = self._cfg
         m.submodules.bias = bias = Memory(shape=signed(cfg.pe.psum_bits),
                                           depth=cfg.pe.psum_spad_depth, init=[])
         bw = bias.write_port()
         m.d.comb += [bw.addr.eq(self.bias_w.payload.index), bw.data.eq(self.bias_w.payload.value),
                      bw.en.eq(self.bias_w.valid), self.bias_w.ready.eq(1)]
-        br = bias.read_port(domain="comb")
-        m.d.comb += br.addr.eq(filt)
-
         stage, bits = cmd.stage, cfg.pe.psum_bits
-        x = Signal(signed(bits))
-        biased = Signal(signed(bits))
-        y = Signal(signed(bits + 1))
-        z = Signal(signed(z_bits))
         hi, lo = (1 << (cfg.pe.act_bits - 1)) - 1, -(1 << (cfg.pe.act_bits - 1))
         half = (Const(1, bits + 1) << stage.shift) >> 1
-        m.d.comb += [x.eq(cur.word_select(k, slot)[:bits].as_signed()),
-                     biased.eq((x + br.data)[:bits].as_signed()),
-                     y.eq((Mux(stage.relu & (biased < 0), 0, biased) + half) >> stage.shift)]
-        with m.If(y > hi):
-            m.d.comb += z.eq(hi)
-        with m.Elif(y < lo):
-            m.d.comb += z.eq(lo)
-        with m.Else():
-            m.d.comb += z.eq(y)
-        return z
+        zs = []
+        for k, filt in slots:
+            br = bias.read_port(domain="comb")
+            m.d.comb += br.addr.eq(filt)
+            x = Signal(signed(bits))
+            biased = Signal(signed(bits))
+            y = Signal(signed(bits + 1))
+            z = Signal(signed(z_bits))
+            m.d.comb += [x.eq(cur.word_select(k, slot)[:bits].as_signed()),
+                         biased.eq((x + br.data)[:bits].as_signed()),
+                         y.eq((Mux(stage.relu & (biased < 0), 0, biased) + half) >> stage.shift)]
+            with m.If(y > hi):
+                m.d.comb += z.eq(hi)
+            with m.Elif(y < lo):
+                m.d.comb += z.eq(lo)
+            with m.Else():
+                m.d.comb += z.eq(y)
+            zs.append(z)
+        return zs

@@ -100,31 +100,47 @@ class RLCEncoder(wiring.Component):
     word at once. Throughput: one value per cycle while ``o`` is not stalled;
     a word leaves one cycle after the value that completes it.
 
+    With ``values`` = V > 1 a transfer on ``i`` carries V values (the last one
+    of a stream only its ``n mod V`` first when that is not 0), which make up
+    to V pairs in the cycle: V values a cycle while ``o`` is not stalled. A word
+    leaves one cycle after the transfer that completes it; when the last
+    transfer completes a word and starts another, the term word leaves a cycle
+    after that one.
+
     Parameters
     ----------
     fmt : RLCFormat
     count_bits : int
         Width of ``n``.
+    values : int
+        Values a transfer, 1 to ``fmt.pairs_per_word``.
 
     Members
     -------
     start : In(stream of unsigned(count_bits))
         Stream length ``n``.
-    i : In(stream of signed(level_bits))
-        Values.
+    i : In(stream of signed(level_bits)), or of an array of ``values`` of them
+        Values, the first of a transfer at index 0.
     o : Out(stream of rlc_word_layout(fmt))
         Coded words.
     busy : Out(1)
         High from ``start`` until the last word has left.
     """
 
-    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS):
+    def __init__(self, fmt: RLCFormat = RLCFormat(), *, count_bits: int = COUNT_BITS,
+                 values: int = 1):
         _check(fmt, count_bits)
+        if isinstance(values, bool) or not isinstance(values, int) \
+                or not 1 <= values <= fmt.pairs_per_word:
+            raise ValueError(f"values must be an integer from 1 to pairs_per_word = "
+                             f"{fmt.pairs_per_word}, not {values!r}")
         self._fmt = fmt
         self._count_bits = count_bits
+        self._values = values
+        value = signed(fmt.level_bits)
         super().__init__({
             "start": In(stream.Signature(unsigned(count_bits))),
-            "i": In(stream.Signature(signed(fmt.level_bits))),
+            "i": In(stream.Signature(value if values == 1 else data.ArrayLayout(value, values))),
             "o": Out(stream.Signature(rlc_word_layout(fmt))),
             "busy": Out(1),
         })
@@ -137,7 +153,13 @@ class RLCEncoder(wiring.Component):
     def count_bits(self) -> int:
         return self._count_bits
 
+    @property
+    def values(self) -> int:
+        return self._values
+
     def elaborate(self, platform):
+        if self._values > 1:
+            return self._elaborate_wide()
         fmt = self._fmt
         P = fmt.pairs_per_word
         m = Module()
@@ -195,6 +217,89 @@ class RLCEncoder(wiring.Component):
                     m.d.sync += [pending.eq(word.pairs), slot.eq(slot + 1)]
             with m.Else():
                 m.d.sync += zeros.eq(zeros + 1)
+
+        return m
+
+
+    def _elaborate_wide(self):
+        """V values a transfer: value ``j`` makes pair ``(z_j, v_j)`` as in the one-value
+        encoder, ``z_j`` the zeros pending after the values before it; the pairs made go
+        to the next free slots of the word being filled (``slot`` on) and, past its last,
+        of the next word, which the last transfer may have to send a cycle later
+        (``flush``)."""
+        fmt, V = self._fmt, self._values
+        P = fmt.pairs_per_word
+        pair = rlc_pair_layout(fmt)
+        m = Module()
+
+        running = Signal()
+        flush = Signal()
+        left = Signal(self._count_bits)
+        zeros = Signal(fmt.run_bits)
+        slot = Signal(range(P))
+        pending = Signal(data.ArrayLayout(pair, P))
+
+        last = left <= V
+        may_complete = (slot >= P - V) | last
+        out_free = ~self.o.valid | self.o.ready
+
+        m.d.comb += [
+            self.start.ready.eq(~running & ~flush & out_free),
+            self.i.ready.eq(running & (out_free | ~may_complete)),
+            self.busy.eq(running | flush | self.o.valid),
+        ]
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(self.start.valid & self.start.ready):
+            with m.If(self.start.payload == 0):
+                m.d.sync += [
+                    self.o.payload.eq(rlc_word_layout(fmt).const({"term": 1})),
+                    self.o.valid.eq(1),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    running.eq(1), left.eq(self.start.payload),
+                    zeros.eq(0), slot.eq(0), pending.eq(0),
+                ]
+
+        # The pairs of the transfer, placed from slot `slot` of word A on into word B.
+        z = zeros
+        pos = slot.as_unsigned()
+        words = [Signal(data.ArrayLayout(pair, P), name=f"word_{w}") for w in "ab"]
+        m.d.comb += words[0].eq(pending)
+        for j in range(V):
+            v = self.i.payload[j]
+            emit = Signal(name=f"emit_{j}")
+            m.d.comb += emit.eq((left > j) & ((v != 0) | (z == fmt.max_run) | (left == j + 1)))
+            for k in range(2 * P):
+                with m.If(emit & (pos == k)):
+                    m.d.comb += words[k // P][k % P].eq(Cat(z, v))
+            z = Mux(emit, 0, z + 1)[:fmt.run_bits]
+            pos = pos + emit
+        end = Signal(range(P + V + 1))
+        m.d.comb += end.eq(pos)
+        full = end >= P
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [left.eq(left - V), zeros.eq(z)]
+            with m.If(full | last):
+                m.d.sync += [
+                    self.o.payload.pairs.eq(words[0]), self.o.payload.term.eq(last & (end <= P)),
+                    self.o.valid.eq(1), pending.eq(words[1]), slot.eq(Mux(full, end - P, 0)),
+                ]
+            with m.Else():
+                m.d.sync += [pending.eq(words[0]), slot.eq(end)]
+            with m.If(last):
+                m.d.sync += [running.eq(0), flush.eq(end > P)]
+
+        with m.If(flush & out_free):
+            # FLUSH: the term word the last transfer started
+            m.d.sync += [
+                self.o.payload.pairs.eq(pending), self.o.payload.term.eq(1),
+                self.o.valid.eq(1), flush.eq(0), pending.eq(0),
+            ]
 
         return m
 

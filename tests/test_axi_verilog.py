@@ -12,6 +12,8 @@ timing (`ommatidia.sim.axi_run.axi_timing`), predicts the cycles of every run
 without pauses exactly; with pauses the test prints how far off it is.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -27,11 +29,11 @@ from ommatidia.sim.axi_run import AxiJob, axi_timing, run_axi_layers
 PAGE = 4096
 
 
-def _layer(rng, layer, zeros=0.4):
+def _layer(rng, layer, zeros=0.4, cfg=TINY):
     x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), zeros)
     w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
     bias = rng.integers(-500, 500, layer.M)
-    return compile_layer(TINY, layer, x, w, bias=bias, relu=True, shift=3)
+    return compile_layer(cfg, layer, x, w, bias=bias, relu=True, shift=3)
 
 
 def _straddling_base(prog, beat_bytes):
@@ -75,15 +77,15 @@ def _check(run, job, data_width, max_burst):
     assert len(run.ar) < prog.program_words
 
 
-def _random_layer(rng):
-    """A random small CONV layer that compiles on `tiny`."""
+def _random_layer(rng, cfg=TINY):
+    """A random small CONV layer that compiles on `tiny` (or ``cfg``, a copy of it)."""
     while True:
         r = int(rng.integers(1, 4))
         layer = ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 5)),
                           M=int(rng.integers(1, 7)), H=int(rng.integers(r, 9)),
                           W=int(rng.integers(r, 14)), R=r, S=r, U=1, P=int(rng.integers(0, 2)))
         try:
-            return _layer(rng, layer, zeros=float(rng.random()))
+            return _layer(rng, layer, zeros=float(rng.random()), cfg=cfg)
         except ValueError:
             continue
 
@@ -143,3 +145,28 @@ def test_layers_on_axi(seed, build_dir, data_width, max_burst):
     assert split.max_reads >= 2
     if max_burst < 256:
         assert any(beats == max_burst for _, beats in calm.ar), "no burst was cut by length"
+
+
+@pytest.mark.verilog
+def test_layers_on_axi_two_psums_a_dma_out_cycle(seed, build_dir):
+    """`tiny` with a ``DMA_OUT`` of two psums a cycle (`ArrayConfig.dma_out_values`, as on
+    `eyeriss`), on the 64-bit AXI top: a layer on an idle bus and with a read split at a
+    4 KiB boundary under 32 cycles of latency, and a random layer under a random fixed
+    latency, bit-exact; the model, writing the RLC words as the encoder sends them
+    (`Machine._write_times`), gives the RTL's cycles."""
+    cfg = dataclasses.replace(TINY, name="tiny_dma_out2", dma_out_values=2)
+    rng = np.random.default_rng(seed)
+    conv = _layer(rng, ConvLayer(N=1, C=3, M=5, H=4, W=10, R=3, S=3, U=1, P=1), cfg=cfg)
+    jobs = [AxiJob(conv, dram_base=0x2000, seed=seed % 1000 + 1),
+            AxiJob(conv, dram_base=_straddling_base(conv, 8), latency=32, fixed_latency=True,
+                   seed=seed % 1000 + 3),
+            AxiJob(_random_layer(rng, cfg), dram_base=int(rng.integers(0x1000, 0x9000)) * 8,
+                   latency=int(rng.integers(0, 41)), fixed_latency=True, seed=seed % 1000 + 5)]
+    runs = run_axi_layers(cfg, jobs, data_width=64, max_burst=256, build_dir=build_dir)
+    state = None
+    for k, (run, job) in enumerate(zip(runs, jobs)):
+        _check(run, job, 64, 256)
+        pred = predict(job.prog, state=state, dram=axi_timing(job, data_width=64, max_burst=256))
+        state = pred.state
+        print(f"job {k}: {job.prog.layer}: RTL {run.counters['cycles']}, model {pred.cycles}")
+        assert run.counters["cycles"] == pred.cycles, f"job {k}"

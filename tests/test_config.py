@@ -141,6 +141,29 @@ def test_gon_values_fit_a_glb_word():
                 dataclasses.replace(cfg, noc=dataclasses.replace(cfg.noc, **{name: 4}))
 
 
+def test_dma_out_values():
+    """The DMA_OUT takes 1 psum a cycle, or a GLB word's (2 on `eyeriss`, the only preset
+    with it, and possible on `tiny`), and more than 1 only with the RLC codec and at most
+    a word of pairs."""
+    assert [name for name, cfg in PRESETS.items() if cfg.dma_out_values != 1] == ["eyeriss"]
+    assert EYERISS.dma_out_values == 2 and ArrayConfig().dma_out_values == 1
+    dataclasses.replace(TINY, dma_out_values=2)
+    for values in (3, 4):
+        with pytest.raises(ValueError, match=f"dma_out_values = {values} must be 1 or the 2 "
+                                             f"psums of one 64-bit GLB word"):
+            dataclasses.replace(EYERISS, dma_out_values=values)
+    for values, message in ((0, "at least 1"), (True, "must be an integer")):
+        with pytest.raises(ValueError, match=f"ArrayConfig.dma_out_values .*{message}"):
+            dataclasses.replace(EYERISS, dma_out_values=values)
+    with pytest.raises(ValueError, match="dma_out_values = 2 needs the RLC codec"):
+        dataclasses.replace(EYERISS, rlc_codec=False)
+    dataclasses.replace(EYERISS, rlc_codec=False, dma_out_values=1)
+    with pytest.raises(ValueError, match="dma_out_values = 2 must be at most the "
+                                         "rlc.pairs_per_word = 1 pairs"):
+        dataclasses.replace(TINY, dma_out_values=2,
+                            rlc=RLCFormat(run_bits=5, level_bits=8, pairs_per_word=1))
+
+
 def test_eyeriss_preset_matches_the_chip():
     """Eyeriss v1 (JSSC 2017): 12x14 PEs, 16-bit, spads 224/12/24, GLB 100+8 kB, 25 banks
     of 512x64b."""

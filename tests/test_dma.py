@@ -164,13 +164,16 @@ class OutHarness(Elaboratable):
         return m
 
 
-@pytest.mark.parametrize("codec", [True, False], ids=["rlc", "packed"])
-def test_dma_out_stage_and_rlc(seed, codec):
+@pytest.mark.parametrize("codec, values", [(True, 1), (True, 2), (False, 1)],
+                         ids=["rlc", "rlc-two", "packed"])
+def test_dma_out_stage_and_rlc(seed, codec, values):
     """Psums (24-bit, in 32-bit slots) through the output stage (a bias per filter of the
     ``[e][f][k]`` layout, wrapping, ReLU, rounding shift, saturation), RLC-coded to DRAM
     with random back-pressure: the words are `encode` of `golden.output_stage`, or without
-    the codec those activations packed eight to a word; then a raw copy."""
-    cfg = replace(TINY, rlc_codec=codec)
+    the codec those activations packed eight to a word; then a raw copy. With
+    ``dma_out_values`` = 2 a GLB word's two psums a cycle (odd ``p``: a word's two psums
+    take filters ``p - 1`` and 0 in turn)."""
+    cfg = replace(TINY, rlc_codec=codec, dma_out_values=values)
     rng = random.Random(seed)
     bits = cfg.pe.psum_bits
     psums = [rng.choice([0, 0, rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)),
@@ -284,6 +287,59 @@ def test_dma_out_one_value_a_cycle(rlc):
         assert writes[-1] == 23 and done == [0, 24]
     else:
         assert fires == [] and writes == list(range(4, 11)) and done == [0, 11]
+
+
+@pytest.mark.parametrize("n, done", [(19, 15), (20, 15), (16, 14)])
+def test_dma_out_two_values_a_cycle(n, done):
+    """`dma_out_values` = 2, with the DRAM always taking, psums all non-zero (a pair each,
+    3 to an RLC word): taken at 0, the command's GLB words go to the encoder one a cycle
+    from 3, ``ceil(n / 2)`` of them; the encoder's last word leaves the DMA's register two
+    cycles after the last, ``busy`` falls the cycle after. 19 psums: 10 words (3 .. 12),
+    the last with one psum; 20: 10 words, the last transfer's pairs 19 and 20 go to a word
+    of its own; 16: 8 words (3 .. 10), the last transfer's pairs 15 and 16 complete word 5
+    and start word 6, which goes out a cycle after (words at 12 and 13, ``busy`` falls at
+    14)."""
+    cfg = replace(TINY, dma_out_values=2)
+    dut = OutHarness(cfg)
+    fires, writes, got = [], [], []
+
+    async def host(ctx):
+        tx = StreamSender(dut.glb.write[0])
+        for a in range(10):
+            await tx.send(ctx, {"addr": 40 + a, "data": (a + 1) * 0x0000_0100_0000_0300,
+                                "mask": 0xff})
+        ctx.set(dut.glb.write[0].valid, 0)
+        ctx.set(dut.dma.dram.ready, 1)
+        ctx.set(dut.dma.cmd.valid, 1)
+        ctx.set(dut.dma.cmd.payload, {"glb": 40, "dram": 500, "n": n, "rlc": 1,
+                                      "stage": {"shift": 0, "relu": 0, "p": 1}})
+        enc = dut.dma._encoder
+        for cycle in range(40):
+            _, _, taken, fire, write, w, busy = await ctx.tick().sample(
+                dut.dma.cmd.ready, enc.i.valid & enc.i.ready, dut.dma.dram.valid,
+                dut.dma.dram.payload, dut.dma.busy)
+            ctx.set(dut.dma.cmd.valid, 0)
+            assert cycle or taken
+            if fire:
+                fires.append(cycle)
+            if write:
+                writes.append(cycle)
+                got.append(w.data)
+            if cycle and not busy:
+                assert done == cycle
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    words = -(-n // 2)
+    assert fires == list(range(3, 3 + words))
+    assert writes[-1] == done - 1 and got == encode([127] * n, cfg.rlc)
+    if n == 16:
+        assert writes[-2:] == [12, 13]
+    assert model_out_cycles(cfg, {"glb": 40, "dram": 500, "n": n, "rlc": 1,
+                                  "stage": {"shift": 0, "relu": 0, "p": 1}}) == 3 + done
 
 
 def time_dma(cfg, dram, cmd, latency=1, interval=1):
@@ -447,3 +503,12 @@ def model_cycles(cfg, dram, cmd, timing=SYSTEM_DRAM):
     machine = Machine(cfg, dram, values=False, dram=timing)
     machine.set("dma_in", _packer(dma_cmd_layout(cfg))(cmd))
     return machine.dma_in()
+
+
+def model_out_cycles(cfg, cmd):
+    """The model's cycles of a ``DMA_OUT`` of ``cmd`` without values (psums taken
+    non-zero)."""
+    from ommatidia.hw.dma import dma_out_cmd_layout
+    machine = Machine(cfg, {}, values=False)
+    machine.set("dma_out", _packer(dma_out_cmd_layout(cfg))(cmd))
+    return machine.dma_out()

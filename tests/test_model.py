@@ -699,3 +699,21 @@ def test_model_with_streaming_filters(seed, build_dir):
         noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4))
     compare_exactly(cfg, seed, build_dir, None, beside_program(cfg, seed),
                     split_program(cfg, seed))
+
+
+@pytest.mark.verilog
+def test_model_with_two_psums_a_dma_out_cycle(seed, build_dir):
+    """`tiny` with `eyeriss`'s ``DMA_OUT`` of a GLB word of two psums a cycle
+    (`ArrayConfig.dma_out_values`) and the rest of its features (streaming filters, 8
+    weights a filter packet, 4 activations an ifmap packet, 2 psums a GON and a psum GIN
+    packet, a GLB read port per bank): a random layer, three ``DMA_OUT``\\ s beside
+    passes, the last psum region at the GLB's end and two random layers in one
+    simulation: bit-exact, the model's cycles and every counter equal to the Verilog's."""
+    cfg = dataclasses.replace(
+        with_bank_reads(TINY, "tiny_dma_out2"), dma_out_values=2,
+        pe=dataclasses.replace(TINY.pe, stream_filters=True),
+        noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4,
+                                gon_values=2, psum_gin_values=2))
+    beside = beside_program(cfg, seed)
+    assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
+    compare_exactly(cfg, seed, build_dir, None, beside, split_program(cfg, seed))

@@ -5,7 +5,8 @@
   values, emits nothing after a fault, and keeps the valid/ready rules on its
   output: proved for all time (k-induction, through its ``remaining`` count:
   values emitted + remaining == n), emitting values, pairs and a word's pairs.
-- The encoder keeps the valid/ready rules on its output: proved.
+- The encoder keeps the valid/ready rules on its output, taking one value or
+  two a transfer: proved.
 - Encoder into decoder with free values, idle and back-pressure, streams of
   n <= 7 back to back (``count_bits`` = 3): decode(encode(x)) == x, no fault,
   exactly ``n`` values per stream, for every run of 14 cycles (BMC; a stream
@@ -93,11 +94,14 @@ def _values(payload, dut):
 
 
 class EncoderHarness(Elaboratable):
-    """Encoder with free inputs: stream rules on its output."""
+    """Encoder with free inputs, ``values`` a transfer: stream rules on its output."""
+
+    def __init__(self, values=1):
+        self.values = values
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = RLCEncoder(FMT, count_bits=COUNT_BITS)
+        m.submodules.dut = dut = RLCEncoder(FMT, count_bits=COUNT_BITS, values=self.values)
         free_input(m, dut.start)
         free_input(m, dut.i)
         m.d.comb += dut.o.ready.eq(AnySeq(1))
@@ -187,8 +191,11 @@ def test_decoder_bounded_and_stream_rules_proved(build_dir, pairs):
     prove(DecoderHarness(dut), name=name[pairs], depth=4, build_dir=build_dir)
 
 
-def test_encoder_stream_rules_proved(build_dir):
-    prove(EncoderHarness(), name="rlc_encoder", depth=4, build_dir=build_dir)
+@pytest.mark.parametrize("values", [1, 2])
+def test_encoder_stream_rules_proved(build_dir, values):
+    """One value a transfer, and two (`ArrayConfig.dma_out_values`)."""
+    prove(EncoderHarness(values), name=f"rlc_encoder{values if values > 1 else ''}", depth=4,
+          build_dir=build_dir)
 
 
 def test_round_trip_bmc(build_dir):

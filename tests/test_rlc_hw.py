@@ -5,10 +5,13 @@ back-pressure (outputs); the encoder must produce the reference words bit for
 bit, the decoder the values, faults and word counts of `decode_stream`.
 """
 
+import gc
 import random
+import warnings
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from ommatidia.gen.config import RLCFormat
@@ -25,11 +28,13 @@ FORMATS = {
 MAX_WAIT = 40
 
 
-def simulate_encoder(fmt, cases, *, seed, idle, stall):
-    """Feed ``cases`` to an RLCEncoder; return (words per case, cycles per case)."""
-    dut = RLCEncoder(fmt, count_bits=12)
+def simulate_encoder(fmt, cases, *, seed, idle, stall, values=1):
+    """Feed ``cases`` to an RLCEncoder, ``values`` a transfer (the slots of the last
+    transfer past the stream random); return (words per case, cycles per case)."""
+    dut = RLCEncoder(fmt, count_bits=12, values=values)
     rng = random.Random(seed)
     out, cycles = [], []
+    width, lo = values, -(1 << (fmt.level_bits - 1))
 
     async def bench(ctx):
         for values in cases:
@@ -42,8 +47,12 @@ def simulate_encoder(fmt, cases, *, seed, idle, stall):
                 if not holding and idx < len(values) and rng.random() >= idle:
                     holding = True
                 ctx.set(dut.i.valid, holding)
-                if holding:
+                if holding and width == 1:
                     ctx.set(dut.i.payload, int(values[idx]))
+                elif holding:
+                    chunk = [int(v) for v in values[idx:idx + width]]
+                    ctx.set(dut.i.payload, chunk + [rng.randrange(lo, -lo)
+                                                    for _ in range(width - len(chunk))])
                 ready = rng.random() >= stall
                 ctx.set(dut.o.ready, ready)
                 i_fire = holding and ctx.get(dut.i.ready)
@@ -53,7 +62,7 @@ def simulate_encoder(fmt, cases, *, seed, idle, stall):
                 count += 1
                 assert count < 10 * len(values) + 200, "encoder hangs"
                 if i_fire:
-                    idx, holding = idx + 1, False
+                    idx, holding = min(idx + width, len(values)), False
                 if o_fire:
                     words.append(word)
                     if word >> (fmt.word_bits - 1):
@@ -163,6 +172,58 @@ def test_encoder_matches_reference_with_backpressure(name, seed):
     words, _ = simulate_encoder(fmt, cases, seed=seed, idle=0.3, stall=0.4)
     for values, got in zip(cases, words):
         assert got == encode(values, fmt), f"values {values.tolist()}"
+
+
+@pytest.mark.parametrize("name", ["eyeriss", "tiny", "small"])
+def test_two_value_encoder_matches_reference_with_backpressure(name, seed):
+    """Two values a transfer (`ArrayConfig.dma_out_values`): the edge cases (n = 0 and 1,
+    runs of max_run + 0..2 zeros, trailing zeros), random streams of odd and even lengths
+    and long zero runs, under idle and back-pressure: the reference words bit for bit."""
+    fmt = FORMATS[name]
+    cases = stream_cases(fmt, seed, count=30, max_n=90)
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 2 * fmt.max_run + 3, 5 * fmt.max_run + 4):
+        cases.append(random_values(rng, fmt, n, 0.97))
+        cases.append(np.array([0] * (n - 1) + [7], dtype=np.int64))
+    words, _ = simulate_encoder(fmt, cases, seed=seed, idle=0.3, stall=0.4, values=2)
+    for values, got in zip(cases, words):
+        assert got == encode(values, fmt), f"values {values.tolist()}"
+
+
+def test_encoder_values_must_fit_a_word():
+    """At most a word's pairs a transfer, so a transfer completes a word at most."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="values must be an integer from 1 to "
+                                             "pairs_per_word = 1, not 2"):
+            RLCEncoder(FORMATS["one-pair"], values=2)
+        with pytest.raises(ValueError, match="pairs_per_word = 3, not 4"):
+            RLCEncoder(FORMATS["eyeriss"], values=4)
+        gc.collect()
+
+
+@pytest.mark.parametrize("name", ["eyeriss", "small"])
+def test_throughput_two_values_per_cycle(name, seed):
+    """Two values a transfer, without idle or back-pressure: ``n`` values take
+    ``ceil(n / 2)`` transfers, one a cycle after the start handshake, and the term word is
+    taken the cycle after the last, or the one after that when the last transfer
+    completes a word and starts the term word (its two values make two pairs, after a
+    number of pairs one more than a multiple of ``pairs_per_word``); ``n = 0`` one cycle."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(seed)
+    cases = [random_values(rng, fmt, n, z) for n in (299, 300, 301, 302)
+             for z in (0.0, 0.5, 0.9, 1.0)] + [np.zeros(0, dtype=np.int64)]
+    cases += [np.arange(1, n + 1) for n in range(1, 8)]
+    words, cycles = simulate_encoder(fmt, cases, seed=seed, idle=0, stall=0, values=2)
+    P = fmt.pairs_per_word
+    for values, got, c in zip(cases, words, cycles):
+        n = len(values)
+        assert got == encode(values, fmt)
+        pairs = encode_pairs(values, fmt)
+        ends = np.cumsum([run + 1 for run, _ in pairs])
+        two = n % 2 == 0 and len(pairs) >= 2 and ends[-2] == n - 1
+        extra = int(two and len(pairs) % P == 1)
+        assert c == -(-n // 2) + 1 + extra, f"n = {n}, {len(pairs)} pairs"
 
 
 @pytest.mark.parametrize("pairs", [False, True, "words"], ids=["values", "pairs", "words"])

@@ -260,6 +260,35 @@ def test_dma_in_beside_a_background_dma_out_counted_by_hand():
     assert got[True] == got[False]
 
 
+@pytest.mark.parametrize("values, n, cycles", [(1, 40, 54), (1, 39, 53), (2, 40, 35),
+                                               (2, 39, 34)])
+def test_rlc_dma_out_counted_by_hand(values, n, cycles):
+    """``BIAS`` 5 (entry 0), ``SET dma_out``, a foreground RLC ``DMA_OUT`` of ``n`` psums
+    of the zeroed GLB (``p`` = 1: ``n`` fives, a pair each, 3 to an RLC word), ``DONE``.
+    The ``BIAS`` runs at 3, the ``SET`` at 4..6; the ``DMA_OUT``, next at 7, is taken at 8
+    (every word asked for, 0..5, has come); one psum a cycle (`ArrayConfig.dma_out_values`
+    = 1) it drains ``n + 5`` cycles (`tests/test_dma.py`), two ``ceil(n / 2) + 5``, and
+    one more for 40, whose last transfer completes word 13 with pair 39 = 13 * 3 and
+    starts word 14 with pair 40, sent a cycle later; the ``DONE`` (come at 6) runs the
+    cycle it is idle: 8 + 45 + 1 = 54 cycles for 40 psums, 53 for 39; 8 + 26 + 1 = 35 and
+    34 with two a cycle. The model agrees and the DRAM words are the canonical code."""
+    from ommatidia.gen.rlc import encode
+    from ommatidia.hw.dma import bias_write_layout
+    cfg = dataclasses.replace(TINY, dma_out_values=values)
+    out = _packer(register_shapes(cfg)["dma_out"])({"glb": 0, "dram": 3000, "n": n, "rlc": 1,
+                                                    "stage": {"shift": 0, "relu": 0, "p": 1}})
+    words = dict(enumerate([
+        pack_command(Opcode.BIAS, _packer(bias_write_layout(cfg))({"index": 0, "value": 5})),
+        pack_command(Opcode.SET, 2 << 8 | REGISTERS.index("dma_out")),
+        out & (1 << 64) - 1, out >> 64, pack_command(Opcode.DMA_OUT), pack_command(Opcode.DONE)]))
+    (status, counters, mem), = simulate_system(cfg, words, range(3000, 3020))
+    assert status == STATUS_DONE and counters["cycles"] == cycles
+    coded = encode([5] * n, cfg.rlc)
+    assert counters["dram_words_written"] == len(coded) == -(-n // 3)
+    assert [mem[3000 + k] for k in range(len(coded))] == coded
+    assert predict_words(cfg, words).counters == counters
+
+
 @pytest.mark.parametrize("again", [(True,), (False,), (False, True)])
 def test_dma_out_after_a_background_dma_out(again):
     """A ``DMA_OUT`` right after a background one waits until it has drained (a foreground

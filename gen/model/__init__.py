@@ -32,7 +32,11 @@ Cycle formulas (derived from the RTL, checked against Verilator)
   cycles in for ``v`` values before it: ``max(n + 4, v + extra + 3)``).
 - ``DMA_OUT``: GLB words are read ahead, so a raw word or a psum goes out every
   cycle after the first word's two: raw 3 + ``n + 4``; RLC 3 + ``n + 5`` (the
-  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec. In the
+  encoder takes a cycle more), or 3 + ``n + 4`` packed without the codec; with
+  ``dma_out_values`` = 2 a GLB word of psums a cycle: RLC 3 + ``ceil(n/2) + 5``, a
+  cycle more when the last word's psums complete a coded word and start the term
+  word (`ommatidia.gen.model.rlc.rlc_out_times`; without the values every psum is
+  taken non-zero, a pair each). In the
   background (bit 0, on the System's DRAM only: docs/program.md) it takes one
   cycle, asks nothing of the fetch, and drains beside the commands after it; the
   next ``PASS``, ``BIAS``, ``DMA_OUT`` or ``DONE`` runs no sooner than ``c - 3``

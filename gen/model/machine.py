@@ -18,7 +18,6 @@ import numpy as np
 from ommatidia.gen.arith import saturate, wrap
 from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode as rlc_encode
-from ommatidia.gen.rlc import encode_pairs
 
 from .arbiters import glb_bank, read_ports, reset_state
 from .decode import KINDS, unpacker
@@ -26,7 +25,7 @@ from .dram import SYSTEM_DRAM, DramTiming, Writes
 from .memo import PASS_MEMO, arbiter_key, carry_state
 from .pe import Schedule
 from .reference import reference_pass
-from .rlc import rlc_decode, rlc_steps
+from .rlc import rlc_decode, rlc_out_times, rlc_steps
 from .timing import PassTime, Unordered, pass_timing, pe_grid
 
 __all__ = ["Machine"]
@@ -49,7 +48,7 @@ class Machine:
         self.cfg, self.values, self.reference = cfg, values, reference
         self.dram_timing = dram
         self.writes = Writes(dram) if dram.bus == "axi" else None
-        self.last_out = None
+        self.last_times = None
         self.dram = dict(words)
         shapes = register_shapes(cfg)
         self.unpack = {name: unpacker(shapes[name]) for name in REGISTERS}
@@ -185,24 +184,15 @@ class Machine:
 
     def _write_times(self, cmd, words: int, cycles: int) -> list[int]:
         """When a ``DMA_OUT`` writes its words, counted from its last write (0): raw words
-        one a cycle; RLC words as the encoder closes them, a word as long before the term
-        word as its last pair's value goes in before the last value (values go in one a
-        cycle); without the values, evenly spread."""
+        one a cycle; RLC words as the encoder sends them (`rlc_out_times`: values go in
+        ``dma_out_values`` a cycle); without the values, evenly spread."""
         if not cmd["rlc"]:
             return [-(words - 1 - k) for k in range(words)]
-        z = self.last_out
-        if z is None or not self.cfg.rlc_codec or len(z) == 0:
+        times = self.last_times
+        if times is None:
             space = max(1, (cycles - 5) // max(words, 1))
             return [-space * (words - 1 - k) for k in range(words)]
-        ends, i = [], -1
-        pairs = encode_pairs(z, self.cfg.rlc)
-        P = self.cfg.rlc.pairs_per_word
-        for k, (run, _) in enumerate(pairs):
-            i += run + 1
-            if k % P == P - 1:
-                ends.append(i)
-        times = [e - (len(z) - 1) for e in ends[:words - 1]]
-        return times + [0] * (words - len(times))
+        return (times - times[-1]).tolist()
 
     def _dma_out_reads(self, glb: int, words: int) -> None:
         """The GLB read port's state after the `DMAOut` read ``words`` words from
@@ -231,7 +221,8 @@ class Machine:
         words = -(-n // per)
         self.count["glb_reads"] += words
         self.acc["glb"] += n
-        self.last_out = None
+        self.last_times = None
+        z = None
         if self.values:
             st = cmd["stage"]
             x = self._read("psum", cmd["glb"] * per + np.arange(n))
@@ -242,7 +233,6 @@ class Machine:
             if st["shift"]:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
-            self.last_out = z
             coded = rlc_encode(z, cfg.rlc) if cfg.rlc_codec else pack_slots(cfg, "ifmap", z)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
@@ -254,7 +244,12 @@ class Machine:
                 else -(-n // self.per["ifmap"]))
         if not n:
             return 3 + 6 if cfg.rlc_codec else 4
-        return 3 + n + (5 if cfg.rlc_codec else 4)
+        if not cfg.rlc_codec:
+            return 3 + n + 4
+        times = rlc_out_times(cfg.rlc, n, cfg.dma_out_values, z)
+        if z is not None:
+            self.last_times = times
+        return 3 + int(times[-1]) + 6
 
     def _targets(self, kind: str, entry) -> tuple:
         """The PEs whose multicast controllers take a packet tagged like ``entry``."""
