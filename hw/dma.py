@@ -175,14 +175,7 @@ class DMAIn(wiring.Component):
         word is written when its last slot is filled or with the command's last value
         (then only its filled slots' bytes)."""
         cfg, dec, w = self._cfg, self._decoder, self.glb
-        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-        per = cfg.dram_bits // slot
-        room = ~w.valid | w.ready
-        acc = Signal(cfg.dram_bits)
-        fill = Signal(range(per))
-        done = Signal(cfg.rlc.run_bits)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [acc.eq(0), fill.eq(0), done.eq(0)]
+        slot, per, room, acc, fill, done = self._assembly(m)
 
         pair = dec.o.payload
         step = pair.run + 1
@@ -214,6 +207,20 @@ class DMAIn(wiring.Component):
             with m.Else():
                 m.d.sync += done.eq(done + per - fill)
 
+    def _assembly(self, m):
+        """The GLB word being assembled from the pairs: the slot width, slots a word, the
+        write stage's room, the word, its filled slots and the zeros of the pair being
+        placed already placed; cleared by a command."""
+        cfg, w = self._cfg, self.glb
+        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
+        per = cfg.dram_bits // slot
+        acc = Signal(cfg.dram_bits)
+        fill = Signal(range(per))
+        done = Signal(cfg.rlc.run_bits)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [acc.eq(0), fill.eq(0), done.eq(0)]
+        return slot, per, ~w.valid | w.ready, acc, fill, done
+
     def _place_words(self, m, values_left, glb_addr):
         """`_place` for a coded word's pairs a transfer (`ArrayConfig.rlc_decode_words`):
         in a cycle, the pairs of the word in order, as long as the GLB word they complete
@@ -221,15 +228,10 @@ class DMAIn(wiring.Component):
         next cycle (``skip``: the pairs of the word placed in earlier cycles). So a DRAM
         word takes a cycle, or one per GLB word its pairs complete when more."""
         cfg, dec, w = self._cfg, self._decoder, self.glb
-        slot = slot_bits(cfg.pe.act_bits, cfg.dram_bits)
-        per = cfg.dram_bits // slot
-        room = ~w.valid | w.ready
-        acc = Signal(cfg.dram_bits)
-        fill = Signal(range(per))
-        done = Signal(cfg.rlc.run_bits)
+        slot, per, room, acc, fill, done = self._assembly(m)
         skip = Signal(range(cfg.rlc.pairs_per_word + 1))
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [acc.eq(0), fill.eq(0), done.eq(0), skip.eq(0)]
+            m.d.sync += skip.eq(0)
 
         group = dec.o.payload
         first = group.first + skip

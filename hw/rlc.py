@@ -172,28 +172,8 @@ class RLCEncoder(wiring.Component):
 
         last = left == 1
         may_complete = (slot == P - 1) | last
-        out_free = ~self.o.valid | self.o.ready
 
-        m.d.comb += [
-            self.start.ready.eq(~running & out_free),
-            self.i.ready.eq(running & (out_free | ~may_complete)),
-            self.busy.eq(running | self.o.valid),
-        ]
-
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-
-        with m.If(self.start.valid & self.start.ready):
-            with m.If(self.start.payload == 0):
-                m.d.sync += [
-                    self.o.payload.eq(rlc_word_layout(fmt).const({"term": 1})),
-                    self.o.valid.eq(1),
-                ]
-            with m.Else():
-                m.d.sync += [
-                    running.eq(1), left.eq(self.start.payload),
-                    zeros.eq(0), slot.eq(0), pending.eq(0),
-                ]
+        self._handshakes(m, running, None, may_complete, [left, zeros, slot, pending])
 
         value = self.i.payload
         emit = (value != 0) | (zeros == fmt.max_run) | last
@@ -221,6 +201,36 @@ class RLCEncoder(wiring.Component):
         return m
 
 
+    def _handshakes(self, m, running, flush, may_complete, state):
+        """The ``start``, ``i`` and ``o`` handshakes of both encoders: ``start`` while idle
+        (``n = 0`` sends the term-only word at once, else the stream runs from ``state``
+        = ``left, zeros, slot, pending`` set to ``n`` and cleared); values while running
+        and a word that may complete has room (``flush``: a word still to send; None
+        for the one-value encoder, which has none)."""
+        out_free = ~self.o.valid | self.o.ready
+        left, *cleared = state
+        idle, busy = ~running, running
+        if flush is not None:
+            idle, busy = idle & ~flush, busy | flush
+        m.d.comb += [
+            self.start.ready.eq(idle & out_free),
+            self.i.ready.eq(running & (out_free | ~may_complete)),
+            self.busy.eq(busy | self.o.valid),
+        ]
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(self.start.valid & self.start.ready):
+            with m.If(self.start.payload == 0):
+                m.d.sync += [
+                    self.o.payload.eq(rlc_word_layout(self._fmt).const({"term": 1})),
+                    self.o.valid.eq(1),
+                ]
+            with m.Else():
+                m.d.sync += [running.eq(1), left.eq(self.start.payload),
+                             *(x.eq(0) for x in cleared)]
+
     def _elaborate_wide(self):
         """V values a transfer: value ``j`` makes pair ``(z_j, v_j)`` as in the one-value
         encoder, ``z_j`` the zeros pending after the values before it; the pairs made go
@@ -243,26 +253,7 @@ class RLCEncoder(wiring.Component):
         may_complete = (slot >= P - V) | last
         out_free = ~self.o.valid | self.o.ready
 
-        m.d.comb += [
-            self.start.ready.eq(~running & ~flush & out_free),
-            self.i.ready.eq(running & (out_free | ~may_complete)),
-            self.busy.eq(running | flush | self.o.valid),
-        ]
-
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-
-        with m.If(self.start.valid & self.start.ready):
-            with m.If(self.start.payload == 0):
-                m.d.sync += [
-                    self.o.payload.eq(rlc_word_layout(fmt).const({"term": 1})),
-                    self.o.valid.eq(1),
-                ]
-            with m.Else():
-                m.d.sync += [
-                    running.eq(1), left.eq(self.start.payload),
-                    zeros.eq(0), slot.eq(0), pending.eq(0),
-                ]
+        self._handshakes(m, running, flush, may_complete, [left, zeros, slot, pending])
 
         # The pairs of the transfer, placed from slot `slot` of word A on into word B.
         z = zeros

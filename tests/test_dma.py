@@ -240,6 +240,21 @@ def test_dma_out_stage_and_rlc(seed, codec, values):
     assert counts[2] == 7 and counts[0] == len([a for a in want if 1000 <= a < 2000])
 
 
+async def _start_dma_out(ctx, dut, n, rlc):
+    """GLB words 40 + a written with psums 0x300 * (a + 1) and 0x100 * (a + 1), a < 10,
+    then a ``DMA_OUT`` of ``n`` psums from word 40 to DRAM word 500 offered, the DRAM
+    always ready."""
+    tx = StreamSender(dut.glb.write[0])
+    for a in range(10):
+        await tx.send(ctx, {"addr": 40 + a, "data": (a + 1) * 0x0000_0100_0000_0300,
+                            "mask": 0xff})
+    ctx.set(dut.glb.write[0].valid, 0)
+    ctx.set(dut.dma.dram.ready, 1)
+    ctx.set(dut.dma.cmd.valid, 1)
+    ctx.set(dut.dma.cmd.payload, {"glb": 40, "dram": 500, "n": n, "rlc": rlc,
+                                  "stage": {"shift": 0, "relu": 0, "p": 1}})
+
+
 @pytest.mark.parametrize("rlc", [1, 0], ids=["rlc", "raw"])
 def test_dma_out_one_value_a_cycle(rlc):
     """With the DRAM always taking: the command is taken at cycle 0, the first GLB word is
@@ -254,15 +269,7 @@ def test_dma_out_one_value_a_cycle(rlc):
     done = []
 
     async def host(ctx):
-        tx = StreamSender(dut.glb.write[0])
-        for a in range(10):
-            await tx.send(ctx, {"addr": 40 + a, "data": (a + 1) * 0x0000_0100_0000_0300,
-                                "mask": 0xff})
-        ctx.set(dut.glb.write[0].valid, 0)
-        ctx.set(dut.dma.dram.ready, 1)
-        ctx.set(dut.dma.cmd.valid, 1)
-        ctx.set(dut.dma.cmd.payload, {"glb": 40, "dram": 500, "n": n, "rlc": rlc,
-                                      "stage": {"shift": 0, "relu": 0, "p": 1}})
+        await _start_dma_out(ctx, dut, n, rlc)
         enc = dut.dma._encoder
         for cycle in range(40):
             _, _, taken, fire, write, busy = await ctx.tick().sample(
@@ -304,15 +311,7 @@ def test_dma_out_two_values_a_cycle(n, done):
     fires, writes, got = [], [], []
 
     async def host(ctx):
-        tx = StreamSender(dut.glb.write[0])
-        for a in range(10):
-            await tx.send(ctx, {"addr": 40 + a, "data": (a + 1) * 0x0000_0100_0000_0300,
-                                "mask": 0xff})
-        ctx.set(dut.glb.write[0].valid, 0)
-        ctx.set(dut.dma.dram.ready, 1)
-        ctx.set(dut.dma.cmd.valid, 1)
-        ctx.set(dut.dma.cmd.payload, {"glb": 40, "dram": 500, "n": n, "rlc": 1,
-                                      "stage": {"shift": 0, "relu": 0, "p": 1}})
+        await _start_dma_out(ctx, dut, n, 1)
         enc = dut.dma._encoder
         for cycle in range(40):
             _, _, taken, fire, write, w, busy = await ctx.tick().sample(
