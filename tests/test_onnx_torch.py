@@ -91,12 +91,14 @@ def test_import_computes_what_onnx_computes(name, seed):
 @pytest.mark.parametrize("name", NAMES)
 def test_quantized_agrees_with_float(name, seed):
     """Quantized for `small` on the images it runs: the argmax is the float one on at
-    least 90 % of 64 random images and the dequantized scores are within 5 % of the
-    largest (2 % or less seen); the QDQ model keeps its own activation scales and its
-    scores are within 5 % of what onnx computes with its fake quantization."""
+    least 90 % of 256 random images (random images hold near ties: on 64 of them
+    `reduce_mean` fell to 86 % with seed 4286663842, on 256 the fewest seen is 95 %) and
+    the dequantized scores are within 5 % of the largest (2 % or less seen); the QDQ
+    model keeps its own activation scales and its scores are within 5 % of what onnx
+    computes with its fake quantization."""
     rng = np.random.default_rng(seed)
     fnet = from_onnx(DATA / f"{name}.onnx")
-    x = rng.random((64, *fnet.input_shape))
+    x = rng.random((256, *fnet.input_shape))
     if name == "qdq":
         x = rng.integers(0, 17, x.shape).astype(float)
     qnet = quant.quantize(fnet, x, SMALL)
