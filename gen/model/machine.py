@@ -17,7 +17,8 @@ import numpy as np
 
 from ommatidia.gen.arith import saturate, wrap
 from ommatidia.gen.packing import pack_slots
-from ommatidia.gen.rlc import encode as rlc_encode
+from ommatidia.gen.rlc import encode_pairs
+from ommatidia.gen.rlc import pack as rlc_pack
 
 from .arbiters import glb_bank, read_ports, reset_state
 from .decode import KINDS, unpacker
@@ -222,7 +223,7 @@ class Machine:
         self.count["glb_reads"] += words
         self.acc["glb"] += n
         self.last_times = None
-        z = None
+        pairs = None
         if self.values:
             st = cmd["stage"]
             x = self._read("psum", cmd["glb"] * per + np.arange(n))
@@ -233,7 +234,11 @@ class Machine:
             if st["shift"]:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
-            coded = rlc_encode(z, cfg.rlc) if cfg.rlc_codec else pack_slots(cfg, "ifmap", z)
+            if cfg.rlc_codec:
+                pairs = encode_pairs(z, cfg.rlc)
+                coded = rlc_pack(pairs, cfg.rlc)
+            else:
+                coded = pack_slots(cfg, "ifmap", z)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
             self.count["dram_words_written"] += len(coded)
@@ -246,8 +251,8 @@ class Machine:
             return 3 + 6 if cfg.rlc_codec else 4
         if not cfg.rlc_codec:
             return 3 + n + 4
-        times = rlc_out_times(cfg.rlc, n, cfg.dma_out_values, z)
-        if z is not None:
+        times = rlc_out_times(cfg.rlc, n, cfg.dma_out_values, pairs)
+        if pairs is not None:
             self.last_times = times
         return 3 + int(times[-1]) + 6
 

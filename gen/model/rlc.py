@@ -8,7 +8,6 @@ import numpy as np
 
 from ommatidia.gen.arith import wrap
 from ommatidia.gen.rlc import decode as rlc_reference
-from ommatidia.gen.rlc import encode_pairs
 
 __all__ = ["rlc_words", "rlc_decode", "rlc_steps", "rlc_out_times"]
 
@@ -83,16 +82,17 @@ def rlc_steps(words: list, n: int, fmt, per: int, whole: bool = False) -> np.nda
     return cost
 
 
-def rlc_out_times(fmt, n: int, values_a_cycle: int, values=None) -> np.ndarray:
+def rlc_out_times(fmt, n: int, values_a_cycle: int, pairs=None) -> np.ndarray:
     """The transfer (of ``values_a_cycle`` values each, from 0) after which an
     `ommatidia.hw.rlc.RLCEncoder` never stalled sends each word of the canonical code of
-    the ``n > 0`` ``values`` (None: none zero): a word after the transfer of its last
-    pair's value; the term word a transfer later when the last transfer completes the
-    word before it too (one word a cycle)."""
-    if values is None:
+    ``n > 0`` values, whose ``pairs`` are given (`ommatidia.gen.rlc.encode_pairs`; None:
+    no value zero): a word after the transfer of its last pair's value; the term word a
+    transfer later when the last transfer completes the word before it too (one word a
+    cycle)."""
+    if pairs is None:
         ends = np.arange(n)
     else:
-        ends = np.cumsum([run + 1 for run, _ in encode_pairs(values, fmt)]) - 1
+        ends = np.cumsum([run + 1 for run, _ in pairs]) - 1
     P = fmt.pairs_per_word
     last = np.minimum(np.arange(P - 1, len(ends) + P - 1, P), len(ends) - 1)
     times = ends[last] // values_a_cycle
