@@ -15,6 +15,7 @@ import pathlib
 import re
 
 from ommatidia.gen.ports import VERILATOR_WAIVERS
+from ommatidia.sim import objcache
 from ommatidia.sim.harness import TIMING_ARGS, harness_name, public_vlt, wrap
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
@@ -42,20 +43,47 @@ OPTIMIZE_MAKE: list[str] = []
 None by default: the model compiled ``-O2`` instead of Verilator's ``-Os`` ran the 12x14
 `System` about 20 % slower (1.86 MB of evaluation code against 1.51; docs/speed.md)."""
 
+QUICK_MAKE = ["VM_PARALLEL_BUILDS=0"]
+"""make variables for the C++ compilation of a build that is not ``optimize``: the model
+compiled as one file. Verilator splits the C++ of even a `tiny` `System` into some 15
+files, and each of them parses Verilator's headers again (the builds read no
+precompiled header, `ommatidia.toolchain.setup_env`): one file takes about a third of the
+compiler's time (docs/speed.md)."""
+
+QUICK_OPT_ENV = "OMMATIDIA_VERILATOR_OPT"
+"""The environment variable that sets the C++ optimization (``-O0``, ``-Os``...) of the
+model in builds that are not ``optimize``; Verilator's ``-Os`` without it. The test suite
+sets ``-O0``: its short simulations do not repay an optimizing compiler."""
+
+
+def quick_opt() -> list[str]:
+    """The make variables of `QUICK_OPT_ENV` (none when unset)."""
+    opt = os.environ.get(QUICK_OPT_ENV, "").strip()
+    if not opt:
+        return []
+    if not re.fullmatch(r"-O[0-3sgz]|-Ofast", opt):
+        raise ValueError(f"{QUICK_OPT_ENV} must be a compiler optimization such as -O0 "
+                         f"or -Os, not {opt!r}")
+    return [f"OPT_FAST={opt}", f"OPT_SLOW={opt}"]
+
 
 @contextlib.contextmanager
-def _makeflags(assignments: list[str]):
-    """``MAKEFLAGS`` with ``assignments`` added, for the make that cocotb runs in this block."""
-    old = os.environ.get("MAKEFLAGS")
+def _make_env(assignments: list[str]):
+    """For the make that cocotb runs in this block: ``MAKEFLAGS`` with ``assignments``
+    added, and ``OBJCACHE`` (unless set) running `ommatidia.sim.objcache`, which compiles
+    Verilator's run-time library once for all builds."""
+    old = {name: os.environ.get(name) for name in ("MAKEFLAGS", "OBJCACHE")}
     if assignments:
-        os.environ["MAKEFLAGS"] = " ".join([old or "", *assignments]).strip()
+        os.environ["MAKEFLAGS"] = " ".join([old["MAKEFLAGS"] or "", *assignments]).strip()
+    os.environ.setdefault("OBJCACHE", objcache.command())
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class CocotbFailure(AssertionError):
@@ -188,7 +216,9 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     build_args = list(VERILATOR_WARNINGS) if sim == "verilator" else []
     if sim == "verilator" and clock_ns is not None:
         build_args += TIMING_ARGS
-    make_vars = list(OPTIMIZE_MAKE) if sim == "verilator" and optimize else []
+    make_vars = []
+    if sim == "verilator":
+        make_vars = list(OPTIMIZE_MAKE) if optimize else list(QUICK_MAKE) + quick_opt()
     if sim == "verilator" and optimize:
         build_args += OPTIMIZE_ARGS
     if sim == "verilator" and waves:
@@ -208,7 +238,7 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     runner = get_runner(sim)
     log = build_dir / "build.log"
     def build():
-        with _makeflags(make_vars):
+        with _make_env(make_vars):
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                          always=False, log_file=log if quiet else None)

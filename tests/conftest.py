@@ -10,6 +10,10 @@ from helpers import ROOT
 
 BUILD = ROOT / "build" / "tests"
 
+# The suite's simulations are short: its Verilator models compile without optimizing,
+# about half the compiler's time (ommatidia.sim.runner.QUICK_OPT_ENV).
+os.environ.setdefault("OMMATIDIA_VERILATOR_OPT", "-O0")
+
 
 @pytest.fixture
 def seed(request) -> int:

@@ -71,6 +71,39 @@ def test_optimize_build_compiles_with_the_make_variables(seed, tmp_path, monkeyp
                            "OMMATIDIA_SEED": seed}) == 1
     model = ("Vtop__ALL.cpp", "Vtop___024root__")
     compiles = [line for line in (tmp_path / "build.log").read_text().splitlines()
-                if line.startswith("c++ ") and "Slow" not in line
+                if "c++" in line.split() and "Slow" not in line
                 and line.split()[-1].startswith(model)]
     assert compiles and all(" -O1 " in line for line in compiles), compiles
+
+
+@pytest.mark.verilog
+def test_quick_build_compiles_the_model_as_one_file(seed, tmp_path, monkeypatch):
+    """A build that is not ``optimize`` compiles the model as one file
+    (`ommatidia.sim.runner.QUICK_MAKE`) at `QUICK_OPT_ENV`'s level, and takes Verilator's
+    run-time library from the object cache: a second build compiles none of it."""
+    from ommatidia.sim import objcache, runner
+    monkeypatch.setenv(runner.QUICK_OPT_ENV, "-O1")
+    monkeypatch.setenv(objcache.CACHE_ENV, str(tmp_path / "cache"))
+    path = write(GON(2, 2, signed(24)), "gon", tmp_path / "gon")
+    logs, stored = [], []
+    for build in ("first", "second"):
+        assert run_cocotb(path, "gon", "ommatidia.sim.tb.tb_noc", sim="verilator",
+                          build_dir=tmp_path / build, testcase="gon_random",
+                          env={"OMMATIDIA_ROWS": 2, "OMMATIDIA_COLS": 2,
+                               "OMMATIDIA_DATA_BITS": 24, "OMMATIDIA_PACKETS": 10,
+                               "OMMATIDIA_SEED": seed}) == 1
+        logs.append((tmp_path / build / "build.log").read_text().splitlines())
+        stored.append({path: (path.stat().st_ino, path.stat().st_mtime_ns)
+                       for path in (tmp_path / "cache").glob("*/*")})
+    for log in logs:
+        compiles = [line for line in log if "c++" in line.split() and " -c " in line]
+        model = [line for line in compiles if "Vtop__ALL.cpp" in line.split()]
+        assert len(model) == 1 and " -O1 " in model[0], compiles
+        assert not any("Vtop___024root__0.cpp" in line.split() for line in compiles)
+        assert all(line.split()[1].endswith("objcache.py") for line in compiles), compiles
+    library = sorted(p.name for p in (tmp_path / "first").glob("verilated*.o"))
+    assert "verilated.o" in library
+    assert sorted(p.name for p in stored[0] if p.suffix == ".o") == library
+    assert stored[1] == stored[0], "the second build stored its library objects again"
+    for name in library:
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "first" / name).read_bytes()
