@@ -78,16 +78,33 @@ def _grid(cfg, bits) -> int:
                for r in range(cfg.rows) for c in range(cfg.cols))
 
 
+_PLANS = {}
+"""`_pass_plan`'s plans in a process (the mapper's probes and whole layers and the final
+program share steps), keyed on all it reads: cleared past `_MOST_PLANS`."""
+_MOST_PLANS = 4096
+
+
 def _pass_plan(cfg, layer, step, nblocks: int, es: int):
     """PE sets of a step repeated in ``nblocks`` column blocks, their multicast plan and
-    array configuration."""
+    array configuration (kept in `_PLANS`)."""
+    key = (cfg, layer.U, step, nblocks, es)
+    got = _PLANS.get(key)
+    if got is None:
+        if len(_PLANS) >= _MOST_PLANS:
+            _PLANS.clear()
+        got = _PLANS[key] = _plan(cfg, layer.U, step, nblocks, es)
+    return got
+
+
+def _plan(cfg, U: int, step, nblocks: int, es: int):
+    """`_pass_plan` worked out (``U``: the layer's stride)."""
     from .multicast import PESet, plan_for
     sets, owner = [], []
     cgs = sorted({pc.cg for pc in step.pieces})
     for j in range(nblocks):
         row = 0
         for t, pc in enumerate(step.pieces):
-            sets.append(PESet(pc.rows, es, (row, j * es), stride=layer.U,
+            sets.append(PESet(pc.rows, es, (row, j * es), stride=U,
                               filters=j * len(cgs) + cgs.index(pc.cg), channels=pc.cg,
                               first_row=pc.r0, psum_from_below=t < len(step.pieces) - 1))
             owner.append((j, pc))
