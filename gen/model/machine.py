@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from ommatidia.gen.arith import saturate, wrap
+from ommatidia.gen.arith import int_matmul, saturate, wrap
 from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode_pairs
 from ommatidia.gen.rlc import pack as rlc_pack
@@ -631,7 +631,8 @@ class Machine:
         Wt = Wt.reshape(len(rcs), *sch.filter_shape)
         cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
         win = X[:, cols, :]
-        own = np.matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p))
+        own = int_matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p),
+                         self.bits["ifmap"], self.bits["filter"])
         zeros = int(np.count_nonzero(win == 0)) * p
         tops, order, starts, gin = self._chains(grid, rcs)
         if gin:
