@@ -87,14 +87,15 @@ def _packer(shape):
         mask, fn = (1 << width) - 1, _packer(shape.elem_shape)
         return lambda value: sum((fn(v) & mask) << (k * width) for k, v in enumerate(value))
     s = Shape.cast(shape)
+    lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed \
+        else (0, (1 << s.width) - 1)
+    mask = (1 << s.width) - 1
 
     def scalar(value):
         value = int(value)
-        lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed \
-            else (0, (1 << s.width) - 1)
         if not lo <= value <= hi:
             raise ValueError(f"{value} does not fit {s}")
-        return value & ((1 << s.width) - 1)
+        return value & mask
     return scalar
 
 
