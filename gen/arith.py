@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["wrap", "saturate", "out_size", "output_stage"]
+__all__ = ["wrap", "saturate", "out_size", "output_stage", "int_matmul"]
 
 
 def wrap(x, bits: int) -> np.ndarray:
@@ -23,6 +23,18 @@ def wrap(x, bits: int) -> np.ndarray:
     u = x.view(np.uint64) & np.uint64((1 << bits) - 1)
     sign = np.uint64(1 << (bits - 1))
     return ((u ^ sign).astype(np.int64) - np.int64(1 << (bits - 1))).astype(np.int64)
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray, a_bits: int, b_bits: int) -> np.ndarray:
+    """``a @ b`` of signed ``a_bits``- and ``b_bits``-bit integers, exact, as int64: in
+    float32 or float64 (BLAS, several times faster than int64) when every sum of
+    products is an integer that format holds exactly (at most ``K * 2**(a_bits +
+    b_bits - 2)`` in magnitude, ``K`` terms), else in int64."""
+    bound = a.shape[-1] << max(a_bits + b_bits - 2, 0)
+    for dtype, mantissa in ((np.float32, 24), (np.float64, 53)):
+        if bound <= 1 << mantissa:
+            return np.matmul(a.astype(dtype), b.astype(dtype)).astype(np.int64)
+    return np.matmul(a, b)
 
 
 def saturate(x, bits: int) -> np.ndarray:

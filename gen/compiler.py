@@ -33,16 +33,25 @@ class ModelCost:
     def __init__(self, cfg: ArrayConfig, layer, ifmap_coding: str = "rlc", ifmap=None):
         self.cfg, self.layer, self.ifmap_coding = cfg, layer, ifmap_coding
         self.ifmap = ifmap
+        self._rounds = {}  # (layer, mapping, accumulate) -> rounds: `whole` then `rounds`
+
+    def _built(self, layer, m: Mapping, accumulate: bool = False) -> list:
+        """`build_rounds` of ``m``, once per mapping (it raises ValueError afresh)."""
+        key = (layer, m, accumulate)
+        got = self._rounds.get(key)
+        if got is None:
+            got = self._rounds[key] = build_rounds(self.cfg, layer, m, accumulate=accumulate)
+        return got
 
     def _program(self, layer, m: Mapping, accumulate: bool = False) -> LayerProgram:
         x = self.ifmap if self.ifmap is not None and layer == self.layer else \
             np.ones((layer.N, layer.C, layer.H, layer.W), dtype=np.int64)
         w = np.ones((layer.M, layer.C, layer.R, layer.S), dtype=np.int64)
-        rounds = build_rounds(self.cfg, layer, m, accumulate=accumulate)
+        rounds = self._built(layer, m, accumulate)
         return assemble(self.cfg, layer, m, rounds, x, w, ifmap_coding=self.ifmap_coding)
 
     def rounds(self, m: Mapping) -> list:
-        return build_rounds(self.cfg, self.layer, m)
+        return self._built(self.layer, m)
 
     def whole(self, m: Mapping) -> tuple[int, int]:
         """(cycles, DRAM words, program words counted) of the whole program of ``m``;

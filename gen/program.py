@@ -87,14 +87,15 @@ def _packer(shape):
         mask, fn = (1 << width) - 1, _packer(shape.elem_shape)
         return lambda value: sum((fn(v) & mask) << (k * width) for k, v in enumerate(value))
     s = Shape.cast(shape)
+    lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed \
+        else (0, (1 << s.width) - 1)
+    mask = (1 << s.width) - 1
 
     def scalar(value):
         value = int(value)
-        lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed \
-            else (0, (1 << s.width) - 1)
         if not lo <= value <= hi:
             raise ValueError(f"{value} does not fit {s}")
-        return value & ((1 << s.width) - 1)
+        return value & mask
     return scalar
 
 
@@ -179,13 +180,13 @@ class _Inputs:
         P = layer.P
         self.padded = np.pad(ifmap, ((0, 0), (0, 0), (P, P), (P, P)))
         self.weights = weights
-        self.words, self.where = {}, {}
+        self.words, self.where = [], {}  # the regions' words, from DRAM word 0 on
         self.values = self.coded = 0
 
     def _put(self, key, data, n, rlc):
         if key not in self.where:
             top = len(self.words)
-            self.words.update({top + k: w for k, w in enumerate(data)})
+            self.words.extend(data)
             self.where[key] = {"dram": top, "words": len(data), "n": n, "rlc": rlc}
         return self.where[key]
 
@@ -490,7 +491,7 @@ def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=N
         outputs = [replace(r, dram=out + r.dram) for r in outputs]
     else:  # emitted again at its place, to fail as that emission does
         prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, base)
-    words = {len(prog) + a: w for a, w in inputs.words.items()}
+    words = dict(zip(range(len(prog), len(prog) + len(inputs.words)), inputs.words))
     words.update(enumerate(prog))
     regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
     _check_dram(cfg, max(r.dram + r.words for r in outputs))

@@ -59,24 +59,40 @@ def check_values(values, fmt: RLCFormat) -> np.ndarray:
 
 
 def encode_pairs(values, fmt: RLCFormat) -> list[tuple[int, int]]:
-    """The canonical ``(run, level)`` pairs of ``values``."""
-    pairs = []
-    z = 0
-    for v in check_values(values, fmt).tolist():
-        if v != 0 or z == fmt.max_run:
-            pairs.append((z, v))
-            z = 0
-        else:
-            z += 1
-    if z:
-        pairs.append((z - 1, 0))
-    return pairs
+    """The canonical ``(run, level)`` pairs of ``values``: each non-zero value after its
+    zeros, a run of ``max_run`` zeros taking the next zero as its level (a pair of
+    ``max_run + 1`` zeros), trailing zeros as a run and a zero level."""
+    a = check_values(values, fmt)
+    step = fmt.max_run + 1
+    nz = np.flatnonzero(a)
+    gaps = np.diff(nz, prepend=-1) - 1          # the zeros before each non-zero value
+    tail = len(a) - 1 - (int(nz[-1]) if len(nz) else -1)
+    full, rem = np.divmod(gaps, step)
+    tail_full, tail_rem = divmod(tail, step)
+    ends = np.cumsum(full + 1) - 1              # each non-zero value's pair
+    total = int(ends[-1]) + 1 if len(ends) else 0
+    runs = np.full(total + tail_full + (tail_rem > 0), fmt.max_run, dtype=np.int64)
+    levels = np.zeros(len(runs), dtype=np.int64)
+    runs[ends], levels[ends] = rem, a[nz]
+    if tail_rem:
+        runs[-1] = tail_rem - 1
+    return list(zip(runs.tolist(), levels.tolist()))
 
 
 def pack(pairs, fmt: RLCFormat) -> list[int]:
     """Pack pairs into words, term bit on the last; no pairs gives one term-only word."""
     r, pb, P = fmt.run_bits, fmt.pair_bits, fmt.pairs_per_word
     lmask = (1 << fmt.level_bits) - 1
+    a = np.array(pairs) if len(pairs) and fmt.word_bits <= 64 else None
+    if a is not None and a.dtype.kind == "i" and a.shape == (len(pairs), 2):  # in uint64
+        bad = np.flatnonzero((a[:, 0] < 0) | (a[:, 0] > fmt.max_run))
+        if len(bad):
+            raise ValueError(f"run {pairs[bad[0]][0]} does not fit run_bits = {fmt.run_bits}")
+        u = (a[:, 0] | (a[:, 1] & lmask) << r).astype(np.uint64) \
+            << (np.arange(len(a), dtype=np.uint64) % np.uint64(P) * np.uint64(pb))
+        words = np.bitwise_or.reduceat(u, np.arange(0, len(a), P)).tolist()
+        words[-1] |= 1 << (fmt.word_bits - 1)
+        return words
     words = []
     for start in range(0, max(len(pairs), 1), P):
         w = 0

@@ -78,16 +78,33 @@ def _grid(cfg, bits) -> int:
                for r in range(cfg.rows) for c in range(cfg.cols))
 
 
+_PLANS = {}
+"""`_pass_plan`'s plans in a process (the mapper's probes and whole layers and the final
+program share steps), keyed on all it reads: cleared past `_MOST_PLANS`."""
+_MOST_PLANS = 4096
+
+
 def _pass_plan(cfg, layer, step, nblocks: int, es: int):
     """PE sets of a step repeated in ``nblocks`` column blocks, their multicast plan and
-    array configuration."""
+    array configuration (kept in `_PLANS`)."""
+    key = (cfg, layer.U, step, nblocks, es)
+    got = _PLANS.get(key)
+    if got is None:
+        if len(_PLANS) >= _MOST_PLANS:
+            _PLANS.clear()
+        got = _PLANS[key] = _plan(cfg, layer.U, step, nblocks, es)
+    return got
+
+
+def _plan(cfg, U: int, step, nblocks: int, es: int):
+    """`_pass_plan` worked out (``U``: the layer's stride)."""
     from .multicast import PESet, plan_for
     sets, owner = [], []
     cgs = sorted({pc.cg for pc in step.pieces})
     for j in range(nblocks):
         row = 0
         for t, pc in enumerate(step.pieces):
-            sets.append(PESet(pc.rows, es, (row, j * es), stride=layer.U,
+            sets.append(PESet(pc.rows, es, (row, j * es), stride=U,
                               filters=j * len(cgs) + cgs.index(pc.cg), channels=pc.cg,
                               first_row=pc.r0, psum_from_below=t < len(step.pieces) - 1))
             owner.append((j, pc))
@@ -108,6 +125,21 @@ def _pass_plan(cfg, layer, step, nblocks: int, es: int):
     return plan, sets, owner, config
 
 
+_ROWS = {}
+
+
+def _set_rows(s) -> tuple:
+    """The filter rows and the distinct ifmap rows a `PESet`'s PEs hold (kept per set)."""
+    got = _ROWS.get(s)
+    if got is None:
+        if len(_ROWS) >= _MOST_PLANS:
+            _ROWS.clear()
+        got = _ROWS[s] = ([s.filter_row(i) for i in range(s.rows)],
+                          sorted({s.ifmap_row(i, e) for i in range(s.rows)
+                                  for e in range(s.cols)}))
+    return got
+
+
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
     absolute GLB element of the tag's region (`_relative`). The filter tags go from the
@@ -123,8 +155,8 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     p, q = run.p, run.q
 
     def tags(kind, keyed):
-        entries = [(rt, ct, offset) for key, offset in keyed
-                   for rt, ct in plan.gin(kind).tags[key]]
+        table = plan.gin(kind).tags
+        entries = [(rt, ct, offset) for key, offset in keyed for rt, ct in table[key]]
         if len(entries) > tag_depth(cfg):
             raise ValueError(f"{kind} needs {len(entries)} tags, the table holds "
                              f"{tag_depth(cfg)}")
@@ -134,13 +166,13 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     for k, s in enumerate(sets):
         j, pc = owner[k]
         m0 = blocks[j][0]
-        for i in range(s.rows):
-            r = s.filter_row(i)
-            fkeys[("filter", s.filters, r)] = load.filters[m0, pc.cg] * per["filter"] \
-                + r * p * q * S
-            for e in range(s.cols):
-                h = s.ifmap_row(i, e)
-                ikeys[("ifmap", s.channels, h)] = load.ifmaps[n, pc.cg] * per["ifmap"] + h * q
+        fbase = load.filters[m0, pc.cg] * per["filter"]
+        ibase = load.ifmaps[n, pc.cg] * per["ifmap"]
+        frows, irows = _set_rows(s)
+        for r in frows:
+            fkeys[("filter", s.filters, r)] = fbase + r * p * q * S
+        for h in irows:
+            ikeys[("ifmap", s.channels, h)] = ibase + h * q
         if not s.psum_from_below:
             for e in range(s.cols):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))

@@ -123,3 +123,24 @@ def test_bad_shapes_are_rejected():
         golden.conv2d(np.zeros((1, 1, 2, 2), int), np.zeros((1, 1, 3, 3), int))
     with pytest.raises(ValueError, match="integers"):
         golden.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("bits, k", [(8, 1024), (8, 1025), (16, 3), (28, 4)])
+def test_int_matmul_is_exact_at_its_format_bounds(seed, bits, k):
+    """`int_matmul` against products summed in Python integers: random ``bits``-bit values
+    and one sum of ``k - 1`` products of the most negative value and 1 * 1, which a float
+    format too narrow for it rounds (8 bits and 1024 terms: the largest float32 case,
+    2**24 - 2**14 + 1; 1025 terms: 2**24 + 1, float64; 28 bits: past 2**53, int64)."""
+    from ommatidia.gen.arith import int_matmul
+    rng = np.random.default_rng(seed)
+    lo = -(1 << (bits - 1))
+    a = rng.integers(lo, -lo, (2, 3, k))
+    b = rng.integers(lo, -lo, (2, k, 2))
+    a[0, 0, :-1], b[0, :-1, 0] = lo, lo
+    a[0, 0, -1], b[0, -1, 0] = 1, 1
+    want = [[[sum(int(a[n, i, x]) * int(b[n, x, j]) for x in range(k)) for j in range(2)]
+             for i in range(3)] for n in range(2)]
+    assert want[0][0][0] == (k - 1) * lo * lo + 1
+    got = int_matmul(a, b, bits, bits)
+    assert got.dtype == np.int64
+    assert got.tolist() == want

@@ -387,7 +387,7 @@ def test_relocated_program_is_the_one_emitted_at_its_place(seed, coding):
     stage = P.OutputStage((), False, 0)
     first, _ = P._emit(TINY, layer, m, rounds, stage, inputs, 0)
     prog, outputs = P._emit(TINY, layer, m, rounds, stage, inputs, len(first))
-    words = {len(prog) + a: v for a, v in inputs.words.items()}
+    words = {len(prog) + a: v for a, v in enumerate(inputs.words)}
     words.update(enumerate(prog))
     assert got.words == words
     assert list(got.outputs) == outputs

@@ -82,15 +82,28 @@ def round_robin(log, last, banks=None) -> dict:
     bank) one port per bank, ``last`` per bank."""
     if banks is None:
         return _round_robin([[(k, t) for k, (t, _) in enumerate(reqs)] for reqs in log], last)
+    queues = {}  # bank -> per sender its (k, request cycle) in that bank
+    for e, (reqs, bs) in enumerate(zip(log, banks)):
+        for k, ((t, _), x) in enumerate(zip(reqs, bs)):
+            q = queues.get(x)
+            if q is None:
+                q = queues[x] = [[] for _ in log]
+            q[e].append((k, t))
     out = {}
-    for b in sorted({b for bs in banks for b in bs}):
-        out.update(_round_robin([[(k, t) for k, ((t, _), x) in enumerate(zip(reqs, bs))
-                                  if x == b] for reqs, bs in zip(log, banks)], last[b]))
+    for b in sorted(queues):
+        out.update(_round_robin(queues[b], last[b]))
     return out
 
 
 def _round_robin(queues, last: int) -> dict:
     """`round_robin` of one port: ``queues`` per sender its (k, request cycle)."""
+    busy = [e for e, q in enumerate(queues) if q]
+    if len(busy) == 1:  # one sender: each request granted once it and the last grant allow
+        e, out, g = busy[0], {}, -1
+        for k, req in queues[e]:
+            g = req if req > g else g + 1
+            out[e, k] = (req, g)
+        return out
     pos, out, never = [0, 0, 0], {}, 1 << 62
     heads = [q[0][1] if q else never for q in queues]
     t = min(heads)

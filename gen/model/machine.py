@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from ommatidia.gen.arith import saturate, wrap
+from ommatidia.gen.arith import int_matmul, saturate, wrap
 from ommatidia.gen.packing import pack_slots
 from ommatidia.gen.rlc import encode_pairs
 from ommatidia.gen.rlc import pack as rlc_pack
@@ -85,13 +85,18 @@ class Machine:
 
     # -- GLB elements
 
-    def _read(self, kind: str, addr: np.ndarray) -> np.ndarray:
-        """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width."""
+    def _read(self, kind: str, addr: np.ndarray, at=None) -> np.ndarray:
+        """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width;
+        ``at``: their words and slot shifts (`_slots`), if known."""
         per, slot = self.per[kind], self.slot[kind]
-        word = self.glb[(addr // per) % len(self.glb)]
-        shift = ((addr % per) * slot).astype(np.uint64)
-        raw = ((word >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
+        word, shift = self._slots(kind, addr) if at is None else at
+        raw = ((self.glb[word] >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
         return wrap(raw, self.bits[kind])
+
+    def _slots(self, kind: str, addr: np.ndarray) -> tuple:
+        """The GLB words of elements ``addr`` of ``kind`` and their slots' shifts."""
+        per, slot = self.per[kind], self.slot[kind]
+        return (addr // per) % len(self.glb), ((addr % per) * slot).astype(np.uint64)
 
     def _write_slots(self, kind: str, addr: np.ndarray, values) -> None:
         """Masked writes of ``values`` into elements ``addr`` of ``kind``'s slots."""
@@ -599,20 +604,25 @@ class Machine:
         rcs = sorted(grid)
         empty = np.zeros(0, dtype=np.int64)
 
-        def gather(kind, need):
+        def gather(kind, need, pes=rcs):
+            """Per PE of ``pes`` its first ``need`` values of ``kind``'s stream (0 past
+            the end)."""
             st = streams[kind]
             if not len(st["addr"]) or not need:
-                return np.zeros((len(rcs), need), dtype=np.int64)
+                return np.zeros((len(pes), need), dtype=np.int64)
             route = st["route"]
-            key = (tuple(rcs), need)
+            key = (tuple(pes), need)
             idx = route.get(key)
             if idx is None:
-                idx = np.full((len(rcs), need), len(st["addr"]), dtype=np.int64)
-                for n, rc in enumerate(rcs):
+                idx = np.full((len(pes), need), len(st["addr"]), dtype=np.int64)
+                for n, rc in enumerate(pes):
                     got = route["per_pe"].get(rc, empty)[:need]
                     idx[n, :len(got)] = got
                 route[key] = idx
-            vals = np.append(self._read(kind, st["addr"]), 0)
+            at = st.get("slots")
+            if at is None:
+                at = st["slots"] = self._slots(kind, st["addr"])
+            vals = np.append(self._read(kind, st["addr"], at), 0)
             return vals[idx]
 
         X = gather("ifmap", W * q).reshape(len(rcs), W, q)
@@ -631,11 +641,12 @@ class Machine:
         Wt = Wt.reshape(len(rcs), *sch.filter_shape)
         cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
         win = X[:, cols, :]
-        own = np.matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p))
+        own = int_matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p),
+                         self.bits["ifmap"], self.bits["filter"])
         zeros = int(np.count_nonzero(win == 0)) * p
         tops, order, starts, gin = self._chains(grid, rcs)
         if gin:
-            own[gin] += gather("psum", F * p).reshape(len(rcs), F, p)[gin]
+            own[gin] += gather("psum", F * p, [rcs[n] for n in gin]).reshape(len(gin), F, p)
         gd = regs["gon_desc"]
         amask = (1 << self.abits) - 1
         counts, spans = {}, []

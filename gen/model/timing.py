@@ -320,6 +320,7 @@ class _Chain:
         p, T = sch.p, len(pes) - 1
         col = sch.column(self.f, sch.first_out) if rnd.out_starts_tap else -1
         queues = rnd.queues
+        streaming = rnd.stream and not self.f  # `weights_in` is 0 otherwise
         moved = False
         while todo:
             lvl = todo.pop()
@@ -351,9 +352,10 @@ class _Chain:
                         tmin = q["avail"][pe.np]
                 elif self.taken is None:
                     continue
-            w = rnd.weights_in(pe, self.f, sch.first_out + j)
-            if w > tmin:
-                tmin = w
+            if streaming:
+                w = rnd.weights_in(pe, 0, sch.first_out + j)
+                if w > tmin:
+                    tmin = w
             if lvl == 0 and pe.gin and queues is None:
                 i, self.taken = self.taken, None
             else:
