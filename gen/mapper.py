@@ -206,7 +206,7 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
         arrays["rest"] = pass_cycles * arrays["rest"] // arrays["first"]
         arrays["first"] = np.full_like(arrays["first"], pass_cycles)
     chunks = (np.array([x]) for x in (m.n_chunk, m.m_chunk, m.c_chunk))
-    cycles, dram = _costs(cfg, layer, _summed(layer, arrays), *chunks,
+    cycles, dram = _costs(cfg, layer, _summed(cfg, layer, arrays), *chunks,
                           raw=raw_ifmap(cfg, ifmap_coding))
     return int(cycles[0]), int(dram[0])
 
@@ -221,8 +221,8 @@ DMA_COMMAND = 8
 cycles) and 5 of its own (AlexNet CONV3 on `eyeriss`: 8.05 a command)."""
 
 DMA_OUT_COMMAND = 10
-"""Cycles of a ``DMA_OUT`` beside its psums, one a cycle: its ``SET dma_out`` (3) and 7
-of its own."""
+"""Cycles of a ``DMA_OUT`` beside its psums, `ArrayConfig.dma_out_values` a cycle: its
+``SET dma_out`` (3) and 7 of its own."""
 
 
 def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks):
@@ -258,17 +258,19 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     return fields
 
 
-def _summed(layer, f: dict) -> dict:
+def _summed(cfg, layer, f: dict) -> dict:
     """``f`` (`_shape_fields` as arrays, one row per shape) with its per-strip-size fields
-    summed over the strips: what `_costs` needs of a shape as one number each."""
+    summed over the strips: what `_costs` needs of a shape as one number each (``beside``:
+    the cycles of a region's ``DMA_OUT`` a pass hides, `ArrayConfig.dma_out_values`
+    psums a cycle)."""
     cnt = f["cnt"]
     out = {k: f[k] for k in ("p", "q", "stack", "blocks", "segments", "mgroups", "ftags",
                              "filter_w")}
     out["nstrips"] = cnt.sum(axis=1)
     for k in ("first", "rest", "tags", "hs"):
         out[k] = (cnt * f[k]).sum(axis=1)
-    out["beside"] = (cnt * np.minimum(f["e"] * layer.F * f["p"][:, None], f["rest"])).sum(
-        axis=1)
+    drain = -(-f["e"] * layer.F * f["p"][:, None] // cfg.dma_out_values)
+    out["beside"] = (cnt * np.minimum(drain, f["rest"])).sum(axis=1)
     return out
 
 
@@ -281,8 +283,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
     all-nonzero data, or with ``raw`` packed ifmap words one a cycle; raw filter words one
     a cycle, none where they are staged through the filter GLB behind the passes, the
-    ofmap psums one a cycle, with `ArrayConfig.glb_bank_reads` those of all but two
-    regions a round beside a pass each) and the program words, on all-nonzero data."""
+    ofmap psums `ArrayConfig.dma_out_values` a cycle, with `ArrayConfig.glb_bank_reads`
+    those of all but two regions a round beside a pass each) and the program words, on
+    all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -316,7 +319,7 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     cycles = pass_cycles + tags + sets_cycles * passes \
         + ifmap_cycles + np.where(hidden, 0, filter_words) \
         + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
-        + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
+        + -(-psums // cfg.dma_out_values) + DMA_OUT_COMMAND * outs + N * M * nstrips
     if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
         beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
         cycles = cycles - f["beside"] * beside * nrounds * mrounds
@@ -382,7 +385,7 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
         + np.where(staged, 0, c * m * f["filter_w"][shape])
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
-    f = {k: v[shape] for k, v in _summed(layer, f).items()}
+    f = {k: v[shape] for k, v in _summed(cfg, layer, f).items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
     return _Ranked(shapes, shape, np.stack([n, m, c], axis=1), cycles,
                    (-f["q"], -f["p"], dram, cycles))
