@@ -164,22 +164,25 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m`` (its filters' unless they are staged
-    through the filter GLB, `_staged`)."""
+    """GLB words of the largest round of ``m`` (of its filters those not staged through the
+    filter GLB, `_staged`)."""
     size = RegionWords(cfg, layer)
     es = max(s for _, s in m.strips)
     psums = m.n_chunk * m.m_chunk * size.psum(es, m.p)
     filters = m.m_chunk * m.c_chunk * size.filter(m.p, m.q)
     ifmaps = m.n_chunk * m.c_chunk * size.ifmap(es, m.q)
-    staged = _staged(cfg, len(m.segments), m.blocks, m.stack, size.filter(m.p, m.q))
-    return psums + ifmaps + (0 if staged else filters)
+    per_pass = m.blocks * m.stack
+    staged = int(_staged(cfg, len(m.segments), m.blocks, m.stack, size.filter(m.p, m.q)))
+    return psums + ifmaps + -(-filters * (per_pass - staged) // per_pass)
 
 
 def _staged(cfg, segments, blocks, stack, filter_w):
-    """Whether a pass's filters (``blocks`` by ``stack`` regions of ``filter_w`` words) go
-    through half the filter GLB, loaded in the background during the pass before
-    (`ommatidia.gen.rounds._stage_filters`; not where R is split into segments)."""
-    return (segments == 1) & (blocks * stack * filter_w <= filter_glb_words(cfg) // 2)
+    """How many of a pass's filter regions (``blocks`` by ``stack`` of ``filter_w`` words)
+    go through half the filter GLB, loaded in the background during the pass before
+    (`ommatidia.gen.rounds._stage_filters`: as many as fit a half; none where R is split
+    into segments); the others are loaded into the GLB in the foreground."""
+    fit = filter_glb_words(cfg) // 2 // np.maximum(filter_w, 1)
+    return np.where(segments == 1, np.minimum(blocks * stack, fit), 0)
 
 
 def _fits(cfg, layer, m: Mapping) -> str | None:
@@ -309,7 +312,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * f["hs"]
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
-    hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
+    per_pass = blocks * f["stack"]
+    shown = per_pass - _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     raw = raw or not cfg.rlc_codec
@@ -317,8 +321,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     out_words = psums // (cfg.rlc.pairs_per_word if cfg.rlc_codec else per["ifmap"]) + outs
     ifmap_cycles = ifmap_words if raw else ifmap_values
     cycles = pass_cycles + tags + sets_cycles * passes \
-        + ifmap_cycles + np.where(hidden, 0, filter_words) \
-        + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
+        + ifmap_cycles + filter_words * shown // per_pass \
+        + DMA_COMMAND * (regions_f * shown // per_pass + regions_i) \
         + -(-psums // cfg.dma_out_values) + DMA_OUT_COMMAND * outs + N * M * nstrips
     if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
         beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
@@ -380,9 +384,10 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    staged = _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
+    per_pass = (f["blocks"] * f["stack"])[shape]
+    shown = per_pass - _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
     need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
-        + np.where(staged, 0, c * m * f["filter_w"][shape])
+        + -(-c * m * f["filter_w"][shape] * shown // per_pass)
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
     f = {k: v[shape] for k, v in _summed(cfg, layer, f).items()}

@@ -305,3 +305,20 @@ def test_pass_filters_staged_in_part(seed, eyeriss_like):
     print(f"{counters['cycles']} cycles")
     assert status == STATUS_DONE and predict(prog).counters == counters
 
+
+def test_mapper_counts_the_part_staged_filters():
+    """The mapper's GLB need of a round (`mapper._glb_need`) is the GLB words the compiler
+    lays the round out in, with the part-staged filters of `helpers.part_staged_program`
+    (42: one 5-word region of a pass in the GLB) and without a filter GLB (47: both), and
+    its quick formula charges fewer cycles with the filter GLB."""
+    from ommatidia.gen.mapper import _glb_need, estimate
+    cfg = dataclasses.replace(TINY, name="tiny_fglb_part", filter_glb_bytes=128)
+    need, est = {}, {}
+    for c in (cfg, TINY):
+        prog = part_staged_program(c, 1)
+        need[c.name] = _glb_need(c, prog.layer, prog.mapping)
+        assert need[c.name] == max(r.glb_words for r in prog.rounds)
+        est[c.name] = estimate(c, prog.layer, prog.mapping)[0]
+    print(need, est)
+    assert need == {"tiny_fglb_part": 42, "tiny": 47}
+    assert est["tiny_fglb_part"] < est["tiny"]
