@@ -164,22 +164,25 @@ def _pq_options(cfg: ArrayConfig, layer) -> list[tuple[int, int]]:
 
 
 def _glb_need(cfg, layer, m: Mapping) -> int:
-    """GLB words of the largest round of ``m`` (its filters' unless they are staged
-    through the filter GLB, `_staged`)."""
+    """GLB words of the largest round of ``m`` (of its filters those not staged through the
+    filter GLB, `_staged`)."""
     size = RegionWords(cfg, layer)
     es = max(s for _, s in m.strips)
     psums = m.n_chunk * m.m_chunk * size.psum(es, m.p)
     filters = m.m_chunk * m.c_chunk * size.filter(m.p, m.q)
     ifmaps = m.n_chunk * m.c_chunk * size.ifmap(es, m.q)
-    staged = _staged(cfg, len(m.segments), m.blocks, m.stack, size.filter(m.p, m.q))
-    return psums + ifmaps + (0 if staged else filters)
+    per_pass = m.blocks * m.stack
+    staged = int(_staged(cfg, len(m.segments), m.blocks, m.stack, size.filter(m.p, m.q)))
+    return psums + ifmaps + -(-filters * (per_pass - staged) // per_pass)
 
 
 def _staged(cfg, segments, blocks, stack, filter_w):
-    """Whether a pass's filters (``blocks`` by ``stack`` regions of ``filter_w`` words) go
-    through half the filter GLB, loaded in the background during the pass before
-    (`ommatidia.gen.rounds._stage_filters`; not where R is split into segments)."""
-    return (segments == 1) & (blocks * stack * filter_w <= filter_glb_words(cfg) // 2)
+    """How many of a pass's filter regions (``blocks`` by ``stack`` of ``filter_w`` words)
+    go through half the filter GLB, loaded in the background during the pass before
+    (`ommatidia.gen.rounds._stage_filters`: as many as fit a half; none where R is split
+    into segments); the others are loaded into the GLB in the foreground."""
+    fit = filter_glb_words(cfg) // 2 // np.maximum(filter_w, 1)
+    return np.where(segments == 1, np.minimum(blocks * stack, fit), 0)
 
 
 def _fits(cfg, layer, m: Mapping) -> str | None:
@@ -206,7 +209,7 @@ def estimate(cfg: ArrayConfig, layer, m: Mapping, pass_cycles=None, *,
         arrays["rest"] = pass_cycles * arrays["rest"] // arrays["first"]
         arrays["first"] = np.full_like(arrays["first"], pass_cycles)
     chunks = (np.array([x]) for x in (m.n_chunk, m.m_chunk, m.c_chunk))
-    cycles, dram = _costs(cfg, layer, _summed(layer, arrays), *chunks,
+    cycles, dram = _costs(cfg, layer, _summed(cfg, layer, arrays), *chunks,
                           raw=raw_ifmap(cfg, ifmap_coding))
     return int(cycles[0]), int(dram[0])
 
@@ -221,8 +224,8 @@ DMA_COMMAND = 8
 cycles) and 5 of its own (AlexNet CONV3 on `eyeriss`: 8.05 a command)."""
 
 DMA_OUT_COMMAND = 10
-"""Cycles of a ``DMA_OUT`` beside its psums, one a cycle: its ``SET dma_out`` (3) and 7
-of its own."""
+"""Cycles of a ``DMA_OUT`` beside its psums, `ArrayConfig.dma_out_values` a cycle: its
+``SET dma_out`` (3) and 7 of its own."""
 
 
 def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks):
@@ -258,17 +261,19 @@ def _shape_fields(cfg: ArrayConfig, layer, p, q, strips, segments, stack, blocks
     return fields
 
 
-def _summed(layer, f: dict) -> dict:
+def _summed(cfg, layer, f: dict) -> dict:
     """``f`` (`_shape_fields` as arrays, one row per shape) with its per-strip-size fields
-    summed over the strips: what `_costs` needs of a shape as one number each."""
+    summed over the strips: what `_costs` needs of a shape as one number each (``beside``:
+    the cycles of a region's ``DMA_OUT`` a pass hides, `ArrayConfig.dma_out_values`
+    psums a cycle)."""
     cnt = f["cnt"]
     out = {k: f[k] for k in ("p", "q", "stack", "blocks", "segments", "mgroups", "ftags",
                              "filter_w")}
     out["nstrips"] = cnt.sum(axis=1)
     for k in ("first", "rest", "tags", "hs"):
         out[k] = (cnt * f[k]).sum(axis=1)
-    out["beside"] = (cnt * np.minimum(f["e"] * layer.F * f["p"][:, None], f["rest"])).sum(
-        axis=1)
+    drain = -(-f["e"] * layer.F * f["p"][:, None] // cfg.dma_out_values)
+    out["beside"] = (cnt * np.minimum(drain, f["rest"])).sum(axis=1)
     return out
 
 
@@ -281,8 +286,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     of every round (ifmap RLC pairs into the GLB one a cycle, a pair per value on
     all-nonzero data, or with ``raw`` packed ifmap words one a cycle; raw filter words one
     a cycle, none where they are staged through the filter GLB behind the passes, the
-    ofmap psums one a cycle, with `ArrayConfig.glb_bank_reads` those of all but two
-    regions a round beside a pass each) and the program words, on all-nonzero data."""
+    ofmap psums `ArrayConfig.dma_out_values` a cycle, with `ArrayConfig.glb_bank_reads`
+    those of all but two regions a round beside a pass each) and the program words, on
+    all-nonzero data."""
     per = elements_per_word(cfg)
     N, C, M, E, F = layer.N, layer.C, layer.M, layer.E, layer.F
     width = layer.W + 2 * layer.P
@@ -306,7 +312,8 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     regions_i = mrounds * N * cgroups * nstrips
     ifmap_values = mrounds * N * C * width * f["hs"]
     filter_words = nstrips * nrounds * mgroups * cgroups * f["filter_w"]
-    hidden = _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
+    per_pass = blocks * f["stack"]
+    shown = per_pass - _staged(cfg, f["segments"], blocks, f["stack"], f["filter_w"])
     psums = N * M * E * F
     outs = N * mgroups * nstrips
     raw = raw or not cfg.rlc_codec
@@ -314,9 +321,9 @@ def _costs(cfg: ArrayConfig, layer, f: dict, n, m, c, raw: bool = False):
     out_words = psums // (cfg.rlc.pairs_per_word if cfg.rlc_codec else per["ifmap"]) + outs
     ifmap_cycles = ifmap_words if raw else ifmap_values
     cycles = pass_cycles + tags + sets_cycles * passes \
-        + ifmap_cycles + np.where(hidden, 0, filter_words) \
-        + DMA_COMMAND * (np.where(hidden, 0, regions_f) + regions_i) \
-        + psums + DMA_OUT_COMMAND * outs + N * M * nstrips
+        + ifmap_cycles + filter_words * shown // per_pass \
+        + DMA_COMMAND * (regions_f * shown // per_pass + regions_i) \
+        + -(-psums // cfg.dma_out_values) + DMA_OUT_COMMAND * outs + N * M * nstrips
     if cfg.glb_bank_reads:  # all but two regions a round drain beside a pass each
         beside = np.maximum(np.minimum(n, N) * np.minimum(m, mgroups) - 2, 0)
         cycles = cycles - f["beside"] * beside * nrounds * mrounds
@@ -377,12 +384,13 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
     shape = np.repeat(np.arange(len(shapes)), counts)
     f = {k: np.array([x[k] for x in fields], dtype=np.int64) for k in fields[0]}
     n, m, c = np.concatenate(chunk_arrays).T
-    staged = _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
+    per_pass = (f["blocks"] * f["stack"])[shape]
+    shown = per_pass - _staged(cfg, f["segments"], f["blocks"], f["stack"], f["filter_w"])[shape]
     need = n * m * f["psum_w"][shape] + c * n * f["ifmap_w"][shape] \
-        + np.where(staged, 0, c * m * f["filter_w"][shape])
+        + -(-c * m * f["filter_w"][shape] * shown // per_pass)
     index = np.flatnonzero(need <= glb_words(cfg))
     n, m, c, shape = n[index], m[index], c[index], shape[index]
-    f = {k: v[shape] for k, v in _summed(layer, f).items()}
+    f = {k: v[shape] for k, v in _summed(cfg, layer, f).items()}
     cycles, dram = _costs(cfg, layer, f, n, m, c, raw)
     return _Ranked(shapes, shape, np.stack([n, m, c], axis=1), cycles,
                    (-f["q"], -f["p"], dram, cycles))

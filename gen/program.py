@@ -28,6 +28,8 @@ import numpy as np
 from amaranth import Shape
 from amaranth.lib import data
 
+from ommatidia.hw.glb import glb_words as glb_words_of
+
 from .config import ArrayConfig
 from .banks import glb_banks, pass_banks
 from .mapper import groups_of
@@ -298,13 +300,14 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
         rnd, load = rounds[r], rounds[r].loads[li]
         e0, es = rnd.strip
         h0, hs = e0 * U, (es - 1) * U + R
-        filters = first.get((r, li), []) if load.staged else \
-            [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
-             for (m0, cg), glb in load.filters.items()]
+        filters = first.get((r, li), []) if load.staged else []
+        filters += [(inputs.filters(m0, dict(rnd.mgroups)[m0], cg, cgroups[cg]), glb)
+                    for (m0, cg), glb in load.filters.items() if glb < glb_size]
         return filters + [(inputs.ifmaps(n, cg, cgroups[cg], h0, hs), glb)
                           for (n, cg), glb in load.ifmaps.items()]
 
     prog, current = [], {}
+    glb_size = glb_words_of(cfg)
     pack_tag = _packer(tag_write_layout(cfg))
     outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
                     _packer(bias_write_layout(cfg)))

@@ -37,7 +37,8 @@ class PassSpec:
 class Load:
     """A channel chunk of a round: GLB word base of each filter region (m0, cg) and ifmap
     region (n, cg), and the passes that run on them. ``staged``: its filters go through
-    the filter GLB pass by pass (`_stage_filters`), not into the GLB."""
+    the filter GLB pass by pass (`_stage_filters`; those that do not fit half of it,
+    at GLB words below `glb_words`, into the GLB)."""
 
     filters: dict
     ifmaps: dict
@@ -243,10 +244,13 @@ def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
     """The filter GLB places of a load's filter regions, staged pass by pass: each pass
     that loads filters (an image's first) gets its regions (m0, cg) in one half of the
     filter GLB, the next such pass in the other half, unless they are the previous such
-    pass's (kept where they are). Returns (GLB word of each region, the regions each
-    (filter group block, step) loads, the last pass's (regions, half, places)), or None
-    when the load's filters cannot be staged: no filter GLB, a pass's regions take more
-    than a half, or a region serves two passes (R split into segments)."""
+    pass's (kept where they are). A pass whose regions take more than a half stages the
+    first ones that fit it (AlexNet CONV1 on `eyeriss`: one of its two 363-word regions
+    in a 512-word half) and reads the others from the GLB, loaded in the foreground with
+    the load. Returns (GLB word of each staged region, the regions each (filter group
+    block, step) loads, the last pass's (regions, half, places)), or None when no filter
+    can be staged: no filter GLB, no pass's first region fits a half, or a region serves
+    two passes (R split into segments)."""
     from ommatidia.hw.glb import filter_glb_words, glb_words
     size, fw = RegionWords(cfg, layer), filter_glb_words(cfg)
     if not fw:
@@ -258,7 +262,10 @@ def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
     def words(key):
         return size.filter(p_of[key[0]], cgroups[key[1]])
     every = [k for keys in sets for k in keys]
-    if len(every) != len(set(every)) or any(sum(map(words, keys)) > fw // 2 for keys in sets):
+    if len(every) != len(set(every)):
+        return None
+    sets = [_fitting(keys, words, fw // 2) for keys in sets]
+    if not any(sets):
         return None
     fbase, loads = {}, []
     for keys in sets:
@@ -274,6 +281,17 @@ def _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev):
         prev = (keys, half, {k: fbase[k] for k in keys})
         loads.append(keys)
     return fbase, loads, prev
+
+
+def _fitting(keys, words, most: int) -> tuple:
+    """The leading ``keys`` whose ``words`` add up to at most ``most``."""
+    out, total = [], 0
+    for key in keys:
+        total += words(key)
+        if total > most:
+            break
+        out.append(key)
+    return tuple(out)
 
 
 def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) -> list[Round]:
@@ -324,19 +342,20 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                     cgs = sorted({pc.cg for st in steps for pc in st.pieces})
                     isize = {(n, cg): size.ifmap(es, cgroups[cg]) for n in images for cg in cgs}
                     staged = _stage_filters(cfg, layer, mgs, blocks, steps, cgroups, prev)
+                    fsize = {(m0, cg): size.filter(p, cgroups[cg])
+                             for m0, p in mgs for cg in cgs}
                     if staged is not None:
-                        fsize, (fstaged, staging, prev) = {}, staged
+                        fstaged, staging, prev = staged
+                        fsize = {k: v for k, v in fsize.items() if k not in fstaged}
                     else:
                         prev, staging = None, [()] * (len(blocks) * len(steps))
-                        fsize = {(m0, cg): size.filter(p, cgroups[cg])
-                                 for m0, p in mgs for cg in cgs}
                     fbase, ibase, at = _load_layout(cfg, top, fsize, isize, cfg.glb_bank_reads)
                     if at > glb_words(cfg) and cfg.glb_bank_reads:
                         fbase, ibase, at = _load_layout(cfg, top, fsize, isize, False)
                     if split is not None:
                         fbase, ibase, at = split_load_layout(cfg, split, fsize, isize)
                     if staged is not None:
-                        fbase = fstaged
+                        fbase = {**fbase, **fstaged}
                     if at > glb_words(cfg):
                         raise ValueError(f"a round needs {at} GLB words, the GLB has "
                                          f"{glb_words(cfg)}")

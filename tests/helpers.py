@@ -187,3 +187,18 @@ def run_layer_golden(cfg, prog, *, both=None):
     beside = None if both is None else sum(1 for a, b in trace if a and b)
     return counters, mem, beside
 
+
+
+def part_staged_program(cfg, seed):
+    """A layer of two filter groups side by side (as AlexNet CONV1 on `eyeriss`), 2 filters
+    and 2 channels a PE, compiled on ``cfg``: on `tiny` with a 16-word filter GLB the two
+    regions of a pass (5 + 5 words) do not fit half of it, so each pass stages the first
+    and reads the other from the GLB; the short channel group's (3 + 3) stage whole."""
+    rng = np.random.default_rng(seed)
+    layer = ConvLayer(N=1, C=3, M=4, H=4, W=7, R=3, S=3, U=1, P=1)
+    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), 0.3)
+    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S), 0.1)
+    mapping = Mapping(p=2, q=2, strips=((0, 2), (2, 2)), segments=((0, 3),), stack=1,
+                      blocks=2, n_chunk=1, m_chunk=2, c_chunk=1)
+    return compile_layer(cfg, layer, x, w, bias=rng.integers(-3000, 3000, layer.M),
+                         relu=True, shift=2, mapping=mapping)

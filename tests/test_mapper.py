@@ -302,6 +302,25 @@ def test_raw_ifmap_counted_by_the_estimate_and_the_model(capsys):
     print(saved, dram)
 
 
+def test_two_psums_a_dma_out_cycle_counted_by_the_estimate_and_the_model():
+    """`ArrayConfig.dma_out_values` = 2: a ``DMA_OUT`` drains two psums a cycle, and the
+    quick formula charges half the ofmap's psums, as the model does. A 1x1 layer on
+    `tiny`, whose passes are short beside its ``DMA_OUT``\\ s (8 filters x 12 x 16
+    outputs, 1,536 psums): both save 768 cycles, the psums over two."""
+    import dataclasses
+
+    from ommatidia.gen.mapper import estimate
+    two = dataclasses.replace(TINY, name="tiny_dma_out2", dma_out_values=2)
+    layer = ConvLayer(N=1, C=2, M=8, H=12, W=16, R=1, S=1, U=1, P=0)
+    m, _ = plan_layer(TINY, layer)
+    x, w = np.ones((1, 2, 12, 16), dtype=np.int64), np.ones((8, 2, 1, 1), dtype=np.int64)
+    model = [predict(compile_layer(c, layer, x, w, mapping=m)).cycles for c in (TINY, two)]
+    est = [estimate(c, layer, m)[0] for c in (TINY, two)]
+    print(f"cycles: model {model}, estimate {est}")
+    assert model[0] - model[1] == 768
+    assert est[0] - est[1] == 768
+
+
 def test_pass_floor_is_below_the_pass_cycles(seed):
     """`ModelCost.pass_floor`, the bound `search` skips probes by, is never above the
     model's cycles of the pass it bounds, on random layers and their shortlisted shapes."""

@@ -21,12 +21,13 @@ from ommatidia.gen.layer import ConvLayer
 from ommatidia.gen.mapper import Mapping
 from ommatidia.gen.model import decode, pass_registers, predict, predict_words, rlc_words
 from ommatidia.gen.program import pack_command
+from ommatidia.hw.glb import glb_words
 from ommatidia.hw.top import REGISTERS
 from ommatidia.gen.rlc import encode
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import beside_program, split_program
+from helpers import beside_program, part_staged_program, split_program
 
 EXACT = ("macs", "mac_cycles", "gated_macs", "glb_reads", "glb_writes", "dram_words_read",
          "dram_words_written", "program_words")
@@ -717,3 +718,22 @@ def test_model_with_two_psums_a_dma_out_cycle(seed, build_dir):
     beside = beside_program(cfg, seed)
     assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
     compare_exactly(cfg, seed, build_dir, None, beside, split_program(cfg, seed))
+
+
+@pytest.mark.verilog
+def test_model_with_pass_filters_staged_in_part(seed, build_dir):
+    """`tiny` with `eyeriss`'s features and a 16-word filter GLB: two filter groups side by
+    side whose pass filters do not fit half of it, so each pass stages one region through
+    the filter GLB and reads the other from the GLB (`helpers.part_staged_program`, as
+    AlexNet CONV1 on `eyeriss`), then two random layers: bit-exact, the model's cycles
+    and every counter equal to the Verilog's."""
+    cfg = dataclasses.replace(
+        with_bank_reads(TINY, "tiny_fglb_part_stream"), filter_glb_bytes=128,
+        rlc_decode_words=True, dma_out_values=2,
+        pe=dataclasses.replace(TINY.pe, stream_filters=True),
+        noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4,
+                                gon_values=2, psum_gin_values=2))
+    prog = part_staged_program(cfg, seed)
+    fglb = glb_words(cfg)
+    assert sorted(a >= fglb for a in prog.rounds[0].loads[0].filters.values()) == [False, True]
+    compare_exactly(cfg, seed, build_dir, prog)
