@@ -506,28 +506,15 @@ def test_model_without_the_rlc_codec(seed, tmp_path):
 
 
 @pytest.mark.verilog
-def test_model_with_a_wide_filter_gin(seed, build_dir):
-    """`tiny` with a filter GIN of a whole GLB word, 8 weights a packet
-    (`NoCConfig.filter_gin_values`), and a psum GIN and a GON of 2 psums a packet
-    (`psum_gin_values`, `gon_values`): the ofmaps bit-exact, the model's counters equal to
-    the Verilog's and its cycles exact (seed 2759991367 once timed a layer of 877 RTL
-    cycles at 871: a GLB port fixed point the recurrences never reached, now timed by
-    the cycle-level reference)."""
-    from ommatidia.sim.accelerator import run_layers
-    cfg = dataclasses.replace(TINY, name="tiny_wide",
-                              noc=dataclasses.replace(TINY.noc, filter_gin_values=8,
-                                                      gon_values=2, psum_gin_values=2))
-    rng = np.random.default_rng(seed)
-    progs = [random_program(rng, cfg, zeros=z, width=10) for z in (0.0, 0.5, 0.0)]
-    compare(progs, run_layers(cfg, progs, build_dir=build_dir), tolerance=0)
-
-
-@pytest.mark.verilog
 def test_model_with_ifmap_packets(seed, build_dir):
     """`tiny` with ifmap GIN packets of up to 4 activations of a column
-    (`NoCConfig.ifmap_gin_values`), 8 weights a filter packet and 2 psums a psum GIN and a
-    GON packet: three random layers bit-exact, the model's cycles and every counter equal
-    to the Verilog's."""
+    (`NoCConfig.ifmap_gin_values`), a filter GIN of a whole GLB word, 8 weights a packet
+    (`filter_gin_values`), and 2 psums a psum GIN and a GON packet (`psum_gin_values`,
+    `gon_values`): two layers of columns of 4 and 3 activations and two random layers
+    bit-exact, the model's cycles and every counter equal to the Verilog's. (With 8
+    weights a filter packet, seed 2759991367 once timed a layer of 877 RTL cycles at 871:
+    a GLB port fixed point the recurrences never reached, now timed by the cycle-level
+    reference.)"""
     cfg = with_ifmap_packets(dataclasses.replace(TINY, noc=dataclasses.replace(
         TINY.noc, filter_gin_values=8, gon_values=2, psum_gin_values=2)), "tiny_ifmap", 4)
     compare_exactly(cfg, seed, build_dir, *(columns_program(cfg, seed, q) for q in (4, 3)))
@@ -579,21 +566,14 @@ def test_model_on_the_icebreaker_preset(seed, tmp_path):
 
 
 @pytest.mark.verilog
-def test_model_with_a_gon_queue(seed, build_dir):
-    """`tiny` with a queue of 2 GON packets after each top PE (`NoCConfig.gon_queue`) and
-    2 psums a GON and a psum GIN packet: the ofmaps bit-exact, the model's cycles and
-    every counter (stalls included) equal to the Verilog's."""
-    compare_exactly(with_gon_queue(TINY, "tiny_gonq", 2, 2), seed, build_dir)
-
-
-@pytest.mark.verilog
-def test_model_with_a_psum_gin_queue(seed, build_dir):
+def test_model_with_psum_gin_and_gon_queues(seed, build_dir):
     """`tiny` with a queue of 5 psum GIN packets in front of each PE
-    (`NoCConfig.psum_gin_queue`; 2 by default) and 2 psums a psum GIN and a GON packet:
-    the ofmaps bit-exact, the model's cycles and every counter (stalls included) equal to
-    the Verilog's. The first layer's psum sender (two R segments, two strips) runs ahead:
-    1,600 cycles with the queue of 5, 1,602 with 2, 1,702 with 1."""
-    cfg = with_psum_gin_queue(TINY, "tiny_psumq", 5, 2)
+    (`NoCConfig.psum_gin_queue`; 2 by default), a queue of 2 GON packets after each top
+    PE (`NoCConfig.gon_queue`) and 2 psums a psum GIN and a GON packet: the ofmaps
+    bit-exact, the model's cycles and every counter (stalls included) equal to the
+    Verilog's. The first layer's psum sender (two R segments, two strips) runs ahead of
+    the PEs into the queues."""
+    cfg = with_psum_gin_queue(TINY, "tiny_queues", 5, 2, gon_queue=2)
     layer = ConvLayer(N=1, C=1, M=9, H=5, W=3, R=5, S=2, U=1, P=2)
     rng = np.random.default_rng(0)
     x = random_values(rng, TINY.pe.act_bits, (layer.N, layer.C, layer.H, layer.W), 0.0)
@@ -686,54 +666,28 @@ def test_recurrences_match_the_reference_with_streaming_filters(seed):
 
 
 @pytest.mark.verilog
-def test_model_with_streaming_filters(seed, build_dir):
-    """`tiny` with `PEConfig.stream_filters` (PEs computing while their filters load) and
-    the rest of `eyeriss`'s NoC and GLB: 8 weights a filter packet (the filter tags'
-    packets interleaved), 4 activations an ifmap packet, a GLB read port per bank, the
-    RLC ``DMA_IN`` a coded word a cycle (`ArrayConfig.rlc_decode_words`); a random layer,
-    three ``DMA_OUT``\\ s beside passes, the last psum region at the GLB's end and two
-    random layers in one simulation: bit-exact, the model's cycles and every counter
-    (stalls included) equal to the Verilog's."""
+def test_model_with_eyeriss_features(seed, build_dir):
+    """`tiny` with `eyeriss`'s features: PEs computing while their filters load
+    (`PEConfig.stream_filters`), 8 weights a filter packet (the filter tags' packets
+    interleaved), 4 activations an ifmap packet, 2 psums a psum GIN and a GON packet, a
+    GLB read port per bank, the RLC ``DMA_IN`` a coded word a cycle
+    (`ArrayConfig.rlc_decode_words`), a ``DMA_OUT`` of a GLB word of two psums a cycle
+    (`ArrayConfig.dma_out_values`), and a filter GLB of 16 words. In one simulation: two
+    filter groups side by side whose pass filters do not fit half the filter GLB, so each
+    pass stages one region through it and reads the other from the GLB
+    (`helpers.part_staged_program`, as AlexNet CONV1 on `eyeriss`); three ``DMA_OUT``\\ s
+    beside passes (`helpers.beside_program`); the last psum region at the GLB's end
+    (`helpers.split_program`); two random layers: bit-exact, the model's cycles and every
+    counter (stalls included) equal to the Verilog's."""
     cfg = dataclasses.replace(
-        with_bank_reads(TINY, "tiny_stream"), rlc_decode_words=True,
-        pe=dataclasses.replace(TINY.pe, stream_filters=True),
-        noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4))
-    compare_exactly(cfg, seed, build_dir, None, beside_program(cfg, seed),
-                    split_program(cfg, seed))
-
-
-@pytest.mark.verilog
-def test_model_with_two_psums_a_dma_out_cycle(seed, build_dir):
-    """`tiny` with `eyeriss`'s ``DMA_OUT`` of a GLB word of two psums a cycle
-    (`ArrayConfig.dma_out_values`) and the rest of its features (streaming filters, 8
-    weights a filter packet, 4 activations an ifmap packet, 2 psums a GON and a psum GIN
-    packet, a GLB read port per bank): a random layer, three ``DMA_OUT``\\ s beside
-    passes, the last psum region at the GLB's end and two random layers in one
-    simulation: bit-exact, the model's cycles and every counter equal to the Verilog's."""
-    cfg = dataclasses.replace(
-        with_bank_reads(TINY, "tiny_dma_out2"), dma_out_values=2,
-        pe=dataclasses.replace(TINY.pe, stream_filters=True),
-        noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4,
-                                gon_values=2, psum_gin_values=2))
-    beside = beside_program(cfg, seed)
-    assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
-    compare_exactly(cfg, seed, build_dir, None, beside, split_program(cfg, seed))
-
-
-@pytest.mark.verilog
-def test_model_with_pass_filters_staged_in_part(seed, build_dir):
-    """`tiny` with `eyeriss`'s features and a 16-word filter GLB: two filter groups side by
-    side whose pass filters do not fit half of it, so each pass stages one region through
-    the filter GLB and reads the other from the GLB (`helpers.part_staged_program`, as
-    AlexNet CONV1 on `eyeriss`), then two random layers: bit-exact, the model's cycles
-    and every counter equal to the Verilog's."""
-    cfg = dataclasses.replace(
-        with_bank_reads(TINY, "tiny_fglb_part_stream"), filter_glb_bytes=128,
+        with_bank_reads(TINY, "tiny_eyeriss_features"), filter_glb_bytes=128,
         rlc_decode_words=True, dma_out_values=2,
         pe=dataclasses.replace(TINY.pe, stream_filters=True),
         noc=dataclasses.replace(TINY.noc, filter_gin_values=8, ifmap_gin_values=4,
                                 gon_values=2, psum_gin_values=2))
-    prog = part_staged_program(cfg, seed)
+    staged = part_staged_program(cfg, seed)
     fglb = glb_words(cfg)
-    assert sorted(a >= fglb for a in prog.rounds[0].loads[0].filters.values()) == [False, True]
-    compare_exactly(cfg, seed, build_dir, prog)
+    assert sorted(a >= fglb for a in staged.rounds[0].loads[0].filters.values()) == [False, True]
+    beside = beside_program(cfg, seed)
+    assert [c.value for c in decode(cfg, beside.words) if c.op == "DMA_OUT"].count(3) == 3
+    compare_exactly(cfg, seed, build_dir, staged, beside, split_program(cfg, seed))
