@@ -88,7 +88,7 @@ class Machine:
     def _read(self, kind: str, addr: np.ndarray, at=None) -> np.ndarray:
         """Elements ``addr`` of ``kind``'s slots, sign-extended from the element width;
         ``at``: their words and slot shifts (`_slots`), if known."""
-        per, slot = self.per[kind], self.slot[kind]
+        slot = self.slot[kind]
         word, shift = self._slots(kind, addr) if at is None else at
         raw = ((self.glb[word] >> shift) & np.uint64((1 << slot) - 1)).astype(np.int64)
         return wrap(raw, self.bits[kind])
