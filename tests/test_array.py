@@ -39,7 +39,9 @@ QUIET = 300
 
 
 def simulate(sched: RSSchedule, *, seed: int, idle: float, stall: float, psum_order=None):
-    """Run every pass of ``sched`` on a `PEArray`.
+    """Run every pass of ``sched`` on a `PEArray`, each once the one before is done and
+    its psums are all out of the GON, as the pass engine runs them (a `GonQueue` may still
+    hold a pass's psums when its PEs are no longer ``busy``).
 
     Returns (psums (N, M, E, F), per-pass psums, counters, cycles).
     ``psum_order`` may reorder the psum GIN packets of a pass (for the
@@ -61,7 +63,7 @@ def simulate(sched: RSSchedule, *, seed: int, idle: float, stall: float, psum_or
         for ps in sched.passes:
             await StreamSender(dut.run).send(ctx, ps.run.fields(cfg.pe))
             state["moved"] = state["cycles"]
-            while ctx.get(dut.busy):
+            while ctx.get(dut.busy) or ps.index not in results:
                 await ctx.tick()
         while len(results) < len(sched.passes):
             await ctx.tick()
