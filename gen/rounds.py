@@ -143,12 +143,9 @@ def _set_rows(s) -> tuple:
 
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
     """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
-    absolute GLB element of the tag's region (`_relative`). With PEs that compute while
-    their filters load (`PEConfig.stream_filters`) the filter tags go from the bottom PE
-    row up (the bottom row starts each output's psum chain, so it starts its MACs first:
-    AlexNet CONV1-5 on `eyeriss` 5,296,607 cycles, 5,311,457 top down); without, from the
-    top row down (the `small` layer of docs/speed.md 67,233 cycles, 84,294 bottom up);
-    the ifmap tags ifmap row by ifmap row across the stacked sets (each
+    absolute GLB element of the tag's region (`_relative`). The filter tags go from the
+    bottom PE row up (the bottom row starts each output's psum chain, so it starts its
+    MACs first) and the ifmap tags ifmap row by ifmap row across the stacked sets (each
     column of the stream serves first the rows every set's first PE columns need). PEs
     that compute while their filters load (`PEConfig.stream_filters`) get the filter
     packets interleaved: ``filter_gin_values`` weights of each tag in turn, so every PE
@@ -182,7 +179,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
     (fbase, ftags), (ibase, itags), (pbase, ptags) = (
         _relative(tags(kind, keyed)) for kind, keyed in
-        (("filter", sorted(fkeys.items(), reverse=cfg.pe.stream_filters)),
+        (("filter", sorted(fkeys.items(), reverse=True)),
          ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
          ("psum", pkeys)))
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
