@@ -9,6 +9,7 @@ emits them as a program (docs/program.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .config import ArrayConfig
@@ -79,24 +80,18 @@ def _grid(cfg, bits) -> int:
                for r in range(cfg.rows) for c in range(cfg.cols))
 
 
-_PLANS = {}
-"""`_pass_plan`'s plans in a process (the mapper's probes and whole layers and the final
-program share steps), keyed on all it reads: cleared past `_MOST_PLANS`."""
 _MOST_PLANS = 4096
+"""Plans and PE set rows a process keeps (the mapper's probes and whole layers and the
+final program share steps)."""
 
 
 def _pass_plan(cfg, layer, step, nblocks: int, es: int):
     """PE sets of a step repeated in ``nblocks`` column blocks, their multicast plan and
-    array configuration (kept in `_PLANS`)."""
-    key = (cfg, layer.U, step, nblocks, es)
-    got = _PLANS.get(key)
-    if got is None:
-        if len(_PLANS) >= _MOST_PLANS:
-            _PLANS.clear()
-        got = _PLANS[key] = _plan(cfg, layer.U, step, nblocks, es)
-    return got
+    array configuration (`_plan`, kept per process)."""
+    return _plan(cfg, layer.U, step, nblocks, es)
 
 
+@functools.lru_cache(maxsize=_MOST_PLANS)
 def _plan(cfg, U: int, step, nblocks: int, es: int):
     """`_pass_plan` worked out (``U``: the layer's stride)."""
     from .multicast import PESet, plan_for
@@ -126,19 +121,11 @@ def _plan(cfg, U: int, step, nblocks: int, es: int):
     return plan, sets, owner, config
 
 
-_ROWS = {}
-
-
+@functools.lru_cache(maxsize=_MOST_PLANS)
 def _set_rows(s) -> tuple:
     """The filter rows and the distinct ifmap rows a `PESet`'s PEs hold (kept per set)."""
-    got = _ROWS.get(s)
-    if got is None:
-        if len(_ROWS) >= _MOST_PLANS:
-            _ROWS.clear()
-        got = _ROWS[s] = ([s.filter_row(i) for i in range(s.rows)],
-                          sorted({s.ifmap_row(i, e) for i in range(s.rows)
-                                  for e in range(s.cols)}))
-    return got
+    return ([s.filter_row(i) for i in range(s.rows)],
+            sorted({s.ifmap_row(i, e) for i in range(s.rows) for e in range(s.cols)}))
 
 
 def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
