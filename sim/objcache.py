@@ -33,9 +33,9 @@ def default_cache() -> pathlib.Path:
     return pathlib.Path(base) / "ommatidia" / "verilator"
 
 
-def command(python: str | None = None) -> str:
-    """The ``OBJCACHE`` value that runs this wrapper with ``python`` (this interpreter)."""
-    return f"{python or sys.executable} {pathlib.Path(__file__).resolve()}"
+def command() -> str:
+    """The ``OBJCACHE`` value that runs this wrapper with this interpreter."""
+    return f"{sys.executable} {pathlib.Path(__file__).resolve()}"
 
 
 def _output(args: list[str]) -> pathlib.Path | None:
@@ -62,10 +62,8 @@ def _library_source(args: list[str]) -> pathlib.Path | None:
     if not root or "-c" not in args:
         return None
     include = pathlib.Path(root).resolve() / "include"
-    for arg in args:
-        if arg.endswith(".cpp") and pathlib.Path(arg).resolve().parent == include:
-            return pathlib.Path(arg).resolve()
-    return None
+    sources = [pathlib.Path(arg).resolve() for arg in args if arg.endswith(".cpp")]
+    return next((source for source in sources if source.parent == include), None)
 
 
 def _key(args: list[str], source: pathlib.Path, out: pathlib.Path) -> str:
