@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import pathlib
 import re
@@ -113,12 +114,19 @@ def _watcher(watch):
     return on_line
 
 
+@functools.lru_cache(maxsize=2)
+def _system_verilog(cfg, dram_words: int) -> str:
+    """The System's Verilog text, written once per process for a configuration (the
+    12x14 array's takes about half a CPU minute; the bench runs eight layers on it)."""
+    from ommatidia.gen.verilog import emit
+    from ommatidia.hw.system import System, dram_verilog
+    return emit(System(cfg, dram_words, verilog_dram=True), "system") + dram_verilog()
+
+
 def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib.Path:
     """The System's Verilog, its DRAM a plain Verilog array (`System` ``verilog_dram``: no
     initial values to elaborate, a million words for the bench)."""
-    from ommatidia.gen.verilog import emit
-    from ommatidia.hw.system import System, dram_verilog
-    text = emit(System(cfg, dram_words, verilog_dram=True), "system") + dram_verilog()
+    text = _system_verilog(cfg, dram_words)
     build_dir.mkdir(parents=True, exist_ok=True)
     path = build_dir / "system.v"
     if not path.exists() or path.read_text() != text:
