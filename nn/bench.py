@@ -17,14 +17,19 @@ and the table says so.
 
 Writes ``alexnet.json`` and ``alexnet.md`` into ``--out`` and prints the
 table; progress goes to stdout per layer, and a bar of the running layer's cycles
-against the model's to standard error when it is a terminal (not with ``--quiet``).
+against the model's to standard error when it is a terminal (not with ``--quiet``,
+nor with ``--jobs`` above 1: then that many processes, 2 by default, each build the
+`System` once in ``--build``/w<k> and simulate a layer at a time).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
+import os
 import pathlib
 import time
 
@@ -192,22 +197,76 @@ def run_model(names, *, batch: int = 1, seed: int = 1, out="build/bench", log=pr
 
 def run_bench(names, *, fc_divisor: int = 16, seed: int = 1, sim: str = "verilator",
               build_dir="build/bench", out="build/bench", log=print,
-              quiet: bool = False) -> list[dict]:
+              quiet: bool = False, jobs: int = 1, bench=None) -> list[dict]:
+    """`bench_layer` on each AlexNet layer of ``names``, the rows in that order. With
+    ``jobs`` > 1 the layers run in that many processes, each on its own build of the
+    `System` in ``build_dir/w<k>`` (a simulator runs on one core; the builds share
+    Verilator's run-time library, `ommatidia.sim.objcache`), taking the next layer as
+    they finish one; without progress bars. ``bench`` replaces `_bench` (a module-level
+    function, which the processes import)."""
     from ommatidia.nn.alexnet import ALEXNET
-    from ommatidia.gen.config import EYERISS
+    bench = bench or _bench
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k, name in enumerate(names):
+    layers = {}
+    for name in names:
         layer = ALEXNET[name]
         if name.startswith("FC"):
             layer = dataclasses.replace(layer, M=layer.M // fc_divisor)
-        log(f"[{k + 1}/{len(names)}] {name} {layer}", flush=True)
-        rows.append(bench_layer(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name),
-                                sim=sim, build_dir=build_dir, log=log, quiet=quiet))
-        (out / "alexnet.json").write_text(json.dumps(rows, indent=2) + "\n")
-        (out / "alexnet.md").write_text(table(rows, fc_divisor))
-    return rows
+        layers[name] = layer
+    rows = {}
+
+    def done(name: str, row: dict) -> None:
+        rows[name] = row
+        ordered = [rows[n] for n in names if n in rows]
+        (out / "alexnet.json").write_text(json.dumps(ordered, indent=2) + "\n")
+        (out / "alexnet.md").write_text(table(ordered, fc_divisor))
+
+    jobs = min(jobs, len(names))
+    if jobs <= 1:
+        for k, name in enumerate(names):
+            log(f"[{k + 1}/{len(names)}] {name} {layers[name]}", flush=True)
+            done(name, bench(name, layers[name], seed, sim, build_dir, log, quiet))
+        return [rows[n] for n in names]
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Value("i", 0)
+    log(f"{len(names)} layers in {jobs} processes, builds in {build_dir}/w0..w{jobs - 1}",
+        flush=True)
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker,
+                                                initargs=(started, str(build_dir))) as pool:
+        futures = {pool.submit(bench, name, layers[name], seed, sim, None, None, True): name
+                   for name in names}
+        for k, future in enumerate(concurrent.futures.as_completed(futures)):
+            name = futures[future]
+            done(name, future.result())
+            log(f"[{k + 1}/{len(names)}] {name} done", flush=True)
+    return [rows[n] for n in names]
+
+
+_WORKER_BUILD = None
+"""This worker process's build folder (`_worker`)."""
+
+
+def _worker(started, build_dir: str) -> None:
+    """A bench worker's start: the next free build folder ``build_dir/w<k>``."""
+    global _WORKER_BUILD
+    with started.get_lock():
+        _WORKER_BUILD = pathlib.Path(build_dir) / f"w{started.value}"
+        started.value += 1
+
+
+def worker_build(build_dir=None) -> pathlib.Path:
+    """``build_dir``, or in a bench process without it its own folder (`_worker`)."""
+    return pathlib.Path(build_dir or _WORKER_BUILD)
+
+
+def _bench(name, layer, seed, sim, build_dir, log, quiet) -> dict:
+    """`bench_layer` of AlexNet's ``name`` (its data seeded by its place in the network)
+    in `worker_build` (``build_dir``), logging to stdout when ``log`` is None."""
+    from ommatidia.gen.config import EYERISS
+    from ommatidia.nn.alexnet import ALEXNET
+    return bench_layer(EYERISS, name, layer, seed=seed + list(ALEXNET).index(name), sim=sim,
+                       build_dir=worker_build(build_dir), log=log or print, quiet=quiet)
 
 
 def main(argv=None) -> int:
@@ -229,6 +288,9 @@ def main(argv=None) -> int:
                              "DRAM traffic per layer, at --batch images")
     parser.add_argument("--batch", type=int, default=1,
                         help="images per layer with --model (default 1; Eyeriss: 4)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="layers simulated at once, each process on its own build "
+                             "(default: 2, or 1 on one core)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (one is drawn on standard error when it is a "
                              "terminal)")
@@ -241,13 +303,15 @@ def main(argv=None) -> int:
         parser.error("--fc-divisor must be at least 1")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.model:
         from ommatidia.gen.config import EYERISS
         print(model_table(run_model(names, batch=args.batch, seed=args.seed, out=args.out),
                           EYERISS))
         return 0
     rows = run_bench(names, fc_divisor=args.fc_divisor, seed=args.seed, sim=args.sim,
-                     build_dir=args.build, out=args.out, quiet=args.quiet)
+                     build_dir=args.build, out=args.out, quiet=args.quiet, jobs=args.jobs)
     print(table(rows, args.fc_divisor))
     bad = [r["layer"] for r in rows if not r["bit_exact"]]
     if bad:
