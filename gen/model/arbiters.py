@@ -156,15 +156,19 @@ class Gon:
         self.tops = []
         self.queued = []  # with a queue: the tops whose queue holds packets
 
-    def step(self, horizon: int, once: bool = False) -> bool:
-        """Make the grants of the cycles with requests before ``horizon`` until a top's
-        output is done (``once``: only the first such cycle's); whether it granted
-        anything."""
+    def step(self, horizon, once: bool = False) -> bool:
+        """Make the grants of the cycles with requests before ``horizon`` (a cycle, or a
+        function giving it, called only when a grant needs it) until a top's output is
+        done (``once``: only the first such cycle's); whether it granted anything."""
         tops = [tp for tp in self.tops if not tp.done]
         self.tops = tops
         if self.depth:
             return self._step_queued(tops, horizon, once)
-        if not tops or max(self.t, min(tp.acc for tp in tops)) >= horizon:
+        if not tops:
+            return False
+        if callable(horizon):
+            horizon = horizon()
+        if max(self.t, min(tp.acc for tp in tops)) >= horizon:
             return False
         rows = {}
         for tp in tops:
@@ -231,15 +235,18 @@ class Gon:
         the cycle after the take of the packet ``depth`` before it. Entries of different
         tops do not interact, so this needs no horizon. Whether any entered."""
         moved = False
+        depth, queued = self.depth, self.queued
         for tp in tops:
-            while not tp.done and (tp.held or len(tp.queue) < self.depth):
+            queue = tp.queue
+            while not tp.done and (tp.held or len(queue) < depth):
                 t = tp.acc
                 if not tp.held:
-                    if len(tp.taken) + len(tp.queue) >= self.depth:
-                        t = max(t, tp.taken[len(tp.taken) + len(tp.queue) - self.depth] + 1)
-                    if not tp.queue:
-                        self.queued.append(tp)
-                    tp.queue.append(t)
+                    m = len(tp.taken) + len(queue) - depth
+                    if m >= 0 and tp.taken[m] >= t:
+                        t = tp.taken[m] + 1
+                    if not queue:
+                        queued.append(tp)
+                    queue.append(t)
                 tp.grant(t)
                 moved = True
         return moved
@@ -247,32 +254,51 @@ class Gon:
     def _step_queued(self, tops, horizon: int, once: bool) -> bool:
         """`step` with a queue after each top: the requests whose entries are known enter
         their queues; then, cycle by cycle, each X-bus takes a queue head that entered
-        before the cycle, until a take lets a waiting request enter."""
+        before the cycle, until a take lets a waiting request enter (only a top taken
+        from can: the others could not enter before)."""
         if self._enter(tops):
             self.tops = [tp for tp in self.tops if not tp.done]
             return True
         moved = False
-        while self.queued:
-            t = max(self.t, min(tp.queue[0] for tp in self.queued) + 1)
+        queued, xbusy = self.queued, self.xbusy
+        if queued and callable(horizon):  # nothing entered: the state it was asked in
+            horizon = horizon()
+        while queued:
+            t = queued[0].queue[0]
+            for tp in queued:
+                if tp.queue[0] < t:
+                    t = tp.queue[0]
+            t = max(self.t, t + 1)
             if t >= horizon:
                 return moved
             rows = {}
-            for tp in self.queued:
+            for tp in queued:
                 if tp.queue[0] < t:
-                    rows.setdefault(tp.pe.r, []).append(tp)
+                    r = tp.pe.r
+                    if r in rows:
+                        rows[r].append(tp)
+                    else:
+                        rows[r] = [tp]
+            taken = []
             for r, row in rows.items():
-                if t in self.xbusy[r]:
+                if t in xbusy[r]:
                     continue
-                row.sort(key=lambda tp: tp.pe.c)
+                if len(row) > 1:
+                    row.sort(key=_column)
                 g = self._pick(r, row)
                 self._take(r, g, t)
                 g.queue.pop(0)
                 g.taken.append(t)
                 if not g.queue:
-                    self.queued.remove(g)
+                    queued.remove(g)
+                taken.append(g)
             self.t = t + 1
             moved = True
-            if once or self._enter(tops):
+            if once or (taken and self._enter([tp for tp in tops if tp in taken])):
                 self.tops = [tp for tp in self.tops if not tp.done]
                 return True
         return moved
+
+
+def _column(tp) -> int:
+    return tp.pe.c

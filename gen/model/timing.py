@@ -159,12 +159,6 @@ class Top:
         # the X-bus took the packets that left
         self.queue, self.taken = [], []
 
-    def request(self, acc: int, j: int) -> None:
-        """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
-        self.acc, self.done = acc, False
-        v = self.values
-        self.held = v > 1 and (self.phase + j) % v != v - 1 and j + 1 != self.total
-
     def grant(self, t: int) -> None:
         self.done = True
         self.chain.granted(t)
@@ -223,8 +217,6 @@ def _chains(pes: dict) -> list:
     return chains
 
 
-
-
 class _Chain:
     """One psum chain (a column of PEs linked by ``up``, bottom first) working through its
     outputs: each output's plain operations on every PE (`_PLAIN`), then its last ``p``
@@ -249,9 +241,19 @@ class _Chain:
         self.taken = None
         self.top = Top(pes[-1], self)
         self.loaded = False  # every PE has its weights
+        self._output(0)
         # ifmap columns came in since `advance` last ran from the main loop: its only input
         # no caller of `advance` hands it (psum packets and GON grants call it)
         self.dirty = True
+
+    def _output(self, f: int) -> None:
+        """On to output ``f``: ``col``, the column its first psum's operation waits for
+        (-1: none, the last ``p`` operations do not start a tap); ``need``, the last
+        column its plain operations read (-1: none)."""
+        self.f = f
+        rnd, sch = self.rnd, self.rnd.sch
+        self.col = sch.column(f, sch.first_out) if rnd.out_starts_tap else -1
+        self.need = sch.column(f, sch.first_out - 1) if sch.first_out else -1
 
     @property
     def finished(self) -> bool:
@@ -274,15 +276,10 @@ class _Chain:
     def column_ready(self, pe: PEState, j: int) -> bool:
         """Whether the column psum ``j``'s operation waits for is in (only when the last
         ``p`` operations start a tap)."""
-        rnd = self.rnd
-        return not (j == 0 and rnd.out_starts_tap) or \
-            len(pe.A) > rnd.sch.column(self.f, rnd.sch.first_out)
+        return j != 0 or self.col < 0 or len(pe.A) > self.col
 
     def column_wait(self, pe: PEState, j: int) -> int:
-        rnd = self.rnd
-        if j == 0 and rnd.out_starts_tap:
-            return pe.A[rnd.sch.column(self.f, rnd.sch.first_out)]
-        return 0
+        return pe.A[self.col] if j == 0 and self.col >= 0 else 0
 
     def advance(self, levels=None) -> bool:
         """Time as much of the chain as the known inputs allow; whether anything moved.
@@ -296,9 +293,10 @@ class _Chain:
         F = sch.F
         while self.f != F:
             if self.stage == _PLAIN:
-                need = sch.column(self.f, sch.first_out - 1) if sch.first_out else -1
-                if any(len(pe.A) <= need for pe in self.pes):
-                    return moved
+                need = self.need
+                for pe in self.pes:
+                    if len(pe.A) <= need:
+                        return moved
                 for pe in self.pes:
                     rnd.plain(pe, self.f)
                     rnd.free_columns(pe, self.f)
@@ -314,12 +312,13 @@ class _Chain:
         """The psums the levels can issue with what is known, from the levels of ``todo``
         (a stack) on: a level that issues lets the one above (its psum in the link) and
         the one below (the link free) go. `column_ready`, `column_wait`,
-        `PEState.issue_one` and the link or the GON in one loop. Whether any issued."""
+        `PEState.issue_one` and the link or the GON (the top's request: psum ``n`` of the
+        pass waits at the accumulate stage from ``acc``) in one loop. Whether any issued."""
         pes, ks, link, rnd = self.pes, self.ks, self.link, self.rnd
-        sch, top = rnd.sch, self.top
+        sch, top, gon = rnd.sch, self.top, rnd.gon
         p, T = sch.p, len(pes) - 1
-        col = sch.column(self.f, sch.first_out) if rnd.out_starts_tap else -1
-        queues = rnd.queues
+        col = self.col
+        q = self.q0  # the bottom's psum queue (None: it takes psums as they come)
         streaming = rnd.stream and not self.f  # `weights_in` is 0 otherwise
         moved = False
         while todo:
@@ -332,47 +331,51 @@ class _Chain:
                     continue
             elif ks[lvl + 1] != j:
                 continue
-            if lvl and ks[lvl - 1] == j:
-                continue
             pe = pes[lvl]
-            tmin = 0
-            if j == 0 and col >= 0:
-                if len(pe.A) <= col:
-                    continue
-                tmin = pe.A[col]
             if lvl:
-                if link[lvl - 1] >= tmin:
-                    tmin = link[lvl - 1] + 1
-            elif pe.gin:
-                if queues is not None:
-                    q = queues[id(pe)]
-                    if len(q["avail"]) <= pe.np:
-                        continue
-                    if q["avail"][pe.np] > tmin:
-                        tmin = q["avail"][pe.np]
-                elif self.taken is None:
+                if ks[lvl - 1] == j:
                     continue
+                tmin = link[lvl - 1] + 1
+                if j == 0 and col >= 0:
+                    if len(pe.A) <= col:
+                        continue
+                    if pe.A[col] > tmin:
+                        tmin = pe.A[col]
+            else:
+                tmin = 0
+                if j == 0 and col >= 0:
+                    if len(pe.A) <= col:
+                        continue
+                    tmin = pe.A[col]
+                if pe.gin:
+                    if q is not None:
+                        avail = q["avail"]
+                        if len(avail) <= pe.np:
+                            continue
+                        if avail[pe.np] > tmin:
+                            tmin = avail[pe.np]
+                    elif self.taken is None:
+                        continue
             if streaming:
                 w = rnd.weights_in(pe, 0, sch.first_out + j)
                 if w > tmin:
                     tmin = w
-            if lvl == 0 and pe.gin and queues is None:
+            fr = pe.fr
+            if lvl == 0 and pe.gin and q is None:
                 i, self.taken = self.taken, None
             else:
                 i = pe.prev + 1
                 if tmin > i:
                     i = tmin
-                fr = pe.fr
                 if fr and (fr[-1][1] > i or not pe.ordered):
                     i = pe.next_free(i)
                 pe.prev = i
                 if lvl:
                     pe.last_take = i
-                elif queues is not None and pe.gin:
+                elif q is not None and pe.gin:
                     if pe.np in q["last"]:
                         q["done"].append(i)
                     pe.np += 1
-            fr = pe.fr
             acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
                 else i + PIPELINE_STAGES
             pe.final_I = i
@@ -383,10 +386,12 @@ class _Chain:
             if lvl and ks[lvl - 1] == j + 1:  # the level below waits for this link
                 todo.append(lvl - 1)
             if lvl == T:
-                gon = rnd.gon
                 if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
                     raise Unordered()
-                top.request(acc, self.f * p + j)
+                n = self.f * p + j  # the request of psum n of the pass
+                top.acc, top.done = acc, False
+                v = top.values
+                top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
                 if top not in gon.tops:
                     gon.tops.append(top)
                 continue
@@ -415,12 +420,14 @@ class _Chain:
                 rnd.free_columns(pe, self.f)
                 pe.tap_end = []
                 pe.prune()
-            self.f += 1
+            self._output(self.f + 1)
             if self.f == sch.F:
                 rnd.finished += 1
             self.stage = _PLAIN
             self.ks = [0] * len(self.pes)
-        self.advance((len(self.pes) - 1,))
+            self.advance((len(self.pes) - 1,))
+        else:  # `advance` at the same output's last p: the top's next psum
+            self._climb([len(self.pes) - 1])
 
 
 class _Round(Bounds):
@@ -480,6 +487,8 @@ class _Round(Bounds):
         self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
+        for ch in self.chains:  # the bottom's queue
+            ch.q0 = None if self.queues is None else self.queues.get(id(ch.pes[0]))
 
     def _start_filters(self) -> None:
         """Every PE computes from the cycle after its last weight is taken (cycle 1
@@ -501,7 +510,7 @@ class _Round(Bounds):
             e = fs.emit()
             if e is None:
                 return moved
-            n = 1 if values is None else int(values[fs.n])
+            n = 1 if values is None else values[fs.n]
             for rc in fs.targets[fs.tag[fs.n]]:
                 pe = pes[rc]
                 if pe.nf < count:
@@ -542,7 +551,7 @@ class _Round(Bounds):
                 else:
                     self.ifm_wait = (pe, y)
                     return moved
-            n = 1 if values is None else int(values[ifm.n])
+            n = 1 if values is None else values[ifm.n]
             e = ifm.emit()
             if e is None:
                 return moved
@@ -607,7 +616,7 @@ class _Round(Bounds):
                     room.append(q["done"][m] + 1)
                 else:
                     return moved
-            n = 1 if values is None else int(values[psm.n])
+            n = 1 if values is None else values[psm.n]
             e = psm.emit()
             if e is None:
                 return moved
@@ -633,7 +642,7 @@ class _Round(Bounds):
 
     def plain(self, pe: PEState, f: int) -> None:
         """Issue the operations of output ``f`` before its last ``p``."""
-        A, base, ends = pe.A, self.sch.column(f, 0), pe.tap_end
+        A, base, ends = pe.A, f * self.sch.U, pe.tap_end  # `Schedule.column(f, 0)`
         if self.stream and not f:
             # `weights_in` of operation j, ``group`` weights an operation before the last p:
             # the first packet that brings ``(j + 1) * group`` weights in
@@ -700,7 +709,7 @@ class _Round(Bounds):
                 if ch.dirty:  # a chain without new columns would not move
                     ch.dirty = False
                     moved |= ch.advance()
-            moved |= self.gon.step(self._horizon())
+            moved |= self.gon.step(self._horizon)
             if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued \
                     and not self.loading:
                 break
