@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reset_state", "read_ports", "glb_bank", "Port", "round_robin", "Gon", "SENDER_ORDER"]
+__all__ = ["reset_state", "read_ports", "glb_bank", "Port", "round_robin", "agrees", "Gon",
+           "SENDER_ORDER"]
 
 
 def reset_state(cfg) -> tuple:
@@ -93,6 +94,36 @@ def round_robin(log, last, banks=None) -> dict:
     for b in sorted(queues):
         out.update(_round_robin(queues[b], last[b]))
     return out
+
+
+def agrees(log, last, banks=None) -> bool:
+    """Whether the grants of ``log`` are those `round_robin` makes of its requests (a bank
+    one sender reads checked as it goes: each request granted once it and the last grant
+    allow)."""
+    if banks is None:
+        plan = round_robin(log, last)
+        return all(plan[e, k][1] == g for e, reqs in enumerate(log) for k, (_, g) in enumerate(reqs))
+    readers = {}
+    for e, bs in enumerate(banks):
+        for b in set(bs):
+            readers[b] = readers.get(b, 0) + 1
+    queues = {b: [[] for _ in log] for b, n in readers.items() if n > 1}
+    prev = {}
+    for e, (reqs, bs) in enumerate(zip(log, banks)):
+        for k, ((t, g), b) in enumerate(zip(reqs, bs)):
+            q = queues.get(b)
+            if q is not None:
+                q[e].append((k, t))
+                continue
+            p = prev.get(b, -1)
+            if g != (t if t > p else p + 1):
+                return False
+            prev[b] = g
+    for b, q in queues.items():
+        plan = _round_robin(q, last[b])
+        if any(plan[e, k][1] != log[e][k][1] for e, qe in enumerate(q) for k, _ in qe):
+            return False
+    return True
 
 
 def _round_robin(queues, last: int) -> dict:
@@ -283,9 +314,13 @@ class Gon:
             for r, row in rows.items():
                 if t in xbusy[r]:
                     continue
-                if len(row) > 1:
+                if len(row) == 1:
+                    g = row[0]
+                elif r in self.fresh:  # `_pick` records the choice
                     row.sort(key=_column)
-                g = self._pick(r, row)
+                    g = self._pick(r, row)
+                else:
+                    g = _next(row, self.xptr[r])
                 self._take(r, g, t)
                 g.queue.pop(0)
                 g.taken.append(t)
@@ -294,7 +329,11 @@ class Gon:
                 taken.append(g)
             self.t = t + 1
             moved = True
-            if once or (taken and self._enter([tp for tp in tops if tp in taken])):
+            if len(taken) > 1:
+                taken = [tp for tp in tops if tp in taken]
+            elif taken and taken[0] not in tops:
+                taken = []
+            if once or (taken and self._enter(taken)):
                 self.tops = [tp for tp in self.tops if not tp.done]
                 return True
         return moved
@@ -302,3 +341,17 @@ class Gon:
 
 def _column(tp) -> int:
     return tp.pe.c
+
+
+def _next(row, ptr: int):
+    """`Gon._pick` of ``row`` in any order: the first column from ``ptr`` on, else the
+    first."""
+    g = w = None
+    for tp in row:
+        c = tp.pe.c
+        if c >= ptr:
+            if g is None or c < g.pe.c:
+                g = tp
+        elif w is None or c < w.pe.c:
+            w = tp
+    return w if g is None else g

@@ -15,9 +15,10 @@ else known, granted its cycle to another): the cycle-level reference
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from .arbiters import Gon, Port, round_robin
+from .arbiters import Gon, Port, agrees, round_robin
 from .bounds import _LAST, _PLAIN, Bounds
 from .causal import CausalPort, Sender
 from .decode import KINDS
@@ -60,7 +61,7 @@ class PEState:
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
                  "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
-                 "ordered", "fp", "loaded", "wl")
+                 "ordered", "fp", "loaded", "wl", "ch")
 
     def __init__(self, r: int, c: int):
         self.r, self.c = r, c
@@ -137,8 +138,11 @@ class PEState:
             self.fr.append((acc, out))
 
     def prune(self) -> None:
-        """Forget the freezes that can no longer delay an issue or an accumulate."""
-        self.fr = [x for x in self.fr if x[1] > self.prev - 2 * PIPELINE_STAGES]
+        """Forget the freezes that can no longer delay an issue or an accumulate (with
+        ``ordered`` freezes, whose ends grow, a prefix)."""
+        fr, lim = self.fr, self.prev - 2 * PIPELINE_STAGES
+        if fr and (fr[0][1] <= lim or not self.ordered):
+            self.fr = [x for x in fr if x[1] > lim]
 
 
 class Top:
@@ -332,30 +336,25 @@ class _Chain:
             elif ks[lvl + 1] != j:
                 continue
             pe = pes[lvl]
+            tmin = 0
+            if j == 0 and col >= 0:
+                if len(pe.A) <= col:
+                    continue
+                tmin = pe.A[col]
             if lvl:
                 if ks[lvl - 1] == j:
                     continue
-                tmin = link[lvl - 1] + 1
-                if j == 0 and col >= 0:
-                    if len(pe.A) <= col:
+                if link[lvl - 1] >= tmin:
+                    tmin = link[lvl - 1] + 1
+            elif pe.gin:
+                if q is not None:
+                    avail = q["avail"]
+                    if len(avail) <= pe.np:
                         continue
-                    if pe.A[col] > tmin:
-                        tmin = pe.A[col]
-            else:
-                tmin = 0
-                if j == 0 and col >= 0:
-                    if len(pe.A) <= col:
-                        continue
-                    tmin = pe.A[col]
-                if pe.gin:
-                    if q is not None:
-                        avail = q["avail"]
-                        if len(avail) <= pe.np:
-                            continue
-                        if avail[pe.np] > tmin:
-                            tmin = avail[pe.np]
-                    elif self.taken is None:
-                        continue
+                    if avail[pe.np] > tmin:
+                        tmin = avail[pe.np]
+                elif self.taken is None:
+                    continue
             if streaming:
                 w = rnd.weights_in(pe, 0, sch.first_out + j)
                 if w > tmin:
@@ -481,6 +480,9 @@ class _Round(Bounds):
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
+        for ch in self.chains:
+            for pe in ch.pes:
+                pe.ch = ch
         # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
         # taken, the psums ending a packet and the cycles they were taken
         self.stream = cfg.pe.stream_filters and self.run["load_filter"]
@@ -502,7 +504,7 @@ class _Round(Bounds):
         """The filter packets, never refused, as far as the GLB port grants them."""
         if not self.loading:
             return False
-        pes, fs, chain_of = self.pes, self.fs, self.chain_of
+        pes, fs = self.pes, self.fs
         count = self.run["filter_count"]
         values = fs.values
         moved = False
@@ -519,18 +521,18 @@ class _Round(Bounds):
                     if count <= pe.nf + n:
                         if not self.stream:
                             pe.C0, pe.prev = e + 2, e + 1
-                        pe.loaded = chain_of[id(pe)].dirty = True
+                        pe.loaded = pe.ch.dirty = True
                 pe.nf += n
             fs.deliver(e + 1)
             moved = True
         for pe in pes.values():
             if not pe.loaded:
-                pe.loaded = chain_of[id(pe)].dirty = True
+                pe.loaded = pe.ch.dirty = True
         self.loading = False
         return True
 
     def _deliver_ifmaps(self) -> bool:
-        ifm, chain_of = self.ifm, self.chain_of
+        ifm = self.ifm
         q, ring = self.sch.q, self.sch.ring
         moved = False
         if self.ifm_wait is not None:
@@ -563,7 +565,7 @@ class _Round(Bounds):
                 pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
-                    chain_of[id(pe)].dirty = True
+                    pe.ch.dirty = True
             ifm.deliver(d)
             moved = True
         return moved
@@ -574,25 +576,25 @@ class _Round(Bounds):
         bottom's queue when it has room, `_queue_psums`)."""
         if self.queues is not None:
             return self._queue_psums()
-        psm, chain_of = self.psm, self.chain_of
+        psm = self.psm
         moved = False
         while psm.n < psm.N:
             group = self.groups[2][psm.tag[psm.n]]
-            if not all(chain_of[id(pe)].wants_psum(pe) for pe in group):
+            if not all(pe.ch.wants_psum(pe) for pe in group):
                 return moved
             e = psm.emit()
             if e is None:
                 return moved
             d = e + 1
             for pe in group:
-                ch = chain_of[id(pe)]
+                ch = pe.ch
                 ch.taken = pe.issue_one(max(e + 1, ch.column_wait(pe, ch.ks[0]), self.weights_in(
                     pe, ch.f, self.sch.first_out + ch.ks[0])))
                 pe.np += 1
                 d = max(d, ch.taken)
             psm.deliver(d)
             for pe in group:
-                chain_of[id(pe)].advance((0,))
+                pe.ch.advance((0,))
             moved = True
         return moved
 
@@ -601,7 +603,7 @@ class _Round(Bounds):
         ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
         the last psum of the packet that many before); its psums can be taken from the
         cycle after."""
-        psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        psm, values = self.psm, self.psm.values
         depth = self.psum_depth
         moved = False
         while psm.n < psm.N:
@@ -627,7 +629,7 @@ class _Round(Bounds):
                 q = self.queues[id(pe)]
                 q["avail"].extend([t + 1] * n)
                 q["last"].add(len(q["avail"]) - 1)
-                chain_of[id(pe)].dirty = True
+                pe.ch.dirty = True
             psm.deliver(d)
             moved = True
         return moved
@@ -637,8 +639,8 @@ class _Round(Bounds):
         the PE streams its filters and ``f`` is the first output)."""
         if not self.stream or f:
             return 0
-        need = self.sch.weights_read(j)
-        return next(t for n, t in pe.wl if n >= need)
+        wl = pe.wl  # (weights in, cycle), the weights growing
+        return wl[bisect_left(wl, (self.sch.weights_read(j),))][1]
 
     def plain(self, pe: PEState, f: int) -> None:
         """Issue the operations of output ``f`` before its last ``p``."""
@@ -788,9 +790,7 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
 
 def _agrees(cfg, port, rr) -> bool:
     """Whether the grants ``port`` made are the RTL's round-robin grants of its requests."""
-    log = port.log
-    rr_plan = round_robin(log, rr[0], port.banks if cfg.glb_bank_reads else None)
-    return all(rr_plan.get((e, k)) == x for e in range(3) for k, x in enumerate(log[e]))
+    return agrees(port.log, rr[0], port.banks if cfg.glb_bank_reads else None)
 
 
 GIVE_UP = 64
