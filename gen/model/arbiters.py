@@ -295,21 +295,27 @@ class Gon:
         if queued and callable(horizon):  # nothing entered: the state it was asked in
             horizon = horizon()
         while queued:
-            t = queued[0].queue[0]
+            # the cycle: the first after the earliest head, not before ``t``; the heads
+            # before it, in ``queued`` order: those before ``t``, else the earliest
+            st, m, first, early = self.t, 1 << 62, [], []
             for tp in queued:
-                if tp.queue[0] < t:
-                    t = tp.queue[0]
-            t = max(self.t, t + 1)
+                h = tp.queue[0]
+                if h < st:
+                    early.append(tp)
+                if h < m:
+                    m, first = h, [tp]
+                elif h == m:
+                    first.append(tp)
+            t, heads = (m + 1, first) if m + 1 >= st else (st, early)
             if t >= horizon:
                 return moved
             rows = {}
-            for tp in queued:
-                if tp.queue[0] < t:
-                    r = tp.pe.r
-                    if r in rows:
-                        rows[r].append(tp)
-                    else:
-                        rows[r] = [tp]
+            for tp in heads:
+                r = tp.pe.r
+                if r in rows:
+                    rows[r].append(tp)
+                else:
+                    rows[r] = [tp]
             taken = []
             for r, row in rows.items():
                 if t in xbusy[r]:

@@ -189,26 +189,6 @@ def pe_grid(cfg, regs) -> dict:
     return pes
 
 
-def first_grants(senders) -> None:
-    """At the pass start every sender with packets requests a GLB word."""
-    for e, s in enumerate(senders):
-        if s.N:
-            s.gq[0] = s.port.grant(e, 0, s.bank_of(0))
-
-
-def _segments(sch: Schedule) -> list:
-    """The operations of an output a PE issues before its last ``p`` (those that take
-    and emit psums) as blocks, one per tap: (operations, the tap whose column the
-    block waits for or -1, whether it ends its tap)."""
-    segs, j = [], 0
-    for s in range(sch.S):
-        lo, hi = max(j, sch.tap_start(s)), min(sch.first_out, sch.tap_start(s + 1))
-        if lo < hi:
-            segs.append((hi - lo, s if sch.starts_tap(lo) else -1, sch.ends_tap(hi - 1)))
-            j = hi
-    return segs
-
-
 def _chains(pes: dict) -> list:
     """The psum chains, bottom PE first, in column order."""
     chains = []
@@ -458,8 +438,10 @@ class _Round(Bounds):
             self.port = CausalPort(self.snd, rr[0])
             for s in self.snd:
                 s.port = s.port or self.port
-        else:
-            first_grants(self.snd)
+        else:  # at the pass start every sender with packets requests a GLB word
+            for e, s in enumerate(self.snd):
+                if s.N:
+                    s.gq[0] = s.port.grant(e, 0, s.bank_of(0))
         self.groups = [{t: [pes[rc] for rc in g] for t, g in s.targets.items()}
                        for s in self.snd]  # per sender and tag index, the PEs it reaches
         self.fs, self.ifm, self.psm = self.snd
@@ -468,7 +450,11 @@ class _Round(Bounds):
         self.ifm.ready_lb = self._ifmap_ready_lb
         self.psm.ready_lb = self._psum_ready_lb
         self._start_filters()
-        self.segments = _segments(sch)
+        self.segments = sch.segments()
+        # the operations of each segment when every segment is a whole tap (0: not so)
+        n = self.segments[0][0] if self.segments else 0
+        self.taps = n if self.segments == [(n, s, True) for s in range(len(self.segments))] \
+            else 0
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2], cfg.noc.gon_queue)
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
@@ -662,6 +648,13 @@ class _Round(Bounds):
             return
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
+            if self.taps:  # a segment a tap, each waiting for its column
+                n = self.taps
+                for a in A[base:base + len(self.segments)]:
+                    t = (a if a > t else t) + n
+                    ends.append(t - 1)
+                pe.prev = t - 1
+                return
             for n, col, ends_tap in self.segments:
                 if col >= 0 and A[base + col] > t:
                     t = A[base + col]
