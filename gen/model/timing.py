@@ -671,9 +671,12 @@ class _Round(Bounds):
     def free_columns(self, pe: PEState, f: int) -> None:
         """Free the ring columns output ``f`` is done with whose freeing taps' last
         issues are known."""
-        U, last = self.sch.U, self.sch.S - 1
-        ret, ends = pe.ret, pe.tap_end
-        for x in range(len(ret) - f * U, U):  # from `Schedule.column(f, 0)`
+        U, ret = self.sch.U, pe.ret
+        x = len(ret) - f * U  # the first not freed, from `Schedule.column(f, 0)`
+        if x >= U:
+            return
+        last, ends = self.sch.S - 1, pe.tap_end
+        for x in range(x, U):
             s = x if x < last else last  # `Schedule.freeing_tap`
             if s >= len(ends):
                 return
