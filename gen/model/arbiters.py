@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reset_state", "read_ports", "glb_bank", "Port", "round_robin", "Gon", "SENDER_ORDER"]
+__all__ = ["reset_state", "read_ports", "glb_bank", "Port", "round_robin", "agrees", "Gon",
+           "SENDER_ORDER"]
 
 
 def reset_state(cfg) -> tuple:
@@ -95,6 +96,36 @@ def round_robin(log, last, banks=None) -> dict:
     return out
 
 
+def agrees(log, last, banks=None) -> bool:
+    """Whether the grants of ``log`` are those `round_robin` makes of its requests (a bank
+    one sender reads checked as it goes: each request granted once it and the last grant
+    allow)."""
+    if banks is None:
+        plan = round_robin(log, last)
+        return all(plan[e, k][1] == g for e, reqs in enumerate(log) for k, (_, g) in enumerate(reqs))
+    readers = {}
+    for e, bs in enumerate(banks):
+        for b in set(bs):
+            readers[b] = readers.get(b, 0) + 1
+    queues = {b: [[] for _ in log] for b, n in readers.items() if n > 1}
+    prev = {}
+    for e, (reqs, bs) in enumerate(zip(log, banks)):
+        for k, ((t, g), b) in enumerate(zip(reqs, bs)):
+            q = queues.get(b)
+            if q is not None:
+                q[e].append((k, t))
+                continue
+            p = prev.get(b, -1)
+            if g != (t if t > p else p + 1):
+                return False
+            prev[b] = g
+    for b, q in queues.items():
+        plan = _round_robin(q, last[b])
+        if any(plan[e, k][1] != log[e][k][1] for e, qe in enumerate(q) for k, _ in qe):
+            return False
+    return True
+
+
 def _round_robin(queues, last: int) -> dict:
     """`round_robin` of one port: ``queues`` per sender its (k, request cycle)."""
     busy = [e for e, q in enumerate(queues) if q]
@@ -156,15 +187,19 @@ class Gon:
         self.tops = []
         self.queued = []  # with a queue: the tops whose queue holds packets
 
-    def step(self, horizon: int, once: bool = False) -> bool:
-        """Make the grants of the cycles with requests before ``horizon`` until a top's
-        output is done (``once``: only the first such cycle's); whether it granted
-        anything."""
+    def step(self, horizon, once: bool = False) -> bool:
+        """Make the grants of the cycles with requests before ``horizon`` (a cycle, or a
+        function giving it, called only when a grant needs it) until a top's output is
+        done (``once``: only the first such cycle's); whether it granted anything."""
         tops = [tp for tp in self.tops if not tp.done]
         self.tops = tops
         if self.depth:
             return self._step_queued(tops, horizon, once)
-        if not tops or max(self.t, min(tp.acc for tp in tops)) >= horizon:
+        if not tops:
+            return False
+        if callable(horizon):
+            horizon = horizon()
+        if max(self.t, min(tp.acc for tp in tops)) >= horizon:
             return False
         rows = {}
         for tp in tops:
@@ -231,15 +266,18 @@ class Gon:
         the cycle after the take of the packet ``depth`` before it. Entries of different
         tops do not interact, so this needs no horizon. Whether any entered."""
         moved = False
+        depth, queued = self.depth, self.queued
         for tp in tops:
-            while not tp.done and (tp.held or len(tp.queue) < self.depth):
+            queue = tp.queue
+            while not tp.done and (tp.held or len(queue) < depth):
                 t = tp.acc
                 if not tp.held:
-                    if len(tp.taken) + len(tp.queue) >= self.depth:
-                        t = max(t, tp.taken[len(tp.taken) + len(tp.queue) - self.depth] + 1)
-                    if not tp.queue:
-                        self.queued.append(tp)
-                    tp.queue.append(t)
+                    m = len(tp.taken) + len(queue) - depth
+                    if m >= 0 and tp.taken[m] >= t:
+                        t = tp.taken[m] + 1
+                    if not queue:
+                        queued.append(tp)
+                    queue.append(t)
                 tp.grant(t)
                 moved = True
         return moved
@@ -247,32 +285,79 @@ class Gon:
     def _step_queued(self, tops, horizon: int, once: bool) -> bool:
         """`step` with a queue after each top: the requests whose entries are known enter
         their queues; then, cycle by cycle, each X-bus takes a queue head that entered
-        before the cycle, until a take lets a waiting request enter."""
+        before the cycle, until a take lets a waiting request enter (only a top taken
+        from can: the others could not enter before)."""
         if self._enter(tops):
             self.tops = [tp for tp in self.tops if not tp.done]
             return True
         moved = False
-        while self.queued:
-            t = max(self.t, min(tp.queue[0] for tp in self.queued) + 1)
+        queued, xbusy = self.queued, self.xbusy
+        if queued and callable(horizon):  # nothing entered: the state it was asked in
+            horizon = horizon()
+        while queued:
+            # the cycle: the first after the earliest head, not before ``t``; the heads
+            # before it, in ``queued`` order: those before ``t``, else the earliest
+            st, m, first, early = self.t, 1 << 62, [], []
+            for tp in queued:
+                h = tp.queue[0]
+                if h < st:
+                    early.append(tp)
+                if h < m:
+                    m, first = h, [tp]
+                elif h == m:
+                    first.append(tp)
+            t, heads = (m + 1, first) if m + 1 >= st else (st, early)
             if t >= horizon:
                 return moved
             rows = {}
-            for tp in self.queued:
-                if tp.queue[0] < t:
-                    rows.setdefault(tp.pe.r, []).append(tp)
+            for tp in heads:
+                r = tp.pe.r
+                if r in rows:
+                    rows[r].append(tp)
+                else:
+                    rows[r] = [tp]
+            taken = []
             for r, row in rows.items():
-                if t in self.xbusy[r]:
+                if t in xbusy[r]:
                     continue
-                row.sort(key=lambda tp: tp.pe.c)
-                g = self._pick(r, row)
+                if len(row) == 1:
+                    g = row[0]
+                elif r in self.fresh:  # `_pick` records the choice
+                    row.sort(key=_column)
+                    g = self._pick(r, row)
+                else:
+                    g = _next(row, self.xptr[r])
                 self._take(r, g, t)
                 g.queue.pop(0)
                 g.taken.append(t)
                 if not g.queue:
-                    self.queued.remove(g)
+                    queued.remove(g)
+                taken.append(g)
             self.t = t + 1
             moved = True
-            if once or self._enter(tops):
+            if len(taken) > 1:
+                taken = [tp for tp in tops if tp in taken]
+            elif taken and taken[0] not in tops:
+                taken = []
+            if once or (taken and self._enter(taken)):
                 self.tops = [tp for tp in self.tops if not tp.done]
                 return True
         return moved
+
+
+def _column(tp) -> int:
+    return tp.pe.c
+
+
+def _next(row, ptr: int):
+    """`Gon._pick` of ``row`` in any order: the first column from ``ptr`` on, else the
+    first."""
+    g = w = None
+    for tp in row:
+        c = tp.pe.c
+        if c >= ptr:
+            if g is None or c < g.pe.c:
+                g = tp
+        elif w is None or c < w.pe.c:
+            w = tp
+    return w if g is None else g

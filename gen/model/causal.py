@@ -50,6 +50,11 @@ def request_index(stream) -> tuple:
     return got
 
 
+def _listed(a):
+    """``a`` (a numpy array, a list or None) as a list of Python values (None kept)."""
+    return None if a is None else a.tolist() if isinstance(a, np.ndarray) else list(a)
+
+
 class Sender:
     """Timing of one sender's packets: emission ``e`` (registered, valid from ``e + 1``)
     and delivery ``d`` (the cycle the last target takes it)."""
@@ -57,11 +62,12 @@ class Sender:
     def __init__(self, stream, port, index: int):
         self.index = index
         self.word, self.tag, self.targets = stream["word"], stream["tag"], stream["targets"]
-        self.values = stream["n"]
+        # per packet Python values, not numpy scalars: the recurrences index them per packet
+        self.values = _listed(stream["n"])
         self.N = len(self.word)
-        self.miss = stream["miss"]
+        self.miss = _listed(stream["miss"])
         # with `ArrayConfig.glb_bank_reads`, each packet's GLB bank (its word's port)
-        self.bank = stream.get("bank")
+        self.bank = _listed(stream.get("bank"))
         self.port = port
         self.n = 0
         self.e = self.d = -1
@@ -88,7 +94,7 @@ class Sender:
         return e
 
     def bank_of(self, n: int) -> int:
-        return 0 if self.bank is None else int(self.bank[n])
+        return 0 if self.bank is None else self.bank[n]
 
     def deliver(self, d: int) -> None:
         self.stalls += d - self.e - 1

@@ -100,6 +100,18 @@ class Schedule:
             return (j + 1) * self.group
         return self.first_out * self.group + j - self.first_out + 1
 
+    def segments(self) -> list:
+        """The operations of an output a PE issues before its last ``p`` (those that take
+        and emit psums) as blocks, one per tap: (operations, the tap whose column the
+        block waits for or -1, whether it ends its tap)."""
+        segs, j = [], 0
+        for s in range(self.S):
+            lo, hi = max(j, self.tap_start(s)), min(self.first_out, self.tap_start(s + 1))
+            if lo < hi:
+                segs.append((hi - lo, s if self.starts_tap(lo) else -1, self.ends_tap(hi - 1)))
+                j = hi
+        return segs
+
     def takes_psum(self, j: int) -> bool:
         """Whether operation ``j`` adds a psum in (when the PE accumulates): the last tap's."""
         return j >= self.first_out

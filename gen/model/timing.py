@@ -15,9 +15,10 @@ else known, granted its cycle to another): the cycle-level reference
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from .arbiters import Gon, Port, round_robin
+from .arbiters import Gon, Port, agrees, round_robin
 from .bounds import _LAST, _PLAIN, Bounds
 from .causal import CausalPort, Sender
 from .decode import KINDS
@@ -60,7 +61,7 @@ class PEState:
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
                  "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
-                 "ordered", "fp", "loaded", "wl")
+                 "ordered", "fp", "loaded", "wl", "ch")
 
     def __init__(self, r: int, c: int):
         self.r, self.c = r, c
@@ -137,8 +138,11 @@ class PEState:
             self.fr.append((acc, out))
 
     def prune(self) -> None:
-        """Forget the freezes that can no longer delay an issue or an accumulate."""
-        self.fr = [x for x in self.fr if x[1] > self.prev - 2 * PIPELINE_STAGES]
+        """Forget the freezes that can no longer delay an issue or an accumulate (with
+        ``ordered`` freezes, whose ends grow, a prefix)."""
+        fr, lim = self.fr, self.prev - 2 * PIPELINE_STAGES
+        if fr and (fr[0][1] <= lim or not self.ordered):
+            self.fr = [x for x in fr if x[1] > lim]
 
 
 class Top:
@@ -158,12 +162,6 @@ class Top:
         # with `NoCConfig.gon_queue`: the cycles its queued packets entered, and the cycles
         # the X-bus took the packets that left
         self.queue, self.taken = [], []
-
-    def request(self, acc: int, j: int) -> None:
-        """Psum ``j`` of the pass waits at the accumulate stage from ``acc``."""
-        self.acc, self.done = acc, False
-        v = self.values
-        self.held = v > 1 and (self.phase + j) % v != v - 1 and j + 1 != self.total
 
     def grant(self, t: int) -> None:
         self.done = True
@@ -191,26 +189,6 @@ def pe_grid(cfg, regs) -> dict:
     return pes
 
 
-def first_grants(senders) -> None:
-    """At the pass start every sender with packets requests a GLB word."""
-    for e, s in enumerate(senders):
-        if s.N:
-            s.gq[0] = s.port.grant(e, 0, s.bank_of(0))
-
-
-def _segments(sch: Schedule) -> list:
-    """The operations of an output a PE issues before its last ``p`` (those that take
-    and emit psums) as blocks, one per tap: (operations, the tap whose column the
-    block waits for or -1, whether it ends its tap)."""
-    segs, j = [], 0
-    for s in range(sch.S):
-        lo, hi = max(j, sch.tap_start(s)), min(sch.first_out, sch.tap_start(s + 1))
-        if lo < hi:
-            segs.append((hi - lo, s if sch.starts_tap(lo) else -1, sch.ends_tap(hi - 1)))
-            j = hi
-    return segs
-
-
 def _chains(pes: dict) -> list:
     """The psum chains, bottom PE first, in column order."""
     chains = []
@@ -221,8 +199,6 @@ def _chains(pes: dict) -> list:
                 chain.append(chain[-1].above)
             chains.append(chain)
     return chains
-
-
 
 
 class _Chain:
@@ -249,9 +225,19 @@ class _Chain:
         self.taken = None
         self.top = Top(pes[-1], self)
         self.loaded = False  # every PE has its weights
+        self._output(0)
         # ifmap columns came in since `advance` last ran from the main loop: its only input
         # no caller of `advance` hands it (psum packets and GON grants call it)
         self.dirty = True
+
+    def _output(self, f: int) -> None:
+        """On to output ``f``: ``col``, the column its first psum's operation waits for
+        (-1: none, the last ``p`` operations do not start a tap); ``need``, the last
+        column its plain operations read (-1: none)."""
+        self.f = f
+        rnd, sch = self.rnd, self.rnd.sch
+        self.col = sch.column(f, sch.first_out) if rnd.out_starts_tap else -1
+        self.need = sch.column(f, sch.first_out - 1) if sch.first_out else -1
 
     @property
     def finished(self) -> bool:
@@ -274,15 +260,10 @@ class _Chain:
     def column_ready(self, pe: PEState, j: int) -> bool:
         """Whether the column psum ``j``'s operation waits for is in (only when the last
         ``p`` operations start a tap)."""
-        rnd = self.rnd
-        return not (j == 0 and rnd.out_starts_tap) or \
-            len(pe.A) > rnd.sch.column(self.f, rnd.sch.first_out)
+        return j != 0 or self.col < 0 or len(pe.A) > self.col
 
     def column_wait(self, pe: PEState, j: int) -> int:
-        rnd = self.rnd
-        if j == 0 and rnd.out_starts_tap:
-            return pe.A[rnd.sch.column(self.f, rnd.sch.first_out)]
-        return 0
+        return pe.A[self.col] if j == 0 and self.col >= 0 else 0
 
     def advance(self, levels=None) -> bool:
         """Time as much of the chain as the known inputs allow; whether anything moved.
@@ -296,9 +277,10 @@ class _Chain:
         F = sch.F
         while self.f != F:
             if self.stage == _PLAIN:
-                need = sch.column(self.f, sch.first_out - 1) if sch.first_out else -1
-                if any(len(pe.A) <= need for pe in self.pes):
-                    return moved
+                need = self.need
+                for pe in self.pes:
+                    if len(pe.A) <= need:
+                        return moved
                 for pe in self.pes:
                     rnd.plain(pe, self.f)
                     rnd.free_columns(pe, self.f)
@@ -314,12 +296,13 @@ class _Chain:
         """The psums the levels can issue with what is known, from the levels of ``todo``
         (a stack) on: a level that issues lets the one above (its psum in the link) and
         the one below (the link free) go. `column_ready`, `column_wait`,
-        `PEState.issue_one` and the link or the GON in one loop. Whether any issued."""
+        `PEState.issue_one` and the link or the GON (the top's request: psum ``n`` of the
+        pass waits at the accumulate stage from ``acc``) in one loop. Whether any issued."""
         pes, ks, link, rnd = self.pes, self.ks, self.link, self.rnd
-        sch, top = rnd.sch, self.top
+        sch, top, gon = rnd.sch, self.top, rnd.gon
         p, T = sch.p, len(pes) - 1
-        col = sch.column(self.f, sch.first_out) if rnd.out_starts_tap else -1
-        queues = rnd.queues
+        col = self.col
+        q = self.q0  # the bottom's psum queue (None: it takes psums as they come)
         streaming = rnd.stream and not self.f  # `weights_in` is 0 otherwise
         moved = False
         while todo:
@@ -332,8 +315,6 @@ class _Chain:
                     continue
             elif ks[lvl + 1] != j:
                 continue
-            if lvl and ks[lvl - 1] == j:
-                continue
             pe = pes[lvl]
             tmin = 0
             if j == 0 and col >= 0:
@@ -341,38 +322,39 @@ class _Chain:
                     continue
                 tmin = pe.A[col]
             if lvl:
+                if ks[lvl - 1] == j:
+                    continue
                 if link[lvl - 1] >= tmin:
                     tmin = link[lvl - 1] + 1
             elif pe.gin:
-                if queues is not None:
-                    q = queues[id(pe)]
-                    if len(q["avail"]) <= pe.np:
+                if q is not None:
+                    avail = q["avail"]
+                    if len(avail) <= pe.np:
                         continue
-                    if q["avail"][pe.np] > tmin:
-                        tmin = q["avail"][pe.np]
+                    if avail[pe.np] > tmin:
+                        tmin = avail[pe.np]
                 elif self.taken is None:
                     continue
             if streaming:
                 w = rnd.weights_in(pe, 0, sch.first_out + j)
                 if w > tmin:
                     tmin = w
-            if lvl == 0 and pe.gin and queues is None:
+            fr = pe.fr
+            if lvl == 0 and pe.gin and q is None:
                 i, self.taken = self.taken, None
             else:
                 i = pe.prev + 1
                 if tmin > i:
                     i = tmin
-                fr = pe.fr
                 if fr and (fr[-1][1] > i or not pe.ordered):
                     i = pe.next_free(i)
                 pe.prev = i
                 if lvl:
                     pe.last_take = i
-                elif queues is not None and pe.gin:
+                elif q is not None and pe.gin:
                     if pe.np in q["last"]:
                         q["done"].append(i)
                     pe.np += 1
-            fr = pe.fr
             acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
                 else i + PIPELINE_STAGES
             pe.final_I = i
@@ -383,10 +365,12 @@ class _Chain:
             if lvl and ks[lvl - 1] == j + 1:  # the level below waits for this link
                 todo.append(lvl - 1)
             if lvl == T:
-                gon = rnd.gon
                 if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
                     raise Unordered()
-                top.request(acc, self.f * p + j)
+                n = self.f * p + j  # the request of psum n of the pass
+                top.acc, top.done = acc, False
+                v = top.values
+                top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
                 if top not in gon.tops:
                     gon.tops.append(top)
                 continue
@@ -415,12 +399,14 @@ class _Chain:
                 rnd.free_columns(pe, self.f)
                 pe.tap_end = []
                 pe.prune()
-            self.f += 1
+            self._output(self.f + 1)
             if self.f == sch.F:
                 rnd.finished += 1
             self.stage = _PLAIN
             self.ks = [0] * len(self.pes)
-        self.advance((len(self.pes) - 1,))
+            self.advance((len(self.pes) - 1,))
+        else:  # `advance` at the same output's last p: the top's next psum
+            self._climb([len(self.pes) - 1])
 
 
 class _Round(Bounds):
@@ -452,8 +438,10 @@ class _Round(Bounds):
             self.port = CausalPort(self.snd, rr[0])
             for s in self.snd:
                 s.port = s.port or self.port
-        else:
-            first_grants(self.snd)
+        else:  # at the pass start every sender with packets requests a GLB word
+            for e, s in enumerate(self.snd):
+                if s.N:
+                    s.gq[0] = s.port.grant(e, 0, s.bank_of(0))
         self.groups = [{t: [pes[rc] for rc in g] for t, g in s.targets.items()}
                        for s in self.snd]  # per sender and tag index, the PEs it reaches
         self.fs, self.ifm, self.psm = self.snd
@@ -462,7 +450,11 @@ class _Round(Bounds):
         self.ifm.ready_lb = self._ifmap_ready_lb
         self.psm.ready_lb = self._psum_ready_lb
         self._start_filters()
-        self.segments = _segments(sch)
+        self.segments = sch.segments()
+        # the operations of each segment when every segment is a whole tap (0: not so)
+        n = self.segments[0][0] if self.segments else 0
+        self.taps = n if self.segments == [(n, s, True) for s in range(len(self.segments))] \
+            else 0
         self.out_starts_tap = sch.starts_tap(sch.first_out)
         self.gon = Gon(cfg.rows, cfg.cols, rr[1], rr[2], cfg.noc.gon_queue)
         self.chains = [_Chain(self, chain) for chain in _chains(pes)]
@@ -474,12 +466,17 @@ class _Round(Bounds):
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
         self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
+        for ch in self.chains:
+            for pe in ch.pes:
+                pe.ch = ch
         # with psum GIN packets, each bottom's `PsumUnpacker`: per psum the cycle it can be
         # taken, the psums ending a packet and the cycles they were taken
         self.stream = cfg.pe.stream_filters and self.run["load_filter"]
         self.psum_depth = cfg.noc.psum_gin_queue
         self.queues = {id(pe): {"avail": [], "last": set(), "done": []} for pe in pes.values()
                        if pe.gin} if cfg.noc.psum_gin_values > 1 else None
+        for ch in self.chains:  # the bottom's queue
+            ch.q0 = None if self.queues is None else self.queues.get(id(ch.pes[0]))
 
     def _start_filters(self) -> None:
         """Every PE computes from the cycle after its last weight is taken (cycle 1
@@ -493,7 +490,7 @@ class _Round(Bounds):
         """The filter packets, never refused, as far as the GLB port grants them."""
         if not self.loading:
             return False
-        pes, fs, chain_of = self.pes, self.fs, self.chain_of
+        pes, fs = self.pes, self.fs
         count = self.run["filter_count"]
         values = fs.values
         moved = False
@@ -501,7 +498,7 @@ class _Round(Bounds):
             e = fs.emit()
             if e is None:
                 return moved
-            n = 1 if values is None else int(values[fs.n])
+            n = 1 if values is None else values[fs.n]
             for rc in fs.targets[fs.tag[fs.n]]:
                 pe = pes[rc]
                 if pe.nf < count:
@@ -510,18 +507,18 @@ class _Round(Bounds):
                     if count <= pe.nf + n:
                         if not self.stream:
                             pe.C0, pe.prev = e + 2, e + 1
-                        pe.loaded = chain_of[id(pe)].dirty = True
+                        pe.loaded = pe.ch.dirty = True
                 pe.nf += n
             fs.deliver(e + 1)
             moved = True
         for pe in pes.values():
             if not pe.loaded:
-                pe.loaded = chain_of[id(pe)].dirty = True
+                pe.loaded = pe.ch.dirty = True
         self.loading = False
         return True
 
     def _deliver_ifmaps(self) -> bool:
-        ifm, chain_of = self.ifm, self.chain_of
+        ifm = self.ifm
         q, ring = self.sch.q, self.sch.ring
         moved = False
         if self.ifm_wait is not None:
@@ -542,7 +539,7 @@ class _Round(Bounds):
                 else:
                     self.ifm_wait = (pe, y)
                     return moved
-            n = 1 if values is None else int(values[ifm.n])
+            n = 1 if values is None else values[ifm.n]
             e = ifm.emit()
             if e is None:
                 return moved
@@ -554,7 +551,7 @@ class _Round(Bounds):
                 pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
-                    chain_of[id(pe)].dirty = True
+                    pe.ch.dirty = True
             ifm.deliver(d)
             moved = True
         return moved
@@ -565,25 +562,25 @@ class _Round(Bounds):
         bottom's queue when it has room, `_queue_psums`)."""
         if self.queues is not None:
             return self._queue_psums()
-        psm, chain_of = self.psm, self.chain_of
+        psm = self.psm
         moved = False
         while psm.n < psm.N:
             group = self.groups[2][psm.tag[psm.n]]
-            if not all(chain_of[id(pe)].wants_psum(pe) for pe in group):
+            if not all(pe.ch.wants_psum(pe) for pe in group):
                 return moved
             e = psm.emit()
             if e is None:
                 return moved
             d = e + 1
             for pe in group:
-                ch = chain_of[id(pe)]
+                ch = pe.ch
                 ch.taken = pe.issue_one(max(e + 1, ch.column_wait(pe, ch.ks[0]), self.weights_in(
                     pe, ch.f, self.sch.first_out + ch.ks[0])))
                 pe.np += 1
                 d = max(d, ch.taken)
             psm.deliver(d)
             for pe in group:
-                chain_of[id(pe)].advance((0,))
+                pe.ch.advance((0,))
             moved = True
         return moved
 
@@ -592,7 +589,7 @@ class _Round(Bounds):
         ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
         the last psum of the packet that many before); its psums can be taken from the
         cycle after."""
-        psm, chain_of, values = self.psm, self.chain_of, self.psm.values
+        psm, values = self.psm, self.psm.values
         depth = self.psum_depth
         moved = False
         while psm.n < psm.N:
@@ -607,7 +604,7 @@ class _Round(Bounds):
                     room.append(q["done"][m] + 1)
                 else:
                     return moved
-            n = 1 if values is None else int(values[psm.n])
+            n = 1 if values is None else values[psm.n]
             e = psm.emit()
             if e is None:
                 return moved
@@ -618,7 +615,7 @@ class _Round(Bounds):
                 q = self.queues[id(pe)]
                 q["avail"].extend([t + 1] * n)
                 q["last"].add(len(q["avail"]) - 1)
-                chain_of[id(pe)].dirty = True
+                pe.ch.dirty = True
             psm.deliver(d)
             moved = True
         return moved
@@ -628,12 +625,12 @@ class _Round(Bounds):
         the PE streams its filters and ``f`` is the first output)."""
         if not self.stream or f:
             return 0
-        need = self.sch.weights_read(j)
-        return next(t for n, t in pe.wl if n >= need)
+        wl = pe.wl  # (weights in, cycle), the weights growing
+        return wl[bisect_left(wl, (self.sch.weights_read(j),))][1]
 
     def plain(self, pe: PEState, f: int) -> None:
         """Issue the operations of output ``f`` before its last ``p``."""
-        A, base, ends = pe.A, self.sch.column(f, 0), pe.tap_end
+        A, base, ends = pe.A, f * self.sch.U, pe.tap_end  # `Schedule.column(f, 0)`
         if self.stream and not f:
             # `weights_in` of operation j, ``group`` weights an operation before the last p:
             # the first packet that brings ``(j + 1) * group`` weights in
@@ -651,6 +648,13 @@ class _Round(Bounds):
             return
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
+            if self.taps:  # a segment a tap, each waiting for its column
+                n = self.taps
+                for a in A[base:base + len(self.segments)]:
+                    t = (a if a > t else t) + n
+                    ends.append(t - 1)
+                pe.prev = t - 1
+                return
             for n, col, ends_tap in self.segments:
                 if col >= 0 and A[base + col] > t:
                     t = A[base + col]
@@ -667,9 +671,12 @@ class _Round(Bounds):
     def free_columns(self, pe: PEState, f: int) -> None:
         """Free the ring columns output ``f`` is done with whose freeing taps' last
         issues are known."""
-        U, last = self.sch.U, self.sch.S - 1
-        ret, ends = pe.ret, pe.tap_end
-        for x in range(len(ret) - f * U, U):  # from `Schedule.column(f, 0)`
+        U, ret = self.sch.U, pe.ret
+        x = len(ret) - f * U  # the first not freed, from `Schedule.column(f, 0)`
+        if x >= U:
+            return
+        last, ends = self.sch.S - 1, pe.tap_end
+        for x in range(x, U):
             s = x if x < last else last  # `Schedule.freeing_tap`
             if s >= len(ends):
                 return
@@ -700,7 +707,7 @@ class _Round(Bounds):
                 if ch.dirty:  # a chain without new columns would not move
                     ch.dirty = False
                     moved |= ch.advance()
-            moved |= self.gon.step(self._horizon())
+            moved |= self.gon.step(self._horizon)
             if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued \
                     and not self.loading:
                 break
@@ -779,9 +786,7 @@ def pass_timing(cfg, regs, streams, rr, rounds: int = 10) -> PassTime:
 
 def _agrees(cfg, port, rr) -> bool:
     """Whether the grants ``port`` made are the RTL's round-robin grants of its requests."""
-    log = port.log
-    rr_plan = round_robin(log, rr[0], port.banks if cfg.glb_bank_reads else None)
-    return all(rr_plan.get((e, k)) == x for e in range(3) for k, x in enumerate(log[e]))
+    return agrees(port.log, rr[0], port.banks if cfg.glb_bank_reads else None)
 
 
 GIVE_UP = 64
