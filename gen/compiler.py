@@ -87,7 +87,7 @@ class ModelCost:
         probe = dataclasses.replace(layer, N=1, H=H, C=min(layer.C, m.q * units),
                                     M=min(layer.M, m.p * m.blocks))
         one = Mapping(m.p, m.q, ((0, es),), m.segments, m.stack, m.blocks, 1,
-                      -(-probe.M // m.p), -(-probe.C // m.q))
+                      -(-probe.M // m.p), -(-probe.C // m.q), m.filters_down)
         # the data never changes a pass's cycles: no need to compute on it
         passes = [c for op, c in predict(self._program(probe, one, accumulate=True),
                                          values=False).commands if op == "PASS"]

@@ -31,7 +31,7 @@ builds no programs itself.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -84,7 +84,9 @@ class Mapping:
     and filter rows; ``stack`` pieces share a column (replication on channels),
     ``blocks`` column blocks sit side by side (replication on filters); rounds
     hold ``n_chunk`` images and ``m_chunk`` filter groups, loading ``c_chunk``
-    channel groups at a time.
+    channel groups at a time. ``filters_down``: the filter sender serves the PE rows
+    from the top (GON side) down, not from the bottom row up (`search` times both
+    orders for PEs that wait for all their filters, `PEConfig.stream_filters` off).
     """
 
     p: int
@@ -96,6 +98,7 @@ class Mapping:
     n_chunk: int
     m_chunk: int
     c_chunk: int
+    filters_down: bool = False
 
     def steps(self, layer) -> list[list[Step]]:
         """The steps of each channel chunk: its (channel group, segment) pieces, stacked
@@ -128,6 +131,7 @@ class Mapping:
             "rounds": {"images": self.n_chunk, "filter_groups": self.m_chunk,
                        "channel_groups_per_load": self.c_chunk},
             "steps_per_filter_group": sum(len(s) for s in steps),
+            "filter_rows": "top down" if self.filters_down else "bottom up",
         }
 
 
@@ -502,9 +506,10 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     (`ommatidia.gen.packing.IFMAP_CODINGS`), as ``cost`` must.
 
     The candidates are ranked by `estimate`; the best few PE-set shapes are timed by
-    ``cost.pass_cycles``, and the best of them (the six best for small layers) whole by
-    ``cost.whole``, which has the last word: of those within `NEAR_TIE` of the fewest
-    cycles, the fewest DRAM words (`near_tie_order`).
+    ``cost.pass_cycles`` (with PEs that wait for all their filters, in both filter row
+    orders, `Mapping.filters_down`), and the best of them (for small layers the six best
+    of each order) whole by ``cost.whole``, which has the last word: of those within
+    `NEAR_TIE` of the fewest cycles, the fewest DRAM words (`near_tie_order`).
     Raises ValueError naming the limit when no mapping fits.
     """
     raw = raw_ifmap(cfg, ifmap_coding)
@@ -528,8 +533,19 @@ def search(cfg: ArrayConfig, layer, cost: Cost, *, p: int | None = None,
     judged = 0
     if ranked:
         best = ranked[0][0][0]
-        near = sum(1 for (c, _), _ in ranked[:JUDGED] if c <= best * (1 + JUDGE_MARGIN))
-        judged = 6 if best < FULL_MODEL_CYCLES else near if near > 1 else 0
+        if best < FULL_MODEL_CYCLES:    # the six best of each filter row order
+            firsts, seen = [], {False: 0, True: 0}
+            for k, (_, m) in enumerate(ranked):
+                if seen[m.filters_down] < 6:
+                    firsts.append(k)
+                    seen[m.filters_down] += 1
+            chosen = set(firsts)
+            ranked = [ranked[k] for k in firsts] + \
+                [r for k, r in enumerate(ranked) if k not in chosen]
+            judged = len(firsts)
+        else:
+            near = sum(1 for (c, _), _ in ranked[:JUDGED] if c <= best * (1 + JUDGE_MARGIN))
+            judged = near if near > 1 else 0
         ranked = near_tie_order([(cost.whole(m), m) for _, m in ranked[:judged]]) \
             + ranked[judged:]
     error, k = None, 0
@@ -579,10 +595,16 @@ class _Probes:
         return estimate(self.cfg, self.layer, m, pass_cycles, ifmap_coding=self.coding)
 
     def _probe(self, i: int, m: Mapping) -> None:
-        try:
-            self.got[i] = (self._estimate(m, self.cost.pass_cycles(m)), m)
-        except ValueError as exc:
-            self.errors[i] = exc
+        """Time shape ``i`` (keys ``(i, 0)``) and, for PEs that wait for all their
+        filters, the same with the filter rows served top down (``(i, 1)``): which row
+        should start first depends on the layer (docs/performance.md, filter row order)."""
+        orders = (m,) if self.cfg.pe.stream_filters else \
+            (m, replace(m, filters_down=True))
+        for k, mk in enumerate(orders):
+            try:
+                self.got[i, k] = (self._estimate(mk, self.cost.pass_cycles(mk)), mk)
+            except ValueError as exc:
+                self.errors[i, k] = exc
 
     @property
     def error(self):

@@ -128,11 +128,12 @@ def _set_rows(s) -> tuple:
             sorted({s.ifmap_row(i, e) for i in range(s.rows) for e in range(s.cols)}))
 
 
-def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
+def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs, down):
     """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
     absolute GLB element of the tag's region (`_relative`). The filter tags go from the
     bottom PE row up (the bottom row starts each output's psum chain, so it starts its
-    MACs first) and the ifmap tags ifmap row by ifmap row across the stacked sets (each
+    MACs first), or with ``down`` (`Mapping.filters_down`) from the top row down, and the
+    ifmap tags ifmap row by ifmap row across the stacked sets (each
     column of the stream serves first the rows every set's first PE columns need). PEs
     that compute while their filters load (`PEConfig.stream_filters`) get the filter
     packets interleaved: ``filter_gin_values`` weights of each tag in turn, so every PE
@@ -166,7 +167,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
     (fbase, ftags), (ibase, itags), (pbase, ptags) = (
         _relative(tags(kind, keyed)) for kind, keyed in
-        (("filter", sorted(fkeys.items(), reverse=True)),
+        (("filter", sorted(fkeys.items(), reverse=not down)),
          ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
          ("psum", pkeys)))
     none = {"base": 0, "count": [0, 0, 0], "stride": [0, 0, 0], "repeat": 1, "tags": 1}
@@ -362,7 +363,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                             accumulate=accumulate or ci > 0 or si > 0)
                                 run.check(cfg.pe)
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
-                                                    load, psums, hs)
+                                                    load, psums, hs, mapping.filters_down)
                                 passes.append(PassSpec(n, blk, st, config, descs, run,
                                                        staging[bi * len(steps) + si]
                                                        if ni == 0 else ()))

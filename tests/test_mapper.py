@@ -7,6 +7,8 @@ stride up to 4, padding up to 2, E larger than the array, odd C and M) on the
 accelerator in the Amaranth simulator, bit-exact against the golden model.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -437,3 +439,31 @@ def test_a_batch_is_mapped_no_slower_per_image_than_one_image():
     cycles, alone_cycles = cost.whole(picked)[0], cost.whole(alone)[0]
     print(picked, cycles, alone, alone_cycles)
     assert cycles <= alone_cycles * (1 + NEAR_TIE)
+
+
+def test_filter_row_order_chosen_by_the_model(monkeypatch):
+    """With PEs that wait for all their filters (`tiny`) the search times each shape in
+    both filter row orders (`Mapping.filters_down`) and keeps the faster by the model;
+    with streaming PEs (`eyeriss`) only bottom up (the bottom row starts the psum
+    chains and computes while its filters load)."""
+    from ommatidia.gen.compiler import ModelCost
+    timed = []
+    pass_cycles = ModelCost.pass_cycles
+
+    def record(self, m):
+        timed.append((self.cfg.name, m.filters_down))
+        return pass_cycles(self, m)
+    monkeypatch.setattr(ModelCost, "pass_cycles", record)
+    layer = ConvLayer(N=1, C=8, M=8, H=8, W=8, R=3, S=3, U=1, P=1)
+    x = np.ones((1, 8, 8, 8), dtype=np.int64)
+    w = np.ones((8, 8, 3, 3), dtype=np.int64)
+    m, _ = plan_layer(TINY, layer, ifmap=x)
+    assert {d for name, d in timed if name == TINY.name} == {False, True}
+    chosen = predict(compile_layer(TINY, layer, x, w, mapping=m), values=False).cycles
+    other = predict(compile_layer(TINY, layer, x, w, mapping=dataclasses.replace(
+        m, filters_down=not m.filters_down)), values=False).cycles
+    print(f"tiny: {m.describe(layer)['filter_rows']} {chosen} cycles, the other order {other}")
+    assert chosen <= other
+    timed.clear()
+    m, _ = plan_layer(EYERISS, layer, ifmap=x)
+    assert timed and not any(d for _, d in timed) and not m.filters_down
