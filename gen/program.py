@@ -356,6 +356,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                     _packer(bias_write_layout(cfg)))
     held = {}   # (engine, index) -> the tag entry the program last wrote there
     last = {}   # engine -> the tag table `_changes` last compared with it
+    banks = {}  # `pass_banks`'s memo
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
     for r, rnd in enumerate(rounds):
@@ -376,7 +377,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 for where, glb in before.get((r, li, j), []):
                     prog += dma_in(where, glb, background=True)
                 if pending:  # a final region's DMA_OUT beside this pass, on other banks
-                    mine = pass_banks(cfg, layer, mapping, rnd, load, ps)
+                    mine = pass_banks(cfg, layer, mapping, rnd, load, ps, banks)
                     o = next((o for o in pending if not outs.banks(rnd, o) & mine), None)
                     if o is not None:
                         pending.remove(o)
@@ -394,7 +395,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                       key=lambda o: -rnd.psums[o[0], o[1]])
         nxt = loads(r + 1, 0) if r + 1 < len(rounds) else []
         after = pass_banks(cfg, layer, mapping, rounds[r + 1], rounds[r + 1].loads[0],
-                            rounds[r + 1].loads[0].passes[0]) \
+                            rounds[r + 1].loads[0].passes[0], banks) \
             if final and r + 1 < len(rounds) and rounds[r + 1].loads[0].passes else None
         free = [o for o in rest if after is not None and not outs.banks(rnd, o) & after]
         if free and free[-1] != rest[-1]:   # the last one beside the next round's pass
