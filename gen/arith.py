@@ -22,7 +22,8 @@ def wrap(x, bits: int) -> np.ndarray:
         return x
     u = x.view(np.uint64) & np.uint64((1 << bits) - 1)
     sign = np.uint64(1 << (bits - 1))
-    return ((u ^ sign).astype(np.int64) - np.int64(1 << (bits - 1))).astype(np.int64)
+    return ((u ^ sign).astype(np.int64) - np.int64(1 << (bits - 1))).astype(np.int64,
+                                                                            copy=False)
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray, a_bits: int, b_bits: int) -> np.ndarray:

@@ -20,21 +20,31 @@ def glb_banks(cfg, lo: int, hi: int) -> set:
         if lo < hi else set()
 
 
-def pass_banks(cfg, layer, mapping, rnd, load, ps) -> set:
+def pass_banks(cfg, layer, mapping, rnd, load, ps, memo: dict | None = None) -> set:
     """The GLB banks a pass may read or write: its psum regions, and every ifmap region
-    and its filter groups' filter regions in the GLB of its load."""
+    and its filter groups' filter regions in the GLB of its load. ``memo`` (a dict, for
+    passes of one program) keeps a load's ifmap banks and each filter group's filter
+    banks, the same for all its passes."""
     size, cgroups = RegionWords(cfg, layer), dict(groups_of(layer.C, mapping.q))
-    es, p_of = rnd.strip[1], dict(rnd.mgroups)
+    es = rnd.strip[1]
     out = set()
     for m0, p in ps.blocks:
         lo = rnd.psums[ps.n, m0]
         out |= glb_banks(cfg, lo, lo + size.psum(es, p))
-    for (_, cg), lo in load.ifmaps.items():
-        out |= glb_banks(cfg, lo, lo + size.ifmap(es, cgroups[cg]))
-    mine = {m0 for m0, _ in ps.blocks}
-    for (m0, cg), lo in load.filters.items():
-        if m0 in mine:
-            out |= glb_banks(cfg, lo, lo + size.filter(p_of[m0], cgroups[cg]))
+    got = None if memo is None else memo.get(id(load))
+    if got is None or got[0] is not load or got[1] != es:
+        p_of, ifmaps, filters = dict(rnd.mgroups), set(), {}
+        for (_, cg), lo in load.ifmaps.items():
+            ifmaps |= glb_banks(cfg, lo, lo + size.ifmap(es, cgroups[cg]))
+        for (m0, cg), lo in load.filters.items():
+            filters.setdefault(m0, set()).update(
+                glb_banks(cfg, lo, lo + size.filter(p_of[m0], cgroups[cg])))
+        got = (load, es, ifmaps, filters)
+        if memo is not None:
+            memo[id(load)] = got
+    out |= got[2]
+    for m0 in {m0 for m0, _ in ps.blocks}:
+        out |= got[3].get(m0, set())
     return out
 
 

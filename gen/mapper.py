@@ -30,7 +30,7 @@ builds no programs itself.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -374,9 +374,7 @@ def _ranked(cfg: ArrayConfig, layer, only_p: int | None = None,
                     key = (mgroups, cgroups, blocks, stack // np.gcd(stack, len(segments)))
                     chunks = chunks_of.get(key)
                     if chunks is None:
-                        chunks = chunks_of[key] = np.array(
-                            list(_chunks(N, mgroups, cgroups, *key[2:])),
-                            dtype=np.int64).reshape(-1, 3)
+                        chunks = chunks_of[key] = _chunks(N, mgroups, cgroups, *key[2:])
                     shapes.append((p, q, strips, segments, stack, blocks))
                     fields.append(_shape_fields(cfg, layer, p, q, strips, segments, stack,
                                                 blocks))
@@ -460,7 +458,8 @@ def _steps_of(C: int, q, segments, stack, c_chunk):
                     (whole - 1) * chunk(c_chunk, zero) + chunk(c_chunk, short))
 
 
-def _sizes(total: int, multiple: int = 1) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _sizes(total: int, multiple: int = 1) -> tuple[int, ...]:
     """Round sizes worth trying for ``total`` groups, largest first: for each number of
     rounds the even size (``ceil(total / rounds)``; a larger one takes as many rounds and
     more GLB) and the next multiple of ``multiple`` (whole stacks or blocks), at most
@@ -471,15 +470,17 @@ def _sizes(total: int, multiple: int = 1) -> list[int]:
         even.add(size)
         k = -(-total // (size - 1)) if size > 1 else total + 1
     out = even | {min(total, -(-s // multiple) * multiple) for s in even}
-    return sorted(out, reverse=True)
+    return tuple(sorted(out, reverse=True))
 
 
-def _chunks(n: int, mgroups: int, cgroups: int, blocks: int = 1, stack: int = 1):
+def _chunks(n: int, mgroups: int, cgroups: int, blocks: int = 1,
+            stack: int = 1) -> np.ndarray:
     """Round sizes to try, largest first: images, filter groups (whole column blocks, or
     all of them) and channel groups per load (whole stacks of pieces) in every count of
-    rounds."""
+    rounds; one row each, in the order of `itertools.product`."""
     ms = [s for s in _sizes(mgroups, blocks) if s % blocks == 0 or s == mgroups]
-    return itertools.product(_sizes(n), ms, _sizes(cgroups, stack))
+    axes = [np.array(x, dtype=np.int64) for x in (_sizes(n), ms, _sizes(cgroups, stack))]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
 class Cost(Protocol):

@@ -6,6 +6,8 @@ Shared by the mapper (GLB footprints), the program (DRAM images) and the model.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["IFMAP_CODINGS", "word_count", "elements_per_word", "RegionWords", "pack_slots",
@@ -24,6 +26,11 @@ def word_count(n: int, per_word: int) -> int:
 
 def elements_per_word(cfg) -> dict:
     """Elements of each data type (filter, ifmap, psum) in one DRAM/GLB word."""
+    return dict(_elements_per_word(cfg))
+
+
+@functools.lru_cache(maxsize=64)
+def _elements_per_word(cfg) -> dict:
     from ommatidia.hw.engines import data_bits
     from ommatidia.hw.glb import slot_bits
     return {k: cfg.dram_bits // slot_bits(b, cfg.dram_bits) for k, b in data_bits(cfg).items()}

@@ -76,9 +76,10 @@ def _packer(shape):
     ``Layout.const`` for the many descriptors of a program."""
     if isinstance(shape, data.StructLayout):
         fields = [(name, f.offset, (1 << f.width) - 1, _packer(f.shape)) for name, f in shape]
+        names = {name for name, *_ in fields}
 
         def pack(value):
-            unknown = set(value) - {name for name, *_ in fields}
+            unknown = set(value) - names
             if unknown:
                 raise ValueError(f"{sorted(unknown)} are not fields of {shape}")
             return sum((fn(value[name]) & mask) << off
@@ -183,6 +184,7 @@ class _Inputs:
         self.padded = np.pad(ifmap, ((0, 0), (0, 0), (P, P), (P, P)))
         self.weights = weights
         self.words, self.where = [], {}  # the regions' words, from DRAM word 0 on
+        self.tiles = {}  # (p, q) -> `_tiles`
         self.values = self.coded = 0
 
     def _put(self, key, data, n, rlc):
@@ -196,9 +198,39 @@ class _Inputs:
         key = ("filter", m0, c0)
         if key not in self.where:
             w = self.weights[m0:m0 + p, c0:c0 + q]
-            self._put(key, pack_slots(self.cfg, "filter", w.transpose(2, 3, 1, 0).reshape(-1)),
-                      w.size, 0)
+            tiles = self._tiles(p, q) if m0 % p == 0 and c0 % q == 0 else None
+            if tiles is not None and m0 // p < len(tiles) and c0 // q < tiles.shape[1]:
+                data = tiles[m0 // p, c0 // q].tolist()
+            else:
+                data = pack_slots(self.cfg, "filter", w.transpose(2, 3, 1, 0).reshape(-1))
+            self._put(key, data, w.size, 0)
         return self.where[key]
+
+    def _tiles(self, p, q):
+        """The packed words (`pack_slots`) of every whole region of ``p`` filters by ``q``
+        channels starting at a multiple of them, packed at once (None past 64-bit DRAM
+        words)."""
+        got = self.tiles.get((p, q))
+        if got is None and self.cfg.dram_bits <= 64:
+            M, C, R, S = self.weights.shape
+            mg, cg = M // p, C // q
+            w = self.weights[:mg * p, :cg * q].reshape(mg, p, cg, q, R, S)
+            w = w.transpose(0, 2, 4, 5, 3, 1).reshape(mg, cg, -1)
+            per = self.per["filter"]
+            slot = self.cfg.dram_bits // per
+            n = word_count(w.shape[2], per)
+            if slot in (8, 16, 32) and slot * per == 64 and np.little_endian:
+                # the slots of a word are its bytes, lowest first
+                slots = np.zeros((mg, cg, n * per), dtype=f"<u{slot // 8}")
+                slots[:, :, :w.shape[2]] = w
+                got = slots.view(np.uint64)
+            else:
+                slots = np.zeros((mg, cg, n * per), dtype=np.uint64)
+                slots[:, :, :w.shape[2]] = w.astype(np.uint64) & np.uint64((1 << slot) - 1)
+                shifts = np.arange(per, dtype=np.uint64) * np.uint64(slot)
+                got = np.bitwise_or.reduce(slots.reshape(mg, cg, n, per) << shifts, axis=3)
+            self.tiles[p, q] = got
+        return got
 
     def ifmaps(self, n, c0, q, h0, rows):
         from ommatidia.gen.rlc import encode
@@ -216,19 +248,27 @@ class _Inputs:
         return self.where[key]
 
 
-def _changes(cfg, ps: PassSpec, current: dict, held: dict) -> tuple[list, list]:
+def _changes(cfg, ps: PassSpec, current: dict, held: dict, last: dict) -> tuple[list, list]:
     """The registers (name, value) and tag entries (engine, index, entry) of pass ``ps``
     that differ from what the program last wrote (``current``, ``held``; updated): tag
-    table entries and registers hold across passes."""
+    table entries and registers hold across passes. ``last`` (updated): per engine the
+    tag table list it was last compared with; the same list again holds no change
+    (`ommatidia.gen.rounds.build_rounds` shares a list between passes alike)."""
     regs = [(name, value) for name, value in ps.config.items()]
     regs += [(f"{kind}_desc", ps.descs[kind]) for kind in ("filter", "ifmap", "psum")]
     regs += [("gon_desc", ps.descs["gon"]), ("run", ps.run.fields(cfg.pe))]
     regs = [(name, value) for name, value in regs if current.get(name) != value]
     current.update(regs)
-    tags = [(engine, index, entry) for engine, kind in enumerate(("filter", "ifmap", "psum"))
-            for index, entry in enumerate(ps.descs["tags"][kind])
-            if held.get((engine, index)) != entry]
-    held.update(((engine, index), entry) for engine, index, entry in tags)
+    tags = []
+    for engine, kind in enumerate(("filter", "ifmap", "psum")):
+        table = ps.descs["tags"][kind]
+        if last.get(engine) is table:
+            continue
+        last[engine] = table
+        new = [(engine, index, entry) for index, entry in enumerate(table)
+               if held.get((engine, index)) != entry]
+        held.update(((engine, index), entry) for engine, index, entry in new)
+        tags += new
     return regs, tags
 
 
@@ -243,13 +283,16 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     cgroups = dict(groups_of(layer.C, mapping.q))
 
     packers = {name: _packer(shape) for name, shape in shapes.items()}
-    widths = {name: _width(shape) for name, shape in shapes.items()}
+    heads = {name: _set(reg[name], 0, _width(shape))[0] for name, shape in shapes.items()}
+    spans = {name: range(0, 64 * -(-_width(shape) // 64), 64) for name, shape in shapes.items()}
+    mask = (1 << 64) - 1
 
     def put(name, value):
+        """The ``SET`` of register ``name`` to ``value`` (`_set`)."""
         if name in ("dma_in", "dma_out"):
             _check_dram(cfg, value["dram"] + value.get("words", 0))
         bits = value if isinstance(value, int) else packers[name](value)
-        return _set(reg[name], bits, widths[name])
+        return [heads[name]] + [(bits >> k) & mask for k in spans[name]]
 
     per = elements_per_word(cfg)
 
@@ -312,6 +355,8 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     outs = _Outputs(cfg, layer, stage, data_base + len(inputs.words), put,
                     _packer(bias_write_layout(cfg)))
     held = {}   # (engine, index) -> the tag entry the program last wrote there
+    last = {}   # engine -> the tag table `_changes` last compared with it
+    banks = {}  # `pass_banks`'s memo
     U, R, F = layer.U, layer.R, layer.F
     ahead = 0   # the round's first DMA_INs already emitted beside the last one's DMA_OUTs
     for r, rnd in enumerate(rounds):
@@ -322,7 +367,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
             for where, glb in loads(r, li)[ahead if li == 0 else 0:]:
                 prog += dma_in(where, glb)
             for j, ps in enumerate(load.passes):
-                regs, tags = _changes(cfg, ps, current, held)
+                regs, tags = _changes(cfg, ps, current, held, last)
                 for engine, index, (row, col, offset) in tags:
                     prog.append(pack_command(Opcode.TAG, pack_tag({
                         "engine": engine, "index": index,
@@ -332,7 +377,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                 for where, glb in before.get((r, li, j), []):
                     prog += dma_in(where, glb, background=True)
                 if pending:  # a final region's DMA_OUT beside this pass, on other banks
-                    mine = pass_banks(cfg, layer, mapping, rnd, load, ps)
+                    mine = pass_banks(cfg, layer, mapping, rnd, load, ps, banks)
                     o = next((o for o in pending if not outs.banks(rnd, o) & mine), None)
                     if o is not None:
                         pending.remove(o)
@@ -350,7 +395,7 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
                       key=lambda o: -rnd.psums[o[0], o[1]])
         nxt = loads(r + 1, 0) if r + 1 < len(rounds) else []
         after = pass_banks(cfg, layer, mapping, rounds[r + 1], rounds[r + 1].loads[0],
-                            rounds[r + 1].loads[0].passes[0]) \
+                            rounds[r + 1].loads[0].passes[0], banks) \
             if final and r + 1 < len(rounds) and rounds[r + 1].loads[0].passes else None
         free = [o for o in rest if after is not None and not outs.banks(rnd, o) & after]
         if free and free[-1] != rest[-1]:   # the last one beside the next round's pass
@@ -494,7 +539,7 @@ def assemble(cfg: ArrayConfig, layer, mapping, rounds, ifmap, weights, *, bias=N
         outputs = [replace(r, dram=out + r.dram) for r in outputs]
     else:  # emitted again at its place, to fail as that emission does
         prog, outputs = _emit(cfg, layer, mapping, rounds, stage, inputs, base)
-    words = dict(zip(range(len(prog), len(prog) + len(inputs.words)), inputs.words))
+    words = dict(enumerate(inputs.words, len(prog)))
     words.update(enumerate(prog))
     regions = {key: {**w, "dram": len(prog) + w["dram"]} for key, w in inputs.where.items()}
     _check_dram(cfg, max(r.dram + r.words for r in outputs))

@@ -30,9 +30,9 @@ from ommatidia.gen.config import RLCFormat
 from ommatidia.hw.rlc import RLCFault
 
 __all__ = [
-    "RLCFault", "RLCDecodeError", "DecodeResult", "check_values", "encode_pairs", "pack",
-    "unpack", "encode", "decode_stream", "decode", "check_result", "coded_bits", "entropy_bits",
-    "compression",
+    "RLCFault", "RLCDecodeError", "DecodeResult", "check_values", "encode_pairs",
+    "encode_runs", "pack", "pack_runs", "unpack", "encode", "decode_stream", "decode",
+    "check_result", "coded_bits", "entropy_bits", "compression",
 ]
 
 
@@ -62,6 +62,12 @@ def encode_pairs(values, fmt: RLCFormat) -> list[tuple[int, int]]:
     """The canonical ``(run, level)`` pairs of ``values``: each non-zero value after its
     zeros, a run of ``max_run`` zeros taking the next zero as its level (a pair of
     ``max_run + 1`` zeros), trailing zeros as a run and a zero level."""
+    runs, levels = encode_runs(values, fmt)
+    return list(zip(runs.tolist(), levels.tolist()))
+
+
+def encode_runs(values, fmt: RLCFormat) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_pairs` as two int64 arrays, the runs and the levels."""
     a = check_values(values, fmt)
     step = fmt.max_run + 1
     nz = np.flatnonzero(a)
@@ -76,7 +82,7 @@ def encode_pairs(values, fmt: RLCFormat) -> list[tuple[int, int]]:
     runs[ends], levels[ends] = rem, a[nz]
     if tail_rem:
         runs[-1] = tail_rem - 1
-    return list(zip(runs.tolist(), levels.tolist()))
+    return runs, levels
 
 
 def pack(pairs, fmt: RLCFormat) -> list[int]:
@@ -88,11 +94,7 @@ def pack(pairs, fmt: RLCFormat) -> list[int]:
         bad = np.flatnonzero((a[:, 0] < 0) | (a[:, 0] > fmt.max_run))
         if len(bad):
             raise ValueError(f"run {pairs[bad[0]][0]} does not fit run_bits = {fmt.run_bits}")
-        u = (a[:, 0] | (a[:, 1] & lmask) << r).astype(np.uint64) \
-            << (np.arange(len(a), dtype=np.uint64) % np.uint64(P) * np.uint64(pb))
-        words = np.bitwise_or.reduceat(u, np.arange(0, len(a), P)).tolist()
-        words[-1] |= 1 << (fmt.word_bits - 1)
-        return words
+        return _pack_words(a[:, 0], a[:, 1], fmt)
     words = []
     for start in range(0, max(len(pairs), 1), P):
         w = 0
@@ -101,6 +103,24 @@ def pack(pairs, fmt: RLCFormat) -> list[int]:
                 raise ValueError(f"run {run} does not fit run_bits = {fmt.run_bits}")
             w |= (run | (level & lmask) << r) << (k * pb)
         words.append(w)
+    words[-1] |= 1 << (fmt.word_bits - 1)
+    return words
+
+
+def pack_runs(runs: np.ndarray, levels: np.ndarray, fmt: RLCFormat) -> list[int]:
+    """`pack` of the pairs `encode_runs` gives (runs within ``max_run``)."""
+    if len(runs) and fmt.word_bits <= 64:
+        return _pack_words(runs, levels, fmt)
+    return pack(list(zip(runs.tolist(), levels.tolist())), fmt)
+
+
+def _pack_words(runs: np.ndarray, levels: np.ndarray, fmt: RLCFormat) -> list[int]:
+    """`pack` of at least one pair of int64 runs and levels, words of at most 64 bits."""
+    r, pb, P = fmt.run_bits, fmt.pair_bits, fmt.pairs_per_word
+    lmask = (1 << fmt.level_bits) - 1
+    u = (runs | (levels & lmask) << r).astype(np.uint64) \
+        << (np.arange(len(runs), dtype=np.uint64) % np.uint64(P) * np.uint64(pb))
+    words = np.bitwise_or.reduceat(u, np.arange(0, len(runs), P)).tolist()
     words[-1] |= 1 << (fmt.word_bits - 1)
     return words
 
@@ -120,7 +140,7 @@ def unpack(word: int, fmt: RLCFormat) -> tuple[list[tuple[int, int]], int, int]:
 
 def encode(values, fmt: RLCFormat = RLCFormat()) -> list[int]:
     """Canonical RLC words of ``values`` (any integer array fitting ``level_bits``)."""
-    return pack(encode_pairs(values, fmt), fmt)
+    return pack_runs(*encode_runs(values, fmt), fmt)
 
 
 @dataclass

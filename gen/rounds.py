@@ -128,28 +128,45 @@ def _set_rows(s) -> tuple:
             sorted({s.ifmap_row(i, e) for i in range(s.rows) for e in range(s.cols)}))
 
 
-def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs, down):
+def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs, down,
+                memo=None):
     """Descriptors and tag tables of a pass; a sender's base plus a tag's offset is the
-    absolute GLB element of the tag's region (`_relative`). The filter tags go from the
-    bottom PE row up (the bottom row starts each output's psum chain, so it starts its
-    MACs first), or with ``down`` (`Mapping.filters_down`) from the top row down, and the
-    ifmap tags ifmap row by ifmap row across the stacked sets (each
-    column of the stream serves first the rows every set's first PE columns need). PEs
-    that compute while their filters load (`PEConfig.stream_filters`) get the filter
-    packets interleaved: ``filter_gin_values`` weights of each tag in turn, so every PE
-    row starts its first output early (docs/preload.md)."""
+    absolute GLB element of the tag's region: a sender's base is its lowest tag offset and
+    its tag entries count their offsets from it, so passes that read regions laid out
+    alike at other GLB places (other filter groups' psums, the other filter GLB half,
+    other images' ifmaps) have the same tag tables, which the program does not write
+    again. The filter tags go from the bottom PE row up (the bottom row starts each
+    output's psum chain, so it starts its MACs first), or with ``down``
+    (`Mapping.filters_down`) from the top row down, and the ifmap tags ifmap row by
+    ifmap row across the stacked sets (each column of the stream serves first the rows
+    every set's first PE columns need). PEs that compute while their filters load
+    (`PEConfig.stream_filters`) get the filter packets interleaved: ``filter_gin_values``
+    weights of each tag in turn, so every PE row starts its first output early
+    (docs/preload.md).
+
+    ``memo`` (a dict, one `build_rounds` call's) keeps each sender's tag table per
+    plan, tag keys in order and offsets relative to the base: passes with their regions
+    laid out alike share one (list, not to be changed)."""
     from ommatidia.hw.engines import tag_depth
     per = elements_per_word(cfg)
     S, F, width = layer.S, layer.F, layer.W + 2 * layer.P
     p, q = run.p, run.q
+    memo = {} if memo is None else memo
 
     def tags(kind, keyed):
+        """The sender's base (`_relative`) and tag entries."""
         table = plan.gin(kind).tags
-        entries = [(rt, ct, offset) for key, offset in keyed for rt, ct in table[key]]
+        fans = [table[key] for key, _ in keyed]
+        base = min((offset for (_, offset), fan in zip(keyed, fans) if fan), default=0)
+        key = (id(plan), kind, tuple((k, offset - base) for k, offset in keyed))
+        entries = memo.get(key)
+        if entries is None:
+            entries = memo[key] = [(rt, ct, offset - base)
+                                   for (_, offset), fan in zip(keyed, fans) for rt, ct in fan]
         if len(entries) > tag_depth(cfg):
             raise ValueError(f"{kind} needs {len(entries)} tags, the table holds "
                              f"{tag_depth(cfg)}")
-        return entries
+        return base, entries
 
     fkeys, ikeys, pkeys = {}, {}, []
     for k, s in enumerate(sets):
@@ -166,7 +183,7 @@ def _pass_descs(cfg, layer, plan, sets, owner, run, n, blocks, load, psums, hs, 
             for e in range(s.cols):
                 pkeys.append((("psum", k, e), psums[n, m0] * per["psum"] + e * F * p))
     (fbase, ftags), (ibase, itags), (pbase, ptags) = (
-        _relative(tags(kind, keyed)) for kind, keyed in
+        tags(kind, keyed) for kind, keyed in
         (("filter", sorted(fkeys.items(), reverse=not down)),
          ("ifmap", sorted(ikeys.items(), key=lambda kv: (kv[0][2], kv[0][1]))),
          ("psum", pkeys)))
@@ -199,15 +216,6 @@ def _filter_desc(cfg, base: int, tags: int, weights: int) -> dict:
                 "repeat": V, "tags": tags}
     return {"base": base, "count": [tags, 1, weights], "stride": [0, 0, 1],
             "repeat": weights, "tags": tags}
-
-
-def _relative(entries: list) -> tuple[int, list]:
-    """A sender's base (its lowest tag offset) and its tag entries with offsets counted
-    from it: passes that read regions laid out alike at other GLB places (other filter
-    groups' psums, the other filter GLB half, other images' ifmaps) then have the same
-    tag tables, which the program does not write again."""
-    base = min((offset for _, _, offset in entries), default=0)
-    return base, [(row, col, offset - base) for row, col, offset in entries]
 
 
 def _load_layout(cfg, top: int, fsize: dict, isize: dict, spread: bool):
@@ -299,7 +307,7 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
     cgroups = dict(groups_of(layer.C, mapping.q))
     mgroups = groups_of(layer.M, mapping.p)
     chunks = mapping.steps(layer)
-    plans = {}
+    plans, memo = {}, {}    # `_pass_plan` per step; `_pass_descs`'s tag tables
     rounds = []
     for n0 in range(0, layer.N, mapping.n_chunk):
         images = range(n0, min(layer.N, n0 + mapping.n_chunk))
@@ -363,7 +371,8 @@ def build_rounds(cfg: ArrayConfig, layer, mapping, *, accumulate: bool = False) 
                                             accumulate=accumulate or ci > 0 or si > 0)
                                 run.check(cfg.pe)
                                 descs = _pass_descs(cfg, layer, plan, sets, owner, run, n, blk,
-                                                    load, psums, hs, mapping.filters_down)
+                                                    load, psums, hs, mapping.filters_down,
+                                                    memo)
                                 passes.append(PassSpec(n, blk, st, config, descs, run,
                                                        staging[bi * len(steps) + si]
                                                        if ni == 0 else ()))

@@ -217,7 +217,7 @@ def predict_words(cfg, words: dict, *, values: bool = True, reference: bool = Fa
         elif cmd.op == "TAG":
             index, engine = cmd.value["index"], cmd.value["engine"]
             if engine < 3 and index < m.tag_depth:
-                m.tags[engine][index] = cmd.value["entry"]
+                m.tag(engine, index, cmd.value["entry"])
         elif cmd.op == "BIAS":
             if cmd.value["index"] < len(m.bias):
                 m.bias[cmd.value["index"]] = cmd.value["value"]

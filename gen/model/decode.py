@@ -5,6 +5,7 @@ commands, and the registers (unpacked with their `lib.data` layouts,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from amaranth import Shape
@@ -35,9 +36,11 @@ def _unpack_expr(shape, offset: int) -> str:
     return field
 
 
+@functools.lru_cache(maxsize=256)
 def unpacker(shape):
     """A function turning the bits of ``shape`` into ints, dicts and lists: one
-    expression compiled from the layout (unpacking is the model's hottest path)."""
+    expression compiled from the layout (unpacking is the model's hottest path), once
+    per layout in a process."""
     return eval("lambda b: " + _unpack_expr(shape, 0))
 
 

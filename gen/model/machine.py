@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ommatidia.gen.arith import int_matmul, saturate, wrap
 from ommatidia.gen.packing import pack_slots
-from ommatidia.gen.rlc import encode_pairs
-from ommatidia.gen.rlc import pack as rlc_pack
+from ommatidia.gen.rlc import encode_runs, pack_runs
 
 from .arbiters import glb_bank, read_ports, reset_state
 from .decode import KINDS, unpacker
@@ -56,6 +56,7 @@ class Machine:
         self.regs = {name: self.unpack[name](0) for name in REGISTERS}
         self.raw = {name: 0 for name in REGISTERS}
         self.tags = [dict() for _ in KINDS]
+        self.tag_keys = [() for _ in KINDS]  # per table its entries as `_walk` keys them
         self.bias = [0] * cfg.pe.psum_spad_depth
         self.bits = data_bits(cfg)
         self.gin_values = gin_values(cfg)
@@ -76,6 +77,8 @@ class Machine:
         self.chain_cache = {}
         self.shape_cache = {}
         self.walk_cache = {}
+        self.slot_plans = {}    # (kind, GLB word, elements) -> `_slot_plan` of a DMA_IN
+        self.rlc_cache = {}     # (DRAM word, words, values) -> an RLC DMA_IN's stream decoded
         self.count = {k: 0 for k in ("macs", "mac_cycles", "gated_macs", "pe_stall_cycles",
                                      "noc_stall_cycles", "glb_reads", "glb_writes",
                                      "dram_words_read", "dram_words_written", "program_words")}
@@ -100,26 +103,49 @@ class Machine:
 
     def _write_slots(self, kind: str, addr: np.ndarray, values) -> None:
         """Masked writes of ``values`` into elements ``addr`` of ``kind``'s slots."""
+        self._write_planned(kind, self._slot_plan(kind, addr), values)
+
+    def _slot_plan(self, kind: str, addr: np.ndarray) -> tuple:
+        """What `_write_planned` needs of elements ``addr`` of ``kind`` (fixed by the
+        addresses: passes and ``DMA_IN``\\ s that write the same elements reuse it): the
+        order writing them by word, their slots' shifts in that order, where each word's
+        run starts, the words, and per word the bits its slots keep."""
         per, slot = self.per[kind], self.slot[kind]
         mask = np.uint64((1 << slot) - 1)
         words = (addr // per) % len(self.glb)
         shift = ((addr % per) * slot).astype(np.uint64)
-        v = (np.asarray(values, dtype=np.int64).astype(np.uint64) & mask) << shift
-        clear = mask << shift
+        order = None
         if len(words) > 1 and not (words[1:] >= words[:-1]).all():
             order = np.argsort(words, kind="stable")
-            words, v, clear = words[order], v[order], clear[order]
-        if len(words):  # per word: every slot written cleared, then the values or-ed in
-            starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
-            w = words[starts]
-            self.glb[w] = (self.glb[w] & ~np.bitwise_or.reduceat(clear, starts)) \
-                | np.bitwise_or.reduceat(v, starts)
+            words, shift = words[order], shift[order]
+        if not len(words):
+            return order, shift, None, None, None
+        starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+        return order, shift, starts, words[starts], ~np.bitwise_or.reduceat(mask << shift, starts)
+
+    def _write_planned(self, kind: str, plan: tuple, values) -> None:
+        """Masked writes of ``values`` into the elements of `_slot_plan` ``plan``: per word,
+        every slot written cleared, then the values or-ed in."""
+        order, shift, starts, w, keep = plan
+        if starts is None:
+            return
+        mask = np.uint64((1 << self.slot[kind]) - 1)
+        v = np.asarray(values, dtype=np.int64)
+        if order is not None:
+            v = v[order]
+        v = (v.astype(np.uint64) & mask) << shift
+        self.glb[w] = (self.glb[w] & keep) | np.bitwise_or.reduceat(v, starts)
 
     # -- commands
 
     def set(self, name: str, value: int) -> None:
         self.raw[name] = value
         self.regs[name] = self.unpack[name](value)
+
+    def tag(self, engine: int, index: int, entry: dict) -> None:
+        """A ``TAG`` write of ``entry`` at ``index`` of sender ``engine``'s tag table."""
+        self.tags[engine][index] = entry
+        self.tag_keys[engine] = None
 
     def dma_in(self, start: int = 0) -> int:
         """The cycles of the ``DMA_IN`` in the registers, its first request at ``start``
@@ -150,16 +176,30 @@ class Machine:
         if cmd["rlc"] and cfg.rlc_codec:
             n, per = cmd["n"], self.per["ifmap"]
             fmt = cfg.rlc
-            stream = [self.dram.get(cmd["dram"] + k, 0) for k in range(nwords)]
-            end = next((k for k, w in enumerate(stream) if w >> (fmt.word_bits - 1)), nwords - 1)
-            if self.values and n:
-                vals = wrap(rlc_decode(stream[:end + 1], n, fmt), cfg.pe.act_bits)
-                self._write_slots("ifmap", cmd["glb"] * per + np.arange(n), vals)
+            key = (cmd["dram"], nwords, n)
+            got = self.rlc_cache.get(key)
+            if got is None:
+                get, dram = self.dram.get, cmd["dram"]
+                stream = [get(dram + k, 0) for k in range(nwords)]
+                end = next((k for k, w in enumerate(stream) if w >> (fmt.word_bits - 1)),
+                           nwords - 1)
+                vals = wrap(rlc_decode(stream[:end + 1], n, fmt), cfg.pe.act_bits) \
+                    if self.values and n else None
+                steps = rlc_steps(stream[:end + 1], n, fmt, per,
+                                  cfg.rlc_decode_words).tolist() if nwords else None
+                got = self.rlc_cache[key] = (end, vals, steps)
+            end, vals, steps = got
+            if vals is not None:
+                at = ("ifmap", cmd["glb"], n)
+                plan = self.slot_plans.get(at)
+                if plan is None:
+                    plan = self.slot_plans[at] = self._slot_plan(
+                        "ifmap", cmd["glb"] * per + np.arange(n))
+                self._write_planned("ifmap", plan, vals)
             self.count["glb_writes"] += -(-n // per)
             self.acc["glb"] += n
             if not nwords:
                 return 4, [], 0, 0
-            steps = rlc_steps(stream[:end + 1], n, fmt, per, cfg.rlc_decode_words).tolist()
             cycles = sum(steps) + 4
             drained = nwords > end + 1
             if not drained and self.dram_timing.is_system:
@@ -169,8 +209,16 @@ class Machine:
                 cycles = max(cycles, before + nwords - end - 1 + 3)
             return 3 + cycles, steps[:end] + [1] * (nwords - end), end, steps[end] + 1
         if self.values and nwords:
-            for k in range(nwords):
-                self.glb[(cmd["glb"] + k) % len(self.glb)] = self.dram.get(cmd["dram"] + k, 0)
+            get, dram = self.dram.get, cmd["dram"]
+            if nwords <= len(self.glb):
+                try:
+                    data = np.fromiter(map(get, range(dram, dram + nwords)), np.uint64, nwords)
+                except TypeError:   # words outside the image read 0
+                    data = np.array([get(dram + k, 0) for k in range(nwords)], dtype=np.uint64)
+                self.glb[(cmd["glb"] + np.arange(nwords)) % len(self.glb)] = data
+            else:  # the GLB wraps: later words overwrite earlier ones
+                for k in range(nwords):
+                    self.glb[(cmd["glb"] + k) % len(self.glb)] = get(dram + k, 0)
         self.count["glb_writes"] += nwords
         self.acc["glb"] += cmd["n"] if cmd["n"] else nwords
         return 3 + (nwords + 3 if nwords else 1), [1] * nwords, nwords - 1, 0
@@ -211,6 +259,13 @@ class Machine:
         self.rr = (tuple(4 if b in read else x for b, x in enumerate(self.rr[0])),) \
             + self.rr[1:]
 
+    def _written(self, addr: int, words: int) -> None:
+        """DRAM words ``addr .. addr + words - 1`` were written: the RLC streams read
+        from them are decoded afresh."""
+        stale = [k for k in self.rlc_cache if k[0] < addr + words and addr < k[0] + k[1]]
+        for k in stale:
+            del self.rlc_cache[k]
+
     def _dma_out(self) -> int:
         """The System's cycles of a ``DMA_OUT``."""
         cmd, cfg = self.regs["dma_out"], self.cfg
@@ -223,6 +278,7 @@ class Machine:
             if self.values:
                 for k in range(n):
                     self.dram[cmd["dram"] + k] = int(self.glb[(cmd["glb"] + k) % len(self.glb)])
+                self._written(cmd["dram"], n)
             return 3 + n + 4 if n else 4
         words = -(-n // per)
         self.count["glb_reads"] += words
@@ -240,12 +296,13 @@ class Machine:
                 y = (y + (1 << (st["shift"] - 1))) >> st["shift"]
             z = saturate(y, cfg.pe.act_bits)
             if cfg.rlc_codec:
-                pairs = encode_pairs(z, cfg.rlc)
-                coded = rlc_pack(pairs, cfg.rlc)
+                pairs = encode_runs(z, cfg.rlc)
+                coded = pack_runs(*pairs, cfg.rlc)
             else:
                 coded = pack_slots(cfg, "ifmap", z)
             for k, w in enumerate(coded):
                 self.dram[cmd["dram"] + k] = w
+            self._written(cmd["dram"], len(coded))
             self.count["dram_words_written"] += len(coded)
         else:
             self.exact = False
@@ -256,7 +313,8 @@ class Machine:
             return 3 + 6 if cfg.rlc_codec else 4
         if not cfg.rlc_codec:
             return 3 + n + 4
-        times = rlc_out_times(cfg.rlc, n, cfg.dma_out_values, pairs)
+        times = rlc_out_times(cfg.rlc, n, cfg.dma_out_values,
+                              runs=None if pairs is None else pairs[0])
         if pairs is not None:
             self.last_times = times
         return 3 + int(times[-1]) + 6
@@ -560,7 +618,7 @@ class Machine:
         self.count["pe_stall_cycles"] += timing.pe_stalls
         self.count["noc_stall_cycles"] += timing.noc_stalls
         loads = n_pe * (W * q + (run["filter_count"] if run["load_filter"] else 0))
-        zeros = self._compute(streams, grid) if self.values else 0
+        zeros = self._compute(streams, grid, walk) if self.values else 0
         if not self.values:
             self.exact = False
         self.count["gated_macs"] += zeros
@@ -574,9 +632,11 @@ class Machine:
         512): its streams (`_streams`), its memo key but the arbiter state (`_pass_key`)
         and its GLB reads, GLB accesses, NoC deliveries and GLB writes. Only the data and
         the arbiter state differ between passes of one walk."""
-        key = tuple(self.raw[name] for name in PASS_REGISTERS) + tuple(
-            tuple((t, e["row"], e["col"], e["offset"]) for t, e in table.items())
-            for table in self.tags)
+        for e, table in enumerate(self.tags):
+            if self.tag_keys[e] is None:
+                self.tag_keys[e] = tuple((t, x["row"], x["col"], x["offset"])
+                                         for t, x in table.items())
+        key = tuple(self.raw[name] for name in PASS_REGISTERS) + tuple(self.tag_keys)
         got = self.walk_cache.get(key)
         if got is None:
             streams = self._streams()
@@ -595,13 +655,16 @@ class Machine:
                 sum(streams[k]["route"]["delivered"] for k in KINDS) + links * F * p + gon,
                 self._gon_packets(grid, F * p) if gon else 0)
 
-    def _compute(self, streams, grid) -> int:
-        """Runs the pass on the data, psums into the GLB; returns the zero-gated MACs."""
-        regs, cfg = self.regs, self.cfg
-        run = regs["run"]
-        S, W, F, U, p, q = (run[k] for k in ("S", "W", "F", "U", "p", "q"))
-        sch = Schedule.of(run)
-        rcs = sorted(grid)
+    def _compute(self, streams, grid, walk: dict) -> int:
+        """Runs the pass on the data, psums into the GLB; returns the zero-gated MACs.
+        ``walk``: the pass's `_walk`, which keeps what does not depend on the data
+        (`_compute_plan`)."""
+        plan = walk.get("compute")
+        if plan is None:
+            plan = walk["compute"] = self._compute_plan(grid)
+        run = self.regs["run"]
+        W, F, p, q = (run[k] for k in ("W", "F", "p", "q"))
+        sch, rcs, pes = plan["sch"], plan["rcs"], plan["pes"]
         empty = np.zeros(0, dtype=np.int64)
 
         def gather(kind, need, pes=rcs):
@@ -610,15 +673,18 @@ class Machine:
             st = streams[kind]
             if not len(st["addr"]) or not need:
                 return np.zeros((len(pes), need), dtype=np.int64)
-            route = st["route"]
-            key = (tuple(pes), need)
-            idx = route.get(key)
+            idx = plan["idx"].get(kind)
             if idx is None:
-                idx = np.full((len(pes), need), len(st["addr"]), dtype=np.int64)
-                for n, rc in enumerate(pes):
-                    got = route["per_pe"].get(rc, empty)[:need]
-                    idx[n, :len(got)] = got
-                route[key] = idx
+                route = st["route"]
+                key = (tuple(pes), need)
+                idx = route.get(key)
+                if idx is None:
+                    idx = np.full((len(pes), need), len(st["addr"]), dtype=np.int64)
+                    for n, rc in enumerate(pes):
+                        got = route["per_pe"].get(rc, empty)[:need]
+                        idx[n, :len(got)] = got
+                    route[key] = idx
+                plan["idx"][kind] = idx
             at = st.get("slots")
             if at is None:
                 at = st["slots"] = self._slots(kind, st["addr"])
@@ -628,45 +694,71 @@ class Machine:
         X = gather("ifmap", W * q).reshape(len(rcs), W, q)
         if run["load_filter"]:
             loaded = gather("filter", run["filter_count"])
-            self.filters = (tuple(rcs), loaded)
-            self.filter_rows.update(zip(rcs, loaded))
+            if self.filters[0] != pes:  # the held rows are kept unless these replace them
+                self.filter_rows.update(zip(*self.filters))
+            self.filters = (pes, loaded)
         held_rcs, held = self.filters
-        if held_rcs == tuple(rcs) and held.shape[1] >= sch.ops:
+        if held_rcs == pes and held.shape[1] >= sch.ops:
             Wt = held[:, :sch.ops]
         else:
+            self.filter_rows.update(zip(*self.filters))
             Wt = np.zeros((len(rcs), sch.ops), dtype=np.int64)
             for n, rc in enumerate(rcs):
                 w = self.filter_rows.get(rc, empty)[:sch.ops]
                 Wt[n, :len(w)] = w
         Wt = Wt.reshape(len(rcs), *sch.filter_shape)
-        cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
-        win = X[:, cols, :]
-        own = int_matmul(win.reshape(len(rcs), F, -1), Wt.reshape(len(rcs), -1, p),
+        if plan["inside"]:  # each output's window, one after another (BLAS-friendly)
+            st = X.strides
+            win = as_strided(X, (len(rcs), F, run["S"], q), (st[0], run["U"] * st[1], st[1],
+                                                             st[2]), writeable=False)
+        else:
+            win = X[:, plan["cols"], :]
+        win = win.reshape(len(rcs), F, -1)
+        own = int_matmul(win, Wt.reshape(len(rcs), -1, p),
                          self.bits["ifmap"], self.bits["filter"])
         zeros = int(np.count_nonzero(win == 0)) * p
-        tops, order, starts, gin = self._chains(grid, rcs)
+        gin = plan["gin"]
         if gin:
-            own[gin] += gather("psum", F * p, [rcs[n] for n in gin]).reshape(len(gin), F, p)
-        gd = regs["gon_desc"]
+            own[gin] += gather("psum", F * p, plan["gin_pes"]).reshape(len(gin), F, p)
+        if not plan["tops"]:
+            return zeros
+        psums = wrap(np.add.reduceat(own[plan["order"]], plan["starts"]).reshape(-1),
+                     self.cfg.pe.psum_bits)
+        if plan["apart"]:
+            self._write_planned("psum", plan["writes"][0], psums)
+        else:  # a slot written twice: the later write wins, as one top after another
+            for w, v in zip(plan["writes"], np.split(psums, plan["splits"])):
+                self._write_planned("psum", w, v)
+        return zeros
+
+    def _compute_plan(self, grid) -> dict:
+        """What `_compute` needs of a pass apart from the data: its PEs in order, their
+        schedule, the columns of each output's window (and whether they are all within
+        the ifmap row), the psum chains (`_chains`) and the GLB addresses the top PEs write their
+        psums to (`_slot_plan`; one plan when no two overlap)."""
+        regs = self.regs
+        run, gd = regs["run"], regs["gon_desc"]
+        S, F, U, p = run["S"], run["F"], run["U"], run["p"]
+        rcs = sorted(grid)
+        cols = np.arange(F)[:, None] * U + np.arange(S)[None, :]
+        tops, order, starts, gin = self._chains(grid, rcs)
         amask = (1 << self.abits) - 1
         counts, spans = {}, []
         for rc in tops:
             k0 = counts.get(rc[1], 0)
             spans.append((gd["base"] + (rc[1] - gd["col0"]) * gd["stride"] + k0, F * p))
             counts[rc[1]] = k0 + F * p
-        if not tops:
-            return zeros
-        psums = wrap(np.add.reduceat(own[order], starts).reshape(-1), cfg.pe.psum_bits)
         addrs = [(a + np.arange(n)) & amask for a, n in spans]
-        addr = np.concatenate(addrs)
         ends = sorted((a & amask, n) for a, n in spans)
-        if all(a + n <= amask + 1 for a, n in ends) \
-                and all(a0 + n0 <= a1 for (a0, n0), (a1, _) in zip(ends, ends[1:])):
-            self._write_slots("psum", addr, psums)
-        else:  # a slot written twice: the later write wins, as one top after another
-            for a, v in zip(addrs, np.split(psums, np.cumsum([len(a) for a in addrs])[:-1])):
-                self._write_slots("psum", a, v)
-        return zeros
+        apart = all(a + n <= amask + 1 for a, n in ends) \
+            and all(a0 + n0 <= a1 for (a0, n0), (a1, _) in zip(ends, ends[1:]))
+        writes = [self._slot_plan("psum", a) for a in
+                  ([np.concatenate(addrs)] if apart and addrs else addrs)]
+        return {"rcs": rcs, "pes": tuple(rcs), "sch": Schedule.of(run), "idx": {},
+                "cols": cols, "inside": not cols.size or int(cols.max()) < run["W"],
+                "tops": tops, "order": order, "starts": starts, "gin": gin,
+                "gin_pes": [rcs[n] for n in gin], "writes": writes, "apart": apart,
+                "splits": np.cumsum([len(a) for a in addrs])[:-1]}
 
     def _chains(self, grid, rcs) -> tuple:
         """The psum chains of a pass's PEs (cached per grid): the top PEs in order, the

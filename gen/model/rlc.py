@@ -82,14 +82,16 @@ def rlc_steps(words: list, n: int, fmt, per: int, whole: bool = False) -> np.nda
     return cost
 
 
-def rlc_out_times(fmt, n: int, values_a_cycle: int, pairs=None) -> np.ndarray:
+def rlc_out_times(fmt, n: int, values_a_cycle: int, pairs=None, runs=None) -> np.ndarray:
     """The transfer (of ``values_a_cycle`` values each, from 0) after which an
     `ommatidia.hw.rlc.RLCEncoder` never stalled sends each word of the canonical code of
-    ``n > 0`` values, whose ``pairs`` are given (`ommatidia.gen.rlc.encode_pairs`; None:
-    no value zero): a word after the transfer of its last pair's value; the term word a
-    transfer later when the last transfer completes the word before it too (one word a
-    cycle)."""
-    if pairs is None:
+    ``n > 0`` values, whose ``pairs`` are given (`ommatidia.gen.rlc.encode_pairs`, or their
+    ``runs`` as an array, `ommatidia.gen.rlc.encode_runs`; None: no value zero): a word
+    after the transfer of its last pair's value; the term word a transfer later when the
+    last transfer completes the word before it too (one word a cycle)."""
+    if runs is not None:
+        ends = np.cumsum(runs + 1) - 1
+    elif pairs is None:
         ends = np.arange(n)
     else:
         ends = np.cumsum([run + 1 for run, _ in pairs]) - 1
