@@ -104,9 +104,12 @@ def _packer(shape):
 
 def _set(reg: int, value: int, width: int) -> list[int]:
     from ommatidia.hw.top import Opcode
-    words = -(-width // 64)
-    return [pack_command(Opcode.SET, words << 8 | reg)] + \
-        [(value >> (64 * k)) & ((1 << 64) - 1) for k in range(words)]
+    return [pack_command(Opcode.SET, -(-width // 64) << 8 | reg)] + _value_words(value, width)
+
+
+def _value_words(value: int, width: int) -> list[int]:
+    """``value`` (``width`` bits) as the 64-bit words a ``SET`` carries, lowest first."""
+    return [(value >> k) & ((1 << 64) - 1) for k in range(0, width, 64)]
 
 
 @dataclass
@@ -283,16 +286,15 @@ def _emit(cfg, layer, mapping, rounds, stage, inputs, data_base):
     cgroups = dict(groups_of(layer.C, mapping.q))
 
     packers = {name: _packer(shape) for name, shape in shapes.items()}
-    heads = {name: _set(reg[name], 0, _width(shape))[0] for name, shape in shapes.items()}
-    spans = {name: range(0, 64 * -(-_width(shape) // 64), 64) for name, shape in shapes.items()}
-    mask = (1 << 64) - 1
+    widths = {name: _width(shape) for name, shape in shapes.items()}
+    heads = {name: _set(reg[name], 0, widths[name])[0] for name in shapes}
 
     def put(name, value):
         """The ``SET`` of register ``name`` to ``value`` (`_set`)."""
         if name in ("dma_in", "dma_out"):
             _check_dram(cfg, value["dram"] + value.get("words", 0))
         bits = value if isinstance(value, int) else packers[name](value)
-        return [heads[name]] + [(bits >> k) & mask for k in spans[name]]
+        return [heads[name]] + _value_words(bits, widths[name])
 
     per = elements_per_word(cfg)
 

@@ -28,7 +28,7 @@ class Bounds:
     def _first_untimed(self, pe) -> bool:
         """Whether no operation of ``pe``'s first output is timed yet (its chain times
         them once every PE of it has its weights)."""
-        ch = self.chain_of[id(pe)]
+        ch = pe.ch
         return ch.f == 0 and ch.stage == _PLAIN
 
     def op_lb(self, pe, j: int) -> int:
@@ -52,7 +52,7 @@ class Bounds:
         column ``need`` (delivered at least two cycles after the ifmap sender's next
         emission)."""
         lb = self.issue_lb(pe)
-        ch, sch = self.chain_of[id(pe)], self.sch
+        ch, sch = pe.ch, self.sch
         if self.stream and ch.f == 0 and ch.stage == _PLAIN:
             lb = max(lb, self.op_lb(pe, sch.first_out))
         if pe.loaded and ch.stage == _PLAIN and sch.first_out and ch.f < sch.F:
@@ -90,7 +90,7 @@ class Bounds:
             if y < len(pe.ret):
                 r = pe.ret[y]
             else:
-                x = len(pe.ret) - self.chain_of[id(pe)].f * U
+                x = len(pe.ret) - pe.ch.f * U
                 s = x if x < last else last
                 ends = pe.tap_end
                 if 0 <= x < U and s < len(ends):

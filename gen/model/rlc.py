@@ -82,19 +82,14 @@ def rlc_steps(words: list, n: int, fmt, per: int, whole: bool = False) -> np.nda
     return cost
 
 
-def rlc_out_times(fmt, n: int, values_a_cycle: int, pairs=None, runs=None) -> np.ndarray:
+def rlc_out_times(fmt, n: int, values_a_cycle: int, runs=None) -> np.ndarray:
     """The transfer (of ``values_a_cycle`` values each, from 0) after which an
     `ommatidia.hw.rlc.RLCEncoder` never stalled sends each word of the canonical code of
-    ``n > 0`` values, whose ``pairs`` are given (`ommatidia.gen.rlc.encode_pairs`, or their
-    ``runs`` as an array, `ommatidia.gen.rlc.encode_runs`; None: no value zero): a word
-    after the transfer of its last pair's value; the term word a transfer later when the
-    last transfer completes the word before it too (one word a cycle)."""
-    if runs is not None:
-        ends = np.cumsum(runs + 1) - 1
-    elif pairs is None:
-        ends = np.arange(n)
-    else:
-        ends = np.cumsum([run + 1 for run, _ in pairs]) - 1
+    ``n > 0`` values, whose pairs' ``runs`` are given (an array,
+    `ommatidia.gen.rlc.encode_runs`; None: no value zero): a word after the transfer of
+    its last pair's value; the term word a transfer later when the last transfer
+    completes the word before it too (one word a cycle)."""
+    ends = np.arange(n) if runs is None else np.cumsum(runs + 1) - 1
     P = fmt.pairs_per_word
     last = np.minimum(np.arange(P - 1, len(ends) + P - 1, P), len(ends) - 1)
     times = ends[last] // values_a_cycle

@@ -56,7 +56,7 @@ class PEState:
     received; ``last_take``: last psum taken over the link; ``final_I``, ``final_O``:
     issue and psum-out cycle of the last operation of the current output;
     ``tap_end``: last issue of each of its taps; ``fp``: filter packets taken before
-    its last weight.
+    its last weight; ``ch``: its psum chain (`_Chain`).
     """
 
     __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
@@ -465,7 +465,6 @@ class _Round(Bounds):
             top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
         self.finished = sum(ch.finished for ch in self.chains)
-        self.chain_of = {id(pe): ch for ch in self.chains for pe in ch.pes}
         for ch in self.chains:
             for pe in ch.pes:
                 pe.ch = ch
