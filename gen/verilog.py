@@ -34,7 +34,7 @@ import re
 
 from amaranth.back import rtlil, verilog
 from amaranth.hdl import ClockSignal, Instance, ResetSignal, Shape, ShapeCastable, Value
-from amaranth.hdl import ValueCastable, _ir, _nir
+from amaranth.hdl import ValueCastable, _ast, _ir, _nir
 from amaranth.hdl._ast import Const, Signal
 from amaranth.lib import wiring
 
@@ -187,7 +187,7 @@ class _Modules:
             name = list(self._first)[k]
             fragments[name] = self._elaborate(self._first[name], name)
             k += 1
-        with _fast_memory_init():
+        with _fast_memory_init(), _whole_signals():
             return self._convert(component, fragments)
 
     def _convert(self, component, fragments) -> str:
@@ -303,6 +303,34 @@ def _fast_memory_init():
         yield
     finally:
         rtlil.ModuleEmitter.emit_memory = original
+
+
+@contextlib.contextmanager
+def _whole_signals():
+    """Amaranth's netlist with one wire per signal, not one more for every field of a
+    `lib.data` view and every element of an array (``\\o__payload.values[0]``, for
+    waveforms): Yosys's ``opt_clean -purge`` removed them from the hierarchical Verilog
+    anyway, and building them was a quarter of the eyeriss accelerator's generation time
+    (docs/speed.md). An enum-shaped signal keeps its enum attributes. The same Verilog,
+    byte for byte (tests/test_verilog.py)."""
+    original = _ir.NetlistEmitter.emit_signal_fields
+
+    def emit_signal_fields(self):
+        for signal, fragment in self.design.signal_lca.items():
+            value, signed = self.emit_rhs(self.fragment_module_idx[fragment], signal)
+            fmt = signal._format
+            if isinstance(fmt, _ast.Format.Enum) and Value.cast(fmt._value) is signal:
+                field = _nir.SignalField(value, signed=signed, enum_name=fmt._name,
+                                         enum_variants=fmt._variants)
+            else:
+                field = _nir.SignalField(value, signed=signed)
+            self.netlist.signal_fields[signal] = {(): field}
+
+    _ir.NetlistEmitter.emit_signal_fields = emit_signal_fields
+    try:
+        yield
+    finally:
+        _ir.NetlistEmitter.emit_signal_fields = original
 
 
 def _ports(component) -> dict:

@@ -126,3 +126,16 @@ def test_view_fields_read_nowhere_are_not_written_but_read_ones_are():
     kept = _drop_aliases(rtlil)
     assert "\\a.lo" not in kept
     assert kept.count("\\a.hi") == 3
+
+
+def test_one_wire_a_signal_gives_the_same_verilog(monkeypatch):
+    """`_whole_signals` (no alias wire per view field or array element) changes no byte of
+    a `tiny` accelerator's Verilog: views, arrays, enum-shaped signals, memories."""
+    import contextlib
+    from ommatidia.gen import verilog
+    from ommatidia.hw.top import Accelerator
+    cfg = preset("tiny")
+    fast = emit(Accelerator(cfg), "acc")
+    monkeypatch.setattr(verilog, "_whole_signals", contextlib.nullcontext)
+    assert emit(Accelerator(cfg), "acc") == fast
+    assert "enum_base_type" in fast
