@@ -35,7 +35,12 @@ netlists raise by design."""
 
 
 OPTIMIZE_ARGS = ["-O3"]
-"""Verilator's arguments for an ``optimize`` build (`run_cocotb`; docs/speed.md)."""
+"""Verilator's arguments for an ``optimize`` build (`run_cocotb`; docs/speed.md). ``-O3``
+is ``--inline-mult -1``: every module inlined, each PE's logic written out again. Keeping
+the PE out of line (Verilator's default inlining, ``no_inline``, ``-fno-inline``) or
+verilating it once as a hierarchical block built the 12x14 `System` 1.1-2.2x faster but
+simulated it 14-38 % slower (docs/speed.md): Verilator still writes a function per PE
+instance, or calls each PE through DPI."""
 
 OPTIMIZE_MAKE: list[str] = []
 """make variables for the C++ compilation of an ``optimize`` build (`run_cocotb`), such as
