@@ -28,7 +28,7 @@ from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from ommatidia.boards import nextpnr, synth
-from ommatidia.boards.board import Board
+from ommatidia.boards.board import BOARDS, Board
 from ommatidia.boards.nextpnr import DEFAULT_ROUTER, ROUTER2_PATIENCE, ROUTERS
 from ommatidia.boards.pll import PLLClock
 from ommatidia.gen.config import check_int
@@ -60,10 +60,14 @@ class BoardBuildError(RuntimeError):
 
 def default_build_dir(b: Board, root="build/boards") -> pathlib.Path:
     """``root/<board>``, or ``root/<board>-<rows>x<cols>`` for an `Board.array` override,
-    ``root/<board>-<configuration name>`` for a `Board.custom` configuration."""
+    ``root/<board>-<configuration name>`` for a `Board.custom` configuration; then
+    ``-<clock>mhz`` for a clock other than the board's."""
     suffix = f"-{b.array[0]}x{b.array[1]}" if b.array is not None else ""
     if b.custom is not None:
         suffix = f"-{b.custom.name}"
+    own = BOARDS.get(b.name)
+    if own is not None and b.clock_mhz != own.clock_mhz:
+        suffix += f"-{b.clock_mhz:g}mhz"
     return pathlib.Path(root) / (b.name + suffix)
 
 

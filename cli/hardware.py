@@ -123,6 +123,11 @@ def cmd_build(args) -> int:
         except ValueError as exc:
             raise CLIError(f"--array must be ROWSxCOLS, e.g. 7x7, not {args.array!r} ({exc})") \
                 from None
+    if args.clock is not None:
+        try:
+            b = dataclasses.replace(b, clock_mhz=args.clock)
+        except ValueError as exc:
+            raise CLIError(f"--clock {args.clock:g}: {exc}") from None
     if args.config or args.sets:
         b = dataclasses.replace(b, custom=config_of(args, b.config))
     out = output_dir(args.output or default_build_dir(b), "--output")

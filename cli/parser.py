@@ -110,6 +110,9 @@ def _add_build(sub, full: bool = True) -> None:
     p.add_argument("--array", metavar="ROWSxCOLS",
                    help="another PE array than the board preset's, to find the largest "
                         "that fits and meets the clock")
+    p.add_argument("--clock", type=float, metavar="MHZ",
+                   help="another clock than the board's, made by the FPGA's PLL from the "
+                        "board oscillator, to find the highest that meets timing")
     p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help=f"nextpnr router (default: {DEFAULT_ROUTER}, nextpnr's default)")
     p.add_argument("--route-patience", type=int, default=ROUTER2_PATIENCE, metavar="N",

@@ -539,3 +539,29 @@ def test_effective_gmacs(tmp_path):
     path.write_text("config,network,layer,status,reason,macs,cycles\n"
                     "a,digits,layer0,no_mapping,too big,1000,\n")
     assert synth_report.effective(path, 50.0)["gmacs"] is None
+
+
+def test_build_clock_override(tmp_path, monkeypatch, capsys):
+    """``ommatidia build --clock`` builds at another PLL clock, in its own default folder;
+    a clock the PLL cannot make exactly is a clear error before any build."""
+    from ommatidia.cli import main
+    b = BOARDS["ulx3s-85f"]
+    fast = dataclasses.replace(b, clock_mhz=30.0)
+    params = dict(fast.pll.params)
+    assert fast.pll.f_out_mhz == 30.0 and (params["CLKI_DIV"], params["CLKFB_DIV"]) == (5, 6)
+    assert build.default_build_dir(fast) == pathlib.Path("build/boards/ulx3s-85f-30mhz")
+    assert build.default_build_dir(b) == pathlib.Path("build/boards/ulx3s-85f")
+    seen = []
+
+    def fake(board_, out, **kwargs):
+        seen.append((board_.clock_mhz, out))
+        return {"error": "stopped by the test"}
+
+    monkeypatch.setattr(build, "build_or_error", fake)
+    assert main(["build", "--board", "ulx3s-85f", "--clock", "30",
+                 "-o", str(tmp_path / "b")]) != 0
+    assert seen == [(30.0, tmp_path / "b")]
+    assert main(["build", "--board", "ulx3s-85f", "--clock", "29"]) != 0
+    err = capsys.readouterr().err
+    assert "--clock 29: Board('ulx3s-85f').clock_mhz" in err
+    assert len(seen) == 1
