@@ -2,9 +2,9 @@
 
 The component is synthesised a second time with its hierarchy kept (``synth_ecp5
 -noflatten``, ``synth_ice40 -noflatten``) and Yosys ``stat`` counts the cells of each
-module with its submodules. Submodules that differ only in their indices (``pe_0_1``,
+module with its submodules. Submodules that differ only in their indices (``cell_0_1``,
 ``xbus_2``, ``col_mc_3``) make one row with their count, so a 12x14 array reads as one
-``pe_*`` row of 168. Without optimisation across module boundaries the rows add up to a
+``cell_*`` row of 168. Without optimisation across module boundaries the rows add up to a
 little more than the flat synthesis of `ommatidia.boards.synth.synthesize` reports.
 """
 

@@ -200,7 +200,7 @@ class GINIds:
 class MulticastPlan:
     """IDs of the filter, ifmap and psum GINs, and the psum routes, for a list of `PESet`.
 
-    ``up[r][c]`` is the `PsumLinks` setting (PE (r, c) passes psums to PE
+    ``up[r][c]`` is the psum route of `PECell` (r, c) (PE (r, c) passes psums to PE
     (r - 1, c)); ``outputs`` maps each PE that sends psums to the GON to
     ``(set index, ofmap row)``.
     """

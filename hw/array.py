@@ -3,9 +3,12 @@
 `PEArray` wires the blocks of `ommatidia.hw.pe` and `ommatidia.hw.noc`
 (docs/architecture.md, "Hardware"): the filter, ifmap and psum GINs deliver tagged
 packets from the GLB to the PEs; each PE's psum output goes up its column
-over `PsumLinks` or to the GON; the GON brings psums to one GLB-side stream
+over its local link or to the GON; the GON brings psums to one GLB-side stream
 tagged with the PE they left. A `run` configuration is broadcast to the
-enabled PEs. Configuration inputs (GIN IDs, psum routes ``up``, ``enable``)
+enabled PEs. Each PE is a `PECell` with what serves it alone (its psum unpacker,
+its link and routes, its GON packer and queue, its ``enable`` gate), one component
+written once as Verilog however large the array; `chain_psum_links` wires the cells'
+links up the columns. Configuration inputs (GIN IDs, psum routes ``up``, ``enable``)
 come from `ommatidia.gen.multicast.plan_for` and must be held during a pass.
 
 Run broadcast
@@ -75,11 +78,11 @@ from amaranth.lib.wiring import In, Out
 
 from ommatidia.gen.config import ArrayConfig
 
-from .noc import (GIN, GON, GonPacker, GonQueue, MulticastFork, PsumLinks, PsumUnpacker,
+from .noc import (GIN, GON, GonPacker, GonQueue, MulticastFork, PsumRoute, PsumUnpacker,
                   gin_packet_layout, gon_packet_layout, values_layout)
-from .pe import PE, pe_run_layout
+from .pe import PE, pe_event_layout, pe_run_layout
 
-__all__ = ["PEArray", "GIN_KINDS", "COUNTERS", "config_layouts"]
+__all__ = ["PEArray", "PECell", "GIN_KINDS", "COUNTERS", "config_layouts", "chain_psum_links"]
 
 GIN_KINDS = ("filter", "ifmap", "psum")
 COUNTERS = ("mac_cycles", "gated_macs", "stall_cycles")
@@ -112,6 +115,8 @@ class PEArray(wiring.Component):
     ``[r][c]`` at position ``r*cols + c`` (row 0, column 0 in the low bits),
     as `ommatidia.gen.multicast.GINIds.packed` produces them.
 
+    PE (r, c) is the ``pe`` of `PECell` submodule ``cell_<r>_<c>`` (`cells`, `pes`).
+
     Parameters
     ----------
     cfg : ArrayConfig
@@ -139,7 +144,7 @@ class PEArray(wiring.Component):
     filter_col_id, ifmap_col_id, psum_col_id : In(rows x cols of col_id_bits)
         Column ID of each PE on each GIN (configuration).
     up : In(rows x cols of 1)
-        `PsumLinks` routes: PE (r, c) passes its psums to PE (r - 1, c).
+        Psum routes: PE (r, c) passes its psums to PE (r - 1, c) (``up[0]`` is ignored).
     enable : In(rows x cols of 1)
         PEs that take ``run``; the others stay idle.
     run : In(stream of pe_run_layout(cfg.pe))
@@ -156,13 +161,11 @@ class PEArray(wiring.Component):
         self._cfg = cfg
         rows, cols, pe, noc = cfg.rows, cfg.cols, cfg.pe, cfg.noc
         rb, cb = noc.row_id_bits, noc.col_id_bits
-        self._data_shapes = {"filter": values_layout(signed(pe.weight_bits),
-                                                     noc.filter_gin_values),
-                             "ifmap": values_layout(signed(pe.act_bits), noc.ifmap_gin_values),
-                             "psum": signed(pe.psum_bits)}
+        self._gin_shapes = {
+            "filter": values_layout(signed(pe.weight_bits), noc.filter_gin_values),
+            "ifmap": values_layout(signed(pe.act_bits), noc.ifmap_gin_values),
+            "psum": values_layout(signed(pe.psum_bits), noc.psum_gin_values)}
         self._gon_shape = values_layout(signed(pe.psum_bits), noc.gon_values)
-        self._gin_shapes = dict(self._data_shapes)
-        self._gin_shapes["psum"] = values_layout(signed(pe.psum_bits), noc.psum_gin_values)
         members = {}
         for kind in GIN_KINDS:
             members[kind] = In(stream.Signature(
@@ -177,17 +180,21 @@ class PEArray(wiring.Component):
         for name in COUNTERS:
             members[name] = Out(cfg.pe.counter_bits)
         super().__init__(members)
-        self._pes = [[PE(pe, noc.filter_gin_values, noc.ifmap_gin_values) for _ in range(cols)]
-                     for _ in range(rows)]
+        self._cells = [[PECell(cfg) for _ in range(cols)] for _ in range(rows)]
 
     @property
     def cfg(self) -> ArrayConfig:
         return self._cfg
 
     @property
+    def cells(self) -> list:
+        """The PE cells, ``cells[r][c]`` (for inspection)."""
+        return [list(line) for line in self._cells]
+
+    @property
     def pes(self) -> list:
         """The PEs, ``pes[r][c]`` (for inspection)."""
-        return [list(line) for line in self._pes]
+        return [[cell.pe for cell in line] for line in self._cells]
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -202,67 +209,170 @@ class PEArray(wiring.Component):
             wiring.connect(m, wiring.flipped(getattr(self, kind)), gin.i)
             m.d.comb += [gin.row_id.eq(getattr(self, f"{kind}_row_id")),
                          gin.col_id.eq(getattr(self, f"{kind}_col_id"))]
-        m.submodules.links = links = PsumLinks(rows, cols, self._data_shapes["psum"])
         m.submodules.gon = gon = GON(rows, cols, self._gon_shape)
-        V = cfg.noc.gon_values
-        if V > 1:
+        if cfg.noc.gon_values > 1:
             F, p = self.run.payload.F, self.run.payload.p
             total = Signal(len(F) + len(p))
             m.d.comb += total.eq(F * p)
         m.submodules.run_fork = fork = MulticastFork(pe_run_layout(cfg.pe), rows * cols)
         wiring.connect(m, wiring.flipped(self.run), fork.i)
         wiring.connect(m, gon.o, wiring.flipped(self.gon))
-        m.d.comb += links.up.eq(self.up)
 
         busy = []
         for r in range(rows):
             for c in range(cols):
-                pe = self._pes[r][c]
-                m.submodules[f"pe_{r}_{c}"] = pe
-                wiring.connect(m, gins["filter"].o[r][c], pe.filter)
-                wiring.connect(m, gins["ifmap"].o[r][c], pe.ifmap)
-                if cfg.noc.psum_gin_values == 1:
-                    wiring.connect(m, gins["psum"].o[r][c], links.gin[r][c])
-                else:
-                    m.submodules[f"unpacker_{r}_{c}"] = unpacker = PsumUnpacker(
-                        self._data_shapes["psum"], cfg.noc.psum_gin_values,
-                        cfg.noc.psum_gin_queue)
-                    wiring.connect(m, gins["psum"].o[r][c], unpacker.i)
-                    wiring.connect(m, unpacker.o, links.gin[r][c])
-                wiring.connect(m, pe.psum_out, links.pe_out[r][c])
-                wiring.connect(m, links.pe_in[r][c], pe.psum_in)
-                out = links.gon[r][c]
-                if V > 1:
-                    m.submodules[f"packer_{r}_{c}"] = packer = GonPacker(
-                        self._data_shapes["psum"], V, len(total))
-                    wiring.connect(m, out, packer.i)
-                    m.d.comb += [packer.phase.eq(self.gon_phase[c]), packer.total.eq(total)]
-                    out = packer.o
-                if cfg.noc.gon_queue:
-                    m.submodules[f"gon_queue_{r}_{c}"] = queue = GonQueue(
-                        self._gon_shape, cfg.noc.gon_queue)
-                    wiring.connect(m, out, queue.i)
-                    out = queue.o
-                wiring.connect(m, out, gon.i[r][c])
+                cell = self._cells[r][c]
+                m.submodules[f"cell_{r}_{c}"] = cell
+                for kind in GIN_KINDS:
+                    wiring.connect(m, gins[kind].o[r][c], getattr(cell, kind))
+                wiring.connect(m, cell.gon, gon.i[r][c])
+                wiring.connect(m, fork.o[r * cols + c], cell.run)
+                m.d.comb += cell.enable.eq(self.enable[r][c])
+                if cfg.noc.gon_values > 1:
+                    m.d.comb += [cell.gon_phase.eq(self.gon_phase[c]), cell.gon_total.eq(total)]
+                busy.append(cell.busy)
 
-                branch = fork.o[r * cols + c]
-                enable = self.enable[r][c]
-                fed_by_link = self.up[r + 1][c] if r + 1 < rows else 0
-                m.d.comb += [
-                    pe.run.valid.eq(branch.valid & enable),
-                    branch.ready.eq(pe.run.ready | ~enable),
-                    pe.run.payload.eq(branch.payload),
-                    pe.run.payload.accumulate.eq(branch.payload.accumulate | fed_by_link),
-                ]
-                busy.append(pe.busy)
-
+        chain_psum_links(m, self._cells, self.up)
         m.d.comb += self.busy.eq(Cat(busy).any())
-        pes = [pe for line in self._pes for pe in line]
+        cells = [cell for line in self._cells for cell in line]
         for name, field in zip(COUNTERS, ("mac", "gated", "stall")):
             counter = getattr(self, name)
-            m.d.sync += counter.eq(counter + _popcount([getattr(pe.events, field)
-                                                        for pe in pes]))
+            m.d.sync += counter.eq(counter + _popcount([getattr(cell.events, field)
+                                                        for cell in cells]))
         return m
+
+
+class PECell(wiring.Component):
+    """One PE of the array with what serves it alone: its psum unpacker, its `PsumRoute` (its
+    part of the local psum links), its GON packer and queue, and its ``enable`` gate on ``run``.
+
+    Every cell of an array is the same component (one Verilog module); its place in the
+    array is only in how `PEArray` wires it. The array ties ``up`` to 0 on row 0 (its
+    psums always go to the GON) and ``link_in`` to invalid, ``fed_by_link`` to 0 on the
+    bottom row.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        PE widths and spad depths, the NoC's packet sizes and queues.
+
+    Members
+    -------
+    filter, ifmap : In(stream of values_layout(...))
+        The filter and ifmap GINs' output for the PE.
+    psum : In(stream of values_layout(signed(psum_bits), noc.psum_gin_values))
+        The psum GIN's output for the PE; with ``psum_gin_values`` > 1 through a
+        `PsumUnpacker` of ``noc.psum_gin_queue`` packets.
+    link_in : In(stream of signed(psum_bits))
+        The link of the cell below.
+    link_out : Out(stream of signed(psum_bits))
+        The cell's `LocalPsumLink`, to the cell above.
+    up : In(1)
+        The PE passes its psums to the cell above, not to the GON.
+    fed_by_link : In(1)
+        The ``up`` of the cell below: the PE takes its psums-in from ``link_in`` and
+        accumulates them.
+    enable : In(1)
+        The PE takes ``run``; else ``run`` is accepted at once.
+    run : In(stream of pe_run_layout(cfg.pe))
+    gon : Out(stream of values_layout(signed(psum_bits), noc.gon_values))
+        To the GON; with ``gon_values`` > 1 through a `GonPacker`, with ``gon_queue``
+        through a `GonQueue`.
+    gon_phase : In(range(gon_values)), gon_total : In(...), only with ``gon_values`` > 1
+        The `GonPacker`'s ``phase`` and ``total``.
+    busy : Out(1)
+    events : Out(pe_event_layout(cfg.pe.lanes))
+        The PE's counter events.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        pe, noc = cfg.pe, cfg.noc
+        self._pe_cfg, self._noc = pe, noc
+        self._psum = signed(pe.psum_bits)
+        self._psum_gin = values_layout(self._psum, noc.psum_gin_values)
+        self._gon_shape = values_layout(self._psum, noc.gon_values)
+        self._pe = PE(pe, noc.filter_gin_values, noc.ifmap_gin_values)
+        psum = stream.Signature(self._psum)
+        run = pe_run_layout(pe)
+        members = {
+            "filter": In(stream.Signature(values_layout(signed(pe.weight_bits),
+                                                        noc.filter_gin_values))),
+            "ifmap": In(stream.Signature(values_layout(signed(pe.act_bits),
+                                                       noc.ifmap_gin_values))),
+            "psum": In(stream.Signature(self._psum_gin)),
+            "link_in": In(psum),
+            "link_out": Out(psum),
+            "up": In(1),
+            "fed_by_link": In(1),
+            "enable": In(1),
+            "run": In(stream.Signature(run)),
+            "gon": Out(stream.Signature(self._gon_shape)),
+            "busy": Out(1),
+            "events": Out(pe_event_layout(pe.lanes)),
+        }
+        if noc.gon_values > 1:
+            members["gon_phase"] = In(range(noc.gon_values))
+            members["gon_total"] = In(run["F"].shape.width + run["p"].shape.width)
+        super().__init__(members)
+
+    @property
+    def pe(self) -> PE:
+        return self._pe
+
+    def elaborate(self, platform):
+        noc = self._noc
+        m = Module()
+        m.submodules.pe = pe = self._pe
+        m.submodules.route = route = PsumRoute(self._psum)
+        wiring.connect(m, wiring.flipped(self.filter), pe.filter)
+        wiring.connect(m, wiring.flipped(self.ifmap), pe.ifmap)
+        if noc.psum_gin_values == 1:
+            wiring.connect(m, wiring.flipped(self.psum), route.gin)
+        else:
+            m.submodules.unpacker = unpacker = PsumUnpacker(
+                self._psum, noc.psum_gin_values, noc.psum_gin_queue)
+            wiring.connect(m, wiring.flipped(self.psum), unpacker.i)
+            wiring.connect(m, unpacker.o, route.gin)
+        wiring.connect(m, pe.psum_out, route.pe_out)
+        wiring.connect(m, route.pe_in, pe.psum_in)
+        wiring.connect(m, wiring.flipped(self.link_in), route.link_in)
+        wiring.connect(m, route.link_out, wiring.flipped(self.link_out))
+        m.d.comb += [route.up.eq(self.up), route.fed_by_link.eq(self.fed_by_link)]
+        out = route.gon
+        if noc.gon_values > 1:
+            m.submodules.packer = packer = GonPacker(self._psum, noc.gon_values,
+                                                     len(self.gon_total))
+            wiring.connect(m, out, packer.i)
+            m.d.comb += [packer.phase.eq(self.gon_phase), packer.total.eq(self.gon_total)]
+            out = packer.o
+        if noc.gon_queue:
+            m.submodules.gon_queue = queue = GonQueue(self._gon_shape, noc.gon_queue)
+            wiring.connect(m, out, queue.i)
+            out = queue.o
+        wiring.connect(m, out, wiring.flipped(self.gon))
+        m.d.comb += [
+            pe.run.valid.eq(self.run.valid & self.enable),
+            self.run.ready.eq(pe.run.ready | ~self.enable),
+            pe.run.payload.eq(self.run.payload),
+            pe.run.payload.accumulate.eq(self.run.payload.accumulate | self.fed_by_link),
+            self.busy.eq(pe.busy),
+            self.events.eq(pe.events),
+        ]
+        return m
+
+
+def chain_psum_links(m: Module, grid: list, up) -> None:
+    """Wire the local psum links of ``grid[r][c]`` (`PECell` or `PsumRoute`s) up each column
+    with routes ``up[r][c]``: each link to the one above's ``link_in``, each ``fed_by_link``
+    to the ``up`` of the one below. Row 0's ``up`` stays 0 (its psums go to the GON), the
+    bottom row's ``link_in`` invalid and ``fed_by_link`` 0 (fed by the psum GIN)."""
+    for r, line in enumerate(grid):
+        for c, cell in enumerate(line):
+            if r > 0:
+                m.d.comb += cell.up.eq(up[r][c])
+            if r + 1 < len(grid):
+                wiring.connect(m, grid[r + 1][c].link_out, cell.link_in)
+                m.d.comb += cell.fed_by_link.eq(up[r + 1][c])
 
 
 def _popcount(bits: list):

@@ -27,7 +27,7 @@ every PE to the GLB port.
 Global output network (GON) and local psum links
 ------------------------------------------------
 Psums accumulate vertically up a column, as in Eyeriss: PE (r, c) passes its
-psums to PE (r - 1, c) over a local link (`LocalPsumLink`, `PsumLinks`), and
+psums to PE (r - 1, c) over a local link (`LocalPsumLink`, routed by each PE's `PsumRoute`), and
 the top row of a PE set (its logical row 0) sends them to the GON, which
 brings them from any PE to one GLB-side stream tagged with the source PE
 (`gon_packet_layout`). Its arbitration is round-robin at both levels (see
@@ -46,7 +46,7 @@ from ommatidia.gen.config import check_int
 __all__ = [
     "values_layout", "gin_packet_layout", "gon_packet_layout", "coord_bits",
     "MulticastController", "MulticastFork", "XBus", "YBus", "GIN",
-    "StreamArbiter", "GON", "GonPacker", "GonQueue", "PsumUnpacker", "LocalPsumLink", "PsumLinks",
+    "StreamArbiter", "GON", "GonPacker", "GonQueue", "PsumUnpacker", "LocalPsumLink", "PsumRoute",
 ]
 
 MAX_DIM = 256
@@ -693,80 +693,71 @@ class LocalPsumLink(wiring.Component):
         return m
 
 
-class PsumLinks(wiring.Component):
-    """The psum paths of the array: local links up each column, and the PEs' GIN and GON ports.
+class PsumRoute(wiring.Component):
+    """A PE's part of the local psum links: where its psums go and where its psums-in come from.
 
     Psums accumulate up a column toward the PE set's top row (Eyeriss). With
-    ``up[r][c]`` set (r > 0), the psums PE (r, c) emits go over a
-    `LocalPsumLink` to the psum input of PE (r - 1, c), which then takes no
-    psums from the psum GIN (``gin[r - 1][c]`` is not ready). Otherwise they
-    go to ``gon[r][c]`` and PE (r - 1, c) takes its psums from
-    ``gin[r - 1][c]``. ``up[0][c]`` is ignored: row 0 always sends to the
-    GON. Routes are configuration: change ``up`` only while no psum is in
-    flight. Latency: one cycle on a link, none elsewhere.
+    ``up`` set, the psums the PE emits (``pe_out``) go over its `LocalPsumLink`
+    to ``link_out``, the ``link_in`` of the PE above; otherwise to ``gon``. With
+    ``fed_by_link`` set (the ``up`` of the PE below), the PE's psums-in
+    (``pe_in``) come from ``link_in`` and it takes nothing from the psum GIN
+    (``gin`` is not ready); otherwise from ``gin``. Routes are configuration:
+    change them only while no psum is in flight. Latency: one cycle on the
+    link, none elsewhere.
 
     Parameters
     ----------
-    rows, cols : int
     data_shape : shape-like
         ``signed(psum_bits)``.
 
     Members
     -------
-    up : In(ArrayLayout(ArrayLayout(1, cols), rows))
-        ``up[r][c]``: PE (r, c) passes its psums to PE (r - 1, c).
-    pe_out : In(stream of data_shape), array of (rows, cols)
-        The psum output of each PE.
-    gin : In(stream of data_shape), array of (rows, cols)
-        The psum GIN's output for each PE.
-    pe_in : Out(stream of data_shape), array of (rows, cols)
-        The psum input of each PE.
-    gon : Out(stream of data_shape), array of (rows, cols)
-        To the GON's input for each PE.
+    up, fed_by_link : In(1)
+    pe_out : In(stream of data_shape)
+        The PE's psum output.
+    gin : In(stream of data_shape)
+        The psum GIN's output for the PE.
+    link_in : In(stream of data_shape)
+        The link of the PE below.
+    pe_in : Out(stream of data_shape)
+        The PE's psum input.
+    gon : Out(stream of data_shape)
+        To the GON.
+    link_out : Out(stream of data_shape)
+        The PE's link, to the PE above.
     """
 
-    def __init__(self, rows: int, cols: int, data_shape):
-        check_int("PsumLinks", "rows", rows, 1, MAX_DIM)
-        check_int("PsumLinks", "cols", cols, 1, MAX_DIM)
-        _check_shape("PsumLinks", "data_shape", data_shape)
-        self._rows, self._cols = rows, cols
+    def __init__(self, data_shape):
+        _check_shape("PsumRoute", "data_shape", data_shape)
         self._data_shape = data_shape
         psum = stream.Signature(data_shape)
         super().__init__({
-            "up": In(data.ArrayLayout(data.ArrayLayout(unsigned(1), cols), rows)),
-            "pe_out": In(psum).array(rows, cols),
-            "gin": In(psum).array(rows, cols),
-            "pe_in": Out(psum).array(rows, cols),
-            "gon": Out(psum).array(rows, cols),
+            "up": In(1),
+            "fed_by_link": In(1),
+            "pe_out": In(psum),
+            "gin": In(psum),
+            "link_in": In(psum),
+            "pe_in": Out(psum),
+            "gon": Out(psum),
+            "link_out": Out(psum),
         })
 
     def elaborate(self, platform):
         m = Module()
-        rows, cols = self._rows, self._cols
-        for r in range(rows):
-            for c in range(cols):
-                src, gon = self.pe_out[r][c], self.gon[r][c]
-                m.d.comb += gon.payload.eq(src.payload)
-                if r == 0:
-                    m.d.comb += [gon.valid.eq(src.valid), src.ready.eq(gon.ready)]
-                    continue
-                link = LocalPsumLink(self._data_shape)
-                m.submodules[f"link_{r}_{c}"] = link
-                dst, gin = self.pe_in[r - 1][c], self.gin[r - 1][c]
-                up = self.up[r][c]
-                m.d.comb += [
-                    link.i.payload.eq(src.payload),
-                    link.i.valid.eq(src.valid & up),
-                    gon.valid.eq(src.valid & ~up),
-                    src.ready.eq(Mux(up, link.i.ready, gon.ready)),
-                    link.o.ready.eq(up & dst.ready),
-                    gin.ready.eq(~up & dst.ready),
-                ]
-                with m.If(up):
-                    m.d.comb += [dst.valid.eq(link.o.valid), dst.payload.eq(link.o.payload)]
-                with m.Else():
-                    m.d.comb += [dst.valid.eq(gin.valid), dst.payload.eq(gin.payload)]
-        for c in range(cols):
-            dst, gin = self.pe_in[rows - 1][c], self.gin[rows - 1][c]
-            wiring.connect(m, wiring.flipped(gin), wiring.flipped(dst))
+        m.submodules.link = link = LocalPsumLink(self._data_shape)
+        wiring.connect(m, link.o, wiring.flipped(self.link_out))
+        src, up = self.pe_out, self.up
+        m.d.comb += [
+            self.gon.payload.eq(src.payload),
+            link.i.payload.eq(src.payload),
+            link.i.valid.eq(src.valid & up),
+            self.gon.valid.eq(src.valid & ~up),
+            src.ready.eq(Mux(up, link.i.ready, self.gon.ready)),
+        ]
+        dst, fed = self.pe_in, self.fed_by_link
+        m.d.comb += [self.link_in.ready.eq(fed & dst.ready), self.gin.ready.eq(~fed & dst.ready)]
+        with m.If(fed):
+            m.d.comb += [dst.valid.eq(self.link_in.valid), dst.payload.eq(self.link_in.payload)]
+        with m.Else():
+            m.d.comb += [dst.valid.eq(self.gin.valid), dst.payload.eq(self.gin.payload)]
         return m

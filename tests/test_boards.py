@@ -106,7 +106,7 @@ def test_board_design():
     cfg = b.config
     for r in range(cfg.rows):
         for c in range(cfg.cols):
-            assert f"top.system.accel.engine.array.pe_{r}_{c}" in rtlil
+            assert f"top.system.accel.engine.array.cell_{r}_{c}.pe" in rtlil
     assert "top.bridge" in rtlil
 
 

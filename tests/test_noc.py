@@ -13,8 +13,9 @@ import warnings
 from collections import deque
 
 import pytest
-from amaranth import Fragment, Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth import Fragment, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
@@ -22,8 +23,9 @@ from ommatidia.gen.config import EYERISS, TINY
 from ommatidia.gen.multicast import PESet, plan_multicast
 from ommatidia.sim.noc_model import (expected_deliveries, random_ids, random_tag,
                                       targets_of)
+from ommatidia.hw.array import chain_psum_links
 from ommatidia.hw.noc import (GIN, GON, GonPacker, GonQueue, LocalPsumLink,
-                              MulticastController, PsumLinks, PsumUnpacker, gin_packet_layout,
+                              MulticastController, PsumRoute, PsumUnpacker, gin_packet_layout,
                               values_layout)
 
 DATA_BITS = 16
@@ -530,12 +532,39 @@ def test_gon_order_and_throughput(rows, cols):
     assert first["all"] == n + 1
 
 
+class _RouteGrid(wiring.Component):
+    """``rows x cols`` `PsumRoute`s chained as `PEArray` chains its cells."""
+
+    def __init__(self, rows, cols, data_shape):
+        psum = stream.Signature(data_shape)
+        super().__init__({
+            "up": In(data.ArrayLayout(data.ArrayLayout(unsigned(1), cols), rows)),
+            "pe_out": In(psum).array(rows, cols),
+            "gin": In(psum).array(rows, cols),
+            "pe_in": Out(psum).array(rows, cols),
+            "gon": Out(psum).array(rows, cols),
+        })
+        self.routes = [[PsumRoute(data_shape) for _ in range(cols)] for _ in range(rows)]
+
+    def elaborate(self, platform):
+        m = Module()
+        for r, line in enumerate(self.routes):
+            for c, route in enumerate(line):
+                m.submodules[f"route_{r}_{c}"] = route
+                wiring.connect(m, wiring.flipped(self.pe_out[r][c]), route.pe_out)
+                wiring.connect(m, wiring.flipped(self.gin[r][c]), route.gin)
+                wiring.connect(m, route.pe_in, wiring.flipped(self.pe_in[r][c]))
+                wiring.connect(m, route.gon, wiring.flipped(self.gon[r][c]))
+        chain_psum_links(m, self.routes, self.up)
+        return m
+
+
 @pytest.mark.parametrize("rows, cols", [(1, 1), (3, 4), (5, 2)])
 def test_psum_links(rows, cols, seed):
-    """Psums go up a column where ``up`` is set and to the GON elsewhere; PEs fed by a link
-    take nothing from the psum GIN."""
+    """Psums go up a column where ``up`` is set (row 0's ignored) and to the GON elsewhere;
+    PEs fed by a link take nothing from the psum GIN."""
     rng = random.Random(seed)
-    links = PsumLinks(rows, cols, signed(24))
+    links = _RouteGrid(rows, cols, signed(24))
     up = [[rng.randrange(2) for _ in range(cols)] for _ in range(rows)]
     n = 10
     out_items = {(r, c): [(r * 100 + c) * 100 + k for k in range(n)]

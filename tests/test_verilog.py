@@ -21,14 +21,16 @@ from ommatidia.hw.array import PEArray
 from ommatidia.hw.pe import PE
 
 
-def test_the_array_writes_one_pe_module_and_instantiates_it_at_every_pe():
+def test_the_array_writes_one_cell_module_and_instantiates_it_at_every_pe():
     cfg = preset("tiny")
     text = emit(PEArray(cfg), "array")
     counts = module_count(text)
     pe_modules = [name for name in counts if name.startswith("array__PE")]
-    assert pe_modules == ["array__PE"]
+    assert sorted(pe_modules) == ["array__PE", "array__PECell"]
+    assert len(re.findall(r"^module array__PECell\(", text, re.M)) == 1
     assert len(re.findall(r"^module array__PE\(", text, re.M)) == 1
-    assert counts["array__PE"] == cfg.rows * cfg.cols
+    assert counts["array__PECell"] == cfg.rows * cfg.cols
+    assert counts["array__PE"] == 1
     assert counts["array"] == 0
     flat = emit(PEArray(cfg), "array", flat=True)
     assert len(re.findall(r"^module ", flat, re.M)) > 3 * len(counts)
