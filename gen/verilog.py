@@ -281,8 +281,6 @@ def _fast_memory_init():
     """Amaranth's RTLIL writer with a memory's initial contents written in one piece
     rather than a net object per bit: the same text (tests/test_verilog.py), the eyeriss
     GLB's in 1.8 s instead of 8.8 s."""
-    original = rtlil.ModuleEmitter.emit_memory
-
     def emit_memory(self, cell_idx, cell):
         mask = (1 << cell.width) - 1
         bits = "".join(format(row & mask, f"0{cell.width}b") for row in reversed(cell.init))
@@ -298,11 +296,8 @@ def _fast_memory_init():
             "PRIORITY": 0,
         }, src_loc=cell.src_loc)
 
-    rtlil.ModuleEmitter.emit_memory = emit_memory
-    try:
+    with _patched(rtlil.ModuleEmitter, "emit_memory", emit_memory):
         yield
-    finally:
-        rtlil.ModuleEmitter.emit_memory = original
 
 
 @contextlib.contextmanager
@@ -313,8 +308,6 @@ def _whole_signals():
     anyway, and building them was a quarter of the eyeriss accelerator's generation time
     (docs/speed.md). An enum-shaped signal keeps its enum attributes. The same Verilog,
     byte for byte (tests/test_verilog.py)."""
-    original = _ir.NetlistEmitter.emit_signal_fields
-
     def emit_signal_fields(self):
         for signal, fragment in self.design.signal_lca.items():
             value, signed = self.emit_rhs(self.fragment_module_idx[fragment], signal)
@@ -326,11 +319,20 @@ def _whole_signals():
                 field = _nir.SignalField(value, signed=signed)
             self.netlist.signal_fields[signal] = {(): field}
 
-    _ir.NetlistEmitter.emit_signal_fields = emit_signal_fields
+    with _patched(_ir.NetlistEmitter, "emit_signal_fields", emit_signal_fields):
+        yield
+
+
+@contextlib.contextmanager
+def _patched(owner, name: str, method):
+    """``owner.name`` replaced by ``method`` while the block runs (Amaranth's emitters,
+    for `_fast_memory_init` and `_whole_signals`)."""
+    original = getattr(owner, name)
+    setattr(owner, name, method)
     try:
         yield
     finally:
-        _ir.NetlistEmitter.emit_signal_fields = original
+        setattr(owner, name, original)
 
 
 def _ports(component) -> dict:

@@ -104,6 +104,16 @@ def config_layouts(cfg: ArrayConfig) -> dict:
     return shapes
 
 
+def _packet_values(cfg: ArrayConfig) -> dict:
+    """The values a packet carries (`values_layout`) on the filter, ifmap and psum GINs
+    and on the GON, as many as ``cfg.noc`` gives each."""
+    pe, noc = cfg.pe, cfg.noc
+    return {"filter": values_layout(signed(pe.weight_bits), noc.filter_gin_values),
+            "ifmap": values_layout(signed(pe.act_bits), noc.ifmap_gin_values),
+            "psum": values_layout(signed(pe.psum_bits), noc.psum_gin_values),
+            "gon": values_layout(signed(pe.psum_bits), noc.gon_values)}
+
+
 class PEArray(wiring.Component):
     """``rows x cols`` PEs with filter, ifmap and psum GINs, local psum links and the GON.
 
@@ -161,11 +171,9 @@ class PEArray(wiring.Component):
         self._cfg = cfg
         rows, cols, pe, noc = cfg.rows, cfg.cols, cfg.pe, cfg.noc
         rb, cb = noc.row_id_bits, noc.col_id_bits
-        self._gin_shapes = {
-            "filter": values_layout(signed(pe.weight_bits), noc.filter_gin_values),
-            "ifmap": values_layout(signed(pe.act_bits), noc.ifmap_gin_values),
-            "psum": values_layout(signed(pe.psum_bits), noc.psum_gin_values)}
-        self._gon_shape = values_layout(signed(pe.psum_bits), noc.gon_values)
+        shapes = _packet_values(cfg)
+        self._gin_shapes = {kind: shapes[kind] for kind in GIN_KINDS}
+        self._gon_shape = shapes["gon"]
         members = {}
         for kind in GIN_KINDS:
             members[kind] = In(stream.Signature(
@@ -289,16 +297,14 @@ class PECell(wiring.Component):
         pe, noc = cfg.pe, cfg.noc
         self._pe_cfg, self._noc = pe, noc
         self._psum = signed(pe.psum_bits)
-        self._psum_gin = values_layout(self._psum, noc.psum_gin_values)
-        self._gon_shape = values_layout(self._psum, noc.gon_values)
+        shapes = _packet_values(cfg)
+        self._psum_gin, self._gon_shape = shapes["psum"], shapes["gon"]
         self._pe = PE(pe, noc.filter_gin_values, noc.ifmap_gin_values)
         psum = stream.Signature(self._psum)
         run = pe_run_layout(pe)
         members = {
-            "filter": In(stream.Signature(values_layout(signed(pe.weight_bits),
-                                                        noc.filter_gin_values))),
-            "ifmap": In(stream.Signature(values_layout(signed(pe.act_bits),
-                                                       noc.ifmap_gin_values))),
+            "filter": In(stream.Signature(shapes["filter"])),
+            "ifmap": In(stream.Signature(shapes["ifmap"])),
             "psum": In(stream.Signature(self._psum_gin)),
             "link_in": In(psum),
             "link_out": Out(psum),
