@@ -230,10 +230,11 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from ommatidia.gen.compiler import compile_layer
-    from ommatidia.sim.accelerator import PROGRESS, run_layers
+    from ommatidia.sim.accelerator import PROGRESS, check_counters, run_layers
     from ommatidia.sim.array_model import random_values
     from ommatidia.sim.progress import progress
     cfg = config_of(args)
+    check_counters(cfg)
     layer = parse_layer(args.layer)
     if (args.ifmap is None) != (args.weights is None):
         raise CLIError("give both --ifmap and --weights, or neither for random data")

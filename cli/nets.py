@@ -120,11 +120,12 @@ def cmd_net_run(args) -> int:
     from ommatidia.nn.evaluation import evaluate
     from ommatidia.nn.net import host_work
     from ommatidia.nn.quant import load
-    from ommatidia.sim.accelerator import hardware_conv
+    from ommatidia.sim.accelerator import check_counters, hardware_conv
     from ommatidia.sim.progress import echo
     output_file(args.report, "--report")
     output_dir(args.build, "--build")
     qnet = _run_config(load(input_file(args.model, "--model")), args)
+    check_counters(qnet.config)
     if args.input is None:
         if args.labels is not None:
             raise CLIError("--labels needs --input (the digits come with their labels)")

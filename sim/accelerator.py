@@ -24,7 +24,7 @@ from ommatidia.hw.system import DRAM_WORDS
 from ommatidia.sim.array_model import layer_gated_macs
 from ommatidia.sim.golden import layer_ofmap
 
-__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "run_layers", "report", "hardware_conv",
+__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "check_counters", "run_layers", "report", "hardware_conv",
            "input_coding"]
 
 
@@ -134,6 +134,18 @@ def _verilog(cfg, build_dir: pathlib.Path, dram_words: int, sim: str) -> pathlib
     return path
 
 
+def check_counters(cfg) -> None:
+    """ValueError unless ``cfg`` has the performance counters a simulation reads its cycles
+    and counters from (and checks against the model's): the lean `icebreaker` preset has
+    none, and its Verilog then holds zero-width ports that Verilator refuses."""
+    if not cfg.counter_bits or not cfg.pe.counter_bits:
+        raise ValueError(
+            f"preset {cfg.name} has no performance counters (ArrayConfig.counter_bits = "
+            f"{cfg.counter_bits}, PEConfig.counter_bits = {cfg.pe.counter_bits}), which a "
+            f"simulation reads its cycles from: simulate it with them "
+            f"(--set counter_bits=32 --set pe.counter_bits=24)")
+
+
 def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                stall_rate: int = 0, stall_seed: int = 1, reset_after=None, dram_words=None,
                vcd: str | None = None, limit: int = 50_000_000,
@@ -158,6 +170,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
     from ommatidia.hw.top import COUNTERS
     from ommatidia.sim.runner import locked, run_cocotb
 
+    check_counters(cfg)
     if not 0 <= stall_rate <= 255:
         raise ValueError(f"stall_rate must be in 0..255, not {stall_rate}")
     if host not in HOSTS:

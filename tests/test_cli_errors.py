@@ -192,3 +192,11 @@ def test_map_of_an_absurd_layer_is_quick(capsys, layer):
     fails(capsys, ["map", "--layer", layer], "needs at least", "passes on eyeriss",
           "more than the 1024")
     assert time.monotonic() - start < 5
+
+
+def test_run_needs_the_performance_counters(tmp_path, capsys, no_simulation):
+    """The `icebreaker` preset has no counters: `run` says so before it compiles or
+    builds anything, and names the settings that add them."""
+    fails(capsys, run_args(tmp_path, "--preset", "icebreaker", "--set", "dram_addr_bits=16"),
+          "has no performance counters (ArrayConfig.counter_bits = 0",
+          "--set counter_bits=32 --set pe.counter_bits=24")
