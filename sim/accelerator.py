@@ -24,8 +24,8 @@ from ommatidia.hw.system import DRAM_WORDS
 from ommatidia.sim.array_model import layer_gated_macs
 from ommatidia.sim.golden import layer_ofmap
 
-__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "check_counters", "run_layers", "report", "hardware_conv",
-           "input_coding"]
+__all__ = ["DRAM_WORDS", "PROGRESS", "LayerRun", "check_counters", "run_layers", "report",
+           "hardware_conv", "input_coding"]
 
 
 @dataclass
