@@ -83,10 +83,16 @@ CLOCK_NS = 10
 (`ommatidia.sim.harness`): the simulator runs cycles without calling Python."""
 
 OPTIMIZE_PES = 64
-"""Arrays of at least this many PEs are built with Verilator's ``-O3``
-(`ommatidia.sim.runner.run_cocotb`): the 12x14 `System` builds in about 170 s
-instead of 80 and runs a layer at 54-60k cycles/s instead of 42k (docs/speed.md);
-the test suite's tiny and small arrays keep the quicker build."""
+"""Arrays of at least this many PEs are built with Verilator's ``-O3`` and their PE as a
+hierarchical block (`OPTIMIZE_BLOCKS`, `ommatidia.sim.runner.run_cocotb`); the test
+suite's tiny and small arrays keep the quicker build (docs/speed.md)."""
+
+OPTIMIZE_BLOCKS = ("system__PE",)
+"""The modules of those arrays' `System` that Verilator verilates once, as hierarchical
+blocks (`ommatidia.sim.runner.run_cocotb`): the PE, in every cell of the array. On the
+12x14 `System` (the same load for both, docs/speed.md) the build took 307 s of CPU
+instead of 964 with every PE inlined, and the layer ran 15-20 % slower (5,457-6,323
+cycles/s against 6,808-7,429): the block pays for any layer under some 20 M cycles."""
 
 HOST_MEMORY = "dram.mem"
 """The `System`'s DRAM (`ommatidia.hw.system.dram_verilog`), which the harness loads and
@@ -206,6 +212,7 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
                        harness=True, clock_ns=CLOCK_NS, memory=HOST_MEMORY,
                        optimize=cfg.num_pes >= OPTIMIZE_PES,
+                       hier_blocks=OPTIMIZE_BLOCKS if cfg.num_pes >= OPTIMIZE_PES else (),
                        env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))

@@ -20,7 +20,7 @@ from ommatidia.sim.harness import TIMING_ARGS, harness_name, public_vlt, wrap
 from ommatidia.toolchain import SIMULATORS, have_icarus, setup_env
 
 __all__ = ["VERILATOR_WARNINGS", "HARNESS_CLOCK_ENV", "HARNESS_MEMORY_ENV", "run_cocotb",
-           "CocotbFailure", "locked"]
+           "hier_block_source", "CocotbFailure", "locked"]
 
 HARNESS_CLOCK_ENV = "OMMATIDIA_HARNESS_CLOCK_NS"
 """The testbench's environment variable holding the period of the harness's own clock."""
@@ -36,11 +36,13 @@ netlists raise by design."""
 
 OPTIMIZE_ARGS = ["-O3"]
 """Verilator's arguments for an ``optimize`` build (`run_cocotb`; docs/speed.md). ``-O3``
-is ``--inline-mult -1``: every module inlined, each PE's logic written out again. Keeping
-the PE out of line (Verilator's default inlining, ``no_inline``, ``-fno-inline``) or
-verilating it once as a hierarchical block built the 12x14 `System` 1.1-2.2x faster but
-simulated it 14-38 % slower (docs/speed.md): Verilator still writes a function per PE
-instance, or calls each PE through DPI."""
+is ``--inline-mult -1``: every module inlined but the hierarchical blocks, each inlined
+PE's logic written out again. Keeping the PE out of line (Verilator's default inlining,
+``no_inline``, ``-fno-inline``) or verilating it once as a hierarchical block built the
+12x14 `System` 1.1-3.1x faster but simulated it 14-38 % slower (docs/speed.md):
+Verilator still writes a function per PE instance, or calls each PE through DPI. The
+block pays for any layer below some 20 M cycles, so the `System`'s ``optimize`` builds
+take it (`ommatidia.sim.accelerator.OPTIMIZE_BLOCKS`)."""
 
 OPTIMIZE_MAKE: list[str] = []
 """make variables for the C++ compilation of an ``optimize`` build (`run_cocotb`), such as
@@ -144,6 +146,29 @@ def _harness_source(verilog_path: pathlib.Path, top: str, build_dir: pathlib.Pat
     return out
 
 
+def _block_name(module: str) -> str:
+    """The name a hierarchical block goes by in `hier_block_source`'s copy."""
+    return module.replace("__", "_hb_")
+
+
+def hier_block_source(verilog_path: pathlib.Path, build_dir: pathlib.Path,
+                      modules) -> tuple[pathlib.Path, pathlib.Path]:
+    """A copy of the Verilog whose ``modules`` are renamed for Verilator's hierarchical
+    blocks (`_block_name`: without ``__``, as Verilator inlined a block named
+    ``system__PE`` without a word), and the path of the control file naming them
+    (written by `run_cocotb` after it cleans the build). ValueError for a module the
+    Verilog does not hold."""
+    text = verilog_path.read_text()
+    for module in modules:
+        if not re.search(rf"^module {re.escape(module)}\b", text, re.M):
+            raise ValueError(f"hier_blocks: {verilog_path.name} has no module {module}")
+        text = re.sub(rf"\b{re.escape(module)}\b", _block_name(module), text)
+    out = build_dir / f"{verilog_path.stem}_hier.v"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+    return out, build_dir / "hier.vlt"
+
+
 def _clean_stale_build(build_dir: pathlib.Path, sources: list[pathlib.Path], sim: str,
                        build_args: list, waves: bool) -> str:
     """Empty the simulator's build products when the Verilog (``sources``) or the flags
@@ -176,7 +201,7 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
                waves: bool = False, testcase: str | None = None, quiet: bool = True,
                ports_only: bool = False, harness: bool = False,
                clock_ns: int | None = None, memory: str | None = None,
-               optimize: bool = False) -> int:
+               optimize: bool = False, hier_blocks: tuple = ()) -> int:
     """Build ``verilog_path`` and run the cocotb tests of ``test_module`` on it.
 
     ``ports_only`` (Verilator) makes only the top level's ports visible to cocotb
@@ -192,7 +217,10 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     ``host_*`` ports of `ommatidia.sim.harness.wrap`) and the testbench finds its name
     in `HARNESS_MEMORY_ENV`. ``optimize`` builds with Verilator's ``-O3``: about twice
     the build time for about 1.3x the cycles a second on the 12x14 `System`
-    (docs/speed.md), worth it only for long runs.
+    (docs/speed.md), worth it only for long runs. ``hier_blocks`` (Verilator) names
+    modules verilated once each as hierarchical blocks (`hier_block_source`), which every
+    instance then calls: the 12x14 `System` with its PE a block builds in about half the
+    time and simulates some 20 % slower (docs/speed.md).
 
     Returns the number of tests that ran; raises `CocotbFailure` when any failed.
     """
@@ -210,6 +238,10 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     build_dir.mkdir(parents=True, exist_ok=True)
     if sim == "icarus":
         verilog_path = _icarus_source(verilog_path, build_dir)
+    blocks = hier_block_source(verilog_path, build_dir, hier_blocks) \
+        if sim == "verilator" and hier_blocks else None
+    if blocks is not None:
+        verilog_path, hier_vlt = blocks
     if clock_ns is not None and not harness:
         raise ValueError("only a harness (harness=True) makes its clock (clock_ns)")
     if memory is not None and not harness:
@@ -226,6 +258,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
         make_vars = list(OPTIMIZE_MAKE) if optimize else list(QUICK_MAKE) + quick_opt()
     if sim == "verilator" and optimize:
         build_args += OPTIMIZE_ARGS
+    if blocks is not None:
+        build_args += ["--hierarchical", str(hier_vlt)]
     if sim == "verilator" and waves:
         build_args.append("--trace")
     config = build_dir / "ports.vlt"
@@ -234,6 +268,9 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
 
     def clean():
         design = _clean_stale_build(build_dir, sources, sim, build_args + make_vars, waves)
+        if blocks is not None:
+            hier_vlt.write_text("`verilator_config\n" + "".join(
+                f'hier_block -module "{_block_name(name)}"\n' for name in hier_blocks))
         if sim == "verilator" and ports_only:
             config.write_text(public_vlt(verilog_path.read_text(), design_top, memory)
                               if harness else f'`verilator_config\npublic_flat_rw -module '

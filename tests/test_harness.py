@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ommatidia.hw.system import DRAM_MODULE, dram_verilog
 from ommatidia.sim.harness import (HOST_DUMP_FILE, HOST_LOAD_FILE, harness_name, memh,
                                    public_vlt, read_memh, wrap)
-from ommatidia.sim.runner import lint_verilog
+from ommatidia.sim.runner import hier_block_source, lint_verilog
 
 
 class Counter(wiring.Component):
@@ -135,3 +135,19 @@ def test_memh_sets_the_listed_words_only(seed):
             at += 1
     assert seen == words
     assert read_memh("// 0x00000004\n00000000000000ff\n@5\nDEADBEEF\n\n") == [255, 0xDEADBEEF]
+
+
+def test_hier_block_source_renames_the_block(tmp_path):
+    """`hier_block_source` renames a module and its instances, not a module whose name it
+    starts, and refuses a module the Verilog lacks."""
+    src = tmp_path / "d.v"
+    src.write_text("module top(a);\n  system__PE pe0 ();\n  system__PECell c ();\n"
+                   "endmodule\nmodule system__PE(a);\nendmodule\n"
+                   "module system__PECell(a);\n  system__PE pe ();\nendmodule\n")
+    out, vlt = hier_block_source(src, tmp_path, ["system__PE"])
+    text = out.read_text()
+    assert text.count("system_hb_PE ") == 2 and "module system_hb_PE(" in text
+    assert "module system__PECell(" in text and "system__PE " not in text
+    assert vlt.parent == tmp_path and src.read_text().count("system__PE ") == 2
+    with pytest.raises(ValueError, match="d.v has no module system__GLB"):
+        hier_block_source(src, tmp_path, ["system__GLB"])

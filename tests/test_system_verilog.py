@@ -168,3 +168,19 @@ def test_bulk_load_equals_the_host_port(seed, system_build):
 def test_bad_host_is_refused():
     with pytest.raises(ValueError, match="host must be one of bulk, port"):
         run_layers(TINY, [], host="vpi")
+
+
+@pytest.mark.verilog
+def test_hierarchical_pe_build(seed, tmp_path, monkeypatch):
+    """The build of a large array (`OPTIMIZE_PES`: Verilator's ``-O3``, the PE a
+    hierarchical block, `OPTIMIZE_BLOCKS`), made for `tiny` by lowering the threshold:
+    three random layers bit-exact, their cycles and every counter the model's, and the
+    PE verilated apart (its block's own model library)."""
+    monkeypatch.setattr("ommatidia.sim.accelerator.OPTIMIZE_PES", 1)
+    rng = np.random.default_rng(seed)
+    progs = [random_program(rng, TINY) for _ in range(3)]
+    runs = run_layers(TINY, progs, build_dir=tmp_path)
+    check(runs, progs)
+    assert all(run.report["model_exact"] for run in runs), \
+        [(run.report["cycles"], run.report["model_cycles"]) for run in runs]
+    assert list(tmp_path.glob("system_*/Vsystem_hb_PE/*.a")), "the PE is not a block"
