@@ -1,5 +1,6 @@
-"""ULX3S 85F: an LFE5U-85F-6BG381 at the board's 25 MHz oscillator (no PLL: a build at
-the EHXPLLL's 28.125 MHz did not finish routing in 45 minutes, docs/fpga.md, Clock).
+"""ULX3S 85F: an LFE5U-85F-6BG381 at the board's 25 MHz oscillator (no PLL: at the
+EHXPLLL's next clock, 28.125 MHz, the `ulx3s` preset routed at 24.86 MHz; docs/fpga.md,
+Clock).
 
 The host link is the FTDI FT231X on the board's US1 USB port, the platform's
 own ``uart`` resource. Pure data, like amaranth-boards' own board files;
