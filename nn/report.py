@@ -150,19 +150,25 @@ def net_layer_stats(qnet, images, ofmaps, images_per_run: int) -> list[dict]:
     (`ommatidia.nn.quant.infer`; the golden model's are the hardware's when it is
     bit-exact): ``shape`` (one image), ``input`` (`layer_input_stats`) and ``accesses``
     (`predicted_accesses`) (of the programs of ``images_per_run`` images each that
-    ``hardware_conv`` runs, every group of a grouped layer)."""
+    ``hardware_conv`` runs, every group of a grouped layer). Without the RLC codec
+    (`ArrayConfig.rlc_codec`) the input's RLC figures are those it would have coded."""
+    from ommatidia.gen.packing import raw_ifmap
     from .hostops import pad
     from .net import host_after
     from .quant import quantize_input
     x = quantize_input(qnet, images)
+    with_codec = dataclasses.replace(qnet, config=dataclasses.replace(qnet.config,
+                                                                      rlc_codec=True))
     out = []
     for i, (layer, shape) in enumerate(zip(qnet.layers, qnet.conv_layers(1))):
         progs = _programs(qnet, i, pad(x, layer.host_pad), images_per_run)
-        coded = progs if progs[0].ifmap_coding == "rlc" else \
-            _programs(qnet, i, pad(x, layer.host_pad), images_per_run, "rlc")
+        coded = progs if progs[0].ifmap_coding == "rlc" and qnet.config.rlc_codec else \
+            _programs(with_codec, i, pad(x, layer.host_pad), images_per_run, "rlc")
         row = {"shape": {**{k: getattr(shape, k) for k in "CHWMRSUP"}, "E": shape.E,
                          "F": shape.F},
-               "input": {**layer_input_stats(coded, x), "coding": progs[0].ifmap_coding}}
+               "input": {**layer_input_stats(coded, x),
+                         "coding": "raw" if raw_ifmap(qnet.config, progs[0].ifmap_coding)
+                         else "rlc"}}
         row["accesses"] = predicted_accesses(progs)
         out.append(row)
         x = host_after(layer, ofmaps[i], integer=True)

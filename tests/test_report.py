@@ -237,3 +237,23 @@ def test_net_layer_stats_sum_the_model_accesses_over_the_runs():
         assert row["accesses"]["mac"] == shape.macs - layer_gated_macs(shape, x)
         x = net.max_pool(ofmaps[k], layer.pool)
 
+
+
+def test_net_layer_stats_without_the_rlc_codec():
+    """On a configuration without the RLC codec (`icebreaker`'s) every layer's input is
+    stored raw, and its RLC figures are what the codec would have made of it: the same
+    as on that configuration with the codec."""
+    import dataclasses
+
+    from ommatidia.nn.report import net_layer_stats
+    _, qnet, _ = digits.train_digits(seed=0, epochs=1)
+    images = digits.digits_data()[2][:2]
+    _, ofmaps = quant.infer(qnet, images)
+    bare = dataclasses.replace(qnet, config=dataclasses.replace(qnet.config, rlc_codec=False))
+    rows = net_layer_stats(bare, images, ofmaps, images_per_run=2)
+    coded = net_layer_stats(qnet, images, ofmaps, images_per_run=2)
+    assert [r["input"]["coding"] for r in rows] == ["raw"] * len(qnet.layers)
+    assert [r["input"]["coding"] for r in coded][1:] == ["rlc"] * (len(qnet.layers) - 1)
+    for row, ref in zip(rows, coded):
+        assert row["input"]["rlc_ratio"] == ref["input"]["rlc_ratio"] > 0
+        assert row["input"]["pairs"] == ref["input"]["pairs"]
