@@ -92,7 +92,8 @@ OPTIMIZE_BLOCKS = ("system__PE",)
 blocks (`ommatidia.sim.runner.run_cocotb`): the PE, in every cell of the array. On the
 12x14 `System` (the same load for both, docs/speed.md) the build took 307 s of CPU
 instead of 964 with every PE inlined, and the layer ran 15-20 % slower (5,457-6,323
-cycles/s against 6,808-7,429): the block pays for any layer under some 20 M cycles."""
+cycles/s against 6,808-7,429): the block pays for any layer under some 20 M cycles. A
+run that writes a waveform inlines them, so the PE's signals are in it."""
 
 HOST_MEMORY = "dram.mem"
 """The `System`'s DRAM (`ommatidia.hw.system.dram_verilog`), which the harness loads and
@@ -212,7 +213,8 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
                        harness=True, clock_ns=CLOCK_NS, memory=HOST_MEMORY,
                        optimize=cfg.num_pes >= OPTIMIZE_PES,
-                       hier_blocks=OPTIMIZE_BLOCKS if cfg.num_pes >= OPTIMIZE_PES else (),
+                       hier_blocks=OPTIMIZE_BLOCKS if cfg.num_pes >= OPTIMIZE_PES
+                       and vcd is None else (),
                        env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))

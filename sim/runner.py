@@ -219,8 +219,8 @@ def run_cocotb(verilog_path, toplevel: str, test_module: str, *, sim: str = "ver
     the build time for about 1.3x the cycles a second on the 12x14 `System`
     (docs/speed.md), worth it only for long runs. ``hier_blocks`` (Verilator) names
     modules verilated once each as hierarchical blocks (`hier_block_source`), which every
-    instance then calls: the 12x14 `System` with its PE a block builds in about half the
-    time and simulates some 20 % slower (docs/speed.md).
+    instance then calls: the 12x14 `System` with its PE a block builds with a third of the
+    CPU and simulates 15-20 % slower (docs/speed.md).
 
     Returns the number of tests that ran; raises `CocotbFailure` when any failed.
     """
