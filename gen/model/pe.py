@@ -147,7 +147,8 @@ class PEState:
     the psum leaves); ``A``: cycle each ifmap column is usable; ``ret``: cycle each
     column is freed; ``nv``, ``np``, ``nf``: ifmap values, psums in and weights
     received; ``last_take``: last psum taken over the link; ``final_I``, ``final_O``:
-    issue and psum-out cycle of the last operation of the current output;
+    issue and psum-out cycle of the last operation of its latest output (set at its
+    last psum);
     ``tap_end``: last issue of each of its taps; ``fp``: filter packets taken before
     its last weight; ``ch``: its psum chain (`ommatidia.gen.model.timing`).
     """

@@ -182,10 +182,14 @@ class _Chain:
         p, T = sch.p, len(pes) - 1
         col = self.col
         q = self.q0  # the bottom's psum queue (None: it takes psums as they come)
+        gin = pes[0].gin  # the bottom takes psums from the psum sender
+        if q is not None:
+            avail, ends, done = q["avail"], q["last"], q["done"]
         streaming = rnd.stream and not self.f  # `weights_in` is 0 otherwise
+        pop, push = todo.pop, todo.append
         moved = False
         while todo:
-            lvl = todo.pop()
+            lvl = pop()
             j = ks[lvl]
             if j == p:
                 continue
@@ -197,21 +201,23 @@ class _Chain:
             pe = pes[lvl]
             tmin = 0
             if j == 0 and col >= 0:
-                if len(pe.A) <= col:
+                A = pe.A
+                if len(A) <= col:
                     continue
-                tmin = pe.A[col]
+                tmin = A[col]
             if lvl:
                 if ks[lvl - 1] == j:
                     continue
-                if link[lvl - 1] >= tmin:
-                    tmin = link[lvl - 1] + 1
-            elif pe.gin:
+                t = link[lvl - 1]
+                if t >= tmin:
+                    tmin = t + 1
+            elif gin:
                 if q is not None:
-                    avail = q["avail"]
-                    if len(avail) <= pe.np:
+                    n = pe.np
+                    if len(avail) <= n:
                         continue
-                    if avail[pe.np] > tmin:
-                        tmin = avail[pe.np]
+                    if avail[n] > tmin:
+                        tmin = avail[n]
                 elif self.taken is None:
                     continue
             if streaming:
@@ -219,7 +225,7 @@ class _Chain:
                 if w > tmin:
                     tmin = w
             fr = pe.fr
-            if lvl == 0 and pe.gin and q is None:
+            if lvl == 0 and gin and q is None:
                 i, self.taken = self.taken, None
             else:
                 i = pe.prev + 1
@@ -230,23 +236,24 @@ class _Chain:
                 pe.prev = i
                 if lvl:
                     pe.last_take = i
-                elif q is not None and pe.gin:
-                    if pe.np in q["last"]:
-                        q["done"].append(i)
+                elif gin and q is not None:
+                    if pe.np in ends:
+                        done.append(i)
                     pe.np += 1
             acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
                 else i + PIPELINE_STAGES
-            pe.final_I = i
-            if j == p - 1:
+            if j == p - 1:  # the last psum of the output (`_result` reads the pass's last)
                 pe.tap_end.append(i)
-            ks[lvl] = j + 1
+                pe.final_I = i
+            j += 1
+            ks[lvl] = j
             moved = True
-            if lvl and ks[lvl - 1] == j + 1:  # the level below waits for this link
-                todo.append(lvl - 1)
+            if lvl and ks[lvl - 1] == j:  # the level below waits for this link
+                push(lvl - 1)
             if lvl == T:
                 if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
                     raise Unordered()
-                n = self.f * p + j  # the request of psum n of the pass
+                n = self.f * p + j - 1  # the request of psum n of the pass
                 top.acc, top.done = acc, False
                 v = top.values
                 top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
@@ -258,10 +265,11 @@ class _Chain:
                 o = acc
             elif o > acc:
                 pe.freeze(acc, o)
-            pe.final_O = o
+            if j == p:
+                pe.final_O = o
             link[lvl] = o
-            if top.done if lvl + 1 == T else ks[lvl + 2] == j:
-                todo.append(lvl + 1)
+            if top.done if lvl + 1 == T else ks[lvl + 2] == j - 1:
+                push(lvl + 1)
         return moved
 
     def granted(self, t: int) -> None:
@@ -270,8 +278,8 @@ class _Chain:
         rnd, sch = self.rnd, self.rnd.sch
         top = self.pes[-1]
         top.freeze(self.top.acc, t)
-        top.final_O = t
         if self.ks[-1] == sch.p:
+            top.final_O = t
             for pe in self.pes:
                 if len(pe.tap_end) != sch.S:
                     raise Unordered()
@@ -285,7 +293,96 @@ class _Chain:
             self.ks = [0] * len(self.pes)
             self.advance((len(self.pes) - 1,))
         else:  # `advance` at the same output's last p: the top's next psum
-            self._climb([len(self.pes) - 1])
+            self._cascade()
+
+    def _cascade(self) -> None:
+        """`_climb` from the top just granted: its next psum (not the output's first, so no
+        level waits for a column), then down the chain while the level below waits for the
+        link (the top waiting for the GON, no level above goes); the generic `_climb` where
+        a level above would go, where the bottom takes its psums as they come, for a lone
+        PE and for streaming filters."""
+        pes, rnd, ks = self.pes, self.rnd, self.ks
+        T = len(pes) - 1
+        j = ks[T]
+        if not T or not j or rnd.stream and not self.f:
+            self._climb([T])
+            return
+        if ks[T - 1] == j:  # psum j is not in the link yet
+            return
+        link, top, gon, p = self.link, self.top, rnd.gon, rnd.sch.p
+        pe = pes[T]
+        i, t = pe.prev + 1, link[T - 1] + 1
+        if t > i:
+            i = t
+        fr = pe.fr
+        if fr and (fr[-1][1] > i or not pe.ordered):
+            i = pe.next_free(i)
+        pe.prev = pe.last_take = i
+        acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
+            else i + PIPELINE_STAGES
+        if j == p - 1:
+            pe.tap_end.append(i)
+            pe.final_I = i
+        ks[T] = j + 1
+        if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
+            raise Unordered()
+        n = self.f * p + j  # the request of psum n of the pass
+        top.acc, top.done = acc, False
+        v = top.values
+        top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
+        if top not in gon.tops:
+            gon.tops.append(top)
+        lvl = T - 1
+        q = self.q0
+        while ks[lvl] == j + 1:  # the level below waits for the link the one above freed
+            j = ks[lvl]
+            if j == p:
+                return
+            pe = pes[lvl]
+            if lvl:
+                if ks[lvl - 1] == j:
+                    return
+                tmin = link[lvl - 1] + 1
+            elif pe.gin:
+                if q is None:
+                    self._climb([0])
+                    return
+                if len(q["avail"]) <= pe.np:
+                    return
+                tmin = q["avail"][pe.np]
+            else:
+                tmin = 0
+            i = pe.prev + 1
+            if tmin > i:
+                i = tmin
+            fr = pe.fr
+            if fr and (fr[-1][1] > i or not pe.ordered):
+                i = pe.next_free(i)
+            pe.prev = i
+            if lvl:
+                pe.last_take = i
+            elif pe.gin:
+                if pe.np in q["last"]:
+                    q["done"].append(i)
+                pe.np += 1
+            acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
+                else i + PIPELINE_STAGES
+            o = pes[lvl + 1].last_take
+            if acc > o:
+                o = acc
+            elif o > acc:
+                pe.freeze(acc, o)
+            link[lvl] = o
+            if j == p - 1:
+                pe.tap_end.append(i)
+                pe.final_I, pe.final_O = i, o
+            ks[lvl] = j + 1
+            if lvl + 1 != T and ks[lvl + 2] == j:  # the level above goes too
+                self._climb([lvl - 1, lvl + 1] if lvl and ks[lvl - 1] == j + 1 else [lvl + 1])
+                return
+            if not lvl:
+                return
+            lvl -= 1
 
 
 class _Round(Bounds):
@@ -343,6 +440,7 @@ class _Round(Bounds):
             top.values, top.total = values, sch.F * sch.p
             top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
+        self.psum_wait = None  # (a bottom's queue's takes, the one the next psum packet waits for)
         self.finished = sum(ch.finished for ch in self.chains)
         for ch in self.chains:
             for pe in ch.pes:
@@ -467,20 +565,26 @@ class _Round(Bounds):
         ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
         the last psum of the packet that many before); its psums can be taken from the
         cycle after."""
+        if self.psum_wait is not None:
+            done, m = self.psum_wait
+            if m >= len(done):  # the packet still waits for that queue's room
+                return False
+            self.psum_wait = None
         psm, values = self.psm, self.psm.values
-        depth = self.psum_depth
+        depth, queues, groups, tags = self.psum_depth, self.queues, self.groups[2], psm.tag
         moved = False
         while psm.n < psm.N:
-            group = self.groups[2][psm.tag[psm.n]]
+            group = groups[tags[psm.n]]
             room = []
             for pe in group:
-                q = self.queues[id(pe)]
+                q = queues[id(pe)]
                 m = len(q["last"]) - depth
                 if m < 0:
                     room.append(0)
                 elif m < len(q["done"]):
                     room.append(q["done"][m] + 1)
                 else:
+                    self.psum_wait = (q["done"], m)
                     return moved
             n = 1 if values is None else values[psm.n]
             e = psm.emit()
@@ -488,11 +592,13 @@ class _Round(Bounds):
                 return moved
             d = e + 1
             for pe, r in zip(group, room):
-                t = max(e + 1, r)
-                d = max(d, t)
-                q = self.queues[id(pe)]
-                q["avail"].extend([t + 1] * n)
-                q["last"].add(len(q["avail"]) - 1)
+                t = r if r > e + 1 else e + 1
+                if t > d:
+                    d = t
+                q = queues[id(pe)]
+                avail = q["avail"]
+                avail.extend([t + 1] * n)
+                q["last"].add(len(avail) - 1)
                 pe.ch.dirty = True
             psm.deliver(d)
             moved = True
