@@ -248,7 +248,9 @@ class _Chain:
             j += 1
             ks[lvl] = j
             moved = True
-            if lvl and ks[lvl - 1] == j:  # the level below waits for this link
+            # the level below waits for this link and has its next psum (else it would not
+            # go; what lets it go later pushes it)
+            if lvl and ks[lvl - 1] == j and j != p and (lvl == 1 or ks[lvl - 2] != j):
                 push(lvl - 1)
             if lvl == T:
                 if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
@@ -440,6 +442,7 @@ class _Round(Bounds):
             top.values, top.total = values, sch.F * sch.p
             top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
+        self.dirty = True  # some chain's `_Chain.dirty`
         self.psum_wait = None  # (a bottom's queue's takes, the one the next psum packet waits for)
         self.finished = sum(ch.finished for ch in self.chains)
         for ch in self.chains:
@@ -483,13 +486,13 @@ class _Round(Bounds):
                     if count <= pe.nf + n:
                         if not self.stream:
                             pe.C0, pe.prev = e + 2, e + 1
-                        pe.loaded = pe.ch.dirty = True
+                        pe.loaded = pe.ch.dirty = self.dirty = True
                 pe.nf += n
             fs.deliver(e + 1)
             moved = True
         for pe in pes.values():
             if not pe.loaded:
-                pe.loaded = pe.ch.dirty = True
+                pe.loaded = pe.ch.dirty = self.dirty = True
         self.loading = False
         return True
 
@@ -527,7 +530,7 @@ class _Round(Bounds):
                 pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
-                    pe.ch.dirty = True
+                    pe.ch.dirty = self.dirty = True
             ifm.deliver(d)
             moved = True
         return moved
@@ -599,7 +602,7 @@ class _Round(Bounds):
                 avail = q["avail"]
                 avail.extend([t + 1] * n)
                 q["last"].add(len(avail) - 1)
-                pe.ch.dirty = True
+                pe.ch.dirty = self.dirty = True
             psm.deliver(d)
             moved = True
         return moved
@@ -687,10 +690,12 @@ class _Round(Bounds):
             moved = self._send_filters()
             moved |= self._deliver_ifmaps()
             moved |= self._send_psums()
-            for ch in chains:
-                if ch.dirty:  # a chain without new columns would not move
-                    ch.dirty = False
-                    moved |= ch.advance()
+            if self.dirty:  # some chain has new inputs (a chain without would not move)
+                self.dirty = False
+                for ch in chains:
+                    if ch.dirty:
+                        ch.dirty = False
+                        moved |= ch.advance()
             moved |= self.gon.step(self._horizon)
             if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued \
                     and not self.loading:
