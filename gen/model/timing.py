@@ -622,16 +622,24 @@ class _Round(Bounds):
             # `weights_in` of operation j, ``group`` weights an operation before the last p:
             # the first packet that brings ``(j + 1) * group`` weights in
             wl, group, w, j = pe.wl, self.sch.group, 0, 0
+            prev, fr = pe.prev, pe.fr  # `PEState.issue_one` inline (no freeze comes)
             for n, col, ends_tap in self.segments:
                 t = A[base + col] if col >= 0 else 0
                 for j in range(j, j + n):
                     need = (j + 1) * group
                     while wl[w][0] < need:
                         w += 1
-                    t = pe.issue_one(t if t > wl[w][1] else wl[w][1])
+                    if wl[w][1] > t:
+                        t = wl[w][1]
+                    if prev + 1 > t:
+                        t = prev + 1
+                    if fr:
+                        t = pe.next_free(t)
+                    prev = t
                 j += 1
                 if ends_tap:
                     ends.append(t)
+            pe.prev = prev
             return
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
