@@ -309,40 +309,57 @@ class Gon:
             t, heads = (m + 1, first) if m + 1 >= st else (st, early)
             if t >= horizon:
                 return moved
-            rows = {}
-            for tp in heads:
-                r = tp.pe.r
-                if r in rows:
-                    rows[r].append(tp)
+            if len(heads) == 1:
+                g = heads[0]
+                if t in xbusy[g.pe.r]:
+                    taken = []
                 else:
-                    rows[r] = [tp]
-            taken = []
-            for r, row in rows.items():
-                if t in xbusy[r]:
-                    continue
-                if len(row) == 1:
-                    g = row[0]
-                elif r in self.fresh:  # `_pick` records the choice
-                    row.sort(key=_column)
-                    g = self._pick(r, row)
-                else:
-                    g = _next(row, self.xptr[r])
-                self._take(r, g, t)
-                g.queue.pop(0)
-                g.taken.append(t)
-                if not g.queue:
-                    queued.remove(g)
-                taken.append(g)
+                    self._take(g.pe.r, g, t)
+                    self._taken(g, t)
+                    taken = [g] if g in tops else []
+            else:
+                taken = self._take_heads(heads, t, tops)
             self.t = t + 1
             moved = True
-            if len(taken) > 1:
-                taken = [tp for tp in tops if tp in taken]
-            elif taken and taken[0] not in tops:
-                taken = []
             if once or (taken and self._enter(taken)):
                 self.tops = [tp for tp in self.tops if not tp.done]
                 return True
         return moved
+
+    def _taken(self, g, t: int) -> None:
+        """The X-bus took the head of ``g``'s queue at ``t``."""
+        g.queue.pop(0)
+        g.taken.append(t)
+        if not g.queue:
+            self.queued.remove(g)
+
+    def _take_heads(self, heads, t: int, tops) -> list:
+        """Each X-bus takes one of ``heads`` (queue heads from several tops) at ``t``; the
+        tops of ``tops`` taken from, in ``tops`` order."""
+        rows = {}
+        for tp in heads:
+            r = tp.pe.r
+            if r in rows:
+                rows[r].append(tp)
+            else:
+                rows[r] = [tp]
+        taken = []
+        for r, row in rows.items():
+            if t in self.xbusy[r]:
+                continue
+            if len(row) == 1:
+                g = row[0]
+            elif r in self.fresh:  # `_pick` records the choice
+                row.sort(key=_column)
+                g = self._pick(r, row)
+            else:
+                g = _next(row, self.xptr[r])
+            self._take(r, g, t)
+            self._taken(g, t)
+            taken.append(g)
+        if len(taken) > 1:
+            return [tp for tp in tops if tp in taken]
+        return taken if taken and taken[0] in tops else []
 
 
 def _column(tp) -> int:

@@ -22,7 +22,7 @@ from .arbiters import Gon, Port, agrees, round_robin
 from .bounds import _LAST, _PLAIN, Bounds
 from .causal import CausalPort, Sender
 from .decode import KINDS
-from .pe import PIPELINE_STAGES, Schedule
+from .pe import PIPELINE_STAGES, PEState, Schedule, pe_grid
 
 __all__ = ["Unordered", "PassTime", "PEState", "pe_grid", "pass_timing"]
 
@@ -43,106 +43,6 @@ class PassTime:
     pe_stalls: int
     noc_stalls: int
     picks: tuple | None = field(default=None, compare=False)
-
-
-class PEState:
-    """Timing state of one PE: issue cursor, pipeline freezes, ifmap columns.
-
-    Position ``r``, ``c``; psum routes: ``acc`` (takes psums in), ``gin`` (from the psum
-    sender), ``below`` / ``above`` (linked PEs), ``top`` (sends to the GON). ``C0``:
-    first compute cycle; ``prev``: last issue; ``fr``: freezes (accumulate cycle, cycle
-    the psum leaves); ``A``: cycle each ifmap column is usable; ``ret``: cycle each
-    column is freed; ``nv``, ``np``, ``nf``: ifmap values, psums in and weights
-    received; ``last_take``: last psum taken over the link; ``final_I``, ``final_O``:
-    issue and psum-out cycle of the last operation of the current output;
-    ``tap_end``: last issue of each of its taps; ``fp``: filter packets taken before
-    its last weight; ``ch``: its psum chain (`_Chain`).
-    """
-
-    __slots__ = ("r", "c", "acc", "gin", "below", "above", "top", "C0", "prev", "fr", "A",
-                 "nv", "ret", "last_take", "np", "final_O", "final_I", "tap_end", "nf",
-                 "ordered", "fp", "loaded", "wl", "ch")
-
-    def __init__(self, r: int, c: int):
-        self.r, self.c = r, c
-        self.prev = 0
-        self.fr = []
-        self.ordered = True
-        self.A = []
-        self.nv = self.np = self.nf = self.fp = 0
-        self.ret = []
-        self.last_take = -1
-        self.final_O = self.final_I = 0
-        self.tap_end = []
-        self.loaded = True
-        self.wl = []  # streaming filters: (weights in, cycle they are counted) a packet
-
-    def next_free(self, t: int) -> int:
-        """First cycle from ``t`` not frozen by a psum waiting at the accumulate stage."""
-        fr = self.fr
-        if self.ordered:
-            # the freezes are disjoint and in order (``ordered``): those ending by ``t``, a
-            # prefix, cannot move it; the scan starts after them
-            j = len(fr)
-            while j and fr[j - 1][1] > t:
-                j -= 1
-            if j == len(fr):
-                return t
-            fr = fr[j:]
-        for a, o in fr:
-            if a <= t < o:
-                t = o
-        return t
-
-    def issue_one(self, tmin: int) -> int:
-        t = self.prev + 1
-        if tmin > t:
-            t = tmin
-        if self.fr:
-            t = self.next_free(t)
-        self.prev = t
-        return t
-
-    def issue_block(self, n: int, tmin: int) -> int:
-        """Issue ``n`` operations from ``tmin`` on, around freezes; the last one's cycle."""
-        t = self.next_free(max(self.prev + 1, tmin))
-        for a, o in self.fr:
-            if o <= t:
-                continue
-            if a < t + n:
-                n -= a - t
-                t = o
-            else:
-                break
-        t += n
-        self.prev = t - 1
-        return t - 1
-
-    def acc_time(self, i: int) -> int:
-        """Cycle an operation issued at ``i`` reaches the accumulate stage."""
-        if not self.ordered:
-            return i + PIPELINE_STAGES + sum(o - a for a, o in self.fr if a > i)
-        t, fr = i + PIPELINE_STAGES, self.fr
-        j = len(fr) - 1
-        while j >= 0 and fr[j][0] > i:
-            t += fr[j][1] - fr[j][0]
-            j -= 1
-        return t
-
-    def freeze(self, acc: int, out: int) -> None:
-        """The pipeline frozen from ``acc`` to ``out``; ``ordered`` stays True while every
-        freeze starts after the one before ends."""
-        if out > acc:
-            if self.fr and acc < self.fr[-1][1]:
-                self.ordered = False
-            self.fr.append((acc, out))
-
-    def prune(self) -> None:
-        """Forget the freezes that can no longer delay an issue or an accumulate (with
-        ``ordered`` freezes, whose ends grow, a prefix)."""
-        fr, lim = self.fr, self.prev - 2 * PIPELINE_STAGES
-        if fr and (fr[0][1] <= lim or not self.ordered):
-            self.fr = [x for x in fr if x[1] > lim]
 
 
 class Top:
@@ -166,27 +66,6 @@ class Top:
     def grant(self, t: int) -> None:
         self.done = True
         self.chain.granted(t)
-
-
-def pe_grid(cfg, regs) -> dict:
-    """The enabled PEs with their psum routes (`PEState`), keyed by (row, column)."""
-    rows, cols = cfg.rows, cfg.cols
-    en, up, run = regs["enable"], regs["up"], regs["run"]
-    pes = {(r, c): PEState(r, c) for r in range(rows) for c in range(cols) if en[r][c]}
-    for (r, c), pe in pes.items():
-        fed = r + 1 < rows and bool(up[r + 1][c])
-        pe.below = pes.get((r + 1, c)) if fed else None
-        if fed and pe.below is None:
-            raise ValueError(f"PE ({r}, {c}) takes psums over the link from PE ({r + 1}, {c}), "
-                             f"which is not enabled")
-        pe.acc = bool(run["accumulate"]) or fed
-        pe.gin = pe.acc and not fed
-        pe.top = not (r > 0 and up[r][c])
-        pe.above = None if pe.top else pes.get((r - 1, c))
-        if not pe.top and pe.above is None:
-            raise ValueError(f"PE ({r}, {c}) sends psums over the link to PE ({r - 1}, {c}), "
-                             f"which is not enabled")
-    return pes
 
 
 def _chains(pes: dict) -> list:
@@ -303,10 +182,14 @@ class _Chain:
         p, T = sch.p, len(pes) - 1
         col = self.col
         q = self.q0  # the bottom's psum queue (None: it takes psums as they come)
+        gin = pes[0].gin  # the bottom takes psums from the psum sender
+        if q is not None:
+            avail, ends, done = q["avail"], q["last"], q["done"]
         streaming = rnd.stream and not self.f  # `weights_in` is 0 otherwise
+        pop, push = todo.pop, todo.append
         moved = False
         while todo:
-            lvl = todo.pop()
+            lvl = pop()
             j = ks[lvl]
             if j == p:
                 continue
@@ -318,21 +201,23 @@ class _Chain:
             pe = pes[lvl]
             tmin = 0
             if j == 0 and col >= 0:
-                if len(pe.A) <= col:
+                A = pe.A
+                if len(A) <= col:
                     continue
-                tmin = pe.A[col]
+                tmin = A[col]
             if lvl:
                 if ks[lvl - 1] == j:
                     continue
-                if link[lvl - 1] >= tmin:
-                    tmin = link[lvl - 1] + 1
-            elif pe.gin:
+                t = link[lvl - 1]
+                if t >= tmin:
+                    tmin = t + 1
+            elif gin:
                 if q is not None:
-                    avail = q["avail"]
-                    if len(avail) <= pe.np:
+                    n = pe.np
+                    if len(avail) <= n:
                         continue
-                    if avail[pe.np] > tmin:
-                        tmin = avail[pe.np]
+                    if avail[n] > tmin:
+                        tmin = avail[n]
                 elif self.taken is None:
                     continue
             if streaming:
@@ -340,7 +225,7 @@ class _Chain:
                 if w > tmin:
                     tmin = w
             fr = pe.fr
-            if lvl == 0 and pe.gin and q is None:
+            if lvl == 0 and gin and q is None:
                 i, self.taken = self.taken, None
             else:
                 i = pe.prev + 1
@@ -351,23 +236,26 @@ class _Chain:
                 pe.prev = i
                 if lvl:
                     pe.last_take = i
-                elif q is not None and pe.gin:
-                    if pe.np in q["last"]:
-                        q["done"].append(i)
+                elif gin and q is not None:
+                    if pe.np in ends:
+                        done.append(i)
                     pe.np += 1
             acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
                 else i + PIPELINE_STAGES
-            pe.final_I = i
-            if j == p - 1:
+            if j == p - 1:  # the last psum of the output (`_result` reads the pass's last)
                 pe.tap_end.append(i)
-            ks[lvl] = j + 1
+                pe.final_I = i
+            j += 1
+            ks[lvl] = j
             moved = True
-            if lvl and ks[lvl - 1] == j + 1:  # the level below waits for this link
-                todo.append(lvl - 1)
+            # the level below waits for this link and has its next psum (else it would not
+            # go; what lets it go later pushes it)
+            if lvl and ks[lvl - 1] == j and j != p and (lvl == 1 or ks[lvl - 2] != j):
+                push(lvl - 1)
             if lvl == T:
                 if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
                     raise Unordered()
-                n = self.f * p + j  # the request of psum n of the pass
+                n = self.f * p + j - 1  # the request of psum n of the pass
                 top.acc, top.done = acc, False
                 v = top.values
                 top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
@@ -379,10 +267,11 @@ class _Chain:
                 o = acc
             elif o > acc:
                 pe.freeze(acc, o)
-            pe.final_O = o
+            if j == p:
+                pe.final_O = o
             link[lvl] = o
-            if top.done if lvl + 1 == T else ks[lvl + 2] == j:
-                todo.append(lvl + 1)
+            if top.done if lvl + 1 == T else ks[lvl + 2] == j - 1:
+                push(lvl + 1)
         return moved
 
     def granted(self, t: int) -> None:
@@ -391,8 +280,8 @@ class _Chain:
         rnd, sch = self.rnd, self.rnd.sch
         top = self.pes[-1]
         top.freeze(self.top.acc, t)
-        top.final_O = t
         if self.ks[-1] == sch.p:
+            top.final_O = t
             for pe in self.pes:
                 if len(pe.tap_end) != sch.S:
                     raise Unordered()
@@ -406,7 +295,96 @@ class _Chain:
             self.ks = [0] * len(self.pes)
             self.advance((len(self.pes) - 1,))
         else:  # `advance` at the same output's last p: the top's next psum
-            self._climb([len(self.pes) - 1])
+            self._cascade()
+
+    def _cascade(self) -> None:
+        """`_climb` from the top just granted: its next psum (not the output's first, so no
+        level waits for a column), then down the chain while the level below waits for the
+        link (the top waiting for the GON, no level above goes); the generic `_climb` where
+        a level above would go, where the bottom takes its psums as they come, for a lone
+        PE and for streaming filters."""
+        pes, rnd, ks = self.pes, self.rnd, self.ks
+        T = len(pes) - 1
+        j = ks[T]
+        if not T or not j or rnd.stream and not self.f:
+            self._climb([T])
+            return
+        if ks[T - 1] == j:  # psum j is not in the link yet
+            return
+        link, top, gon, p = self.link, self.top, rnd.gon, rnd.sch.p
+        pe = pes[T]
+        i, t = pe.prev + 1, link[T - 1] + 1
+        if t > i:
+            i = t
+        fr = pe.fr
+        if fr and (fr[-1][1] > i or not pe.ordered):
+            i = pe.next_free(i)
+        pe.prev = pe.last_take = i
+        acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
+            else i + PIPELINE_STAGES
+        if j == p - 1:
+            pe.tap_end.append(i)
+            pe.final_I = i
+        ks[T] = j + 1
+        if acc < gon.t:  # the GON granted its cycle without it (`Gon.step` once)
+            raise Unordered()
+        n = self.f * p + j  # the request of psum n of the pass
+        top.acc, top.done = acc, False
+        v = top.values
+        top.held = v > 1 and (top.phase + n) % v != v - 1 and n + 1 != top.total
+        if top not in gon.tops:
+            gon.tops.append(top)
+        lvl = T - 1
+        q = self.q0
+        while ks[lvl] == j + 1:  # the level below waits for the link the one above freed
+            j = ks[lvl]
+            if j == p:
+                return
+            pe = pes[lvl]
+            if lvl:
+                if ks[lvl - 1] == j:
+                    return
+                tmin = link[lvl - 1] + 1
+            elif pe.gin:
+                if q is None:
+                    self._climb([0])
+                    return
+                if len(q["avail"]) <= pe.np:
+                    return
+                tmin = q["avail"][pe.np]
+            else:
+                tmin = 0
+            i = pe.prev + 1
+            if tmin > i:
+                i = tmin
+            fr = pe.fr
+            if fr and (fr[-1][1] > i or not pe.ordered):
+                i = pe.next_free(i)
+            pe.prev = i
+            if lvl:
+                pe.last_take = i
+            elif pe.gin:
+                if pe.np in q["last"]:
+                    q["done"].append(i)
+                pe.np += 1
+            acc = pe.acc_time(i) if fr and (fr[-1][0] > i or not pe.ordered) \
+                else i + PIPELINE_STAGES
+            o = pes[lvl + 1].last_take
+            if acc > o:
+                o = acc
+            elif o > acc:
+                pe.freeze(acc, o)
+            link[lvl] = o
+            if j == p - 1:
+                pe.tap_end.append(i)
+                pe.final_I, pe.final_O = i, o
+            ks[lvl] = j + 1
+            if lvl + 1 != T and ks[lvl + 2] == j:  # the level above goes too
+                self._climb([lvl - 1, lvl + 1] if lvl and ks[lvl - 1] == j + 1 else [lvl + 1])
+                return
+            if not lvl:
+                return
+            lvl -= 1
 
 
 class _Round(Bounds):
@@ -464,6 +442,8 @@ class _Round(Bounds):
             top.values, top.total = values, sch.F * sch.p
             top.phase = (gd["base"] + (top.pe.c - gd["col0"]) * gd["stride"]) % values
         self.ifm_wait = None  # (PE, column) the next ifmap packet waits to free
+        self.dirty = True  # some chain's `_Chain.dirty`
+        self.psum_wait = None  # (a bottom's queue's takes, the one the next psum packet waits for)
         self.finished = sum(ch.finished for ch in self.chains)
         for ch in self.chains:
             for pe in ch.pes:
@@ -506,13 +486,13 @@ class _Round(Bounds):
                     if count <= pe.nf + n:
                         if not self.stream:
                             pe.C0, pe.prev = e + 2, e + 1
-                        pe.loaded = pe.ch.dirty = True
+                        pe.loaded = pe.ch.dirty = self.dirty = True
                 pe.nf += n
             fs.deliver(e + 1)
             moved = True
         for pe in pes.values():
             if not pe.loaded:
-                pe.loaded = pe.ch.dirty = True
+                pe.loaded = pe.ch.dirty = self.dirty = True
         self.loading = False
         return True
 
@@ -550,7 +530,7 @@ class _Round(Bounds):
                 pe.nv += n
                 if pe.nv % q == 0:
                     pe.A.append(take + 1)
-                    pe.ch.dirty = True
+                    pe.ch.dirty = self.dirty = True
             ifm.deliver(d)
             moved = True
         return moved
@@ -588,20 +568,26 @@ class _Round(Bounds):
         ``noc.psum_gin_queue`` packets once it has room (the cycle after the bottom took
         the last psum of the packet that many before); its psums can be taken from the
         cycle after."""
+        if self.psum_wait is not None:
+            done, m = self.psum_wait
+            if m >= len(done):  # the packet still waits for that queue's room
+                return False
+            self.psum_wait = None
         psm, values = self.psm, self.psm.values
-        depth = self.psum_depth
+        depth, queues, groups, tags = self.psum_depth, self.queues, self.groups[2], psm.tag
         moved = False
         while psm.n < psm.N:
-            group = self.groups[2][psm.tag[psm.n]]
+            group = groups[tags[psm.n]]
             room = []
             for pe in group:
-                q = self.queues[id(pe)]
+                q = queues[id(pe)]
                 m = len(q["last"]) - depth
                 if m < 0:
                     room.append(0)
                 elif m < len(q["done"]):
                     room.append(q["done"][m] + 1)
                 else:
+                    self.psum_wait = (q["done"], m)
                     return moved
             n = 1 if values is None else values[psm.n]
             e = psm.emit()
@@ -609,12 +595,14 @@ class _Round(Bounds):
                 return moved
             d = e + 1
             for pe, r in zip(group, room):
-                t = max(e + 1, r)
-                d = max(d, t)
-                q = self.queues[id(pe)]
-                q["avail"].extend([t + 1] * n)
-                q["last"].add(len(q["avail"]) - 1)
-                pe.ch.dirty = True
+                t = r if r > e + 1 else e + 1
+                if t > d:
+                    d = t
+                q = queues[id(pe)]
+                avail = q["avail"]
+                avail.extend([t + 1] * n)
+                q["last"].add(len(avail) - 1)
+                pe.ch.dirty = self.dirty = True
             psm.deliver(d)
             moved = True
         return moved
@@ -634,16 +622,24 @@ class _Round(Bounds):
             # `weights_in` of operation j, ``group`` weights an operation before the last p:
             # the first packet that brings ``(j + 1) * group`` weights in
             wl, group, w, j = pe.wl, self.sch.group, 0, 0
+            prev, fr = pe.prev, pe.fr  # `PEState.issue_one` inline (no freeze comes)
             for n, col, ends_tap in self.segments:
                 t = A[base + col] if col >= 0 else 0
                 for j in range(j, j + n):
                     need = (j + 1) * group
                     while wl[w][0] < need:
                         w += 1
-                    t = pe.issue_one(t if t > wl[w][1] else wl[w][1])
+                    if wl[w][1] > t:
+                        t = wl[w][1]
+                    if prev + 1 > t:
+                        t = prev + 1
+                    if fr:
+                        t = pe.next_free(t)
+                    prev = t
                 j += 1
                 if ends_tap:
                     ends.append(t)
+            pe.prev = prev
             return
         if not pe.fr or pe.fr[-1][1] <= pe.prev + 1:
             t = pe.prev + 1
@@ -702,10 +698,12 @@ class _Round(Bounds):
             moved = self._send_filters()
             moved |= self._deliver_ifmaps()
             moved |= self._send_psums()
-            for ch in chains:
-                if ch.dirty:  # a chain without new columns would not move
-                    ch.dirty = False
-                    moved |= ch.advance()
+            if self.dirty:  # some chain has new inputs (a chain without would not move)
+                self.dirty = False
+                for ch in chains:
+                    if ch.dirty:
+                        ch.dirty = False
+                        moved |= ch.advance()
             moved |= self.gon.step(self._horizon)
             if self.finished == len(chains) and ifm.n == ifm.N and not self.gon.queued \
                     and not self.loading:
