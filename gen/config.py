@@ -590,8 +590,9 @@ ULX3S = dataclasses.replace(
 """The ULX3S 85F (ECP5-85F) at its 25 MHz oscillator: 6x6 PEs of 4 MAC lanes, 144
 MACs/cycle on 145 of the 85F's 156 MULT18X18D, 3.60 GMAC/s; filter packets of 4 weights
 (a filter spad bank a lane) and a GON queue of 2 packets after each PE, which cuts the
-GON's handshake across the array (without it the build routed at 21.75 MHz). Measured:
-61781 of 83640 LUT slots, Fmax 29.71 MHz (docs/fpga.md). Before the lanes it was 8x8 PEs
+GON's handshake across the array (without it the build routed at 21.75 MHz). Measured
+(`ommatidia build --board ulx3s-85f`): 61581 of 83640 LUT slots, Fmax 25.32 MHz; at the
+EHXPLLL's 28.125 MHz it routed at 24.86 (docs/fpga.md). Before the lanes it was 8x8 PEs
 of one lane: 64 MACs/cycle, 1.60 GMAC/s, 88 % of the LUT slots, 30.50 MHz."""
 
 PRESETS: dict[str, ArrayConfig] = {c.name: c for c in (EYERISS, SMALL, TINY, ICEBREAKER,
