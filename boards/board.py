@@ -119,9 +119,12 @@ class Board:
 
     @property
     def config(self) -> ArrayConfig:
+        """The array this board builds, its ``clock_mhz`` the board's (a `--clock` included)."""
         if self.custom is not None:
             return self.custom
         cfg = preset(self.preset)
+        if cfg.clock_mhz != self.clock_mhz:
+            cfg = dataclasses.replace(cfg, clock_mhz=self.clock_mhz)
         if self.array is None:
             return cfg
         rows, cols = self.array

@@ -35,7 +35,7 @@ def test_board_table(name):
         assert b.clock_mhz == b.osc_mhz
     else:
         assert b.pll.f_out_mhz == b.clock_mhz != b.osc_mhz and b.pll.error == 0
-    assert b.config.clock_mhz == b.clock_mhz
+    assert PRESETS[b.preset].clock_mhz == b.config.clock_mhz == b.clock_mhz
     uart = platform.lookup("uart", 0)
     assert {sub.name for sub in uart.ios} >= {"rx", "tx"}
     assert not set(LOADER_TOOLS) & set(platform.required_tools)
@@ -565,3 +565,11 @@ def test_build_clock_override(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--clock 29: Board('ulx3s-85f').clock_mhz" in err
     assert len(seen) == 1
+
+
+def test_board_clock_reaches_its_config():
+    """A build at another clock (`ommatidia build --clock`) reports its array at that clock."""
+    b = dataclasses.replace(BOARDS["ulx3s-85f"], clock_mhz=28.125)
+    assert b.config.clock_mhz == 28.125
+    assert b.config == dataclasses.replace(PRESETS[b.preset], clock_mhz=28.125)
+    assert dataclasses.replace(b, array=(4, 4)).config.clock_mhz == 28.125
