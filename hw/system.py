@@ -98,6 +98,8 @@ class System(wiring.Component):
         self._dram_words = dram_words
         self._verilog_dram = verilog_dram
         self._accel = Accelerator(cfg)
+        self._dram = None if verilog_dram else Memory(
+            shape=unsigned(cfg.dram_bits), depth=dram_words, init=[])
         super().__init__({
             "mem_w": In(stream.Signature(dram_write_layout(cfg))),
             "mem_raddr": In(stream.Signature(unsigned(cfg.dram_addr_bits))),
@@ -113,6 +115,12 @@ class System(wiring.Component):
     def dram_words(self) -> int:
         return self._dram_words
 
+    @property
+    def dram(self) -> Memory | None:
+        """The behavioural DRAM (None with ``verilog_dram``); a testbench may read and write
+        its ``data`` directly instead of through the host port."""
+        return self._dram
+
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
@@ -126,8 +134,7 @@ class System(wiring.Component):
                 i_clk=ClockSignal(), i_rd_en=rd.en, i_rd_addr=rd.addr, o_rd_data=rd.data,
                 i_wr_en=wr.en, i_wr_addr=wr.addr, i_wr_data=wr.data)
         else:
-            m.submodules.dram = dram = Memory(shape=unsigned(cfg.dram_bits),
-                                              depth=self._dram_words, init=[])
+            m.submodules.dram = dram = self._dram
             rd, wr = dram.read_port(), dram.write_port()
 
         lfsr = Signal(16, init=1)
