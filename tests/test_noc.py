@@ -625,11 +625,15 @@ def test_local_link_throughput():
     (lambda: GON(2, 2, "psum"), TypeError, "data_shape must be a shape"),
 ])
 def test_bad_parameters(factory, error, match):
+    """Each bad parameter raises exactly ``error`` (not a subclass) naming the parameter."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=match):
+        with pytest.raises(error, match=match) as info:
             factory()
+        raised = type(info.value)
+        del info                  # its traceback holds the unused elaboratables
         gc.collect()
+    assert raised is error
 
 
 def test_eyeriss_sized_gin_ports():
