@@ -208,13 +208,13 @@ def run_layers(cfg, progs, *, sim: str = "verilator", build_dir="build/run",
         if watch is not None:
             (build_dir / "test.log").unlink(missing_ok=True)
             follower = LogFollower(build_dir / "test.log", _watcher(watch))
+        optimize = cfg.num_pes >= OPTIMIZE_PES
         with follower:
             run_cocotb(path, "system", "ommatidia.sim.tb.tb_system", sim=sim,
                        build_dir=build_dir, waves=vcd is not None, ports_only=vcd is None,
                        harness=True, clock_ns=CLOCK_NS, memory=HOST_MEMORY,
-                       optimize=cfg.num_pes >= OPTIMIZE_PES,
-                       hier_blocks=OPTIMIZE_BLOCKS if cfg.num_pes >= OPTIMIZE_PES
-                       and vcd is None else (),
+                       optimize=optimize,
+                       hier_blocks=OPTIMIZE_BLOCKS if optimize and vcd is None else (),
                        env={"OMMATIDIA_JOBS": jobs_path, "OMMATIDIA_RESULTS": results_path})
         if vcd is not None:
             dumps = sorted(build_dir.glob("*.vcd")) + sorted(build_dir.glob("*.fst"))

@@ -238,7 +238,6 @@ def test_net_layer_stats_sum_the_model_accesses_over_the_runs():
         x = net.max_pool(ofmaps[k], layer.pool)
 
 
-
 def test_net_layer_stats_without_the_rlc_codec():
     """On a configuration without the RLC codec (`icebreaker`'s) every layer's input is
     stored raw, and its RLC figures are what the codec would have made of it: the same
