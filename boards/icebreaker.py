@@ -34,7 +34,7 @@ BOARD = dict(
         # (it is empty or full then), nor the DRAM (the bridge reads or writes; the
         # accelerator's reads and its DMAOut's writes meet only in a program racing
         # a background DMA_OUT, which the compiler does not emit;
-        # tests/test_top.py::test_dram_never_reads_the_word_it_writes).
+        # tests/test_top.py::test_dma_out_beside_a_pass_on_other_banks).
         f"select -assert-count 4 {_NO_COLLISION}",
         f"setparam -set COLLISION_X_MASK 1'1 {_NO_COLLISION}",
         # The PE's filter spad banks in block RAM instead of flip-flops.

@@ -62,21 +62,24 @@ async def read_word(ctx, port, addr, rng=None, idle=0):
 
 
 def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs=1,
-                    probe=None, trace=None, reset_at=None):
+                    probe=None, trace=None, reset_when=None):
     """Load ``words`` into a `System`'s DRAM (its memory, not the host port, which the
     board link tests drive), run ``runs`` times; returns
     [(status, counters, {addr: word of ``reads``})]. ``words`` may be a list: an image
     loaded before each run (one run each). With ``probe`` (the `System` -> signals), ``trace`` gets
-    their values on every cycle the accelerator is busy. With ``reset_at`` the first run
-    is cut by a reset of the whole `System` (its DRAM keeps its words) ``reset_at``
-    cycles after ``start``, and started again."""
+    their values on every cycle the accelerator is busy. With ``reset_when`` (the
+    `System` -> signals, and n) the first run is cut by a reset of the whole `System`
+    (its DRAM keeps its words) on the n-th cycle those signals are all high, and started
+    again; the reset must happen."""
     dut = System(cfg, 4096)
     rst = Signal()
-    top = dut if reset_at is None else ResetInserter(rst)(dut)
+    top = dut if reset_when is None else ResetInserter(rst)(dut)
+    cut = [] if reset_when is None else reset_when[0](dut)
     out = []
     images = words if isinstance(words, list) else [words] + [{}] * (runs - 1)
 
     async def tb(ctx):
+        high = 0
         for image in images:
             for addr, word in image.items():
                 ctx.set(dut.dram.data[addr], word)
@@ -87,19 +90,23 @@ def simulate_system(cfg, words: dict, reads, *, stall_rate=0, stall_seed=1, runs
             ctx.set(dut.start, 0)
             cycles = 0
             while ctx.get(dut.status) & STATUS_BUSY:
+                if cut and high < reset_when[1] and all(ctx.get(s) for s in cut):
+                    high += 1
+                    if high == reset_when[1]:
+                        ctx.set(rst, 1)
+                        await ctx.tick()
+                        ctx.set(rst, 0)
+                        ctx.set(dut.start, 1)
+                        await ctx.tick()
+                        ctx.set(dut.start, 0)
                 await ctx.tick()
                 cycles += 1
                 assert cycles < SYSTEM_LIMIT, "the accelerator did not finish"
-                if cycles == reset_at and image is images[0]:
-                    ctx.set(rst, 1)
-                    await ctx.tick()
-                    ctx.set(rst, 0)
-                    ctx.set(dut.start, 1)
-                    await ctx.tick()
-                    ctx.set(dut.start, 0)
             counters = {name: ctx.get(dut.counters[i]) for i, name in enumerate(COUNTERS)}
             mem = {addr: ctx.get(dut.dram.data[addr]) for addr in reads}
             out.append((ctx.get(dut.status), counters, mem))
+        assert not cut or high == reset_when[1], \
+            f"the reset signals were all high on {high} cycles, not {reset_when[1]}"
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -147,11 +154,13 @@ def split_program(cfg, seed, N=2):
                                    blocks=1, n_chunk=1, m_chunk=3, c_chunk=1))
 
 
-def assert_same_under_dram_stalls(cfg, prog, counters, mem, seed):
+def assert_same_under_dram_stalls(cfg, prog, counters, mem, seed, *, probe=None, trace=None):
     """With DRAM stalls on both ports (40 %) ``prog`` ends done with the same ofmap
-    regions ``mem`` and the same ``counters``, in more cycles."""
+    regions ``mem`` and the same ``counters``, in more cycles (``probe`` and ``trace`` as
+    `simulate_system` takes them)."""
     (status, stalled, smem), = simulate_system(cfg, prog.words, region_addrs(prog),
-                                               stall_rate=102, stall_seed=seed % 65521 + 1)
+                                               stall_rate=102, stall_seed=seed % 65521 + 1,
+                                               probe=probe, trace=trace)
     assert status == STATUS_DONE and smem == mem
     assert stalled["cycles"] > counters["cycles"]
     assert stalled | {"cycles": 0} == counters | {"cycles": 0}
@@ -160,6 +169,12 @@ def assert_same_under_dram_stalls(cfg, prog, counters, mem, seed):
 def region_addrs(prog):
     """DRAM addresses of the ofmap regions of a `LayerProgram`."""
     return [a for r in prog.outputs for a in range(r.dram, r.dram + r.words)]
+
+
+def assert_golden_ofmap(prog, mem):
+    """The ofmap regions read back, ``mem``, are ``prog``'s golden ofmap."""
+    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
+    assert np.array_equal(ofmap, layer_ofmap(prog))
 
 
 def run_layer_golden(cfg, prog, *, both=None):
@@ -171,8 +186,7 @@ def run_layer_golden(cfg, prog, *, both=None):
     (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog),
                                                probe=probe, trace=trace)
     assert status == STATUS_DONE
-    ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert_golden_ofmap(prog, mem)
     beside = None if both is None else sum(1 for a, b in trace if a and b)
     return counters, mem, beside
 

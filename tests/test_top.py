@@ -22,8 +22,8 @@ from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import (assert_same_under_dram_stalls, beside_program, region_addrs,
-                     run_layer_golden, simulate_system, split_program)
+from helpers import (assert_golden_ofmap, assert_same_under_dram_stalls, beside_program,
+                     region_addrs, run_layer_golden, simulate_system, split_program)
 
 
 def random_program(seed, **overrides):
@@ -384,22 +384,34 @@ def test_dma_out_beside_a_pass_on_other_banks(seed):
     """A ``DMA_OUT`` with bit 1 lets the next ``PASS`` start while it drains (cycles with a
     pass and the `DMAOut` busy); the compiler sets it where the pass reads no bank it
     reads and writes none of its words: the ofmap is the golden one, the model's cycles
-    and counters equal the RTL's, and the run is shorter than with every ``PASS`` waiting
-    (the same DRAM words). With 40 % DRAM stalls the same ofmap and counters but the
-    cycles."""
+    and counters equal the RTL's, and the model counts fewer cycles than with every
+    ``PASS`` waiting (the same DRAM words). With 40 % DRAM stalls the same ofmap and
+    counters but the cycles; and though the DRAM is read and written in the same cycles
+    (the ``DMA_OUT``\\ s beside the next passes, ``DMA_IN``\\ s and the fetch), never the
+    same word: the iCEBreaker's build lets a DRAM read of the word written in the same
+    cycle be undefined (`ommatidia.boards.icebreaker`)."""
     prog = beside_program(BANKS, seed)
     assert [c.value for c in decode(BANKS, prog.words) if c.op == "DMA_OUT"].count(3) == 3
     counters, mem, beside = run_layer_golden(BANKS, prog,
                                              both=lambda eng: (eng.busy, eng.dma_out_busy))
     assert predict(prog).counters == counters
-    plain = _without_bit_1(prog.words)
-    (status, waited, pmem), = simulate_system(BANKS, plain, region_addrs(prog))
+    waited = predict_words(BANKS, _without_bit_1(prog.words)).counters
     print(f"{counters['cycles']} cycles, {beside} with a pass and the DMAOut busy; "
           f"{waited['cycles']} with every PASS waiting")
-    assert beside > 0 and status == STATUS_DONE and pmem == mem
+    assert beside > 0
     assert waited["cycles"] > counters["cycles"]
-    assert predict_words(BANKS, plain).counters == waited
-    assert_same_under_dram_stalls(BANKS, prog, counters, mem, seed)
+    assert waited | {"cycles": 0} == counters | {"cycles": 0}
+
+    def dram_ports(dut):
+        a = dut._accel
+        return [a.dram_addr.valid & a.dram_addr.ready, a.dram_addr.payload,
+                a.dram_w.valid & a.dram_w.ready, a.dram_w.payload.addr]
+    trace = []
+    assert_same_under_dram_stalls(BANKS, prog, counters, mem, seed, probe=dram_ports,
+                                  trace=trace)
+    both = [(r, w) for read, r, write, w in trace if read and write]
+    print(f"{len(trace)} busy cycles, {len(both)} reading and writing the DRAM")
+    assert both and all(r != w for r, w in both)
 
 
 def test_last_region_at_the_glb_end_drains_beside_the_next_rounds_pass(seed):
@@ -426,22 +438,21 @@ def test_last_region_at_the_glb_end_drains_beside_the_next_rounds_pass(seed):
     assert_same_under_dram_stalls(BANKS, prog, counters, mem, seed)
 
 
-@pytest.mark.parametrize("make", [beside_program, split_program], ids=["beside", "split"])
-def test_reset_while_a_pass_runs_beside_a_dma_out(seed, make):
-    """A reset of the `System` in the middle of a pass beside a draining ``DMA_OUT``, then
+@pytest.mark.parametrize("make,after", [(beside_program, 121), (split_program, 578)],
+                         ids=["beside", "split"])
+def test_reset_while_a_pass_runs_beside_a_dma_out(seed, make, after):
+    """A reset of the `System` in the middle of a pass beside a draining ``DMA_OUT`` (on
+    the ``after``-th of the 243 and 1156 cycles with both in a run of these layers), then
     ``start``: the layer runs again from a clean controller, with the golden ofmap and
-    the cycles and counters of a run without the reset (the model's)."""
+    the cycles and counters of a run without the reset (the model's, which equal the
+    RTL's: `test_dma_out_beside_a_pass_on_other_banks`)."""
     prog = make(BANKS, seed, N=1 if make is beside_program else 2)
-    trace = []
-    (_, counters, mem), = simulate_system(
-        BANKS, prog.words, region_addrs(prog), trace=trace,
-        probe=lambda dut: [dut._accel.engine.busy, dut._accel.engine.dma_out_busy])
-    both = [c for c, (a, b) in enumerate(trace) if a and b]
-    assert both
-    (status, again, amem), = simulate_system(BANKS, prog.words, region_addrs(prog),
-                                             reset_at=both[len(both) // 2])
-    assert status == STATUS_DONE and amem == mem
-    assert again == counters == predict(prog).counters
+    engine = (lambda dut: [dut._accel.engine.busy, dut._accel.engine.dma_out_busy])
+    (status, again, mem), = simulate_system(BANKS, prog.words, region_addrs(prog),
+                                            reset_when=(engine, after))
+    assert status == STATUS_DONE
+    assert_golden_ofmap(prog, mem)
+    assert again == predict(prog).counters
 
 
 def test_model_refuses_a_pass_beside_a_dma_out_on_its_banks():
@@ -498,23 +509,3 @@ def test_ifmap_packets_of_a_column(values, q, seed):
     assert predict(prog).counters == counters
     one = compile_layer(TINY, layer, x, w, relu=True, shift=3, mapping=prog.mapping)
     assert counters["cycles"] <= predict(one).cycles
-
-
-def test_dram_never_reads_the_word_it_writes(seed):
-    """The iCEBreaker's build lets a DRAM read of the word written in the same cycle be
-    undefined (`ommatidia.boards.icebreaker`): a layer whose ``DMA_OUT``\\ s drain beside
-    the next passes, ``DMA_IN``\\ s and the fetch, with 25 % DRAM stalls, reads and writes
-    the DRAM in the same cycles but never the same word."""
-    prog = beside_program(BANKS, seed)
-
-    def probe(dut):
-        a = dut._accel
-        return [a.dram_addr.valid & a.dram_addr.ready, a.dram_addr.payload,
-                a.dram_w.valid & a.dram_w.ready, a.dram_w.payload.addr]
-    trace = []
-    (status, _, _), = simulate_system(BANKS, prog.words, [], stall_rate=64,
-                                      stall_seed=seed % 65535, probe=probe, trace=trace)
-    both = [(r, w) for read, r, write, w in trace if read and write]
-    print(f"{len(trace)} busy cycles, {len(both)} reading and writing the DRAM")
-    assert status == STATUS_DONE
-    assert all(r != w for r, w in both)
