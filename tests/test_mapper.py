@@ -11,8 +11,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from ommatidia.gen.compiler import compile_layer, plan_layer
 from ommatidia.gen.config import EYERISS, TINY
@@ -208,37 +206,39 @@ def test_unmappable_layers_are_rejected_naming_the_limit():
         compile_layer(TINY, layer, *zeros(layer), p=9)
 
 
-@st.composite
-def layers(draw):
-    R, S = draw(st.integers(1, 7)), draw(st.integers(1, 4))
-    U, P = draw(st.integers(1, 4)), draw(st.integers(0, 2))
-    E = draw(st.integers(1, 7))
-    F = draw(st.integers(1, 4))
-    H = max(1, (E - 1) * U + R - 2 * P)
-    W = max(1, (F - 1) * U + S - 2 * P)
-    layer = ConvLayer(N=draw(st.integers(1, 2)), C=draw(st.integers(1, 5)),
-                      M=draw(st.integers(1, 7)), H=H, W=W, R=R, S=S, U=U, P=P)
-    return layer
+def random_layer(rng) -> ConvLayer:
+    """R 1..7, S 1..4, stride 1..4, padding 0..2, E 1..7 and F 1..4 output rows and
+    columns, N 1..2, C 1..5, M 1..7: every such layer maps on `tiny`."""
+    R, S, U, P = (int(rng.integers(1, 8)), int(rng.integers(1, 5)), int(rng.integers(1, 5)),
+                  int(rng.integers(0, 3)))
+    E, F = int(rng.integers(1, 8)), int(rng.integers(1, 5))
+    return ConvLayer(N=int(rng.integers(1, 3)), C=int(rng.integers(1, 6)),
+                     M=int(rng.integers(1, 8)), H=max(1, (E - 1) * U + R - 2 * P),
+                     W=max(1, (F - 1) * U + S - 2 * P), R=R, S=S, U=U, P=P)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layer=layers(), data_seed=st.integers(0, 2**32 - 1))
-def test_mapped_layers_are_bit_exact(layer, data_seed):
-    """Any layer the mapper maps runs bit-exact on the accelerator (Amaranth simulator);
-    the MAC and gated-MAC counters match the layer."""
-    rng = np.random.default_rng(data_seed)
-    x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), float(rng.uniform(0, 0.7)))
-    w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
-    bias = rng.integers(-500, 500, layer.M)
-    prog = compile_layer(TINY, layer, x, w, bias=bias, relu=bool(rng.integers(2)),
-                         shift=int(rng.integers(0, 4)))
-    print(layer, prog.mapping.describe(layer), f"data seed {data_seed}")
-    (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
-    assert status == STATUS_DONE
-    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
-    assert np.array_equal(ofmap, layer_ofmap(prog))
-    assert counters["macs"] == layer.macs
-    assert counters["gated_macs"] == layer_gated_macs(layer, x)
+@pytest.mark.verilog
+@pytest.mark.xdist_group("system_tiny")
+def test_mapped_layers_are_bit_exact(seed, system_build):
+    """Six random layers, each as the mapper maps it, run bit-exact on the accelerator
+    (Verilator, one after another); the MAC and gated-MAC counters match the layer."""
+    from ommatidia.sim.accelerator import run_layers
+    rng = np.random.default_rng(seed)
+    progs, inputs = [], []
+    for _ in range(6):
+        layer = random_layer(rng)
+        x = random_values(rng, 8, (layer.N, layer.C, layer.H, layer.W), float(rng.uniform(0, 0.7)))
+        w = random_values(rng, 8, (layer.M, layer.C, layer.R, layer.S))
+        prog = compile_layer(TINY, layer, x, w, bias=rng.integers(-500, 500, layer.M),
+                             relu=bool(rng.integers(2)), shift=int(rng.integers(0, 4)))
+        print(layer, prog.mapping.describe(layer))
+        progs.append(prog)
+        inputs.append(x)
+    for prog, x, run in zip(progs, inputs, run_layers(TINY, progs, build_dir=system_build)):
+        assert run.status == 2 and run.bit_exact
+        assert np.array_equal(run.ofmap, layer_ofmap(prog))
+        assert run.counters["macs"] == prog.layer.macs
+        assert run.counters["gated_macs"] == layer_gated_macs(prog.layer, x)
 
 
 def test_map_cli_prints_mapping_and_model(capsys):
