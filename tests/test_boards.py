@@ -509,8 +509,9 @@ def test_lock_reset():
 
 def test_board_clock_from_the_pll():
     """A board's design runs on the PLL's output with the dividers `Board.pll` chose; at the
-    oscillator's own frequency there is no PLL and the platform's clock serves."""
-    oc = BOARDS["orangecrab-25f"]
+    oscillator's own frequency there is no PLL and the platform's clock serves (both on a
+    2x2 array, which the clock does not depend on)."""
+    oc = dataclasses.replace(BOARDS["orangecrab-25f"], array=(2, 2))
     rtlil = build.plan(oc).files[f"{build.design_name(oc)}.il"]
     p = oc.pll
     assert "cell \\EHXPLLL" in rtlil
@@ -518,7 +519,7 @@ def test_board_clock_from_the_pll():
         assert f"parameter \\{key} {value}\n" in rtlil
     # 48 MHz x CLKFB_DIV / CLKI_DIV is the board clock.
     assert 48 * p.param("CLKFB_DIV") / p.param("CLKI_DIV") == oc.clock_mhz
-    plain = dataclasses.replace(BOARDS["icebreaker"], clock_mhz=12.0)
+    plain = dataclasses.replace(BOARDS["icebreaker"], clock_mhz=12.0, array=(2, 2))
     assert plain.pll is None
     rtlil = build.plan(plain).files[f"{build.design_name(plain)}.il"]
     assert "SB_PLL40" not in rtlil and "top.bridge" in rtlil
