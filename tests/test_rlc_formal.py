@@ -180,6 +180,10 @@ class RoundTripHarness(Elaboratable):
 
 
 SYN = "smtbmc --syn yices"
+BMC = "smtbmc --syn --nopresat yices"
+"""The round trip's BMC engine: without the check that the assumptions hold at each step
+(35 s against 43 s); `test_round_trip_harness_reaches_full_streams` shows they do, by
+reaching whole streams within the same depth."""
 
 
 @pytest.mark.parametrize("pairs", [False, True, "words"], ids=["values", "pairs", "words"])
@@ -201,7 +205,7 @@ def test_encoder_stream_rules_proved(build_dir, values):
 def test_round_trip_bmc(build_dir):
     """Depth 14 holds a whole stream of the longest n = 7 with two cycles to spare."""
     prove(RoundTripHarness(), name="rlc_round_trip", depth=14, build_dir=build_dir,
-          mode="bmc", engine=SYN)
+          mode="bmc", engine=BMC)
 
 
 def test_round_trip_harness_reaches_full_streams(build_dir):
@@ -220,5 +224,5 @@ def test_wrong_bound_is_caught(build_dir):
 def test_corrupted_round_trip_is_caught(build_dir):
     with pytest.raises(FormalFailure, match="decoded value differs") as info:
         prove(RoundTripHarness(corrupt=True), name="rlc_round_trip_bad", depth=14,
-              build_dir=build_dir, mode="bmc", engine=SYN)
+              build_dir=build_dir, mode="bmc", engine=BMC)
     assert info.value.trace is not None and info.value.trace.exists()
