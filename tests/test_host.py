@@ -146,9 +146,11 @@ def test_transport_timeout_is_clear(seed):
     """A board that does not answer gives TimeoutError naming the missing bytes."""
     host, *_ = make_host(seed, timeout_cycles=2000)
     host.transport.write(bytes([0x02]))       # READ whose arguments never come
+    sent = host.transport.cycles
     with pytest.raises(TimeoutError, match="0 of 8 bytes, then nothing for 2000 cycles") as info:
         host.transport.read(8)
     assert type(info.value) is TimeoutError
+    assert host.transport.cycles - sent >= 2000, "the read gave up before its timeout"
     assert host.transport.line.framing_errors == 0, "the silence is the board's, not garbled frames"
 
 

@@ -13,7 +13,7 @@ import warnings
 from collections import deque
 
 import pytest
-from amaranth import Fragment, Module, Signal, signed, unsigned
+from amaranth import Fragment, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.hdl import UnusedElaboratable
@@ -599,6 +599,7 @@ def test_psum_links(rows, cols, seed):
 
     simulate_ports(links, [Config(), *pe_out.values(), *gin.values()],
                    [*pe_in.values(), *gon.values()], done=done)
+    assert sum(len(sink.got) for sink in gon.values()) == n * (rows * cols - len(linked))
     for pe in out_items:
         assert pe_in[pe].got == want_in[pe], pe
         assert gon[pe].got == want_gon[pe], pe
@@ -617,23 +618,30 @@ def test_local_link_throughput():
     assert cycles - 8 == n, "the last of n psums must leave in cycle n"
 
 
-@pytest.mark.parametrize("factory, error, match", [
-    (lambda: GIN(0, 4, signed(8), 3, 3), ValueError, "GIN.rows must be at least 1, not 0"),
-    (lambda: GIN(2, 2, signed(8), 0, 3), ValueError, "row_id_bits must be at least 1, not 0"),
+@pytest.mark.parametrize("factory, error, match, nearest, width", [
+    (lambda: GIN(0, 4, signed(8), 3, 3), ValueError, "GIN.rows must be at least 1, not 0",
+     lambda: GIN(1, 4, signed(8), 3, 3).i.payload, 8 + 3 + 3),
+    (lambda: GIN(2, 2, signed(8), 0, 3), ValueError, "row_id_bits must be at least 1, not 0",
+     lambda: GIN(2, 2, signed(8), 1, 3).i.payload, 8 + 1 + 3),
     (lambda: MulticastController(gin_packet_layout(signed(8), 2, 2), "tag"), ValueError,
-     "no field 'tag'"),
-    (lambda: GON(2, 2, "psum"), TypeError, "data_shape must be a shape"),
+     "no field 'tag'",
+     lambda: MulticastController(gin_packet_layout(signed(8), 2, 2), "row").id, 2),
+    (lambda: GON(2, 2, "psum"), TypeError, "data_shape must be a shape",
+     lambda: GON(2, 2, signed(8)).o.payload.data, 8),
 ])
-def test_bad_parameters(factory, error, match):
-    """Each bad parameter raises exactly ``error`` (not a subclass) naming the parameter."""
+def test_bad_parameters(factory, error, match, nearest, width):
+    """Each bad parameter raises exactly ``error`` (not a subclass) naming the parameter;
+    the nearest good value builds, with ``width`` bits on the port ``nearest`` gives."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
         with pytest.raises(error, match=match) as info:
             factory()
         raised = type(info.value)
         del info                  # its traceback holds the unused elaboratables
+        built = len(Value.cast(nearest()))
         gc.collect()
     assert raised is error
+    assert built == width
 
 
 def test_eyeriss_sized_gin_ports():
