@@ -17,10 +17,9 @@ from ommatidia.hw.glb import glb_words
 from ommatidia.hw.system import STATUS_DONE, STATUS_ERROR
 from ommatidia.hw.top import REGISTERS, Opcode, register_shapes
 from ommatidia.sim.array_model import random_values
-from ommatidia.sim.golden import layer_ofmap
 
-from helpers import (assert_same_under_dram_stalls, part_staged_program, region_addrs,
-                     run_layer_golden, simulate_system)
+from helpers import (assert_golden_ofmap, assert_same_under_dram_stalls, part_staged_program,
+                     region_addrs, run_layer_golden, simulate_system)
 
 FTINY = dataclasses.replace(TINY, name="tiny_fglb", filter_glb_bytes=4096)
 """`tiny` with a filter GLB of 512 words (two halves of 256)."""
@@ -230,8 +229,7 @@ def test_filters_kept_from_one_load_to_the_next(seed):
         assert dma_ins == (3 if staged else 2)  # the filters once, the ifmap per strip
         (status, counters, mem), = simulate_system(cfg, prog.words, region_addrs(prog))
         assert status == STATUS_DONE
-        ofmap = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0]
-        assert np.array_equal(ofmap, layer_ofmap(prog))
+        assert_golden_ofmap(prog, mem)
         assert predict(prog).counters == counters
         print(f"{cfg.name}: {counters['cycles']} cycles, {dma_ins} DMA_INs")
 
@@ -260,8 +258,7 @@ def stalled_and_steady(cfg, prog, seed):
     (status, _, mem), = simulate_system(cfg, prog.words, region_addrs(prog),
                                         stall_rate=64, stall_seed=seed % 65521 + 1)
     assert status == STATUS_DONE
-    assert np.array_equal(prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])[0],
-                          layer_ofmap(prog))
+    assert_golden_ofmap(prog, mem)
     (status, counters, _), = simulate_system(cfg, prog.words, region_addrs(prog))
     assert status == STATUS_DONE
     return counters

@@ -22,7 +22,7 @@ from ommatidia.hw.system import STATUS_DONE
 from ommatidia.sim.array_model import layer_gated_macs, random_values
 from ommatidia.sim.golden import layer_ofmap
 
-from helpers import region_addrs, simulate_system
+from helpers import assert_golden_ofmap, region_addrs, simulate_system
 
 
 @pytest.mark.parametrize("total,most", [(55, 14), (27, 14), (13, 14), (1, 3), (7, 3), (12, 4)])
@@ -127,8 +127,7 @@ def test_round_sizes_that_are_not_powers_of_two(layer, mapping, loads, rounds, s
     assert len(prog.rounds[0].loads) == loads and len(prog.rounds) == rounds
     (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
     assert status == STATUS_DONE
-    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
-    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert_golden_ofmap(prog, mem)
     assert predict(prog).counters == counters
     assert any(m.c_chunk == mapping.c_chunk for m in candidates(TINY, layer))
 
@@ -152,8 +151,7 @@ def test_images_of_a_round_share_the_filter_load(seed):
     assert prog.mapping.n_chunk == 2
     (status, counters, mem), = simulate_system(TINY, prog.words, region_addrs(prog))
     assert status == STATUS_DONE
-    ofmap, _ = prog.ofmap(lambda a, n: [mem[a + k] for k in range(n)])
-    assert np.array_equal(ofmap, layer_ofmap(prog))
+    assert_golden_ofmap(prog, mem)
     assert counters["dram_words_read"] == predict(prog).counters["dram_words_read"]
 
 
